@@ -1,0 +1,336 @@
+"""Environment profiles: YAML files in ``conf/profiles`` loaded into frozen, typed objects.
+
+``defaults.yaml`` holds what every environment shares; ``<env>.yaml`` overrides it key by key.
+Every bad value is reported as ONE line naming the file, the key, the value and what is
+allowed, so a typo in a profile never reaches Terraform.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+DEFAULTS_FILE = "defaults.yaml"
+
+# The only values CloudWatch Logs accepts for retentionInDays (0 = never expire is excluded on purpose).
+CLOUDWATCH_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)
+
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{1,15}$")
+
+
+class ProfileError(Exception):
+    """A profile is missing or invalid; ``str()`` is the one-line message shown to the user."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class StageSpec(_Frozen):
+    """Resources of one Batch stage's container."""
+
+    compute: Literal["cpu", "gpu"]
+    vcpus: int = Field(ge=1, le=96)
+    memory_mib: int = Field(ge=512, le=786432)
+    gpus: int = Field(ge=0, le=8)
+    timeout_seconds: int = Field(ge=60, le=86400)
+    image_tag: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpus_match_compute(cls, gpus: int, info: ValidationInfo) -> int:
+        compute = info.data.get("compute")
+        if compute == "gpu" and gpus < 1:
+            raise ValueError("a gpu stage needs at least 1 gpu")
+        if compute == "cpu" and gpus != 0:
+            raise ValueError("a cpu stage must ask for 0 gpus")
+        return gpus
+
+
+class BatchSettings(_Frozen):
+    """AWS Batch compute: GPU spot environment first, CPU second, both scale to zero."""
+
+    gpu_instance_types: tuple[str, ...] = Field(min_length=1)
+    cpu_instance_types: tuple[str, ...] = Field(min_length=1)
+    spot_bid_percentage: int = Field(ge=1, le=100)
+    max_vcpus: int = Field(ge=1, le=10000)
+    min_vcpus: int = Field(ge=0)
+    desired_vcpus: int = Field(ge=0)
+    cpu_max_vcpus: int = Field(ge=1, le=10000)
+    cpu_spot: bool
+    runnable_timeout_seconds: int = Field(ge=600, le=86400)
+    stages: dict[Literal["stage0", "stage1", "stage2"], StageSpec]
+
+    @field_validator("min_vcpus")
+    @classmethod
+    def _min_not_above_max(cls, value: int, info: ValidationInfo) -> int:
+        top = info.data.get("max_vcpus")
+        if top is not None and value > top:
+            raise ValueError(f"must be <= batch.max_vcpus ({top})")
+        return value
+
+    @field_validator("desired_vcpus")
+    @classmethod
+    def _desired_within_bounds(cls, value: int, info: ValidationInfo) -> int:
+        low, top = info.data.get("min_vcpus"), info.data.get("max_vcpus")
+        if low is not None and top is not None and not low <= value <= top:
+            raise ValueError(f"must be between batch.min_vcpus ({low}) and batch.max_vcpus ({top})")
+        return value
+
+    @field_validator("stages")
+    @classmethod
+    def _all_stages(cls, value: dict[str, StageSpec]) -> dict[str, StageSpec]:
+        missing = {"stage0", "stage1", "stage2"} - set(value)
+        if missing:
+            raise ValueError(f"missing stage(s) {', '.join(sorted(missing))}; every stage needs a spec")
+        return value
+
+
+class BudgetSettings(_Frozen):
+    """Cost budget of one environment and the share of it that raises the alert."""
+
+    amount_usd: float = Field(gt=0)
+    period: Literal["DAILY", "MONTHLY", "QUARTERLY", "ANNUALLY"]
+    alert_threshold_pct: float = Field(ge=1, le=100)
+    forecast_threshold_pct: float = Field(ge=1, le=100)
+    subscribers: tuple[str, ...] = ()
+
+    @field_validator("subscribers")
+    @classmethod
+    def _emails(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}", address):
+                raise ValueError(f"{address!r} is not an e-mail address")
+        return value
+
+
+class LogSettings(_Frozen):
+    retention_days: int
+
+    @field_validator("retention_days")
+    @classmethod
+    def _cloudwatch_value(cls, value: int) -> int:
+        if value not in CLOUDWATCH_RETENTION_DAYS:
+            raise ValueError(f"must be one of CloudWatch's values {', '.join(map(str, CLOUDWATCH_RETENTION_DAYS))}")
+        return value
+
+
+class NetworkSettings(_Frozen):
+    """``egress: endpoints`` costs per interface endpoint-hour; ``nat`` one NAT gateway-hour plus data."""
+
+    cidr: str = Field(pattern=r"^\d{1,3}\.\d{1,3}\.0\.0/16$")
+    az_count: int = Field(ge=2, le=3)
+    egress: Literal["endpoints", "nat"]
+
+
+class DataLakeSettings(_Frozen):
+    abort_multipart_days: int = Field(ge=1, le=30)
+    intelligent_tiering_days: int = Field(ge=0, le=3650)
+    archive_days: int = Field(ge=1, le=3650)
+    noncurrent_expiration_days: int = Field(ge=1, le=3650)
+    replica_region: str | None = None
+    force_destroy: bool
+
+    @field_validator("archive_days")
+    @classmethod
+    def _archive_after_tiering(cls, value: int, info: ValidationInfo) -> int:
+        tiering = info.data.get("intelligent_tiering_days")
+        if tiering is not None and value <= tiering:
+            raise ValueError(f"must be greater than data_lake.intelligent_tiering_days ({tiering})")
+        return value
+
+
+class EcrSettings(_Frozen):
+    keep_last_images: int = Field(ge=1, le=1000)
+
+
+class StateBackend(_Frozen):
+    """Where Terraform keeps this environment's state: a local file, or an S3 object."""
+
+    type: Literal["local", "s3"]
+    path: str | None = None
+    bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    key_prefix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+    region: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> StateBackend:
+        if self.type == "local" and not self.path:
+            raise ValueError("a local backend needs state_backend.path")
+        if self.type == "s3" and not (self.bucket and self.key_prefix and self.region):
+            raise ValueError("an s3 backend needs state_backend.bucket, key_prefix and region")
+        return self
+
+
+class Profile(_Frozen):
+    """Everything that may differ between two environments."""
+
+    name: str
+    project: str = Field(pattern=r"^[a-z][a-z0-9-]{2,20}$")
+    cost_center: str = Field(min_length=1)
+    provider: Literal["local", "aws"]
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    stack_name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{2,63}$")
+    account_id: str | None = None
+    emulator_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
+    minio_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
+    cost_optimized: bool
+    state_backend: StateBackend
+    batch: BatchSettings
+    budget: BudgetSettings
+    logs: LogSettings
+    network: NetworkSettings
+    data_lake: DataLakeSettings
+    ecr: EcrSettings
+
+    @field_validator("account_id")
+    @classmethod
+    def _account(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d{12}", str(value)):
+            raise ValueError("must be a 12-digit AWS account id in quotes, e.g. '123456789012'")
+        return value
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> Profile:
+        if self.provider == "aws":
+            if self.account_id is None:
+                raise _KeyError("account_id", None, "required when provider is aws")
+            if self.state_backend.type != "s3":
+                raise _KeyError("state_backend.type", self.state_backend.type, "must be s3 when provider is aws")
+        else:
+            if self.emulator_endpoint is None:
+                raise _KeyError("emulator_endpoint", None, "required when provider is local")
+            if self.state_backend.type != "local":
+                raise _KeyError("state_backend.type", self.state_backend.type, "must be local when provider is local")
+        return self
+
+    @property
+    def is_cloud(self) -> bool:
+        return self.provider == "aws"
+
+    @property
+    def prefix(self) -> str:
+        """Name prefix of every resource of this environment, e.g. ``odins-ravne-dev``."""
+        return f"{self.project}-{self.name}"
+
+
+class _KeyError(ValueError):
+    """A cross-field error that knows which key it is about."""
+
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        super().__init__(allowed)
+        self.key, self.value, self.allowed = key, value, allowed
+
+
+def known_environments(profile_dir: Path = PROFILE_DIR) -> list[str]:
+    return sorted(p.stem for p in profile_dir.glob("*.yaml") if p.name != DEFAULTS_FILE)
+
+
+def load_profile(env: str, profile_dir: Path = PROFILE_DIR) -> Profile:
+    """Load ``<profile_dir>/<env>.yaml`` over ``defaults.yaml``; raise ProfileError with one line."""
+    known = known_environments(profile_dir)
+    if env not in known:
+        raise ProfileError(
+            f"unknown environment {env!r}: known environments are {', '.join(known) or 'none'}; "
+            f"create {_display(profile_dir / (env + '.yaml'))} to add it"
+        )
+    return load_profile_file(profile_dir / f"{env}.yaml")
+
+
+def load_profile_file(path: Path) -> Profile:
+    path = Path(path)
+    env = path.stem
+    if not _ENV_NAME.match(env):
+        raise ProfileError(f"{_display(path)}: environment name {env!r} must match {_ENV_NAME.pattern}")
+    defaults_path = path.parent / DEFAULTS_FILE
+    defaults = _read_yaml(defaults_path) if defaults_path.exists() else {}
+    own = _read_yaml(path)
+    if "name" in own:
+        raise ProfileError(f"{_display(path)}: key 'name' is not allowed: the file name is the environment name")
+    merged = _merge(defaults, own)
+    merged["name"] = env
+    try:
+        return Profile.model_validate(merged)
+    except ValidationError as exc:
+        raise ProfileError(_one_line(exc, path, defaults_path, own)) from None
+    except _KeyError as exc:
+        raise ProfileError(f"{_display(path)}: {exc.key} = {exc.value!r}: {exc.allowed}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ProfileError(f"{_display(path)}: profile file is missing; create it (see conf/profiles/dev.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ProfileError(f"{_display(path)}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ProfileError(f"{_display(path)}: top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _one_line(exc: ValidationError, path: Path, defaults_path: Path, own: dict[str, Any]) -> str:
+    err = exc.errors(include_url=False)[0]
+    loc = [str(part) for part in err["loc"]]
+    key = ".".join(loc) or "(top level)"
+    source = path if _has_key(own, loc) or not defaults_path.exists() else defaults_path
+    ctx_error = (err.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _KeyError):
+        return f"{_display(path)}: {ctx_error.key} = {ctx_error.value!r}: {ctx_error.allowed}"
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        return f"{_display(source)}: unknown key {key!r}; allowed keys here: {', '.join(allowed)}"
+    if err["type"] == "missing":
+        return f"{_display(source)}: {key} is required but missing"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{_display(source)}: {key} = {err.get('input')!r}: {message}"
+
+
+def _has_key(data: Any, loc: list[str]) -> bool:
+    for part in loc:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def _allowed_keys(parent: list[str]) -> list[str]:
+    model: Any = Profile
+    for part in parent:
+        field = model.model_fields.get(part)
+        if field is None:
+            break
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return []
+    return sorted(k for k in model.model_fields if k != "name")
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

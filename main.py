@@ -1,0 +1,55 @@
+"""CDKTF app entry point (run by ``cdktf synth``): one pipeline stack per environment.
+
+``SYNTH_ENVS=local,dev`` limits synthesis to those environments (default: every profile in
+conf/profiles). Cloud environments also get one state-bootstrap stack per AWS account.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import modules  # noqa: F401  (installs the lean provider loader before any binding import)
+from cdktf import App
+from conf import ProfileError, known_environments, load_profile
+from stacks.pipeline_stack import PipelineStack
+from stacks.state_bootstrap_stack import StateBootstrapStack
+
+ENV_VAR = "SYNTH_ENVS"
+
+
+def selected_environments(value: str | None) -> list[str]:
+    if not value:
+        return known_environments()
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    if not names:
+        raise ProfileError(f"{ENV_VAR}={value!r} names no environment; use e.g. {ENV_VAR}=local,dev")
+    return names
+
+
+def build_app(environments: list[str], outdir: str | None = None) -> App:
+    """Build (not synthesize) the app for ``environments``; raises ProfileError on a bad profile."""
+    profiles = [load_profile(env) for env in environments]
+    app = App(outdir=outdir) if outdir else App()
+    accounts: dict[str, list] = {}
+    for profile in profiles:
+        PipelineStack(app, profile)
+        if profile.is_cloud:
+            accounts.setdefault(profile.account_id, []).append(profile)
+    for same_account in accounts.values():
+        StateBootstrapStack(app, same_account[0], [p.name for p in same_account])
+    return app
+
+
+def main() -> int:
+    try:
+        app = build_app(selected_environments(os.environ.get(ENV_VAR)))
+    except ProfileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

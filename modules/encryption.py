@@ -1,0 +1,72 @@
+"""The pipeline's customer-managed KMS key: one key per environment, rotated yearly."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from constructs import Construct
+
+from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
+from cdktf_cdktf_provider_aws.kms_key import KmsKey
+
+
+@dataclass(frozen=True)
+class PipelineKeyProps:
+    prefix: str
+    account_id: str
+    region: str
+    partition: str = "aws"
+    deletion_window_days: int = 30
+    prevent_destroy: bool = False
+
+
+class PipelineKey(Construct):
+    """Encrypts buckets, logs, topics, parameters and function environments of one environment.
+
+    The key policy gives the account's IAM the say (so grants on roles work) and lets only the
+    CloudWatch Logs service of this region use it for this account's log groups.
+    """
+
+    def __init__(self, scope: Construct, id_: str, props: PipelineKeyProps) -> None:
+        super().__init__(scope, id_)
+        root = f"arn:{props.partition}:iam::{props.account_id}:root"
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    # In a key policy "Resource": "*" means "this key"; IAM policies then scope use.
+                    "Sid": "AccountAdministersKeyThroughIam",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": root},
+                    "Action": "kms:*",
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "CloudWatchLogsOfThisAccount",
+                    "Effect": "Allow",
+                    "Principal": {"Service": f"logs.{props.region}.amazonaws.com"},
+                    "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                    "Resource": "*",  # key policy: "*" is this key
+                    "Condition": {
+                        "ArnLike": {
+                            "kms:EncryptionContext:aws:logs:arn": (
+                                f"arn:{props.partition}:logs:{props.region}:{props.account_id}:log-group:*"
+                            )
+                        }
+                    },
+                },
+            ],
+        }
+        self.key = KmsKey(
+            self,
+            "key",
+            description=f"{props.prefix} pipeline data key",
+            enable_key_rotation=True,
+            deletion_window_in_days=props.deletion_window_days,
+            policy=json.dumps(policy, sort_keys=True),
+            lifecycle={"prevent_destroy": props.prevent_destroy},
+        )
+        self.alias = KmsAlias(self, "alias", name=f"alias/{props.prefix}-pipeline", target_key_id=self.key.key_id)
+        self.key_arn: str = self.key.arn
+        self.key_id: str = self.key.key_id

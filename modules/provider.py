@@ -1,0 +1,48 @@
+"""The AWS provider of a stack: region, default tags, account guard, emulator settings."""
+
+from __future__ import annotations
+
+from constructs import Construct
+
+from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
+from conf import Profile
+
+LOCAL_ACCESS_KEY = "test"  # moto and LocalStack accept any key; "test" is their convention
+
+
+def default_tags(profile: Profile) -> dict[str, str]:
+    """Cost allocation tags put on every taggable resource of the environment."""
+    return {
+        "Project": profile.project,
+        "Environment": profile.name,
+        "ManagedBy": "cdktf",
+        "CostCenter": profile.cost_center,
+    }
+
+
+def pipeline_provider(scope: Construct, profile: Profile, *, region: str | None = None, alias: str | None = None) -> AwsProvider:
+    """A provider that can only ever touch the profile's account (cloud) or the emulator (local).
+
+    For local, credentials are the emulator's dummy ones and retries are few, so a call the
+    emulator does not support fails in seconds instead of retrying for minutes. The endpoint
+    itself comes from ``AWS_ENDPOINT_URL`` or tflocal's override, so one config serves both.
+    """
+    common = {
+        "region": region or profile.region,
+        "default_tags": [AwsProviderDefaultTags(tags=default_tags(profile))],
+        "alias": alias,
+    }
+    if profile.is_cloud:
+        return AwsProvider(scope, f"aws{'-' + alias if alias else ''}", allowed_account_ids=[profile.account_id], **common)
+    return AwsProvider(
+        scope,
+        f"aws{'-' + alias if alias else ''}",
+        access_key=LOCAL_ACCESS_KEY,
+        secret_key=LOCAL_ACCESS_KEY,  # noqa: S106 - the emulator's public dummy credentials
+        s3_use_path_style=True,
+        skip_credentials_validation=True,
+        skip_metadata_api_check="true",
+        skip_region_validation=True,
+        max_retries=2,
+        **common,
+    )

@@ -1,0 +1,1 @@
+"""Thin compositions of modules: one pipeline stack class for every environment."""

@@ -1,0 +1,1 @@
+"""Developer tooling that works on any Terraform configuration; imports no construct."""

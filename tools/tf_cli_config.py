@@ -1,0 +1,78 @@
+"""Write the Terraform CLI config the Makefile exports as TF_CLI_CONFIG_FILE.
+
+Where a local filesystem mirror of registry.terraform.io exists (offline machines), providers
+from it are installed from there and every other provider still comes from its registry; where
+none exists, Terraform uses the normal registry. Either way providers are cached once per checkout.
+
+    python -m tools.tf_cli_config build/terraformrc
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Searched in order; TF_PROVIDER_MIRROR names a mirror explicitly.
+CANDIDATE_MIRRORS = (
+    "/opt/tf-plugins",
+    "/usr/local/share/terraform/plugins",
+    "/usr/share/terraform/plugins",
+    os.path.expanduser("~/.terraform.d/plugins"),
+    os.path.expanduser("~/.local/share/terraform/plugins"),
+)
+
+
+def find_mirror(candidates: tuple[str, ...] = CANDIDATE_MIRRORS) -> Path | None:
+    explicit = os.environ.get("TF_PROVIDER_MIRROR")
+    for root in ((explicit,) if explicit else ()) + candidates:
+        if root and (Path(root) / "registry.terraform.io").is_dir():
+            return Path(root)
+    return None
+
+
+def mirrored_providers(mirror: Path) -> list[str]:
+    """``registry.terraform.io/<namespace>/<type>`` for each provider the mirror holds."""
+    base = mirror / "registry.terraform.io"
+    return sorted(f"registry.terraform.io/{ns.name}/{p.name}" for ns in base.iterdir() if ns.is_dir() for p in ns.iterdir() if p.is_dir())
+
+
+def render(mirror: Path | None, cache_dir: Path) -> str:
+    lines = [
+        "# Written by `make setup` (tools/tf_cli_config.py); do not edit, it is regenerated.",
+        f'plugin_cache_dir = "{cache_dir}"',
+        "disable_checkpoint = true",
+    ]
+    if mirror is not None:
+        providers = ", ".join(f'"{p}"' for p in mirrored_providers(mirror))
+        lines += [
+            "provider_installation {",
+            "  filesystem_mirror {",
+            f'    path    = "{mirror}"',
+            f"    include = [{providers}]",
+            "  }",
+            "  direct {",
+            f"    exclude = [{providers}]",
+            "  }",
+            "}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m tools.tf_cli_config OUTPUT_FILE", file=sys.stderr)
+        return 2
+    out = Path(argv[0]).resolve()
+    cache = out.parent / "plugin-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    mirror = find_mirror()
+    text = render(mirror, cache)
+    if not out.exists() or out.read_text() != text:
+        out.write_text(text)
+    print(f"terraform: providers from {'mirror ' + str(mirror) if mirror else 'the public registry'} ({out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
