@@ -50,7 +50,9 @@ lint: setup ## ruff check + format check
 
 test: setup ## Lint, then the whole test suite (one synthesized app per session)
 	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest
+	@$(PY) -m pytest; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure here" >&2; fi; \
+	  exit $$rc
 
 bench-synth: setup ## Cold/warm synth time and peak memory vs the jsii floor
 	$(PY) bench/synth.py

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import sys
 
-import modules  # noqa: F401  (installs the lean provider loader before any binding import)
 from cdktf import App
+
+import modules  # noqa: F401  (installs the lean provider loader before any binding import)
 from conf import ProfileError, known_environments, load_profile
 from stacks.pipeline_stack import PipelineStack
 from stacks.state_bootstrap_stack import StateBootstrapStack

@@ -7,6 +7,7 @@ allowed, so a typo in a profile never reaches Terraform.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -14,12 +15,34 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+# ODINS_PROFILE_DIR points the app at another profile folder (tests, or a private fork of the envs).
+PROFILE_DIR = Path(os.environ.get("ODINS_PROFILE_DIR") or Path(__file__).resolve().parent / "profiles")
 DEFAULTS_FILE = "defaults.yaml"
 
 # The only values CloudWatch Logs accepts for retentionInDays (0 = never expire is excluded on purpose).
 CLOUDWATCH_RETENTION_DAYS = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
 )
 
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{1,15}$")

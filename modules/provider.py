@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from constructs import Construct
 
-from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from conf import Profile
 
 LOCAL_ACCESS_KEY = "test"  # moto and LocalStack accept any key; "test" is their convention
@@ -20,7 +20,9 @@ def default_tags(profile: Profile) -> dict[str, str]:
     }
 
 
-def pipeline_provider(scope: Construct, profile: Profile, *, region: str | None = None, alias: str | None = None) -> AwsProvider:
+def pipeline_provider(
+    scope: Construct, profile: Profile, *, region: str | None = None, alias: str | None = None
+) -> AwsProvider:
     """A provider that can only ever touch the profile's account (cloud) or the emulator (local).
 
     For local, credentials are the emulator's dummy ones and retries are few, so a call the
@@ -33,12 +35,14 @@ def pipeline_provider(scope: Construct, profile: Profile, *, region: str | None 
         "alias": alias,
     }
     if profile.is_cloud:
-        return AwsProvider(scope, f"aws{'-' + alias if alias else ''}", allowed_account_ids=[profile.account_id], **common)
+        return AwsProvider(
+            scope, f"aws{'-' + alias if alias else ''}", allowed_account_ids=[profile.account_id], **common
+        )
     return AwsProvider(
         scope,
         f"aws{'-' + alias if alias else ''}",
         access_key=LOCAL_ACCESS_KEY,
-        secret_key=LOCAL_ACCESS_KEY,  # noqa: S106 - the emulator's public dummy credentials
+        secret_key=LOCAL_ACCESS_KEY,
         s3_use_path_style=True,
         skip_credentials_validation=True,
         skip_metadata_api_check="true",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from constructs import Construct
-
 from cdktf import TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
+from constructs import Construct
+
 from conf import Profile
 from modules.backend import configure_backend
 from modules.encryption import PipelineKey, PipelineKeyProps

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from cdktf import TerraformOutput, TerraformStack
 from constructs import Construct
 
-from cdktf import TerraformOutput, TerraformStack
 from conf import Profile
 from modules.backend import local_backend
 from modules.provider import pipeline_provider

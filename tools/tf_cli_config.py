@@ -34,7 +34,13 @@ def find_mirror(candidates: tuple[str, ...] = CANDIDATE_MIRRORS) -> Path | None:
 def mirrored_providers(mirror: Path) -> list[str]:
     """``registry.terraform.io/<namespace>/<type>`` for each provider the mirror holds."""
     base = mirror / "registry.terraform.io"
-    return sorted(f"registry.terraform.io/{ns.name}/{p.name}" for ns in base.iterdir() if ns.is_dir() for p in ns.iterdir() if p.is_dir())
+    return sorted(
+        f"registry.terraform.io/{ns.name}/{p.name}"
+        for ns in base.iterdir()
+        if ns.is_dir()
+        for p in ns.iterdir()
+        if p.is_dir()
+    )
 
 
 def render(mirror: Path | None, cache_dir: Path) -> str:

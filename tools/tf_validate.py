@@ -44,7 +44,12 @@ def validate(stack_dir: Path) -> tuple[str, bool, str, float]:
     try:
         init(stack_dir, backend=False)
     except subprocess.CalledProcessError as exc:
-        return stack_dir.name, False, "init failed: " + _last_error(exc.stderr or exc.stdout), time.monotonic() - started
+        return (
+            stack_dir.name,
+            False,
+            "init failed: " + _last_error(exc.stderr or exc.stdout),
+            time.monotonic() - started,
+        )
     proc = subprocess.run(
         ["terraform", "validate", "-json", "-no-color"], cwd=stack_dir, capture_output=True, text=True
     )

@@ -1,0 +1,90 @@
+"""Synth benchmark: wall time and peak Python memory of synthesizing every environment.
+
+Compares `python main.py` (all environments) with a floor that only starts the jsii kernel and
+loads the AWS provider assembly, the least any synth must do. "cold" runs with an empty jsii
+package cache, "warm" with a populated one. Target: warm synth <= 1.3x warm floor, peak RSS of
+the Python process <= 100 MB.
+
+    python bench/synth.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MEASURE = """
+import resource, runpy, sys, time
+t0 = time.perf_counter()
+sys.argv = [{script!r}]
+try:
+    runpy.run_path({script!r}, run_name="__main__") if {script!r} else exec({code!r})
+except SystemExit as exc:
+    if exc.code:
+        raise
+print("BENCH", time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+FLOOR = "import modules, cdktf_cdktf_provider_aws._jsii"
+
+
+def run_once(script: str, code: str, cache_root: str, outdir: str) -> tuple[float, float]:
+    env = dict(os.environ, JSII_RUNTIME_PACKAGE_CACHE_ROOT=cache_root, CDKTF_OUTDIR=outdir)
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", MEASURE.format(script=script, code=code)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH")), None)
+    if proc.returncode != 0 or line is None:
+        raise SystemExit(f"benchmark run failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return wall, int(line.split()[2]) / 1024
+
+
+def measure(label: str, script: str, code: str, runs: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as cold_root, tempfile.TemporaryDirectory() as outdir:
+        out["cold_s"], _ = run_once(script, code, cold_root, outdir)
+        warm = [run_once(script, code, cold_root, outdir) for _ in range(runs)]
+    out["warm_s"] = statistics.median(w for w, _ in warm)
+    out["peak_mb"] = max(m for _, m in warm)
+    print(
+        f"{label:<8} cold {out['cold_s']:6.2f}s  warm {out['warm_s']:6.2f}s (median of {runs})  "
+        f"peak python RSS {out['peak_mb']:6.1f} MB",
+        flush=True,
+    )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", help="also write the numbers to this file")
+    args = parser.parse_args()
+    floor = measure("floor", "", FLOOR, args.runs)
+    synth = measure("synth", str(REPO / "main.py"), "", args.runs)
+    ratio = synth["warm_s"] / floor["warm_s"]
+    verdict = "OK" if ratio <= 1.3 and synth["peak_mb"] <= 100 else "OVER TARGET"
+    print(
+        f"ratio warm synth / warm floor = {ratio:.2f} (target <= 1.30); peak {synth['peak_mb']:.1f} MB "
+        f"(target <= 100) -> {verdict}"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"floor": floor, "synth": synth, "ratio": ratio}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

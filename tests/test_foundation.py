@@ -1,0 +1,132 @@
+"""Stacks, backends, provider guards and the offline terraform toolchain."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cdktf import Testing as CdktfTesting
+from cdktf_cdktf_provider_aws.kms_key import KmsKey
+from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
+
+from tests.conftest import REPO, SynthResult
+
+CLOUD = ("dev", "staging", "prod")
+
+
+def test_every_environment_and_account_bootstrap(synth: SynthResult) -> None:
+    assert sorted(synth.stacks) == [
+        "pipeline-dev",
+        "pipeline-local",
+        "pipeline-prod",
+        "pipeline-staging",
+        "state-bootstrap-111111111111",
+        "state-bootstrap-222222222222",
+        "state-bootstrap-333333333333",
+    ]
+
+
+def test_state_keys_unique_and_locked(synth: SynthResult) -> None:
+    seen = set()
+    for env in CLOUD:
+        s3 = synth.pipeline(env)["terraform"]["backend"]["s3"]
+        assert s3["key"] == f"odins-ravne/{env}/terraform.tfstate"
+        assert s3["encrypt"] is True and s3["use_lockfile"] is True
+        assert s3["region"] == "eu-north-1"
+        seen.add((s3["bucket"], s3["key"]))
+    local = synth.pipeline("local")["terraform"]["backend"]["local"]["path"]
+    assert local == "../../../.state/local/terraform.tfstate"
+    seen.add(("local", local))
+    assert len(seen) == 4
+
+
+def test_provider_guards_and_tags(synth: SynthResult) -> None:
+    for env in (*CLOUD, "local"):
+        (provider,) = synth.pipeline(env)["provider"]["aws"]
+        tags = provider["default_tags"][0]["tags"]
+        assert tags == {
+            "Project": "odins-ravne",
+            "Environment": env,
+            "ManagedBy": "cdktf",
+            "CostCenter": "wildlife-research",
+        }
+        if env == "local":
+            assert "allowed_account_ids" not in provider
+            assert provider["max_retries"] == 2 and provider["s3_use_path_style"] is True
+        else:
+            assert provider["region"] == "eu-north-1"
+            account = {"dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}[env]
+            assert provider["allowed_account_ids"] == [account]
+
+
+def test_provider_pinned(synth: SynthResult) -> None:
+    for stack in synth.stacks.values():
+        assert stack["terraform"]["required_providers"]["aws"] == {"source": "aws", "version": "5.100.0"}
+
+
+def test_pipeline_key_rotates(synth: SynthResult) -> None:
+    for env in (*CLOUD, "local"):
+        assert CdktfTesting.to_have_resource_with_properties(
+            synth.stack_json(f"pipeline-{env}"), KmsKey.TF_RESOURCE_TYPE, {"enable_key_rotation": True}
+        )
+    assert synth.only("prod", "aws_kms_key")["lifecycle"] == {"prevent_destroy": True}
+
+
+def test_state_bootstrap_bucket(synth: SynthResult) -> None:
+    stack = synth.stack("state-bootstrap-333333333333")
+    res = stack["resource"]
+    (bucket,) = res["aws_s3_bucket"].values()
+    assert bucket["bucket"] == "odins-ravne-tfstate-333333333333"
+    assert bucket["lifecycle"] == {"prevent_destroy": True}
+    assert "force_destroy" not in bucket
+    (pab,) = res["aws_s3_bucket_public_access_block"].values()
+    assert all(
+        pab[k] is True
+        for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
+    )
+    (ver,) = res["aws_s3_bucket_versioning"].values()
+    assert ver["versioning_configuration"]["status"] == "Enabled"
+    (enc,) = res["aws_s3_bucket_server_side_encryption_configuration"].values()
+    assert enc["rule"][0]["apply_server_side_encryption_by_default"]["sse_algorithm"] == "aws:kms"
+    (policy,) = res[S3BucketPolicy.TF_RESOURCE_TYPE].values()
+    (statement,) = json.loads(policy["policy"])["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert "local" in stack["terraform"]["backend"]
+
+
+def test_terraform_validate_every_stack(synth: SynthResult) -> None:
+    dirs = [str(synth.outdir / "stacks" / name) for name in synth.stacks]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.tf_validate", *dirs], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"terraform validate: {len(dirs)} valid, 0 invalid" in proc.stdout
+
+
+def test_lean_loader_output_is_byte_identical(tmp_path: Path) -> None:
+    """The full binding import and the lean loader must synthesize exactly the same JSON."""
+    outputs = {}
+    for mode, preload in (("lean", ""), ("full", "import cdktf_cdktf_provider_aws; ")):
+        out = tmp_path / mode
+        code = f"{preload}import runpy; runpy.run_path('main.py', run_name='__main__')"
+        env = dict(os.environ, CDKTF_OUTDIR=str(out), SYNTH_ENVS="prod,local")
+        proc = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs[mode] = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("cdk.tf.json"))}
+    assert outputs["lean"] and outputs["lean"] == outputs["full"]
+
+
+def test_lean_loader_is_active_for_the_app() -> None:
+    code = (
+        "import sys, main; from conf import known_environments; main.build_app(known_environments()); "
+        "print(sum(m.startswith('cdktf_cdktf_provider_aws.') for m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = int(proc.stdout.strip().splitlines()[-1])
+    assert 1 < loaded < 150, f"{loaded} binding submodules loaded; the lean loader is bypassed"

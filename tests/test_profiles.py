@@ -1,0 +1,139 @@
+"""Profiles load into typed objects; every bad value is ONE line naming file, key, value, rule."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conf import CLOUDWATCH_RETENTION_DAYS, ProfileError, known_environments, load_profile
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_known_environments() -> None:
+    assert known_environments() == ["dev", "local", "prod", "staging"]
+
+
+def test_seed_numbers() -> None:
+    dev, prod, local = load_profile("dev"), load_profile("prod"), load_profile("local")
+    assert (dev.budget.amount_usd, dev.budget.period) == (50, "DAILY")
+    assert (prod.budget.amount_usd, prod.budget.period) == (1000, "MONTHLY")
+    assert dev.budget.alert_threshold_pct == prod.budget.alert_threshold_pct == 80
+    assert (dev.logs.retention_days, prod.logs.retention_days) == (30, 90)
+    assert prod.stack_name == "wildlife-production-stack"
+    assert prod.region == dev.region == "eu-north-1"
+    assert local.emulator_endpoint == "http://localhost:4566"
+    assert local.minio_endpoint == "http://localhost:9000"
+    for profile in (dev, prod, local):
+        batch = profile.batch
+        assert batch.gpu_instance_types == ("g4dn.xlarge", "g4dn.2xlarge")
+        assert (batch.spot_bid_percentage, batch.max_vcpus, batch.min_vcpus, batch.desired_vcpus) == (70, 100, 0, 0)
+
+
+def test_profiles_are_frozen() -> None:
+    profile = load_profile("dev")
+    with pytest.raises(Exception, match="frozen"):
+        profile.region = "us-east-1"  # type: ignore[misc]
+
+
+def _edit(profile_dir: Path, env: str, path: str, value: object) -> None:
+    file = profile_dir / f"{env}.yaml"
+    data = yaml.safe_load(file.read_text()) or {}
+    node = data
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    file.write_text(yaml.safe_dump(data))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("budget.amount_usd", -5, "dev.yaml: budget.amount_usd = -5: Input should be greater than 0"),
+        ("budget.amount_usd", 0, "dev.yaml: budget.amount_usd = 0: Input should be greater than 0"),
+        (
+            "budget.alert_threshold_pct",
+            120,
+            "dev.yaml: budget.alert_threshold_pct = 120: Input should be less than or equal to 100",
+        ),
+        (
+            "budget.alert_threshold_pct",
+            0,
+            "dev.yaml: budget.alert_threshold_pct = 0: Input should be greater than or equal to 1",
+        ),
+        (
+            "logs.retention_days",
+            42,
+            "dev.yaml: logs.retention_days = 42: must be one of CloudWatch's values "
+            + ", ".join(map(str, CLOUDWATCH_RETENTION_DAYS)),
+        ),
+        ("batch.min_vcpus", 200, "dev.yaml: batch.min_vcpus = 200: must be <= batch.max_vcpus (100)"),
+        ("account_id", "12345", "dev.yaml: account_id = '12345': must be a 12-digit AWS account id in quotes"),
+        ("budgte", {"amount_usd": 5}, "dev.yaml: unknown key 'budgte'; allowed keys here: account_id, batch, budget"),
+        ("batch.max_vpcus", 5, "dev.yaml: unknown key 'batch.max_vpcus'; allowed keys here: cpu_instance_types"),
+        ("network.egress", "vpn", "dev.yaml: network.egress = 'vpn': Input should be 'endpoints' or 'nat'"),
+    ],
+)
+def test_bad_values_fail_with_one_line(profile_dir: Path, key: str, value: object, expected: str) -> None:
+    _edit(profile_dir, "dev", key, value)
+    with pytest.raises(ProfileError) as info:
+        load_profile("dev", profile_dir)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(expected.split(":")[0].replace("dev.yaml", str(profile_dir / "dev.yaml")))
+    assert expected.split(": ", 1)[1] in message
+
+
+def test_unknown_environment(profile_dir: Path) -> None:
+    with pytest.raises(
+        ProfileError,
+        match=r"^unknown environment 'qa': known environments are dev, local, prod, "
+        r"staging; create .*qa.yaml to add it$",
+    ):
+        load_profile("qa", profile_dir)
+
+
+def test_missing_file(profile_dir: Path) -> None:
+    from conf import load_profile_file
+
+    with pytest.raises(ProfileError, match=r"qa.yaml: profile file is missing; create it"):
+        load_profile_file(profile_dir / "qa.yaml")
+
+
+def test_cloud_env_needs_account(profile_dir: Path) -> None:
+    text = (profile_dir / "dev.yaml").read_text().replace('account_id: "111111111111"\n', "")
+    (profile_dir / "dev.yaml").write_text(text)
+    with pytest.raises(ProfileError, match=r"dev.yaml: account_id = None: required when provider is aws$"):
+        load_profile("dev", profile_dir)
+
+
+def test_gpu_stage_needs_gpu(profile_dir: Path) -> None:
+    _edit(profile_dir, "prod", "batch.stages.stage1.gpus", 0)
+    _edit(profile_dir, "prod", "batch.stages.stage1.compute", "gpu")
+    for stage in ("stage0", "stage2"):
+        spec = yaml.safe_load((profile_dir / "defaults.yaml").read_text())["batch"]["stages"][stage]
+        _edit(profile_dir, "prod", f"batch.stages.{stage}", spec)
+    with pytest.raises(ProfileError, match=r"batch.stages.stage1.gpus = 0: a gpu stage needs at least 1 gpu"):
+        load_profile("prod", profile_dir)
+
+
+def test_invalid_yaml(profile_dir: Path) -> None:
+    (profile_dir / "dev.yaml").write_text("budget: [unclosed\n")
+    with pytest.raises(ProfileError, match=r"dev.yaml: not valid YAML at line \d+"):
+        load_profile("dev", profile_dir)
+
+
+def test_main_prints_one_line_and_exits_2(profile_dir: Path) -> None:
+    _edit(profile_dir, "staging", "budget.amount_usd", -1)
+    env = dict(os.environ, ODINS_PROFILE_DIR=str(profile_dir), SYNTH_ENVS="staging")
+    proc = subprocess.run([sys.executable, "main.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("b'")]
+    assert lines == [f"error: {profile_dir / 'staging.yaml'}: budget.amount_usd = -1: Input should be greater than 0"]
+    assert "Traceback" not in proc.stderr
