@@ -32,13 +32,13 @@ def build_app(environments: list[str], outdir: str | None = None) -> App:
     """Build (not synthesize) the app for ``environments``; raises ProfileError on a bad profile."""
     profiles = [load_profile(env) for env in environments]
     app = App(outdir=outdir) if outdir else App()
-    accounts: dict[str, list] = {}
+    first_of_account = {}
     for profile in profiles:
         PipelineStack(app, profile)
         if profile.is_cloud:
-            accounts.setdefault(profile.account_id, []).append(profile)
-    for same_account in accounts.values():
-        StateBootstrapStack(app, same_account[0], [p.name for p in same_account])
+            first_of_account.setdefault(profile.account_id, profile)
+    for profile in first_of_account.values():
+        StateBootstrapStack(app, profile)
     return app
 
 

@@ -158,8 +158,17 @@ class DataLakeSettings(_Frozen):
     intelligent_tiering_days: int = Field(ge=0, le=3650)
     archive_days: int = Field(ge=1, le=3650)
     noncurrent_expiration_days: int = Field(ge=1, le=3650)
-    replica_region: str | None = None
+    access_log_expiration_days: int = Field(ge=1, le=3650)
+    replica_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
     force_destroy: bool
+    prevent_destroy: bool
+
+    @field_validator("prevent_destroy")
+    @classmethod
+    def _not_both(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("force_destroy"):
+            raise ValueError("cannot be true while data_lake.force_destroy is true; choose one")
+        return value
 
     @field_validator("archive_days")
     @classmethod
@@ -205,6 +214,7 @@ class Profile(_Frozen):
     emulator_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
     minio_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
     cost_optimized: bool
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
     state_backend: StateBackend
     batch: BatchSettings
     budget: BudgetSettings
@@ -232,6 +242,12 @@ class Profile(_Frozen):
                 raise _KeyError("emulator_endpoint", None, "required when provider is local")
             if self.state_backend.type != "local":
                 raise _KeyError("state_backend.type", self.state_backend.type, "must be local when provider is local")
+        return self
+
+    @model_validator(mode="after")
+    def _replica_elsewhere(self) -> Profile:
+        if self.data_lake.replica_region == self.region:
+            raise _KeyError("data_lake.replica_region", self.region, "must differ from region")
         return self
 
     @property

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from cdktf import TerraformProvider
 from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
 from cdktf_cdktf_provider_aws.kms_key import KmsKey
 from constructs import Construct
+
+from modules.iam import GrantableRole, statement
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,7 @@ class PipelineKeyProps:
     partition: str = "aws"
     deletion_window_days: int = 30
     prevent_destroy: bool = False
+    provider: TerraformProvider | None = None  # another region's provider (replica keys)
 
 
 class PipelineKey(Construct):
@@ -66,12 +70,26 @@ class PipelineKey(Construct):
         self.key = KmsKey(
             self,
             "key",
+            provider=props.provider,
             description=f"{props.prefix} pipeline data key",
             enable_key_rotation=True,
             deletion_window_in_days=props.deletion_window_days,
             policy=json.dumps(policy, sort_keys=True),
             lifecycle={"prevent_destroy": props.prevent_destroy},
         )
-        self.alias = KmsAlias(self, "alias", name=f"alias/{props.prefix}-pipeline", target_key_id=self.key.key_id)
+        self.alias = KmsAlias(
+            self, "alias", provider=props.provider, name=f"alias/{props.prefix}-pipeline", target_key_id=self.key.key_id
+        )
         self.key_arn: str = self.key.arn
         self.key_id: str = self.key.key_id
+
+    def grant_decrypt(self, role: GrantableRole) -> None:
+        role.add_statements(statement(["kms:Decrypt", "kms:DescribeKey"], [self.key_arn]))
+
+    def grant_encrypt_decrypt(self, role: GrantableRole) -> None:
+        role.add_statements(
+            statement(
+                ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
+                [self.key_arn],
+            )
+        )

@@ -18,7 +18,7 @@ def bootstrap_stack_id(profile: Profile) -> str:
 class StateBootstrapStack(TerraformStack):
     """Applied once per account with a local backend; every cloud env's S3 backend points here."""
 
-    def __init__(self, scope: Construct, profile: Profile, environments: list[str]) -> None:
+    def __init__(self, scope: Construct, profile: Profile) -> None:
         stack_id = bootstrap_stack_id(profile)
         super().__init__(scope, stack_id)
         local_backend(self, stack_id, f".state/{stack_id}/terraform.tfstate")
@@ -26,10 +26,6 @@ class StateBootstrapStack(TerraformStack):
         bucket = StateBucket(
             self,
             "state",
-            StateBucketProps(
-                bucket_name=profile.state_backend.bucket,
-                account_id=profile.account_id,
-                environments=tuple(environments),
-            ),
+            StateBucketProps(bucket_name=profile.state_backend.bucket),
         )
         TerraformOutput(self, "state_bucket", value=bucket.bucket_name)

@@ -1,0 +1,169 @@
+"""Launcher of the local AWS emulator: moto in server mode on 127.0.0.1, no Docker, no token.
+
+    python -m local.emulator start [--port 4566]   # background server, PID + log in .state/emulator/
+    python -m local.emulator stop                  # by PID, never by name
+    python -m local.emulator status
+    python -m local.emulator serve [--port 4566]   # foreground (what `start` runs)
+
+moto is configured before anything is created (Lambda and Batch without Docker, the Step
+Functions interpreter on, AWS-managed IAM policies loaded), and the API gaps that the AWS
+provider hits on this moto version are filled by small named patches in ``local/moto_fills.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STATE_DIR = REPO / ".state" / "emulator"
+PID_FILE = STATE_DIR / "moto.pid"
+LOG_FILE = STATE_DIR / "moto.log"
+DEFAULT_PORT = 4566
+HOST = "127.0.0.1"
+
+MOTO_CONFIG = {
+    "batch": {"use_docker": False},
+    "lambda": {"use_docker": False},
+    "stepfunctions": {"execute_state_machine": True},
+    "iam": {"load_aws_managed_policies": True},
+}
+
+
+class EmulatorError(Exception):
+    """A one-line reason the emulator could not be started, stopped or reached."""
+
+
+def endpoint(port: int = DEFAULT_PORT) -> str:
+    return f"http://{HOST}:{port}"
+
+
+def healthy(port: int, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint(port)}/moto-api/data.json", timeout=timeout) as resp:  # noqa: S310
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def read_pid() -> int | None:
+    try:
+        pid = int(PID_FILE.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def start(port: int = DEFAULT_PORT, wait_seconds: float = 60.0) -> int:
+    """Start the server in the background unless ours already runs; return its PID."""
+    pid = read_pid()
+    if pid and healthy(port):
+        return pid
+    if healthy(port):
+        raise EmulatorError(
+            f"port {port} already answers but not from our PID file; stop that server or set another port"
+        )
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    log = LOG_FILE.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local.emulator", "serve", "--port", str(port)],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    PID_FILE.write_text(str(proc.pid))
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EmulatorError(f"emulator exited with code {proc.returncode}; see {LOG_FILE}")
+        if healthy(port, timeout=1.0):
+            return proc.pid
+        time.sleep(0.2)
+    stop()
+    raise EmulatorError(f"emulator did not answer on {endpoint(port)} within {wait_seconds:.0f}s; see {LOG_FILE}")
+
+
+def stop(wait_seconds: float = 15.0) -> bool:
+    """Stop the server recorded in the PID file; True if one was running."""
+    pid = read_pid()
+    if pid is None:
+        PID_FILE.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    PID_FILE.unlink(missing_ok=True)
+    return True
+
+
+def configure_moto() -> None:
+    """Apply MOTO_CONFIG and the gap fills in this process, before the server creates anything."""
+    from moto.core.config import default_user_config
+
+    for section, values in MOTO_CONFIG.items():
+        default_user_config.setdefault(section, {}).update(values)  # type: ignore[misc]
+    from local import moto_fills
+
+    moto_fills.apply_all()
+
+
+def serve(port: int) -> None:
+    os.environ.setdefault("MOTO_PORT", str(port))
+    os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    configure_moto()
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import run_simple
+
+    app = DomainDispatcherApplication(create_backend_app)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(json.dumps({"event": "emulator.start", "endpoint": endpoint(port), "config": MOTO_CONFIG}), flush=True)
+    run_simple(HOST, port, app, threaded=True, use_reloader=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.emulator", description="local AWS emulator (moto)")
+    parser.add_argument("command", choices=["start", "stop", "status", "serve"])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("EMULATOR_PORT", DEFAULT_PORT)))
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            serve(args.port)
+        elif args.command == "start":
+            pid = start(args.port)
+            print(f"emulator: moto on {endpoint(args.port)} (pid {pid}, log {LOG_FILE.relative_to(REPO)})")
+        elif args.command == "stop":
+            print("emulator: stopped" if stop() else "emulator: was not running")
+        else:
+            pid = read_pid()
+            up = healthy(args.port)
+            print(f"emulator: {'up' if up else 'down'} on {endpoint(args.port)}" + (f" (pid {pid})" if pid else ""))
+            return 0 if up else 3
+    except EmulatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Small, named fills for the API gaps the AWS provider 5.100 hits on moto 5.2.1 (pinned).
+
+Each fill patches one thing in this process (the emulator server), is idempotent, and is
+covered by tests/test_emulator.py. When moto fixes a gap upstream, delete its fill.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+FILLS: dict[str, Callable[[], None]] = {}
+
+
+def fill(func: Callable[[], None]) -> Callable[[], None]:
+    """Register a fill; applying it twice is a no-op."""
+
+    @functools.wraps(func)
+    def once() -> None:
+        if not getattr(once, "applied", False):
+            func()
+            once.applied = True  # type: ignore[attr-defined]
+
+    FILLS[func.__name__] = once
+    return once
+
+
+def apply_all() -> list[str]:
+    for apply in FILLS.values():
+        apply()
+    return sorted(FILLS)
+
+
+@fill
+def s3_logging_policy_with_string_principal() -> None:
+    """PutBucketLogging crashes (500) when the target's policy has a ``"Principal": "*"`` statement."""
+    from moto.s3.models import FakeBucket
+
+    original = FakeBucket._log_permissions_enabled_policy
+
+    def tolerant(target_bucket: Any, target_prefix: str | None) -> bool:
+        policy = target_bucket.policy
+        if not policy:
+            return False
+        document = json.loads(policy.decode())
+        kept = [s for s in document.get("Statement", []) if isinstance(s.get("Principal"), dict)]
+        saved = target_bucket.policy
+        target_bucket.policy = json.dumps({**document, "Statement": kept}).encode()
+        try:
+            return original(target_bucket, target_prefix)
+        finally:
+            target_bucket.policy = saved
+
+    FakeBucket._log_permissions_enabled_policy = staticmethod(tolerant)
+
+
+@fill
+def s3_eventbridge_notification_readback() -> None:
+    """GetBucketNotificationConfiguration drops ``EventBridgeConfiguration``: a perpetual diff."""
+    from moto.s3.responses import S3Response
+
+    original = S3Response.get_bucket_notification
+
+    def with_eventbridge(self: Any) -> Any:
+        config = self.backend.get_bucket_notification_configuration(self.bucket_name)
+        if config is None or config.event_bridge is None:
+            return original(self)
+        status, headers, body = original(self)
+        text = body.decode() if isinstance(body, bytes) else body
+        marker = "</NotificationConfiguration>"
+        if "<EventBridgeConfiguration" not in text:
+            if marker in text:
+                text = text.replace(marker, "<EventBridgeConfiguration></EventBridgeConfiguration>" + marker)
+            else:
+                text = (
+                    '<?xml version="1.0" encoding="UTF-8"?>'
+                    '<NotificationConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                    "<EventBridgeConfiguration></EventBridgeConfiguration></NotificationConfiguration>"
+                )
+        return status, headers, text
+
+    S3Response.get_bucket_notification = with_eventbridge
+
+
+@fill
+def batch_job_state_time_limit_actions() -> None:
+    """Create/UpdateJobQueue ignore ``jobStateTimeLimitActions``: a perpetual diff and a 30 s waiter."""
+    from moto.batch.models import JobQueue
+    from moto.batch.responses import BatchResponse
+
+    def remember(original: Callable[[Any], str], name_key: str) -> Callable[[Any], str]:
+        def wrapper(self: Any) -> str:
+            result = original(self)
+            actions = self._get_param("jobStateTimeLimitActions")
+            if actions is not None:
+                queue = self.batch_backend.get_job_queue(self._get_param(name_key))
+                if queue is not None:
+                    queue.job_state_time_limit_actions = actions
+            return result
+
+        return wrapper
+
+    BatchResponse.createjobqueue = remember(BatchResponse.createjobqueue, "jobQueueName")
+    BatchResponse.updatejobqueue = remember(BatchResponse.updatejobqueue, "jobQueue")
+    describe = JobQueue.describe
+
+    def described(self: Any) -> dict[str, Any]:
+        out = describe(self)
+        out["jobStateTimeLimitActions"] = getattr(self, "job_state_time_limit_actions", [])
+        return out
+
+    JobQueue.describe = described
+
+
+@fill
+def ec2_rule_description_for_prefix_lists_and_groups() -> None:
+    """Rules to a prefix list or a security group lose their description: a perpetual diff."""
+    import inspect
+
+    from moto.ec2.models.security_groups import SecurityGroupRule
+
+    init = SecurityGroupRule.__init__
+    signature = inspect.signature(init)
+
+    def keep_description(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs).arguments
+        target = bound.get("prefix_list_id") or bound.get("source_group") or {}
+        if target.get("Description") and not self.ip_range.get("Description"):
+            self.ip_range = {**self.ip_range, "Description": target["Description"]}
+
+    SecurityGroupRule.__init__ = keep_description
+
+
+@fill
+def ec2_launch_template_own_tags_not_in_data() -> None:
+    """Tags for the launch template itself leak into its LaunchTemplateData: a perpetual diff."""
+    from moto.ec2.models.launch_templates import LaunchTemplate
+
+    create_version = LaunchTemplate.create_version
+
+    def without_own_tags(self: Any, data: dict[str, Any], description: str) -> Any:
+        specs = data.get("TagSpecifications")
+        if specs:
+            data = {**data, "TagSpecifications": [s for s in specs if s.get("ResourceType") != "launch-template"]}
+            if not data["TagSpecifications"]:
+                del data["TagSpecifications"]
+        return create_version(self, data, description)
+
+    LaunchTemplate.create_version = without_own_tags

@@ -1,0 +1,302 @@
+"""AWS Batch for the image stages: GPU spot and CPU compute that scale to zero, three queues,
+one job definition per stage, and the roles they run under.
+
+Every queue tries the GPU spot environment first and the CPU environment second (the seed's
+order), and cancels jobs that sit RUNNABLE for want of capacity instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from cdktf_cdktf_provider_aws.batch_compute_environment import (
+    BatchComputeEnvironment,
+    BatchComputeEnvironmentComputeResources,
+    BatchComputeEnvironmentComputeResourcesEc2Configuration,
+    BatchComputeEnvironmentComputeResourcesLaunchTemplate,
+)
+from cdktf_cdktf_provider_aws.batch_job_definition import (
+    BatchJobDefinition,
+    BatchJobDefinitionRetryStrategy,
+    BatchJobDefinitionRetryStrategyEvaluateOnExit,
+    BatchJobDefinitionTimeout,
+)
+from cdktf_cdktf_provider_aws.batch_job_queue import (
+    BatchJobQueue,
+    BatchJobQueueComputeEnvironmentOrder,
+    BatchJobQueueJobStateTimeLimitAction,
+)
+from cdktf_cdktf_provider_aws.iam_instance_profile import IamInstanceProfile
+from cdktf_cdktf_provider_aws.launch_template import (
+    LaunchTemplate,
+    LaunchTemplateBlockDeviceMappings,
+    LaunchTemplateBlockDeviceMappingsEbs,
+    LaunchTemplateMetadataOptions,
+)
+from constructs import Construct
+
+from conf.profile import BatchSettings
+from modules.container_registry import StageRepositories
+from modules.data_lake import DataLake
+from modules.iam import GrantableRole, GrantableRoleProps, statement
+from modules.logs import LogGroup, LogGroupProps
+
+QUEUE_PRIORITIES = {"high": 100, "normal": 50, "low": 10}
+ECS_INSTANCE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+BATCH_SERVICE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBatchServiceRole"
+# Spot reclaims surface as "Host EC2 (instance i-...) terminated."; only those are worth a retry.
+RETRY_ON_STATUS_REASON = "Host EC2*"
+RETRY_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class StageIo:
+    """What a stage reads and writes: (bucket, prefix) pairs of the data lake."""
+
+    reads: tuple[tuple[str, str], ...]
+    writes: tuple[str, str]
+
+
+@dataclass(frozen=True)
+class BatchComputeProps:
+    prefix: str
+    environment: str
+    region: str
+    account_id: str
+    settings: BatchSettings
+    stage_io: dict[str, StageIo]
+    subnet_ids: list[str]
+    security_group_ids: list[str]
+    data_lake: DataLake
+    repositories: StageRepositories
+    log_retention_days: int
+    kms_key_arn: str
+    log_level: str
+
+
+class BatchCompute(Construct):
+    def __init__(self, scope: Construct, id_: str, props: BatchComputeProps) -> None:
+        super().__init__(scope, id_)
+        self.props = props
+        p = props.prefix
+        self.instance_role = GrantableRole(
+            self,
+            "instance-role",
+            GrantableRoleProps(
+                name=f"{p}-batch-instance",
+                service="ec2.amazonaws.com",
+                description="ECS agent on Batch instances (pull images, ship logs)",
+                managed_policy_arns=(ECS_INSTANCE_POLICY,),
+            ),
+        )
+        self.instance_profile = IamInstanceProfile(
+            self, "instance-profile", name=f"{p}-batch-instance", role=self.instance_role.role_name
+        )
+        self.service_role = GrantableRole(
+            self,
+            "service-role",
+            GrantableRoleProps(
+                name=f"{p}-batch-service",
+                service="batch.amazonaws.com",
+                description="AWS Batch service role",
+                source_account=props.account_id,
+                managed_policy_arns=(BATCH_SERVICE_POLICY,),
+            ),
+        )
+        props.repositories.grant_pull(self.instance_role)
+        self.log_group = LogGroup(
+            self,
+            "logs",
+            LogGroupProps(
+                name=f"/aws/batch/{p}",
+                retention_days=props.log_retention_days,
+                kms_key_arn=props.kms_key_arn,
+            ),
+        )
+        self.log_group.grant_write(self.instance_role)
+        launch_template = LaunchTemplate(
+            self,
+            "launch-template",
+            name=f"{p}-batch",
+            update_default_version=True,
+            metadata_options=LaunchTemplateMetadataOptions(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
+            ),
+            block_device_mappings=[
+                LaunchTemplateBlockDeviceMappings(
+                    device_name="/dev/xvda",
+                    # The AWS-managed EBS key: a customer key would need a grant for the EC2 fleet's
+                    # service-linked role before Batch could launch anything.
+                    ebs=LaunchTemplateBlockDeviceMappingsEbs(
+                        encrypted="true", volume_type="gp3", volume_size=100, delete_on_termination="true"
+                    ),
+                )
+            ],
+        )
+        settings = props.settings
+        self.gpu = self._compute_environment(
+            "gpu",
+            launch_template,
+            spot=True,
+            instance_types=settings.gpu_instance_types,
+            max_vcpus=settings.max_vcpus,
+            image_type="ECS_AL2023_NVIDIA",
+        )
+        self.cpu = self._compute_environment(
+            "cpu",
+            launch_template,
+            spot=settings.cpu_spot,
+            instance_types=settings.cpu_instance_types,
+            max_vcpus=settings.cpu_max_vcpus,
+            image_type="ECS_AL2023",
+        )
+        self.queues: dict[str, BatchJobQueue] = {
+            name: BatchJobQueue(
+                self,
+                f"queue-{name}",
+                name=f"{p}-{name}",
+                priority=priority,
+                state="ENABLED",
+                compute_environment_order=[
+                    BatchJobQueueComputeEnvironmentOrder(order=1, compute_environment=self.gpu.arn),
+                    BatchJobQueueComputeEnvironmentOrder(order=2, compute_environment=self.cpu.arn),
+                ],
+                job_state_time_limit_action=[
+                    BatchJobQueueJobStateTimeLimitAction(
+                        action="CANCEL",
+                        max_time_seconds=settings.runnable_timeout_seconds,
+                        reason="CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+                        state="RUNNABLE",
+                    )
+                ],
+            )
+            for name, priority in QUEUE_PRIORITIES.items()
+        }
+        self.job_roles: dict[str, GrantableRole] = {}
+        self.job_definitions: dict[str, BatchJobDefinition] = {}
+        for stage, spec in settings.stages.items():
+            self.job_roles[stage] = self._job_role(stage, props.stage_io[stage])
+            self.job_definitions[stage] = self._job_definition(stage, spec)
+        self.compute_environment_arns: list[str] = [self.gpu.arn, self.cpu.arn]
+
+    def _compute_environment(
+        self,
+        kind: str,
+        launch_template: LaunchTemplate,
+        *,
+        spot: bool,
+        instance_types: tuple[str, ...],
+        max_vcpus: int,
+        image_type: str,
+    ) -> BatchComputeEnvironment:
+        settings = self.props.settings
+        return BatchComputeEnvironment(
+            self,
+            f"ce-{kind}",
+            compute_environment_name=f"{self.props.prefix}-{kind}",
+            type="MANAGED",
+            state="ENABLED",
+            service_role=self.service_role.role_arn,
+            depends_on=[self.service_role],
+            compute_resources=BatchComputeEnvironmentComputeResources(
+                type="SPOT" if spot else "EC2",
+                allocation_strategy="SPOT_PRICE_CAPACITY_OPTIMIZED" if spot else "BEST_FIT_PROGRESSIVE",
+                bid_percentage=settings.spot_bid_percentage if spot else None,
+                instance_type=list(instance_types),
+                min_vcpus=settings.min_vcpus,
+                desired_vcpus=settings.desired_vcpus,
+                max_vcpus=max_vcpus,
+                subnets=self.props.subnet_ids,
+                security_group_ids=self.props.security_group_ids,
+                instance_role=self.instance_profile.arn,
+                ec2_configuration=[BatchComputeEnvironmentComputeResourcesEc2Configuration(image_type=image_type)],
+                launch_template=BatchComputeEnvironmentComputeResourcesLaunchTemplate(
+                    launch_template_id=launch_template.id, version="$Latest"
+                ),
+            ),
+        )
+
+    def _job_role(self, stage: str, io: StageIo) -> GrantableRole:
+        role = GrantableRole(
+            self,
+            f"job-role-{stage}",
+            GrantableRoleProps(
+                name=f"{self.props.prefix}-{stage}-job",
+                service="ecs-tasks.amazonaws.com",
+                description=f"Batch job role of {stage}: reads its input prefix, writes its output prefix",
+                source_account=self.props.account_id,
+            ),
+        )
+        for bucket, prefix in io.reads:
+            self.props.data_lake.bucket(bucket).grant_read(role, prefix)
+        bucket, prefix = io.writes
+        self.props.data_lake.bucket(bucket).grant_write(role, prefix)
+        return role
+
+    def _job_definition(self, stage: str, spec) -> BatchJobDefinition:
+        props, io = self.props, self.props.stage_io[stage]
+        lake = props.data_lake
+        resources = [{"type": "VCPU", "value": str(spec.vcpus)}, {"type": "MEMORY", "value": str(spec.memory_mib)}]
+        if spec.gpus:
+            resources.append({"type": "GPU", "value": str(spec.gpus)})
+        environment = {
+            "PIPELINE_ENV": props.environment,
+            "STAGE": stage,
+            "LOG_LEVEL": props.log_level,
+            "LOG_FORMAT": "json",
+            "RAW_BUCKET": lake.raw.bucket_name,
+            "PROCESSED_BUCKET": lake.processed.bucket_name,
+            "CURATED_BUCKET": lake.curated.bucket_name,
+            "INPUT_PREFIXES": ",".join(f"{b}:{pfx}" for b, pfx in io.reads),
+            "OUTPUT_PREFIX": f"{io.writes[0]}:{io.writes[1]}",
+        }
+        container = {
+            "image": f"{props.repositories.url(stage)}:{spec.image_tag}",
+            "command": ["Ref::manifest", "Ref::execution_id", "Ref::shard"],
+            "jobRoleArn": self.job_roles[stage].role_arn,
+            "resourceRequirements": resources,
+            "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": self.log_group.name,
+                    "awslogs-region": props.region,
+                    "awslogs-stream-prefix": stage,
+                },
+            },
+            "readonlyRootFilesystem": False,
+            "privileged": False,
+            "user": "10001",
+        }
+        return BatchJobDefinition(
+            self,
+            f"jobdef-{stage}",
+            name=f"{props.prefix}-{stage}",
+            type="container",
+            platform_capabilities=["EC2"],
+            propagate_tags=True,
+            container_properties=json.dumps(container),
+            parameters={"manifest": "none", "execution_id": "none", "shard": "0"},
+            timeout=BatchJobDefinitionTimeout(attempt_duration_seconds=spec.timeout_seconds),
+            retry_strategy=BatchJobDefinitionRetryStrategy(
+                attempts=RETRY_ATTEMPTS,
+                evaluate_on_exit=[
+                    BatchJobDefinitionRetryStrategyEvaluateOnExit(
+                        on_status_reason=RETRY_ON_STATUS_REASON, action="RETRY"
+                    ),
+                    BatchJobDefinitionRetryStrategyEvaluateOnExit(on_reason="*", action="EXIT"),
+                ],
+            ),
+        )
+
+    def queue_arn(self, name: str) -> str:
+        return self.queues[name].arn
+
+    def job_definition_arn(self, stage: str) -> str:
+        return self.job_definitions[stage].arn
+
+    def grant_submit(self, role: GrantableRole, queue: str, stages: list[str]) -> None:
+        """SubmitJob to one queue with these stages' job definitions (any revision), nothing else."""
+        definitions = [f"{self.job_definitions[s].arn_prefix}:*" for s in stages]
+        role.add_statements(statement(["batch:SubmitJob"], [self.queues[queue].arn, *definitions]))

@@ -1,0 +1,80 @@
+"""ECR repositories for the Batch stage images: scanned, immutable, KMS-encrypted, pruned."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from cdktf_cdktf_provider_aws.ecr_lifecycle_policy import EcrLifecyclePolicy
+from cdktf_cdktf_provider_aws.ecr_repository import (
+    EcrRepository,
+    EcrRepositoryEncryptionConfiguration,
+    EcrRepositoryImageScanningConfiguration,
+)
+from constructs import Construct
+
+from modules.iam import GrantableRole, statement
+
+
+@dataclass(frozen=True)
+class StageRepositoriesProps:
+    prefix: str
+    stages: tuple[str, ...]
+    kms_key_arn: str
+    keep_last_images: int
+    force_delete: bool
+
+
+def keep_last_policy(count: int) -> str:
+    return json.dumps(
+        {
+            "rules": [
+                {
+                    "rulePriority": 1,
+                    "description": f"Keep the last {count} images",
+                    "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": count},
+                    "action": {"type": "expire"},
+                }
+            ]
+        }
+    )
+
+
+class StageRepositories(Construct):
+    """One repository per stage; ``url(stage)`` is what a job definition's image starts with."""
+
+    def __init__(self, scope: Construct, id_: str, props: StageRepositoriesProps) -> None:
+        super().__init__(scope, id_)
+        self.repositories: dict[str, EcrRepository] = {}
+        for stage in props.stages:
+            repo = EcrRepository(
+                self,
+                stage,
+                name=f"{props.prefix}/{stage}",
+                image_tag_mutability="IMMUTABLE",
+                image_scanning_configuration=EcrRepositoryImageScanningConfiguration(scan_on_push=True),
+                encryption_configuration=[
+                    EcrRepositoryEncryptionConfiguration(encryption_type="KMS", kms_key=props.kms_key_arn)
+                ],
+                force_delete=props.force_delete or None,
+            )
+            EcrLifecyclePolicy(
+                self, f"{stage}-lifecycle", repository=repo.name, policy=keep_last_policy(props.keep_last_images)
+            )
+            self.repositories[stage] = repo
+
+    def url(self, stage: str) -> str:
+        return self.repositories[stage].repository_url
+
+    def arn(self, stage: str) -> str:
+        return self.repositories[stage].arn
+
+    def grant_pull(self, role: GrantableRole) -> None:
+        role.add_statements(
+            statement(
+                ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                [repo.arn for repo in self.repositories.values()],
+            ),
+            # GetAuthorizationToken is account-wide: AWS defines no resource for it.
+            statement(["ecr:GetAuthorizationToken"], ["*"]),
+        )
