@@ -16,7 +16,13 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup synth validate lint test bench-synth clean
+LOCAL_STACK     := cdktf.out/stacks/pipeline-local
+LOCAL_EMULATOR  ?= moto
+# The emulator's endpoint and region come from conf/profiles/local.yaml.
+LOCAL_ENV = EMULATOR_ENDPOINT=$$($(PY) -m conf local emulator_endpoint) AWS_DEFAULT_REGION=$$($(PY) -m conf local region)
+
+.PHONY: help setup synth validate lint test bench-synth clean images up-localstack down-localstack \
+        synth-local deploy-local plan-local status-local destroy-local
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -56,6 +62,35 @@ test: setup ## Lint, then the whole test suite (one synthesized app per session)
 
 bench-synth: setup ## Cold/warm synth time and peak memory vs the jsii floor
 	$(PY) bench/synth.py
+
+images: setup ## Build + push the stage images to ECR (ENV=<env>; needs Docker and a deployed env)
+	$(PY) -m tools.images cdktf.out/stacks/pipeline-$(ENV)
+
+up-localstack: setup ## Start the local emulator (moto; LOCAL_EMULATOR=localstack for LocalStack)
+	@if [ "$(LOCAL_EMULATOR)" = localstack ]; then $(PY) -m local.localstack start; \
+	  else $(LOCAL_ENV) $(PY) -m local.emulator start; fi
+
+down-localstack: ## Stop the local emulator (by PID)
+	@if [ "$(LOCAL_EMULATOR)" = localstack ]; then $(PY) -m local.localstack stop; \
+	  else $(LOCAL_ENV) $(PY) -m local.emulator stop; fi
+
+synth-local: setup
+	SYNTH_ENVS=local $(CDKTF) synth --output cdktf.out
+
+deploy-local: up-localstack synth-local ## Deploy the whole local stack to the emulator (tflocal init + apply)
+	$(LOCAL_ENV) $(PY) -m local.deploy apply $(LOCAL_STACK)
+
+plan-local: synth-local ## Plan against the emulator (exit 0 = no changes)
+	$(LOCAL_ENV) $(PY) -m local.deploy plan $(LOCAL_STACK)
+
+status-local: setup ## Table of what is deployed on the emulator
+	$(LOCAL_ENV) $(PY) -m local.status
+
+destroy-local: setup ## Destroy the local stack, then stop the emulator
+	@if [ -f $(LOCAL_STACK)/cdk.tf.json ] && $(LOCAL_ENV) $(PY) -m local.emulator status >/dev/null; then \
+	  $(LOCAL_ENV) $(PY) -m local.deploy destroy $(LOCAL_STACK); fi
+	$(MAKE) --no-print-directory down-localstack
+	rm -rf .state/local
 
 clean: ## Remove generated output (keeps .venv, node_modules and local state)
 	rm -rf cdktf.out $(BUILD) .pytest_cache .ruff_cache

@@ -42,6 +42,15 @@ class EmulatorError(Exception):
     """A one-line reason the emulator could not be started, stopped or reached."""
 
 
+def port_from_env() -> int:
+    """EMULATOR_ENDPOINT (the local profile's, set by the Makefile) or EMULATOR_PORT, else 4566."""
+    url = os.environ.get("EMULATOR_ENDPOINT", "")
+    tail = url.rsplit(":", 1)[-1].strip("/") if url.count(":") == 2 else ""
+    if tail.isdigit():
+        return int(tail)
+    return int(os.environ.get("EMULATOR_PORT", DEFAULT_PORT))
+
+
 def endpoint(port: int = DEFAULT_PORT) -> str:
     return f"http://{HOST}:{port}"
 
@@ -144,7 +153,7 @@ def serve(port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.emulator", description="local AWS emulator (moto)")
     parser.add_argument("command", choices=["start", "stop", "status", "serve"])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("EMULATOR_PORT", DEFAULT_PORT)))
+    parser.add_argument("--port", type=int, default=port_from_env())
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":

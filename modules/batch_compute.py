@@ -45,8 +45,10 @@ from modules.logs import LogGroup, LogGroupProps
 QUEUE_PRIORITIES = {"high": 100, "normal": 50, "low": 10}
 ECS_INSTANCE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
 BATCH_SERVICE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBatchServiceRole"
-# Spot reclaims surface as "Host EC2 (instance i-...) terminated."; only those are worth a retry.
+# Spot reclaims surface as "Host EC2 (instance i-...) terminated."; they and the stages' own
+# "transient" exit code (images/README.md) are worth a retry, nothing else is.
 RETRY_ON_STATUS_REASON = "Host EC2*"
+RETRY_EXIT_CODE = "75"
 RETRY_ATTEMPTS = 3
 
 
@@ -285,6 +287,7 @@ class BatchCompute(Construct):
                     BatchJobDefinitionRetryStrategyEvaluateOnExit(
                         on_status_reason=RETRY_ON_STATUS_REASON, action="RETRY"
                     ),
+                    BatchJobDefinitionRetryStrategyEvaluateOnExit(on_exit_code=RETRY_EXIT_CODE, action="RETRY"),
                     BatchJobDefinitionRetryStrategyEvaluateOnExit(on_reason="*", action="EXIT"),
                 ],
             ),

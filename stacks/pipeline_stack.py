@@ -119,3 +119,12 @@ class PipelineStack(TerraformStack):
             TerraformOutput(self, f"job_definition_{stage}_arn", value=self.batch.job_definition_arn(stage))
             TerraformOutput(self, f"ecr_{stage}_url", value=self.repositories.url(stage))
         TerraformOutput(self, "vpc_id", value=self.network.vpc.id)
+        TerraformOutput(
+            self,
+            "stage_images",
+            description="Image URI (with tag) each job definition runs",
+            value={
+                stage: f"{self.repositories.url(stage)}:{spec.image_tag}"
+                for stage, spec in profile.batch.stages.items()
+            },
+        )

@@ -1,0 +1,185 @@
+"""The Batch stage container contract, shared by every stage image (see images/README.md).
+
+A stage is started by Batch as ``python -m stage <manifest_uri> <execution_id> <shard>``. It
+reads its inputs from the data lake, writes its outputs under
+``s3://$PROCESSED_BUCKET/<stage>/<execution_id>/`` and, last, a completion marker
+``_SUCCESS.<shard>.json`` there. Exit codes tell Batch what to do next.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+EXIT_OK = 0
+EXIT_GIVE_UP = 64  # bad input: retrying cannot help (EX_USAGE)
+EXIT_RETRY = 75  # transient failure: the job definition retries this code (EX_TEMPFAIL)
+
+
+class StageInputError(Exception):
+    """The input is wrong (missing manifest, malformed record): give up, do not retry."""
+
+
+class StageTransientError(Exception):
+    """A dependency failed transiently (throttling, timeout): let Batch retry."""
+
+
+@dataclass(frozen=True)
+class StageContext:
+    stage: str
+    environment: str
+    manifest_uri: str
+    execution_id: str
+    shard: int
+    raw_bucket: str
+    processed_bucket: str
+    curated_bucket: str
+    output_prefix: str  # "<stage>/<execution_id>/"
+
+    def output_key(self, name: str) -> str:
+        return f"{self.output_prefix}{name}"
+
+    @property
+    def marker_key(self) -> str:
+        return self.output_key(f"_SUCCESS.{self.shard}.json")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, always carrying the execution id for cross-service queries."""
+
+    def __init__(self, static: dict[str, Any]) -> None:
+        super().__init__()
+        self.static = static
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "message": record.getMessage(),
+            **self.static,
+        }
+        entry.update(getattr(record, "fields", {}))
+        return json.dumps(entry, default=str)
+
+
+def parse_context(argv: list[str], env: dict[str, str]) -> StageContext:
+    if len(argv) != 3:
+        raise StageInputError(f"expected <manifest_uri> <execution_id> <shard>, got {len(argv)} argument(s)")
+    manifest_uri, execution_id, shard = argv
+    if not manifest_uri.startswith("s3://"):
+        raise StageInputError(f"manifest uri {manifest_uri!r} must start with s3://")
+    if not shard.isdigit():
+        raise StageInputError(f"shard {shard!r} must be a non-negative integer")
+    missing = [k for k in ("STAGE", "PROCESSED_BUCKET", "RAW_BUCKET", "CURATED_BUCKET") if not env.get(k)]
+    if missing:
+        raise StageInputError(f"environment lacks {', '.join(missing)}")
+    stage = env["STAGE"]
+    return StageContext(
+        stage=stage,
+        environment=env.get("PIPELINE_ENV", "unknown"),
+        manifest_uri=manifest_uri,
+        execution_id=execution_id,
+        shard=int(shard),
+        raw_bucket=env["RAW_BUCKET"],
+        processed_bucket=env["PROCESSED_BUCKET"],
+        curated_bucket=env["CURATED_BUCKET"],
+        output_prefix=f"{stage}/{execution_id}/",
+    )
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket or not key:
+        raise StageInputError(f"{uri!r} is not an s3://bucket/key uri")
+    return bucket, key
+
+
+def read_json(s3: Any, bucket: str, key: str) -> Any:
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey as exc:
+        raise StageInputError(f"s3://{bucket}/{key} does not exist") from exc
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise StageInputError(f"s3://{bucket}/{key} is not JSON: {exc}") from exc
+
+
+def write_json(s3: Any, bucket: str, key: str, value: Any) -> None:
+    """Deterministic JSON (sorted keys), so a retried job writes byte-identical objects."""
+    s3.put_object(
+        Bucket=bucket, Key=key, Body=json.dumps(value, sort_keys=True).encode(), ContentType="application/json"
+    )
+
+
+def run(
+    process: Callable[[StageContext, Any, logging.Logger], dict[str, Any]],
+    argv: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    s3: Any = None,
+) -> int:
+    """Run one stage: parse the contract, call ``process``, write the marker, map errors to exit codes."""
+    env = dict(os.environ) if env is None else env
+    argv = sys.argv[1:] if argv is None else argv
+    log = logging.getLogger("stage")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        JsonFormatter(
+            {
+                "stage": env.get("STAGE"),
+                "execution_id": argv[1] if len(argv) > 1 else None,
+                "env": env.get("PIPELINE_ENV"),
+            }
+        )
+    )
+    log.handlers[:] = [handler]
+    log.setLevel(env.get("LOG_LEVEL", "INFO"))
+    started = time.monotonic()
+    try:
+        ctx = parse_context(argv, env)
+        if s3 is None:
+            import boto3
+
+            s3 = boto3.client("s3")
+        summary = process(ctx, s3, log)
+        write_json(
+            s3,
+            ctx.processed_bucket,
+            ctx.marker_key,
+            {
+                "stage": ctx.stage,
+                "execution_id": ctx.execution_id,
+                "shard": ctx.shard,
+                **summary,
+            },
+        )
+    except StageInputError as exc:
+        log.error("giving up: %s", exc, extra={"fields": {"exit_code": EXIT_GIVE_UP}})
+        return EXIT_GIVE_UP
+    except StageTransientError as exc:
+        log.warning("transient failure, Batch will retry: %s", exc, extra={"fields": {"exit_code": EXIT_RETRY}})
+        return EXIT_RETRY
+    log.info("done", extra={"fields": {"seconds": round(time.monotonic() - started, 3), **summary}})
+    return EXIT_OK
+
+
+def read_shard(s3: Any, ctx: StageContext, input_stage: str) -> list[dict]:
+    """The records of this job's shard, as the previous stage wrote them."""
+    key = f"{input_stage}/{ctx.execution_id}/shard-{ctx.shard}.json"
+    shard = read_json(s3, ctx.processed_bucket, key)
+    if not isinstance(shard, dict) or not isinstance(shard.get("records"), list):
+        raise StageInputError(f"s3://{ctx.processed_bucket}/{key} has no 'records' list")
+    return shard["records"]
+
+
+def read_image(s3: Any, bucket: str, key: str) -> bytes:
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey as exc:
+        raise StageInputError(f"image s3://{bucket}/{key} vanished since stage0") from exc

@@ -1,0 +1,124 @@
+"""Apply a synthesized stack to the local emulator through tflocal, and take it down again.
+
+    python -m local.deploy apply   cdktf.out/stacks/pipeline-local   # init + apply, outputs, slowest resources
+    python -m local.deploy plan    cdktf.out/stacks/pipeline-local   # exit 0: no changes, 2: changes
+    python -m local.deploy destroy cdktf.out/stacks/pipeline-local
+
+Endpoint and region come from EMULATOR_ENDPOINT and AWS_DEFAULT_REGION (the Makefile reads both
+from the local profile). Works on any Terraform config; imports no construct.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LOCK_FILE = REPO / ".terraform.lock.hcl"
+TFLOCAL = Path(sys.executable).parent / "tflocal"
+COMPLETE = re.compile(r"^(?P<address>\S+): (Creation|Modifications|Destruction) complete after (?P<t>[0-9hms]+)")
+PARALLELISM = "30"  # the provider waits on some resources (S3 lifecycle ~55 s): let the rest go on
+
+
+def emulator_env() -> dict[str, str]:
+    endpoint = os.environ.get("EMULATOR_ENDPOINT", "http://127.0.0.1:4566").replace("localhost", "127.0.0.1")
+    host = endpoint.split("://", 1)[1].split(":", 1)[0]
+    return dict(
+        os.environ,
+        AWS_ENDPOINT_URL=endpoint,
+        S3_HOSTNAME=host,  # makes tflocal use path-style S3 on our endpoint
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",  # noqa: S106 - the emulator's dummy credentials
+        AWS_DEFAULT_REGION=os.environ.get("AWS_DEFAULT_REGION", "eu-north-1"),
+        TF_IN_AUTOMATION="1",
+    )
+
+
+def tflocal(stack_dir: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    cmd = [str(TFLOCAL) if TFLOCAL.exists() else "tflocal", *args]
+    return subprocess.run(cmd, cwd=stack_dir, env=emulator_env(), text=True, capture_output=capture, check=False)
+
+
+def init(stack_dir: Path) -> None:
+    if LOCK_FILE.exists():
+        shutil.copyfile(LOCK_FILE, stack_dir / ".terraform.lock.hcl")
+    proc = tflocal(stack_dir, "init", "-input=false", "-no-color", "-lockfile=readonly", capture=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"error: tflocal init failed in {stack_dir}:\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+
+
+def seconds(text: str) -> int:
+    minutes = re.search(r"(\d+)m", text)
+    secs = re.search(r"(\d+)s", text)
+    return (int(minutes.group(1)) * 60 if minutes else 0) + (int(secs.group(1)) if secs else 0)
+
+
+def slowest(output: str, count: int = 5) -> list[tuple[int, str]]:
+    timings = [(seconds(m["t"]), m["address"]) for m in map(COMPLETE.match, output.splitlines()) if m]
+    return sorted(timings, reverse=True)[:count]
+
+
+def apply(stack_dir: Path) -> int:
+    started = time.monotonic()
+    init(stack_dir)
+    proc = tflocal(
+        stack_dir, "apply", "-auto-approve", "-input=false", "-no-color", f"-parallelism={PARALLELISM}", capture=True
+    )
+    print(
+        proc.stdout[-4000:]
+        if proc.returncode
+        else "\n".join(
+            line
+            for line in proc.stdout.splitlines()
+            if line.startswith(("Apply complete", "Outputs:")) or " = " in line
+        )
+    )
+    if proc.returncode != 0:
+        print(proc.stderr, file=sys.stderr)
+        return proc.returncode
+    print(f"deploy-local: applied in {time.monotonic() - started:.1f}s; slowest resources:")
+    for secs, address in slowest(proc.stdout):
+        print(f"  {secs:4d}s  {address}")
+    return 0
+
+
+def plan(stack_dir: Path) -> int:
+    init(stack_dir)
+    proc = tflocal(stack_dir, "plan", "-detailed-exitcode", "-input=false", "-no-color", "-lock=false", capture=True)
+    summary = [ln for ln in proc.stdout.splitlines() if ln.startswith(("No changes", "Plan:")) or "will be" in ln]
+    print("\n".join(summary) or proc.stdout[-2000:])
+    if proc.returncode == 1:
+        print(proc.stderr, file=sys.stderr)
+    return proc.returncode
+
+
+def destroy(stack_dir: Path) -> int:
+    init(stack_dir)
+    proc = tflocal(
+        stack_dir, "destroy", "-auto-approve", "-input=false", "-no-color", f"-parallelism={PARALLELISM}", capture=True
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("Destroy complete")]
+    print("\n".join(lines) or proc.stdout[-3000:])
+    if proc.returncode:
+        print(proc.stderr, file=sys.stderr)
+    return proc.returncode
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in {"apply", "plan", "destroy"}:
+        print("usage: python -m local.deploy apply|plan|destroy <stack-dir>", file=sys.stderr)
+        return 2
+    stack_dir = Path(argv[1])
+    if not (stack_dir / "cdk.tf.json").exists():
+        print(f"error: {stack_dir}/cdk.tf.json not found; run `make synth` (SYNTH_ENVS=local) first", file=sys.stderr)
+        return 2
+    return {"apply": apply, "plan": plan, "destroy": destroy}[argv[0]](stack_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
