@@ -183,6 +183,46 @@ class EcrSettings(_Frozen):
     keep_last_images: int = Field(ge=1, le=1000)
 
 
+class FunctionSpec(_Frozen):
+    memory_mb: int = Field(ge=128, le=10240)
+    timeout_seconds: int = Field(ge=1, le=900)
+    reserved_concurrency: int | None = Field(default=None, ge=1, le=1000)
+
+
+class FunctionSettings(_Frozen):
+    """Lambda functions: one spec per handler in lambda_src/."""
+
+    architecture: Literal["arm64", "x86_64"]
+    # AWS SDK for pandas (pyarrow) managed layer for write_parquet; None where the emulator runs
+    # handlers with the project's own Python, which has pyarrow.
+    pandas_layer_arn: str | None = Field(default=None, pattern=r"^arn:aws:lambda:[a-z0-9-]+:\d{12}:layer:[\w-]+:\d+$")
+    specs: dict[Literal["guard_budget", "weather_enrichment", "write_parquet", "budget_shutdown"], FunctionSpec]
+
+    @field_validator("specs")
+    @classmethod
+    def _all_functions(cls, value: dict[str, FunctionSpec]) -> dict[str, FunctionSpec]:
+        missing = {"guard_budget", "weather_enrichment", "write_parquet", "budget_shutdown"} - set(value)
+        if missing:
+            raise ValueError(f"missing function spec(s) {', '.join(sorted(missing))}")
+        return value
+
+
+class WorkflowSettings(_Frozen):
+    shard_count: int = Field(ge=1, le=100)
+    max_concurrency: int = Field(ge=1, le=40)
+    log_level: Literal["ALL", "ERROR", "FATAL", "OFF"]
+    include_execution_data: bool
+    start_on_new_manifest: bool
+    max_attempts: int = Field(ge=1, le=10)
+
+
+class WeatherSettings(_Frozen):
+    base_url: str = Field(pattern=r"^https?://[^\s]+$")
+    connect_timeout_seconds: float = Field(gt=0, le=30)
+    read_timeout_seconds: float = Field(gt=0, le=60)
+    max_retries: int = Field(ge=0, le=5)
+
+
 class StateBackend(_Frozen):
     """Where Terraform keeps this environment's state: a local file, or an S3 object."""
 
@@ -222,6 +262,9 @@ class Profile(_Frozen):
     network: NetworkSettings
     data_lake: DataLakeSettings
     ecr: EcrSettings
+    functions: FunctionSettings
+    workflow: WorkflowSettings
+    weather: WeatherSettings
 
     @field_validator("account_id")
     @classmethod

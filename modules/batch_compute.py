@@ -75,6 +75,7 @@ class BatchComputeProps:
     log_retention_days: int
     kms_key_arn: str
     log_level: str
+    shard_count: int
 
 
 class BatchCompute(Construct):
@@ -252,6 +253,7 @@ class BatchCompute(Construct):
             "CURATED_BUCKET": lake.curated.bucket_name,
             "INPUT_PREFIXES": ",".join(f"{b}:{pfx}" for b, pfx in io.reads),
             "OUTPUT_PREFIX": f"{io.writes[0]}:{io.writes[1]}",
+            "SHARD_COUNT": str(props.shard_count),
         }
         container = {
             "image": f"{props.repositories.url(stage)}:{spec.image_tag}",
@@ -298,6 +300,15 @@ class BatchCompute(Construct):
 
     def job_definition_arn(self, stage: str) -> str:
         return self.job_definitions[stage].arn
+
+    def grant_scale(self, role: GrantableRole) -> None:
+        """Enable/disable the queues and change the compute environments' vCPU limits (budget shutdown)."""
+        role.add_statements(
+            statement(["batch:UpdateJobQueue"], [q.arn for q in self.queues.values()]),
+            statement(["batch:UpdateComputeEnvironment"], self.compute_environment_arns),
+            # Describe* calls of Batch support no resource-level permissions.
+            statement(["batch:DescribeComputeEnvironments", "batch:DescribeJobQueues"], ["*"]),
+        )
 
     def grant_submit(self, role: GrantableRole, queue: str, stages: list[str]) -> None:
         """SubmitJob to one queue with these stages' job definitions (any revision), nothing else."""

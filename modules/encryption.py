@@ -65,6 +65,17 @@ class PipelineKey(Construct):
                         }
                     },
                 },
+                {
+                    # Budgets, CloudWatch alarms and EventBridge publish to the encrypted alert topic.
+                    "Sid": "AlertingServicesOfThisAccount",
+                    "Effect": "Allow",
+                    "Principal": {
+                        "Service": ["budgets.amazonaws.com", "cloudwatch.amazonaws.com", "events.amazonaws.com"]
+                    },
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                    "Resource": "*",  # key policy: "*" is this key
+                    "Condition": {"StringEquals": {"aws:SourceAccount": props.account_id}},
+                },
             ],
         }
         self.key = KmsKey(

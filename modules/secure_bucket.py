@@ -163,9 +163,6 @@ class SecureBucket(Construct):
                 "lifecycle",
                 provider=props.provider,
                 bucket=self.bucket.id,
-                # S3's default, stated: unset, the provider compares "" with the returned default and
-                # polls for ~55 s before giving up on the comparison (seen against the emulator).
-                transition_default_minimum_object_size="all_storage_classes_128K",
                 rule=list(props.lifecycle_rules),
                 depends_on=[self.versioning],
             )

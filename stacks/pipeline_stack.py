@@ -7,13 +7,18 @@ from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdent
 from constructs import Construct
 
 from conf import Profile
+from modules.alerting import AlertTopic, AlertTopicProps
 from modules.backend import configure_backend
 from modules.batch_compute import BatchCompute, BatchComputeProps, StageIo
+from modules.budget import PipelineBudget, PipelineBudgetProps
 from modules.container_registry import StageRepositories, StageRepositoriesProps
 from modules.data_lake import DataLake, DataLakeProps
 from modules.encryption import PipelineKey, PipelineKeyProps
+from modules.functions import PythonFunction, PythonFunctionProps
 from modules.network import Network, NetworkProps
+from modules.parameters import PipelineParameters, PipelineParametersProps
 from modules.provider import pipeline_provider
+from modules.workflow import Workflow, WorkflowProps
 
 # The stage data contract (images/README.md): each stage reads its inputs and writes one prefix.
 STAGE_IO = {
@@ -107,9 +112,66 @@ class PipelineStack(TerraformStack):
                 log_retention_days=profile.logs.retention_days,
                 kms_key_arn=self.key.key_arn,
                 log_level=profile.log_level,
+                shard_count=profile.workflow.shard_count,
+            ),
+        )
+        self.alerts = AlertTopic(
+            self,
+            "alerts",
+            AlertTopicProps(
+                prefix=prefix,
+                account_id=account_id,
+                key=self.key,
+                email_subscribers=profile.budget.subscribers,
+            ),
+        )
+        self.budget = PipelineBudget(
+            self,
+            "budget",
+            PipelineBudgetProps(
+                prefix=prefix,
+                project=profile.project,
+                environment=profile.name,
+                account_id=account_id,
+                settings=profile.budget,
+                alerts=self.alerts,
+            ),
+        )
+        self.parameters = PipelineParameters(
+            self,
+            "parameters",
+            PipelineParametersProps(
+                project=profile.project,
+                environment=profile.name,
+                key=self.key,
+                settings={f"bucket_{n}": b.bucket_name for n, b in self.data_lake.buckets.items()},
+            ),
+        )
+        self.functions = self._functions(profile, account_id)
+        self.workflow = Workflow(
+            self,
+            "workflow",
+            WorkflowProps(
+                prefix=prefix,
+                region=profile.region,
+                account_id=account_id,
+                settings=profile.workflow,
+                key=self.key,
+                alerts=self.alerts,
+                batch=self.batch,
+                guard_budget=self.functions["guard_budget"],
+                weather_enrichment=self.functions["weather_enrichment"],
+                write_parquet=self.functions["write_parquet"],
+                log_retention_days=profile.logs.retention_days,
+                raw_bucket_name=self.data_lake.raw.bucket_name,
             ),
         )
 
+        TerraformOutput(self, "state_machine_arn", value=self.workflow.state_machine_arn)
+        TerraformOutput(self, "alert_topic_arn", value=self.alerts.topic_arn)
+        TerraformOutput(self, "budget_name", value=self.budget.budget_name)
+        for name, function in self.functions.items():
+            TerraformOutput(self, f"function_{name}", value=function.function_name)
         TerraformOutput(self, "pipeline_key_arn", value=self.key.key_arn, description="Pipeline KMS key ARN")
         for name, bucket in self.data_lake.buckets.items():
             TerraformOutput(self, f"bucket_{name}", value=bucket.bucket_name, description=f"{name} bucket")
@@ -128,3 +190,70 @@ class PipelineStack(TerraformStack):
                 for stage, spec in profile.batch.stages.items()
             },
         )
+
+    def _functions(self, profile: Profile, account_id: str) -> dict[str, PythonFunction]:
+        """The four handlers of lambda_src/, each granted exactly what its code calls."""
+        lake, params, batch = self.data_lake, self.parameters, self.batch
+        weather = profile.weather
+        environments = {
+            "guard_budget": {
+                "BUDGET_NAME": self.budget.budget_name,
+                "ACCOUNT_ID": account_id,
+                "KILL_SWITCH_PARAMETER": params.kill_switch.name,
+                "GUARD_THRESHOLD_PCT": "100",
+            },
+            "weather_enrichment": {
+                "PROCESSED_BUCKET": lake.processed.bucket_name,
+                "WEATHER_BASE_URL": weather.base_url,
+                "WEATHER_CONNECT_TIMEOUT": str(weather.connect_timeout_seconds),
+                "WEATHER_READ_TIMEOUT": str(weather.read_timeout_seconds),
+                "WEATHER_MAX_RETRIES": str(weather.max_retries),
+            },
+            "write_parquet": {
+                "PROCESSED_BUCKET": lake.processed.bucket_name,
+                "CURATED_BUCKET": lake.curated.bucket_name,
+            },
+            "budget_shutdown": {
+                "JOB_QUEUES": ",".join(q.arn for q in batch.queues.values()),
+                "COMPUTE_ENVIRONMENTS": ",".join(batch.compute_environment_arns),
+                "KILL_SWITCH_PARAMETER": params.kill_switch.name,
+                "SHUTDOWN_STATE_PARAMETER": params.shutdown_state.name,
+            },
+        }
+        descriptions = {
+            "guard_budget": "Refuses executions when the budget or the kill switch says so",
+            "weather_enrichment": "Adds hourly weather to detection records",
+            "write_parquet": "Writes the curated Parquet dataset",
+            "budget_shutdown": "Stops Batch spending at 100 % of the budget; resumes on request",
+        }
+        layers = {"write_parquet": (profile.functions.pandas_layer_arn,) if profile.functions.pandas_layer_arn else ()}
+        functions = {
+            name: PythonFunction(
+                self,
+                f"fn-{name.replace('_', '-')}",
+                PythonFunctionProps(
+                    prefix=profile.prefix,
+                    name=name,
+                    description=descriptions[name],
+                    spec=profile.functions.specs[name],
+                    architecture=profile.functions.architecture,
+                    key=self.key,
+                    log_retention_days=profile.logs.retention_days,
+                    log_level=profile.log_level,
+                    account_id=account_id,
+                    environment=env,
+                    layers=layers.get(name, ()),
+                ),
+            )
+            for name, env in environments.items()
+        }
+        self.budget.grant_view(functions["guard_budget"].role)
+        params.grant_read(functions["guard_budget"].role, params.kill_switch)
+        lake.processed.grant_read(functions["weather_enrichment"].role, "stage2")
+        lake.processed.grant_write(functions["weather_enrichment"].role, "weather")
+        lake.processed.grant_read(functions["write_parquet"].role, "weather")
+        lake.curated.grant_write(functions["write_parquet"].role, "detections")
+        batch.grant_scale(functions["budget_shutdown"].role)
+        params.grant_write(functions["budget_shutdown"].role, params.kill_switch, params.shutdown_state)
+        self.budget.shut_down_with(functions["budget_shutdown"], self.alerts)
+        return functions

@@ -45,7 +45,7 @@ def test_state_keys_unique_and_locked(synth: SynthResult) -> None:
 
 def test_provider_guards_and_tags(synth: SynthResult) -> None:
     for env in (*CLOUD, "local"):
-        (provider,) = synth.pipeline(env)["provider"]["aws"]
+        provider = next(p for p in synth.pipeline(env)["provider"]["aws"] if "alias" not in p)
         tags = provider["default_tags"][0]["tags"]
         assert tags == {
             "Project": "odins-ravne",
@@ -72,7 +72,8 @@ def test_pipeline_key_rotates(synth: SynthResult) -> None:
         assert CdktfTesting.to_have_resource_with_properties(
             synth.stack_json(f"pipeline-{env}"), KmsKey.TF_RESOURCE_TYPE, {"enable_key_rotation": True}
         )
-    assert synth.only("prod", "aws_kms_key")["lifecycle"] == {"prevent_destroy": True}
+    for key in synth.resources("prod", "aws_kms_key").values():  # the pipeline key and the replica key
+        assert key["lifecycle"] == {"prevent_destroy": True}
 
 
 def test_state_bootstrap_bucket(synth: SynthResult) -> None:

@@ -2,14 +2,17 @@
 
 Manifest (JSON, in the raw bucket under manifests/):
 ``{"images": [{"key": "images/site-7/IMG_0001.JPG", "site_id": "site-7", "lat": 62.1, "lon": 10.3,
-"captured_at": "2026-06-01T04:12:00Z"}, ...], "shard_size": 100}``
+"captured_at": "2026-06-01T04:12:00Z"}, ...]}``
 
-Writes ``shard-<n>.json`` per shard and ``rejected.json`` (records that failed validation, with why).
+Writes exactly ``$SHARD_COUNT`` files ``shard-<n>.json`` (round-robin, some may be empty: the
+workflow runs one stage1/stage2 job per shard) and ``rejected.json`` (records that failed
+validation, with why).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -18,7 +21,7 @@ from stage_runtime import StageContext, StageInputError, read_json, run, split_s
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG"
 REQUIRED = ("key", "site_id", "lat", "lon", "captured_at")
-DEFAULT_SHARD_SIZE = 100
+DEFAULT_SHARD_COUNT = 4
 
 
 def validate_record(record: Any) -> str | None:
@@ -46,7 +49,7 @@ def process(ctx: StageContext, s3: Any, log: logging.Logger) -> dict[str, Any]:
     manifest = read_json(s3, bucket, key)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("images"), list):
         raise StageInputError("manifest must be an object with an 'images' list")
-    size = int(manifest.get("shard_size", DEFAULT_SHARD_SIZE))
+    count = int(os.environ.get("SHARD_COUNT", DEFAULT_SHARD_COUNT))
     valid, rejected = [], []
     for record in manifest["images"]:
         reason = validate_record(record)
@@ -64,7 +67,7 @@ def process(ctx: StageContext, s3: Any, log: logging.Logger) -> dict[str, Any]:
             rejected.append({"record": record, "reason": reason})
         else:
             valid.append(record)
-    parts = shards(sorted(valid, key=lambda r: r["key"]), size)
+    parts = shards(valid, count)
     for index, part in enumerate(parts):
         write_json(s3, ctx.processed_bucket, ctx.output_key(f"shard-{index}.json"), {"records": part})
     write_json(s3, ctx.processed_bucket, ctx.output_key("rejected.json"), {"rejected": rejected})

@@ -1,0 +1,162 @@
+"""WeatherEnrichment: hourly weather for every detection record of an execution.
+
+Reads ``stage2/<execution_id>/shard-<n>.json`` from the processed bucket, asks the weather
+provider once per site and day (a day's response holds all 24 hours, so every site-hour is
+fetched at most once), and writes ``weather/<execution_id>/shard-<n>.json``. A failed lookup
+marks the record (``weather_status``); it never drops it.
+
+Environment: PROCESSED_BUCKET, WEATHER_BASE_URL, WEATHER_CONNECT_TIMEOUT, WEATHER_READ_TIMEOUT,
+WEATHER_MAX_RETRIES. The default provider is Open-Meteo's historical archive API.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline_log import execution_id_of, get_logger
+
+HOURLY = ("temperature_2m", "precipitation", "wind_speed_10m", "cloud_cover")
+RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+class WeatherError(Exception):
+    """The provider could not answer for one site-day."""
+
+
+@dataclass
+class WeatherClient:
+    base_url: str
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+    max_retries: int = 3
+    backoff_base: float = 0.5
+    sleep: Callable[[float], None] = time.sleep
+    cache: dict[tuple[float, float, str], dict[str, Any]] = field(default_factory=dict)
+    requests: int = 0
+
+    def hour(self, lat: float, lon: float, when: datetime) -> dict[str, Any]:
+        """Weather at ``when`` (UTC, truncated to the hour) for a site; cached per site-day."""
+        day = when.strftime("%Y-%m-%d")
+        key = (round(lat, 2), round(lon, 2), day)
+        if key not in self.cache:
+            self.cache[key] = self._fetch_day(*key)
+        series = self.cache[key]
+        stamp = when.strftime("%Y-%m-%dT%H:00")
+        try:
+            index = series["time"].index(stamp)
+        except ValueError as exc:
+            raise WeatherError(f"no hour {stamp} in the provider's answer") from exc
+        return {name: series[name][index] for name in HOURLY if name in series}
+
+    def _fetch_day(self, lat: float, lon: float, day: str) -> dict[str, Any]:
+        query = urllib.parse.urlencode(
+            {
+                "latitude": lat,
+                "longitude": lon,
+                "start_date": day,
+                "end_date": day,
+                "hourly": ",".join(HOURLY),
+                "timezone": "UTC",
+            }
+        )
+        url = urllib.parse.urlsplit(f"{self.base_url}?{query}")
+        last_error = "no attempt"
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.sleep(self.backoff_base * 2 ** (attempt - 1) * (1 + random.random()))  # noqa: S311 - jitter
+            try:
+                status, body = self._get(url)
+            except (OSError, http.client.HTTPException) as exc:
+                last_error = f"{exc.__class__.__name__}: {exc}"
+                continue
+            if status == 200:
+                try:
+                    return json.loads(body)["hourly"]
+                except (ValueError, KeyError) as exc:
+                    raise WeatherError(f"unexpected answer: {exc}") from exc
+            last_error = f"HTTP {status}"
+            if status not in RETRY_STATUS:
+                break
+        raise WeatherError(last_error)
+
+    def _get(self, url: urllib.parse.SplitResult) -> tuple[int, bytes]:
+        """One GET with separate connect and read time-outs."""
+        self.requests += 1
+        cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        conn = cls(url.hostname, url.port, timeout=self.connect_timeout)
+        try:
+            conn.connect()
+            conn.sock.settimeout(self.read_timeout)
+            conn.request("GET", f"{url.path}?{url.query}", headers={"Accept": "application/json"})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+
+def parse_time(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def enrich(records: list[dict], client: WeatherClient) -> dict[str, int]:
+    counts = {"records": len(records), "enriched": 0, "failed": 0}
+    for record in records:
+        try:
+            record["weather"] = client.hour(
+                float(record["lat"]), float(record["lon"]), parse_time(record["captured_at"])
+            )
+            record["weather_status"] = "ok"
+            counts["enriched"] += 1
+        except (WeatherError, KeyError, ValueError) as exc:
+            record["weather"] = None
+            record["weather_status"] = f"failed: {exc}"
+            counts["failed"] += 1
+    return counts
+
+
+def client_from_env() -> WeatherClient:
+    return WeatherClient(
+        base_url=os.environ["WEATHER_BASE_URL"],
+        connect_timeout=float(os.environ.get("WEATHER_CONNECT_TIMEOUT", "3")),
+        read_timeout=float(os.environ.get("WEATHER_READ_TIMEOUT", "10")),
+        max_retries=int(os.environ.get("WEATHER_MAX_RETRIES", "3")),
+    )
+
+
+def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient | None = None) -> dict:
+    execution_id = execution_id_of(event)
+    log = get_logger("weather_enrichment", execution_id)
+    if s3 is None:
+        import boto3
+
+        s3 = boto3.client("s3")
+    bucket, client = os.environ["PROCESSED_BUCKET"], client or client_from_env()
+    totals = {"records": 0, "enriched": 0, "failed": 0, "shards": 0}
+    for shard in range(int(event["shard_count"])):
+        source = f"stage2/{execution_id}/shard-{shard}.json"
+        try:
+            records = json.loads(s3.get_object(Bucket=bucket, Key=source)["Body"].read())["records"]
+        except s3.exceptions.NoSuchKey:
+            continue  # stage0 made fewer shards than the maximum: nothing to enrich
+        counts = enrich(records, client)
+        s3.put_object(
+            Bucket=bucket,
+            Key=f"weather/{execution_id}/shard-{shard}.json",
+            Body=json.dumps({"records": records}, sort_keys=True).encode(),
+            ContentType="application/json",
+        )
+        totals = {k: totals[k] + counts.get(k, 0) for k in totals}
+        totals["shards"] += 1
+    totals["requests"] = client.requests
+    log.info("weather enrichment done", **totals)
+    return totals

@@ -1,0 +1,165 @@
+"""Python Lambda functions packaged from ``lambda_src/<name>/``, reproducibly.
+
+The zip is built at synth time with fixed timestamps, sorted entries and fixed permissions, so the
+same source always gives the same bytes, the same ``source_code_hash`` and no diff on re-plan.
+``lambda_src/_shared/`` is added to every function's zip.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cdktf import AssetType, TerraformAsset
+from cdktf_cdktf_provider_aws.lambda_function import (
+    LambdaFunction,
+    LambdaFunctionEnvironment,
+    LambdaFunctionLoggingConfig,
+    LambdaFunctionTracingConfig,
+)
+from cdktf_cdktf_provider_aws.lambda_function_event_invoke_config import (
+    LambdaFunctionEventInvokeConfig,
+    LambdaFunctionEventInvokeConfigDestinationConfig,
+    LambdaFunctionEventInvokeConfigDestinationConfigOnFailure,
+)
+from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
+from constructs import Construct
+
+from conf.profile import FunctionSpec
+from modules.encryption import PipelineKey
+from modules.iam import GrantableRole, GrantableRoleProps, statement
+from modules.logs import LogGroup, LogGroupProps
+
+REPO = Path(__file__).resolve().parent.parent
+LAMBDA_SRC = REPO / "lambda_src"
+BUILD_DIR = REPO / "build" / "lambda"
+SHARED = "_shared"
+RUNTIME = "python3.12"
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def package(name: str, src: Path = LAMBDA_SRC) -> bytes:
+    """The function's zip: its own ``*.py`` and the shared ones, byte-for-byte reproducible."""
+    files = sorted(p for folder in (src / name, src / SHARED) for p in folder.glob("*.py"))
+    if not (src / name / "handler.py").exists():
+        raise FileNotFoundError(f"{src / name / 'handler.py'} is missing: every function needs a handler.py")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for path in sorted(files, key=lambda p: p.name):
+            info = zipfile.ZipInfo(path.name, date_time=FIXED_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def source_hash(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+@dataclass(frozen=True)
+class PythonFunctionProps:
+    prefix: str
+    name: str  # folder in lambda_src/
+    description: str
+    spec: FunctionSpec
+    architecture: str
+    key: PipelineKey
+    log_retention_days: int
+    log_level: str
+    account_id: str
+    environment: dict[str, str] = field(default_factory=dict)
+    layers: tuple[str, ...] = ()
+
+
+class PythonFunction(Construct):
+    """A function with its own role (policy from grants), log group, DLQ and X-Ray tracing."""
+
+    def __init__(self, scope: Construct, id_: str, props: PythonFunctionProps) -> None:
+        super().__init__(scope, id_)
+        function_name = f"{props.prefix}-{props.name.replace('_', '-')}"
+        self.role = GrantableRole(
+            self,
+            "role",
+            GrantableRoleProps(
+                name=f"{function_name}-fn",
+                service="lambda.amazonaws.com",
+                description=props.description,
+                source_account=props.account_id,
+            ),
+        )
+        self.log_group = LogGroup(
+            self,
+            "logs",
+            LogGroupProps(
+                name=f"/aws/lambda/{function_name}",
+                retention_days=props.log_retention_days,
+                kms_key_arn=props.key.key_arn,
+            ),
+        )
+        self.log_group.grant_write(self.role)
+        # X-Ray's write actions have no resource-level permissions: "*" is the only valid resource.
+        self.role.add_statements(statement(["xray:PutTelemetryRecords", "xray:PutTraceSegments"], ["*"]))
+        self.dead_letters = SqsQueue(
+            self,
+            "dlq",
+            name=f"{function_name}-dlq",
+            kms_master_key_id=props.key.key_arn,
+            message_retention_seconds=14 * 24 * 3600,
+        )
+        self.role.add_statements(statement(["sqs:SendMessage"], [self.dead_letters.arn]))
+        # Decrypt the environment, encrypt dead letters: both use the pipeline key.
+        props.key.grant_encrypt_decrypt(self.role)
+
+        data = package(props.name)
+        BUILD_DIR.mkdir(parents=True, exist_ok=True)
+        zip_path = BUILD_DIR / f"{props.name}.zip"
+        if not zip_path.exists() or zip_path.read_bytes() != data:
+            zip_path.write_bytes(data)
+        asset = TerraformAsset(self, "code", path=str(zip_path), type=AssetType.FILE)
+        self.function = LambdaFunction(
+            self,
+            "function",
+            function_name=function_name,
+            description=props.description,
+            role=self.role.role_arn,
+            runtime=RUNTIME,
+            handler="handler.handler",
+            architectures=[props.architecture],
+            filename=asset.path,
+            source_code_hash=source_hash(data),
+            memory_size=props.spec.memory_mb,
+            timeout=props.spec.timeout_seconds,
+            reserved_concurrent_executions=props.spec.reserved_concurrency,
+            kms_key_arn=props.key.key_arn,
+            layers=list(props.layers) or None,
+            environment=LambdaFunctionEnvironment(variables={"LOG_LEVEL": props.log_level, **props.environment}),
+            tracing_config=LambdaFunctionTracingConfig(mode="Active"),
+            logging_config=LambdaFunctionLoggingConfig(
+                log_format="JSON",
+                log_group=self.log_group.name,
+                application_log_level=props.log_level,
+                system_log_level="WARN",
+            ),
+            depends_on=[self.log_group.group],
+        )
+        LambdaFunctionEventInvokeConfig(
+            self,
+            "async",
+            function_name=self.function.function_name,
+            maximum_retry_attempts=2,
+            destination_config=LambdaFunctionEventInvokeConfigDestinationConfig(
+                on_failure=LambdaFunctionEventInvokeConfigDestinationConfigOnFailure(destination=self.dead_letters.arn)
+            ),
+        )
+        self.function_name: str = self.function.function_name
+        self.function_arn: str = self.function.arn
+        self.timeout_seconds = props.spec.timeout_seconds
+
+    def grant_invoke(self, role: GrantableRole) -> None:
+        """InvokeFunction on this function (and its versions and aliases) only."""
+        role.add_statements(statement(["lambda:InvokeFunction"], [self.function_arn, f"{self.function_arn}:*"]))
