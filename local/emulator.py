@@ -57,7 +57,8 @@ def endpoint(port: int = DEFAULT_PORT) -> str:
 
 def healthy(port: int, timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(f"{endpoint(port)}/moto-api/data.json", timeout=timeout) as resp:  # noqa: S310
+        # The dashboard page is cheap; /moto-api/data.json serialises every backend (seconds).
+        with urllib.request.urlopen(f"{endpoint(port)}/moto-api/", timeout=timeout) as resp:  # noqa: S310
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -94,15 +95,15 @@ def start(port: int = DEFAULT_PORT, wait_seconds: float = 60.0) -> int:
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    PID_FILE.write_text(str(proc.pid))
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise EmulatorError(f"emulator exited with code {proc.returncode}; see {LOG_FILE}")
         if healthy(port, timeout=1.0):
+            PID_FILE.write_text(str(proc.pid))
             return proc.pid
         time.sleep(0.2)
-    stop()
+    proc.terminate()
     raise EmulatorError(f"emulator did not answer on {endpoint(port)} within {wait_seconds:.0f}s; see {LOG_FILE}")
 
 

@@ -150,3 +150,123 @@ def ec2_launch_template_own_tags_not_in_data() -> None:
         return create_version(self, data, description)
 
     LaunchTemplate.create_version = without_own_tags
+
+
+@fill
+def budgets_subscribers_and_tags() -> None:
+    """Budgets lacks DescribeSubscribersForNotification and the tagging calls the provider reads back."""
+    from moto.budgets.responses import BudgetsResponse
+
+    def tags_of(self: Any) -> dict[str, dict[str, str]]:
+        if not hasattr(self.backend, "fill_tags"):
+            self.backend.fill_tags = {}
+        return self.backend.fill_tags
+
+    def describe_subscribers_for_notification(self: Any) -> str:
+        wanted = self._get_param("Notification")
+        notifications = self.backend.budgets[self._get_param("AccountId")][self._get_param("BudgetName")].notifications
+        for notification in notifications:
+            if all(notification.details.get(k) == v for k, v in wanted.items()):
+                return json.dumps({"Subscribers": notification.subscribers})
+        return json.dumps({"Subscribers": []})
+
+    def list_tags_for_resource(self: Any) -> str:
+        tags = tags_of(self).get(self._get_param("ResourceARN"), {})
+        return json.dumps({"ResourceTags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]})
+
+    def tag_resource(self: Any) -> str:
+        tags = tags_of(self).setdefault(self._get_param("ResourceARN"), {})
+        tags.update({t["Key"]: t["Value"] for t in self._get_param("ResourceTags") or []})
+        return json.dumps({})
+
+    def untag_resource(self: Any) -> str:
+        tags = tags_of(self).setdefault(self._get_param("ResourceARN"), {})
+        for key in self._get_param("ResourceTagKeys") or []:
+            tags.pop(key, None)
+        return json.dumps({})
+
+    create_budget = BudgetsResponse.create_budget
+
+    def create_budget_with_tags(self: Any) -> str:
+        result = create_budget(self)
+        budget = self._get_param("Budget")
+        arn = f"arn:aws:budgets::{self._get_param('AccountId')}:budget/{budget['BudgetName']}"
+        tags_of(self)[arn] = {t["Key"]: t["Value"] for t in self._get_param("ResourceTags") or []}
+        return result
+
+    BudgetsResponse.describe_subscribers_for_notification = describe_subscribers_for_notification
+    BudgetsResponse.list_tags_for_resource = list_tags_for_resource
+    BudgetsResponse.tag_resource = tag_resource
+    BudgetsResponse.untag_resource = untag_resource
+    BudgetsResponse.create_budget = create_budget_with_tags
+
+
+@fill
+def stepfunctions_validate_and_versions() -> None:
+    """ValidateStateMachineDefinition and ListStateMachineVersions are missing (the provider calls both).
+
+    The validation answers like AWS for the structural errors it can see here (not JSON, no StartAt,
+    StartAt or a Next naming no state); the project's tests run a full ASL validator separately.
+    """
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def validate_state_machine_definition(self: Any) -> str:
+        diagnostics = []
+        try:
+            definition = json.loads(self._get_param("definition"))
+            states = definition.get("States", {})
+            targets = [definition.get("StartAt")] + [s.get("Next") for s in states.values() if s.get("Next")]
+            diagnostics = [
+                {
+                    "severity": "ERROR",
+                    "code": "MISSING_TRANSITION_TARGET",
+                    "message": f"state {target!r} does not exist",
+                    "location": "/States",
+                }
+                for target in targets
+                if target not in states
+            ]
+        except (ValueError, AttributeError) as exc:
+            diagnostics = [
+                {"severity": "ERROR", "code": "INVALID_JSON_DESCRIPTION", "message": str(exc), "location": "/"}
+            ]
+        return json.dumps({"result": "FAIL" if diagnostics else "OK", "diagnostics": diagnostics, "truncated": False})
+
+    def list_state_machine_versions(self: Any) -> str:
+        return json.dumps({"stateMachineVersions": []})
+
+    StepFunctionResponse.validate_state_machine_definition = validate_state_machine_definition
+    StepFunctionResponse.list_state_machine_versions = list_state_machine_versions
+
+
+@fill
+def lambda_kms_key_and_logging_config() -> None:
+    """Functions forget ``KMSKeyArn`` and ``LoggingConfig``: a perpetual diff on every function."""
+    from moto.awslambda.models import LambdaFunction
+
+    init, configuration, update = (
+        LambdaFunction.__init__,
+        LambdaFunction.get_configuration,
+        LambdaFunction.update_configuration,
+    )
+    kept = ("KMSKeyArn", "LoggingConfig")
+
+    def remember(self: Any, account_id: str, spec: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        init(self, account_id, spec, *args, **kwargs)
+        self.fill_config = {k: spec[k] for k in kept if spec.get(k)}
+
+    def described(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        out = configuration(self, *args, **kwargs)
+        out.update(getattr(self, "fill_config", {}))
+        return out
+
+    def updated(self: Any, config_updates: dict[str, Any]) -> dict[str, Any]:
+        self.fill_config = {
+            **getattr(self, "fill_config", {}),
+            **{k: config_updates[k] for k in kept if k in config_updates},
+        }
+        return update(self, config_updates)
+
+    LambdaFunction.__init__ = remember
+    LambdaFunction.get_configuration = described
+    LambdaFunction.update_configuration = updated
