@@ -22,7 +22,7 @@ LOCAL_EMULATOR  ?= moto
 LOCAL_ENV = EMULATOR_ENDPOINT=$$($(PY) -m conf local emulator_endpoint) AWS_DEFAULT_REGION=$$($(PY) -m conf local region)
 
 .PHONY: help setup synth validate lint test bench-synth clean images up-localstack down-localstack \
-        synth-local deploy-local plan-local status-local destroy-local
+        synth-local deploy-local plan-local run-local status-local destroy-local
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -82,6 +82,9 @@ deploy-local: up-localstack synth-local ## Deploy the whole local stack to the e
 
 plan-local: synth-local ## Plan against the emulator (exit 0 = no changes)
 	$(LOCAL_ENV) $(PY) -m local.deploy plan $(LOCAL_STACK)
+
+run-local: setup ## Run the workflow on the sample manifest and follow it state by state
+	$(LOCAL_ENV) $(PY) -m local.run
 
 status-local: setup ## Table of what is deployed on the emulator
 	$(LOCAL_ENV) $(PY) -m local.status

@@ -127,7 +127,7 @@ def stop(wait_seconds: float = 15.0) -> bool:
     return True
 
 
-def configure_moto() -> None:
+def configure_moto(port: int = DEFAULT_PORT) -> None:
     """Apply MOTO_CONFIG and the gap fills in this process, before the server creates anything."""
     from moto.core.config import default_user_config
 
@@ -135,13 +135,17 @@ def configure_moto() -> None:
         default_user_config.setdefault(section, {}).update(values)  # type: ignore[misc]
     from local import moto_fills
 
+    moto_fills.SERVER["endpoint"] = endpoint(port)
     moto_fills.apply_all()
+    from local import models, runners
+
+    models.ensure(runners.MODELS)
 
 
 def serve(port: int) -> None:
     os.environ.setdefault("MOTO_PORT", str(port))
     os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-    configure_moto()
+    configure_moto(port)
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import run_simple
 

@@ -270,3 +270,166 @@ def lambda_kms_key_and_logging_config() -> None:
     LambdaFunction.__init__ = remember
     LambdaFunction.get_configuration = described
     LambdaFunction.update_configuration = updated
+
+
+@fill
+def iam_conditional_deny_needs_its_context() -> None:
+    """A Deny whose condition keys are absent from the request must not deny (moto denies).
+
+    moto evaluates conditions with an empty request context and treats an empty context as a match,
+    so every bucket policy with ``Deny ... if aws:SecureTransport is false`` refuses all requests.
+    As in IAM, a missing key makes a condition false, except for ``...IfExists`` and ``Null: true``.
+    """
+    from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+
+    permitted = IAMPolicyStatement.is_action_permitted
+
+    def holds_without(operator: str, expected: Any) -> bool:
+        return operator.endswith("IfExists") or (operator == "Null" and str(expected).lower() == "true")
+
+    def is_action_permitted(
+        self: Any,
+        action: str,
+        resource: str = "*",
+        principal: str | None = None,
+        incoming_condition_values: dict[str, str] | None = None,
+    ) -> Any:
+        if self._statement.get("Effect") == "Deny":
+            context = incoming_condition_values or {}
+            for operator, keys in (self._statement.get("Condition") or {}).items():
+                for key, expected in keys.items():
+                    if key not in context and not holds_without(operator, expected):
+                        return PermissionResult.NEUTRAL
+        return permitted(self, action, resource, principal, incoming_condition_values)
+
+    IAMPolicyStatement.is_action_permitted = is_action_permitted
+
+
+# Where the server listens; set by local.emulator.serve() so runners can call back into it.
+SERVER = {"endpoint": "http://127.0.0.1:4566"}
+
+
+@fill
+def stepfunctions_execution_name() -> None:
+    """StartExecution without a name leaves ``$$.Execution.Name`` null and the ARN ending in None."""
+    import uuid
+
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    start = StepFunctionsParserBackend.start_execution
+
+    def named(self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return start(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+
+    StepFunctionsParserBackend.start_execution = named
+
+
+@fill
+def lambda_runs_real_handlers() -> None:
+    """Invoke runs the deployed zip's handler (moto without Docker only echoes the payload)."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    from local.runners import invoke_function
+
+    def invoke(
+        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+    ) -> bytes:
+        fn = self.get_function(function_name, qualifier)
+        payload, failed = invoke_function(
+            code=fn.code_bytes,
+            handler=fn.handler,
+            payload=body if isinstance(body, bytes) else (body or "").encode(),
+            environment=dict(fn.environment_vars or {}),
+            timeout=int(fn.timeout),
+            memory_mb=int(fn.memory_size),
+            function_name=fn.function_name,
+            function_arn=fn.function_arn,
+            endpoint=SERVER["endpoint"],
+            region=self.region_name,
+        )
+        if failed:
+            response_headers["x-amz-function-error"] = "Unhandled"
+        return payload
+
+    LambdaSimpleBackend.invoke = invoke
+
+
+@fill
+def batch_runs_stage_code() -> None:
+    """A Batch job runs its stage's entrypoint (moto without Docker marks every job SUCCEEDED unseen)."""
+    from moto.batch_simple.models import BatchSimpleBackend
+
+    from local.runners import run_stage_job
+
+    def finish(self: Any, include_start_attempt: bool, job: Any) -> None:
+        self.backend._jobs[job.job_id] = job
+        job.job_started_at = __import__("datetime").datetime.now()
+        job.log_stream_name = job._stream_name
+        if include_start_attempt:
+            job._start_attempt()
+        definition = job.job_definition
+        timeout = int((job.timeout or definition.timeout or {}).get("attemptDurationSeconds", 600))
+        ok, reason = run_stage_job(
+            job_definition_name=definition.name,
+            container=definition.container_properties or {},
+            parameters=dict(job.parameters),
+            overrides=job.container_overrides,
+            endpoint=SERVER["endpoint"],
+            region=self.region_name,
+            timeout=timeout,
+        )
+        job.job_stopped_reason = reason
+        job._mark_stopped(success=ok)
+
+    BatchSimpleBackend._mark_job_as_finished = finish
+
+
+@fill
+def stepfunctions_batch_parameter_conversion() -> None:
+    """The Batch integration hands PascalCase parameters (``JobName``) to boto unconverted.
+
+    Step Functions takes ``JobName``/``ContainerOverrides``; the Batch API wants ``jobName``/
+    ``containerOverrides``. Convert with the Batch API's own request and response shapes, as AWS does.
+    """
+    import botocore.session
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
+        StateTaskServiceBatch,
+    )
+
+    model = botocore.session.get_session().get_service_model("batch")
+
+    def operation(self: Any, service_action_name: str | None) -> Any:
+        name = service_action_name or self.resource.api_action
+        return model.operation_model("".join(part[:1].upper() + part[1:] for part in name.split("_")))
+
+    def normalise_parameters(
+        self: Any, parameters: dict, boto_service_name: str | None = None, service_action_name: str | None = None
+    ) -> None:
+        self._to_boto_request(parameters, operation(self, service_action_name).input_shape)
+
+    def normalise_response(
+        self: Any, response: Any, boto_service_name: str | None = None, service_action_name: str | None = None
+    ) -> None:
+        self._from_boto_response(response, operation(self, service_action_name).output_shape)
+
+    StateTaskServiceBatch._normalise_parameters = normalise_parameters
+    StateTaskServiceBatch._normalise_response = normalise_response
+
+
+@fill
+def stepfunctions_second_execution() -> None:
+    """StartExecution deep-copies the state machine with its past executions, whose worker threads
+    hold locks: every execution after the first fails with "cannot pickle '_thread.RLock' object".
+    The copy only needs the definition and settings, so it leaves the executions out."""
+    import copy
+
+    from moto.stepfunctions.models import StateMachine
+
+    def deepcopy_without_executions(self: Any, memo: dict) -> Any:
+        clone = copy.copy(self)
+        memo[id(self)] = clone
+        for name, value in vars(self).items():
+            setattr(clone, name, [] if name == "executions" else copy.deepcopy(value, memo))
+        return clone
+
+    StateMachine.__deepcopy__ = deepcopy_without_executions

@@ -60,7 +60,12 @@ def deny_insecure_transport(bucket_arn: str) -> dict:
 
 
 def deny_foreign_encryption(bucket_arn: str, key_arn: str) -> list[dict]:
-    """Uploads either rely on the default (our key) or name our key; anything else is refused."""
+    """Uploads either rely on the default (our key) or name SSE-KMS with our key; all else is refused.
+
+    Each statement denies only when its header is present (``Null: false``) and differs: an
+    ``...IfExists`` operator would also match an absent header and refuse default-encrypted uploads.
+    """
+    sse, key_id = "s3:x-amz-server-side-encryption", "s3:x-amz-server-side-encryption-aws-kms-key-id"
     return [
         {
             "Sid": "DenyUploadsNotSseKms",
@@ -68,7 +73,7 @@ def deny_foreign_encryption(bucket_arn: str, key_arn: str) -> list[dict]:
             "Principal": "*",
             "Action": "s3:PutObject",
             "Resource": f"{bucket_arn}/*",
-            "Condition": {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+            "Condition": {"StringNotEquals": {sse: "aws:kms"}, "Null": {sse: "false"}},
         },
         {
             "Sid": "DenyUploadsWithOtherKey",
@@ -76,7 +81,7 @@ def deny_foreign_encryption(bucket_arn: str, key_arn: str) -> list[dict]:
             "Principal": "*",
             "Action": "s3:PutObject",
             "Resource": f"{bucket_arn}/*",
-            "Condition": {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": key_arn}},
+            "Condition": {"StringNotEquals": {key_id: key_arn}, "Null": {key_id: "false"}},
         },
     ]
 

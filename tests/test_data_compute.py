@@ -48,7 +48,11 @@ def test_every_bucket_is_hardened(synth: SynthResult, env: str) -> None:
         else:
             assert sse["sse_algorithm"] == "aws:kms" and sse["kms_master_key_id"].startswith("${aws_kms_key.")
             assert statements["DenyUploadsNotSseKms"]["Effect"] == "Deny"
-            assert statements["DenyUploadsWithOtherKey"]["Condition"]["StringNotEqualsIfExists"]
+            other_key = statements["DenyUploadsWithOtherKey"]["Condition"]
+            assert other_key["Null"] == {"s3:x-amz-server-side-encryption-aws-kms-key-id": "false"}
+            assert statements["DenyUploadsNotSseKms"]["Condition"]["StringNotEquals"] == {
+                "s3:x-amz-server-side-encryption": "aws:kms"
+            }
     logging = bucket_parts(synth, env, "aws_s3_bucket_logging")
     assert set(logging) == {"raw", "processed", "curated"}
     assert all(

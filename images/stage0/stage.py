@@ -40,8 +40,10 @@ def validate_record(record: Any) -> str | None:
     return None
 
 
-def shards(records: list[dict], size: int) -> list[list[dict]]:
-    return [records[i : i + size] for i in range(0, len(records), size)]
+def shards(records: list[dict], count: int) -> list[list[dict]]:
+    """``count`` shards, round-robin over the records sorted by key (deterministic)."""
+    ordered = sorted(records, key=lambda r: r["key"])
+    return [ordered[i::count] for i in range(count)]
 
 
 def process(ctx: StageContext, s3: Any, log: logging.Logger) -> dict[str, Any]:

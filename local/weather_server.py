@@ -1,0 +1,95 @@
+"""A loopback stand-in for the Open-Meteo archive API, for runs and tests without the internet.
+
+Same request and response shape as ``/v1/archive?latitude=..&longitude=..&start_date=..
+&end_date=..&hourly=..&timezone=UTC``; values are computed deterministically from place and
+hour. ``start(failures=N)`` makes the first N requests answer 503 (retry tests).
+
+    python -m local.weather_server [--port 8765]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import threading
+from datetime import date, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+HOST = "127.0.0.1"
+
+
+def hourly(lat: float, lon: float, start: date, end: date, fields: list[str]) -> dict:
+    times, values = [], {f: [] for f in fields}
+    day = start
+    while day <= end:
+        for hour in range(24):
+            times.append(f"{day.isoformat()}T{hour:02d}:00")
+            phase = math.sin((hour - 6) / 24 * 2 * math.pi)
+            sample = {
+                "temperature_2m": round(12 - abs(lat - 60) * 0.4 + 6 * phase, 1),
+                "precipitation": round(max(0.0, math.cos(lon + hour)) * 0.8, 1),
+                "wind_speed_10m": round(8 + 4 * abs(math.sin(lat + hour)), 1),
+                "cloud_cover": int(50 + 40 * math.sin(lon * hour)),
+            }
+            for field in fields:
+                values[field].append(sample.get(field))
+        day += timedelta(days=1)
+    return {"time": times, **values}
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "local-weather/1"
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if self.server.failures_left > 0:  # type: ignore[attr-defined]
+            self.server.failures_left -= 1  # type: ignore[attr-defined]
+            self._send(503, {"error": True, "reason": "temporarily unavailable"})
+            return
+        try:
+            body = {
+                "latitude": float(query["latitude"]),
+                "longitude": float(query["longitude"]),
+                "timezone": "UTC",
+                "hourly": hourly(
+                    float(query["latitude"]),
+                    float(query["longitude"]),
+                    date.fromisoformat(query["start_date"]),
+                    date.fromisoformat(query["end_date"]),
+                    query.get("hourly", "temperature_2m").split(","),
+                ),
+            }
+        except (KeyError, ValueError) as exc:
+            self._send(400, {"error": True, "reason": f"bad request: {exc}"})
+            return
+        self.server.requests += 1  # type: ignore[attr-defined]
+        self._send(200, body)
+
+    def _send(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_: object) -> None:
+        return
+
+
+def start(port: int = 0, failures: int = 0) -> ThreadingHTTPServer:
+    """Serve in a daemon thread; ``server.server_address[1]`` is the port, ``shutdown()`` stops it."""
+    server = ThreadingHTTPServer((HOST, port), Handler)
+    server.failures_left, server.requests = failures, 0  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    ThreadingHTTPServer((HOST, args.port), Handler).serve_forever()
