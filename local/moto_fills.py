@@ -433,3 +433,28 @@ def stepfunctions_second_execution() -> None:
         return clone
 
     StateMachine.__deepcopy__ = deepcopy_without_executions
+
+
+@fill
+def batch_update_compute_resources() -> None:
+    """UpdateComputeEnvironment ignores ``computeResources`` (vCPU limits): budget shutdown could not work."""
+    from moto.batch.models import BatchBackend
+
+    update = BatchBackend.update_compute_environment
+
+    def resize(
+        self: Any,
+        compute_environment_name: str,
+        state: str | None,
+        compute_resources: Any | None,
+        service_role: str | None,
+    ) -> tuple[str, str]:
+        result = update(self, compute_environment_name, state, compute_resources, service_role)
+        environment = self.get_compute_environment(compute_environment_name)
+        if compute_resources and environment.compute_resources is not None:
+            environment.compute_resources.update(
+                {k: v for k, v in compute_resources.items() if k in {"minvCpus", "maxvCpus", "desiredvCpus"}}
+            )
+        return result
+
+    BatchBackend.update_compute_environment = resize

@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--weather-port", type=int, default=8765)
     args = parser.parse_args(argv)
-    execution_arn, described = run(args.timeout, args.weather_port)
+    _, described = run(args.timeout, args.weather_port)
     print(
         f"run-local: execution {described['status']}"
         + (f" ({described.get('error')}: {described.get('cause')})" if described["status"] != "SUCCEEDED" else "")

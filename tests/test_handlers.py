@@ -1,0 +1,317 @@
+"""Handlers of lambda_src/: pure logic without AWS, and their AWS calls against moto (in-process)."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+from moto import mock_aws
+
+from local import moto_fills, weather_server
+
+SRC = Path(__file__).resolve().parent.parent / "lambda_src"
+sys.path.insert(0, str(SRC / "_shared"))
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"handler_{name}", SRC / name / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+guard = load("guard_budget")
+weather = load("weather_enrichment")
+parquet = load("write_parquet")
+shutdown = load("budget_shutdown")
+REGION = "eu-north-1"
+moto_fills.apply_all()  # the in-process mock gets the same fills as the emulator
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+# --- guard_budget -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spent", "kill", "allowed", "reason"),
+    [
+        (10.0, "off", True, "below 50.00"),
+        (50.0, "off", False, "reached 100% of the 50.00 limit"),
+        (10.0, "on", False, "kill switch is 'on'"),
+        (10.0, " STOP ", False, "kill switch"),
+    ],
+)
+def test_guard_decision(spent: float, kill: str, allowed: bool, reason: str) -> None:
+    decision = guard.decide(limit=50, spent=spent, forecast=60, threshold_pct=100, kill_switch=kill)
+    assert decision.allowed is allowed and reason in decision.reason
+    assert (decision.limit, decision.spent, decision.forecast) == (50, spent, 60)
+
+
+def test_guard_mentions_forecast_over_limit() -> None:
+    assert (
+        "forecast 70.00 exceeds"
+        in guard.decide(limit=50, spent=1, forecast=70, threshold_pct=100, kill_switch="off").reason
+    )
+
+
+@mock_aws
+def test_guard_reads_budgets_and_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
+    budgets, ssm = boto3.client("budgets", region_name="us-east-1"), boto3.client("ssm", region_name=REGION)
+    budgets.create_budget(
+        AccountId="123456789012",
+        Budget={
+            "BudgetName": "b",
+            "BudgetLimit": {"Amount": "50", "Unit": "USD"},
+            "TimeUnit": "DAILY",
+            "BudgetType": "COST",
+            "CalculatedSpend": {"ActualSpend": {"Amount": "51", "Unit": "USD"}},
+        },
+    )
+    ssm.put_parameter(Name="/p/kill", Value="off", Type="String")
+    monkeypatch.setenv("ACCOUNT_ID", "123456789012")
+    monkeypatch.setenv("BUDGET_NAME", "b")
+    monkeypatch.setenv("KILL_SWITCH_PARAMETER", "/p/kill")
+    result = guard.handler({"execution_id": "e1"}, None, budgets=budgets, ssm=ssm)
+    assert result["allowed"] is False and result["limit"] == 50 and result["spent"] == 51
+    assert set(result) == {"allowed", "reason", "spent", "forecast", "limit", "threshold_pct"}
+    ssm.delete_parameter(Name="/p/kill")  # a missing switch counts as off
+    budgets.delete_budget(AccountId="123456789012", BudgetName="b")
+    budgets.create_budget(
+        AccountId="123456789012",
+        Budget={
+            "BudgetName": "b",
+            "BudgetLimit": {"Amount": "50", "Unit": "USD"},
+            "TimeUnit": "DAILY",
+            "BudgetType": "COST",
+            "CalculatedSpend": {"ActualSpend": {"Amount": "5", "Unit": "USD"}},
+        },
+    )
+    assert guard.handler({"execution_id": "e2"}, None, budgets=budgets, ssm=ssm)["allowed"] is True
+
+
+# --- weather_enrichment -------------------------------------------------------------------------
+
+RECORD = {"key": "images/a.jpg", "site_id": "s1", "lat": 62.4691, "lon": 10.3921, "captured_at": "2026-06-01T04:12:00Z"}
+
+
+@pytest.fixture
+def loopback_weather():
+    servers = []
+
+    def start(failures: int = 0):
+        server = weather_server.start(0, failures=failures)
+        servers.append(server)
+        return server, f"http://127.0.0.1:{server.server_address[1]}/v1/archive"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def test_weather_cache_one_request_per_site_day(loopback_weather) -> None:
+    server, url = loopback_weather()
+    client = weather.WeatherClient(url, sleep=lambda _: None)
+    records = [dict(RECORD), dict(RECORD, captured_at="2026-06-01T22:59:00Z"), dict(RECORD, lat=61.0)]
+    counts = weather.enrich(records, client)
+    assert counts == {"records": 3, "enriched": 3, "failed": 0}
+    assert client.requests == server.requests == 2  # two sites, one day each
+    assert set(records[0]["weather"]) == {"temperature_2m", "precipitation", "wind_speed_10m", "cloud_cover"}
+    assert records[0]["weather"] != records[1]["weather"]  # different hours of the same cached day
+
+
+def test_weather_retries_with_backoff_then_succeeds(loopback_weather) -> None:
+    _, url = loopback_weather(failures=2)
+    pauses: list[float] = []
+    client = weather.WeatherClient(url, max_retries=3, backoff_base=0.1, sleep=pauses.append)
+    assert weather.enrich([dict(RECORD)], client)["enriched"] == 1
+    assert len(pauses) == 2 and pauses[1] > pauses[0] * 1.0 - 1e-9 and all(0.1 <= p <= 0.4 for p in pauses)
+
+
+def test_weather_failure_marks_record_never_drops_it(loopback_weather) -> None:
+    _, url = loopback_weather(failures=10)
+    client = weather.WeatherClient(url, max_retries=1, sleep=lambda _: None)
+    records = [dict(RECORD), {"key": "b", "lat": "north", "lon": 1, "captured_at": "2026-06-01T00:00:00Z"}]
+    assert weather.enrich(records, client) == {"records": 2, "enriched": 0, "failed": 2}
+    assert records[0]["weather"] is None and records[0]["weather_status"] == "failed: HTTP 503"
+    assert records[1]["weather_status"].startswith("failed:")
+
+
+def test_weather_connect_timeout_is_bounded() -> None:
+    client = weather.WeatherClient(
+        "http://127.0.0.1:9/v1/archive", connect_timeout=0.2, max_retries=1, sleep=lambda _: None
+    )
+    started = datetime.now()
+    assert weather.enrich([dict(RECORD)], client)["failed"] == 1
+    assert (datetime.now() - started).total_seconds() < 5
+
+
+@mock_aws
+def test_weather_handler_reads_and_writes_shards(loopback_weather, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, url = loopback_weather()
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": [RECORD]}))
+    monkeypatch.setenv("PROCESSED_BUCKET", "proc")
+    monkeypatch.setenv("WEATHER_BASE_URL", url)
+    result = weather.handler({"execution_id": "ex1", "shard_count": 3}, None, s3=s3)
+    assert result["shards"] == 1 and result["enriched"] == 1
+    written = json.loads(s3.get_object(Bucket="proc", Key="weather/ex1/shard-0.json")["Body"].read())
+    assert written["records"][0]["weather_status"] == "ok"
+
+
+# --- write_parquet ------------------------------------------------------------------------------
+
+ENRICHED = [
+    dict(
+        RECORD,
+        weather={"temperature_2m": 9.5, "precipitation": 0.1, "wind_speed_10m": 8.0, "cloud_cover": 40},
+        weather_status="ok",
+        detections=[
+            {
+                "bbox": [0.1, 0.1, 0.9, 0.9],
+                "score": 0.8,
+                "category": "animal",
+                "species": "red_fox",
+                "species_score": 0.7,
+            }
+        ],
+    ),
+    dict(
+        RECORD,
+        key="images/b.jpg",
+        site_id="s2",
+        captured_at="2026-06-02T10:00:00+00:00",
+        weather=None,
+        weather_status="failed: HTTP 503",
+        detections=[],
+    ),
+]
+
+
+def test_parquet_partitions_schema_and_compression() -> None:
+    groups = parquet.partitions(ENRICHED, "ex1")
+    assert sorted(groups) == [("2026-06-01", "s1"), ("2026-06-02", "s2")]
+    data = parquet.to_parquet(groups[("2026-06-01", "s1")])
+    file = pq.ParquetFile(io.BytesIO(data))
+    assert file.schema_arrow == parquet.SCHEMA
+    assert file.metadata.row_group(0).column(0).compression == "ZSTD"
+    row = file.read().to_pylist()[0]
+    assert row["species"] == "red_fox" and row["temperature_c"] == 9.5
+    assert row["captured_at"] == datetime(2026, 6, 1, 4, 12, tzinfo=UTC)
+    empty = pq.read_table(io.BytesIO(parquet.to_parquet(groups[("2026-06-02", "s2")]))).to_pylist()
+    assert empty[0]["detection_index"] is None and empty[0]["weather_status"] == "failed: HTTP 503"
+
+
+@mock_aws
+def test_parquet_handler_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in ("proc", "cur"):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="proc", Key="weather/ex1/shard-1.json", Body=json.dumps({"records": ENRICHED}))
+    monkeypatch.setenv("PROCESSED_BUCKET", "proc")
+    monkeypatch.setenv("CURATED_BUCKET", "cur")
+    first = parquet.handler({"execution_id": "ex1", "shard_count": 2}, None, s3=s3)
+    bodies = {k: s3.get_object(Bucket="cur", Key=k)["Body"].read() for k in first["objects"]}
+    second = parquet.handler({"execution_id": "ex1", "shard_count": 2}, None, s3=s3)
+    assert first == second and first["rows"] == 2 and len(first["objects"]) == 2
+    assert all(k.startswith("detections/date=") and "/site=" in k for k in first["objects"])
+    assert bodies == {k: s3.get_object(Bucket="cur", Key=k)["Body"].read() for k in second["objects"]}
+
+
+# --- budget_shutdown ----------------------------------------------------------------------------
+
+BUDGETS_TEXT = (
+    "AWS Budget Notification\nYou requested that we alert you when the ACTUAL Cost associated with "
+    "your odins-ravne-dev-cost budget is greater than {pct}% for the current DAILY period."
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (BUDGETS_TEXT.format(pct="100.00"), 100.0),
+        (BUDGETS_TEXT.format(pct="80"), 80.0),
+        (BUDGETS_TEXT.format(pct="100").replace("ACTUAL", "FORECASTED"), None),
+        (json.dumps({"notificationType": "ACTUAL", "threshold": 100}), 100.0),
+        ("an alarm went off", None),
+    ],
+)
+def test_alert_percentage(message: str, expected: float | None) -> None:
+    assert shutdown.alert_percentage(message) == expected
+
+
+@mock_aws
+def test_shutdown_and_resume(monkeypatch: pytest.MonkeyPatch) -> None:
+    batch, ssm = boto3.client("batch", region_name=REGION), boto3.client("ssm", region_name=REGION)
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(RoleName="svc", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="b", Description="b", VpcId=vpc)["GroupId"]
+    profile = iam.create_instance_profile(InstanceProfileName="ecs")["InstanceProfile"]["Arn"]
+    ce = batch.create_compute_environment(
+        computeEnvironmentName="gpu",
+        type="MANAGED",
+        serviceRole=role,
+        computeResources={
+            "type": "SPOT",
+            "minvCpus": 0,
+            "maxvCpus": 100,
+            "instanceTypes": ["g4dn.xlarge"],
+            "subnets": [subnet],
+            "securityGroupIds": [group],
+            "instanceRole": profile,
+        },
+    )
+    queue = batch.create_job_queue(
+        jobQueueName="q",
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce["computeEnvironmentArn"]}],
+    )
+    ssm.put_parameter(Name="/p/kill", Value="off", Type="String")
+    ssm.put_parameter(Name="/p/state", Value="{}", Type="String")
+    monkeypatch.setenv("JOB_QUEUES", queue["jobQueueArn"])
+    monkeypatch.setenv("COMPUTE_ENVIRONMENTS", ce["computeEnvironmentArn"])
+    monkeypatch.setenv("KILL_SWITCH_PARAMETER", "/p/kill")
+    monkeypatch.setenv("SHUTDOWN_STATE_PARAMETER", "/p/state")
+    alert = {"Records": [{"Sns": {"Message": BUDGETS_TEXT.format(pct="100.00")}}]}
+    assert (
+        shutdown.handler(
+            {"Records": [{"Sns": {"Message": BUDGETS_TEXT.format(pct="80")}}]}, None, batch=batch, ssm=ssm
+        )["action"]
+        == "none"
+    )
+    first = shutdown.handler(alert, None, batch=batch, ssm=ssm)
+    saved = ssm.get_parameter(Name="/p/state")["Parameter"]["Value"]
+    second = shutdown.handler(alert, None, batch=batch, ssm=ssm)  # idempotent: keeps the saved limits
+    assert first == second and first["queues_disabled"] == 1
+    assert ssm.get_parameter(Name="/p/state")["Parameter"]["Value"] == saved
+    assert batch.describe_job_queues()["jobQueues"][0]["state"] == "DISABLED"
+    assert batch.describe_compute_environments()["computeEnvironments"][0]["computeResources"]["maxvCpus"] == 0
+    assert ssm.get_parameter(Name="/p/kill")["Parameter"]["Value"] == "on"
+    resumed = shutdown.handler({"action": "resume"}, None, batch=batch, ssm=ssm)
+    assert resumed == {"action": "resume", "compute_environments_restored": 1}
+    restored = batch.describe_compute_environments()["computeEnvironments"][0]["computeResources"]["maxvCpus"]
+    assert restored == 100
+    assert batch.describe_job_queues()["jobQueues"][0]["state"] == "ENABLED"
+    assert ssm.get_parameter(Name="/p/kill")["Parameter"]["Value"] == "off"
