@@ -24,7 +24,8 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-STATE_DIR = REPO / ".state" / "emulator"
+# EMULATOR_STATE_DIR lets a test session run its own emulator beside a developer's.
+STATE_DIR = Path(os.environ.get("EMULATOR_STATE_DIR") or REPO / ".state" / "emulator")
 PID_FILE = STATE_DIR / "moto.pid"
 LOG_FILE = STATE_DIR / "moto.log"
 DEFAULT_PORT = 4566
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             serve(args.port)
         elif args.command == "start":
             pid = start(args.port)
-            print(f"emulator: moto on {endpoint(args.port)} (pid {pid}, log {LOG_FILE.relative_to(REPO)})")
+            print(f"emulator: moto on {endpoint(args.port)} (pid {pid}, log {os.path.relpath(LOG_FILE)})")
         elif args.command == "stop":
             print("emulator: stopped" if stop() else "emulator: was not running")
         else:

@@ -326,15 +326,14 @@ def stepfunctions_execution_name() -> None:
 
 @fill
 def lambda_runs_real_handlers() -> None:
-    """Invoke runs the deployed zip's handler (moto without Docker only echoes the payload)."""
+    """Every invocation runs the deployed zip's handler: moto without Docker only echoes the payload
+    (API and Step Functions calls) or tries Docker (SNS, SQS and other event sources)."""
+    from moto.awslambda.models import LambdaFunction
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
     from local.runners import invoke_function
 
-    def invoke(
-        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
-    ) -> bytes:
-        fn = self.get_function(function_name, qualifier)
+    def run(fn: Any, body: Any, request_headers: Any, response_headers: Any) -> bytes:
         payload, failed = invoke_function(
             code=fn.code_bytes,
             handler=fn.handler,
@@ -345,12 +344,18 @@ def lambda_runs_real_handlers() -> None:
             function_name=fn.function_name,
             function_arn=fn.function_arn,
             endpoint=SERVER["endpoint"],
-            region=self.region_name,
+            region=fn.region,
         )
         if failed:
             response_headers["x-amz-function-error"] = "Unhandled"
         return payload
 
+    def invoke(
+        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+    ) -> bytes:
+        return run(self.get_function(function_name, qualifier), body, headers, response_headers)
+
+    LambdaFunction.invoke = run
     LambdaSimpleBackend.invoke = invoke
 
 

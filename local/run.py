@@ -3,7 +3,7 @@
 Uploads local/sample/ (images + manifest) to the raw bucket, starts an execution (or picks up
 the one EventBridge started for the new manifest), follows it state by state and prints the
 final status and the curated objects. Serves the loopback weather API for the run if nothing
-listens on the local profile's weather port. Exit code 0 only if the execution SUCCEEDED.
+listens on the weather port the deployed function was configured with (the local profile's). Exit code 0 only if the execution SUCCEEDED.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from local import weather_server
 from local.status import clients
@@ -38,6 +39,14 @@ def upload_sample(s3: Any, bucket: str, manifest_name: str) -> str:
     key = f"manifests/{manifest_name}.json"
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(manifest).encode(), ContentType="application/json")
     return f"s3://{bucket}/{key}"
+
+
+def loopback_weather_port(lambda_client: Any) -> int | None:
+    """The port of the deployed weather function's provider URL, when that is a loopback address."""
+    function = find([f["FunctionName"] for f in lambda_client.list_functions()["Functions"]], "weather-enrichment")
+    env = lambda_client.get_function_configuration(FunctionName=function).get("Environment", {}).get("Variables", {})
+    url = urlsplit(env.get("WEATHER_BASE_URL", ""))
+    return url.port if url.hostname in {"127.0.0.1", "localhost"} and url.port else None
 
 
 def port_free(port: int) -> bool:
@@ -72,12 +81,13 @@ def visited_states(sfn: Any, execution_arn: str) -> list[str]:
     return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
 
 
-def run(timeout: float = 300, weather_port: int = 8765, wait_for_trigger: float = 3.0) -> tuple[str, dict]:
+def run(timeout: float = 300, wait_for_trigger: float = 3.0) -> tuple[str, dict]:
     aws = clients()
     s3, sfn = aws["s3"], aws["stepfunctions"]
     raw = find([b["Name"] for b in s3.list_buckets()["Buckets"]], "-raw-")
     machine = find([m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]], "-pipeline")
-    server = weather_server.start(weather_port) if port_free(weather_port) else None
+    weather_port = loopback_weather_port(aws["lambda"])
+    server = weather_server.start(weather_port) if weather_port and port_free(weather_port) else None
     try:
         before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
         manifest = upload_sample(s3, raw, f"sample-{uuid.uuid4().hex[:8]}")
@@ -109,9 +119,8 @@ def run(timeout: float = 300, weather_port: int = 8765, wait_for_trigger: float 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=300)
-    parser.add_argument("--weather-port", type=int, default=8765)
     args = parser.parse_args(argv)
-    _, described = run(args.timeout, args.weather_port)
+    _, described = run(args.timeout)
     print(
         f"run-local: execution {described['status']}"
         + (f" ({described.get('error')}: {described.get('cause')})" if described["status"] != "SUCCEEDED" else "")

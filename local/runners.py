@@ -20,11 +20,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from local.emulator import STATE_DIR
+
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".state" / "emulator" / "functions"
 BOOTSTRAP = Path(__file__).resolve().parent / "lambda_bootstrap.py"
 MODELS = REPO / ".state" / "emulator" / "models"
-FAILURES_FILE = REPO / ".state" / "emulator" / "batch-failures.json"
+FAILURES_FILE = STATE_DIR / "batch-failures.json"
 # Process environment a child may inherit; everything else comes from the function or job.
 INHERITED = ("PATH", "HOME", "LANG", "TMPDIR", "SYSTEMROOT")
 

@@ -8,8 +8,27 @@ from typing import Any
 from local.deploy import emulator_env
 from local.emulator import EmulatorError
 
+SERVICES = (
+    "s3",
+    "batch",
+    "stepfunctions",
+    "lambda",
+    "sns",
+    "sqs",
+    "ssm",
+    "budgets",
+    "logs",
+    "ecr",
+    "iam",
+    "events",
+    "ec2",
+    "kms",
+    "sts",
+)
+
 
 def clients() -> dict[str, Any]:
+    """boto3 clients for the emulator (endpoint and region from EMULATOR_ENDPOINT / AWS_DEFAULT_REGION)."""
     import boto3
 
     env = emulator_env()
@@ -18,10 +37,9 @@ def clients() -> dict[str, Any]:
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         region_name=env["AWS_DEFAULT_REGION"],
     )
-    return {
-        name: session.client(name, endpoint_url=env["AWS_ENDPOINT_URL"])
-        for name in ("s3", "batch", "stepfunctions", "lambda", "sns", "budgets", "logs")
-    }
+    aws: dict[str, Any] = {name: session.client(name, endpoint_url=env["AWS_ENDPOINT_URL"]) for name in SERVICES}
+    aws["account"] = aws["sts"].get_caller_identity()["Account"]
+    return aws
 
 
 def rows(aws: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -141,6 +141,7 @@ def build_definition(
         "Parameters": {
             "manifest.$": "$.manifest",
             "execution_id.$": EXECUTION_ID,
+            "guard.$": "$.guard",
             "shards": list(range(settings.shard_count)),
         },
         "Next": "Stage0",

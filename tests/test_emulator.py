@@ -1,0 +1,278 @@
+"""The whole local stack on the real emulator (moto server + terraform via tflocal), end to end.
+
+One emulator and one applied local stack per session (in a temp state folder, on a free port,
+so a developer's own `make deploy-local` is untouched); the destroy test runs last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SynthResult
+
+pytestmark = pytest.mark.emulator
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory):
+    """A moto server of our own, started and stopped through local.emulator (by PID)."""
+    state = tmp_path_factory.mktemp("emulator")
+    port = free_port()
+    env = {
+        "EMULATOR_STATE_DIR": str(state),
+        "EMULATOR_ENDPOINT": f"http://127.0.0.1:{port}",
+        "AWS_DEFAULT_REGION": "eu-north-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    started = subprocess.run(
+        [sys.executable, "-m", "local.emulator", "start", "--port", str(port)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 0, started.stderr
+    yield {"port": port, "state": state}
+    subprocess.run([sys.executable, "-m", "local.emulator", "stop"], cwd=REPO, timeout=60, check=False)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def deployed(emulator, synth: SynthResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's synthesized local stack, copied with its state redirected, applied."""
+    from local import deploy
+
+    stack = tmp_path_factory.mktemp("stack") / "pipeline-local"
+    shutil.copytree(synth.outdir / "stacks" / "pipeline-local", stack)
+    config = json.loads((stack / "cdk.tf.json").read_text())
+    config["terraform"]["backend"]["local"]["path"] = str(emulator["state"] / "terraform.tfstate")
+    (stack / "cdk.tf.json").write_text(json.dumps(config))
+    started = time.monotonic()
+    assert deploy.apply(stack) == 0
+    print(f"applied the local stack in {time.monotonic() - started:.1f}s")
+    return stack
+
+
+@pytest.fixture
+def aws(deployed):
+    from local.status import clients
+
+    return clients()
+
+
+def run_pipeline():
+    from local.run import run
+
+    return run(timeout=240, wait_for_trigger=0.5)
+
+
+def test_replan_has_no_changes(deployed: Path) -> None:
+    from local import deploy
+
+    assert deploy.plan(deployed) == 0, "a re-plan right after apply must report no changes"
+
+
+def test_sample_run_succeeds_in_order_with_parquet(aws) -> None:
+    from local.run import visited_states
+
+    execution_arn, described = run_pipeline()
+    assert described["status"] == "SUCCEEDED", described
+    visited = [
+        s
+        for s in visited_states(aws["stepfunctions"], execution_arn)
+        if s in {"GuardBudget", "Stage0", "Stage1", "Stage2", "WeatherEnrichment", "WriteParquet"}
+    ]
+    assert visited == ["GuardBudget", "Stage0", "Stage1", "Stage2", "WeatherEnrichment", "WriteParquet"]
+    output = json.loads(described["output"])
+    assert output["guard"]["allowed"] is True and output["weather"] == {"enriched": 3, "failed": 0}
+    curated = next(b["Name"] for b in aws["s3"].list_buckets()["Buckets"] if "-curated-" in b["Name"])
+    keys = {o["Key"] for o in aws["s3"].list_objects_v2(Bucket=curated)["Contents"]}
+    assert set(output["parquet"]["objects"]) <= keys and len(output["parquet"]["objects"]) == 2
+    assert all(k.endswith(".parquet") and "/date=2026-06-0" in k for k in output["parquet"]["objects"])
+
+
+def alert_queue(aws) -> str:
+    """An SQS queue subscribed to the alert topic, to read what the workflow published."""
+    topic = next(t["TopicArn"] for t in aws["sns"].list_topics()["Topics"] if t["TopicArn"].endswith("-alerts"))
+    url = aws["sqs"].create_queue(QueueName=f"alerts-{time.monotonic_ns()}")["QueueUrl"]
+    arn = aws["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws["sns"].subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    return url
+
+
+def messages(aws, url: str) -> list[str]:
+    received = aws["sqs"].receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    return [json.loads(m["Body"])["Message"] for m in received.get("Messages", [])]
+
+
+def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:
+    from local.run import visited_states
+
+    url = alert_queue(aws)
+    failures = Path(emulator["state"]) / "batch-failures.json"
+    failures.write_text(json.dumps(["odins-ravne-local-stage1"]))
+    try:
+        execution_arn, described = run_pipeline()
+    finally:
+        failures.unlink()
+    assert described["status"] == "FAILED" and described["error"] == "PipelineFailed"
+    visited = visited_states(aws["stepfunctions"], execution_arn)
+    assert "Stage2" not in visited and visited[-3:] == ["Stage1Failed", "NotifyFailure", "Failed"]
+    history = aws["stepfunctions"].get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    scheduled = [e["taskScheduledEventDetails"] for e in history if e["type"] == "TaskScheduled"]
+    shard_jobs = [
+        d for d in scheduled if d["resourceType"] == "batch" and json.loads(d["parameters"])["JobName"] == "stage1"
+    ]
+    per_shard: dict[str, int] = {}
+    for job in shard_jobs:
+        shard = json.loads(job["parameters"])["Parameters"]["shard"]
+        per_shard[shard] = per_shard.get(shard, 0) + 1
+    assert max(per_shard.values()) == 2, f"a failed shard job is retried exactly once: {per_shard}"
+    sent = messages(aws, url)
+    assert any(execution_arn.rsplit(":", 1)[-1] in m and "Stage1" in m for m in sent), sent
+
+
+def test_budget_alert_shuts_down_and_guard_refuses(aws) -> None:
+    from local.run import visited_states
+
+    topic = next(t["TopicArn"] for t in aws["sns"].list_topics()["Topics"] if t["TopicArn"].endswith("-alerts"))
+    aws["sns"].publish(
+        TopicArn=topic,
+        Subject="AWS Budgets: odins-ravne-local-cost has exceeded your alert threshold",
+        Message="You requested that we alert you when the ACTUAL Cost associated with your "
+        "odins-ravne-local-cost budget is greater than 100.00% for the current DAILY period.",
+    )
+    queues = aws["batch"].describe_job_queues()["jobQueues"]
+    deadline = time.monotonic() + 30
+    while any(q["state"] != "DISABLED" for q in queues) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        queues = aws["batch"].describe_job_queues()["jobQueues"]
+    assert {q["state"] for q in queues} == {"DISABLED"}, "the alert reached budget_shutdown through the topic"
+    assert {
+        c["computeResources"]["maxvCpus"] for c in aws["batch"].describe_compute_environments()["computeEnvironments"]
+    } == {0}
+    execution_arn, described = run_pipeline()
+    assert described["status"] == "FAILED" and described["error"] == "BudgetExceeded"
+    assert visited_states(aws["stepfunctions"], execution_arn) == [
+        "GuardBudget",
+        "BudgetAllowed",
+        "NotifyBudgetExceeded",
+        "BudgetExceeded",
+    ]
+    function = next(
+        f["FunctionName"]
+        for f in aws["lambda"].list_functions()["Functions"]
+        if f["FunctionName"].endswith("budget-shutdown")
+    )
+    resumed = json.loads(aws["lambda"].invoke(FunctionName=function, Payload=b'{"action": "resume"}')["Payload"].read())
+    assert resumed == {"action": "resume", "compute_environments_restored": 2}
+    assert {q["state"] for q in aws["batch"].describe_job_queues()["jobQueues"]} == {"ENABLED"}
+
+
+def test_s3_backend_lockfile_refuses_second_plan(aws, emulator, tmp_path: Path) -> None:
+    """use_lockfile against the emulator: while one run holds the lock, another is refused."""
+    from local import deploy
+
+    aws["s3"].create_bucket(Bucket="lock-test-state", CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
+    endpoint = os.environ["EMULATOR_ENDPOINT"]
+    config = {
+        "terraform": {
+            "required_providers": {"aws": {"source": "aws", "version": "5.100.0"}},
+            "backend": {
+                "s3": {
+                    "bucket": "lock-test-state",
+                    "key": "env/terraform.tfstate",
+                    "region": "eu-north-1",
+                    "use_lockfile": True,
+                    "encrypt": True,
+                    "use_path_style": True,
+                    "skip_credentials_validation": True,
+                    "skip_requesting_account_id": True,
+                    "skip_metadata_api_check": True,
+                    "endpoints": {"s3": endpoint},
+                }
+            },
+        },
+        "provider": {"aws": [{"region": "eu-north-1", "max_retries": 2}]},
+        "resource": {
+            "aws_s3_bucket": {"slow": {"bucket": "lock-test-slow"}},
+            "aws_s3_bucket_lifecycle_configuration": {
+                "slow": {
+                    "bucket": "${aws_s3_bucket.slow.id}",
+                    "rule": [{"id": "x", "status": "Enabled", "filter": [{}], "expiration": [{"days": 1}]}],
+                }
+            },
+        },
+    }
+    (tmp_path / "main.tf.json").write_text(json.dumps(config))
+    deploy.init(tmp_path)
+    env = deploy.emulator_env()
+    holder = subprocess.Popen(
+        ["terraform", "apply", "-auto-approve", "-no-color"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            listed = aws["s3"].list_objects_v2(Bucket="lock-test-state").get("Contents", [])
+            if any(o["Key"].endswith(".tflock") for o in listed):
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail("the first run never took the lock")
+        second = subprocess.run(
+            ["terraform", "plan", "-no-color", "-lock-timeout=0s"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode != 0
+        assert "Error acquiring the state lock" in second.stdout + second.stderr
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+def test_destroy_leaves_nothing(deployed: Path, aws) -> None:
+    from local import deploy
+    from local.leftovers import leftovers
+
+    for bucket in ("lock-test-state", "lock-test-slow"):
+        if bucket in {b["Name"] for b in aws["s3"].list_buckets()["Buckets"]}:
+            for version in aws["s3"].list_object_versions(Bucket=bucket).get("Versions", []):
+                aws["s3"].delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
+            aws["s3"].delete_bucket(Bucket=bucket)
+    for url in aws["sqs"].list_queues().get("QueueUrls", []):
+        if "/alerts-" in url:
+            aws["sqs"].delete_queue(QueueUrl=url)
+    for sub in aws["sns"].list_subscriptions()["Subscriptions"]:
+        if sub["Protocol"] == "sqs":
+            aws["sns"].unsubscribe(SubscriptionArn=sub["SubscriptionArn"])
+    assert deploy.destroy(deployed) == 0
+    assert leftovers(aws) == []
