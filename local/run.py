@@ -3,7 +3,8 @@
 Uploads local/sample/ (images + manifest) to the raw bucket, starts an execution (or picks up
 the one EventBridge started for the new manifest), follows it state by state and prints the
 final status and the curated objects. Serves the loopback weather API for the run if nothing
-listens on the weather port the deployed function was configured with (the local profile's). Exit code 0 only if the execution SUCCEEDED.
+listens on the weather port the deployed function was configured with (the local profile's).
+Exit code 0 only if the execution SUCCEEDED.
 """
 
 from __future__ import annotations
