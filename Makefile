@@ -22,7 +22,8 @@ LOCAL_EMULATOR  ?= moto
 LOCAL_ENV = EMULATOR_ENDPOINT=$$($(PY) -m conf local emulator_endpoint) AWS_DEFAULT_REGION=$$($(PY) -m conf local region)
 
 .PHONY: help setup synth validate lint test bench-synth clean images up-localstack down-localstack \
-        synth-local deploy-local plan-local run-local status-local destroy-local
+        synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
+        leftovers-local bench-deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -85,6 +86,17 @@ plan-local: synth-local ## Plan against the emulator (exit 0 = no changes)
 
 run-local: setup ## Run the workflow on the sample manifest and follow it state by state
 	$(LOCAL_ENV) $(PY) -m local.run
+
+budget-resume: setup ## Undo a budget shutdown (ENV=<env>: queues on, vCPU limits back, kill switch off)
+	@if [ "$(ENV)" = local ]; then $(LOCAL_ENV) AWS_ENDPOINT_URL=$$($(PY) -m conf local emulator_endpoint) \
+	  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test $(PY) -m tools.budget_resume $(LOCAL_STACK); \
+	  else $(PY) -m tools.budget_resume cdktf.out/stacks/pipeline-$(ENV); fi
+
+leftovers-local: setup ## List anything the stack left on the emulator (after destroy-local: nothing)
+	$(LOCAL_ENV) $(PY) -m local.leftovers
+
+bench-deploy: setup ## Time a cold deploy-local, a re-plan and a destroy (bench/deploy_local.py)
+	$(PY) bench/deploy_local.py
 
 status-local: setup ## Table of what is deployed on the emulator
 	$(LOCAL_ENV) $(PY) -m local.status
