@@ -21,7 +21,7 @@ LOCAL_EMULATOR  ?= moto
 # The emulator's endpoint and region come from conf/profiles/local.yaml.
 LOCAL_ENV = EMULATOR_ENDPOINT=$$($(PY) -m conf local emulator_endpoint) AWS_DEFAULT_REGION=$$($(PY) -m conf local region)
 
-.PHONY: help setup synth validate lint test bench-synth clean images up-localstack down-localstack \
+.PHONY: help setup synth diff deploy validate lint test bench-synth clean images up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
         leftovers-local bench-deploy
 
@@ -47,6 +47,12 @@ FORCE:
 
 synth: setup ## Synthesize every environment (SYNTH_ENVS=local,dev for some) into cdktf.out/
 	$(CDKTF) synth --output cdktf.out
+
+diff: setup ## cdktf diff of one env's pipeline stack (ENV=<env>; offline-safe --skip-provider-lock)
+	SYNTH_ENVS=$(ENV) $(CDKTF) diff pipeline-$(ENV) --skip-provider-lock
+
+deploy: setup ## cdktf deploy of one env's pipeline stack (ENV=<env>; asks before applying)
+	SYNTH_ENVS=$(ENV) $(CDKTF) deploy pipeline-$(ENV) --skip-provider-lock
 
 validate: synth ## terraform init (offline, from the mirror) + validate every synthesized stack
 	$(PY) -m tools.tf_validate

@@ -223,6 +223,19 @@ class WeatherSettings(_Frozen):
     max_retries: int = Field(ge=0, le=5)
 
 
+class MonitoringSettings(_Frozen):
+    """Alarm thresholds; ``treat_missing_data`` is notBreaching: an idle pipeline is healthy."""
+
+    period_seconds: int = Field(ge=60, le=86400)
+    evaluation_periods: int = Field(ge=1, le=100)
+    lambda_duration_pct_of_timeout: int = Field(ge=10, le=100)
+    treat_missing_data: Literal["notBreaching", "breaching", "ignore", "missing"]
+    s3_request_metrics: bool
+    cost_allocation_tags: bool
+    anomaly_detection: bool
+    anomaly_threshold_usd: float = Field(gt=0)
+
+
 class StateBackend(_Frozen):
     """Where Terraform keeps this environment's state: a local file, or an S3 object."""
 
@@ -265,6 +278,7 @@ class Profile(_Frozen):
     functions: FunctionSettings
     workflow: WorkflowSettings
     weather: WeatherSettings
+    monitoring: MonitoringSettings
 
     @field_validator("account_id")
     @classmethod

@@ -13,7 +13,12 @@ from constructs import Construct
 from modules.encryption import PipelineKey
 from modules.iam import GrantableRole, statement
 
-PUBLISHING_SERVICES = ("budgets.amazonaws.com", "cloudwatch.amazonaws.com", "events.amazonaws.com")
+PUBLISHING_SERVICES = (
+    "budgets.amazonaws.com",
+    "cloudwatch.amazonaws.com",
+    "costalerts.amazonaws.com",
+    "events.amazonaws.com",
+)
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,17 @@ so two environments in one account each see their own spend.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from cdktf_cdktf_provider_aws.budgets_budget import BudgetsBudget, BudgetsBudgetCostFilter, BudgetsBudgetNotification
+from cdktf_cdktf_provider_aws.ce_anomaly_monitor import CeAnomalyMonitor
+from cdktf_cdktf_provider_aws.ce_anomaly_subscription import (
+    CeAnomalySubscription,
+    CeAnomalySubscriptionSubscriber,
+    CeAnomalySubscriptionThresholdExpression,
+    CeAnomalySubscriptionThresholdExpressionDimension,
+)
 from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
@@ -70,6 +78,38 @@ class PipelineBudget(Construct):
         self.budget_name: str = self.budget.name
         self.budget_arn: str = self.budget.arn
         self.account_id = props.account_id
+
+    def detect_anomalies(self, *, project: str, environment: str, threshold_usd: float, alerts: AlertTopic) -> None:
+        """A Cost Anomaly Detection monitor over this environment's tagged spend, alerting the topic."""
+        monitor = CeAnomalyMonitor(
+            self,
+            "anomaly-monitor",
+            name=f"{self.budget_name}-anomalies",
+            monitor_type="CUSTOM",
+            monitor_specification=json.dumps(
+                {
+                    "And": [
+                        {"Tags": {"Key": "Project", "Values": [project], "MatchOptions": ["EQUALS"]}},
+                        {"Tags": {"Key": "Environment", "Values": [environment], "MatchOptions": ["EQUALS"]}},
+                    ]
+                }
+            ),
+        )
+        CeAnomalySubscription(
+            self,
+            "anomaly-subscription",
+            name=f"{self.budget_name}-anomalies",
+            frequency="IMMEDIATE",
+            monitor_arn_list=[monitor.arn],
+            subscriber=[CeAnomalySubscriptionSubscriber(type="SNS", address=alerts.topic_arn)],
+            threshold_expression=CeAnomalySubscriptionThresholdExpression(
+                dimension=CeAnomalySubscriptionThresholdExpressionDimension(
+                    key="ANOMALY_TOTAL_IMPACT_ABSOLUTE",
+                    match_options=["GREATER_THAN_OR_EQUAL"],
+                    values=[f"{threshold_usd:g}"],
+                )
+            ),
+        )
 
     def shut_down_with(self, function: PythonFunction, alerts: AlertTopic) -> None:
         """Subscribe the shutdown function to the alert topic (budget alerts reach it there)."""

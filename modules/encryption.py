@@ -70,7 +70,12 @@ class PipelineKey(Construct):
                     "Sid": "AlertingServicesOfThisAccount",
                     "Effect": "Allow",
                     "Principal": {
-                        "Service": ["budgets.amazonaws.com", "cloudwatch.amazonaws.com", "events.amazonaws.com"]
+                        "Service": [
+                            "budgets.amazonaws.com",
+                            "cloudwatch.amazonaws.com",
+                            "costalerts.amazonaws.com",
+                            "events.amazonaws.com",
+                        ]
                     },
                     "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                     "Resource": "*",  # key policy: "*" is this key

@@ -15,6 +15,7 @@ from modules.container_registry import StageRepositories, StageRepositoriesProps
 from modules.data_lake import DataLake, DataLakeProps
 from modules.encryption import PipelineKey, PipelineKeyProps
 from modules.functions import PythonFunction, PythonFunctionProps
+from modules.monitoring import Monitoring, MonitoringProps
 from modules.network import Network, NetworkProps
 from modules.parameters import PipelineParameters, PipelineParametersProps
 from modules.provider import pipeline_provider
@@ -147,6 +148,13 @@ class PipelineStack(TerraformStack):
                 settings={f"bucket_{n}": b.bucket_name for n, b in self.data_lake.buckets.items()},
             ),
         )
+        if profile.monitoring.anomaly_detection:
+            self.budget.detect_anomalies(
+                project=profile.project,
+                environment=profile.name,
+                threshold_usd=profile.monitoring.anomaly_threshold_usd,
+                alerts=self.alerts,
+            )
         self.functions = self._functions(profile, account_id)
         self.workflow = Workflow(
             self,
@@ -167,6 +175,22 @@ class PipelineStack(TerraformStack):
             ),
         )
 
+        self.monitoring = Monitoring(
+            self,
+            "monitoring",
+            MonitoringProps(
+                prefix=prefix,
+                region=profile.region,
+                settings=profile.monitoring,
+                alerts=self.alerts,
+                state_machine_arn=self.workflow.state_machine_arn,
+                functions=self.functions,
+                data_buckets={n: self.data_lake.bucket(n) for n in ("raw", "processed", "curated")},
+                job_queue_arns=[q.arn for q in self.batch.queues.values()],
+                budget_limit_usd=profile.budget.amount_usd,
+            ),
+        )
+        TerraformOutput(self, "dashboard_url", value=self.monitoring.dashboard_url)
         TerraformOutput(self, "state_machine_arn", value=self.workflow.state_machine_arn)
         TerraformOutput(self, "alert_topic_arn", value=self.alerts.topic_arn)
         TerraformOutput(self, "budget_name", value=self.budget.budget_name)

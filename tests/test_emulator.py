@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -231,9 +232,9 @@ def test_s3_backend_lockfile_refuses_second_plan(aws, emulator, tmp_path: Path) 
         ["terraform", "apply", "-auto-approve", "-no-color"],
         cwd=tmp_path,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -255,7 +256,7 @@ def test_s3_backend_lockfile_refuses_second_plan(aws, emulator, tmp_path: Path) 
         assert second.returncode != 0
         assert "Error acquiring the state lock" in second.stdout + second.stderr
     finally:
-        holder.kill()
+        os.killpg(holder.pid, signal.SIGKILL)  # terraform and its provider plugin
         holder.wait(timeout=30)
 
 
