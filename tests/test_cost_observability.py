@@ -118,7 +118,7 @@ def test_every_log_group_has_retention_and_key(synth: SynthResult, env: str, day
         assert fn["logging_config"]["log_group"].startswith("${aws_cloudwatch_log_group.")
     for definition in synth.resources(env, "aws_batch_job_definition").values():
         container = json.loads(definition["container_properties"])
-        assert container["logConfiguration"]["options"]["awslogs-group"] == f"/aws/batch/odins-ravne-{env}"
+        assert container["logConfiguration"]["options"]["awslogs-group"].startswith("${aws_cloudwatch_log_group.batch_")
 
 
 def test_parameters(synth: SynthResult) -> None:
