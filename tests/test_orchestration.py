@@ -102,7 +102,9 @@ def test_manifest_rule_starts_executions(synth: SynthResult) -> None:
     rules = {r["name"]: r for r in synth.resources("dev", "aws_cloudwatch_event_rule").values()}
     pattern = json.loads(rules["odins-ravne-dev-on-manifest"]["event_pattern"])
     assert pattern["detail"]["object"]["key"] == [{"prefix": "manifests/"}]
-    (target,) = synth.resources("dev", "aws_cloudwatch_event_target").values()
+    (target,) = [
+        t for t in synth.resources("dev", "aws_cloudwatch_event_target").values() if "on-manifest" in t["rule"]
+    ]
     assert "aws_sfn_state_machine" in target["arn"]
     assert target["input_transformer"]["input_template"] == '{"manifest": "s3://<bucket>/<key>"}'
 
