@@ -30,34 +30,54 @@ class AlertTopicProps:
 
 
 class AlertTopic(Construct):
+    """Publishers: the AWS alerting services of this account, and the roles granted ``grant_publish``.
+
+    The topic policy allows the services and denies every other (non-service) principal that is not
+    one of the granted roles, so an account-wide ``sns:Publish`` elsewhere cannot reach this topic.
+    It is re-rendered on every grant, like GrantableRole's policy.
+    """
+
     def __init__(self, scope: Construct, id_: str, props: AlertTopicProps) -> None:
         super().__init__(scope, id_)
         self.topic = SnsTopic(self, "topic", name=f"{props.prefix}-alerts", kms_master_key_id=props.key.key_arn)
         self.topic_arn: str = self.topic.arn
-        SnsTopicPolicy(
-            self,
-            "policy",
-            arn=self.topic.arn,
-            policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "AlertingServicesOfThisAccount",
-                            "Effect": "Allow",
-                            "Principal": {"Service": list(PUBLISHING_SERVICES)},
-                            "Action": "sns:Publish",
-                            "Resource": self.topic.arn,
-                            "Condition": {"StringEquals": {"aws:SourceAccount": props.account_id}},
-                        }
-                    ],
-                }
-            ),
-        )
+        self.account_id = props.account_id
+        self.publishers: list[str] = []
+        self.policy = SnsTopicPolicy(self, "policy", arn=self.topic.arn, policy=self._policy())
         for index, address in enumerate(props.email_subscribers):
             SnsTopicSubscription(self, f"email-{index}", topic_arn=self.topic.arn, protocol="email", endpoint=address)
         self.key = props.key
 
+    def _policy(self) -> str:
+        statements: list[dict] = [
+            {
+                "Sid": "AlertingServicesOfThisAccount",
+                "Effect": "Allow",
+                "Principal": {"Service": list(PUBLISHING_SERVICES)},
+                "Action": "sns:Publish",
+                "Resource": self.topic_arn,
+                "Condition": {"StringEquals": {"aws:SourceAccount": self.account_id}},
+            }
+        ]
+        if self.publishers:
+            statements.append(
+                {
+                    "Sid": "OnlyGrantedRolesAmongPrincipals",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "sns:Publish",
+                    "Resource": self.topic_arn,
+                    "Condition": {
+                        "StringNotLike": {"aws:PrincipalArn": sorted(self.publishers)},
+                        "Null": {"aws:PrincipalServiceName": "true"},
+                    },
+                }
+            )
+        return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
     def grant_publish(self, role: GrantableRole) -> None:
         role.add_statements(statement(["sns:Publish"], [self.topic_arn]))
         self.key.grant_encrypt_decrypt(role)
+        if role.role_arn not in self.publishers:
+            self.publishers.append(role.role_arn)
+            self.policy.policy = self._policy()

@@ -35,8 +35,8 @@ def test_shutdown_subscribed_to_alert_topic(synth: SynthResult) -> None:
 def test_alert_topic_encrypted_and_restricted(synth: SynthResult) -> None:
     topic = synth.only("prod", "aws_sns_topic")
     assert topic["kms_master_key_id"].startswith("${aws_kms_key.")
-    (statement,) = json.loads(synth.only("prod", "aws_sns_topic_policy")["policy"])["Statement"]
-    assert statement["Principal"] == {
+    allow, deny = json.loads(synth.only("prod", "aws_sns_topic_policy")["policy"])["Statement"]
+    assert allow["Principal"] == {
         "Service": [
             "budgets.amazonaws.com",
             "cloudwatch.amazonaws.com",
@@ -44,7 +44,10 @@ def test_alert_topic_encrypted_and_restricted(synth: SynthResult) -> None:
             "events.amazonaws.com",
         ]
     }
-    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": "333333333333"}}
+    assert allow["Condition"] == {"StringEquals": {"aws:SourceAccount": "333333333333"}}
+    assert deny["Effect"] == "Deny" and deny["Condition"]["Null"] == {"aws:PrincipalServiceName": "true"}
+    (publisher,) = deny["Condition"]["StringNotLike"]["aws:PrincipalArn"]
+    assert publisher.startswith("${aws_iam_role.workflow_role_") and publisher.endswith(".arn}")
 
 
 def test_cost_explorer_switches(synth: SynthResult) -> None:
