@@ -9,11 +9,12 @@ from dockerfile_parse import DockerfileParser
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 STAGES = ("stage0", "stage1", "stage2")
+DOCKERFILES = {"stage0": IMAGES / "stage0" / "Dockerfile", "gpu": IMAGES / "gpu.Dockerfile"}
 
 
-@pytest.fixture(params=STAGES)
+@pytest.fixture(params=sorted(DOCKERFILES))
 def dockerfile(request: pytest.FixtureRequest) -> tuple[str, DockerfileParser]:
-    parser = DockerfileParser(path=str(IMAGES / request.param / "Dockerfile"))
+    parser = DockerfileParser(path=str(DOCKERFILES[request.param]))
     return request.param, parser
 
 
@@ -40,11 +41,22 @@ def test_exec_form_entrypoint_and_no_remote_add(dockerfile: tuple[str, Dockerfil
     assert entrypoint.startswith("["), "exec form, so signals reach the stage"
     assert not [i for i in parser.structure if i["instruction"] == "ADD"]
     copies = " ".join(i["value"] for i in parser.structure if i["instruction"] == "COPY")
-    assert f"{stage}/stage.py" in copies and "runtime/stage_runtime.py" in copies
+    entry = "${STAGE}/stage.py" if stage == "gpu" else f"{stage}/stage.py"
+    assert entry in copies and "runtime/stage_runtime.py" in copies
+
+
+def test_every_stage_has_an_image() -> None:
+    from tools.images import dockerfile_args
+
+    for stage in STAGES:
+        args = dockerfile_args(stage)
+        assert Path(args[1]).exists() and (IMAGES / stage / "stage.py").exists()
+        if "gpu.Dockerfile" in args[1]:
+            assert args[2:] == ["--build-arg", f"STAGE={stage}"]
 
 
 def test_requirements_pinned() -> None:
-    for stage in STAGES:
-        for line in (IMAGES / stage / "requirements.txt").read_text().splitlines():
+    for file in (IMAGES / "stage0" / "requirements.txt", IMAGES / "runtime" / "requirements-gpu.txt"):
+        for line in file.read_text().splitlines():
             if line.strip() and not line.startswith("#"):
-                assert "==" in line, f"{stage}: {line} is not pinned"
+                assert "==" in line, f"{file.name}: {line} is not pinned"

@@ -17,6 +17,14 @@ from pathlib import Path
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 
 
+def dockerfile_args(stage: str) -> list[str]:
+    """stage0 has its own Dockerfile; the GPU stages share gpu.Dockerfile with a STAGE build arg."""
+    own = IMAGES_DIR / stage / "Dockerfile"
+    if own.exists():
+        return ["-f", str(own)]
+    return ["-f", str(IMAGES_DIR / "gpu.Dockerfile"), "--build-arg", f"STAGE={stage}"]
+
+
 def docker_available() -> bool:
     try:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
@@ -64,9 +72,7 @@ def main(argv: list[str]) -> int:
             print(f"error: images/models/{stage}/ is missing: put the stage's model files there", file=sys.stderr)
             return 2
         ecr_login(uri.split("/", 1)[0])
-        subprocess.run(
-            ["docker", "build", "-f", str(IMAGES_DIR / stage / "Dockerfile"), "-t", uri, str(IMAGES_DIR)], check=True
-        )
+        subprocess.run(["docker", "build", *dockerfile_args(stage), "-t", uri, str(IMAGES_DIR)], check=True)
         subprocess.run(["docker", "push", uri], check=True)
         print(f"pushed {uri}")
     return 0
