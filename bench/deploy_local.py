@@ -8,6 +8,7 @@ Targets (issue: local deployment): cold deploy <= 90 s, re-plan <= 15 s, destroy
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def timed(target: str) -> tuple[float, str]:
             text=True,
             check=True,
         ).stdout.strip()
-        env = {**__import__("os").environ, "EMULATOR_ENDPOINT": endpoint}
+        env = {**os.environ, "EMULATOR_ENDPOINT": endpoint}
     started = time.monotonic()
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
     seconds = time.monotonic() - started

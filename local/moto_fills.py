@@ -6,6 +6,7 @@ covered by tests/test_emulator.py. When moto fixes a gap upstream, delete its fi
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 from collections.abc import Callable
@@ -368,7 +369,7 @@ def batch_runs_stage_code() -> None:
 
     def finish(self: Any, include_start_attempt: bool, job: Any) -> None:
         self.backend._jobs[job.job_id] = job
-        job.job_started_at = __import__("datetime").datetime.now()
+        job.job_started_at = datetime.datetime.now()
         job.log_stream_name = job._stream_name
         if include_start_attempt:
             job._start_attempt()

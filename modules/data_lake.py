@@ -191,6 +191,8 @@ class DataLake(Construct):
                 source_account=props.account_id,
             ),
         )
+        props.key.grant_decrypt(role)
+        replica_key.grant_encrypt_decrypt(role)
         self.replicas: dict[str, SecureBucket] = {}
         for name in REPLICATED:
             source = self.buckets[name]
@@ -216,8 +218,6 @@ class DataLake(Construct):
                     ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"], [f"{replica.bucket_arn}/*"]
                 ),
             )
-            props.key.grant_decrypt(role)
-            replica_key.grant_encrypt_decrypt(role)
             S3BucketReplicationConfigurationA(
                 self,
                 f"{name}-replication",

@@ -44,12 +44,12 @@ FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 def package(name: str, src: Path = LAMBDA_SRC) -> bytes:
     """The function's zip: its own ``*.py`` and the shared ones, byte-for-byte reproducible."""
-    files = sorted(p for folder in (src / name, src / SHARED) for p in folder.glob("*.py"))
+    files = sorted((p for folder in (src / name, src / SHARED) for p in folder.glob("*.py")), key=lambda p: p.name)
     if not (src / name / "handler.py").exists():
         raise FileNotFoundError(f"{src / name / 'handler.py'} is missing: every function needs a handler.py")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for path in sorted(files, key=lambda p: p.name):
+        for path in files:
             info = zipfile.ZipInfo(path.name, date_time=FIXED_TIME)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
