@@ -32,13 +32,13 @@ def build_app(environments: list[str], outdir: str | None = None) -> App:
     """Build (not synthesize) the app for ``environments``; raises ProfileError on a bad profile."""
     profiles = [load_profile(env) for env in environments]
     app = App(outdir=outdir) if outdir else App()
-    first_of_account = {}
+    by_account: dict[str, list] = {}
     for profile in profiles:
         PipelineStack(app, profile)
         if profile.is_cloud:
-            first_of_account.setdefault(profile.account_id, profile)
-    for profile in first_of_account.values():
-        StateBootstrapStack(app, profile)
+            by_account.setdefault(profile.account_id, []).append(profile)
+    for account_profiles in by_account.values():
+        StateBootstrapStack(app, account_profiles)
     return app
 
 

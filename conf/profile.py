@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 # ODINS_PROFILE_DIR points the app at another profile folder (tests, or a private fork of the envs).
 PROFILE_DIR = Path(os.environ.get("ODINS_PROFILE_DIR") or Path(__file__).resolve().parent / "profiles")
@@ -236,6 +245,12 @@ class MonitoringSettings(_Frozen):
     anomaly_threshold_usd: float = Field(gt=0)
 
 
+class CiSettings(_Frozen):
+    """GitHub Actions: the one repository whose workflows may assume this environment's CI roles."""
+
+    github_repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
 class StateBackend(_Frozen):
     """Where Terraform keeps this environment's state: a local file, or an S3 object."""
 
@@ -279,6 +294,7 @@ class Profile(_Frozen):
     workflow: WorkflowSettings
     weather: WeatherSettings
     monitoring: MonitoringSettings
+    ci: CiSettings
 
     @field_validator("account_id")
     @classmethod
@@ -310,6 +326,21 @@ class Profile(_Frozen):
     @property
     def is_cloud(self) -> bool:
         return self.provider == "aws"
+
+    @computed_field
+    @property
+    def ci_plan_role_arn(self) -> str | None:
+        """Read-only role the pull-request workflow plans with (cloud envs only)."""
+        return self._role_arn(f"{self.prefix}-ci-plan")
+
+    @computed_field
+    @property
+    def ci_deploy_role_arn(self) -> str | None:
+        """Role the main-branch workflow applies with, from the env's protected GitHub environment."""
+        return self._role_arn(f"{self.prefix}-ci-deploy")
+
+    def _role_arn(self, name: str) -> str | None:
+        return f"arn:aws:iam::{self.account_id}:role/{name}" if self.is_cloud else None
 
     @property
     def prefix(self) -> str:

@@ -17,7 +17,17 @@ def state_key(profile: Profile) -> str:
     return f"{profile.state_backend.key_prefix}/{profile.name}/terraform.tfstate"
 
 
+# S3-native state locking (use_lockfile) needs 1.10; 2.x may change the language.
+REQUIRED_TERRAFORM = ">= 1.10.0, < 2.0.0"
+
+
+def require_terraform(stack: TerraformStack) -> None:
+    """Fail fast on a Terraform CLI that cannot read this config (cdktf has no typed setter)."""
+    stack.add_override("terraform.required_version", REQUIRED_TERRAFORM)
+
+
 def configure_backend(stack: TerraformStack, stack_id: str, profile: Profile) -> None:
+    require_terraform(stack)
     backend = profile.state_backend
     if backend.type == "local":
         local_backend(stack, stack_id, backend.path)

@@ -11,10 +11,7 @@ from dataclasses import dataclass
 from cdktf import TerraformProvider
 from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfigurationRule,
-    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
     S3BucketLifecycleConfigurationRuleExpiration,
-    S3BucketLifecycleConfigurationRuleFilter,
-    S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
     S3BucketLifecycleConfigurationRuleTransition,
 )
 from cdktf_cdktf_provider_aws.s3_bucket_notification import S3BucketNotification
@@ -33,7 +30,7 @@ from constructs import Construct
 from conf.profile import DataLakeSettings
 from modules.encryption import PipelineKey, PipelineKeyProps
 from modules.iam import GrantableRole, GrantableRoleProps, statement
-from modules.secure_bucket import SecureBucket, SecureBucketProps
+from modules.secure_bucket import SecureBucket, SecureBucketProps, housekeeping_rules, whole_bucket_rule
 
 DATA_BUCKETS = ("raw", "processed", "curated")
 REPLICATED = ("raw", "curated")
@@ -49,35 +46,12 @@ class DataLakeProps:
     replica_provider: TerraformProvider | None = None
 
 
-def _whole_bucket(rule_id: str, **kwargs) -> S3BucketLifecycleConfigurationRule:
-    return S3BucketLifecycleConfigurationRule(
-        id=rule_id, status="Enabled", filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")], **kwargs
-    )
-
-
 def lifecycle_rules(settings: DataLakeSettings, *, tiering: bool) -> tuple[S3BucketLifecycleConfigurationRule, ...]:
     """Abort stale multipart uploads, expire old versions; raw images also tier down and archive."""
-    rules = [
-        _whole_bucket(
-            "abort-incomplete-multipart",
-            abort_incomplete_multipart_upload=[
-                S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(
-                    days_after_initiation=settings.abort_multipart_days
-                )
-            ],
-        ),
-        _whole_bucket(
-            "expire-noncurrent-versions",
-            noncurrent_version_expiration=[
-                S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
-                    noncurrent_days=settings.noncurrent_expiration_days
-                )
-            ],
-        ),
-    ]
+    rules = list(housekeeping_rules(settings.abort_multipart_days, settings.noncurrent_expiration_days))
     if tiering:
         rules.append(
-            _whole_bucket(
+            whole_bucket_rule(
                 "tier-then-archive",
                 transition=[
                     S3BucketLifecycleConfigurationRuleTransition(
@@ -107,7 +81,7 @@ class DataLake(Construct):
                 prevent_destroy=settings.prevent_destroy,
                 lifecycle_rules=(
                     *lifecycle_rules(settings, tiering=False),
-                    _whole_bucket(
+                    whole_bucket_rule(
                         "expire-access-logs",
                         expiration=[
                             S3BucketLifecycleConfigurationRuleExpiration(days=settings.access_log_expiration_days)

@@ -35,13 +35,41 @@ def service_trust(service: str, *, source_account: str | None = None) -> dict:
     return {"Version": "2012-10-17", "Statement": [trust]}
 
 
+def web_identity_trust(provider_arn: str, audience: str, subjects: list[str], *, issuer: str) -> dict:
+    """Trust for OIDC federation (GitHub Actions): this audience and these subject patterns only."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {f"{issuer}:aud": audience},
+                    "StringLike": {f"{issuer}:sub": sorted(subjects)},
+                },
+            }
+        ],
+    }
+
+
 @dataclass(frozen=True)
 class GrantableRoleProps:
+    """Who may assume the role: an AWS ``service`` or, for federation, a whole ``trust_policy``."""
+
     name: str
-    service: str
     description: str
+    service: str | None = None
     source_account: str | None = None
     managed_policy_arns: tuple[str, ...] = field(default_factory=tuple)
+    trust_policy: dict | None = None
+
+    def __post_init__(self) -> None:
+        if (self.service is None) == (self.trust_policy is None):
+            raise ValueError(f"role {self.name}: give exactly one of service and trust_policy")
+
+    def trust(self) -> dict:
+        return self.trust_policy or service_trust(self.service, source_account=self.source_account)
 
 
 class GrantableRole(Construct):
@@ -54,7 +82,7 @@ class GrantableRole(Construct):
             "role",
             name=props.name,
             description=props.description,
-            assume_role_policy=json.dumps(service_trust(props.service, source_account=props.source_account)),
+            assume_role_policy=json.dumps(props.trust()),
             max_session_duration=3600,
         )
         for index, arn in enumerate(props.managed_policy_arns):

@@ -15,6 +15,9 @@ from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
 from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfiguration,
     S3BucketLifecycleConfigurationRule,
+    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
+    S3BucketLifecycleConfigurationRuleFilter,
+    S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
 )
 from cdktf_cdktf_provider_aws.s3_bucket_logging import S3BucketLoggingA
 from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
@@ -46,6 +49,36 @@ class SecureBucketProps:
     lifecycle_rules: tuple[S3BucketLifecycleConfigurationRule, ...] = ()
     extra_policy_statements: tuple[dict, ...] = field(default_factory=tuple)
     provider: TerraformProvider | None = None  # another region's provider (replicas)
+
+
+def whole_bucket_rule(rule_id: str, **kwargs) -> S3BucketLifecycleConfigurationRule:
+    return S3BucketLifecycleConfigurationRule(
+        id=rule_id, status="Enabled", filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")], **kwargs
+    )
+
+
+def housekeeping_rules(
+    abort_multipart_days: int, noncurrent_days: int, *, keep_versions: int | None = None
+) -> tuple[S3BucketLifecycleConfigurationRule, ...]:
+    """Abort stale multipart uploads; expire old versions (keeping the newest ``keep_versions``)."""
+    return (
+        whole_bucket_rule(
+            "abort-incomplete-multipart",
+            abort_incomplete_multipart_upload=[
+                S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(
+                    days_after_initiation=abort_multipart_days
+                )
+            ],
+        ),
+        whole_bucket_rule(
+            "expire-noncurrent-versions",
+            noncurrent_version_expiration=[
+                S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
+                    noncurrent_days=noncurrent_days, newer_noncurrent_versions=keep_versions
+                )
+            ],
+        ),
+    )
 
 
 def deny_insecure_transport(bucket_arn: str) -> dict:

@@ -1,4 +1,4 @@
-"""Per-account bootstrap: the S3 bucket holding the Terraform state of that account's environments."""
+"""Per-account bootstrap: the Terraform state bucket and the CI roles of that account's environments."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from cdktf_cdktf_provider_aws.ce_cost_allocation_tag import CeCostAllocationTag
 from constructs import Construct
 
 from conf import Profile
-from modules.backend import local_backend
+from modules.backend import local_backend, require_terraform, state_key
+from modules.ci_access import CiAccess, CiAccessProps, GithubOidc
 from modules.provider import pipeline_provider
 from modules.state_bucket import StateBucket, StateBucketProps
 
@@ -19,11 +20,17 @@ def bootstrap_stack_id(profile: Profile) -> str:
 
 
 class StateBootstrapStack(TerraformStack):
-    """Applied once per account with a local backend; every cloud env's S3 backend points here."""
+    """Applied once per account with a local backend; every cloud env's S3 backend points here.
 
-    def __init__(self, scope: Construct, profile: Profile) -> None:
+    ``profiles`` are the environments living in this account; the first one's settings (region,
+    state bucket) are the account's.
+    """
+
+    def __init__(self, scope: Construct, profiles: list[Profile]) -> None:
+        profile = profiles[0]
         stack_id = bootstrap_stack_id(profile)
         super().__init__(scope, stack_id)
+        require_terraform(self)
         local_backend(self, stack_id, f".state/{stack_id}/terraform.tfstate")
         pipeline_provider(self, profile)
         bucket = StateBucket(
@@ -32,6 +39,23 @@ class StateBootstrapStack(TerraformStack):
             StateBucketProps(bucket_name=profile.state_backend.bucket),
         )
         TerraformOutput(self, "state_bucket", value=bucket.bucket_name)
+        oidc = GithubOidc(self, "github-oidc")
+        for env in profiles:
+            access = CiAccess(
+                self,
+                f"ci-{env.name}",
+                CiAccessProps(
+                    prefix=env.prefix,
+                    environment=env.name,
+                    account_id=env.account_id,
+                    github_repository=env.ci.github_repository,
+                    state_bucket=bucket,
+                    state_key_prefix=state_key(env).rsplit("/", 1)[0],
+                    oidc=oidc,
+                ),
+            )
+            TerraformOutput(self, f"ci_plan_role_{env.name}", value=access.plan_role_arn)
+            TerraformOutput(self, f"ci_deploy_role_{env.name}", value=access.deploy_role_arn)
         if profile.monitoring.cost_allocation_tags:
             # Account-wide, so here (once per account) rather than in each environment's stack.
             for tag in COST_ALLOCATION_TAGS:

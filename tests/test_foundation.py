@@ -65,6 +65,8 @@ def test_provider_guards_and_tags(synth: SynthResult) -> None:
 def test_provider_pinned(synth: SynthResult) -> None:
     for stack in synth.stacks.values():
         assert stack["terraform"]["required_providers"]["aws"] == {"source": "aws", "version": "5.100.0"}
+        # use_lockfile needs 1.10; checkov scans a copy without this key (tools/security_scan.py).
+        assert stack["terraform"]["required_version"] == ">= 1.10.0, < 2.0.0"
 
 
 def test_pipeline_key_rotates(synth: SynthResult) -> None:

@@ -78,6 +78,11 @@ def _edit(profile_dir: Path, env: str, path: str, value: object) -> None:
         ("budgte", {"amount_usd": 5}, "dev.yaml: unknown key 'budgte'; allowed keys here: account_id, batch, budget"),
         ("batch.max_vpcus", 5, "dev.yaml: unknown key 'batch.max_vpcus'; allowed keys here: cpu_instance_types"),
         ("network.egress", "vpn", "dev.yaml: network.egress = 'vpn': Input should be 'endpoints' or 'nat'"),
+        (
+            "ci.github_repository",
+            "just-a-name",
+            "dev.yaml: ci.github_repository = 'just-a-name': String should match pattern",
+        ),
     ],
 )
 def test_bad_values_fail_with_one_line(profile_dir: Path, key: str, value: object, expected: str) -> None:
@@ -137,3 +142,14 @@ def test_main_prints_one_line_and_exits_2(profile_dir: Path) -> None:
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("b'")]
     assert lines == [f"error: {profile_dir / 'staging.yaml'}: budget.amount_usd = -1: Input should be greater than 0"]
     assert "Traceback" not in proc.stderr
+
+
+def test_ci_role_arns_come_from_account_and_prefix() -> None:
+    prod = load_profile("prod")
+    assert prod.ci_plan_role_arn == "arn:aws:iam::333333333333:role/odins-ravne-prod-ci-plan"
+    assert prod.ci_deploy_role_arn == "arn:aws:iam::333333333333:role/odins-ravne-prod-ci-deploy"
+    assert load_profile("local").ci_plan_role_arn is None
+    proc = subprocess.run(
+        [sys.executable, "-m", "conf", "staging", "ci_plan_role_arn"], capture_output=True, text=True, cwd=REPO
+    )
+    assert proc.stdout.strip() == "arn:aws:iam::222222222222:role/odins-ravne-staging-ci-plan"

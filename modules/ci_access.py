@@ -1,0 +1,128 @@
+"""GitHub Actions access to one AWS account: the OIDC provider and the per-environment CI roles.
+
+No long-lived keys: workflows exchange GitHub's OIDC token for short sessions. The plan role is
+read-only (pull requests, and prod's plan on main); the deploy role can only be assumed from the
+environment's protected GitHub environment, so prod's manual approval gates every apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
+from constructs import Construct
+
+from modules.iam import GrantableRole, GrantableRoleProps, statement, web_identity_trust
+from modules.state_bucket import StateBucket
+
+GITHUB_ISSUER = "token.actions.githubusercontent.com"
+AUDIENCE = "sts.amazonaws.com"
+# Thumbprints of GitHub's OIDC certificate chain; AWS validates GitHub tokens against its own
+# trust store and ignores them, but the API still wants at least one.
+GITHUB_THUMBPRINTS = ["6938fd4d98bab03faadb97b34396831e3780aea1", "1c58a3a8518e8759bf075b76b750d4f2df264fcd"]
+READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+# Everything but IAM and Organizations; IAM is granted below, scoped to the environment's names.
+POWER_USER = "arn:aws:iam::aws:policy/PowerUserAccess"
+# What Terraform needs to manage the stack's roles, inline policies and instance profile.
+DEPLOY_IAM_ACTIONS = [
+    "iam:AddRoleToInstanceProfile",
+    "iam:AttachRolePolicy",
+    "iam:CreateInstanceProfile",
+    "iam:CreateRole",
+    "iam:DeleteInstanceProfile",
+    "iam:DeleteRole",
+    "iam:DeleteRolePolicy",
+    "iam:DetachRolePolicy",
+    "iam:GetInstanceProfile",
+    "iam:GetRole",
+    "iam:GetRolePolicy",
+    "iam:ListAttachedRolePolicies",
+    "iam:ListInstanceProfilesForRole",
+    "iam:ListRolePolicies",
+    "iam:PassRole",
+    "iam:PutRolePolicy",
+    "iam:RemoveRoleFromInstanceProfile",
+    "iam:TagInstanceProfile",
+    "iam:TagRole",
+    "iam:UntagRole",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:UpdateRole",
+    "iam:UpdateRoleDescription",
+]
+
+
+class GithubOidc(Construct):
+    """The account's one OIDC identity provider for GitHub Actions (one per URL per account)."""
+
+    def __init__(self, scope: Construct, id_: str) -> None:
+        super().__init__(scope, id_)
+        provider = IamOpenidConnectProvider(
+            self,
+            "provider",
+            url=f"https://{GITHUB_ISSUER}",
+            client_id_list=[AUDIENCE],
+            thumbprint_list=GITHUB_THUMBPRINTS,
+        )
+        self.provider_arn: str = provider.arn
+
+
+@dataclass(frozen=True)
+class CiAccessProps:
+    prefix: str  # e.g. odins-ravne-prod: the deploy role may manage IAM names with this prefix only
+    environment: str
+    account_id: str
+    github_repository: str
+    state_bucket: StateBucket
+    state_key_prefix: str  # e.g. odins-ravne/prod
+    oidc: GithubOidc
+
+
+class CiAccess(Construct):
+    """The plan and deploy roles of one environment, trusted through the account's GitHub OIDC."""
+
+    def __init__(self, scope: Construct, id_: str, props: CiAccessProps) -> None:
+        super().__init__(scope, id_)
+        provider_arn = props.oidc.provider_arn
+        repo = f"repo:{props.github_repository}"
+        self.plan_role = GrantableRole(
+            self,
+            "plan",
+            GrantableRoleProps(
+                name=f"{props.prefix}-ci-plan",
+                description="Plans from pull requests and main: read-only, state read without the lock",
+                trust_policy=web_identity_trust(
+                    provider_arn,
+                    AUDIENCE,
+                    [f"{repo}:pull_request", f"{repo}:ref:refs/heads/main"],
+                    issuer=GITHUB_ISSUER,
+                ),
+                managed_policy_arns=(READ_ONLY,),
+            ),
+        )
+        props.state_bucket.grant_read_state(self.plan_role, props.state_key_prefix)
+        self.deploy_role = GrantableRole(
+            self,
+            "deploy",
+            GrantableRoleProps(
+                name=f"{props.prefix}-ci-deploy",
+                description=f"Applies reviewed plans from the protected GitHub environment {props.environment}",
+                trust_policy=web_identity_trust(
+                    provider_arn, AUDIENCE, [f"{repo}:environment:{props.environment}"], issuer=GITHUB_ISSUER
+                ),
+                managed_policy_arns=(POWER_USER,),
+            ),
+        )
+        props.state_bucket.grant_write_state(self.deploy_role, props.state_key_prefix)
+        iam = f"arn:aws:iam::{props.account_id}"
+        self.deploy_role.add_statements(
+            statement(DEPLOY_IAM_ACTIONS, [f"{iam}:role/{props.prefix}-*", f"{iam}:instance-profile/{props.prefix}-*"]),
+            # CreateServiceLinkedRole names AWS's own roles (AWSServiceRoleForBatch, ...); it takes
+            # no prefix we control, so it is limited by the service it creates the role for.
+            statement(
+                ["iam:CreateServiceLinkedRole"],
+                [f"{iam}:role/aws-service-role/*"],
+                condition={"StringLike": {"iam:AWSServiceName": ["batch.amazonaws.com", "spot.amazonaws.com"]}},
+            ),
+        )
+        self.plan_role_arn: str = self.plan_role.role_arn
+        self.deploy_role_arn: str = self.deploy_role.role_arn
