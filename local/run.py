@@ -55,8 +55,9 @@ def port_free(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def follow(sfn: Any, execution_arn: str, timeout: float, out: Any = sys.stdout) -> dict:
-    """Print each state as it is entered and left; return the final describe_execution."""
+def follow(sfn: Any, execution_arn: str, timeout: float, out: Any = None) -> dict:
+    """Print each state as it is entered and left (to ``out``, default the current stdout)."""
+    out = out or sys.stdout
     seen, deadline = 0, time.monotonic() + timeout
     while True:
         events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
@@ -82,8 +83,9 @@ def visited_states(sfn: Any, execution_arn: str) -> list[str]:
     return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
 
 
-def run(timeout: float = 300, wait_for_trigger: float = 3.0) -> tuple[str, dict]:
-    aws = clients()
+def run(timeout: float = 300, wait_for_trigger: float = 3.0, aws: dict[str, Any] | None = None) -> tuple[str, dict]:
+    """Run the sample once; ``aws`` are boto3 clients by service name (default: the emulator's)."""
+    aws = aws or clients()
     s3, sfn = aws["s3"], aws["stepfunctions"]
     raw = find([b["Name"] for b in s3.list_buckets()["Buckets"]], "-raw-")
     machine = find([m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]], "-pipeline")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,3 +69,66 @@ def profile_dir(tmp_path: Path) -> Path:
     target = tmp_path / "profiles"
     shutil.copytree(REPO / "conf" / "profiles", target)
     return target
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``destroys_stack`` run after every other test (they tear the session's stack down)."""
+    items.sort(key=lambda item: item.get_closest_marker("destroys_stack") is not None)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory):
+    """A moto server of our own, started and stopped through local.emulator (by PID)."""
+    state = tmp_path_factory.mktemp("emulator")
+    port = free_port()
+    env = {
+        "EMULATOR_STATE_DIR": str(state),
+        "EMULATOR_ENDPOINT": f"http://127.0.0.1:{port}",
+        "AWS_DEFAULT_REGION": "eu-north-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    started = subprocess.run(
+        [sys.executable, "-m", "local.emulator", "start", "--port", str(port)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 0, started.stderr
+    yield {"port": port, "state": state}
+    subprocess.run([sys.executable, "-m", "local.emulator", "stop"], cwd=REPO, timeout=60, check=False)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def deployed(emulator, synth: SynthResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's synthesized local stack, copied with its state redirected, applied."""
+    from local import deploy
+
+    stack = tmp_path_factory.mktemp("stack") / "pipeline-local"
+    shutil.copytree(synth.outdir / "stacks" / "pipeline-local", stack)
+    config = json.loads((stack / "cdk.tf.json").read_text())
+    config["terraform"]["backend"]["local"]["path"] = str(emulator["state"] / "terraform.tfstate")
+    (stack / "cdk.tf.json").write_text(json.dumps(config))
+    started = time.monotonic()
+    assert deploy.apply(stack) == 0
+    print(f"applied the local stack in {time.monotonic() - started:.1f}s")
+    return stack
+
+
+@pytest.fixture
+def aws(deployed):
+    from local.status import clients
+
+    return clients()

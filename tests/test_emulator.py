@@ -1,84 +1,21 @@
 """The whole local stack on the real emulator (moto server + terraform via tflocal), end to end.
 
-One emulator and one applied local stack per session (in a temp state folder, on a free port,
-so a developer's own `make deploy-local` is untouched); the destroy test runs last.
+The emulator and the applied stack are session fixtures (tests/conftest.py); the destroy test
+runs last of the whole session, after every other file's emulator tests.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SynthResult
-
 pytestmark = pytest.mark.emulator
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def emulator(tmp_path_factory: pytest.TempPathFactory):
-    """A moto server of our own, started and stopped through local.emulator (by PID)."""
-    state = tmp_path_factory.mktemp("emulator")
-    port = free_port()
-    env = {
-        "EMULATOR_STATE_DIR": str(state),
-        "EMULATOR_ENDPOINT": f"http://127.0.0.1:{port}",
-        "AWS_DEFAULT_REGION": "eu-north-1",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    started = subprocess.run(
-        [sys.executable, "-m", "local.emulator", "start", "--port", str(port)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert started.returncode == 0, started.stderr
-    yield {"port": port, "state": state}
-    subprocess.run([sys.executable, "-m", "local.emulator", "stop"], cwd=REPO, timeout=60, check=False)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
-@pytest.fixture(scope="session")
-def deployed(emulator, synth: SynthResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's synthesized local stack, copied with its state redirected, applied."""
-    from local import deploy
-
-    stack = tmp_path_factory.mktemp("stack") / "pipeline-local"
-    shutil.copytree(synth.outdir / "stacks" / "pipeline-local", stack)
-    config = json.loads((stack / "cdk.tf.json").read_text())
-    config["terraform"]["backend"]["local"]["path"] = str(emulator["state"] / "terraform.tfstate")
-    (stack / "cdk.tf.json").write_text(json.dumps(config))
-    started = time.monotonic()
-    assert deploy.apply(stack) == 0
-    print(f"applied the local stack in {time.monotonic() - started:.1f}s")
-    return stack
-
-
-@pytest.fixture
-def aws(deployed):
-    from local.status import clients
-
-    return clients()
 
 
 def run_pipeline():
@@ -93,7 +30,7 @@ def test_replan_has_no_changes(deployed: Path) -> None:
     assert deploy.plan(deployed) == 0, "a re-plan right after apply must report no changes"
 
 
-def test_sample_run_succeeds_in_order_with_parquet(aws) -> None:
+def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) -> None:
     from local.run import visited_states
 
     execution_arn, described = run_pipeline()
@@ -110,6 +47,14 @@ def test_sample_run_succeeds_in_order_with_parquet(aws) -> None:
     keys = {o["Key"] for o in aws["s3"].list_objects_v2(Bucket=curated)["Contents"]}
     assert set(output["parquet"]["objects"]) <= keys and len(output["parquet"]["objects"]) == 2
     assert all(k.endswith(".parquet") and "/date=2026-06-0" in k for k in output["parquet"]["objects"])
+
+    from tools import health
+
+    capsys.readouterr()
+    assert health.main([str(deployed), "--emulator"]) == 0
+    report = capsys.readouterr().out
+    assert "last execution SUCCEEDED" in report and report.count("ok   job queue") == 3
+    assert report.count("ok   compute environment") == 2 and "in ALARM: none" in report
 
 
 def alert_queue(aws) -> str:
@@ -153,7 +98,7 @@ def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:
     assert any(execution_arn.rsplit(":", 1)[-1] in m and "Stage1" in m for m in sent), sent
 
 
-def test_budget_alert_shuts_down_and_guard_refuses(aws) -> None:
+def test_budget_alert_shuts_down_and_guard_refuses(aws, deployed: Path, capsys) -> None:
     from local.run import visited_states
 
     topic = next(t["TopicArn"] for t in aws["sns"].list_topics()["Topics"] if t["TopicArn"].endswith("-alerts"))
@@ -172,6 +117,11 @@ def test_budget_alert_shuts_down_and_guard_refuses(aws) -> None:
     assert {
         c["computeResources"]["maxvCpus"] for c in aws["batch"].describe_compute_environments()["computeEnvironments"]
     } == {0}
+    from tools import health
+
+    capsys.readouterr()
+    assert health.main([str(deployed), "--emulator"]) == 1, "a shut-down pipeline is not healthy"
+    assert capsys.readouterr().out.count("FAIL job queue") == 3
     execution_arn, described = run_pipeline()
     assert described["status"] == "FAILED" and described["error"] == "BudgetExceeded"
     assert visited_states(aws["stepfunctions"], execution_arn) == [
@@ -260,6 +210,7 @@ def test_s3_backend_lockfile_refuses_second_plan(aws, emulator, tmp_path: Path) 
         holder.wait(timeout=30)
 
 
+@pytest.mark.destroys_stack
 def test_destroy_leaves_nothing(deployed: Path, aws) -> None:
     from local import deploy
     from local.leftovers import leftovers

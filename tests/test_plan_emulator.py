@@ -1,0 +1,106 @@
+"""`make plan` / `make drift` machinery on real plans of the stack applied to the emulator.
+
+Each test edits the session's applied config in place (restored afterwards), plans it through
+tools.plan exactly as `make plan ENV=local` does, and reads the review it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tools import plan as plan_tool
+from tools import security_scan
+
+pytestmark = pytest.mark.emulator
+
+
+@contextmanager
+def edited(stack: Path, edit: Callable[[dict], None]) -> Iterator[None]:
+    path = stack / "cdk.tf.json"
+    original = path.read_text()
+    config = json.loads(original)
+    edit(config)
+    path.write_text(json.dumps(config))
+    try:
+        yield
+    finally:
+        path.write_text(original)
+
+
+def planned(stack: Path, out: Path) -> tuple[int, dict]:
+    code = plan_tool.main(["plan", str(stack), "--emulator", "--no-lock", "--out", str(out)])
+    return code, json.loads((out / "review.json").read_text())
+
+
+def named(config: dict, type_: str, fragment: str) -> tuple[str, dict]:
+    return next((k, v) for k, v in config["resource"][type_].items() if fragment in k)
+
+
+def test_unchanged_stack_reviews_clean_and_passes_checkov(deployed: Path, tmp_path: Path, capsys) -> None:
+    code, summary = planned(deployed, tmp_path)
+    assert code == 0 and summary["verdict"] == "OK"
+    assert summary["counts"] == {"add": 0, "change": 0, "replace": 0, "destroy": 0}
+    stages = {r["job_definition"].rsplit("-", 1)[-1]: r for r in summary["cost"]["per_job_hour"]}
+    assert stages["stage0"]["instance_type"] == "c6i.large" and stages["stage1"]["instance_type"] == "g4dn.xlarge"
+    for name in ("plan.tfplan", "plan.json", "plan.txt", "review.md"):
+        assert (tmp_path / name).stat().st_size > 0
+    capsys.readouterr()
+    assert security_scan.main(["--stacks", str(tmp_path / "none"), "--plan", str(tmp_path / "plan.json")]) == 0
+    out = capsys.readouterr().out
+    assert "plan.json: " in out and " 0 failed" in out
+    assert int(out.split("checkov total: ")[1].split(" passed")[0]) > 100
+
+
+def test_replacing_the_raw_bucket_is_blocking(deployed: Path, tmp_path: Path, monkeypatch) -> None:
+    def rename(config: dict) -> None:
+        _, bucket = named(config, "aws_s3_bucket", "raw_bucket")
+        bucket["bucket"] = bucket["bucket"].replace("-raw-", "-raw2-")
+
+    with edited(deployed, rename):
+        code, summary = planned(deployed, tmp_path)
+        assert code == 2 and summary["verdict"] == "BLOCKING"
+        [finding] = [b for b in summary["blocking"] if "raw_bucket" in b["address"]]
+        assert finding["action"] == "replace" and finding["forced_by"] == ["bucket"]
+        assert summary["counts"]["replace"] >= 1
+        monkeypatch.setenv("ALLOW_DESTROY", ",".join(b["address"] for b in summary["blocking"]))
+        code, summary = planned(deployed, tmp_path)
+    assert code == 0 and summary["blocking"] == [] and summary["allowed_destroys"]
+
+
+def test_iam_widening_is_flagged(deployed: Path, tmp_path: Path) -> None:
+    def widen(config: dict) -> None:
+        _, grants = named(config, "aws_iam_role_policy", "fn-guard-budget")
+        document = json.loads(grants["policy"])
+        document["Statement"].append({"Effect": "Allow", "Action": ["s3:*"], "Resource": ["*"]})
+        grants["policy"] = json.dumps(document)
+
+    with edited(deployed, widen):
+        code, summary = planned(deployed, tmp_path)
+    assert code == 0 and summary["verdict"] == "REVIEW"
+    assert summary["counts"] == {"add": 0, "change": 1, "replace": 0, "destroy": 0}
+    [row] = summary["policies"]
+    assert "fn-guard-budget" in row["address"] and row["removed"] == []
+    assert row["added"] == [{"Effect": "Allow", "Action": ["s3:*"], "Resource": ["*"]}]
+    assert any("wildcard action s3:*" in reason for reason in row["widening"])
+    assert "**widening:" in (tmp_path / "review.md").read_text()
+
+
+def test_drift_reports_an_out_of_band_change(deployed: Path, aws, tmp_path: Path) -> None:
+    assert plan_tool.main(["drift", str(deployed), "--emulator", "--no-lock", "--out", str(tmp_path)]) == 0
+    group = "/aws/batch/odins-ravne-local"
+    recorded = aws["logs"].describe_log_groups(logGroupNamePrefix=group)["logGroups"][0]["retentionInDays"]
+    aws["logs"].put_retention_policy(logGroupName=group, retentionInDays=1)
+    try:
+        code = plan_tool.main(["drift", str(deployed), "--emulator", "--no-lock", "--out", str(tmp_path)])
+    finally:
+        aws["logs"].put_retention_policy(logGroupName=group, retentionInDays=recorded)
+    assert code == 2
+    [item] = json.loads((tmp_path / "drift-summary.json").read_text())["drifted"]
+    assert item["address"].startswith("aws_cloudwatch_log_group.batch_logs")
+    assert item["attributes"] == [{"path": "retention_in_days", "recorded": recorded, "actual": 1}]
+    assert "retention_in_days" in (tmp_path / "drift.md").read_text()

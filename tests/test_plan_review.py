@@ -1,0 +1,376 @@
+"""The plan review and drift summary on small hand-made plan JSON (the rare cases).
+
+Real plans made against the emulator are reviewed in tests/test_plan_emulator.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tools import drift_report, plan_review
+
+PRICES = json.loads(plan_review.DEFAULT_PRICES.read_text())
+BUCKET_ARN = "arn:aws:s3:::odins-ravne-dev-raw-111111111111"
+
+
+def rc(address: str, actions: list[str], before: dict | None, after: dict | None, **extra) -> dict:
+    type_ = address.split(".")[0]
+    change = {"actions": actions, "before": before, "after": after, "after_unknown": extra.pop("unknown", {})}
+    change.update(extra.pop("change", {}))
+    return {"address": address, "mode": "managed", "type": type_, "name": address.split(".")[1], "change": change}
+
+
+def plan(*changes: dict, planned: list[dict] | None = None, config: list[dict] | None = None) -> dict:
+    return {
+        "format_version": "1.2",
+        "terraform_version": "1.11.4",
+        "resource_changes": list(changes),
+        "planned_values": {"root_module": {"resources": planned or []}},
+        "configuration": {"root_module": {"resources": config or []}},
+    }
+
+
+def policy(*statements: dict) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def allow(actions, resources) -> dict:
+    return {"Effect": "Allow", "Action": actions, "Resource": resources}
+
+
+def review(p: dict, allow_destroy: set[str] | None = None) -> plan_review.Review:
+    return plan_review.review(p, title="t", allow_destroy=allow_destroy or set(), prices=PRICES)
+
+
+def run_main(tmp_path: Path, p: dict, *args: str) -> tuple[int, dict, str]:
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(p))
+    code = plan_review.main(
+        [str(path), "--markdown", str(tmp_path / "r.md"), "--json", str(tmp_path / "r.json"), *args]
+    )
+    return code, json.loads((tmp_path / "r.json").read_text()), (tmp_path / "r.md").read_text()
+
+
+def test_counts_every_action_and_skips_reads_and_no_ops() -> None:
+    result = review(
+        plan(
+            rc("aws_sqs_queue.a", ["create"], None, {}),
+            rc("aws_sqs_queue.b", ["update"], {}, {}),
+            rc("aws_sqs_queue.c", ["delete", "create"], {}, {}),
+            rc("aws_sns_topic.d", ["create", "delete"], {}, {}),
+            rc("aws_sns_topic.e", ["delete"], {}, None),
+            rc("aws_sns_topic.f", ["no-op"], {}, {}),
+            dict(rc("aws_region.g", ["read"], None, {}), mode="data"),
+        ),
+        allow_destroy={"aws_sqs_queue.c"},
+    )
+    assert result.counts == {"add": 1, "change": 1, "replace": 2, "destroy": 1}
+    assert [(c["address"], c["action"]) for c in result.changes] == [
+        ("aws_sqs_queue.a", "add"),
+        ("aws_sqs_queue.b", "change"),
+        ("aws_sqs_queue.c", "replace"),
+        ("aws_sns_topic.d", "replace"),
+        ("aws_sns_topic.e", "destroy"),
+    ]
+
+
+def test_replacing_a_bucket_is_blocking_until_allowed(tmp_path: Path, monkeypatch) -> None:
+    replaced = rc(
+        "aws_s3_bucket.raw",
+        ["delete", "create"],
+        {"bucket": "a"},
+        {"bucket": "b"},
+        change={"replace_paths": [["bucket"]]},
+    )
+    gone_key = rc("aws_kms_key.k", ["delete"], {"key_id": "x"}, None)
+    code, summary, report = run_main(tmp_path, plan(replaced, gone_key))
+    assert code == 2 and summary["verdict"] == "BLOCKING"
+    assert {(b["address"], b["action"]) for b in summary["blocking"]} == {
+        ("aws_s3_bucket.raw", "replace"),
+        ("aws_kms_key.k", "destroy"),
+    }
+    assert summary["blocking"][0]["forced_by"] == ["bucket"]
+    assert "ALLOW_DESTROY=aws_s3_bucket.raw,aws_kms_key.k" in report
+
+    monkeypatch.setenv("ALLOW_DESTROY", "aws_s3_bucket.raw")
+    code, summary, _ = run_main(tmp_path, plan(replaced, gone_key))
+    assert code == 2, "every stateful destroy must be named, not just one"
+    code, summary, report = run_main(tmp_path, plan(replaced, gone_key), "--allow-destroy", "aws_kms_key.k,aws_x.y")
+    assert code == 0 and summary["verdict"] == "REVIEW"
+    assert {a["address"] for a in summary["allowed_destroys"]} == {"aws_s3_bucket.raw", "aws_kms_key.k"}
+    assert summary["unused_allowances"] == ["aws_x.y"] and "aws_x.y" in report
+
+
+def test_destroying_stateless_resources_is_not_blocking() -> None:
+    result = review(plan(rc("aws_iam_role_policy.p", ["delete"], {"policy": policy()}, None)))
+    assert result.blocking == [] and result.counts["destroy"] == 1
+
+
+def test_iam_widening_is_flagged_with_the_statement() -> None:
+    before = policy(allow(["s3:GetObject"], [f"{BUCKET_ARN}/manifests/*"]))
+    after = policy(allow(["s3:GetObject"], [f"{BUCKET_ARN}/manifests/*"]), allow(["s3:*"], ["*"]))
+    result = review(plan(rc("aws_iam_role_policy.p", ["update"], {"policy": before}, {"policy": after})))
+    [row] = result.policies
+    assert row["kind"] == "IAM" and row["removed"] == []
+    assert row["added"] == [{"Effect": "Allow", "Action": ["s3:*"], "Resource": ["*"]}]
+    assert any("wildcard action s3:*" in r for r in row["widening"])
+    assert any('Resource "*"' in r for r in row["widening"])
+    assert result.verdict == "REVIEW"
+
+
+def test_narrowing_and_reordering_are_not_widening() -> None:
+    before = policy(allow(["s3:PutObject", "s3:GetObject"], ["*"]))
+    after = policy(allow("s3:GetObject", [f"{BUCKET_ARN}/*"]))
+    [row] = review(plan(rc("aws_iam_policy.p", ["update"], {"policy": before}, {"policy": after}))).policies
+    assert row["widening"] == [] and len(row["added"]) == 1 and len(row["removed"]) == 1
+    same = policy(allow(["s3:GetObject", "s3:PutObject"], ["*"]))
+    assert review(plan(rc("aws_iam_policy.p", ["update"], {"policy": before}, {"policy": same}))).policies == []
+
+
+def test_new_action_on_an_existing_resource_is_widening() -> None:
+    before = policy(allow(["s3:GetObject"], [f"{BUCKET_ARN}/*"]))
+    after = policy(allow(["s3:GetObject", "s3:DeleteObject"], [f"{BUCKET_ARN}/*"]))
+    [row] = review(plan(rc("aws_iam_role_policy.p", ["update"], {"policy": before}, {"policy": after}))).policies
+    assert row["widening"] == ["new actions or resources for s3:deleteobject"]
+
+
+def test_removed_deny_and_new_trusted_principal_are_widening() -> None:
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": [BUCKET_ARN]}
+    before = policy(deny, allow(["s3:GetObject"], [f"{BUCKET_ARN}/*"]) | {"Principal": {"AWS": "arn:aws:iam::1:root"}})
+    after = policy(allow(["s3:GetObject"], [f"{BUCKET_ARN}/*"]) | {"Principal": {"AWS": "arn:aws:iam::1:root"}})
+    [row] = review(plan(rc("aws_s3_bucket_policy.p", ["update"], {"policy": before}, {"policy": after}))).policies
+    assert row["kind"] == "resource policy" and any(r.startswith("Deny removed") for r in row["widening"])
+
+    trust = {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    wider = dict(trust, Principal={"Service": ["lambda.amazonaws.com"], "AWS": "arn:aws:iam::999999999999:root"})
+    [row] = review(
+        plan(
+            rc(
+                "aws_iam_role.r",
+                ["update"],
+                {"assume_role_policy": policy(trust)},
+                {"assume_role_policy": policy(wider)},
+            )
+        )
+    ).policies
+    assert row["kind"] == "trust policy"
+    assert row["widening"] == ["new principals AWS:arn:aws:iam::999999999999:root"]
+
+
+def test_policy_unknown_until_apply_is_called_out() -> None:
+    [row] = review(
+        plan(rc("aws_iam_role_policy.p", ["create"], None, {"policy": None}, unknown={"policy": True}))
+    ).policies
+    assert row["widening"] == ["policy known only after apply: review the source"]
+
+
+def test_managed_policy_attachment_and_open_lambda_permission_are_flagged() -> None:
+    result = review(
+        plan(
+            rc(
+                "aws_iam_role_policy_attachment.a",
+                ["create"],
+                None,
+                {"policy_arn": "arn:aws:iam::aws:policy/AdministratorAccess"},
+            ),
+            rc(
+                "aws_lambda_permission.p",
+                ["create"],
+                None,
+                {"action": "lambda:InvokeFunction", "principal": "s3.amazonaws.com", "source_arn": None},
+            ),
+        )
+    )
+    flags = {row["address"]: row["widening"] for row in result.policies}
+    assert flags["aws_iam_role_policy_attachment.a"] == [
+        "managed policy arn:aws:iam::aws:policy/AdministratorAccess attached"
+    ]
+    assert "without a source_arn" in flags["aws_lambda_permission.p"][0]
+
+
+def test_security_group_opened_to_the_internet_is_flagged() -> None:
+    egress = {"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"]}
+    ssh = {"protocol": "tcp", "from_port": 22, "to_port": 22, "cidr_blocks": ["0.0.0.0/0"]}
+    result = review(
+        plan(
+            rc(
+                "aws_security_group.sg",
+                ["update"],
+                {"ingress": [], "egress": [egress]},
+                {"ingress": [ssh], "egress": [egress]},
+            ),
+            rc(
+                "aws_vpc_security_group_ingress_rule.r",
+                ["create"],
+                None,
+                {"ip_protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_ipv4": "10.0.0.0/16"},
+            ),
+        )
+    )
+    by_address = {n["address"]: n for n in result.network}
+    assert by_address["aws_security_group.sg"]["added"] == ["ingress tcp 22-22 0.0.0.0/0"]
+    assert by_address["aws_security_group.sg"]["flags"] == ["ingress open to the internet: ingress tcp 22-22 0.0.0.0/0"]
+    assert by_address["aws_vpc_security_group_ingress_rule.r"]["flags"] == []
+    assert result.verdict == "REVIEW"
+
+
+def test_public_access_block_turned_off_is_flagged() -> None:
+    on = dict.fromkeys(
+        ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"), True
+    )
+    [row] = review(
+        plan(rc("aws_s3_bucket_public_access_block.b", ["update"], on, on | {"block_public_policy": False}))
+    ).network
+    assert row["flags"] == ["block_public_policy turned off"]
+
+
+def test_cost_delta_from_the_dated_price_table(tmp_path: Path) -> None:
+    subnets = {"references": ["aws_subnet.a.id", "aws_subnet.a", "aws_subnet.b.id", "aws_subnet.b"]}
+    p = plan(
+        rc("aws_nat_gateway.n", ["create"], None, {}),
+        rc("aws_vpc_endpoint.e", ["create"], None, {"vpc_endpoint_type": "Interface", "subnet_ids": None}),
+        rc("aws_vpc_endpoint.s3", ["create"], None, {"vpc_endpoint_type": "Gateway"}),
+        rc("aws_cloudwatch_dashboard.d", ["delete"], {}, None),
+        rc("aws_cloudwatch_metric_alarm.a", ["create"], None, {"metric_query": []}),
+        rc("aws_kms_key.k", ["create"], None, {}),
+        rc("aws_ssm_parameter.p", ["update"], {"tier": "Standard"}, {"tier": "Advanced"}),
+        config=[{"address": "aws_vpc_endpoint.e", "expressions": {"subnet_ids": subnets}}],
+    )
+    cost = review(p).cost
+    items = {i["address"]: i["monthly_usd"] for i in cost["items"]}
+    assert items == {
+        "aws_nat_gateway.n": round(730 * 0.046, 2),
+        "aws_vpc_endpoint.e": round(2 * 730 * 0.011, 2),
+        "aws_cloudwatch_dashboard.d": -3.0,
+        "aws_cloudwatch_metric_alarm.a": 0.1,
+        "aws_kms_key.k": 1.0,
+        "aws_ssm_parameter.p": 0.05,
+    }
+    assert cost["monthly_delta_usd"] == round(sum(items.values()), 2) and cost["price_date"] == PRICES["date"]
+    _, _, report = run_main(tmp_path, p)
+    assert "estimate" in report and PRICES["date"] in report and "+47.79 USD" in report
+
+
+def test_per_job_hour_picks_the_cheapest_instance_that_fits() -> None:
+    def ce(name, types):
+        return {
+            "type": "aws_batch_compute_environment",
+            "values": {"name": name, "compute_resources": [{"instance_type": types}]},
+        }
+
+    def job(name, vcpu, memory, gpu=0):
+        requirements = [{"type": "VCPU", "value": str(vcpu)}, {"type": "MEMORY", "value": str(memory)}]
+        requirements += [{"type": "GPU", "value": str(gpu)}] if gpu else []
+        container = json.dumps({"resourceRequirements": requirements})
+        return {"type": "aws_batch_job_definition", "values": {"name": name, "container_properties": container}}
+
+    planned = [
+        ce("cpu", ["c6i.large", "c6i.xlarge"]),
+        ce("gpu", ["g4dn.2xlarge", "g4dn.xlarge"]),
+        job("stage0", 2, 4096),
+        job("big", 4, 8192),
+        job("stage1", 4, 15360, gpu=1),
+    ]
+    rows = {r["job_definition"]: r for r in review(plan(planned=planned)).cost["per_job_hour"]}
+    assert rows["stage0"]["instance_type"] == "c6i.large"
+    assert rows["big"]["instance_type"] == "c6i.xlarge"
+    assert rows["stage1"]["instance_type"] == "g4dn.xlarge"
+    assert rows["stage1"]["spot_usd"] == round(0.558 * PRICES["spot_typical_fraction_of_on_demand"], 4)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "not JSON"),
+        ('{"resources": []}', "not a Terraform plan"),
+    ],
+)
+def test_bad_input_is_one_line_error(tmp_path: Path, capsys, content: str, message: str) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(content)
+    assert plan_review.main([str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert plan_review.main([str(tmp_path / "missing.json")]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+def drift_plan(*drift: dict, config_types: tuple[str, ...] = ()) -> dict:
+    p = plan(config=[{"address": f"{t}.x", "type": t} for t in config_types])
+    p["resource_drift"] = list(drift)
+    return p
+
+
+def test_drift_reports_real_changes_and_ignores_noise() -> None:
+    items, ignored = drift_report.drifted(
+        drift_plan(
+            rc(
+                "aws_cloudwatch_log_group.g",
+                ["update"],
+                {"retention_in_days": 7, "tags": None},
+                {"retention_in_days": 1, "tags": {}},
+            ),
+            rc(
+                "aws_iam_role.r",
+                ["update"],
+                {"inline_policy": [], "max_session_duration": 3600},
+                {"inline_policy": [{"name": "grants", "policy": "{}"}], "max_session_duration": 3600},
+            ),
+            rc("aws_sqs_queue.q", ["delete"], {"name": "q"}, None),
+            config_types=("aws_iam_role_policy",),
+        )
+    )
+    assert items == [
+        {
+            "address": "aws_cloudwatch_log_group.g",
+            "kind": "changed outside Terraform",
+            "attributes": [{"path": "retention_in_days", "recorded": 7, "actual": 1}],
+        },
+        {"address": "aws_sqs_queue.q", "kind": "deleted outside Terraform", "attributes": []},
+    ]
+    assert {i["path"] for i in ignored} == {"tags", "inline_policy", "inline_policy[0].name", "inline_policy[0].policy"}
+
+
+def test_mirrored_attribute_counts_when_its_owner_is_not_in_the_config() -> None:
+    """Without an aws_iam_role_policy in the config, a new inline policy IS drift."""
+    items, _ = drift_report.drifted(
+        drift_plan(rc("aws_iam_role.r", ["update"], {"inline_policy": []}, {"inline_policy": [{"name": "x"}]}))
+    )
+    assert [a["path"] for a in items[0]["attributes"]] == ["inline_policy[0].name"]
+
+
+def test_drift_exit_codes(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "drift.json"
+    path.write_text(json.dumps(drift_plan()))
+    assert drift_report.main([str(path)]) == 0
+    assert "No drift" in capsys.readouterr().out
+    path.write_text(json.dumps(drift_plan(rc("aws_sqs_queue.q", ["delete"], {}, None))))
+    assert drift_report.main([str(path), "--json", str(tmp_path / "d.json")]) == 2
+    assert json.loads((tmp_path / "d.json").read_text())["drifted"][0]["address"] == "aws_sqs_queue.q"
+
+
+def test_values_the_config_lets_others_write_are_not_drift() -> None:
+    """The kill switch has ``ignore_changes = [value]``: budget_shutdown writing it is by design."""
+    config = {
+        "resource": {
+            "aws_ssm_parameter": {"kill": {"lifecycle": {"ignore_changes": ["value"]}}, "settings": {}},
+        }
+    }
+    ignore = drift_report.ignored_attributes(config)
+    assert ignore == {"aws_ssm_parameter.kill": {"value"}}
+    items, ignored = drift_report.drifted(
+        drift_plan(
+            rc("aws_ssm_parameter.kill", ["update"], {"value": "off", "version": 1}, {"value": "on", "version": 2}),
+            rc("aws_ssm_parameter.settings", ["update"], {"value": "a", "version": 1}, {"value": "b", "version": 2}),
+        ),
+        ignore,
+    )
+    assert [i["address"] for i in items] == ["aws_ssm_parameter.settings"]
+    assert [a["path"] for a in items[0]["attributes"]] == ["value", "version"]
+    assert {(i["address"], i["path"]) for i in ignored} == {
+        ("aws_ssm_parameter.kill", "value"),
+        ("aws_ssm_parameter.kill", "version"),
+    }

@@ -1,0 +1,122 @@
+"""``make health ENV=<env>``: is the deployed pipeline able to run?
+
+Reads the stack's state (``terraform show -json``) for what it deployed, then asks AWS (or the
+emulator, ``--emulator``) about each piece:
+
+- the state machine is ACTIVE, and its last execution did not fail (none yet is fine);
+- every Batch job queue is ENABLED/VALID and every compute environment ENABLED/VALID;
+- no CloudWatch alarm of the stack is in ALARM.
+
+Prints one line per check; exit code 0 healthy, 1 unhealthy or unreachable. Works on any
+Terraform config; imports nothing of the CDKTF app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tools.plan import Terraform
+
+BAD_EXECUTION = {"FAILED", "TIMED_OUT", "ABORTED"}
+
+
+def state_resources(tf: Terraform) -> list[dict]:
+    shown = json.loads(tf.run("show", "-json").stdout or "{}")
+
+    def walk(module: dict) -> list[dict]:
+        found = list(module.get("resources", []))
+        for child in module.get("child_modules", []):
+            found += walk(child)
+        return found
+
+    return walk((shown.get("values") or {}).get("root_module") or {})
+
+
+def session_clients(emulator: bool) -> dict[str, Any]:
+    import boto3
+
+    if emulator:
+        from local.deploy import emulator_env
+
+        env = emulator_env()
+        session = boto3.session.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+        )
+        return {
+            n: session.client(n, endpoint_url=env["AWS_ENDPOINT_URL"]) for n in ("stepfunctions", "batch", "cloudwatch")
+        }
+    session = boto3.session.Session()
+    return {n: session.client(n) for n in ("stepfunctions", "batch", "cloudwatch")}
+
+
+def checks(resources: list[dict], aws: dict[str, Any]) -> list[tuple[bool, str]]:
+    """(ok, line) for every check; resources are the state's values."""
+    by_type: dict[str, list[dict]] = {}
+    for res in resources:
+        if res.get("mode") == "managed":
+            by_type.setdefault(res["type"], []).append(res["values"])
+    out: list[tuple[bool, str]] = []
+    sfn, batch = aws["stepfunctions"], aws["batch"]
+    for machine in by_type.get("aws_sfn_state_machine", []):
+        described = sfn.describe_state_machine(stateMachineArn=machine["arn"])
+        status = described.get("status", "ACTIVE")
+        out.append((status == "ACTIVE", f"state machine {machine['name']}: {status}"))
+        executions = sfn.list_executions(stateMachineArn=machine["arn"], maxResults=1).get("executions", [])
+        last = executions[0]["status"] if executions else "none yet"
+        out.append((last not in BAD_EXECUTION, f"state machine {machine['name']}: last execution {last}"))
+    queues = [q["arn"] for q in by_type.get("aws_batch_job_queue", [])]
+    for queue in batch.describe_job_queues(jobQueues=queues).get("jobQueues", []) if queues else []:
+        ok = queue["state"] == "ENABLED" and queue["status"] == "VALID"
+        out.append((ok, f"job queue {queue['jobQueueName']}: {queue['state']}/{queue['status']}"))
+    envs = [c["arn"] for c in by_type.get("aws_batch_compute_environment", [])]
+    for ce in (
+        batch.describe_compute_environments(computeEnvironments=envs).get("computeEnvironments", []) if envs else []
+    ):
+        ok = ce["state"] == "ENABLED" and ce["status"] == "VALID"
+        out.append((ok, f"compute environment {ce['computeEnvironmentName']}: {ce['state']}/{ce['status']}"))
+    missing = len(queues) + len(envs) - sum(1 for line in out if line[1].startswith(("job queue", "compute env")))
+    if missing:
+        out.append((False, f"{missing} Batch queue(s)/compute environment(s) in the state were not found"))
+    names = [a["alarm_name"] for a in by_type.get("aws_cloudwatch_metric_alarm", [])]
+    alarming = []
+    for start in range(0, len(names), 100):  # DescribeAlarms takes at most 100 names
+        found = aws["cloudwatch"].describe_alarms(AlarmNames=names[start : start + 100])["MetricAlarms"]
+        alarming += [a["AlarmName"] for a in found if a["StateValue"] == "ALARM"]
+    out.append((not alarming, f"alarms: {len(names)} checked, in ALARM: {', '.join(alarming) or 'none'}"))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.health", description=__doc__.split("\n")[0])
+    parser.add_argument("stack_dir", type=Path)
+    parser.add_argument("--emulator", action="store_true")
+    args = parser.parse_args(argv)
+    if not (args.stack_dir / "cdk.tf.json").exists():
+        print(f"error: {args.stack_dir}/cdk.tf.json not found; run `make synth` first", file=sys.stderr)
+        return 1
+    tf = Terraform(args.stack_dir, emulator=args.emulator)
+    tf.init()
+    resources = state_resources(tf)
+    if not resources:
+        print(f"error: the state of {args.stack_dir.name} is empty: nothing deployed", file=sys.stderr)
+        return 1
+    try:
+        results = checks(resources, session_clients(args.emulator))
+    except Exception as exc:  # botocore errors: one line, not a traceback
+        print(f"error: cannot read the deployed resources ({exc.__class__.__name__}: {exc})", file=sys.stderr)
+        return 1
+    for ok, line in results:
+        print(f"{'ok  ' if ok else 'FAIL'} {line}")
+    bad = sum(not ok for ok, _ in results)
+    print(f"health {args.stack_dir.name}: {'healthy' if not bad else f'{bad} check(s) failed'}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

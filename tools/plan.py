@@ -1,0 +1,133 @@
+"""Plan one synthesized stack and review it, or check it for drift.
+
+    python -m tools.plan plan  cdktf.out/stacks/pipeline-dev [--out build/plan/pipeline-dev] [--no-lock]
+    python -m tools.plan drift cdktf.out/stacks/pipeline-dev
+    python -m tools.plan apply cdktf.out/stacks/pipeline-dev   # exactly the reviewed plan.tfplan
+    (add --emulator for a stack deployed to the local emulator)
+
+``plan`` runs ``terraform init`` (committed lock file, read-only), ``plan -out``, ``show -json``
+and ``tools.plan_review``; it leaves ``tfplan``, ``plan.json``, ``plan.txt``, ``review.md`` and
+``review.json`` in the output folder and exits like the review (2 = blocking). ``drift`` runs
+``plan -refresh-only -detailed-exitcode`` and ``tools.drift_report`` (2 = drifted).
+``apply`` applies the saved ``plan.tfplan`` and nothing else: Terraform refuses it if the
+state moved since the plan was made. ``--no-lock`` is for read-only roles (prod's plan role
+may not write the S3 lock object).
+Works on any Terraform config; imports nothing of the CDKTF app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tools import drift_report, plan_review
+
+REPO = Path(__file__).resolve().parent.parent
+LOCK_FILE = REPO / ".terraform.lock.hcl"
+
+
+class Terraform:
+    """Runs terraform in one stack folder, against AWS or (``emulator=True``) the local emulator."""
+
+    def __init__(self, stack_dir: Path, *, emulator: bool) -> None:
+        self.stack_dir, self.emulator = stack_dir, emulator
+        if emulator:
+            from local import deploy
+
+            self.env = deploy.emulator_env()
+        else:
+            self.env = dict(os.environ, TF_IN_AUTOMATION="1")
+
+    def init(self) -> None:
+        if self.emulator:
+            from local import deploy
+
+            deploy.init(self.stack_dir)
+            return
+        if LOCK_FILE.exists():
+            shutil.copyfile(LOCK_FILE, self.stack_dir / ".terraform.lock.hcl")
+        self.run("init", "-input=false", "-no-color", "-lockfile=readonly")
+
+    def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            ["terraform", *args], cwd=self.stack_dir, env=self.env, text=True, capture_output=True, check=False
+        )
+        if proc.returncode not in ok:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-12:]
+            raise SystemExit(f"error: terraform {args[0]} failed in {self.stack_dir}:\n" + "\n".join(tail))
+        return proc
+
+
+def make_plan(tf: Terraform, out: Path, *, lock: bool, refresh_only: bool) -> tuple[int, Path]:
+    """``plan -out`` then ``show -json``; returns terraform's detailed exit code and the JSON path."""
+    name = "drift" if refresh_only else "plan"
+    planfile = (out / f"{name}.tfplan").resolve()
+    args = ["plan", "-input=false", "-no-color", "-detailed-exitcode", f"-out={planfile}", "-parallelism=30"]
+    if refresh_only:
+        args.append("-refresh-only")
+    if not lock:
+        args.append("-lock=false")
+    proc = tf.run(*args, ok=(0, 2))
+    (out / f"{name}.txt").write_text(proc.stdout)
+    shown = tf.run("show", "-json", str(planfile))
+    json_path = out / f"{name}.json"
+    json_path.write_text(shown.stdout)
+    return proc.returncode, json_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["plan", "drift", "apply"])
+    parser.add_argument("stack_dir", type=Path)
+    parser.add_argument("--out", type=Path, help="output folder (default: build/plan/<stack>)")
+    parser.add_argument("--emulator", action="store_true", help="plan against the local emulator (tflocal)")
+    parser.add_argument("--no-lock", action="store_true", help="do not take the state lock (read-only roles)")
+    args = parser.parse_args(argv)
+    if not (args.stack_dir / "cdk.tf.json").exists():
+        print(f"error: {args.stack_dir}/cdk.tf.json not found; run `make synth` first", file=sys.stderr)
+        return 1
+    title = args.stack_dir.name
+    out = args.out or REPO / "build" / "plan" / title
+    out.mkdir(parents=True, exist_ok=True)
+    tf = Terraform(args.stack_dir, emulator=args.emulator)
+    tf.init()
+    if args.command == "apply":
+        planfile = (out / "plan.tfplan").resolve()
+        if not planfile.exists():
+            print(
+                f"error: {planfile} not found; run `make plan` (or download the reviewed plan) first", file=sys.stderr
+            )
+            return 1
+        proc = tf.run("apply", "-input=false", "-no-color", "-parallelism=30", str(planfile))
+        print("\n".join(ln for ln in proc.stdout.splitlines() if ln.startswith("Apply complete")))
+        return 0
+    if args.command == "drift":
+        _, json_path = make_plan(tf, out, lock=not args.no_lock, refresh_only=True)
+        return drift_report.main(
+            [
+                str(json_path),
+                "--title",
+                title,
+                "--config",
+                str(args.stack_dir / "cdk.tf.json"),
+                "--markdown",
+                str(out / "drift.md"),
+                "--json",
+                str(out / "drift-summary.json"),
+            ]
+        )
+    _, json_path = make_plan(tf, out, lock=not args.no_lock, refresh_only=False)
+    code = plan_review.main(
+        [str(json_path), "--title", title, "--markdown", str(out / "review.md"), "--json", str(out / "review.json")]
+    )
+    print((out / "review.md").read_text())
+    print(f"plan: {out}/plan.tfplan (apply exactly this with `terraform apply {out}/plan.tfplan`)", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
