@@ -4,6 +4,7 @@ SHELL := /bin/bash
 
 VENV    := .venv
 PY      := $(VENV)/bin/python
+SCAN    := .venv-scan
 BUILD   := build
 ENV     ?= local
 CDKTF   := node_modules/.bin/cdktf
@@ -23,16 +24,21 @@ LOCAL_ENV = EMULATOR_ENDPOINT=$$($(PY) -m conf local emulator_endpoint) AWS_DEFA
 
 .PHONY: help setup synth diff deploy validate lint test bench-synth clean images up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
-        leftovers-local bench-deploy
+        leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
 
-setup: $(VENV)/.installed node_modules/.installed $(BUILD)/terraformrc ## Python venv, cdktf CLI, Terraform CLI config (idempotent)
+setup: $(VENV)/.installed $(SCAN)/.installed node_modules/.installed $(BUILD)/terraformrc ## Python venvs, cdktf CLI, Terraform CLI config (idempotent)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(SCAN)/.installed: requirements-scan.txt
+	test -x $(SCAN)/bin/python || python3 -m venv $(SCAN)
+	$(SCAN)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-scan.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -66,6 +72,38 @@ test: setup ## Lint, then the whole test suite (one synthesized app per session)
 	@$(PY) -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure here" >&2; fi; \
 	  exit $$rc
+
+security: synth ## checkov on every synthesized stack (+ PLAN_JSON=<plan.json>); skips need a why in tools/checkov_skips.yaml
+	$(PY) -m tools.security_scan --strict-skips $(if $(PLAN_JSON),--plan $(PLAN_JSON))
+
+lint-workflows: setup ## .github workflows and actions against GitHub's schemas (check-jsonschema) and zizmor, offline
+	$(SCAN)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(SCAN)/bin/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
+	$(SCAN)/bin/zizmor --offline --no-progress .github
+
+# ENV=local plans against the emulator (make deploy-local first); cloud envs need AWS credentials.
+STACK_DIR  = cdktf.out/stacks/pipeline-$(ENV)
+ENV_PREFIX = $(if $(filter local,$(ENV)),$(LOCAL_ENV))
+EMU_FLAG   = $(if $(filter local,$(ENV)),--emulator)
+LOCK      ?= true
+
+plan: setup ## Plan ENV=<env> + review: build/plan/pipeline-<env>/review.md (exit 2 = BLOCKING; ALLOW_DESTROY=addr,...; LOCK=false for read-only roles)
+	SYNTH_ENVS=$(ENV) $(CDKTF) synth --output cdktf.out
+	$(ENV_PREFIX) $(PY) -m tools.plan plan $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock)
+
+drift: setup ## Refresh-only plan of ENV=<env> and a summary of what changed outside Terraform (exit 2 = drift)
+	SYNTH_ENVS=$(ENV) $(CDKTF) synth --output cdktf.out
+	$(ENV_PREFIX) $(PY) -m tools.plan drift $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock)
+
+apply-plan: setup ## Apply exactly the reviewed build/plan/pipeline-<env>/plan.tfplan (ENV=<env>)
+	$(ENV_PREFIX) $(PY) -m tools.plan apply $(STACK_DIR) $(EMU_FLAG)
+
+health: setup ## ENV=<env>: state machine ACTIVE, queues/compute envs ENABLED+VALID, no alarm in ALARM, last execution
+	@test -f $(STACK_DIR)/cdk.tf.json || SYNTH_ENVS=$(ENV) $(CDKTF) synth --output cdktf.out
+	$(ENV_PREFIX) $(PY) -m tools.health $(STACK_DIR) $(EMU_FLAG)
+
+integration: setup ## Run the sample manifest through a deployed cloud env (ENV=<env>; AWS credentials)
+	$(PY) -m tools.integration
 
 bench-synth: setup ## Cold/warm synth time and peak memory vs the jsii floor
 	$(PY) bench/synth.py
