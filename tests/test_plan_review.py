@@ -374,3 +374,19 @@ def test_values_the_config_lets_others_write_are_not_drift() -> None:
         ("aws_ssm_parameter.kill", "value"),
         ("aws_ssm_parameter.kill", "version"),
     }
+
+
+def test_any_bucket_policy_or_network_rule_change_needs_review() -> None:
+    tls = {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": [BUCKET_ARN], "Sid": "A"}
+    renamed = dict(tls, Sid="B", Resource=[BUCKET_ARN, f"{BUCKET_ARN}/*"])
+    result = review(
+        plan(rc("aws_s3_bucket_policy.p", ["update"], {"policy": policy(tls)}, {"policy": policy(renamed)}))
+    )
+    assert result.policies[0]["widening"] == [] and result.verdict == "REVIEW"
+    assert "**bucket policy changed**" in plan_review.markdown(result)
+    rule = {"ip_protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_ipv4": "10.0.0.0/16"}
+    moved = dict(rule, cidr_ipv4="10.1.0.0/16")
+    result = review(plan(rc("aws_vpc_security_group_egress_rule.r", ["update"], rule, moved)))
+    [row] = result.network
+    assert row["added"] == ["egress tcp 443-443 10.1.0.0/16"] and row["removed"] == ["egress tcp 443-443 10.0.0.0/16"]
+    assert row["flags"] == [] and result.verdict == "REVIEW"

@@ -101,8 +101,9 @@ class Review:
     def verdict(self) -> str:
         if self.blocking:
             return "BLOCKING"
-        flagged = any(p["widening"] for p in self.policies) or any(n["flags"] for n in self.network)
-        return "REVIEW" if flagged or self.allowed else "OK"
+        # Every bucket-policy and network-rule change needs a reviewer, widening or not.
+        flagged = any(p["widening"] or p["type"] == "aws_s3_bucket_policy" for p in self.policies)
+        return "REVIEW" if flagged or self.network or self.allowed else "OK"
 
     def as_dict(self) -> dict:
         return {
@@ -296,6 +297,7 @@ def _policy_row(rc: dict, attr: str, action: str, added, removed, reasons, note:
         kind = "trust policy"
     return {
         "address": rc["address"],
+        "type": rc["type"],
         "attribute": attr,
         "kind": kind,
         "action": action,
@@ -559,6 +561,8 @@ def markdown(result: Review) -> str:
         out += ["### IAM and resource policies", ""]
         for p in result.policies:
             flag = f" - **widening: {'; '.join(p['widening'])}**" if p["widening"] else ""
+            if p["type"] == "aws_s3_bucket_policy":
+                flag = " - **bucket policy changed**" + flag
             out.append(f"- `{p['address']}` {p['kind']} `{p['attribute']}` ({p['action']}){flag}")
             if p["note"]:
                 out.append(f"  - {p['note']}")
