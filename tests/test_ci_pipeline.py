@@ -60,12 +60,18 @@ def test_zizmor_finds_nothing() -> None:
     assert "No findings to report" in proc.stdout
 
 
+def test_zizmor_config_disables_only_the_self_repository_rule() -> None:
+    """`uses: $/...` is behind a runner feature flag (actions/runner#4457): we keep `./...`."""
+    config = yaml.safe_load((WORKFLOWS.parent / "zizmor.yml").read_text())
+    assert config == {"rules": {"self-repository": {"disable": True}}}
+
+
 def test_third_party_actions_are_pinned_by_commit_sha() -> None:
     for path in [*WORKFLOWS.glob("*.yml"), SETUP_ACTION]:
         uses = re.findall(r"^\s*(?:- )?uses:\s*(\S+)(.*)$", path.read_text(), re.MULTILINE)
         assert uses, path
         for target, comment in uses:
-            if target.startswith("$/"):
+            if target.startswith("./"):
                 continue  # this repository's own reusable workflow
             assert PINNED.match(target), f"{path.name}: {target} is not pinned by a 40-hex commit SHA"
             assert re.match(r"\s*# v\d", comment), f"{path.name}: {target} lacks its `# vX.Y.Z` comment"
@@ -75,7 +81,7 @@ def test_checks_run_the_makefile_steps_in_order() -> None:
     [job] = workflow("checks.yml")["jobs"].values()
     assert [s.get("uses", "").split("@")[0] for s in job["steps"][:2]] == [
         "actions/checkout",
-        "$/.github/actions/setup",
+        "./.github/actions/setup",
     ]
     setup = yaml.safe_load(SETUP_ACTION.read_text())["runs"]["steps"]
     assert setup[-1]["run"] == "make setup", "CI sets up through the same Makefile as a laptop"
