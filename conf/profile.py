@@ -339,6 +339,12 @@ class Profile(_Frozen):
         """Role the main-branch workflow applies with, from the env's protected GitHub environment."""
         return self._role_arn(f"{self.prefix}-ci-deploy")
 
+    @computed_field
+    @property
+    def permissions_boundary_arn(self) -> str | None:
+        """Managed policy capping every role of the env (created with the CI roles, bootstrap stack)."""
+        return f"arn:aws:iam::{self.account_id}:policy/{self.prefix}-boundary" if self.is_cloud else None
+
     def _role_arn(self, name: str) -> str | None:
         return f"arn:aws:iam::{self.account_id}:role/{name}" if self.is_cloud else None
 

@@ -2,14 +2,18 @@
 
 No long-lived keys: workflows exchange GitHub's OIDC token for short sessions. The plan role is
 read-only (pull requests, and prod's plan on main); the deploy role can only be assumed from the
-environment's protected GitHub environment, so prod's manual approval gates every apply.
+environment's protected GitHub environment, so prod's manual approval gates every apply. Every
+role the deploy role creates must carry the env's permissions boundary (no IAM or account
+changes), so a deploy cannot mint a role more powerful than itself.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
+from cdktf_cdktf_provider_aws.iam_policy import IamPolicy
 from constructs import Construct
 
 from modules.iam import GrantableRole, GrantableRoleProps, statement, web_identity_trust
@@ -23,16 +27,13 @@ GITHUB_THUMBPRINTS = ["6938fd4d98bab03faadb97b34396831e3780aea1", "1c58a3a8518e8
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 # Everything but IAM and Organizations; IAM is granted below, scoped to the environment's names.
 POWER_USER = "arn:aws:iam::aws:policy/PowerUserAccess"
-# What Terraform needs to manage the stack's roles, inline policies and instance profile.
+# What Terraform needs to manage the stack's roles, inline policies and instance profile. The
+# actions that create or widen a role are only allowed when the role carries the env's boundary.
 DEPLOY_IAM_ACTIONS = [
     "iam:AddRoleToInstanceProfile",
-    "iam:AttachRolePolicy",
     "iam:CreateInstanceProfile",
-    "iam:CreateRole",
     "iam:DeleteInstanceProfile",
     "iam:DeleteRole",
-    "iam:DeleteRolePolicy",
-    "iam:DetachRolePolicy",
     "iam:GetInstanceProfile",
     "iam:GetRole",
     "iam:GetRolePolicy",
@@ -40,7 +41,6 @@ DEPLOY_IAM_ACTIONS = [
     "iam:ListInstanceProfilesForRole",
     "iam:ListRolePolicies",
     "iam:PassRole",
-    "iam:PutRolePolicy",
     "iam:RemoveRoleFromInstanceProfile",
     "iam:TagInstanceProfile",
     "iam:TagRole",
@@ -49,6 +49,58 @@ DEPLOY_IAM_ACTIONS = [
     "iam:UpdateRole",
     "iam:UpdateRoleDescription",
 ]
+BOUNDED_IAM_ACTIONS = [
+    "iam:AttachRolePolicy",
+    "iam:CreateRole",
+    "iam:DeleteRolePolicy",
+    "iam:DetachRolePolicy",
+    "iam:PutRolePermissionsBoundary",
+    "iam:PutRolePolicy",
+]
+# What no role of the pipeline may ever do, whatever its own policies say.
+BOUNDARY_DENIED = [
+    "account:*",
+    "iam:Add*",
+    "iam:Attach*",
+    "iam:Change*",
+    "iam:CreateAccessKey",
+    "iam:CreateGroup",
+    "iam:CreateInstanceProfile",
+    "iam:CreateLoginProfile",
+    "iam:CreateOpenIDConnectProvider",
+    "iam:CreatePolicy",
+    "iam:CreatePolicyVersion",
+    "iam:CreateRole",
+    "iam:CreateSAMLProvider",
+    "iam:CreateUser",
+    "iam:Deactivate*",
+    "iam:Delete*",
+    "iam:Detach*",
+    "iam:Put*",
+    "iam:Remove*",
+    "iam:Set*",
+    "iam:Tag*",
+    "iam:Untag*",
+    "iam:Update*",
+    "iam:Upload*",
+    "organizations:*",
+]
+
+
+def boundary_document() -> dict:
+    """A cap, not a grant: roles keep only what their own policies allow, minus IAM/account changes.
+
+    ``iam:PassRole``, reads and ``iam:CreateServiceLinkedRole`` stay possible (the Batch service
+    role's managed policy needs them).
+    """
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            # "*" here grants nothing: a boundary only intersects with identity policies.
+            {"Sid": "CapAtIdentityPolicies", "Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Sid": "NoIamOrAccountChanges", "Effect": "Deny", "Action": BOUNDARY_DENIED, "Resource": "*"},
+        ],
+    }
 
 
 class GithubOidc(Construct):
@@ -113,9 +165,22 @@ class CiAccess(Construct):
             ),
         )
         props.state_bucket.grant_write_state(self.deploy_role, props.state_key_prefix)
+        self.boundary = IamPolicy(
+            self,
+            "boundary",
+            name=f"{props.prefix}-boundary",
+            description=f"Permissions boundary of every role of {props.prefix}: no IAM or account changes",
+            policy=json.dumps(boundary_document()),
+        )
         iam = f"arn:aws:iam::{props.account_id}"
+        own = [f"{iam}:role/{props.prefix}-*", f"{iam}:instance-profile/{props.prefix}-*"]
         self.deploy_role.add_statements(
-            statement(DEPLOY_IAM_ACTIONS, [f"{iam}:role/{props.prefix}-*", f"{iam}:instance-profile/{props.prefix}-*"]),
+            statement(DEPLOY_IAM_ACTIONS, own),
+            statement(
+                BOUNDED_IAM_ACTIONS,
+                [own[0]],
+                condition={"StringEquals": {"iam:PermissionsBoundary": self.boundary.arn}},
+            ),
             # CreateServiceLinkedRole names AWS's own roles (AWSServiceRoleForBatch, ...); it takes
             # no prefix we control, so it is limited by the service it creates the role for.
             statement(
@@ -126,3 +191,4 @@ class CiAccess(Construct):
         )
         self.plan_role_arn: str = self.plan_role.role_arn
         self.deploy_role_arn: str = self.deploy_role.role_arn
+        self.boundary_arn: str = self.boundary.arn

@@ -15,6 +15,17 @@ from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from constructs import Construct
 
+# Context key under which a stack names the permissions boundary every GrantableRole below it gets.
+BOUNDARY_CONTEXT = "odins-ravne:permissionsBoundary"
+
+
+def apply_permissions_boundary(scope: Construct, boundary_arn: str) -> None:
+    """Cap every GrantableRole created below ``scope`` (like AWS CDK's ``PermissionsBoundary.of``).
+
+    Call it before adding children: construct context is fixed once a node has children.
+    """
+    scope.node.set_context(BOUNDARY_CONTEXT, boundary_arn)
+
 
 def statement(
     actions: list[str], resources: list[str], *, sid: str | None = None, condition: dict | None = None
@@ -84,6 +95,7 @@ class GrantableRole(Construct):
             description=props.description,
             assume_role_policy=json.dumps(props.trust()),
             max_session_duration=3600,
+            permissions_boundary=self.node.try_get_context(BOUNDARY_CONTEXT),
         )
         for index, arn in enumerate(props.managed_policy_arns):
             IamRolePolicyAttachment(self, f"managed-{index}", role=self.role.name, policy_arn=arn)

@@ -15,6 +15,7 @@ from modules.container_registry import StageRepositories, StageRepositoriesProps
 from modules.data_lake import DataLake, DataLakeProps
 from modules.encryption import PipelineKey, PipelineKeyProps
 from modules.functions import PythonFunction, PythonFunctionProps
+from modules.iam import apply_permissions_boundary
 from modules.monitoring import Monitoring, MonitoringProps
 from modules.network import Network, NetworkProps
 from modules.parameters import PipelineParameters, PipelineParametersProps
@@ -39,6 +40,8 @@ class PipelineStack(TerraformStack):
     def __init__(self, scope: Construct, profile: Profile) -> None:
         stack_id = pipeline_stack_id(profile)
         super().__init__(scope, stack_id)
+        if profile.permissions_boundary_arn:
+            apply_permissions_boundary(self, profile.permissions_boundary_arn)
         self.profile = profile
         configure_backend(self, stack_id, profile)
         pipeline_provider(self, profile)

@@ -159,9 +159,40 @@ def test_bootstrap_creates_the_roles_the_profiles_name(synth: SynthResult, env: 
     plan_actions = {a for s in plan_policy for a in s["Action"]}
     assert plan_actions == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}, "the plan role never writes"
     deploy_policy = next(v for k, v in policies.items() if f"ci-{env}_deploy" in k)
-    iam = next(s for s in deploy_policy if "iam:CreateRole" in s["Action"])
+    iam = next(s for s in deploy_policy if "iam:GetRole" in s["Action"])
     assert iam["Resource"] == [
         f"arn:aws:iam::{profile.account_id}:instance-profile/{profile.prefix}-*",
         f"arn:aws:iam::{profile.account_id}:role/{profile.prefix}-*",
     ]
     assert not any(a == "iam:*" or a == "*" for s in deploy_policy for a in s["Action"])
+    [boundary_key] = [k for k in stack["resource"]["aws_iam_policy"] if k.startswith(f"ci-{env}_boundary")]
+    boundary = stack["resource"]["aws_iam_policy"][boundary_key]
+    assert profile.permissions_boundary_arn.endswith(f":policy/{boundary['name']}")
+    creating = [s for s in deploy_policy if {"iam:CreateRole", "iam:PutRolePolicy"} & set(s["Action"])]
+    assert creating == [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "iam:AttachRolePolicy",
+                "iam:CreateRole",
+                "iam:DeleteRolePolicy",
+                "iam:DetachRolePolicy",
+                "iam:PutRolePermissionsBoundary",
+                "iam:PutRolePolicy",
+            ],
+            "Resource": [f"arn:aws:iam::{profile.account_id}:role/{profile.prefix}-*"],
+            "Condition": {"StringEquals": {"iam:PermissionsBoundary": f"${{aws_iam_policy.{boundary_key}.arn}}"}},
+        }
+    ], "the deploy role can only create or widen roles that carry the boundary"
+    deny = next(s for s in json.loads(boundary["policy"])["Statement"] if s["Effect"] == "Deny")
+    assert {"iam:CreateRole", "iam:CreatePolicy", "iam:Put*", "iam:Attach*", "iam:Delete*"} <= set(deny["Action"])
+    assert "iam:PassRole" not in deny["Action"] and "iam:CreateServiceLinkedRole" not in deny["Action"]
+
+
+def test_every_cloud_pipeline_role_carries_the_boundary(synth: SynthResult) -> None:
+    for env in ("dev", "staging", "prod", "local"):
+        profile = load_profile(env)
+        roles = synth.resources(env, "aws_iam_role")
+        assert len(roles) >= 10
+        for name, role in roles.items():
+            assert role.get("permissions_boundary") == profile.permissions_boundary_arn, (env, name)
