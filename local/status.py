@@ -27,8 +27,11 @@ SERVICES = (
 )
 
 
-def clients() -> dict[str, Any]:
-    """boto3 clients for the emulator (endpoint and region from EMULATOR_ENDPOINT / AWS_DEFAULT_REGION)."""
+def clients(services: tuple[str, ...] = SERVICES) -> dict[str, Any]:
+    """boto3 clients for the emulator (endpoint and region from EMULATOR_ENDPOINT / AWS_DEFAULT_REGION).
+
+    With ``sts`` among ``services``, ``"account"`` holds the emulator's account id.
+    """
     import boto3
 
     env = emulator_env()
@@ -37,8 +40,9 @@ def clients() -> dict[str, Any]:
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         region_name=env["AWS_DEFAULT_REGION"],
     )
-    aws: dict[str, Any] = {name: session.client(name, endpoint_url=env["AWS_ENDPOINT_URL"]) for name in SERVICES}
-    aws["account"] = aws["sts"].get_caller_identity()["Account"]
+    aws: dict[str, Any] = {name: session.client(name, endpoint_url=env["AWS_ENDPOINT_URL"]) for name in services}
+    if "sts" in aws:
+        aws["account"] = aws["sts"].get_caller_identity()["Account"]
     return aws
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tools.plan_review import PlanError, load_plan
+from tools.plan_review import PlanError, config_resources, load_plan
 
 MAX_VALUE = 80
 # Falsy values a provider writes back on refresh for an attribute that was never set.
@@ -83,16 +83,6 @@ def ignored_attributes(config: dict) -> dict[str, set[str]]:
     }
 
 
-def _configured_types(plan: dict) -> set[str]:
-    def walk(module: dict) -> set[str]:
-        types = {r["type"] for r in module.get("resources", [])}
-        for call in (module.get("module_calls") or {}).values():
-            types |= walk(call.get("module") or {})
-        return types
-
-    return walk((plan.get("configuration") or {}).get("root_module") or {})
-
-
 def _top(path: str) -> str:
     return path.split(".", 1)[0].split("[", 1)[0]
 
@@ -105,7 +95,8 @@ def drifted(plan: dict, ignore_changes: dict[str, set[str]] | None = None) -> tu
     others change (``ignore_changes``, e.g. the kill switch the budget shutdown writes).
     """
     ignore_changes = ignore_changes or {}
-    configured = _configured_types(plan)
+    root = (plan.get("configuration") or {}).get("root_module") or {}
+    configured = {r["type"] for r in config_resources(root).values()}
     found, ignored = [], []
     for rc in plan.get("resource_drift", []):
         change = rc["change"]

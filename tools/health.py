@@ -20,39 +20,26 @@ from pathlib import Path
 from typing import Any
 
 from tools.plan import Terraform
+from tools.plan_review import value_resources
 
 BAD_EXECUTION = {"FAILED", "TIMED_OUT", "ABORTED"}
+SERVICES = ("stepfunctions", "batch", "cloudwatch")
 
 
 def state_resources(tf: Terraform) -> list[dict]:
     shown = json.loads(tf.run("show", "-json").stdout or "{}")
-
-    def walk(module: dict) -> list[dict]:
-        found = list(module.get("resources", []))
-        for child in module.get("child_modules", []):
-            found += walk(child)
-        return found
-
-    return walk((shown.get("values") or {}).get("root_module") or {})
+    return value_resources((shown.get("values") or {}).get("root_module") or {})
 
 
 def session_clients(emulator: bool) -> dict[str, Any]:
+    if emulator:
+        from local.status import clients
+
+        return clients(SERVICES)
     import boto3
 
-    if emulator:
-        from local.deploy import emulator_env
-
-        env = emulator_env()
-        session = boto3.session.Session(
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            region_name=env["AWS_DEFAULT_REGION"],
-        )
-        return {
-            n: session.client(n, endpoint_url=env["AWS_ENDPOINT_URL"]) for n in ("stepfunctions", "batch", "cloudwatch")
-        }
     session = boto3.session.Session()
-    return {n: session.client(n) for n in ("stepfunctions", "batch", "cloudwatch")}
+    return {name: session.client(name) for name in SERVICES}
 
 
 def checks(resources: list[dict], aws: dict[str, Any]) -> list[tuple[bool, str]]:

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from tools import drift_report, plan_review
+from tools import drift_report, plan_review, tf_validate
 
 REPO = Path(__file__).resolve().parent.parent
-LOCK_FILE = REPO / ".terraform.lock.hcl"
 
 
 class Terraform:
@@ -48,18 +46,22 @@ class Terraform:
 
             deploy.init(self.stack_dir)
             return
-        if LOCK_FILE.exists():
-            shutil.copyfile(LOCK_FILE, self.stack_dir / ".terraform.lock.hcl")
-        self.run("init", "-input=false", "-no-color", "-lockfile=readonly")
+        try:
+            tf_validate.init(self.stack_dir, backend=True)
+        except subprocess.CalledProcessError as exc:
+            raise self._failed("init", exc.stderr or exc.stdout) from None
 
     def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             ["terraform", *args], cwd=self.stack_dir, env=self.env, text=True, capture_output=True, check=False
         )
         if proc.returncode not in ok:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-12:]
-            raise SystemExit(f"error: terraform {args[0]} failed in {self.stack_dir}:\n" + "\n".join(tail))
+            raise self._failed(args[0], proc.stderr or proc.stdout)
         return proc
+
+    def _failed(self, command: str, output: str | None) -> SystemExit:
+        tail = (output or "").strip().splitlines()[-12:]
+        return SystemExit(f"error: terraform {command} failed in {self.stack_dir}:\n" + "\n".join(tail))
 
 
 def make_plan(tf: Terraform, out: Path, *, lock: bool, refresh_only: bool) -> tuple[int, Path]:

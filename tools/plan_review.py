@@ -372,10 +372,11 @@ def network_changes(rc: dict, action: str) -> dict | None:
 # --- cost ------------------------------------------------------------------------------------
 
 
-def _config_resources(module: dict) -> dict[str, dict]:
+def config_resources(module: dict) -> dict[str, dict]:
+    """Address -> resource of a plan's ``configuration`` module, child modules included."""
     found = {r["address"]: r for r in module.get("resources", [])}
     for call in (module.get("module_calls") or {}).values():
-        found |= _config_resources(call.get("module") or {})
+        found |= config_resources(call.get("module") or {})
     return found
 
 
@@ -420,7 +421,7 @@ def monthly_cost(rc_type: str, values: dict, config: dict, prices: dict) -> tupl
 
 
 def cost_delta(plan: dict, prices: dict) -> dict:
-    config = _config_resources((plan.get("configuration") or {}).get("root_module") or {})
+    config = config_resources((plan.get("configuration") or {}).get("root_module") or {})
     items, total = [], 0.0
     for rc in plan.get("resource_changes", []):
         action = action_of(rc["change"]["actions"])
@@ -444,16 +445,17 @@ def cost_delta(plan: dict, prices: dict) -> dict:
     }
 
 
-def _planned_resources(module: dict) -> list[dict]:
+def value_resources(module: dict) -> list[dict]:
+    """Resources of a values module (``planned_values`` or a state's ``values``), child modules included."""
     found = list(module.get("resources", []))
     for child in module.get("child_modules", []):
-        found += _planned_resources(child)
+        found += value_resources(child)
     return found
 
 
 def per_job_hour(plan: dict, prices: dict) -> list[dict]:
     """What one job-hour of each Batch job definition costs on the cheapest instance that fits it."""
-    planned = _planned_resources((plan.get("planned_values") or {}).get("root_module") or {})
+    planned = value_resources((plan.get("planned_values") or {}).get("root_module") or {})
     instances = prices["instances"]
     pools = {"gpu": [], "cpu": []}
     for res in planned:
