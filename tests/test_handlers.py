@@ -72,9 +72,8 @@ def test_guard_mentions_forecast_over_limit() -> None:
     )
 
 
-@mock_aws
-def test_guard_reads_budgets_and_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
-    budgets, ssm = boto3.client("budgets", region_name="us-east-1"), boto3.client("ssm", region_name=REGION)
+def create_budget(budgets, *, spent: str) -> None:
+    """A 50 USD daily budget named ``b`` that has ``spent`` USD so far."""
     budgets.create_budget(
         AccountId="123456789012",
         Budget={
@@ -82,9 +81,15 @@ def test_guard_reads_budgets_and_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
             "BudgetLimit": {"Amount": "50", "Unit": "USD"},
             "TimeUnit": "DAILY",
             "BudgetType": "COST",
-            "CalculatedSpend": {"ActualSpend": {"Amount": "51", "Unit": "USD"}},
+            "CalculatedSpend": {"ActualSpend": {"Amount": spent, "Unit": "USD"}},
         },
     )
+
+
+@mock_aws
+def test_guard_reads_budgets_and_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
+    budgets, ssm = boto3.client("budgets", region_name="us-east-1"), boto3.client("ssm", region_name=REGION)
+    create_budget(budgets, spent="51")
     ssm.put_parameter(Name="/p/kill", Value="off", Type="String")
     monkeypatch.setenv("ACCOUNT_ID", "123456789012")
     monkeypatch.setenv("BUDGET_NAME", "b")
@@ -94,16 +99,7 @@ def test_guard_reads_budgets_and_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
     assert set(result) == {"allowed", "reason", "spent", "forecast", "limit", "threshold_pct"}
     ssm.delete_parameter(Name="/p/kill")  # a missing switch counts as off
     budgets.delete_budget(AccountId="123456789012", BudgetName="b")
-    budgets.create_budget(
-        AccountId="123456789012",
-        Budget={
-            "BudgetName": "b",
-            "BudgetLimit": {"Amount": "50", "Unit": "USD"},
-            "TimeUnit": "DAILY",
-            "BudgetType": "COST",
-            "CalculatedSpend": {"ActualSpend": {"Amount": "5", "Unit": "USD"}},
-        },
-    )
+    create_budget(budgets, spent="5")
     assert guard.handler({"execution_id": "e2"}, None, budgets=budgets, ssm=ssm)["allowed"] is True
 
 
