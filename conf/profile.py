@@ -345,6 +345,18 @@ class Profile(_Frozen):
         """Managed policy capping every role of the env (created with the CI roles, bootstrap stack)."""
         return f"arn:aws:iam::{self.account_id}:policy/{self.prefix}-boundary" if self.is_cloud else None
 
+    @property
+    def state_key_alias(self) -> str | None:
+        """Alias of the account's state key (bootstrap stack), named after the state bucket."""
+        return f"alias/{self.state_backend.bucket}" if self.state_backend.type == "s3" else None
+
+    @computed_field
+    @property
+    def state_key_alias_arn(self) -> str | None:
+        """What the S3 backend encrypts state with (the key's own ARN is known only after apply)."""
+        alias = self.state_key_alias
+        return f"arn:aws:kms:{self.state_backend.region}:{self.account_id}:{alias}" if alias else None
+
     def _role_arn(self, name: str) -> str | None:
         return f"arn:aws:iam::{self.account_id}:role/{name}" if self.is_cloud else None
 

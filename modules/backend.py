@@ -32,7 +32,16 @@ def configure_backend(stack: TerraformStack, stack_id: str, profile: Profile) ->
     if backend.type == "local":
         local_backend(stack, stack_id, backend.path)
         return
-    S3Backend(stack, bucket=backend.bucket, key=state_key(profile), region=backend.region, encrypt=True)
+    # SSE-KMS with the account's state key (its alias ARN: the key's own ARN is known only after
+    # the bootstrap apply); the state bucket refuses uploads encrypted any other way.
+    S3Backend(
+        stack,
+        bucket=backend.bucket,
+        key=state_key(profile),
+        region=backend.region,
+        encrypt=True,
+        kms_key_id=profile.state_key_alias_arn,
+    )
     # S3-native locking (Terraform >= 1.10); cdktf 0.21's S3Backend has no typed field for it.
     stack.add_override("terraform.backend.s3.use_lockfile", True)
 

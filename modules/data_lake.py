@@ -30,7 +30,13 @@ from constructs import Construct
 from conf.profile import DataLakeSettings
 from modules.encryption import PipelineKey, PipelineKeyProps
 from modules.iam import GrantableRole, GrantableRoleProps, statement
-from modules.secure_bucket import SecureBucket, SecureBucketProps, housekeeping_rules, whole_bucket_rule
+from modules.secure_bucket import (
+    SecureBucket,
+    SecureBucketProps,
+    housekeeping_rules,
+    log_delivery_statement,
+    whole_bucket_rule,
+)
 
 DATA_BUCKETS = ("raw", "processed", "curated")
 REPLICATED = ("raw", "curated")
@@ -88,7 +94,7 @@ class DataLake(Construct):
                         ],
                     ),
                 ),
-                extra_policy_statements=(self._log_delivery(log_name, props),),
+                extra_policy_statements=(log_delivery_statement(log_name, props.account_id, f"{props.prefix}-*"),),
             ),
         )
         self.buckets: dict[str, SecureBucket] = {"logs": self.logs}
@@ -125,21 +131,6 @@ class DataLake(Construct):
 
     def bucket(self, name: str) -> SecureBucket:
         return self.buckets[name]
-
-    @staticmethod
-    def _log_delivery(log_name: str, props: DataLakeProps) -> dict:
-        arn = f"arn:aws:s3:::{log_name}"
-        return {
-            "Sid": "S3ServerAccessLogDelivery",
-            "Effect": "Allow",
-            "Principal": {"Service": "logging.s3.amazonaws.com"},
-            "Action": "s3:PutObject",
-            "Resource": f"{arn}/*",
-            "Condition": {
-                "StringEquals": {"aws:SourceAccount": props.account_id},
-                "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{props.prefix}-*"},
-            },
-        }
 
     def _replicate(self, props: DataLakeProps) -> None:
         """Cross-region copies of raw and curated, encrypted with the replica region's own key."""

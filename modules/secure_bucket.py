@@ -46,6 +46,7 @@ class SecureBucketProps:
     prevent_destroy: bool = False
     log_target: SecureBucket | None = None  # the access-log bucket (whose policy admits log delivery)
     log_prefix: str | None = None
+    key_aliases: tuple[str, ...] = ()  # alias ARNs of ``key`` that uploads may name instead of its ARN
     lifecycle_rules: tuple[S3BucketLifecycleConfigurationRule, ...] = ()
     extra_policy_statements: tuple[dict, ...] = field(default_factory=tuple)
     provider: TerraformProvider | None = None  # another region's provider (replicas)
@@ -92,7 +93,22 @@ def deny_insecure_transport(bucket_arn: str) -> dict:
     }
 
 
-def deny_foreign_encryption(bucket_arn: str, key_arn: str) -> list[dict]:
+def log_delivery_statement(log_bucket_name: str, account_id: str, source_bucket_pattern: str) -> dict:
+    """Lets S3 server access logging of this account's ``source_bucket_pattern`` buckets write here."""
+    return {
+        "Sid": "S3ServerAccessLogDelivery",
+        "Effect": "Allow",
+        "Principal": {"Service": "logging.s3.amazonaws.com"},
+        "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::{log_bucket_name}/*",
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": account_id},
+            "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{source_bucket_pattern}"},
+        },
+    }
+
+
+def deny_foreign_encryption(bucket_arn: str, key_arn: str, aliases: tuple[str, ...] = ()) -> list[dict]:
     """Uploads either rely on the default (our key) or name SSE-KMS with our key; all else is refused.
 
     Each statement denies only when its header is present (``Null: false``) and differs: an
@@ -114,7 +130,10 @@ def deny_foreign_encryption(bucket_arn: str, key_arn: str) -> list[dict]:
             "Principal": "*",
             "Action": "s3:PutObject",
             "Resource": f"{bucket_arn}/*",
-            "Condition": {"StringNotEquals": {key_id: key_arn}, "Null": {key_id: "false"}},
+            "Condition": {
+                "StringNotEquals": {key_id: [key_arn, *aliases] if aliases else key_arn},
+                "Null": {key_id: "false"},
+            },
         },
     ]
 
@@ -176,7 +195,7 @@ class SecureBucket(Construct):
         )
         statements = [deny_insecure_transport(self.bucket_arn)]
         if props.key:
-            statements += deny_foreign_encryption(self.bucket_arn, props.key.key_arn)
+            statements += deny_foreign_encryption(self.bucket_arn, props.key.key_arn, props.key_aliases)
         statements += list(props.extra_policy_statements)
         self.policy = S3BucketPolicy(
             self,

@@ -36,7 +36,12 @@ class StateBootstrapStack(TerraformStack):
         bucket = StateBucket(
             self,
             "state",
-            StateBucketProps(bucket_name=profile.state_backend.bucket),
+            StateBucketProps(
+                bucket_name=profile.state_backend.bucket,
+                account_id=profile.account_id,
+                region=profile.state_backend.region,
+                key_alias_name=profile.state_key_alias,
+            ),
         )
         TerraformOutput(self, "state_bucket", value=bucket.bucket_name)
         oidc = GithubOidc(self, "github-oidc")

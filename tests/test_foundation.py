@@ -81,22 +81,66 @@ def test_pipeline_key_rotates(synth: SynthResult) -> None:
 def test_state_bootstrap_bucket(synth: SynthResult) -> None:
     stack = synth.stack("state-bootstrap-333333333333")
     res = stack["resource"]
-    (bucket,) = res["aws_s3_bucket"].values()
-    assert bucket["bucket"] == "odins-ravne-tfstate-333333333333"
-    assert bucket["lifecycle"] == {"prevent_destroy": True}
+    buckets = {b["bucket"]: (address, b) for address, b in res["aws_s3_bucket"].items()}
+    assert sorted(buckets) == ["odins-ravne-tfstate-333333333333", "odins-ravne-tfstate-333333333333-logs"]
+    state_address, bucket = buckets["odins-ravne-tfstate-333333333333"]
+    logs_address, logs = buckets["odins-ravne-tfstate-333333333333-logs"]
+    assert bucket["lifecycle"] == logs["lifecycle"] == {"prevent_destroy": True}
     assert "force_destroy" not in bucket
-    (pab,) = res["aws_s3_bucket_public_access_block"].values()
-    assert all(
-        pab[k] is True
-        for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
-    )
-    (ver,) = res["aws_s3_bucket_versioning"].values()
-    assert ver["versioning_configuration"]["status"] == "Enabled"
-    (enc,) = res["aws_s3_bucket_server_side_encryption_configuration"].values()
-    assert enc["rule"][0]["apply_server_side_encryption_by_default"]["sse_algorithm"] == "AES256"
-    (policy,) = res[S3BucketPolicy.TF_RESOURCE_TYPE].values()
-    (statement,) = json.loads(policy["policy"])["Statement"]  # SSE-S3: no key to insist on
-    assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    for pab in res["aws_s3_bucket_public_access_block"].values():
+        assert all(
+            pab[k] is True
+            for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
+        )
+    assert all(v["versioning_configuration"]["status"] == "Enabled" for v in res["aws_s3_bucket_versioning"].values())
+
+    def of(type_: str, address: str) -> dict:
+        (found,) = [r for r in res[type_].values() if r["bucket"] == f"${{aws_s3_bucket.{address}.id}}"]
+        return found
+
+    # State: SSE-KMS with the account's own rotated, undeletable key; access logged to the companion bucket.
+    (key_address, key), (alias,) = next(iter(res["aws_kms_key"].items())), res["aws_kms_alias"].values()
+    assert len(res["aws_kms_key"]) == 1 and key["enable_key_rotation"] is True
+    assert key["lifecycle"] == {"prevent_destroy": True}
+    assert alias["name"] == "alias/odins-ravne-tfstate-333333333333"
+    default = of("aws_s3_bucket_server_side_encryption_configuration", state_address)["rule"][0]
+    assert default["apply_server_side_encryption_by_default"] == {
+        "sse_algorithm": "aws:kms",
+        "kms_master_key_id": f"${{aws_kms_key.{key_address}.arn}}",
+    }
+    logging = of("aws_s3_bucket_logging", state_address)
+    assert logging["target_bucket"] == f"${{aws_s3_bucket.{logs_address}.bucket}}"
+    # Access logs cannot be delivered to SSE-KMS: the log bucket alone uses SSE-S3 and admits log delivery.
+    log_default = of("aws_s3_bucket_server_side_encryption_configuration", logs_address)["rule"][0]
+    assert log_default["apply_server_side_encryption_by_default"]["sse_algorithm"] == "AES256"
+    log_policy = json.loads(of(S3BucketPolicy.TF_RESOURCE_TYPE, logs_address)["policy"])["Statement"]
+    delivery = next(s for s in log_policy if s.get("Principal") == {"Service": "logging.s3.amazonaws.com"})
+    assert delivery["Condition"]["ArnLike"] == {"aws:SourceArn": "arn:aws:s3:::odins-ravne-tfstate-333333333333"}
+    # Uploads naming another key are refused; the backends' alias ARN is admitted beside the key ARN.
+    policy = json.loads(of(S3BucketPolicy.TF_RESOURCE_TYPE, state_address)["policy"])["Statement"]
+    other_key = next(s for s in policy if s["Sid"] == "DenyUploadsWithOtherKey")
+    alias_arn = "arn:aws:kms:eu-north-1:333333333333:alias/odins-ravne-tfstate-333333333333"
+    assert other_key["Condition"]["StringNotEquals"]["s3:x-amz-server-side-encryption-aws-kms-key-id"] == [
+        f"${{aws_kms_key.{key_address}.arn}}",
+        alias_arn,
+    ]
+    for env in ("dev", "staging", "prod"):  # each env's backend names its own account's state key
+        backend = synth.pipeline(env)["terraform"]["backend"]["s3"]
+        account = backend["bucket"].rsplit("-", 1)[1]
+        assert backend["encrypt"] is True
+        assert backend["kms_key_id"] == f"arn:aws:kms:eu-north-1:{account}:alias/{backend['bucket']}"
+    # CI roles: the plan role may decrypt state, the deploy role encrypt it too; both on this key only.
+    for name, role_policy in res["aws_iam_role_policy"].items():
+        actions = {
+            a
+            for s in json.loads(role_policy["policy"])["Statement"]
+            if f"${{aws_kms_key.{key_address}.arn}}" in s["Resource"]
+            for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        }
+        if "plan" in name:
+            assert actions == {"kms:Decrypt", "kms:DescribeKey"}, name
+        elif "deploy" in name:
+            assert {"kms:Encrypt", "kms:GenerateDataKey*", "kms:Decrypt"} <= actions, name
     assert "local" in stack["terraform"]["backend"]
 
 
