@@ -8,6 +8,8 @@ SCAN    := .venv-scan
 BUILD   := build
 ENV     ?= local
 CDKTF   := node_modules/.bin/cdktf
+# cdktf synth into cdktf.out/, skipped when its inputs are unchanged (tools/synth.py); FORCE_SYNTH=1 redoes it.
+SYNTH    = $(PY) -m tools.synth $(if $(FORCE_SYNTH),--force)
 
 # The machine's environment may preset TF_CLI_CONFIG_FILE to a missing file: override it with ours.
 export TF_CLI_CONFIG_FILE := $(abspath $(BUILD)/terraformrc)
@@ -22,7 +24,7 @@ LOCAL_EMULATOR  ?= moto
 # The emulator's endpoint and region come from conf/profiles/local.yaml.
 LOCAL_ENV = EMULATOR_ENDPOINT=$$($(PY) -m conf local emulator_endpoint) AWS_DEFAULT_REGION=$$($(PY) -m conf local region)
 
-.PHONY: help setup synth diff deploy validate lint test bench-synth clean images up-localstack down-localstack \
+.PHONY: help setup synth diff deploy validate lint test bench-synth bench-test soak-local clean images up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration
 
@@ -51,13 +53,15 @@ $(BUILD)/terraformrc: tools/tf_cli_config.py FORCE
 
 FORCE:
 
-synth: setup ## Synthesize every environment (SYNTH_ENVS=local,dev for some) into cdktf.out/
-	$(CDKTF) synth --output cdktf.out
+synth: setup ## Synthesize every environment (SYNTH_ENVS=local,dev for some) into cdktf.out/; no-op when no input changed
+	@$(SYNTH)
 
 diff: setup ## cdktf diff of one env's pipeline stack (ENV=<env>; offline-safe --skip-provider-lock)
+	$(REACHABLE)
 	SYNTH_ENVS=$(ENV) $(CDKTF) diff pipeline-$(ENV) --skip-provider-lock
 
 deploy: setup ## cdktf deploy of one env's pipeline stack (ENV=<env>; asks before applying)
+	$(REACHABLE)
 	SYNTH_ENVS=$(ENV) $(CDKTF) deploy pipeline-$(ENV) --skip-provider-lock
 
 validate: synth ## terraform init (offline, from the mirror) + validate every synthesized stack
@@ -67,11 +71,20 @@ lint: setup ## ruff check + format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup ## Lint, then the whole test suite (one synthesized app per session)
+# Test workers: the emulator tests share one worker (the critical path: deploy, run, destroy), the rest spread.
+TEST_WORKERS ?= 3
+# The suite's own synth (not cdktf.out, which `make plan ENV=...` re-synthesizes for one env).
+TEST_SYNTH    = $(BUILD)/test-synth
+
+test: setup ## Lint, synth once (shared by every worker), then the whole suite on TEST_WORKERS pytest-xdist workers
 	$(MAKE) --no-print-directory lint
-	@$(PY) -m pytest; rc=$$?; \
+	@env -u SYNTH_ENVS $(SYNTH) --output $(TEST_SYNTH)
+	@ODINS_TEST_SYNTH=$(abspath $(TEST_SYNTH)) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure here" >&2; fi; \
 	  exit $$rc
+
+bench-test: setup ## Wall time of `make test` and its ten slowest tests (bench/test_suite.py)
+	$(PY) bench/test_suite.py
 
 security: synth ## checkov on every synthesized stack (+ PLAN_JSON=<plan.json>); skips need a why in tools/checkov_skips.yaml
 	$(PY) -m tools.security_scan --strict-skips $(if $(PLAN_JSON),--plan $(PLAN_JSON))
@@ -84,32 +97,42 @@ lint-workflows: setup ## .github workflows and actions against GitHub's schemas 
 # ENV=local plans against the emulator (make deploy-local first); cloud envs need AWS credentials.
 STACK_DIR  = cdktf.out/stacks/pipeline-$(ENV)
 ENV_PREFIX = $(if $(filter local,$(ENV)),$(LOCAL_ENV))
+# One line and exit 2, before any work, for a bad ENV, or (REACHABLE) no AWS credentials / no emulator.
+CHECK_ENV  = @$(PY) -m tools.cli check-env $(ENV)
+REACHABLE  = @$(ENV_PREFIX) $(PY) -m tools.cli check-env $(ENV) --reachable
+EMULATOR_UP = @$(LOCAL_ENV) $(PY) -m tools.cli check-env local --reachable
 EMU_FLAG   = $(if $(filter local,$(ENV)),--emulator)
 LOCK      ?= true
 
 plan: setup ## Plan ENV=<env> + review: build/plan/pipeline-<env>/review.md (exit 2 = BLOCKING; ALLOW_DESTROY=addr,...; LOCK=false for read-only roles)
-	SYNTH_ENVS=$(ENV) $(CDKTF) synth --output cdktf.out
+	$(REACHABLE)
+	SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(ENV_PREFIX) $(PY) -m tools.plan plan $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock)
 
 drift: setup ## Refresh-only plan of ENV=<env> and a summary of what changed outside Terraform (exit 2 = drift)
-	SYNTH_ENVS=$(ENV) $(CDKTF) synth --output cdktf.out
+	$(REACHABLE)
+	SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(ENV_PREFIX) $(PY) -m tools.plan drift $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock)
 
 apply-plan: setup ## Apply exactly the reviewed build/plan/pipeline-<env>/plan.tfplan (ENV=<env>)
+	$(REACHABLE)
 	$(ENV_PREFIX) $(PY) -m tools.plan apply $(STACK_DIR) $(EMU_FLAG)
 
 health: setup ## ENV=<env>: state machine ACTIVE, queues/compute envs ENABLED+VALID, no alarm in ALARM, last execution
-	@test -f $(STACK_DIR)/cdk.tf.json || SYNTH_ENVS=$(ENV) $(CDKTF) synth --output cdktf.out
+	$(REACHABLE)
+	@test -f $(STACK_DIR)/cdk.tf.json || SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(ENV_PREFIX) $(PY) -m tools.health $(STACK_DIR) $(EMU_FLAG)
 
 integration: setup ## Run the sample manifest through a deployed cloud env (ENV=<env>; AWS credentials)
+	$(REACHABLE)
 	$(PY) -m tools.integration
 
 bench-synth: setup ## Cold/warm synth time and peak memory vs the jsii floor
 	$(PY) bench/synth.py
 
 images: setup ## Build + push the stage images to ECR (ENV=<env>; needs Docker and a deployed env)
-	$(PY) -m tools.images cdktf.out/stacks/pipeline-$(ENV)
+	$(CHECK_ENV)
+	$(PY) -m tools.images $(STACK_DIR)
 
 up-localstack: setup ## Start the local emulator (moto; LOCAL_EMULATOR=localstack for LocalStack)
 	@if [ "$(LOCAL_EMULATOR)" = localstack ]; then $(PY) -m local.localstack start; \
@@ -120,29 +143,41 @@ down-localstack: ## Stop the local emulator (by PID)
 	  else $(LOCAL_ENV) $(PY) -m local.emulator stop; fi
 
 synth-local: setup
-	SYNTH_ENVS=local $(CDKTF) synth --output cdktf.out
+	SYNTH_ENVS=local $(SYNTH)
 
 deploy-local: up-localstack synth-local ## Deploy the whole local stack to the emulator (tflocal init + apply)
 	$(LOCAL_ENV) $(PY) -m local.deploy apply $(LOCAL_STACK)
 
-plan-local: synth-local ## Plan against the emulator (exit 0 = no changes)
+plan-local: setup ## Plan against the emulator (exit 0 = no changes)
+	$(EMULATOR_UP)
+	@SYNTH_ENVS=local $(SYNTH)
 	$(LOCAL_ENV) $(PY) -m local.deploy plan $(LOCAL_STACK)
 
 run-local: setup ## Run the workflow on the sample manifest and follow it state by state
+	$(EMULATOR_UP)
 	$(LOCAL_ENV) $(PY) -m local.run
 
 budget-resume: setup ## Undo a budget shutdown (ENV=<env>: queues on, vCPU limits back, kill switch off)
+	$(REACHABLE)
 	@if [ "$(ENV)" = local ]; then $(LOCAL_ENV) AWS_ENDPOINT_URL=$$($(PY) -m conf local emulator_endpoint) \
 	  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test $(PY) -m tools.budget_resume $(LOCAL_STACK); \
-	  else $(PY) -m tools.budget_resume cdktf.out/stacks/pipeline-$(ENV); fi
+	  else $(PY) -m tools.budget_resume $(STACK_DIR); fi
 
 leftovers-local: setup ## List anything the stack left on the emulator (after destroy-local: nothing)
+	$(EMULATOR_UP)
 	$(LOCAL_ENV) $(PY) -m local.leftovers
+
+N         ?= 10
+EMULATORS ?= both
+BURN      ?= 0
+soak-local: setup synth-local ## Deploy, run the sample, re-plan, destroy N times (N=10 EMULATORS=both|shared|fresh BURN=<busy procs> SOAK_TF_LOG=1)
+	$(PY) -m local.soak --cycles $(N) --emulators $(EMULATORS) --burn $(BURN) $(if $(SOAK_TF_LOG),--tf-log)
 
 bench-deploy: setup ## Time a cold deploy-local, a re-plan and a destroy (bench/deploy_local.py)
 	$(PY) bench/deploy_local.py
 
 status-local: setup ## Table of what is deployed on the emulator
+	$(EMULATOR_UP)
 	$(LOCAL_ENV) $(PY) -m local.status
 
 destroy-local: setup ## Destroy the local stack, then stop the emulator

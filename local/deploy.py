@@ -18,11 +18,20 @@ import sys
 import time
 from pathlib import Path
 
+from tools import cli
+
 REPO = Path(__file__).resolve().parent.parent
 LOCK_FILE = REPO / ".terraform.lock.hcl"
 TFLOCAL = Path(sys.executable).parent / "tflocal"
 COMPLETE = re.compile(r"^(?P<address>\S+): (Creation|Modifications|Destruction) complete after (?P<t>[0-9hms]+)")
 PARALLELISM = "30"  # the provider waits on some resources (S3 lifecycle ~55 s): let the rest go on
+
+
+def cli_config() -> dict[str, str]:
+    """The Makefile's Terraform CLI config (provider mirror) when the environment names none that exists."""
+    ours = REPO / "build" / "terraformrc"
+    current = os.environ.get("TF_CLI_CONFIG_FILE")
+    return {"TF_CLI_CONFIG_FILE": str(ours)} if ours.exists() and not (current and Path(current).exists()) else {}
 
 
 def emulator_env() -> dict[str, str]:
@@ -36,6 +45,7 @@ def emulator_env() -> dict[str, str]:
         AWS_SECRET_ACCESS_KEY="test",  # noqa: S106 - the emulator's dummy credentials
         AWS_DEFAULT_REGION=os.environ.get("AWS_DEFAULT_REGION", "eu-north-1"),
         TF_IN_AUTOMATION="1",
+        **cli_config(),
     )
 
 
@@ -45,11 +55,19 @@ def tflocal(stack_dir: Path, *args: str, capture: bool = False) -> subprocess.Co
     return subprocess.run(cmd, cwd=stack_dir, env=emulator_env(), text=True, capture_output=capture, check=False)
 
 
+# Where the last command's whole output goes (``local.soak`` keeps one file per phase); None: nowhere.
+LOG: dict[str, Path | None] = {"path": None}
+
+
 def terraform(stack_dir: Path, *args: str, capture: bool = True) -> subprocess.CompletedProcess:
     """Plain terraform once tflocal's override is in place (tflocal adds ~5 s to every command)."""
-    return subprocess.run(
+    proc = subprocess.run(
         ["terraform", *args], cwd=stack_dir, env=emulator_env(), text=True, capture_output=capture, check=False
     )
+    if LOG["path"] is not None and capture:
+        with LOG["path"].open("a") as log:
+            log.write(f"$ terraform {' '.join(args)}  (exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}\n")
+    return proc
 
 
 def init(stack_dir: Path) -> None:
@@ -151,4 +169,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    cli.run(main, sys.argv[1:])

@@ -23,6 +23,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tools import cli
+
 REPO = Path(__file__).resolve().parent.parent
 # EMULATOR_STATE_DIR lets a test session run its own emulator beside a developer's.
 STATE_DIR = Path(os.environ.get("EMULATOR_STATE_DIR") or REPO / ".state" / "emulator")
@@ -181,4 +183,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -5,10 +5,10 @@ python -m local.leftovers      # prints one line per leftover; exit 1 if there a
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from local.status import clients
+from tools import cli
 
 # Created by the emulator itself, not by the stack.
 DEFAULT_LOG_GROUPS = ("/aws/batch/job",)
@@ -64,4 +64,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

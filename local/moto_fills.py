@@ -464,3 +464,69 @@ def batch_update_compute_resources() -> None:
         return result
 
     BatchBackend.update_compute_environment = resize
+
+
+# How many answered mutating requests the emulator remembers for retries (a deploy sends ~3,000).
+REPLAY_CAPACITY = 20_000
+
+
+@fill
+def sdk_retries_are_idempotent() -> None:
+    """A retried request (same ``amz-sdk-invocation-id``) gets the first attempt's answer replayed.
+
+    Root cause of the flaky local deploys: on a busy machine the provider's HTTP client sometimes
+    abandons a connection right after moto answered (a packet capture shows the client's RST 0.2 ms
+    after the 200 arrived, before it read the body), and the AWS SDK sends the same request again
+    (same invocation id, ``attempt=2``). moto executed it twice: a second CreateFunction answered
+    409 (the provider then retried that for 2 minutes), a second RevokeSecurityGroupEgress
+    ``InvalidPermission.NotFound``, a second delete NoSuchEntity. AWS makes such retries safe; here
+    every non-GET answer is kept by invocation id and replayed to its retry, so an operation runs
+    at most once per SDK invocation. A retry that arrives while the first attempt is still being
+    served waits for it.
+    """
+    import collections
+    import threading
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    answered: collections.OrderedDict[str, tuple[str, list, bytes]] = collections.OrderedDict()
+    in_flight: dict[str, threading.Event] = {}
+    lock = threading.Lock()
+    dispatch = DomainDispatcherApplication.__call__
+
+    def replay(answer: tuple[str, list, bytes], start_response: Any) -> list[bytes]:
+        status, headers, body = answer
+        start_response(status, [*headers, ("x-emulator-replayed", "true")])
+        return [body]
+
+    def call(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        invocation = environ.get("HTTP_AMZ_SDK_INVOCATION_ID")
+        if not invocation or environ.get("REQUEST_METHOD") in {"GET", "HEAD"}:
+            return dispatch(self, environ, start_response)
+        while True:
+            with lock:
+                if invocation in answered:
+                    return replay(answered[invocation], start_response)
+                waiting = in_flight.get(invocation)
+                if waiting is None:
+                    in_flight[invocation] = threading.Event()
+                    break
+            waiting.wait(timeout=600)
+        captured: dict[str, Any] = {}
+
+        def remember(status: str, headers: list, exc_info: Any = None) -> Any:
+            captured.update(status=status, headers=list(headers))
+            return start_response(status, headers, exc_info)
+
+        try:
+            body = b"".join(dispatch(self, environ, remember))
+            with lock:
+                answered[invocation] = (captured["status"], captured["headers"], body)
+                while len(answered) > REPLAY_CAPACITY:
+                    answered.popitem(last=False)
+            return [body]
+        finally:
+            with lock:
+                in_flight.pop(invocation).set()
+
+    DomainDispatcherApplication.__call__ = call

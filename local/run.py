@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from local import weather_server
 from local.status import clients
+from tools import cli
 
 SAMPLE = Path(__file__).resolve().parent / "sample"
 
@@ -136,4 +137,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    cli.run(main, sys.argv[1:])

@@ -7,6 +7,7 @@ from typing import Any
 
 from local.deploy import emulator_env
 from local.emulator import EmulatorError
+from tools import cli
 
 SERVICES = (
     "s3",
@@ -103,7 +104,7 @@ def main() -> int:
 
 if __name__ == "__main__":
     try:
-        sys.exit(main())
+        cli.run(main)
     except EmulatorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -47,14 +47,29 @@ class SynthResult:
         return next(iter(found.values()))
 
 
+def shared_synth() -> Path | None:
+    """``ODINS_TEST_SYNTH=<dir>`` (set by ``make test``, which synthesizes first): the whole app is
+    there, current for this checkout (tools.synth's input hash), so parallel workers share it."""
+    folder = os.environ.get("ODINS_TEST_SYNTH")
+    if not folder:
+        return None
+    from tools import synth
+
+    env = {k: v for k, v in os.environ.items() if k != "SYNTH_ENVS"}
+    if not synth.up_to_date(Path(folder), synth.inputs_digest(env=env)):
+        raise pytest.UsageError(f"ODINS_TEST_SYNTH={folder} is not a current synth of every env; run `make synth`")
+    return Path(folder)
+
+
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
     from conf import known_environments
     from main import build_app
 
-    outdir = tmp_path_factory.mktemp("cdktf.out")
-    app = build_app(known_environments(), outdir=str(outdir))
-    app.synth()
+    outdir = shared_synth()
+    if outdir is None:
+        outdir = tmp_path_factory.mktemp("cdktf.out")
+        build_app(known_environments(), outdir=str(outdir)).synth()
     stacks = {
         d.name: json.loads((d / "cdk.tf.json").read_text())
         for d in sorted((outdir / "stacks").iterdir())
@@ -72,8 +87,15 @@ def profile_dir(tmp_path: Path) -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``destroys_stack`` run after every other test (they tear the session's stack down)."""
+    """Tests marked ``destroys_stack`` run after every other test (they tear the session's stack down).
+
+    Under pytest-xdist (``make test``), every emulator test goes to one worker (``--dist loadgroup``):
+    they share one emulator and one applied stack, the critical path that the other workers overlap.
+    """
     items.sort(key=lambda item: item.get_closest_marker("destroys_stack") is not None)
+    for item in items:
+        if item.get_closest_marker("emulator"):
+            item.add_marker(pytest.mark.xdist_group("emulator"))
 
 
 def free_port() -> int:
@@ -117,7 +139,9 @@ def deployed(emulator, synth: SynthResult, tmp_path_factory: pytest.TempPathFact
     from local import deploy
 
     stack = tmp_path_factory.mktemp("stack") / "pipeline-local"
-    shutil.copytree(synth.outdir / "stacks" / "pipeline-local", stack)
+    shutil.copytree(
+        synth.outdir / "stacks" / "pipeline-local", stack, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*")
+    )
     config = json.loads((stack / "cdk.tf.json").read_text())
     config["terraform"]["backend"]["local"]["path"] = str(emulator["state"] / "terraform.tfstate")
     (stack / "cdk.tf.json").write_text(json.dumps(config))

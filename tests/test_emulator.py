@@ -210,6 +210,51 @@ def test_s3_backend_lockfile_refuses_second_plan(aws, emulator, tmp_path: Path) 
         holder.wait(timeout=30)
 
 
+def same_invocation(client, invocation: str) -> None:
+    """Every request of ``client`` carries one SDK invocation id: what an SDK retry looks like."""
+
+    def stamp(request, **_) -> None:
+        request.headers["amz-sdk-invocation-id"] = invocation
+        request.headers["amz-sdk-request"] = "attempt=2; max=3"
+
+    client.meta.events.register("before-send", stamp)
+
+
+def test_a_retried_request_runs_once(emulator) -> None:
+    """The root cause of the flaky deploys: an SDK retry of a request moto had already carried out."""
+    import uuid
+
+    from botocore.exceptions import ClientError
+
+    from local.status import clients
+
+    fresh = clients(("ec2", "ssm"))
+    retried = clients(("ec2", "ssm"))
+    same_invocation(retried["ec2"], str(uuid.uuid4()))
+    vpc = fresh["ec2"].create_vpc(CidrBlock="10.99.0.0/16")["Vpc"]["VpcId"]
+    group = fresh["ec2"].create_security_group(GroupName="retry", Description="retry", VpcId=vpc)["GroupId"]
+    rule = fresh["ec2"].authorize_security_group_egress(
+        GroupId=group,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}],
+    )["SecurityGroupRules"][0]["SecurityGroupRuleId"]
+    first = retried["ec2"].revoke_security_group_egress(GroupId=group, SecurityGroupRuleIds=[rule])
+    again = retried["ec2"].revoke_security_group_egress(GroupId=group, SecurityGroupRuleIds=[rule])
+    assert first["Return"] is True and again["Return"] is True
+    assert again["ResponseMetadata"]["HTTPHeaders"].get("x-emulator-replayed") == "true"
+    with pytest.raises(ClientError, match=r"InvalidPermission\.NotFound"):  # what the retry used to get
+        fresh["ec2"].revoke_security_group_egress(GroupId=group, SecurityGroupRuleIds=[rule])
+
+    same_invocation(retried["ssm"], str(uuid.uuid4()))
+    name = f"/retry/{uuid.uuid4().hex}"
+    versions = [retried["ssm"].put_parameter(Name=name, Value="v", Type="String")["Version"] for _ in range(2)]
+    assert versions == [1, 1]
+    with pytest.raises(ClientError, match="ParameterAlreadyExists"):  # a create run twice, like CreateFunction's 409
+        fresh["ssm"].put_parameter(Name=name, Value="v", Type="String")
+    fresh["ssm"].delete_parameter(Name=name)
+    fresh["ec2"].delete_security_group(GroupId=group)
+    fresh["ec2"].delete_vpc(VpcId=vpc)
+
+
 @pytest.mark.destroys_stack
 def test_destroy_leaves_nothing(deployed: Path, aws) -> None:
     from local import deploy

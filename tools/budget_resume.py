@@ -15,12 +15,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tools import cli
+
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m tools.budget_resume <stack-dir>", file=sys.stderr)
         return 2
     stack = Path(argv[0])
+    if cli.missing_stack(stack):
+        return 2
     proc = subprocess.run(
         ["terraform", "output", "-raw", "function_budget_shutdown"],
         cwd=stack,
@@ -43,4 +47,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    cli.run(main, sys.argv[1:])

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tools import cli
 from tools.plan_review import PlanError, config_resources, load_plan
 
 MAX_VALUE = 80
@@ -163,4 +164,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tools import cli
 from tools.plan import Terraform
 from tools.plan_review import value_resources
 
@@ -84,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stack_dir", type=Path)
     parser.add_argument("--emulator", action="store_true")
     args = parser.parse_args(argv)
-    if not (args.stack_dir / "cdk.tf.json").exists():
-        print(f"error: {args.stack_dir}/cdk.tf.json not found; run `make synth` first", file=sys.stderr)
+    if cli.missing_stack(args.stack_dir):
         return 1
     tf = Terraform(args.stack_dir, emulator=args.emulator)
     tf.init()
@@ -106,4 +106,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tools import cli
+
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 
 
@@ -61,9 +63,12 @@ def main(argv: list[str]) -> int:
         return 2
     if not docker_available():
         print(
-            "make images: no Docker engine on this machine (`docker info` failed); nothing was built or pushed",
+            "error: no Docker engine on this machine (`docker info` failed); nothing was built or pushed; "
+            "start Docker, or let CI build the images",
             file=sys.stderr,
         )
+        return 2
+    if cli.missing_stack(argv[0]):
         return 2
     images = stage_images(Path(argv[0]))
     for stage, uri in sorted(images.items()):
@@ -79,4 +84,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    cli.run(main, sys.argv[1:])

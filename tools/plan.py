@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tools import drift_report, plan_review, tf_validate
+from tools import cli, drift_report, plan_review, tf_validate
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -89,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--emulator", action="store_true", help="plan against the local emulator (tflocal)")
     parser.add_argument("--no-lock", action="store_true", help="do not take the state lock (read-only roles)")
     args = parser.parse_args(argv)
-    if not (args.stack_dir / "cdk.tf.json").exists():
-        print(f"error: {args.stack_dir}/cdk.tf.json not found; run `make synth` first", file=sys.stderr)
+    if cli.missing_stack(args.stack_dir):
         return 1
     title = args.stack_dir.name
     out = args.out or REPO / "build" / "plan" / title
@@ -132,4 +131,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tools import cli
+
 DEFAULT_PRICES = Path(__file__).resolve().parent / "prices" / "eu-north-1.json"
 
 # Resources whose destruction loses data (or makes data unreadable), with the reason shown.
@@ -661,4 +663,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import yaml
 
+from tools import cli
+
 REPO = Path(__file__).resolve().parent.parent
 SKIPS = Path(__file__).resolve().parent / "checkov_skips.yaml"
 CHECKOV = REPO / ".venv-scan" / "bin" / "checkov"
@@ -212,4 +214,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

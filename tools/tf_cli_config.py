@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from tools import cli
+
 # Searched in order; TF_PROVIDER_MIRROR names a mirror explicitly.
 CANDIDATE_MIRRORS = (
     "/opt/tf-plugins",
@@ -81,4 +83,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    cli.run(main, sys.argv[1:])

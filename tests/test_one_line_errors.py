@@ -1,0 +1,98 @@
+"""Every expected failure of a make target is one line that says what to run, never a traceback.
+
+Drives the real Makefile (``make --no-print-directory <target>``) with the emulator down (a port
+nothing listens on), with no AWS credentials, with no Docker engine, with a bad ENV, and with a
+missing synthesized stack.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, free_port
+
+NO_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+
+
+def make(target: str, *args: str, env: dict[str, str] | None = None, tmp: Path) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in NO_CREDENTIALS}
+    base.update(
+        # No credentials from files either, and nothing that could answer at the emulator's port.
+        AWS_CONFIG_FILE=str(tmp / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+        EMULATOR_STATE_DIR=str(tmp / "emulator"),
+        **(env or {}),
+    )
+    return subprocess.run(
+        ["make", "--no-print-directory", target, *args],
+        cwd=REPO,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def assert_one_line(proc: subprocess.CompletedProcess, *expected: str) -> None:
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "Traceback" not in output, output
+    errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, output
+    for fragment in expected:
+        assert fragment in errors[0], errors[0]
+
+
+DOWN = ["plan-local", "run-local", "status-local", "leftovers-local", "health", "budget-resume", "plan", "drift"]
+
+
+@pytest.mark.parametrize("target", DOWN)
+def test_emulator_down(target: str, tmp_path: Path) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    # The Makefile reads the local endpoint from the profile; a profile copy points it at a dead port.
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    for source in (REPO / "conf" / "profiles").glob("*.yaml"):
+        text = source.read_text()
+        if source.name == "local.yaml":
+            text = "\n".join(
+                f"emulator_endpoint: {down}" if ln.startswith("emulator_endpoint:") else ln for ln in text.splitlines()
+            )
+        (profiles / source.name).write_text(text + "\n")
+    proc = make(target, "ENV=local", env={"ODINS_PROFILE_DIR": str(profiles)}, tmp=tmp_path)
+    assert_one_line(proc, "emulator is not running", down, "make up-localstack")
+
+
+@pytest.mark.parametrize("target", ["plan", "drift", "apply-plan", "health", "integration", "budget-resume", "diff"])
+def test_no_credentials(target: str, tmp_path: Path) -> None:
+    assert_one_line(make(target, "ENV=dev", tmp=tmp_path), "ENV=dev needs AWS credentials", "AWS_PROFILE")
+
+
+@pytest.mark.parametrize("target", ["plan", "health", "images", "budget-resume", "apply-plan"])
+def test_bad_env(target: str, tmp_path: Path) -> None:
+    assert_one_line(make(target, "ENV=prdo", tmp=tmp_path), "unknown environment 'prdo'", "conf/profiles/prdo.yaml")
+
+
+def test_no_docker_engine(tmp_path: Path) -> None:
+    # An empty PATH entry first, holding a `docker` that fails like a client without an engine.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    docker.chmod(0o755)
+    proc = make("images", "ENV=dev", env={"PATH": f"{bin_dir}:{os.environ['PATH']}"}, tmp=tmp_path)
+    assert_one_line(proc, "no Docker engine")
+
+
+@pytest.mark.parametrize("target", ["apply-plan", "budget-resume"])
+def test_missing_synth_output(target: str, tmp_path: Path) -> None:
+    credentials = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "example"}
+    missing = tmp_path / "cdktf.out" / "stacks" / "pipeline-dev"
+    proc = make(target, "ENV=dev", f"STACK_DIR={missing}", env=credentials, tmp=tmp_path)
+    assert_one_line(proc, f"{missing}/cdk.tf.json not found", "make synth")
