@@ -11,7 +11,7 @@ from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
 
 from modules.encryption import PipelineKey
-from modules.iam import GrantableRole, statement
+from modules.iam import GrantableRole, statement, token_blind
 
 PUBLISHING_SERVICES = (
     "budgets.amazonaws.com",
@@ -68,7 +68,7 @@ class AlertTopic(Construct):
                     "Action": "sns:Publish",
                     "Resource": self.topic_arn,
                     "Condition": {
-                        "StringNotLike": {"aws:PrincipalArn": sorted(self.publishers)},
+                        "StringNotLike": {"aws:PrincipalArn": sorted(dict.fromkeys(self.publishers), key=token_blind)},
                         "Null": {"aws:PrincipalServiceName": "true"},
                     },
                 }

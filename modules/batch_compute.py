@@ -154,6 +154,7 @@ class BatchCompute(Construct):
             max_vcpus=settings.cpu_max_vcpus,
             image_type="ECS_AL2023",
         )
+        gpu_arn, cpu_arn = self.gpu.arn, self.cpu.arn  # read once: each read is a round trip to jsii
         self.queues: dict[str, BatchJobQueue] = {
             name: BatchJobQueue(
                 self,
@@ -162,8 +163,8 @@ class BatchCompute(Construct):
                 priority=priority,
                 state="ENABLED",
                 compute_environment_order=[
-                    BatchJobQueueComputeEnvironmentOrder(order=1, compute_environment=self.gpu.arn),
-                    BatchJobQueueComputeEnvironmentOrder(order=2, compute_environment=self.cpu.arn),
+                    BatchJobQueueComputeEnvironmentOrder(order=1, compute_environment=gpu_arn),
+                    BatchJobQueueComputeEnvironmentOrder(order=2, compute_environment=cpu_arn),
                 ],
                 job_state_time_limit_action=[
                     BatchJobQueueJobStateTimeLimitAction(
@@ -181,7 +182,9 @@ class BatchCompute(Construct):
         for stage, spec in settings.stages.items():
             self.job_roles[stage] = self._job_role(stage, props.stage_io[stage])
             self.job_definitions[stage] = self._job_definition(stage, spec)
-        self.compute_environment_arns: list[str] = [self.gpu.arn, self.cpu.arn]
+        self.compute_environment_arns: list[str] = [gpu_arn, cpu_arn]
+        self.queue_arns: dict[str, str] = {name: queue.arn for name, queue in self.queues.items()}
+        self._read: dict[tuple[str, str], str] = {}
 
     def _compute_environment(
         self,
@@ -296,15 +299,21 @@ class BatchCompute(Construct):
         )
 
     def queue_arn(self, name: str) -> str:
-        return self.queues[name].arn
+        return self.queue_arns[name]
 
     def job_definition_arn(self, stage: str) -> str:
-        return self.job_definitions[stage].arn
+        return self._definition_attribute(stage, "arn")
+
+    def _definition_attribute(self, stage: str, name: str) -> str:
+        """A job definition's attribute, read from jsii once (each read is a round trip)."""
+        if (stage, name) not in self._read:
+            self._read[stage, name] = getattr(self.job_definitions[stage], name)
+        return self._read[stage, name]
 
     def grant_scale(self, role: GrantableRole) -> None:
         """Enable/disable the queues and change the compute environments' vCPU limits (budget shutdown)."""
         role.add_statements(
-            statement(["batch:UpdateJobQueue"], [q.arn for q in self.queues.values()]),
+            statement(["batch:UpdateJobQueue"], list(self.queue_arns.values())),
             statement(["batch:UpdateComputeEnvironment"], self.compute_environment_arns),
             # Describe* calls of Batch support no resource-level permissions.
             statement(["batch:DescribeComputeEnvironments", "batch:DescribeJobQueues"], ["*"]),
@@ -312,5 +321,5 @@ class BatchCompute(Construct):
 
     def grant_submit(self, role: GrantableRole, queue: str, stages: list[str]) -> None:
         """SubmitJob to one queue with these stages' job definitions (any revision), nothing else."""
-        definitions = [f"{self.job_definitions[s].arn_prefix}:*" for s in stages]
-        role.add_statements(statement(["batch:SubmitJob"], [self.queues[queue].arn, *definitions]))
+        definitions = [f"{self._definition_attribute(s, 'arn_prefix')}:*" for s in stages]
+        role.add_statements(statement(["batch:SubmitJob"], [self.queue_arns[queue], *definitions]))

@@ -46,6 +46,8 @@ class StageRepositories(Construct):
     def __init__(self, scope: Construct, id_: str, props: StageRepositoriesProps) -> None:
         super().__init__(scope, id_)
         self.repositories: dict[str, EcrRepository] = {}
+        self._urls: dict[str, str] = {}
+        self._arns: dict[str, str] = {}
         for stage in props.stages:
             repo = EcrRepository(
                 self,
@@ -62,18 +64,19 @@ class StageRepositories(Construct):
                 self, f"{stage}-lifecycle", repository=repo.name, policy=keep_last_policy(props.keep_last_images)
             )
             self.repositories[stage] = repo
+            self._urls[stage], self._arns[stage] = repo.repository_url, repo.arn
 
     def url(self, stage: str) -> str:
-        return self.repositories[stage].repository_url
+        return self._urls[stage]
 
     def arn(self, stage: str) -> str:
-        return self.repositories[stage].arn
+        return self._arns[stage]
 
     def grant_pull(self, role: GrantableRole) -> None:
         role.add_statements(
             statement(
                 ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                [repo.arn for repo in self.repositories.values()],
+                list(self._arns.values()),
             ),
             # GetAuthorizationToken is account-wide: AWS defines no resource for it.
             statement(["ecr:GetAuthorizationToken"], ["*"]),

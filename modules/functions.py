@@ -111,7 +111,8 @@ class PythonFunction(Construct):
             kms_master_key_id=props.key.key_arn,
             message_retention_seconds=14 * 24 * 3600,
         )
-        self.role.add_statements(statement(["sqs:SendMessage"], [self.dead_letters.arn]))
+        dead_letters_arn: str = self.dead_letters.arn
+        self.role.add_statements(statement(["sqs:SendMessage"], [dead_letters_arn]))
         # Decrypt the environment, encrypt dead letters: both use the pipeline key.
         props.key.grant_encrypt_decrypt(self.role)
 
@@ -147,17 +148,17 @@ class PythonFunction(Construct):
             ),
             depends_on=[self.log_group.group],
         )
+        self.function_name: str = self.function.function_name
+        self.function_arn: str = self.function.arn
         LambdaFunctionEventInvokeConfig(
             self,
             "async",
-            function_name=self.function.function_name,
+            function_name=self.function_name,
             maximum_retry_attempts=2,
             destination_config=LambdaFunctionEventInvokeConfigDestinationConfig(
-                on_failure=LambdaFunctionEventInvokeConfigDestinationConfigOnFailure(destination=self.dead_letters.arn)
+                on_failure=LambdaFunctionEventInvokeConfigDestinationConfigOnFailure(destination=dead_letters_arn)
             ),
         )
-        self.function_name: str = self.function.function_name
-        self.function_arn: str = self.function.arn
         self.timeout_seconds = props.spec.timeout_seconds
 
     def grant_invoke(self, role: GrantableRole) -> None:

@@ -1,14 +1,17 @@
 """IAM roles whose permissions come from wiring: constructs call ``grant_*`` on them.
 
-A :class:`GrantableRole` starts with a trust policy and no permissions. Every ``add_statements``
-call re-renders one inline policy, so a role's policy is exactly the sum of the grants made to
-it, each scoped to the ARNs of the resource that granted it.
+A :class:`GrantableRole` starts with a trust policy and no permissions. Grants add statements in
+Python; when the stack is complete, :func:`render_grants` creates each role's one inline policy,
+so a role's policy is exactly the sum of the grants made to it, each scoped to the ARNs of the
+resource that granted it (rendered once: every jsii property write is a round trip to Node).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
@@ -27,11 +30,24 @@ def apply_permissions_boundary(scope: Construct, boundary_arn: str) -> None:
     scope.node.set_context(BOUNDARY_CONTEXT, boundary_arn)
 
 
+_TOKEN_NUMBER = re.compile(r"TOKEN\.\d+")
+
+
+def token_blind(value: str) -> str:
+    """A sort key that ignores the process-specific numbers inside cdktf tokens."""
+    return _TOKEN_NUMBER.sub("TOKEN", value)
+
+
 def statement(
     actions: list[str], resources: list[str], *, sid: str | None = None, condition: dict | None = None
 ) -> dict:
-    """One Allow statement; actions and resources are sorted so the JSON is stable."""
-    out: dict = {"Effect": "Allow", "Action": sorted(set(actions)), "Resource": sorted(set(resources))}
+    """One Allow statement; actions and resources are sorted so the JSON is stable.
+
+    Unresolved tokens (``${TfToken[TOKEN.12]}``) sort as equals and keep the caller's order: their
+    numbers depend on how much else the process built, and must not reorder the output.
+    """
+    unique = list(dict.fromkeys(resources))
+    out: dict = {"Effect": "Allow", "Action": sorted(set(actions)), "Resource": sorted(unique, key=token_blind)}
     if sid:
         out["Sid"] = sid
     if condition:
@@ -84,7 +100,10 @@ class GrantableRoleProps:
 
 
 class GrantableRole(Construct):
-    """An IAM role with one inline policy built from grants."""
+    """An IAM role with one inline policy built from grants (created by :func:`render_grants`)."""
+
+    # Roles whose policy is not rendered yet: those of the stack under construction.
+    unrendered: ClassVar[list[GrantableRole]] = []
 
     def __init__(self, scope: Construct, id_: str, props: GrantableRoleProps) -> None:
         super().__init__(scope, id_)
@@ -97,19 +116,31 @@ class GrantableRole(Construct):
             max_session_duration=3600,
             permissions_boundary=self.node.try_get_context(BOUNDARY_CONTEXT),
         )
-        for index, arn in enumerate(props.managed_policy_arns):
-            IamRolePolicyAttachment(self, f"managed-{index}", role=self.role.name, policy_arn=arn)
-        self.statements: list[dict] = []
-        self._policy: IamRolePolicy | None = None
         self.role_arn: str = self.role.arn
         self.role_name: str = self.role.name
+        for index, arn in enumerate(props.managed_policy_arns):
+            IamRolePolicyAttachment(self, f"managed-{index}", role=self.role_name, policy_arn=arn)
+        self.statements: list[dict] = []
+        self.policy: IamRolePolicy | None = None
+        self.rendered = False
+        GrantableRole.unrendered.append(self)
 
     def add_statements(self, *statements: dict) -> None:
+        if self.rendered:
+            raise RuntimeError(f"role {self.node.path}: grant after render_grants(); grant while building the stack")
         for new in statements:
             if new not in self.statements:
                 self.statements.append(new)
-        document = json.dumps({"Version": "2012-10-17", "Statement": self.statements})
-        if self._policy is None:
-            self._policy = IamRolePolicy(self, "grants", name="grants", role=self.role.name, policy=document)
-        else:
-            self._policy.policy = document
+
+    def render(self) -> None:
+        """Create the inline policy from every statement granted so far (no policy without grants)."""
+        if self.statements and not self.rendered:
+            document = json.dumps({"Version": "2012-10-17", "Statement": self.statements})
+            self.policy = IamRolePolicy(self, "grants", name="grants", role=self.role_name, policy=document)
+        self.rendered = True
+
+
+def render_grants() -> None:
+    """Render the inline policy of every role built since the last call; a stack calls it last."""
+    while GrantableRole.unrendered:
+        GrantableRole.unrendered.pop(0).render()

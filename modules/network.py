@@ -58,26 +58,28 @@ class Network(Construct):
             enable_dns_hostnames=True,
             tags={"Name": f"{props.prefix}-vpc"},
         )
+        self.vpc_id: str = self.vpc.id  # read once: every attribute read is a round trip to jsii
         # Take every rule away from the default security group, so nothing can use it by accident.
-        DefaultSecurityGroup(self, "default-sg", vpc_id=self.vpc.id, tags={"Name": f"{props.prefix}-default-locked"})
+        DefaultSecurityGroup(self, "default-sg", vpc_id=self.vpc_id, tags={"Name": f"{props.prefix}-default-locked"})
         azs = DataAwsAvailabilityZones(self, "azs", state="available")
         blocks = list(ipaddress.ip_network(props.cidr).subnets(new_prefix=20))
         self.private_route_table = RouteTable(
-            self, "private-rt", vpc_id=self.vpc.id, tags={"Name": f"{props.prefix}-private"}
+            self, "private-rt", vpc_id=self.vpc_id, tags={"Name": f"{props.prefix}-private"}
         )
+        self.private_route_table_id: str = self.private_route_table.id
         self.private_subnets: list[Subnet] = []
         for index in range(props.az_count):
             subnet = Subnet(
                 self,
                 f"private-{index}",
-                vpc_id=self.vpc.id,
+                vpc_id=self.vpc_id,
                 cidr_block=str(blocks[index]),
                 availability_zone=Fn.element(azs.names, index),
                 map_public_ip_on_launch=False,
                 tags={"Name": f"{props.prefix}-private-{index}", "Tier": "private"},
             )
             RouteTableAssociation(
-                self, f"private-{index}-rt", subnet_id=subnet.id, route_table_id=self.private_route_table.id
+                self, f"private-{index}-rt", subnet_id=subnet.id, route_table_id=self.private_route_table_id
             )
             self.private_subnets.append(subnet)
         self.private_subnet_ids: list[str] = [s.id for s in self.private_subnets]
@@ -85,17 +87,17 @@ class Network(Construct):
         self.s3_endpoint = VpcEndpoint(
             self,
             "s3-endpoint",
-            vpc_id=self.vpc.id,
+            vpc_id=self.vpc_id,
             service_name=f"com.amazonaws.{props.region}.s3",
             vpc_endpoint_type="Gateway",
-            route_table_ids=[self.private_route_table.id],
+            route_table_ids=[self.private_route_table_id],
             tags={"Name": f"{props.prefix}-s3"},
         )
         self.batch_security_group = SecurityGroup(
             self,
             "batch-sg",
             name=f"{props.prefix}-batch",
-            vpc_id=self.vpc.id,
+            vpc_id=self.vpc_id,
             description="Batch instances: no inbound; outbound HTTPS only",
             tags={"Name": f"{props.prefix}-batch"},
         )
@@ -113,7 +115,7 @@ class Network(Construct):
         VpcSecurityGroupEgressRule(
             self,
             id_,
-            security_group_id=self.batch_security_group.id,
+            security_group_id=self.batch_security_group_id,
             ip_protocol="tcp",
             from_port=HTTPS,
             to_port=HTTPS,
@@ -124,17 +126,17 @@ class Network(Construct):
 
     def _nat_gateway(self, props: NetworkProps, block: ipaddress.IPv4Network, az: str) -> None:
         """One NAT gateway in a public subnet that holds nothing else (no instance gets a public IP)."""
-        igw = InternetGateway(self, "igw", vpc_id=self.vpc.id, tags={"Name": f"{props.prefix}-igw"})
+        igw = InternetGateway(self, "igw", vpc_id=self.vpc_id, tags={"Name": f"{props.prefix}-igw"})
         public = Subnet(
             self,
             "public-nat",
-            vpc_id=self.vpc.id,
+            vpc_id=self.vpc_id,
             cidr_block=str(block),
             availability_zone=az,
             map_public_ip_on_launch=False,
             tags={"Name": f"{props.prefix}-public-nat", "Tier": "public"},
         )
-        public_rt = RouteTable(self, "public-rt", vpc_id=self.vpc.id, tags={"Name": f"{props.prefix}-public"})
+        public_rt = RouteTable(self, "public-rt", vpc_id=self.vpc_id, tags={"Name": f"{props.prefix}-public"})
         Route(
             self, "public-default", route_table_id=public_rt.id, destination_cidr_block="0.0.0.0/0", gateway_id=igw.id
         )
@@ -144,7 +146,7 @@ class Network(Construct):
         Route(
             self,
             "private-default",
-            route_table_id=self.private_route_table.id,
+            route_table_id=self.private_route_table_id,
             destination_cidr_block="0.0.0.0/0",
             nat_gateway_id=nat.id,
         )
@@ -154,7 +156,7 @@ class Network(Construct):
             self,
             "endpoint-sg",
             name=f"{props.prefix}-endpoints",
-            vpc_id=self.vpc.id,
+            vpc_id=self.vpc_id,
             description="Interface endpoints: HTTPS from the Batch security group only",
             tags={"Name": f"{props.prefix}-endpoints"},
         )
@@ -165,14 +167,14 @@ class Network(Construct):
             ip_protocol="tcp",
             from_port=HTTPS,
             to_port=HTTPS,
-            referenced_security_group_id=self.batch_security_group.id,
+            referenced_security_group_id=self.batch_security_group_id,
             description="HTTPS from Batch instances",
         )
         for service in INTERFACE_ENDPOINTS:
             VpcEndpoint(
                 self,
                 f"endpoint-{service.replace('.', '-')}",
-                vpc_id=self.vpc.id,
+                vpc_id=self.vpc_id,
                 service_name=f"com.amazonaws.{props.region}.{service}",
                 vpc_endpoint_type="Interface",
                 private_dns_enabled=True,
@@ -205,7 +207,7 @@ class Network(Construct):
         self.flow_log = FlowLog(
             self,
             "flow-log",
-            vpc_id=self.vpc.id,
+            vpc_id=self.vpc_id,
             traffic_type="ALL",
             log_destination_type="cloud-watch-logs",
             log_destination=group.arn,

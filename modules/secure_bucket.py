@@ -152,12 +152,13 @@ class SecureBucket(Construct):
         )
         self.bucket_name: str = self.bucket.bucket
         self.bucket_arn: str = self.bucket.arn
+        bucket_id: str = self.bucket.id  # read once: every attribute read is a round trip to jsii
         self.key = props.key
         S3BucketPublicAccessBlock(
             self,
             "public-access-block",
             provider=props.provider,
-            bucket=self.bucket.id,
+            bucket=bucket_id,
             block_public_acls=True,
             block_public_policy=True,
             ignore_public_acls=True,
@@ -167,14 +168,14 @@ class SecureBucket(Construct):
             self,
             "ownership",
             provider=props.provider,
-            bucket=self.bucket.id,
+            bucket=bucket_id,
             rule=S3BucketOwnershipControlsRule(object_ownership="BucketOwnerEnforced"),
         )
         self.versioning = S3BucketVersioningA(
             self,
             "versioning",
             provider=props.provider,
-            bucket=self.bucket.id,
+            bucket=bucket_id,
             versioning_configuration=S3BucketVersioningVersioningConfiguration(status="Enabled"),
         )
         by_default = S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
@@ -185,7 +186,7 @@ class SecureBucket(Construct):
             self,
             "encryption",
             provider=props.provider,
-            bucket=self.bucket.id,
+            bucket=bucket_id,
             rule=[
                 S3BucketServerSideEncryptionConfigurationRuleA(
                     apply_server_side_encryption_by_default=by_default,
@@ -201,7 +202,7 @@ class SecureBucket(Construct):
             self,
             "policy",
             provider=props.provider,
-            bucket=self.bucket.id,
+            bucket=bucket_id,
             policy=json.dumps({"Version": "2012-10-17", "Statement": statements}),
         )
         if props.log_target:
@@ -209,7 +210,7 @@ class SecureBucket(Construct):
                 self,
                 "logging",
                 provider=props.provider,
-                bucket=self.bucket.id,
+                bucket=bucket_id,
                 target_bucket=props.log_target.bucket_name,
                 target_prefix=props.log_prefix or f"{props.bucket_name}/",
                 depends_on=[props.log_target.policy],
@@ -219,7 +220,7 @@ class SecureBucket(Construct):
                 self,
                 "lifecycle",
                 provider=props.provider,
-                bucket=self.bucket.id,
+                bucket=bucket_id,
                 rule=list(props.lifecycle_rules),
                 depends_on=[self.versioning],
             )

@@ -15,7 +15,7 @@ from modules.container_registry import StageRepositories, StageRepositoriesProps
 from modules.data_lake import DataLake, DataLakeProps
 from modules.encryption import PipelineKey, PipelineKeyProps
 from modules.functions import PythonFunction, PythonFunctionProps
-from modules.iam import apply_permissions_boundary
+from modules.iam import apply_permissions_boundary, render_grants
 from modules.monitoring import Monitoring, MonitoringProps
 from modules.network import Network, NetworkProps
 from modules.parameters import PipelineParameters, PipelineParametersProps
@@ -189,7 +189,7 @@ class PipelineStack(TerraformStack):
                 state_machine_arn=self.workflow.state_machine_arn,
                 functions=self.functions,
                 data_buckets={n: self.data_lake.bucket(n) for n in ("raw", "processed", "curated")},
-                job_queue_arns=[q.arn for q in self.batch.queues.values()],
+                job_queue_arns=list(self.batch.queue_arns.values()),
                 budget_limit_usd=profile.budget.amount_usd,
             ),
         )
@@ -207,7 +207,7 @@ class PipelineStack(TerraformStack):
         for stage in STAGE_IO:
             TerraformOutput(self, f"job_definition_{stage}_arn", value=self.batch.job_definition_arn(stage))
             TerraformOutput(self, f"ecr_{stage}_url", value=self.repositories.url(stage))
-        TerraformOutput(self, "vpc_id", value=self.network.vpc.id)
+        TerraformOutput(self, "vpc_id", value=self.network.vpc_id)
         TerraformOutput(
             self,
             "stage_images",
@@ -217,6 +217,7 @@ class PipelineStack(TerraformStack):
                 for stage, spec in profile.batch.stages.items()
             },
         )
+        render_grants()
 
     def _functions(self, profile: Profile, account_id: str) -> dict[str, PythonFunction]:
         """The four handlers of lambda_src/, each granted exactly what its code calls."""
@@ -241,7 +242,7 @@ class PipelineStack(TerraformStack):
                 "CURATED_BUCKET": lake.curated.bucket_name,
             },
             "budget_shutdown": {
-                "JOB_QUEUES": ",".join(q.arn for q in batch.queues.values()),
+                "JOB_QUEUES": ",".join(batch.queue_arns.values()),
                 "COMPUTE_ENVIRONMENTS": ",".join(batch.compute_environment_arns),
                 "KILL_SWITCH_PARAMETER": params.kill_switch.name,
                 "SHUTDOWN_STATE_PARAMETER": params.shutdown_state.name,

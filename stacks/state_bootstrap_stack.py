@@ -9,6 +9,7 @@ from constructs import Construct
 from conf import Profile
 from modules.backend import local_backend, require_terraform, state_key
 from modules.ci_access import CiAccess, CiAccessProps, GithubOidc
+from modules.iam import render_grants
 from modules.provider import pipeline_provider
 from modules.state_bucket import StateBucket, StateBucketProps
 
@@ -65,3 +66,4 @@ class StateBootstrapStack(TerraformStack):
             # Account-wide, so here (once per account) rather than in each environment's stack.
             for tag in COST_ALLOCATION_TAGS:
                 CeCostAllocationTag(self, f"cost-tag-{tag.lower()}", tag_key=tag, status="Active")
+        render_grants()
