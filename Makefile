@@ -24,7 +24,7 @@ LOCAL_EMULATOR  ?= moto
 # The emulator's endpoint and region come from conf/profiles/local.yaml.
 LOCAL_ENV = EMULATOR_ENDPOINT=$$($(PY) -m conf local emulator_endpoint) AWS_DEFAULT_REGION=$$($(PY) -m conf local region)
 
-.PHONY: help setup synth diff deploy validate lint test bench-synth bench-test soak-local clean images up-localstack down-localstack \
+.PHONY: help setup synth diff deploy validate lint test bench-synth bench-test soak-local clean images images-check preflight up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration
 
@@ -95,7 +95,12 @@ lint-workflows: setup ## .github workflows and actions against GitHub's schemas 
 	$(SCAN)/bin/zizmor --offline --no-progress .github
 
 # ENV=local plans against the emulator (make deploy-local first); cloud envs need AWS credentials.
-STACK_DIR  = cdktf.out/stacks/pipeline-$(ENV)
+STACKS_OUT = cdktf.out/stacks
+STACK_DIR  = $(STACKS_OUT)/pipeline-$(ENV)
+comma     := ,
+space     := $(subst ,, )
+# boto3 tools aimed at the emulator for ENV=local (its endpoint and dummy credentials).
+ENV_AWS    = $(if $(filter local,$(ENV)),AWS_ENDPOINT_URL=$$($(PY) -m conf local emulator_endpoint) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test)
 ENV_PREFIX = $(if $(filter local,$(ENV)),$(LOCAL_ENV))
 # One line and exit 2, before any work, for a bad ENV, or (REACHABLE) no AWS credentials / no emulator.
 CHECK_ENV  = @$(PY) -m tools.cli check-env $(ENV)
@@ -130,9 +135,24 @@ integration: setup ## Run the sample manifest through a deployed cloud env (ENV=
 bench-synth: setup ## Cold/warm synth time and peak memory vs the jsii floor
 	$(PY) bench/synth.py
 
-images: setup ## Build + push the stage images to ECR (ENV=<env>; needs Docker and a deployed env)
-	$(CHECK_ENV)
-	$(PY) -m tools.images $(STACK_DIR)
+images: setup ## Build + push the stage images ECR lacks (ENV=<env>; needs Docker; tags from the profile, immutable)
+	$(REACHABLE)
+	@SYNTH_ENVS=$(ENV) $(SYNTH)
+	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m tools.images $(STACK_DIR)
+
+images-check: setup ## Fail with one line when a stage image tag the env's job definitions run is missing from ECR
+	$(REACHABLE)
+	@SYNTH_ENVS=$(ENV) $(SYNTH)
+	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m tools.images --check $(STACK_DIR)
+
+# Every env unless ENV is given: make preflight / make preflight ENV=prod.
+ALL_ENVS       = $(sort $(basename $(notdir $(filter-out %/defaults.yaml,$(wildcard conf/profiles/*.yaml)))))
+PREFLIGHT_ENVS = $(if $(filter command line environment,$(origin ENV)),$(ENV),$(ALL_ENVS))
+
+preflight: setup ## Prove on the synthesized config what the emulator cannot see: reachability, cost tags, alert delivery, placement, images
+	@$(foreach e,$(PREFLIGHT_ENVS),$(PY) -m tools.cli check-env $(e) &&) true
+	@SYNTH_ENVS=$(subst $(space),$(comma),$(strip $(PREFLIGHT_ENVS))) $(SYNTH)
+	$(PY) -m tools.preflight $(foreach e,$(PREFLIGHT_ENVS),$(STACKS_OUT)/pipeline-$(e))
 
 up-localstack: setup ## Start the local emulator (moto; LOCAL_EMULATOR=localstack for LocalStack)
 	@if [ "$(LOCAL_EMULATOR)" = localstack ]; then $(PY) -m local.localstack start; \
@@ -159,9 +179,7 @@ run-local: setup ## Run the workflow on the sample manifest and follow it state 
 
 budget-resume: setup ## Undo a budget shutdown (ENV=<env>: queues on, vCPU limits back, kill switch off)
 	$(REACHABLE)
-	@if [ "$(ENV)" = local ]; then $(LOCAL_ENV) AWS_ENDPOINT_URL=$$($(PY) -m conf local emulator_endpoint) \
-	  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test $(PY) -m tools.budget_resume $(LOCAL_STACK); \
-	  else $(PY) -m tools.budget_resume $(STACK_DIR); fi
+	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m tools.budget_resume $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR))
 
 leftovers-local: setup ## List anything the stack left on the emulator (after destroy-local: nothing)
 	$(EMULATOR_UP)

@@ -318,6 +318,17 @@ class Profile(_Frozen):
         return self
 
     @model_validator(mode="after")
+    def _a_person_hears_alerts(self) -> Profile:
+        if self.is_cloud and not self.budget.subscribers:
+            raise _KeyError(
+                "budget.subscribers",
+                [],
+                "a cloud environment needs at least one e-mail address that receives its alerts "
+                "(budget notifications, alarms, failed executions)",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _replica_elsewhere(self) -> Profile:
         if self.data_lake.replica_region == self.region:
             raise _KeyError("data_lake.replica_region", self.region, "must differ from region")

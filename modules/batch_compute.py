@@ -1,8 +1,11 @@
 """AWS Batch for the image stages: GPU spot and CPU compute that scale to zero, three queues,
 one job definition per stage, and the roles they run under.
 
-Every queue tries the GPU spot environment first and the CPU environment second (the seed's
-order), and cancels jobs that sit RUNNABLE for want of capacity instead of waiting forever.
+The high/normal/low queues try the GPU spot environment first and the CPU environment second
+(the seed's order) and take the GPU stages; the ``cpu`` queue has the CPU environment alone and
+takes the CPU stages, so a CPU job never starts a GPU instance. Every queue cancels jobs that sit
+RUNNABLE for want of capacity instead of waiting forever. Everything Batch launches (instances,
+their volumes and network interfaces) carries the cost allocation tags the budget filters on.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from cdktf_cdktf_provider_aws.launch_template import (
     LaunchTemplateBlockDeviceMappings,
     LaunchTemplateBlockDeviceMappingsEbs,
     LaunchTemplateMetadataOptions,
+    LaunchTemplateTagSpecifications,
 )
 from constructs import Construct
 
@@ -42,7 +46,13 @@ from modules.data_lake import DataLake
 from modules.iam import GrantableRole, GrantableRoleProps, statement
 from modules.logs import LogGroup, LogGroupProps
 
-QUEUE_PRIORITIES = {"high": 100, "normal": 50, "low": 10}
+QUEUE_PRIORITIES = {"high": 100, "normal": 50, "low": 10}  # GPU first, CPU second
+CPU_QUEUE = "cpu"  # the CPU environment alone, for stages that need no GPU
+# Launch-template resource types every instance has (a spot-instances-request spec would make the
+# on-demand launches of a shared template fail; the request costs nothing, the instance is tagged).
+LAUNCHED_TAGGED = ("instance", "volume", "network-interface")
+# AWS services a Batch instance calls beyond what every ECS instance needs (tools/preflight.py reads it).
+STAGE_SERVICES = ("s3", "sts", "logs")
 ECS_INSTANCE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
 BATCH_SERVICE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBatchServiceRole"
 # Spot reclaims surface as "Host EC2 (instance i-...) terminated."; they and the stages' own
@@ -76,6 +86,7 @@ class BatchComputeProps:
     kms_key_arn: str
     log_level: str
     shard_count: int
+    cost_tags: dict[str, str]
 
 
 class BatchCompute(Construct):
@@ -123,6 +134,10 @@ class BatchCompute(Construct):
             "launch-template",
             name=f"{p}-batch",
             update_default_version=True,
+            # default_tags reach the template itself, not what is launched from it.
+            tag_specifications=[
+                LaunchTemplateTagSpecifications(resource_type=kind, tags=props.cost_tags) for kind in LAUNCHED_TAGGED
+            ],
             metadata_options=LaunchTemplateMetadataOptions(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
             ),
@@ -156,27 +171,9 @@ class BatchCompute(Construct):
         )
         gpu_arn, cpu_arn = self.gpu.arn, self.cpu.arn  # read once: each read is a round trip to jsii
         self.queues: dict[str, BatchJobQueue] = {
-            name: BatchJobQueue(
-                self,
-                f"queue-{name}",
-                name=f"{p}-{name}",
-                priority=priority,
-                state="ENABLED",
-                compute_environment_order=[
-                    BatchJobQueueComputeEnvironmentOrder(order=1, compute_environment=gpu_arn),
-                    BatchJobQueueComputeEnvironmentOrder(order=2, compute_environment=cpu_arn),
-                ],
-                job_state_time_limit_action=[
-                    BatchJobQueueJobStateTimeLimitAction(
-                        action="CANCEL",
-                        max_time_seconds=settings.runnable_timeout_seconds,
-                        reason="CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
-                        state="RUNNABLE",
-                    )
-                ],
-            )
-            for name, priority in QUEUE_PRIORITIES.items()
+            name: self._queue(name, priority, [gpu_arn, cpu_arn]) for name, priority in QUEUE_PRIORITIES.items()
         }
+        self.queues[CPU_QUEUE] = self._queue(CPU_QUEUE, QUEUE_PRIORITIES["normal"], [cpu_arn])
         self.job_roles: dict[str, GrantableRole] = {}
         self.job_definitions: dict[str, BatchJobDefinition] = {}
         for stage, spec in settings.stages.items():
@@ -185,6 +182,31 @@ class BatchCompute(Construct):
         self.compute_environment_arns: list[str] = [gpu_arn, cpu_arn]
         self.queue_arns: dict[str, str] = {name: queue.arn for name, queue in self.queues.items()}
         self._read: dict[tuple[str, str], str] = {}
+
+    def _queue(self, name: str, priority: int, environments: list[str]) -> BatchJobQueue:
+        return BatchJobQueue(
+            self,
+            f"queue-{name}",
+            name=f"{self.props.prefix}-{name}",
+            priority=priority,
+            state="ENABLED",
+            compute_environment_order=[
+                BatchJobQueueComputeEnvironmentOrder(order=index, compute_environment=arn)
+                for index, arn in enumerate(environments, start=1)
+            ],
+            job_state_time_limit_action=[
+                BatchJobQueueJobStateTimeLimitAction(
+                    action="CANCEL",
+                    max_time_seconds=self.props.settings.runnable_timeout_seconds,
+                    reason="CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+                    state="RUNNABLE",
+                )
+            ],
+        )
+
+    def queue_for(self, stage: str) -> str:
+        """The queue a stage's jobs go to: ``normal`` (GPU first) for GPU stages, ``cpu`` for the rest."""
+        return "normal" if self.props.settings.stages[stage].gpus else CPU_QUEUE
 
     def _compute_environment(
         self,
@@ -197,7 +219,7 @@ class BatchCompute(Construct):
         image_type: str,
     ) -> BatchComputeEnvironment:
         settings = self.props.settings
-        return BatchComputeEnvironment(
+        environment = BatchComputeEnvironment(
             self,
             f"ce-{kind}",
             compute_environment_name=f"{self.props.prefix}-{kind}",
@@ -216,12 +238,16 @@ class BatchCompute(Construct):
                 subnets=self.props.subnet_ids,
                 security_group_ids=self.props.security_group_ids,
                 instance_role=self.instance_profile.arn,
+                tags=self.props.cost_tags,
                 ec2_configuration=[BatchComputeEnvironmentComputeResourcesEc2Configuration(image_type=image_type)],
                 launch_template=BatchComputeEnvironmentComputeResourcesLaunchTemplate(
                     launch_template_id=launch_template.id, version="$Latest"
                 ),
             ),
         )
+        # A Terraform JSON comment (ignored by Terraform): what tools/preflight.py must prove reachable.
+        environment.add_override("//.needs_services", list(STAGE_SERVICES))
+        return environment
 
     def _job_role(self, stage: str, io: StageIo) -> GrantableRole:
         role = GrantableRole(

@@ -76,27 +76,7 @@ class DataLake(Construct):
     def __init__(self, scope: Construct, id_: str, props: DataLakeProps) -> None:
         super().__init__(scope, id_)
         settings = props.settings
-        log_name = f"{props.prefix}-access-logs-{props.account_id}"
-        # Server access logs cannot be delivered to an SSE-KMS bucket: this one alone uses SSE-S3.
-        self.logs = SecureBucket(
-            self,
-            "logs",
-            SecureBucketProps(
-                bucket_name=log_name,
-                force_destroy=settings.force_destroy,
-                prevent_destroy=settings.prevent_destroy,
-                lifecycle_rules=(
-                    *lifecycle_rules(settings, tiering=False),
-                    whole_bucket_rule(
-                        "expire-access-logs",
-                        expiration=[
-                            S3BucketLifecycleConfigurationRuleExpiration(days=settings.access_log_expiration_days)
-                        ],
-                    ),
-                ),
-                extra_policy_statements=(log_delivery_statement(log_name, props.account_id, f"{props.prefix}-*"),),
-            ),
-        )
+        self.logs = self._log_bucket("logs", f"{props.prefix}-access-logs-{props.account_id}", props)
         self.buckets: dict[str, SecureBucket] = {"logs": self.logs}
         for name in DATA_BUCKETS:
             self.buckets[name] = SecureBucket(
@@ -132,6 +112,30 @@ class DataLake(Construct):
     def bucket(self, name: str) -> SecureBucket:
         return self.buckets[name]
 
+    def _log_bucket(self, id_: str, name: str, props: DataLakeProps, provider=None) -> SecureBucket:
+        """Server access logs of this env's buckets in one region (SSE-S3: S3 delivers to no SSE-KMS bucket)."""
+        settings = props.settings
+        return SecureBucket(
+            self,
+            id_,
+            SecureBucketProps(
+                bucket_name=name,
+                force_destroy=settings.force_destroy,
+                prevent_destroy=settings.prevent_destroy,
+                lifecycle_rules=(
+                    *lifecycle_rules(settings, tiering=False),
+                    whole_bucket_rule(
+                        "expire-access-logs",
+                        expiration=[
+                            S3BucketLifecycleConfigurationRuleExpiration(days=settings.access_log_expiration_days)
+                        ],
+                    ),
+                ),
+                extra_policy_statements=(log_delivery_statement(name, props.account_id, f"{props.prefix}-*"),),
+                provider=provider,
+            ),
+        )
+
     def _replicate(self, props: DataLakeProps) -> None:
         """Cross-region copies of raw and curated, encrypted with the replica region's own key."""
         settings = props.settings
@@ -159,6 +163,10 @@ class DataLake(Construct):
         props.key.grant_decrypt(role)
         replica_key.grant_encrypt_decrypt(role)
         self.replicas: dict[str, SecureBucket] = {}
+        # Access logs cannot cross regions: the replicas log to a log bucket in their own region.
+        self.replica_logs = self._log_bucket(
+            "logs-replica", f"{props.prefix}-access-logs-replica-{props.account_id}", props, props.replica_provider
+        )
         for name in REPLICATED:
             source = self.buckets[name]
             replica = SecureBucket(
@@ -169,6 +177,8 @@ class DataLake(Construct):
                     key=replica_key,
                     prevent_destroy=settings.prevent_destroy,
                     lifecycle_rules=lifecycle_rules(settings, tiering=True),
+                    log_target=self.replica_logs,
+                    log_prefix=f"{name}-replica/",
                     provider=props.replica_provider,
                 ),
             )

@@ -1,8 +1,9 @@
 """The pipeline's network: private subnets only, egress through a NAT gateway or VPC endpoints.
 
 Nothing in the VPC accepts traffic from the internet. Batch instances reach S3 through the free
-gateway endpoint, and ECR, CloudWatch Logs and STS either through interface endpoints
-(``egress: endpoints``) or one NAT gateway (``egress: nat``), as the profile chooses.
+gateway endpoint, and ECS, ECR, CloudWatch Logs and STS either through interface endpoints
+(``egress: endpoints``) or one NAT gateway (``egress: nat``), as the profile chooses;
+``tools/preflight.py`` proves on the synthesized config that every service is reachable.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from constructs import Construct
 from modules.iam import GrantableRole, GrantableRoleProps
 from modules.logs import LogGroup, LogGroupProps
 
-INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "sts")
+# What a Batch (ECS) instance calls: the ECS agent (ecs, ecs-agent, ecs-telemetry), image pulls
+# (ecr.api, ecr.dkr; layers come from S3 through the gateway endpoint), awslogs (logs), and STS.
+INTERFACE_ENDPOINTS = ("ecs", "ecs-agent", "ecs-telemetry", "ecr.api", "ecr.dkr", "logs", "sts")
 HTTPS = 443
 
 

@@ -61,7 +61,7 @@ def build_definition(
     weather_arn: str,
     parquet_arn: str,
     topic_arn: str,
-    queue_arn: str,
+    queue_arns: dict[str, str],
     job_definitions: dict[str, str],
     job_timeouts: dict[str, int],
     lambda_timeouts: dict[str, int],
@@ -92,7 +92,7 @@ def build_definition(
         """One job of ``stage``; Batch retries spot reclaims itself, the workflow retries once more."""
         job = asl.batch_job_task(
             job_name=stage.lower(),
-            queue_arn=queue_arn,
+            queue_arn=queue_arns[stage.lower()],
             job_definition_arn=job_definitions[stage.lower()],
             parameters={"manifest.$": "$.manifest", "execution_id.$": "$.execution_id", **shard},
             environment=[{"Name": "EXECUTION_ID", "Value.$": "$.execution_id"}],
@@ -228,7 +228,11 @@ class Workflow(Construct):
         )
         for function in (props.guard_budget, props.weather_enrichment, props.write_parquet):
             function.grant_invoke(self.role)
-        props.batch.grant_submit(self.role, "normal", ["stage0", "stage1", "stage2"])
+        by_queue: dict[str, list[str]] = {}
+        for stage in props.batch.job_definitions:
+            by_queue.setdefault(props.batch.queue_for(stage), []).append(stage)
+        for queue, stages in by_queue.items():
+            props.batch.grant_submit(self.role, queue, stages)
         self.role.add_statements(
             # Batch supports no resource-level permissions for DescribeJobs; TerminateJob takes job ARNs.
             statement(["batch:DescribeJobs"], ["*"]),
@@ -279,7 +283,7 @@ class Workflow(Construct):
             weather_arn=props.weather_enrichment.function_arn,
             parquet_arn=props.write_parquet.function_arn,
             topic_arn=props.alerts.topic_arn,
-            queue_arn=batch.queue_arn("normal"),
+            queue_arns={s: batch.queue_arn(batch.queue_for(s)) for s in batch.job_definitions},
             job_definitions={s: batch.job_definition_arn(s) for s in batch.job_definitions},
             job_timeouts={s: spec.timeout_seconds for s, spec in batch.props.settings.stages.items()},
             lambda_timeouts={

@@ -19,7 +19,7 @@ from modules.iam import apply_permissions_boundary, render_grants
 from modules.monitoring import Monitoring, MonitoringProps
 from modules.network import Network, NetworkProps
 from modules.parameters import PipelineParameters, PipelineParametersProps
-from modules.provider import pipeline_provider
+from modules.provider import default_tags, pipeline_provider
 from modules.workflow import Workflow, WorkflowProps
 
 # The stage data contract (images/README.md): each stage reads its inputs and writes one prefix.
@@ -117,6 +117,7 @@ class PipelineStack(TerraformStack):
                 kms_key_arn=self.key.key_arn,
                 log_level=profile.log_level,
                 shard_count=profile.workflow.shard_count,
+                cost_tags=default_tags(profile),
             ),
         )
         self.alerts = AlertTopic(

@@ -86,7 +86,14 @@ def test_checks_run_the_makefile_steps_in_order() -> None:
     setup = yaml.safe_load(SETUP_ACTION.read_text())["runs"]["steps"]
     assert setup[-1]["run"] == "make setup", "CI sets up through the same Makefile as a laptop"
     runs = [step["run"] for step in job["steps"] if "run" in step]
-    assert runs == ["make lint lint-workflows", "make test", "make synth", "make validate", "make security"]
+    assert runs == [
+        "make lint lint-workflows",
+        "make test",
+        "make synth",
+        "make preflight",
+        "make validate",
+        "make security",
+    ]
     assert job["permissions"] == {"contents": "read"}
 
 
@@ -157,7 +164,8 @@ def test_bootstrap_creates_the_roles_the_profiles_name(synth: SynthResult, env: 
     }
     plan_policy = next(v for k, v in policies.items() if f"ci-{env}_plan" in k)
     plan_actions = {a for s in plan_policy for a in s["Action"]}
-    assert plan_actions == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}, "the plan role never writes"
+    # Reads state (and decrypts it with the state key); never writes.
+    assert plan_actions == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "kms:Decrypt", "kms:DescribeKey"}
     deploy_policy = next(v for k, v in policies.items() if f"ci-{env}_deploy" in k)
     iam = next(s for s in deploy_policy if "iam:GetRole" in s["Action"])
     assert iam["Resource"] == [
@@ -187,3 +195,17 @@ def test_every_cloud_pipeline_role_carries_the_boundary(synth: SynthResult) -> N
         assert len(roles) >= 10
         for name, role in roles.items():
             assert role.get("permissions_boundary") == profile.permissions_boundary_arn, (env, name)
+
+
+def test_main_pushes_stage_images_before_the_apply_that_references_them() -> None:
+    jobs = workflow("main.yml")["jobs"]
+    for name in ("deploy-staging", "deploy-prod"):
+        runs = [step.get("run", "") for step in jobs[name]["steps"]]
+        images = next(i for i, run in enumerate(runs) if run.startswith('make images ENV="$ENV"'))
+        apply = next(i for i, run in enumerate(runs) if "make apply-plan" in run)
+        assert images < apply, f"{name}: images are pushed before the apply"
+        assert any("make images-check" in run for run in runs[apply:]), f"{name}: ECR is checked after the apply"
+    staging = [step.get("run", "") for step in jobs["deploy-staging"]["steps"]]
+    assert staging.index('make preflight ENV="$ENV"') < staging.index('make plan ENV="$ENV"')
+    pull = [s.get("run", "") for s in workflow("pull-request.yml")["jobs"]["plan"]["steps"]]
+    assert any("make preflight" in run for run in pull)

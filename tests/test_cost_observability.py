@@ -85,7 +85,7 @@ def test_alarms_point_at_the_topic(synth: SynthResult, env: str) -> None:
 def test_batch_failed_rule_feeds_topic(synth: SynthResult) -> None:
     rules = {r["name"]: r for r in synth.resources("dev", "aws_cloudwatch_event_rule").values()}
     pattern = json.loads(rules["odins-ravne-dev-batch-job-failed"]["event_pattern"])
-    assert pattern["detail"]["status"] == ["FAILED"] and len(pattern["detail"]["jobQueue"]) == 3
+    assert pattern["detail"]["status"] == ["FAILED"] and len(pattern["detail"]["jobQueue"]) == 4  # 3 GPU + cpu
 
 
 def test_dashboard_widgets(synth: SynthResult) -> None:

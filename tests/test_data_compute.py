@@ -24,7 +24,7 @@ def bucket_parts(synth: SynthResult, env: str, type_: str) -> dict[str, dict]:
 def test_every_bucket_is_hardened(synth: SynthResult, env: str) -> None:
     buckets = bucket_parts(synth, env, "aws_s3_bucket")
     expected = {"logs", "raw", "processed", "curated"} | (
-        {"raw-replica", "curated-replica"} if env == "prod" else set()
+        {"raw-replica", "curated-replica", "logs-replica"} if env == "prod" else set()
     )
     assert set(buckets) == expected
     pabs = bucket_parts(synth, env, "aws_s3_bucket_public_access_block")
@@ -42,7 +42,7 @@ def test_every_bucket_is_hardened(synth: SynthResult, env: str) -> None:
         sse = encryption[name]["rule"][0]["apply_server_side_encryption_by_default"]
         statements = {s["Sid"]: s for s in json.loads(policies[name]["policy"])["Statement"]}
         assert statements["DenyInsecureTransport"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-        if name == "logs":  # server access logs can only be delivered to SSE-S3 buckets
+        if name.startswith("logs"):  # server access logs can only be delivered to SSE-S3 buckets
             assert sse == {"sse_algorithm": "AES256"}
             assert statements["S3ServerAccessLogDelivery"]["Principal"] == {"Service": "logging.s3.amazonaws.com"}
         else:
@@ -54,10 +54,10 @@ def test_every_bucket_is_hardened(synth: SynthResult, env: str) -> None:
                 "s3:x-amz-server-side-encryption": "aws:kms"
             }
     logging = bucket_parts(synth, env, "aws_s3_bucket_logging")
-    assert set(logging) == {"raw", "processed", "curated"}
-    assert all(
-        "access-logs" in body["target_bucket"] or "logs_bucket" in body["target_bucket"] for body in logging.values()
-    )
+    assert set(logging) == expected - {"logs", "logs-replica"}  # every bucket but the log targets logs
+    for name, body in logging.items():  # to the log bucket of its own region
+        target = "logs-replica_bucket" if name.endswith("-replica") else "logs_bucket"
+        assert f"data-lake_{target}" in body["target_bucket"], (name, body["target_bucket"])
 
 
 def test_lifecycle_from_profile(synth: SynthResult) -> None:
@@ -118,7 +118,8 @@ def test_network(synth: SynthResult) -> None:
             assert len(synth.resources(env, "aws_nat_gateway")) == 1 and set(endpoints) == {"s3"}
         else:
             assert not synth.resources(env, "aws_nat_gateway")
-            assert set(endpoints) == {"s3", "ecr.api", "ecr.dkr", "logs", "sts"}
+            # The ECS agent's three services too: without them no instance registers (tools/preflight.py).
+            assert set(endpoints) == {"s3", "ecs", "ecs-agent", "ecs-telemetry", "ecr.api", "ecr.dkr", "logs", "sts"}
         flow = synth.only(env, "aws_flow_log")
         assert flow["traffic_type"] == "ALL" and flow["log_destination_type"] == "cloud-watch-logs"
 
@@ -152,15 +153,26 @@ def test_compute_environments(synth: SynthResult) -> None:
     template = synth.only("prod", "aws_launch_template")
     assert template["metadata_options"]["http_tokens"] == "required"
     assert template["block_device_mappings"][0]["ebs"]["encrypted"] == "true"
+    # What Batch launches carries the cost tags (default_tags reach neither launched instances nor volumes).
+    cost = {"Project": "odins-ravne", "Environment": "prod", "CostCenter": "wildlife-research", "ManagedBy": "cdktf"}
+    assert {s["resource_type"]: s["tags"] for s in template["tag_specifications"]} == {
+        "instance": cost,
+        "volume": cost,
+        "network-interface": cost,
+    }
+    assert all(ce["compute_resources"]["tags"] == cost for ce in ces.values())
 
 
 def test_queues_order_and_priorities(synth: SynthResult) -> None:
     queues = {q["name"].rsplit("-", 1)[-1]: q for q in synth.resources("dev", "aws_batch_job_queue").values()}
-    assert {name: q["priority"] for name, q in queues.items()} == {"high": 100, "normal": 50, "low": 10}
-    for queue in queues.values():
+    assert {name: q["priority"] for name, q in queues.items()} == {"high": 100, "normal": 50, "low": 10, "cpu": 50}
+    for name, queue in queues.items():
         order = sorted(queue["compute_environment_order"], key=lambda o: o["order"])
-        assert [o["order"] for o in order] == [1, 2]
-        assert "ce-gpu" in order[0]["compute_environment"] and "ce-cpu" in order[1]["compute_environment"]
+        if name == "cpu":  # CPU stages only: never a GPU instance
+            assert len(order) == 1 and "ce-cpu" in order[0]["compute_environment"]
+        else:  # the seed's order for the GPU queues
+            assert [o["order"] for o in order] == [1, 2]
+            assert "ce-gpu" in order[0]["compute_environment"] and "ce-cpu" in order[1]["compute_environment"]
         (limit,) = queue["job_state_time_limit_action"]
         assert (limit["state"], limit["action"]) == ("RUNNABLE", "CANCEL")
 

@@ -210,6 +210,24 @@ def test_s3_backend_lockfile_refuses_second_plan(aws, emulator, tmp_path: Path) 
         holder.wait(timeout=30)
 
 
+def test_images_check_names_each_missing_tag(deployed: Path, aws, capsys) -> None:
+    from tools import images
+
+    planned = images.planned_images(deployed)
+    assert [(i.stage, i.repository, i.tag) for i in planned] == [
+        (f"stage{n}", f"odins-ravne-local/stage{n}", "0.1.0") for n in range(3)
+    ]
+    assert images.check(deployed, aws["ecr"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: 3 stage image(s) missing from ECR") and "\n" not in error
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json"}
+    for image in planned:
+        body = json.dumps({**manifest, "config": {"digest": f"sha256:{image.stage:0<64}"[:71]}})
+        aws["ecr"].put_image(repositoryName=image.repository, imageManifest=body, imageTag=image.tag)
+    assert images.check(deployed, aws["ecr"]) == 0
+    assert images.state_of(aws["ecr"], images.StageImage("x", "odins-ravne-local/nothing", "1")) == "no-repository"
+
+
 def same_invocation(client, invocation: str) -> None:
     """Every request of ``client`` carries one SDK invocation id: what an SDK retry looks like."""
 

@@ -176,7 +176,10 @@ def test_state_machine_role_is_exact(synth: SynthResult) -> None:
     assert all("aws_lambda_function" in r for r in by_action["lambda:InvokeFunction"])
     assert len(by_action["lambda:InvokeFunction"]) == 6  # three functions, each with ":*" for versions
     submit = by_action["batch:SubmitJob"]
-    assert sum("aws_batch_job_queue" in r for r in submit) == 1 and sum("arn_prefix" in r for r in submit) == 3
+    # Two queues (GPU stages to normal, the CPU stage to cpu), each with its stages' definitions only.
+    queues = [r for r in submit if "aws_batch_job_queue" in r]
+    assert sorted(q.split(".")[1].split("_")[1] for q in queues) == ["queue-cpu", "queue-normal"]
+    assert sum("arn_prefix" in r for r in submit) == 3
     assert by_action["events:PutRule"] == [
         "arn:aws:events:eu-north-1:111111111111:rule/StepFunctionsGetEventsForBatchJobsRule"
     ]

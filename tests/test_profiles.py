@@ -153,3 +153,14 @@ def test_ci_role_arns_come_from_account_and_prefix() -> None:
         [sys.executable, "-m", "conf", "staging", "ci_plan_role_arn"], capture_output=True, text=True, cwd=REPO
     )
     assert proc.stdout.strip() == "arn:aws:iam::222222222222:role/odins-ravne-staging-ci-plan"
+
+
+def test_cloud_env_needs_a_person_for_its_alerts(profile_dir: Path) -> None:
+    _edit(profile_dir, "prod", "budget.subscribers", [])
+    with pytest.raises(ProfileError) as info:
+        load_profile("prod", profile_dir)
+    message = str(info.value)
+    assert "\n" not in message and "prod.yaml: budget.subscribers = []" in message
+    assert "needs at least one e-mail address that receives its alerts" in message
+    _edit(profile_dir, "local", "budget.subscribers", [])  # the emulator delivers no mail: local is exempt
+    assert load_profile("local", profile_dir).budget.subscribers == ()

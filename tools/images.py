@@ -1,22 +1,40 @@
-"""Build the Batch stage images and push them to their ECR repositories (``make images ENV=<env>``).
+"""Build and push the Batch stage images (``make images ENV=<env>``); check ECR has them (``make images-check``).
 
-Reads the deployed stack's ``stage_images`` output (``<repo-url>:<tag>`` per stage), so it works
-on any environment that has been applied; needs a Docker engine and says so when there is none.
+    python -m tools.images cdktf.out/stacks/pipeline-dev            # build + push what ECR lacks
+    python -m tools.images --check cdktf.out/stacks/pipeline-dev    # exit 1 if a tag is missing
 
-    python -m tools.images cdktf.out/stacks/pipeline-dev
+The images come from the synthesized stack, not from Terraform state: each job definition's image
+is ``<repository of this stack>:<profile tag>``, the registry is the provider's account and region.
+So CI can push before the apply that references a new tag. On a first deploy the repositories do
+not exist yet: those stages are reported and pushed by the next run, right after the apply. Tags
+are immutable, so a tag already in ECR is never rebuilt. Building needs a Docker engine.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tools import cli
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
+REF = "${aws_ecr_repository."
+
+
+@dataclass(frozen=True)
+class StageImage:
+    stage: str
+    repository: str
+    tag: str
+
+    def uri(self, registry: str) -> str:
+        return f"{registry}/{self.repository}:{self.tag}"
 
 
 def dockerfile_args(stage: str) -> list[str]:
@@ -34,22 +52,57 @@ def docker_available() -> bool:
         return False
 
 
-def stage_images(stack_dir: Path) -> dict[str, str]:
-    proc = subprocess.run(
-        ["terraform", "output", "-json", "stage_images"], cwd=stack_dir, capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"error: no stage_images output in {stack_dir}; deploy the env first ({proc.stderr.strip()})")
-    return json.loads(proc.stdout)
+def planned_images(stack_dir: Path) -> list[StageImage]:
+    """Each job definition's image as the synthesized stack names it (repository + tag)."""
+    config = json.loads((stack_dir / "cdk.tf.json").read_text())
+    resources = config.get("resource", {})
+    repositories = resources.get("aws_ecr_repository", {})
+    found = []
+    for definition in resources.get("aws_batch_job_definition", {}).values():
+        image = json.loads(definition["container_properties"])["image"]
+        if not image.startswith(REF):
+            continue
+        name, _, tag = image.removeprefix(REF).partition("}")
+        repository = repositories[name.split(".", 1)[0]]["name"]
+        found.append(StageImage(repository.rsplit("/", 1)[-1], repository, tag.removeprefix(":")))
+    return sorted(found, key=lambda i: i.stage)
 
 
-def ecr_login(registry: str) -> None:
-    import boto3
+def registry(ecr: Any, sts: Any) -> str:
+    account = sts.get_caller_identity()["Account"]
+    return f"{account}.dkr.ecr.{ecr.meta.region_name}.amazonaws.com"
 
-    token = boto3.client("ecr").get_authorization_token()["authorizationData"][0]["authorizationToken"]
+
+def state_of(ecr: Any, image: StageImage) -> str:
+    """'present', 'missing' (tag not pushed) or 'no-repository' (not created yet)."""
+    try:
+        ecr.describe_images(repositoryName=image.repository, imageIds=[{"imageTag": image.tag}])
+    except ecr.exceptions.RepositoryNotFoundException:
+        return "no-repository"
+    except ecr.exceptions.ImageNotFoundException:
+        return "missing"
+    return "present"
+
+
+def check(stack_dir: Path, ecr: Any) -> int:
+    images = planned_images(stack_dir)
+    absent = [f"{i.stage} {i.repository}:{i.tag}" for i in images if state_of(ecr, i) != "present"]
+    if absent:
+        print(
+            f"error: {len(absent)} stage image(s) missing from ECR: {', '.join(absent)}; "
+            "run `make images ENV=<env>` (CI's main pipeline builds and pushes them)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"images-check: all {len(images)} stage images are in ECR")
+    return 0
+
+
+def ecr_login(ecr: Any, host: str) -> None:
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
     user, password = base64.b64decode(token).decode().split(":", 1)
     subprocess.run(
-        ["docker", "login", "--username", user, "--password-stdin", registry],
+        ["docker", "login", "--username", user, "--password-stdin", host],
         input=password,
         text=True,
         check=True,
@@ -57,30 +110,48 @@ def ecr_login(registry: str) -> None:
     )
 
 
+def build_and_push(stack_dir: Path, ecr: Any, sts: Any) -> int:
+    host = registry(ecr, sts)
+    logged_in = False
+    for image in planned_images(stack_dir):
+        state = state_of(ecr, image)
+        if state == "present":
+            print(f"images: {image.uri(host)} is in ECR already (tags are immutable)")
+            continue
+        if state == "no-repository":
+            print(f"images: {image.repository} does not exist yet (first deploy): push after the apply")
+            continue
+        if image.stage != "stage0" and not (IMAGES_DIR / "models" / image.stage).is_dir():
+            print(f"error: images/models/{image.stage}/ is missing: put the stage's model files there", file=sys.stderr)
+            return 2
+        if not logged_in:
+            ecr_login(ecr, host)
+            logged_in = True
+        uri = image.uri(host)
+        subprocess.run(["docker", "build", *dockerfile_args(image.stage), "-t", uri, str(IMAGES_DIR)], check=True)
+        subprocess.run(["docker", "push", uri], check=True)
+        print(f"pushed {uri}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m tools.images <stack-dir>", file=sys.stderr)
-        return 2
-    if not docker_available():
+    parser = argparse.ArgumentParser(prog="python -m tools.images", description=__doc__.splitlines()[0])
+    parser.add_argument("stack_dir", type=Path)
+    parser.add_argument("--check", action="store_true", help="only check that ECR has every stage's tag")
+    args = parser.parse_args(argv)
+    if not args.check and not docker_available():
         print(
             "error: no Docker engine on this machine (`docker info` failed); nothing was built or pushed; "
             "start Docker, or let CI build the images",
             file=sys.stderr,
         )
         return 2
-    if cli.missing_stack(argv[0]):
+    if cli.missing_stack(args.stack_dir):
         return 2
-    images = stage_images(Path(argv[0]))
-    for stage, uri in sorted(images.items()):
-        missing = [] if stage == "stage0" else [p for p in ("models",) if not (IMAGES_DIR / p / stage).is_dir()]
-        if missing:
-            print(f"error: images/models/{stage}/ is missing: put the stage's model files there", file=sys.stderr)
-            return 2
-        ecr_login(uri.split("/", 1)[0])
-        subprocess.run(["docker", "build", *dockerfile_args(stage), "-t", uri, str(IMAGES_DIR)], check=True)
-        subprocess.run(["docker", "push", uri], check=True)
-        print(f"pushed {uri}")
-    return 0
+    import boto3
+
+    ecr = boto3.client("ecr")
+    return check(args.stack_dir, ecr) if args.check else build_and_push(args.stack_dir, ecr, boto3.client("sts"))
 
 
 if __name__ == "__main__":
