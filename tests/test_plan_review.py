@@ -390,3 +390,66 @@ def test_any_bucket_policy_or_network_rule_change_needs_review() -> None:
     [row] = result.network
     assert row["added"] == ["egress tcp 443-443 10.1.0.0/16"] and row["removed"] == ["egress tcp 443-443 10.0.0.0/16"]
     assert row["flags"] == [] and result.verdict == "REVIEW"
+
+
+STATEFUL_SAMPLE = [
+    "aws_db_instance",
+    "aws_rds_cluster",
+    "aws_efs_file_system",
+    "aws_dynamodb_table",
+    "aws_kms_key",
+    "aws_s3_bucket",
+    "aws_secretsmanager_secret",
+    "aws_ebs_volume",
+    "aws_kinesis_stream",
+    "aws_glacier_vault",
+    "aws_backup_vault",
+    "aws_opensearch_domain",
+    "aws_elasticsearch_domain",
+    "aws_cognito_user_pool",
+    "aws_fsx_lustre_file_system",
+    "aws_redshift_cluster",
+    "aws_elasticache_replication_group",
+    "aws_docdb_cluster",
+    "aws_msk_cluster",
+    "aws_mq_broker",
+    "aws_acm_certificate",
+    "aws_route53_zone",
+    "aws_eip",
+    "aws_timestreamwrite_table",
+    "aws_qldb_ledger",
+]
+
+
+def test_every_schema_type_has_a_class_from_the_committed_rule() -> None:
+    """The committed table equals what the rule gives the mirrored provider's own schema, type for type."""
+    from tools import resource_classes
+
+    version, types = resource_classes.schema_types()
+    committed = resource_classes.table()
+    assert (committed["provider"], committed["version"]) == (resource_classes.PROVIDER, version)
+    assert sorted(committed["classes"]) == types and len(types) > 1400
+    assert set(committed["classes"].values()) <= {"stateful", "stateless", "unknown"}
+    assert committed == resource_classes.generate(version, types), "run `python -m tools.resource_classes`"
+
+
+def test_destroying_any_stateful_type_blocks() -> None:
+    changes = [rc(f"{t}.x", ["delete"], {}, None) for t in STATEFUL_SAMPLE]
+    result = review(plan(*changes))
+    assert result.verdict == "BLOCKING"
+    assert sorted(f["address"].split(".")[0] for f in result.blocking) == sorted(STATEFUL_SAMPLE)
+
+
+def test_unclassified_and_foreign_types_need_review_never_pass() -> None:
+    foreign = rc("google_sql_database_instance.db", ["delete"], {}, None)
+    foreign["provider_name"] = "registry.terraform.io/hashicorp/google"
+    unknown = rc("aws_network_interface.eni", ["create", "delete"], {}, {})
+    stateless = rc("aws_iam_role_policy.p", ["delete"], {}, None)
+    result = review(plan(foreign, unknown, stateless))
+    assert result.verdict == "REVIEW" and not result.blocking
+    assert {f["address"] for f in result.unclassified} == {
+        "google_sql_database_instance.db",
+        "aws_network_interface.eni",
+    }
+    assert all("unclassified type" in f["why"] for f in result.unclassified)
+    assert "Unclassified types destroyed or replaced" in plan_review.markdown(result)

@@ -7,7 +7,9 @@
 
 - counts to add / change / replace / destroy and every changed address with its action;
 - BLOCKING: destroy or replace of a stateful resource (data would be lost), unless each address
-  is named in ``--allow-destroy`` or the ``ALLOW_DESTROY`` environment variable (exit code 2);
+  is named in ``--allow-destroy`` or the ``ALLOW_DESTROY`` environment variable (exit code 2).
+  Every type of the provider schema has a class (``tools/resource_classes.json``); a destroy or
+  replace of an unclassified type, or of any other provider's type, needs review, never passes;
 - IAM and resource-policy changes as statements added / removed, with widening ones flagged;
 - security-group, public-access and bucket-policy changes;
 - an estimated monthly cost delta and a per-job-hour Batch figure from a dated price table.
@@ -27,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools import cli
+from tools import cli, resource_classes
 
 DEFAULT_PRICES = Path(__file__).resolve().parent / "prices" / "eu-north-1.json"
 
-# Resources whose destruction loses data (or makes data unreadable), with the reason shown.
-STATEFUL = {
+# Why a destroy of these common stateful types hurts (the class itself comes from the table).
+STATEFUL_REASONS = {
     "aws_s3_bucket": "S3 bucket: its objects are deleted with it",
     "aws_kms_key": "KMS key: everything encrypted with it becomes unreadable",
     "aws_kms_replica_key": "KMS replica key: replicated data becomes unreadable",
@@ -94,6 +96,7 @@ class Review:
     changes: list[dict] = field(default_factory=list)
     blocking: list[dict] = field(default_factory=list)
     allowed: list[dict] = field(default_factory=list)
+    unclassified: list[dict] = field(default_factory=list)
     unused_allowances: list[str] = field(default_factory=list)
     policies: list[dict] = field(default_factory=list)
     network: list[dict] = field(default_factory=list)
@@ -105,7 +108,7 @@ class Review:
             return "BLOCKING"
         # Every bucket-policy and network-rule change needs a reviewer, widening or not.
         flagged = any(p["widening"] or p["type"] == "aws_s3_bucket_policy" for p in self.policies)
-        return "REVIEW" if flagged or self.network or self.allowed else "OK"
+        return "REVIEW" if flagged or self.network or self.allowed or self.unclassified else "OK"
 
     def as_dict(self) -> dict:
         return {
@@ -115,6 +118,7 @@ class Review:
             "changes": self.changes,
             "blocking": self.blocking,
             "allowed_destroys": self.allowed,
+            "unclassified_destroys": self.unclassified,
             "unused_allowances": self.unused_allowances,
             "policies": self.policies,
             "network": self.network,
@@ -512,12 +516,24 @@ def review(plan: dict, *, title: str, allow_destroy: set[str], prices: dict) -> 
         if rc.get("action_reason"):
             row["reason"] = rc["action_reason"]
         result.changes.append(row)
-        if action in {"destroy", "replace"} and rc["type"] in STATEFUL:
-            finding = {"address": rc["address"], "action": action, "why": STATEFUL[rc["type"]]}
+        kind = (
+            resource_classes.classify(rc["type"], rc.get("provider_name")) if action in {"destroy", "replace"} else ""
+        )
+        if kind in {"stateful", "unknown"}:
+            why = STATEFUL_REASONS.get(rc["type"]) or (
+                f"{rc['type']}: holds data or identity that a destroy loses (tools/resource_classes.json)"
+                if kind == "stateful"
+                else f"unclassified type {rc['type']} ({rc.get('provider_name', 'unknown provider')}): "
+                "check what its destroy loses"
+            )
+            finding = {"address": rc["address"], "action": action, "why": why}
             if action == "replace":
                 paths = rc["change"].get("replace_paths") or []
                 finding["forced_by"] = [".".join(map(str, p)) for p in paths]
-            (result.allowed if rc["address"] in allow_destroy else result.blocking).append(finding)
+            if kind == "unknown":
+                result.unclassified.append(finding)
+            else:
+                (result.allowed if rc["address"] in allow_destroy else result.blocking).append(finding)
         result.policies += policy_changes(rc, action)
         net = network_changes(rc, action)
         if net and (net["added"] or net["removed"] or net["flags"]):
@@ -556,6 +572,10 @@ def markdown(result: Review) -> str:
             f"`ALLOW_DESTROY={','.join(f['address'] for f in result.blocking)}`.",
             "",
         ]
+    if result.unclassified:
+        out += ["### Unclassified types destroyed or replaced: review what each loses", ""]
+        out += [f"- `{f['address']}` **{f['action']}**: {f['why']}" for f in result.unclassified]
+        out += [""]
     if result.allowed:
         out += ["### Allowed destroys (named in ALLOW_DESTROY)", ""]
         out += [f"- `{f['address']}` {f['action']}: {f['why']}" for f in result.allowed] + [""]
