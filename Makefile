@@ -24,7 +24,7 @@ LOCAL_EMULATOR  ?= moto
 # The emulator's endpoint and region come from conf/profiles/local.yaml.
 LOCAL_ENV = EMULATOR_ENDPOINT=$$($(PY) -m conf local emulator_endpoint) AWS_DEFAULT_REGION=$$($(PY) -m conf local region)
 
-.PHONY: help setup synth diff deploy validate lint test bench-synth bench-test soak-local clean images images-check preflight up-localstack down-localstack \
+.PHONY: help setup synth diff deploy validate lint test bench-synth bench-test bench-review soak-local clean images images-check preflight up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration
 
@@ -131,6 +131,9 @@ health: setup ## ENV=<env>: state machine ACTIVE, queues/compute envs ENABLED+VA
 integration: setup ## Run the sample manifest through a deployed cloud env (ENV=<env>; AWS credentials)
 	$(REACHABLE)
 	$(PY) -m tools.integration
+
+bench-review: setup ## Review time of a generated plan of 1,000 changes (target < 2 s; bench/review.py)
+	$(PY) bench/review.py
 
 bench-synth: setup ## Cold/warm synth time and peak memory vs the jsii floor
 	$(PY) bench/synth.py

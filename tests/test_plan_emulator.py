@@ -44,7 +44,7 @@ def named(config: dict, type_: str, fragment: str) -> tuple[str, dict]:
 def test_unchanged_stack_reviews_clean_and_passes_checkov(deployed: Path, tmp_path: Path, capsys) -> None:
     code, summary = planned(deployed, tmp_path)
     assert code == 0 and summary["verdict"] == "OK"
-    assert summary["counts"] == {"add": 0, "change": 0, "replace": 0, "destroy": 0}
+    assert set(summary["counts"].values()) == {0}
     stages = {r["job_definition"].rsplit("-", 1)[-1]: r for r in summary["cost"]["per_job_hour"]}
     assert stages["stage0"]["instance_type"] == "c6i.large" and stages["stage1"]["instance_type"] == "g4dn.xlarge"
     for name in ("plan.tfplan", "plan.json", "plan.txt", "review.md"):
@@ -82,7 +82,7 @@ def test_iam_widening_is_flagged(deployed: Path, tmp_path: Path) -> None:
     with edited(deployed, widen):
         code, summary = planned(deployed, tmp_path)
     assert code == 0 and summary["verdict"] == "REVIEW"
-    assert summary["counts"] == {"add": 0, "change": 1, "replace": 0, "destroy": 0}
+    assert {k: v for k, v in summary["counts"].items() if v} == {"change": 1}
     [row] = summary["policies"]
     assert "fn-guard-budget" in row["address"] and row["removed"] == []
     assert row["added"] == [{"Effect": "Allow", "Action": ["s3:*"], "Resource": ["*"]}]

@@ -67,7 +67,9 @@ def test_counts_every_action_and_skips_reads_and_no_ops() -> None:
         ),
         allow_destroy={"aws_sqs_queue.c"},
     )
-    assert result.counts == {"add": 1, "change": 1, "replace": 2, "destroy": 1}
+    expected = {"add": 1, "change": 1, "replace": 2, "destroy": 1, "read": 1}
+    assert result.counts == {**dict.fromkeys(plan_review.ACTIONS, 0), **expected}
+    assert result.deferred_reads == [{"address": "aws_region.g", "reason": ""}]  # counted as a read, not a change
     assert [(c["address"], c["action"]) for c in result.changes] == [
         ("aws_sqs_queue.a", "add"),
         ("aws_sqs_queue.b", "change"),
@@ -453,3 +455,83 @@ def test_unclassified_and_foreign_types_need_review_never_pass() -> None:
     }
     assert all("unclassified type" in f["why"] for f in result.unclassified)
     assert "Unclassified types destroyed or replaced" in plan_review.markdown(result)
+
+
+def test_every_action_terraform_can_plan_has_its_section() -> None:
+    moved = rc("aws_sqs_queue.new", ["no-op"], {}, {})
+    moved["previous_address"] = "aws_sqs_queue.old"
+    imported = rc("aws_s3_bucket.adopted", ["no-op"], {}, {}, change={"importing": {"id": "legacy-bucket"}})
+    forgotten = rc("aws_kms_key.kept", ["forget"], {}, None)
+    tainted = rc("aws_sqs_queue.t", ["delete", "create"], {}, {})
+    tainted["action_reason"] = "replace_because_tainted"
+    requested = rc("aws_sns_topic.r", ["create", "delete"], {}, {})
+    requested["action_reason"] = "replace_by_request"
+    shrunk = rc("aws_sns_topic.n[1]", ["delete"], {}, None)
+    shrunk["action_reason"] = "delete_because_count_index"
+    deferred = dict(rc("aws_iam_policy_document.d", ["read"], None, {}), mode="data")
+    deferred["action_reason"] = "read_because_config_unknown"
+    p = plan(moved, imported, forgotten, tainted, requested, shrunk, deferred)
+    p["output_changes"] = {
+        "secret": {
+            "actions": ["update"],
+            "before": "a",
+            "after": "b",
+            "before_sensitive": True,
+            "after_sensitive": True,
+        },
+        "url": {"actions": ["create"], "before": None, "after": None, "after_unknown": True},
+        "same": {"actions": ["no-op"], "before": 1, "after": 1},
+    }
+    p["resource_drift"] = [rc("aws_sqs_queue.x", ["update"], {"a": 1}, {"a": 2})]
+    result = review(p)
+    counts = {k: v for k, v in result.counts.items() if v}
+    assert counts == {"replace": 2, "destroy": 1, "forget": 1, "move": 1, "import": 1, "read": 1}
+    assert result.moves == [{"from": "aws_sqs_queue.old", "to": "aws_sqs_queue.new"}]
+    assert result.imports == [{"address": "aws_s3_bucket.adopted", "id": "legacy-bucket"}]
+    assert result.forgets == [{"address": "aws_kms_key.kept", "type": "aws_kms_key", "stateful": True}]
+    reasons = {c["address"]: c.get("reason") for c in result.changes}
+    assert reasons["aws_sqs_queue.t"] == "tainted" and reasons["aws_sns_topic.r"] == "requested with -replace"
+    assert reasons["aws_sns_topic.n[1]"] == "count shrank"
+    assert result.deferred_reads == [
+        {"address": "aws_iam_policy_document.d", "reason": "config known only after apply"}
+    ]
+    assert result.outputs == [
+        {"name": "secret", "action": "change", "before": "(sensitive)", "after": "(sensitive)"},
+        {"name": "url", "action": "add", "before": None, "after": "(known after apply)"},
+    ]
+    assert result.drift == [{"address": "aws_sqs_queue.x", "actions": ["update"]}]
+    text = plan_review.markdown(result)
+    for heading in ("### Forgotten", "### Moved", "### Imported", "### Outputs", "### Data sources read", "### Drift"):
+        assert heading in text
+    assert "orphaned and still billed" in text and "`b`" not in text  # the sensitive value never shows
+    assert result.verdict == "BLOCKING"  # the tainted SQS queue (stateful) is replaced
+    assert review(plan(forgotten)).verdict == "REVIEW"  # a stateful resource left orphaned needs a reviewer
+
+
+def test_long_reviews_are_split_into_numbered_comments_not_cut() -> None:
+    text = "".join(f"- `aws_sqs_queue.q{i}` add: {'x' * 90}\n" for i in range(1500))  # ~150,000 characters
+    parts = plan_review.split_comment(text, "pipeline-dev")
+    assert len(parts) == 3 and all(len(p) <= plan_review.COMMENT_LIMIT for p in parts)
+    assert [p.split("\n", 1)[0] for p in parts] == [f"**Plan review: pipeline-dev (part {i}/3)**" for i in (1, 2, 3)]
+    assert "".join(p.split("\n\n", 1)[1] for p in parts) == text  # nothing lost, cut between lines
+    assert plan_review.split_comment("short", "t") == ["short"]
+
+
+def test_json_report_lists_every_finding_with_rule_and_address(tmp_path: Path) -> None:
+    stateful = rc("aws_dynamodb_table.t", ["delete"], {}, None)
+    unknown = rc("aws_network_interface.e", ["delete"], {}, None)
+    widened = rc(
+        "aws_iam_role_policy.p",
+        ["update"],
+        {"policy": policy(allow(["s3:GetObject"], [BUCKET_ARN]))},
+        {"policy": policy(allow(["s3:*"], ["*"]))},
+    )
+    code, summary, _ = run_main(tmp_path, plan(stateful, unknown, widened))
+    assert code == 2
+    rules = {(f["rule"], f["address"]) for f in summary["findings"]}
+    assert rules == {
+        ("stateful-destroy", "aws_dynamodb_table.t"),
+        ("unclassified-destroy", "aws_network_interface.e"),
+        ("iam-widening", "aws_iam_role_policy.p"),
+    }
+    assert (tmp_path / "r.part-1.md").read_text() == (tmp_path / "r.md").read_text()

@@ -5,7 +5,12 @@
 
 ``plan.json`` is ``terraform show -json <planfile>``. The review finds:
 
-- counts to add / change / replace / destroy and every changed address with its action;
+- counts of every action Terraform plans (add, change, replace, destroy, forget, move, import,
+  deferred data read) and every changed address with its action and Terraform's reason (a
+  replace because the resource cannot be updated, is tainted, was requested with ``-replace`` or
+  by ``replace_triggered_by``; a destroy because its config, count/for_each key or module went);
+- moves (old -> new address), imports, forgets (``removed`` blocks: a stateful resource left
+  unmanaged needs review), output changes (sensitive values masked) and the plan's own drift;
 - BLOCKING: destroy or replace of a stateful resource (data would be lost), unless each address
   is named in ``--allow-destroy`` or the ``ALLOW_DESTROY`` environment variable (exit code 2).
   Every type of the provider schema has a class (``tools/resource_classes.json``); a destroy or
@@ -85,6 +90,9 @@ PUBLIC_ACCESS_TYPES = {"aws_s3_bucket_public_access_block", "aws_s3_account_publ
 OPEN_CIDRS = {"0.0.0.0/0", "::/0"}
 
 
+ACTIONS = ("add", "change", "replace", "destroy", "forget", "move", "import", "read")
+
+
 class PlanError(Exception):
     """The input is not a plan this tool can read; ``str()`` is the one-line message."""
 
@@ -92,11 +100,21 @@ class PlanError(Exception):
 @dataclass
 class Review:
     title: str
-    counts: dict[str, int] = field(default_factory=lambda: {"add": 0, "change": 0, "replace": 0, "destroy": 0})
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("add", "change", "replace", "destroy", "forget", "move", "import", "read"), 0
+        )
+    )
     changes: list[dict] = field(default_factory=list)
     blocking: list[dict] = field(default_factory=list)
     allowed: list[dict] = field(default_factory=list)
     unclassified: list[dict] = field(default_factory=list)
+    moves: list[dict] = field(default_factory=list)
+    imports: list[dict] = field(default_factory=list)
+    forgets: list[dict] = field(default_factory=list)
+    deferred_reads: list[dict] = field(default_factory=list)
+    outputs: list[dict] = field(default_factory=list)
+    drift: list[dict] = field(default_factory=list)
     unused_allowances: list[str] = field(default_factory=list)
     policies: list[dict] = field(default_factory=list)
     network: list[dict] = field(default_factory=list)
@@ -108,7 +126,43 @@ class Review:
             return "BLOCKING"
         # Every bucket-policy and network-rule change needs a reviewer, widening or not.
         flagged = any(p["widening"] or p["type"] == "aws_s3_bucket_policy" for p in self.policies)
-        return "REVIEW" if flagged or self.network or self.allowed or self.unclassified else "OK"
+        orphaned = any(f["stateful"] for f in self.forgets)
+        return "REVIEW" if flagged or self.network or self.allowed or self.unclassified or orphaned else "OK"
+
+    def findings(self) -> list[dict]:
+        """Every finding with its rule id and address, for tools that consume the JSON report."""
+        out = [{"rule": "stateful-destroy", "severity": "blocking", **f} for f in self.blocking]
+        out += [{"rule": "stateful-destroy-allowed", "severity": "review", **f} for f in self.allowed]
+        out += [{"rule": "unclassified-destroy", "severity": "review", **f} for f in self.unclassified]
+        out += [
+            {"rule": "forget-stateful", "severity": "review", "address": f["address"], "why": "left orphaned"}
+            for f in self.forgets
+            if f["stateful"]
+        ]
+        for policy in self.policies:
+            if policy["widening"]:
+                out.append(
+                    {
+                        "rule": "iam-widening",
+                        "severity": "review",
+                        "address": policy["address"],
+                        "why": "; ".join(policy["widening"]),
+                    }
+                )
+            elif policy["type"] == "aws_s3_bucket_policy":
+                out.append(
+                    {
+                        "rule": "bucket-policy-change",
+                        "severity": "review",
+                        "address": policy["address"],
+                        "why": "bucket policy changed",
+                    }
+                )
+        out += [
+            {"rule": "network-change", "severity": "review", "address": n["address"], "why": "; ".join(n["flags"])}
+            for n in self.network
+        ]
+        return out
 
     def as_dict(self) -> dict:
         return {
@@ -119,6 +173,13 @@ class Review:
             "blocking": self.blocking,
             "allowed_destroys": self.allowed,
             "unclassified_destroys": self.unclassified,
+            "moves": self.moves,
+            "imports": self.imports,
+            "forgets": self.forgets,
+            "deferred_reads": self.deferred_reads,
+            "outputs": self.outputs,
+            "drift": self.drift,
+            "findings": self.findings(),
             "unused_allowances": self.unused_allowances,
             "policies": self.policies,
             "network": self.network,
@@ -137,7 +198,50 @@ def action_of(actions: list[str]) -> str | None:
             return "replace"
         case ["delete"]:
             return "destroy"
+        case ["forget"]:
+            return "forget"
     return None
+
+
+# Terraform's action_reason values, as a reviewer reads them.
+REASONS = {
+    "replace_because_cannot_update": "cannot be updated in place",
+    "replace_because_tainted": "tainted",
+    "replace_by_request": "requested with -replace",
+    "replace_by_triggers": "replace_triggered_by",
+    "delete_because_no_resource_config": "removed from the configuration",
+    "delete_because_wrong_repetition": "count/for_each changed form",
+    "delete_because_count_index": "count shrank",
+    "delete_because_each_key": "for_each key removed",
+    "delete_because_no_module": "its module was removed",
+    "delete_because_no_move_target": "moved out of scope",
+    "read_because_config_unknown": "config known only after apply",
+    "read_because_dependency_pending": "a dependency has pending changes",
+    "read_because_check_nested": "read by a check block",
+}
+
+
+def _masked(value: Any, sensitive: Any) -> Any:
+    return "(sensitive)" if sensitive is True else value
+
+
+def plan_level_changes(plan: dict, result: Review) -> None:
+    """Output changes (sensitive values masked) and the plan's resource_drift, beside the changes."""
+    for name, change in sorted((plan.get("output_changes") or {}).items()):
+        action = action_of(change.get("actions", []))
+        if action:
+            result.outputs.append(
+                {
+                    "name": name,
+                    "action": action,
+                    "before": _masked(change.get("before"), change.get("before_sensitive")),
+                    "after": "(known after apply)"
+                    if change.get("after_unknown") is True
+                    else _masked(change.get("after"), change.get("after_sensitive")),
+                }
+            )
+    for rc in plan.get("resource_drift") or []:
+        result.drift.append({"address": rc["address"], "actions": rc["change"]["actions"]})
 
 
 def load_plan(path: Path) -> dict:
@@ -506,16 +610,30 @@ def per_job_hour(plan: dict, prices: dict) -> list[dict]:
 def review(plan: dict, *, title: str, allow_destroy: set[str], prices: dict) -> Review:
     result = Review(title=title)
     for rc in plan.get("resource_changes", []):
+        change = rc["change"]
         if rc.get("mode") == "data":
+            if change["actions"] == ["read"]:  # a data source deferred to apply time
+                result.counts["read"] += 1
+                reason = REASONS.get(rc.get("action_reason", ""), rc.get("action_reason", ""))
+                result.deferred_reads.append({"address": rc["address"], "reason": reason})
             continue
-        action = action_of(rc["change"]["actions"])
+        if rc.get("previous_address") and rc["previous_address"] != rc["address"]:
+            result.counts["move"] += 1
+            result.moves.append({"from": rc["previous_address"], "to": rc["address"]})
+        if change.get("importing") is not None:
+            result.counts["import"] += 1
+            result.imports.append({"address": rc["address"], "id": change["importing"].get("id")})
+        action = action_of(change["actions"])
         if action is None:
             continue
         result.counts[action] += 1
         row = {"address": rc["address"], "type": rc["type"], "action": action}
         if rc.get("action_reason"):
-            row["reason"] = rc["action_reason"]
+            row["reason"] = REASONS.get(rc["action_reason"], rc["action_reason"])
         result.changes.append(row)
+        if action == "forget":
+            stateful = resource_classes.classify(rc["type"], rc.get("provider_name")) != "stateless"
+            result.forgets.append({"address": rc["address"], "type": rc["type"], "stateful": stateful})
         kind = (
             resource_classes.classify(rc["type"], rc.get("provider_name")) if action in {"destroy", "replace"} else ""
         )
@@ -541,6 +659,7 @@ def review(plan: dict, *, title: str, allow_destroy: set[str], prices: dict) -> 
     touched = {f["address"] for f in result.blocking + result.allowed}
     result.unused_allowances = sorted(allow_destroy - touched)
     result.cost = cost_delta(plan, prices)
+    plan_level_changes(plan, result)
     return result
 
 
@@ -556,7 +675,10 @@ def markdown(result: Review) -> str:
         f"## Plan review: {result.title}",
         "",
         f"**Verdict: {icon}** - {c['add']} to add, {c['change']} to change, "
-        f"{c['replace']} to replace, {c['destroy']} to destroy.",
+        f"{c['replace']} to replace, {c['destroy']} to destroy"
+        + "".join(f", {c[k]} to {k}" for k in ("forget", "move", "import") if c[k])
+        + (f", {c['read']} data reads deferred to apply" if c["read"] else "")
+        + ".",
         "",
     ]
     if result.blocking:
@@ -576,6 +698,16 @@ def markdown(result: Review) -> str:
         out += ["### Unclassified types destroyed or replaced: review what each loses", ""]
         out += [f"- `{f['address']}` **{f['action']}**: {f['why']}" for f in result.unclassified]
         out += [""]
+    if result.forgets:
+        out += ["### Forgotten: Terraform stops managing these and leaves them in AWS", ""]
+        out += [
+            f"- `{f['address']}`" + (" - **stateful: it stays, orphaned and still billed**" if f["stateful"] else "")
+            for f in result.forgets
+        ] + [""]
+    if result.moves:
+        out += ["### Moved", ""] + [f"- `{m['from']}` -> `{m['to']}`" for m in result.moves] + [""]
+    if result.imports:
+        out += ["### Imported", ""] + [f"- `{i['address']}` from id `{i['id']}`" for i in result.imports] + [""]
     if result.allowed:
         out += ["### Allowed destroys (named in ALLOW_DESTROY)", ""]
         out += [f"- `{f['address']}` {f['action']}: {f['why']}" for f in result.allowed] + [""]
@@ -631,15 +763,46 @@ def markdown(result: Review) -> str:
             f"{sum(r['spot_usd'] for r in priced):.4f} |",
             "",
         ]
+    if result.outputs:
+        out += ["### Outputs", ""]
+        out += [f"- `{o['name']}` {o['action']}: `{o['before']}` -> `{o['after']}`" for o in result.outputs] + [""]
+    if result.deferred_reads:
+        out += ["### Data sources read at apply time", ""]
+        out += [f"- `{d['address']}`: {d['reason']}" for d in result.deferred_reads] + [""]
+    if result.drift:
+        out += ["### Drift Terraform found while planning (changed outside Terraform)", ""]
+        out += [f"- `{d['address']}` ({', '.join(d['actions'])})" for d in result.drift] + [""]
     if result.changes:
-        out += ["<details><summary>Every change</summary>", "", "| address | action |", "|---|---|"]
-        out += [f"| `{ch['address']}` | {ch['action']} |" for ch in result.changes]
+        out += ["<details><summary>Every change</summary>", "", "| address | action | why |", "|---|---|---|"]
+        out += [f"| `{ch['address']}` | {ch['action']} | {ch.get('reason', '')} |" for ch in result.changes]
         out += ["", "</details>", ""]
     return "\n".join(out)
 
 
 def parse_allow(values: list[str | None]) -> set[str]:
     return {a.strip() for v in values if v for a in v.split(",") if a.strip()}
+
+
+COMMENT_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
+
+
+def split_comment(text: str, title: str, limit: int = COMMENT_LIMIT) -> list[str]:
+    """The report as numbered PR comments of at most ``limit`` characters, cut between lines."""
+    if len(text) <= limit:
+        return [text]
+    room = limit - 200  # for the part header
+    parts, current = [], ""
+    for line in text.splitlines(keepends=True):
+        while len(line) > room:  # a single line longer than a comment: cut it
+            parts.append(current + line[: room - len(current)])
+            line, current = line[room - len(current) :], ""
+        if len(current) + len(line) > room:
+            parts.append(current)
+            current = ""
+        current += line
+    parts.append(current)
+    total = len(parts)
+    return [f"**Plan review: {title} (part {i}/{total})**\n\n{part}" for i, part in enumerate(parts, 1)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -665,6 +828,10 @@ def main(argv: list[str] | None = None) -> int:
     report = markdown(result)
     if args.markdown:
         args.markdown.write_text(report)
+        for stale in args.markdown.parent.glob(f"{args.markdown.stem}.part-*.md"):
+            stale.unlink()
+        for index, part in enumerate(split_comment(report, result.title), 1):
+            args.markdown.with_name(f"{args.markdown.stem}.part-{index}.md").write_text(part)
     else:
         print(report)
     if args.json:
