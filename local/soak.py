@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for number in range(1, args.cycles + 1):
                 fresh = number > shared_count
+                if fresh and shared is not None:  # the fresh emulators take over the soak's port
+                    shared.stop()
+                    shared = None
                 emulator = Emulator(args.out / f"emulator-{number:02d}", port) if fresh else shared
                 assert emulator is not None
                 if fresh:

@@ -29,6 +29,7 @@ import argparse
 import fnmatch
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -357,7 +358,9 @@ def widening(before: list[dict], after: list[dict]) -> list[str]:
     return list(dict.fromkeys(reasons))
 
 
-def policy_changes(rc: dict, action: str) -> list[dict]:
+def policy_changes(rc: dict, action: str, configured: set[str] | None = None) -> list[dict]:
+    """Statements added/removed per policy document. ``configured``: attributes the config sets
+    (None: unknown); an unknown document the config does not set is AWS's default, not ours."""
     change = rc["change"]
     before, after = change.get("before") or {}, change.get("after") or {}
     unknown = change.get("after_unknown") or {}
@@ -378,6 +381,8 @@ def policy_changes(rc: dict, action: str) -> list[dict]:
             continue
         old, new = statements(old_doc), ([] if action == "destroy" else statements(new_doc))
         if is_unknown or new is None:
+            if configured is not None and attr not in configured:
+                continue
             found.append(_policy_row(rc, attr, action, [], [], ["policy known only after apply: review the source"]))
             continue
         old = old or []
@@ -609,6 +614,7 @@ def per_job_hour(plan: dict, prices: dict) -> list[dict]:
 
 def review(plan: dict, *, title: str, allow_destroy: set[str], prices: dict) -> Review:
     result = Review(title=title)
+    configs = config_resources((plan.get("configuration") or {}).get("root_module") or {})
     for rc in plan.get("resource_changes", []):
         change = rc["change"]
         if rc.get("mode") == "data":
@@ -652,7 +658,8 @@ def review(plan: dict, *, title: str, allow_destroy: set[str], prices: dict) -> 
                 result.unclassified.append(finding)
             else:
                 (result.allowed if rc["address"] in allow_destroy else result.blocking).append(finding)
-        result.policies += policy_changes(rc, action)
+        config = configs.get(re.sub(r"\[[^\]]*\]", "", rc["address"]))
+        result.policies += policy_changes(rc, action, set(config.get("expressions", {})) if config else None)
         net = network_changes(rc, action)
         if net and (net["added"] or net["removed"] or net["flags"]):
             result.network.append(net)
