@@ -24,7 +24,7 @@ LOCAL_EMULATOR  ?= moto
 # The emulator's endpoint and region come from conf/profiles/local.yaml.
 LOCAL_ENV = EMULATOR_ENDPOINT=$$($(PY) -m conf local emulator_endpoint) AWS_DEFAULT_REGION=$$($(PY) -m conf local region)
 
-.PHONY: help setup synth diff deploy validate lint test bench-synth bench-test bench-review soak-local clean images images-check preflight up-localstack down-localstack \
+.PHONY: help setup synth diff deploy validate lint test bench-synth bench-test bench-review soak-local clean images images-check preflight deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration
 
@@ -127,6 +127,35 @@ health: setup ## ENV=<env>: state machine ACTIVE, queues/compute envs ENABLED+VA
 	$(REACHABLE)
 	@test -f $(STACK_DIR)/cdk.tf.json || SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(ENV_PREFIX) $(PY) -m tools.health $(STACK_DIR) $(EMU_FLAG)
+
+CLOUD_ONLY = @if [ "$(ENV)" = local ]; then echo "error: ENV=local runs on the emulator: use make $(1)-local" >&2; exit 2; fi
+
+deploy-aws: setup ## ENV=<cloud env>: preflight -> plan + review (BLOCKING stops) -> push images -> apply that plan -> image check -> health
+	$(CHECK_ENV)
+	$(call CLOUD_ONLY,deploy)
+	$(REACHABLE)
+	$(MAKE) --no-print-directory preflight ENV=$(ENV)
+	$(MAKE) --no-print-directory plan ENV=$(ENV)
+	$(MAKE) --no-print-directory images ENV=$(ENV)
+	$(MAKE) --no-print-directory apply-plan ENV=$(ENV)
+	$(MAKE) --no-print-directory images ENV=$(ENV)
+	$(MAKE) --no-print-directory images-check ENV=$(ENV)
+	$(MAKE) --no-print-directory health ENV=$(ENV)
+
+status-aws: setup ## ENV=<cloud env>: health checks + recent executions, budget spent vs limit, kill switch
+	$(CHECK_ENV)
+	$(call CLOUD_ONLY,status)
+	$(REACHABLE)
+	@test -f $(STACK_DIR)/cdk.tf.json || SYNTH_ENVS=$(ENV) $(SYNTH)
+	$(PY) -m tools.health $(STACK_DIR) --status
+
+destroy-aws: setup ## ENV=<cloud env> CONFIRM=<env>: terraform destroy; refuses any stack with prevent_destroy (prod)
+	$(CHECK_ENV)
+	$(call CLOUD_ONLY,destroy)
+	@test -f $(STACK_DIR)/cdk.tf.json || SYNTH_ENVS=$(ENV) $(SYNTH)
+	@$(PY) -m tools.plan destroy $(STACK_DIR) --confirm '$(CONFIRM)' --check-only
+	$(REACHABLE)
+	$(PY) -m tools.plan destroy $(STACK_DIR) --confirm '$(CONFIRM)'
 
 integration: setup ## Run the sample manifest through a deployed cloud env (ENV=<env>; AWS credentials)
 	$(REACHABLE)

@@ -55,6 +55,11 @@ def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) 
     report = capsys.readouterr().out
     assert "last execution SUCCEEDED" in report and report.count("ok   job queue") == 3
     assert report.count("ok   compute environment") == 2 and "in ALARM: none" in report
+    # status-aws's view (same code, --status): recent executions, budget spend, kill switch
+    assert health.main([str(deployed), "--emulator", "--status"]) == 0
+    status = capsys.readouterr().out
+    assert f"execution {execution_arn.rsplit(':', 1)[-1]}: SUCCEEDED" in status
+    assert "budget odins-ravne-local-cost:" in status and "kill switch /odins-ravne/local/kill-switch: off" in status
 
 
 def alert_queue(aws) -> str:

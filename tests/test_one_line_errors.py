@@ -96,3 +96,19 @@ def test_missing_synth_output(target: str, tmp_path: Path) -> None:
     missing = tmp_path / "cdktf.out" / "stacks" / "pipeline-dev"
     proc = make(target, "ENV=dev", f"STACK_DIR={missing}", env=credentials, tmp=tmp_path)
     assert_one_line(proc, f"{missing}/cdk.tf.json not found", "make synth")
+
+
+def test_destroy_aws_refuses_prod_and_asks_for_confirmation(synth, tmp_path: Path) -> None:
+    prod = synth.outdir / "stacks" / "pipeline-prod"
+    refused = make("destroy-aws", "ENV=prod", "CONFIRM=prod", f"STACK_DIR={prod}", tmp=tmp_path)
+    assert_one_line(refused, "protects", "prevent_destroy", "make destroy-aws refuses it")
+    dev = synth.outdir / "stacks" / "pipeline-dev"
+    unconfirmed = make("destroy-aws", "ENV=dev", f"STACK_DIR={dev}", tmp=tmp_path)
+    assert_one_line(unconfirmed, "re-run with CONFIRM=dev")
+    confirmed = make("destroy-aws", "ENV=dev", "CONFIRM=dev", f"STACK_DIR={dev}", tmp=tmp_path)
+    assert_one_line(confirmed, "ENV=dev needs AWS credentials")  # confirmed: only then are credentials needed
+
+
+@pytest.mark.parametrize("target", ["deploy-aws", "status-aws", "destroy-aws"])
+def test_cloud_targets_send_local_to_the_emulator_targets(target: str, tmp_path: Path) -> None:
+    assert_one_line(make(target, "ENV=local", tmp=tmp_path), "ENV=local runs on the emulator", "-local")

@@ -24,7 +24,8 @@ from tools.plan import Terraform
 from tools.plan_review import value_resources
 
 BAD_EXECUTION = {"FAILED", "TIMED_OUT", "ABORTED"}
-SERVICES = ("stepfunctions", "batch", "cloudwatch")
+SERVICES = ("stepfunctions", "batch", "cloudwatch", "budgets", "ssm")
+RECENT_EXECUTIONS = 5
 
 
 def state_resources(tf: Terraform) -> list[dict]:
@@ -80,10 +81,34 @@ def checks(resources: list[dict], aws: dict[str, Any]) -> list[tuple[bool, str]]
     return out
 
 
+def managed(resources: list[dict], type_: str) -> list[dict]:
+    return [r["values"] for r in resources if r.get("mode") == "managed" and r["type"] == type_]
+
+
+def status_lines(resources: list[dict], aws: dict[str, Any]) -> list[str]:
+    """What ``make status-aws`` adds to the health checks: recent executions, budget, kill switch."""
+    lines = []
+    for machine in managed(resources, "aws_sfn_state_machine"):
+        runs = aws["stepfunctions"].list_executions(stateMachineArn=machine["arn"], maxResults=RECENT_EXECUTIONS)
+        for run in runs.get("executions", []):
+            lines.append(f"execution {run['name']}: {run['status']} (started {run['startDate']:%Y-%m-%d %H:%M})")
+    for budget in managed(resources, "aws_budgets_budget"):
+        found = aws["budgets"].describe_budget(AccountId=budget["account_id"], BudgetName=budget["name"])["Budget"]
+        spent = float(found.get("CalculatedSpend", {}).get("ActualSpend", {}).get("Amount", 0))
+        limit = float(found["BudgetLimit"]["Amount"])
+        lines.append(f"budget {budget['name']}: {spent:.2f} of {limit:.2f} USD spent ({spent / limit:.0%})")
+    for parameter in managed(resources, "aws_ssm_parameter"):
+        if parameter["name"].endswith("kill-switch"):
+            value = aws["ssm"].get_parameter(Name=parameter["name"])["Parameter"]["Value"]
+            lines.append(f"kill switch {parameter['name']}: {value}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.health", description=__doc__.split("\n")[0])
     parser.add_argument("stack_dir", type=Path)
     parser.add_argument("--emulator", action="store_true")
+    parser.add_argument("--status", action="store_true", help="also recent executions, budget spend, kill switch")
     args = parser.parse_args(argv)
     if cli.missing_stack(args.stack_dir):
         return 1
@@ -94,15 +119,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the state of {args.stack_dir.name} is empty: nothing deployed", file=sys.stderr)
         return 1
     try:
-        results = checks(resources, session_clients(args.emulator))
+        aws = session_clients(args.emulator)
+        results = checks(resources, aws)
+        extra = status_lines(resources, aws) if args.status else []
     except Exception as exc:  # botocore errors: one line, not a traceback
         print(f"error: cannot read the deployed resources ({exc.__class__.__name__}: {exc})", file=sys.stderr)
         return 1
     for ok, line in results:
         print(f"{'ok  ' if ok else 'FAIL'} {line}")
+    for line in extra:
+        print(f"     {line}")
     bad = sum(not ok for ok, _ in results)
     print(f"health {args.stack_dir.name}: {'healthy' if not bad else f'{bad} check(s) failed'}")
-    return 1 if bad else 0
+    return 0 if args.status else (1 if bad else 0)
 
 
 if __name__ == "__main__":

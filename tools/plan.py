@@ -18,6 +18,7 @@ Works on any Terraform config; imports nothing of the CDKTF app.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -81,17 +82,46 @@ def make_plan(tf: Terraform, out: Path, *, lock: bool, refresh_only: bool) -> tu
     return proc.returncode, json_path
 
 
+def destroy_refusal(stack_dir: Path, confirm: str) -> str | None:
+    """Why ``destroy`` must not run: a resource protected by prevent_destroy, or no confirmation."""
+    config = json.loads((stack_dir / "cdk.tf.json").read_text())
+    protected = sorted(
+        f"{type_}.{name}"
+        for type_, resources in config.get("resource", {}).items()
+        for name, body in resources.items()
+        if (body.get("lifecycle") or {}).get("prevent_destroy")
+    )
+    env = stack_dir.name.removeprefix("pipeline-")
+    if protected:
+        return (
+            f"{stack_dir.name} protects {len(protected)} resources with prevent_destroy (e.g. {protected[0]}): "
+            "make destroy-aws refuses it; its data and keys are meant to outlive any apply"
+        )
+    if confirm != env:
+        return f"destroying {stack_dir.name} deletes everything it holds; re-run with CONFIRM={env}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["plan", "drift", "apply"])
+    parser.add_argument("command", choices=["plan", "drift", "apply", "destroy"])
     parser.add_argument("stack_dir", type=Path)
     parser.add_argument("--out", type=Path, help="output folder (default: build/plan/<stack>)")
     parser.add_argument("--emulator", action="store_true", help="plan against the local emulator (tflocal)")
     parser.add_argument("--no-lock", action="store_true", help="do not take the state lock (read-only roles)")
+    parser.add_argument("--confirm", default="", help="destroy: the environment's name, typed again")
+    parser.add_argument("--check-only", action="store_true", help="destroy: only the refusals, no terraform")
     args = parser.parse_args(argv)
     if cli.missing_stack(args.stack_dir):
         return 1
     title = args.stack_dir.name
+    if args.command == "destroy":
+        refusal = destroy_refusal(args.stack_dir, args.confirm)
+        if refusal:
+            print(f"error: {refusal}", file=sys.stderr)
+            return 2
+        if args.check_only:
+            return 0
     out = args.out or REPO / "build" / "plan" / title
     out.mkdir(parents=True, exist_ok=True)
     tf = Terraform(args.stack_dir, emulator=args.emulator)
@@ -105,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         proc = tf.run("apply", "-input=false", "-no-color", "-parallelism=30", str(planfile))
         print("\n".join(ln for ln in proc.stdout.splitlines() if ln.startswith("Apply complete")))
+        return 0
+    if args.command == "destroy":
+        proc = tf.run("destroy", "-auto-approve", "-input=false", "-no-color", "-parallelism=30")
+        print("\n".join(ln for ln in proc.stdout.splitlines() if ln.startswith("Destroy complete")))
         return 0
     if args.command == "drift":
         _, json_path = make_plan(tf, out, lock=not args.no_lock, refresh_only=True)
