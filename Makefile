@@ -168,6 +168,8 @@ bench-synth: setup ## Cold/warm synth time and peak memory vs the jsii floor
 	$(PY) bench/synth.py
 
 images: setup ## Build + push the stage images ECR lacks (ENV=<env>; needs Docker; tags from the profile, immutable)
+	$(CHECK_ENV)
+	@$(PY) -m tools.images $(STACK_DIR) --require-docker
 	$(REACHABLE)
 	@SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m tools.images $(STACK_DIR)

@@ -107,7 +107,8 @@ def test_pull_requests_plan_every_cloud_env_with_its_read_only_role() -> None:
     assert 'conf "$ENV" ci_plan_role_arn' in text and "ci_deploy_role_arn" not in text
     assert 'make plan ENV="$ENV" LOCK=false' in text
     assert "actions/upload-artifact@" in text and "actions/github-script@" in text
-    assert "review.md" in next(s["with"]["script"] for s in plan["steps"] if "github-script" in s.get("uses", ""))
+    script = next(s["with"]["script"] for s in plan["steps"] if "github-script" in s.get("uses", ""))
+    assert "review\\.part-" in script and "deleteComment" in script  # numbered parts, stale parts removed
 
 
 def test_main_deploys_staging_then_the_reviewed_prod_plan_after_approval() -> None:

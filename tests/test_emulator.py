@@ -53,7 +53,7 @@ def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) 
     capsys.readouterr()
     assert health.main([str(deployed), "--emulator"]) == 0
     report = capsys.readouterr().out
-    assert "last execution SUCCEEDED" in report and report.count("ok   job queue") == 3
+    assert "last execution SUCCEEDED" in report and report.count("ok   job queue") == 4  # high, normal, low + cpu
     assert report.count("ok   compute environment") == 2 and "in ALARM: none" in report
     # status-aws's view (same code, --status): recent executions, budget spend, kill switch
     assert health.main([str(deployed), "--emulator", "--status"]) == 0
@@ -126,7 +126,7 @@ def test_budget_alert_shuts_down_and_guard_refuses(aws, deployed: Path, capsys) 
 
     capsys.readouterr()
     assert health.main([str(deployed), "--emulator"]) == 1, "a shut-down pipeline is not healthy"
-    assert capsys.readouterr().out.count("FAIL job queue") == 3
+    assert capsys.readouterr().out.count("FAIL job queue") == 4
     execution_arn, described = run_pipeline()
     assert described["status"] == "FAILED" and described["error"] == "BudgetExceeded"
     assert visited_states(aws["stepfunctions"], execution_arn) == [

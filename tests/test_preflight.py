@@ -132,28 +132,23 @@ def test_emulator_stack_is_exempt_from_alert_delivery(synth: SynthResult, tmp_pa
     assert run(config, tmp_path) == []
 
 
-def test_cpu_job_on_a_gpu_first_queue(synth: SynthResult, tmp_path: Path) -> None:
+def resubmitted(synth: SynthResult, from_queue: str, to_queue: str) -> dict:
+    """The dev stack with every job the state machine sends to ``from_queue`` sent to ``to_queue``."""
     config = copy.deepcopy(synth.pipeline("dev"))
     machine = next(iter(config["resource"]["aws_sfn_state_machine"].values()))
-    normal = named(config, "aws_batch_job_queue", "queue-normal")
-    cpu = named(config, "aws_batch_job_queue", "queue-cpu")
-    machine["definition"] = machine["definition"].replace(
-        f"aws_batch_job_queue.{cpu}.", f"aws_batch_job_queue.{normal}."
-    )
-    found = run(config, tmp_path)
+    old, new = (named(config, "aws_batch_job_queue", f"queue-{q}") for q in (from_queue, to_queue))
+    machine["definition"] = machine["definition"].replace(f"aws_batch_job_queue.{old}.", f"aws_batch_job_queue.{new}.")
+    return config
+
+
+def test_cpu_job_on_a_gpu_first_queue(synth: SynthResult, tmp_path: Path) -> None:
+    found = run(resubmitted(synth, "cpu", "normal"), tmp_path)
     assert [f.check for f in found] == ["placement"] and "stage0" in found[0].address
     assert "a CPU job sent to queue" in found[0].problem and "can start GPU instances" in found[0].problem
 
 
 def test_gpu_job_on_a_cpu_only_queue(synth: SynthResult, tmp_path: Path) -> None:
-    config = copy.deepcopy(synth.pipeline("dev"))
-    machine = next(iter(config["resource"]["aws_sfn_state_machine"].values()))
-    normal = named(config, "aws_batch_job_queue", "queue-normal")
-    cpu = named(config, "aws_batch_job_queue", "queue-cpu")
-    machine["definition"] = machine["definition"].replace(
-        f"aws_batch_job_queue.{normal}.", f"aws_batch_job_queue.{cpu}."
-    )
-    found = run(config, tmp_path)
+    found = run(resubmitted(synth, "normal", "cpu"), tmp_path)
     assert len(found) == 2 and all("a GPU job whose queue" in f.problem for f in found), lines(found)
 
 
