@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +57,13 @@ def port_from_env() -> int:
 
 def endpoint(port: int = DEFAULT_PORT) -> str:
     return f"http://{HOST}:{port}"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for an emulator beside a developer's)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
 
 
 def healthy(port: int, timeout: float = 2.0) -> bool:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from local import deploy
+from local.emulator import free_port
 from tools import cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,14 +38,6 @@ PHASES = ("deploy", "run", "replan", "destroy", "leftovers")
 
 class PhaseFailed(Exception):
     """One phase of a cycle did not do what it must; the message is one line."""
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Emulator:
@@ -173,7 +166,7 @@ def cycle(number: int, kind: str, emulator: Emulator, stack: Path, out: Path) ->
     for name, action in phases(stack).items():
         try:
             times[name] = run_phase(name, action, folder)
-        except (PhaseFailed, Exception) as exc:  # a phase that raises anything is a failed cycle, with its log
+        except Exception as exc:  # PhaseFailed or anything else a phase raises: a failed cycle, with its log
             print(f"cycle {number:02d} [{kind}] FAILED in {name}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
             print(f"  log: {os.path.relpath(folder / (name + '.log'), REPO)}")
             print("  " + tail(folder / f"{name}.log").replace("\n", "\n  "))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import modules  # noqa: F401  (lean provider loader first)
+from local.emulator import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("CHECKPOINT_DISABLE", "1")
@@ -96,12 +96,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("emulator"):
             item.add_marker(pytest.mark.xdist_group("emulator"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -44,26 +44,26 @@ def session_clients(emulator: bool) -> dict[str, Any]:
     return {name: session.client(name) for name in SERVICES}
 
 
+def managed(resources: list[dict], type_: str) -> list[dict]:
+    return [r["values"] for r in resources if r.get("mode") == "managed" and r["type"] == type_]
+
+
 def checks(resources: list[dict], aws: dict[str, Any]) -> list[tuple[bool, str]]:
     """(ok, line) for every check; resources are the state's values."""
-    by_type: dict[str, list[dict]] = {}
-    for res in resources:
-        if res.get("mode") == "managed":
-            by_type.setdefault(res["type"], []).append(res["values"])
     out: list[tuple[bool, str]] = []
     sfn, batch = aws["stepfunctions"], aws["batch"]
-    for machine in by_type.get("aws_sfn_state_machine", []):
+    for machine in managed(resources, "aws_sfn_state_machine"):
         described = sfn.describe_state_machine(stateMachineArn=machine["arn"])
         status = described.get("status", "ACTIVE")
         out.append((status == "ACTIVE", f"state machine {machine['name']}: {status}"))
         executions = sfn.list_executions(stateMachineArn=machine["arn"], maxResults=1).get("executions", [])
         last = executions[0]["status"] if executions else "none yet"
         out.append((last not in BAD_EXECUTION, f"state machine {machine['name']}: last execution {last}"))
-    queues = [q["arn"] for q in by_type.get("aws_batch_job_queue", [])]
+    queues = [q["arn"] for q in managed(resources, "aws_batch_job_queue")]
     for queue in batch.describe_job_queues(jobQueues=queues).get("jobQueues", []) if queues else []:
         ok = queue["state"] == "ENABLED" and queue["status"] == "VALID"
         out.append((ok, f"job queue {queue['jobQueueName']}: {queue['state']}/{queue['status']}"))
-    envs = [c["arn"] for c in by_type.get("aws_batch_compute_environment", [])]
+    envs = [c["arn"] for c in managed(resources, "aws_batch_compute_environment")]
     for ce in (
         batch.describe_compute_environments(computeEnvironments=envs).get("computeEnvironments", []) if envs else []
     ):
@@ -72,17 +72,13 @@ def checks(resources: list[dict], aws: dict[str, Any]) -> list[tuple[bool, str]]
     missing = len(queues) + len(envs) - sum(1 for line in out if line[1].startswith(("job queue", "compute env")))
     if missing:
         out.append((False, f"{missing} Batch queue(s)/compute environment(s) in the state were not found"))
-    names = [a["alarm_name"] for a in by_type.get("aws_cloudwatch_metric_alarm", [])]
+    names = [a["alarm_name"] for a in managed(resources, "aws_cloudwatch_metric_alarm")]
     alarming = []
     for start in range(0, len(names), 100):  # DescribeAlarms takes at most 100 names
         found = aws["cloudwatch"].describe_alarms(AlarmNames=names[start : start + 100])["MetricAlarms"]
         alarming += [a["AlarmName"] for a in found if a["StateValue"] == "ALARM"]
     out.append((not alarming, f"alarms: {len(names)} checked, in ALARM: {', '.join(alarming) or 'none'}"))
     return out
-
-
-def managed(resources: list[dict], type_: str) -> list[dict]:
-    return [r["values"] for r in resources if r.get("mode") == "managed" and r["type"] == type_]
 
 
 def status_lines(resources: list[dict], aws: dict[str, Any]) -> list[str]:

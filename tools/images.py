@@ -37,12 +37,24 @@ class StageImage:
         return f"{registry}/{self.repository}:{self.tag}"
 
 
+def dockerfile_for(stage: str, images: Path = IMAGES_DIR) -> Path | None:
+    """``images/<stage>/Dockerfile``, or for a ``images/<stage>/`` without one the shared ``images/*.Dockerfile``
+    that takes ``ARG STAGE`` (gpu.Dockerfile builds stage1 and stage2); None if nothing builds the stage."""
+    own = images / stage / "Dockerfile"
+    if own.is_file():
+        return own
+    if (images / stage).is_dir():
+        return next((f for f in sorted(images.glob("*.Dockerfile")) if "ARG STAGE" in f.read_text()), None)
+    return None
+
+
 def dockerfile_args(stage: str) -> list[str]:
-    """stage0 has its own Dockerfile; the GPU stages share gpu.Dockerfile with a STAGE build arg."""
-    own = IMAGES_DIR / stage / "Dockerfile"
-    if own.exists():
-        return ["-f", str(own)]
-    return ["-f", str(IMAGES_DIR / "gpu.Dockerfile"), "--build-arg", f"STAGE={stage}"]
+    """``docker build`` arguments for a stage: its own Dockerfile, or the shared one with a STAGE build arg."""
+    dockerfile = dockerfile_for(stage)
+    if dockerfile is None:
+        raise FileNotFoundError(f"images/{stage}/ (no Dockerfile builds {stage})")
+    shared = dockerfile.parent == IMAGES_DIR
+    return ["-f", str(dockerfile), *(["--build-arg", f"STAGE={stage}"] if shared else [])]
 
 
 def docker_available() -> bool:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from tools import cli
+from tools.images import dockerfile_for
 
 REPO = Path(__file__).resolve().parent.parent
 PRICES = REPO / "tools" / "prices"
@@ -625,16 +626,6 @@ def check_placement(stack: Stack) -> Iterator[Finding]:
 
 # ----------------------------------------------------------------------------------------------
 # images
-
-
-def dockerfile_for(name: str, images: Path) -> Path | None:
-    """``images/<name>/Dockerfile``, or a shared ``images/*.Dockerfile`` with ``ARG STAGE`` and a ``images/<name>/``."""
-    own = images / name / "Dockerfile"
-    if own.is_file():
-        return own
-    if (images / name).is_dir():
-        return next((f for f in sorted(images.glob("*.Dockerfile")) if "ARG STAGE" in f.read_text()), None)
-    return None
 
 
 def check_images(stack: Stack, images: Path = IMAGES) -> Iterator[Finding]:

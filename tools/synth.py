@@ -37,7 +37,7 @@ SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 STAMP = ".synth-inputs.json"
 
 
-def _files(root: Path, dirs: Iterable[Path], files: Iterable[Path]) -> list[Path]:
+def _files(dirs: Iterable[Path], files: Iterable[Path]) -> list[Path]:
     found = [f for f in files if f.is_file()]
     for folder in dirs:
         if folder.is_dir():
@@ -71,7 +71,7 @@ def inputs_digest(
     digest = hashlib.sha256()
     profile_dir = env.get("ODINS_PROFILE_DIR")
     dirs = [root / d for d in APP_DIRS] + ([Path(profile_dir)] if profile_dir else [])
-    for path in _files(root, dirs, [root / f for f in APP_FILES]):
+    for path in _files(dirs, [root / f for f in APP_FILES]):
         data = path.read_bytes()
         digest.update(f"file {os.path.relpath(path, root)} {len(data)}\n".encode())
         digest.update(data)

@@ -312,7 +312,7 @@ def keep_relevant(plan: dict) -> dict:
 
 def main() -> int:
     from local.deploy import cli_config
-    from tests.conftest import free_port
+    from local.emulator import free_port
 
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix="corpus-"))
