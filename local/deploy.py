@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from tools import cli
+from tools.tf_cli_config import plugin_cache_lock
 
 REPO = Path(__file__).resolve().parent.parent
 LOCK_FILE = REPO / ".terraform.lock.hcl"
@@ -84,9 +85,10 @@ def init(stack_dir: Path) -> None:
         return
     if LOCK_FILE.exists():
         shutil.copyfile(LOCK_FILE, lock)
-    proc = tflocal(stack_dir, "init", "-input=false", "-no-color", "-lockfile=readonly", capture=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"error: tflocal init failed in {stack_dir}:\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+    with plugin_cache_lock(stack_dir, emulator_env()):
+        proc = tflocal(stack_dir, "init", "-input=false", "-no-color", "-lockfile=readonly", capture=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"error: tflocal init failed in {stack_dir}:\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
 
 
 def seconds(text: str) -> int:

@@ -9,8 +9,13 @@ none exists, Terraform uses the normal registry. Either way providers are cached
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import os
+import re
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from tools import cli
@@ -65,6 +70,47 @@ def render(mirror: Path | None, cache_dir: Path) -> str:
             "}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def plugin_cache_dir(env: Mapping[str, str] | None = None) -> Path | None:
+    """The plugin cache Terraform uses under ``env`` (default: this process's environment), if any."""
+    env = os.environ if env is None else env
+    if env.get("TF_PLUGIN_CACHE_DIR"):
+        return Path(env["TF_PLUGIN_CACHE_DIR"])
+    config = Path(env.get("TF_CLI_CONFIG_FILE", ""))
+    if not config.is_file():
+        return None
+    found = re.search(r'^\s*plugin_cache_dir\s*=\s*"([^"]+)"', config.read_text(), re.MULTILINE)
+    return Path(found.group(1)) if found else None
+
+
+@contextlib.contextmanager
+def plugin_cache_lock(stack_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Held around every ``terraform init``: Terraform's plugin cache is not safe for concurrent
+    installs (two inits filling a cold cache fail with "mkdir ...: file exists"), and the test
+    workers, ``make validate`` and the emulator deploys share one cache per checkout.
+
+    Once an init with the same dependency lock file has succeeded, the cache holds every provider
+    that lock file names and later inits only read it, so they run without the lock."""
+    cache = plugin_cache_dir(env)
+    if cache is None:
+        yield
+        return
+    lock_file = stack_dir / ".terraform.lock.hcl"
+    digest = hashlib.sha256(lock_file.read_bytes()).hexdigest()[:16] if lock_file.is_file() else None
+    warm = cache / f".warm-{digest}"
+    if digest and warm.exists():
+        yield
+        return
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / ".init.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+            if digest:
+                warm.touch()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def main(argv: list[str]) -> int:

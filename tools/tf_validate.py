@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tools import cli
+from tools.tf_cli_config import plugin_cache_lock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = REPO_ROOT / ".terraform.lock.hcl"
@@ -38,7 +39,8 @@ def init(stack_dir: Path, *, backend: bool | None = None) -> None:
     cmd = ["terraform", "init", "-input=false", "-no-color", "-lockfile=readonly"]
     if not use_backend:
         cmd.append("-backend=false")
-    subprocess.run(cmd, cwd=stack_dir, check=True, capture_output=True, text=True)
+    with plugin_cache_lock(stack_dir):
+        subprocess.run(cmd, cwd=stack_dir, check=True, capture_output=True, text=True)
 
 
 def validate(stack_dir: Path) -> tuple[str, bool, str, float]:

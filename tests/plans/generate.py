@@ -313,6 +313,7 @@ def keep_relevant(plan: dict) -> dict:
 def main() -> int:
     from local.deploy import cli_config
     from local.emulator import free_port
+    from tools.tf_cli_config import plugin_cache_lock
 
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix="corpus-"))
@@ -350,7 +351,8 @@ def main() -> int:
                 raise SystemExit(f"terraform {args[0]} failed in {folder.name}: {proc.stderr[-1500:]}")
             return proc
 
-        tf(base, "init", "-input=false", "-no-color", "-lockfile=readonly")
+        with plugin_cache_lock(base, tf_env):
+            tf(base, "init", "-input=false", "-no-color", "-lockfile=readonly")
         tf(base, "apply", "-auto-approve", "-input=false", "-no-color")
         OUT.mkdir(parents=True, exist_ok=True)
         for name, (change, plan_args, prepare) in CASES.items():
