@@ -126,7 +126,7 @@ apply-plan: setup ## Apply exactly the reviewed build/plan/pipeline-<env>/plan.t
 health: setup ## ENV=<env>: state machine ACTIVE, queues/compute envs ENABLED+VALID, no alarm in ALARM, last execution
 	$(REACHABLE)
 	@test -f $(STACK_DIR)/cdk.tf.json || SYNTH_ENVS=$(ENV) $(SYNTH)
-	$(ENV_PREFIX) $(PY) -m tools.health $(STACK_DIR) $(EMU_FLAG)
+	$(ENV_PREFIX) $(PY) -m pipeline_ops.health $(STACK_DIR) $(EMU_FLAG)
 
 CLOUD_ONLY = @if [ "$(ENV)" = local ]; then echo "error: ENV=local runs on the emulator: use make $(1)-local" >&2; exit 2; fi
 
@@ -147,7 +147,7 @@ status-aws: setup ## ENV=<cloud env>: health checks + recent executions, budget 
 	$(call CLOUD_ONLY,status)
 	$(REACHABLE)
 	@test -f $(STACK_DIR)/cdk.tf.json || SYNTH_ENVS=$(ENV) $(SYNTH)
-	$(PY) -m tools.health $(STACK_DIR) --status
+	$(PY) -m pipeline_ops.health $(STACK_DIR) --status
 
 destroy-aws: setup ## ENV=<cloud env> CONFIRM=<env>: terraform destroy; refuses any stack with prevent_destroy (prod)
 	$(CHECK_ENV)
@@ -159,7 +159,7 @@ destroy-aws: setup ## ENV=<cloud env> CONFIRM=<env>: terraform destroy; refuses 
 
 integration: setup ## Run the sample manifest through a deployed cloud env (ENV=<env>; AWS credentials)
 	$(REACHABLE)
-	$(PY) -m tools.integration
+	$(PY) -m pipeline_ops.integration
 
 bench-review: setup ## Review time of a generated plan of 1,000 changes (target < 2 s; bench/review.py)
 	$(PY) bench/review.py
@@ -169,15 +169,15 @@ bench-synth: setup ## Cold/warm synth time and peak memory vs the jsii floor
 
 images: setup ## Build + push the stage images ECR lacks (ENV=<env>; needs Docker; tags from the profile, immutable)
 	$(CHECK_ENV)
-	@$(PY) -m tools.images $(STACK_DIR) --require-docker
+	@$(PY) -m pipeline_ops.images $(STACK_DIR) --require-docker
 	$(REACHABLE)
 	@SYNTH_ENVS=$(ENV) $(SYNTH)
-	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m tools.images $(STACK_DIR)
+	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.images $(STACK_DIR)
 
 images-check: setup ## Fail with one line when a stage image tag the env's job definitions run is missing from ECR
 	$(REACHABLE)
 	@SYNTH_ENVS=$(ENV) $(SYNTH)
-	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m tools.images --check $(STACK_DIR)
+	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.images --check $(STACK_DIR)
 
 # Every env unless ENV is given: make preflight / make preflight ENV=prod.
 ALL_ENVS       = $(sort $(basename $(notdir $(filter-out %/defaults.yaml,$(wildcard conf/profiles/*.yaml)))))
@@ -207,13 +207,14 @@ plan-local: setup ## Plan against the emulator (exit 0 = no changes)
 	@SYNTH_ENVS=local $(SYNTH)
 	$(LOCAL_ENV) $(PY) -m local.deploy plan $(LOCAL_STACK)
 
-run-local: setup ## Run the workflow on the sample manifest and follow it state by state
+run-local: setup ## Run the workflow on the sample (IMAGES=N: N generated images; PRIORITY=high|normal|low) and follow it
 	$(EMULATOR_UP)
-	$(LOCAL_ENV) $(PY) -m local.run
+	$(LOCAL_ENV) $(PY) -m pipeline_ops.run $(if $(IMAGES),--images $(IMAGES)) $(if $(PRIORITY),--priority $(PRIORITY)) \
+	  $(if $(IMAGES_PER_SHARD),--images-per-shard $(IMAGES_PER_SHARD))
 
 budget-resume: setup ## Undo a budget shutdown (ENV=<env>: queues on, vCPU limits back, kill switch off)
 	$(REACHABLE)
-	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m tools.budget_resume $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR))
+	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.budget_resume $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR))
 
 leftovers-local: setup ## List anything the stack left on the emulator (after destroy-local: nothing)
 	$(EMULATOR_UP)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from conf.pipeline import PIPELINE, SUPPORT_FUNCTIONS, PipelineSpec, Resources, fleet_slots
 
 # ODINS_PROFILE_DIR points the app at another profile folder (tests, or a private fork of the envs).
 PROFILE_DIR = Path(os.environ.get("ODINS_PROFILE_DIR") or Path(__file__).resolve().parent / "profiles")
@@ -65,25 +68,24 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
 
 
-class StageSpec(_Frozen):
-    """Resources of one Batch stage's container."""
+class StageOverride(_Frozen):
+    """A profile's changes to one Batch step's resources (defaults: conf/pipeline.py)."""
 
-    compute: Literal["cpu", "gpu"]
-    vcpus: int = Field(ge=1, le=96)
-    memory_mib: int = Field(ge=512, le=786432)
-    gpus: int = Field(ge=0, le=8)
-    timeout_seconds: int = Field(ge=60, le=86400)
-    image_tag: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    compute: Literal["cpu", "gpu"] | None = None
+    vcpus: int | None = Field(default=None, ge=1, le=96)
+    memory_mib: int | None = Field(default=None, ge=512, le=786432)
+    gpus: int | None = Field(default=None, ge=0, le=8)
+    timeout_seconds: int | None = Field(default=None, ge=60, le=86400)
+    image_tag: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    images_per_second: float | None = Field(default=None, gt=0, le=10000)
 
-    @field_validator("gpus")
-    @classmethod
-    def _gpus_match_compute(cls, gpus: int, info: ValidationInfo) -> int:
-        compute = info.data.get("compute")
-        if compute == "gpu" and gpus < 1:
+    def apply(self, base: Resources) -> Resources:
+        merged = replace(base, **self.model_dump(exclude_none=True))
+        if merged.compute == "gpu" and merged.gpus < 1:
             raise ValueError("a gpu stage needs at least 1 gpu")
-        if compute == "cpu" and gpus != 0:
+        if merged.compute == "cpu" and merged.gpus != 0:
             raise ValueError("a cpu stage must ask for 0 gpus")
-        return gpus
+        return merged
 
 
 class BatchSettings(_Frozen):
@@ -98,7 +100,7 @@ class BatchSettings(_Frozen):
     cpu_max_vcpus: int = Field(ge=1, le=10000)
     cpu_spot: bool
     runnable_timeout_seconds: int = Field(ge=600, le=86400)
-    stages: dict[Literal["stage0", "stage1", "stage2"], StageSpec]
+    stages: dict[str, StageOverride] = {}
 
     @field_validator("min_vcpus")
     @classmethod
@@ -118,11 +120,27 @@ class BatchSettings(_Frozen):
 
     @field_validator("stages")
     @classmethod
-    def _all_stages(cls, value: dict[str, StageSpec]) -> dict[str, StageSpec]:
-        missing = {"stage0", "stage1", "stage2"} - set(value)
-        if missing:
-            raise ValueError(f"missing stage(s) {', '.join(sorted(missing))}; every stage needs a spec")
+    def _known_stages(cls, value: dict[str, StageOverride]) -> dict[str, StageOverride]:
+        known = [s.name for s in PIPELINE.batch_steps]
+        for name, override in value.items():
+            if name not in known:
+                raise _KeyError(
+                    f"batch.stages.{name}",
+                    override.model_dump(exclude_none=True),
+                    f"no Batch step {name!r} in conf/pipeline.py; the steps are {', '.join(known)}",
+                )
+            try:
+                override.apply(PIPELINE.step(name).resources)
+            except ValueError as exc:
+                raise _KeyError(f"batch.stages.{name}.gpus", override.gpus, str(exc)) from None
         return value
+
+    def resources(self, spec: PipelineSpec = PIPELINE) -> dict[str, Resources]:
+        """Each Batch step's resources in this environment: the spec's, with this profile's overrides."""
+        return {
+            s.name: self.stages[s.name].apply(s.resources) if s.name in self.stages else s.resources
+            for s in spec.batch_steps
+        }
 
 
 class BudgetSettings(_Frozen):
@@ -205,20 +223,27 @@ class FunctionSettings(_Frozen):
     # AWS SDK for pandas (pyarrow) managed layer for write_parquet; None where the emulator runs
     # handlers with the project's own Python, which has pyarrow.
     pandas_layer_arn: str | None = Field(default=None, pattern=r"^arn:aws:lambda:[a-z0-9-]+:\d{12}:layer:[\w-]+:\d+$")
-    specs: dict[Literal["guard_budget", "weather_enrichment", "write_parquet", "budget_shutdown"], FunctionSpec]
+    specs: dict[str, FunctionSpec]
 
     @field_validator("specs")
     @classmethod
     def _all_functions(cls, value: dict[str, FunctionSpec]) -> dict[str, FunctionSpec]:
-        missing = {"guard_budget", "weather_enrichment", "write_parquet", "budget_shutdown"} - set(value)
+        needed = {s.name for s in PIPELINE.lambda_steps} | set(SUPPORT_FUNCTIONS)
+        missing, unknown = needed - set(value), set(value) - needed
         if missing:
             raise ValueError(f"missing function spec(s) {', '.join(sorted(missing))}")
+        if unknown:
+            raise ValueError(f"no function {', '.join(sorted(unknown))}; the functions are {', '.join(sorted(needed))}")
         return value
 
 
 class WorkflowSettings(_Frozen):
-    shard_count: int = Field(ge=1, le=100)
-    max_concurrency: int = Field(ge=1, le=40)
+    """The fan-out: shard size, shards in flight, and what the wall-time estimate assumes."""
+
+    images_per_shard: int = Field(ge=1, le=1_000_000)
+    max_concurrency: int = Field(ge=1, le=10_000)  # Distributed Map limit
+    job_overhead_seconds: int = Field(ge=0, le=3600)  # container start + model load, per job
+    fleet_start_seconds: int = Field(ge=0, le=3600)  # first instances up and images pulled
     log_level: Literal["ALL", "ERROR", "FATAL", "OFF"]
     include_execution_data: bool
     start_on_new_manifest: bool
@@ -281,7 +306,6 @@ class Profile(_Frozen):
     account_id: str | None = None
     emulator_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
     minio_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
-    cost_optimized: bool
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
     state_backend: StateBackend
     batch: BatchSettings
@@ -327,6 +351,25 @@ class Profile(_Frozen):
                 "(budget notifications, alarms, failed executions)",
             )
         return self
+
+    @model_validator(mode="after")
+    def _concurrency_fits_the_fleet(self) -> Profile:
+        resources = self.batch.resources()
+        for step in PIPELINE.shard_steps:
+            slots = self.fleet_slots(resources[step.name])
+            if self.workflow.max_concurrency > slots:
+                kind = resources[step.name].compute
+                limit = "batch.max_vcpus" if kind == "gpu" else "batch.cpu_max_vcpus"
+                raise _KeyError(
+                    "workflow.max_concurrency",
+                    self.workflow.max_concurrency,
+                    f"the {kind.upper()} fleet runs at most {slots} {step.name} jobs at once "
+                    f"({limit} / {resources[step.name].vcpus} vCPUs); lower it or raise {limit}",
+                )
+        return self
+
+    def fleet_slots(self, resources: Resources) -> int:
+        return fleet_slots(resources, gpu_max_vcpus=self.batch.max_vcpus, cpu_max_vcpus=self.batch.cpu_max_vcpus)
 
     @model_validator(mode="after")
     def _replica_elsewhere(self) -> Profile:

@@ -22,13 +22,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
+from local.paths import REPO, STATE_DIR
 from tools import cli
 
-REPO = Path(__file__).resolve().parent.parent
-# EMULATOR_STATE_DIR lets a test session run its own emulator beside a developer's.
-STATE_DIR = Path(os.environ.get("EMULATOR_STATE_DIR") or REPO / ".state" / "emulator")
 PID_FILE = STATE_DIR / "moto.pid"
 LOG_FILE = STATE_DIR / "moto.log"
 DEFAULT_PORT = 4566
@@ -148,7 +145,8 @@ def configure_moto(port: int = DEFAULT_PORT) -> None:
 
     moto_fills.SERVER["endpoint"] = endpoint(port)
     moto_fills.apply_all()
-    from local import models, runners
+    from local import runners
+    from pipeline_ops import models
 
     models.ensure(runners.MODELS)
 

@@ -530,3 +530,68 @@ def sdk_retries_are_idempotent() -> None:
                 in_flight.pop(invocation).set()
 
     DomainDispatcherApplication.__call__ = call
+
+
+@fill
+def stepfunctions_sdk_get_object_body_as_text() -> None:
+    """The ``aws-sdk:s3:getObject`` integration leaves ``Body`` a stream (the state then fails with
+    "'StreamingChecksumBody' object has no attribute 'strip'"); AWS returns the body as a string."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+        StateTaskServiceAwsSdk,
+    )
+
+    original = StateTaskServiceAwsSdk._eval_service_task
+
+    def with_text_body(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, env, *args, **kwargs)
+        response = env.stack[-1]
+        if isinstance(response, dict) and hasattr(response.get("Body"), "read"):
+            response["Body"] = response["Body"].read().decode("utf-8", errors="replace")
+
+    StateTaskServiceAwsSdk._eval_service_task = with_text_body
+
+
+@fill
+def stepfunctions_distributed_map_fails_on_failed_items() -> None:
+    """A Distributed Map whose child executions fail still succeeds (the failure tolerance is a
+    TODO in this moto): AWS fails the Map with States.ExceedToleratedFailureThreshold once more
+    items failed than ``ToleratedFailureCount``/``ToleratedFailurePercentage`` allow (default 0)."""
+    from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (
+        DistributedIterationComponent,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = DistributedIterationComponent._map_run
+
+    def failing(self: Any, env: Any, eval_input: Any) -> None:
+        original(self, env, eval_input)
+        record = eval_input.map_run_record
+        items = record.item_counter
+        failed = items.failed.get() + items.timed_out.get()
+        total = max(items.total.get(), 1)
+        allowed = record.tolerated_failure_count or 0
+        allowed_pct = record.tolerated_failure_percentage or 0.0
+        if failed > allowed and failed * 100.0 / total > allowed_pct:
+            error = StatesErrorNameType.StatesExceedToleratedFailureThreshold.to_name()
+            cause = f"The specified tolerated failure threshold was exceeded: {failed} of {total} items failed"
+            raise FailureEventException(
+                failure_event=FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold),
+                    event_type=HistoryEventType.MapRunFailed,
+                    event_details=EventDetails(
+                        mapRunFailedEventDetails=MapRunFailedEventDetails(error=error, cause=cause)
+                    ),
+                )
+            )
+
+    DistributedIterationComponent._map_run = failing

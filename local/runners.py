@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from local.emulator import STATE_DIR
+from local.paths import STATE_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".state" / "emulator" / "functions"

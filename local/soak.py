@@ -10,7 +10,7 @@ with no changes, destroy cleanly and leave nothing behind. Every phase's whole o
 ``--tf-log``, Terraform's debug log) is kept in ``build/soak/cycle-NN/``; a failure prints its
 phase, the tail of its output and that folder. Exit 0 only if every cycle passed.
 
-Pipeline-agnostic except for the sample run (``local.run``); imports no construct.
+Pipeline-agnostic except for the sample run (``pipeline_ops.run``); imports no construct.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def phases(stack: Path) -> dict[str, Callable[[], None]]:
             raise PhaseFailed("terraform apply failed")
 
     def sample() -> None:
-        from local.run import run
+        from pipeline_ops.run import run
 
         _, described = run(timeout=300, wait_for_trigger=0.5)
         if described["status"] != "SUCCEEDED":

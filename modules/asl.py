@@ -1,7 +1,7 @@
 """Reusable Amazon States Language building blocks (the seed's "workflow components").
 
 Plain functions returning dicts: error handling (``retrying``, ``catching``), service tasks
-(``lambda_task``, ``batch_job_task``, ``sns_publish_task``), parallel processing (``map_state``)
+(``lambda_task``, ``batch_job_task``, ``sns_publish_task``), parallel processing (``distributed_map``)
 and conditional logic (``boolean_choice``). ``modules/workflow.py`` composes them; nothing here
 knows the pipeline.
 """
@@ -90,22 +90,29 @@ def sns_publish_task(topic_arn: str, *, subject: str, message_format: str, messa
     }
 
 
-def map_state(
+def distributed_map(
     *,
-    items_path: str,
+    bucket: str,
+    key_path: str,
     item_selector: dict[str, Any],
     processor_start: str,
     processor_states: dict[str, dict],
     max_concurrency: int,
 ) -> dict:
-    """Run ``processor_states`` once per item, at most ``max_concurrency`` at a time."""
+    """Run ``processor_states`` as one child execution per item of a JSON array in S3 (read by
+    reference, never through the state), at most ``max_concurrency`` at a time. Children are
+    STANDARD executions: EXPRESS ones cannot wait for a job (``.sync``)."""
     return {
         "Type": "Map",
-        "ItemsPath": items_path,
+        "ItemReader": {
+            "Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "JSON"},
+            "Parameters": {"Bucket": bucket, "Key.$": key_path},
+        },
         "ItemSelector": item_selector,
         "MaxConcurrency": max_concurrency,
         "ItemProcessor": {
-            "ProcessorConfig": {"Mode": "INLINE"},
+            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
             "StartAt": processor_start,
             "States": processor_states,
         },

@@ -40,13 +40,16 @@ from cdktf_cdktf_provider_aws.launch_template import (
 )
 from constructs import Construct
 
+from conf.pipeline import PipelineSpec, Resources, Step
 from conf.profile import BatchSettings
 from modules.container_registry import StageRepositories
 from modules.data_lake import DataLake
+from modules.encryption import PipelineKey
 from modules.iam import GrantableRole, GrantableRoleProps, statement
 from modules.logs import LogGroup, LogGroupProps
 
 QUEUE_PRIORITIES = {"high": 100, "normal": 50, "low": 10}  # GPU first, CPU second
+PRIORITY_QUEUES = tuple(QUEUE_PRIORITIES)  # an execution's ``priority`` names one of these
 CPU_QUEUE = "cpu"  # the CPU environment alone, for stages that need no GPU
 # Launch-template resource types every instance has (a spot-instances-request spec would make the
 # on-demand launches of a shared template fail; the request costs nothing, the instance is tagged).
@@ -63,29 +66,22 @@ RETRY_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
-class StageIo:
-    """What a stage reads and writes: (bucket, prefix) pairs of the data lake."""
-
-    reads: tuple[tuple[str, str], ...]
-    writes: tuple[str, str]
-
-
-@dataclass(frozen=True)
 class BatchComputeProps:
     prefix: str
     environment: str
     region: str
     account_id: str
     settings: BatchSettings
-    stage_io: dict[str, StageIo]
+    spec: PipelineSpec
+    # Extra job-definition environment per step (the planner's FAN_OUT), from the stack.
+    stage_environment: dict[str, dict[str, str]]
     subnet_ids: list[str]
     security_group_ids: list[str]
     data_lake: DataLake
     repositories: StageRepositories
     log_retention_days: int
-    kms_key_arn: str
+    key: PipelineKey
     log_level: str
-    shard_count: int
     cost_tags: dict[str, str]
 
 
@@ -125,7 +121,7 @@ class BatchCompute(Construct):
             LogGroupProps(
                 name=f"/aws/batch/{p}",
                 retention_days=props.log_retention_days,
-                kms_key_arn=props.kms_key_arn,
+                key=props.key,
             ),
         )
         self.log_group.grant_write(self.instance_role)
@@ -174,11 +170,12 @@ class BatchCompute(Construct):
             name: self._queue(name, priority, [gpu_arn, cpu_arn]) for name, priority in QUEUE_PRIORITIES.items()
         }
         self.queues[CPU_QUEUE] = self._queue(CPU_QUEUE, QUEUE_PRIORITIES["normal"], [cpu_arn])
+        self.resources = settings.resources(props.spec)
         self.job_roles: dict[str, GrantableRole] = {}
         self.job_definitions: dict[str, BatchJobDefinition] = {}
-        for stage, spec in settings.stages.items():
-            self.job_roles[stage] = self._job_role(stage, props.stage_io[stage])
-            self.job_definitions[stage] = self._job_definition(stage, spec)
+        for step in props.spec.batch_steps:
+            self.job_roles[step.name] = self._job_role(step)
+            self.job_definitions[step.name] = self._job_definition(step, self.resources[step.name])
         self.compute_environment_arns: list[str] = [gpu_arn, cpu_arn]
         self.queue_arns: dict[str, str] = {name: queue.arn for name, queue in self.queues.items()}
         self._read: dict[tuple[str, str], str] = {}
@@ -204,9 +201,10 @@ class BatchCompute(Construct):
             ],
         )
 
-    def queue_for(self, stage: str) -> str:
-        """The queue a stage's jobs go to: ``normal`` (GPU first) for GPU stages, ``cpu`` for the rest."""
-        return "normal" if self.props.settings.stages[stage].gpus else CPU_QUEUE
+    def queues_for(self, stage: str) -> tuple[str, ...]:
+        """The queues a stage's jobs may go to: the three priority queues (GPU first) for GPU stages,
+        ``cpu`` for the rest."""
+        return PRIORITY_QUEUES if self.resources[stage].gpus else (CPU_QUEUE,)
 
     def _compute_environment(
         self,
@@ -249,25 +247,25 @@ class BatchCompute(Construct):
         environment.add_override("//.needs_services", list(STAGE_SERVICES))
         return environment
 
-    def _job_role(self, stage: str, io: StageIo) -> GrantableRole:
+    def _job_role(self, step: Step) -> GrantableRole:
         role = GrantableRole(
             self,
-            f"job-role-{stage}",
+            f"job-role-{step.name}",
             GrantableRoleProps(
-                name=f"{self.props.prefix}-{stage}-job",
+                name=f"{self.props.prefix}-{step.name}-job",
                 service="ecs-tasks.amazonaws.com",
-                description=f"Batch job role of {stage}: reads its input prefix, writes its output prefix",
+                description=f"Batch job role of {step.name}: reads its inputs, writes its output prefix",
                 source_account=self.props.account_id,
             ),
         )
-        for bucket, prefix in io.reads:
-            self.props.data_lake.bucket(bucket).grant_read(role, prefix)
-        bucket, prefix = io.writes
-        self.props.data_lake.bucket(bucket).grant_write(role, prefix)
+        for location in step.reads:
+            self.props.data_lake.bucket(location.bucket).grant_read(role, location.prefix)
+        if step.writes:
+            self.props.data_lake.bucket(step.writes.bucket).grant_write(role, step.writes.prefix)
         return role
 
-    def _job_definition(self, stage: str, spec) -> BatchJobDefinition:
-        props, io = self.props, self.props.stage_io[stage]
+    def _job_definition(self, step: Step, spec: Resources) -> BatchJobDefinition:
+        props, stage = self.props, step.name
         lake = props.data_lake
         resources = [{"type": "VCPU", "value": str(spec.vcpus)}, {"type": "MEMORY", "value": str(spec.memory_mib)}]
         if spec.gpus:
@@ -280,9 +278,9 @@ class BatchCompute(Construct):
             "RAW_BUCKET": lake.raw.bucket_name,
             "PROCESSED_BUCKET": lake.processed.bucket_name,
             "CURATED_BUCKET": lake.curated.bucket_name,
-            "INPUT_PREFIXES": ",".join(f"{b}:{pfx}" for b, pfx in io.reads),
-            "OUTPUT_PREFIX": f"{io.writes[0]}:{io.writes[1]}",
-            "SHARD_COUNT": str(props.shard_count),
+            "INPUT_PREFIXES": ",".join(map(str, step.reads)),
+            "OUTPUT_PREFIX": str(step.writes or ""),
+            **props.stage_environment.get(stage, {}),
         }
         container = {
             "image": f"{props.repositories.url(stage)}:{spec.image_tag}",
@@ -330,6 +328,10 @@ class BatchCompute(Construct):
     def job_definition_arn(self, stage: str) -> str:
         return self._definition_attribute(stage, "arn")
 
+    def job_definition_arn_prefix(self, stage: str) -> str:
+        """The definition's ARN without its revision (``...:job-definition/<name>``)."""
+        return self._definition_attribute(stage, "arn_prefix")
+
     def _definition_attribute(self, stage: str, name: str) -> str:
         """A job definition's attribute, read from jsii once (each read is a round trip)."""
         if (stage, name) not in self._read:
@@ -344,8 +346,3 @@ class BatchCompute(Construct):
             # Describe* calls of Batch support no resource-level permissions.
             statement(["batch:DescribeComputeEnvironments", "batch:DescribeJobQueues"], ["*"]),
         )
-
-    def grant_submit(self, role: GrantableRole, queue: str, stages: list[str]) -> None:
-        """SubmitJob to one queue with these stages' job definitions (any revision), nothing else."""
-        definitions = [f"{self._definition_attribute(s, 'arn_prefix')}:*" for s in stages]
-        role.add_statements(statement(["batch:SubmitJob"], [self.queue_arns[queue], *definitions]))

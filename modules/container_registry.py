@@ -13,6 +13,7 @@ from cdktf_cdktf_provider_aws.ecr_repository import (
 )
 from constructs import Construct
 
+from modules.encryption import PipelineKey
 from modules.iam import GrantableRole, statement
 
 
@@ -20,7 +21,7 @@ from modules.iam import GrantableRole, statement
 class StageRepositoriesProps:
     prefix: str
     stages: tuple[str, ...]
-    kms_key_arn: str
+    key: PipelineKey
     keep_last_images: int
     force_delete: bool
 
@@ -56,7 +57,7 @@ class StageRepositories(Construct):
                 image_tag_mutability="IMMUTABLE",
                 image_scanning_configuration=EcrRepositoryImageScanningConfiguration(scan_on_push=True),
                 encryption_configuration=[
-                    EcrRepositoryEncryptionConfiguration(encryption_type="KMS", kms_key=props.kms_key_arn)
+                    EcrRepositoryEncryptionConfiguration(encryption_type="KMS", kms_key=props.key.key_arn)
                 ],
                 force_delete=props.force_delete or None,
             )

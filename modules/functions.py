@@ -98,7 +98,7 @@ class PythonFunction(Construct):
             LogGroupProps(
                 name=f"/aws/lambda/{function_name}",
                 retention_days=props.log_retention_days,
-                kms_key_arn=props.key.key_arn,
+                key=props.key,
             ),
         )
         self.log_group.grant_write(self.role)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from constructs import Construct
 
+from modules.encryption import PipelineKey
 from modules.iam import GrantableRole, statement
 
 
@@ -14,7 +15,7 @@ from modules.iam import GrantableRole, statement
 class LogGroupProps:
     name: str
     retention_days: int
-    kms_key_arn: str
+    key: PipelineKey
     skip_destroy: bool = False
 
 
@@ -28,7 +29,7 @@ class LogGroup(Construct):
             "group",
             name=props.name,
             retention_in_days=props.retention_days,
-            kms_key_id=props.kms_key_arn,
+            kms_key_id=props.key.key_arn,
             skip_destroy=props.skip_destroy,
         )
         self.name: str = self.group.name

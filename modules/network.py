@@ -29,6 +29,7 @@ from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityG
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
+from modules.encryption import PipelineKey
 from modules.iam import GrantableRole, GrantableRoleProps
 from modules.logs import LogGroup, LogGroupProps
 
@@ -46,7 +47,7 @@ class NetworkProps:
     az_count: int
     egress: str  # "endpoints" | "nat"
     log_retention_days: int
-    kms_key_arn: str
+    key: PipelineKey
     account_id: str
 
 
@@ -193,7 +194,7 @@ class Network(Construct):
             LogGroupProps(
                 name=f"/vpc/{props.prefix}/flow-logs",
                 retention_days=props.log_retention_days,
-                kms_key_arn=props.kms_key_arn,
+                key=props.key,
             ),
         )
         role = GrantableRole(

@@ -1,9 +1,29 @@
-"""The pipeline workflow: GuardBudget -> Stage0 -> Stage1 -> Stage2 -> WeatherEnrichment -> WriteParquet.
+"""The pipeline workflow, built from the pipeline spec (conf/pipeline.py) step by step.
 
-The definition is built in Python from ``modules/asl.py``. Every Task retries transient errors
-with backoff and jitter and catches everything else into NotifyFailure (an SNS message with the
-execution id and the failing state) and a Fail state. Stage1 and Stage2 run one Batch job per
-shard, in parallel, in Map states. An execution times out after 2 hours.
+For the real spec: GuardBudget -> (priority routing) -> Stage0 -> ReadPlan -> Stage1ToStage2 ->
+WeatherEnrichment -> WriteParquet. Each step's builder returns its states *and* the IAM statements
+the state machine needs to run them (as AWS CDK tasks carry ``taskPolicies``); the Workflow
+collects them into its role, so the role can do exactly what the definition does.
+
+Fan-out: the planning step (stage0) writes ``plan.json`` and the shard list ``shards.json``;
+consecutive per-shard steps run as one **Distributed Map** whose ItemReader reads that list from
+S3 (by reference: no shard list in the execution state), one child execution per shard going
+through the steps in turn, at most ``workflow.max_concurrency`` at once (the profile keeps that
+within what the compute environment holds). Why a Distributed Map and not an inline Map or a Batch
+array job: an inline Map needs the list in the 256 KB state and its history (~6 events per job,
+25,000 per execution) caps it near 2,000 shard-jobs, with at most 40 iterations in flight; an
+array job costs fewer state transitions (one per step instead of ~4 per shard and step: 0.025 USD
+per 1,000, ~1 USD for 10,000 shards) but fails and retries whole, needs a size >= 2, and has no
+concurrency bound of its own. A child per shard keeps retries per shard and the bound explicit.
+
+A plan that refuses the manifest (too large for the 2 h window, bad options) ends the execution
+as ManifestRefused with the plan's one-line reason, before any GPU job. Every Task retries
+transient errors with backoff and jitter and catches everything else into NotifyFailure (an SNS
+message naming the failing state) and a Fail state. An execution times out after 2 hours.
+
+An execution's input is ``{"manifest": "s3://...", "priority": "high|normal|low",
+"images_per_shard": N}``; only ``manifest`` is required. ``priority`` picks the GPU queue
+(default normal); CPU steps use the cpu queue.
 """
 
 from __future__ import annotations
@@ -24,19 +44,337 @@ from cdktf_cdktf_provider_aws.sfn_state_machine import (
 )
 from constructs import Construct
 
+from conf.pipeline import EXECUTION_TIMEOUT_SECONDS, PipelineSpec, Step
 from conf.profile import WorkflowSettings
 from modules import asl
 from modules.alerting import AlertTopic
-from modules.batch_compute import BatchCompute
+from modules.batch_compute import PRIORITY_QUEUES, BatchCompute
+from modules.data_lake import DataLake
 from modules.encryption import PipelineKey
 from modules.functions import PythonFunction
 from modules.iam import GrantableRole, GrantableRoleProps, statement
 from modules.logs import LogGroup, LogGroupProps
 
-EXECUTION_TIMEOUT_SECONDS = 7200
 BATCH_EVENTS_RULE = "StepFunctionsGetEventsForBatchJobsRule"
-STAGES = ("Stage0", "Stage1", "Stage2")
 EXECUTION_ID = "$$.Execution.Name"  # the short id; S3 prefixes and every log line carry it
+DEFAULT_PRIORITY = "normal"
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The ARNs and names the definition points at (tokens in a stack, strings in unit tests)."""
+
+    region: str
+    account_id: str
+    state_machine_name: str
+    topic_arn: str
+    functions: dict[str, tuple[str, int]]  # step -> (function ARN, time-out seconds)
+    job_definitions: dict[str, tuple[str, str]]  # step -> (definition ARN, ARN prefix without revision)
+    job_timeouts: dict[str, int]
+    priority_queues: dict[str, str]  # high/normal/low -> queue ARN (GPU steps)
+    cpu_queue: str
+    buckets: dict[str, tuple[str, str]]  # data-lake bucket -> (name, ARN)
+
+    @property
+    def state_machine_arn(self) -> str:
+        """Built from the name: the role's policy cannot reference the machine it is given to."""
+        return f"arn:aws:states:{self.region}:{self.account_id}:stateMachine:{self.state_machine_name}"
+
+
+@dataclass
+class Built:
+    """A definition under construction: its states and the statements its tasks need."""
+
+    states: dict[str, dict]
+    statements: list[dict]
+
+    def add(self, states: dict[str, dict], *statements: dict) -> None:
+        self.states.update(states)
+        self.statements.extend(s for s in statements if s not in self.statements)
+
+
+def _guarded(name: str, state: dict, transient: list[str], next_state: str, attempts: int) -> dict[str, dict]:
+    """A Task (or Map) with retries and a catch that records this state's name for NotifyFailure."""
+    return {
+        name: asl.then(
+            asl.catching(asl.retrying(state, transient, max_attempts=attempts), f"{name}Failed"), next_state
+        ),
+        f"{name}Failed": asl.mark_failed(name, "NotifyFailure"),
+    }
+
+
+def lambda_step(step: Step, t: Targets, *, after_plan: bool, next_state: str, attempts: int) -> tuple[dict, list]:
+    arn, timeout = t.functions[step.name]
+    payload = {"execution_id.$": EXECUTION_ID, "manifest.$": "$.manifest"}
+    if after_plan:
+        payload["shard_count.$"] = "$.fan_out.plan.shards"
+    state = asl.lambda_task(
+        arn,
+        payload,
+        result_selector={f"{k}.$": f"$.Payload.{k}" for k in step.outputs} or {"Payload.$": "$.Payload"},
+        result_path=step.result_path,
+        timeout=timeout + 30,
+    )
+    return _guarded(step.state, state, asl.LAMBDA_TRANSIENT, next_state, attempts), [
+        statement(["lambda:InvokeFunction"], [arn, f"{arn}:*"])
+    ]
+
+
+def batch_job(step: Step, t: Targets, *, shard: dict, environment: list[dict]) -> tuple[dict, list]:
+    """One job of ``step``; Batch retries spot reclaims itself, the workflow retries once more.
+    A GPU step goes to the queue the execution's priority picked (``$.queue``), a CPU step to the
+    cpu queue. Returns the state and what submitting it and waiting for it (``.sync``) needs."""
+    definition_arn, definition_prefix = t.job_definitions[step.name]
+    gpu = step.resources is not None and step.resources.compute == "gpu"
+    job = asl.batch_job_task(
+        job_name=step.name,
+        queue_arn=t.cpu_queue,
+        job_definition_arn=definition_arn,
+        parameters={"manifest.$": "$.manifest", "execution_id.$": "$.execution_id", **shard},
+        environment=[{"Name": "EXECUTION_ID", "Value.$": "$.execution_id"}, *environment],
+        timeout=t.job_timeouts[step.name] * 3 + 600,
+    )
+    if gpu:
+        job["Parameters"].pop("JobQueue")
+        job["Parameters"]["JobQueue.$"] = "$.queue"
+    queues = list(t.priority_queues.values()) if gpu else [t.cpu_queue]
+    return asl.retrying(job, ["States.TaskFailed"], max_attempts=1, interval=30), [
+        statement(["batch:SubmitJob"], [*queues, f"{definition_prefix}:*"]),
+        # Batch supports no resource-level permissions for DescribeJobs; TerminateJob takes job ARNs.
+        statement(["batch:DescribeJobs"], ["*"]),
+        statement(["batch:TerminateJob"], [f"arn:aws:batch:{t.region}:{t.account_id}:job/*"]),
+        statement(
+            ["events:DescribeRule", "events:PutRule", "events:PutTargets"],
+            [f"arn:aws:events:{t.region}:{t.account_id}:rule/{BATCH_EVENTS_RULE}"],
+        ),
+    ]
+
+
+def once_step(step: Step, t: Targets, *, next_state: str, attempts: int) -> tuple[dict, list]:
+    environment = []
+    if step.plans_shards:
+        environment = [
+            {"Name": "EXECUTION_STARTED_AT", "Value.$": "$$.Execution.StartTime"},
+            {"Name": "EXECUTION_INPUT", "Value.$": "States.JsonToString($$.Execution.Input)"},
+        ]
+    state, statements = batch_job(step, t, shard={"shard": "0"}, environment=environment)
+    return _guarded(step.state, state, asl.BATCH_TRANSIENT, next_state, attempts), statements
+
+
+def plan_states(planner: Step, t: Targets, *, next_state: str, attempts: int) -> tuple[dict, list]:
+    """Read the planner's verdict into the state and stop a refused manifest before any GPU job."""
+    bucket, bucket_arn = t.buckets[planner.writes.bucket]
+    prefix = planner.writes.prefix
+    read = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::aws-sdk:s3:getObject",
+        "Parameters": {"Bucket": bucket, "Key.$": f"States.Format('{prefix}/{{}}/plan.json', $.execution_id)"},
+        "ResultSelector": {"plan.$": "States.StringToJson($.Body)"},
+        "ResultPath": "$.fan_out",
+    }
+    states = _guarded("ReadPlan", read, ["S3.SdkClientException", "S3.S3Exception"], "PlanAccepted", attempts)
+    states["PlanAccepted"] = asl.boolean_choice(
+        "$.fan_out.plan.accepted", if_true=next_state, otherwise="NotifyRefused"
+    )
+    states["NotifyRefused"] = asl.then(
+        asl.catching(
+            asl.retrying(
+                asl.sns_publish_task(
+                    t.topic_arn,
+                    subject="Odins Ravne: manifest refused",
+                    message_format="Execution {} refused: {}",
+                    message_args=[EXECUTION_ID, "$.fan_out.plan.reason"],
+                ),
+                asl.SNS_TRANSIENT,
+                max_attempts=attempts,
+            ),
+            "ManifestRefused",
+        ),
+        "ManifestRefused",
+    )
+    states["ManifestRefused"] = {"Type": "Fail", "Error": "ManifestRefused", "CausePath": "$.fan_out.plan.reason"}
+    # The plan and the shard list (the Distributed Map's ItemReader) live under the planner's prefix.
+    return states, [statement(["s3:GetObject"], [f"{bucket_arn}/{prefix}/*"])]
+
+
+def shard_map(group: tuple[Step, ...], planner: Step, t: Targets, settings: WorkflowSettings) -> tuple[dict, list]:
+    """A Distributed Map over the planner's shard list; each child runs ``group`` for one shard."""
+    states: dict[str, dict] = {}
+    statements: list[dict] = []
+    for index, step in enumerate(group):
+        state, needs = batch_job(step, t, shard={"shard.$": "$.shard"}, environment=[])
+        last = index == len(group) - 1
+        # A child's output is {}: a Map gathers every child's output, 10,000 of them must stay small.
+        states[step.state] = (
+            {**asl.then(state, None), "OutputPath": None} if last else asl.then(state, group[index + 1].state)
+        )
+        statements.extend(n for n in needs if n not in statements)
+    bucket, _ = t.buckets[planner.writes.bucket]
+    machine = asl.distributed_map(
+        bucket=bucket,
+        key_path="$.fan_out.plan.shards_key",
+        item_selector={
+            "manifest.$": "$.manifest",
+            "execution_id.$": "$.execution_id",
+            "queue.$": "$.queue",
+            "shard.$": "States.Format('{}', $$.Map.Item.Value.shard)",
+        },
+        processor_start=group[0].state,
+        processor_states=states,
+        max_concurrency=settings.max_concurrency,
+    )
+    executions = f"arn:aws:states:{t.region}:{t.account_id}:execution:{t.state_machine_name}/*"
+    statements += [
+        statement(["states:StartExecution"], [t.state_machine_arn]),
+        statement(["states:DescribeExecution", "states:StopExecution"], [executions]),
+    ]
+    return machine, statements
+
+
+def map_name(group: tuple[Step, ...]) -> str:
+    return group[0].state if len(group) == 1 else f"{group[0].state}To{group[-1].state}"
+
+
+def build_definition(spec: PipelineSpec, t: Targets, settings: WorkflowSettings) -> Built:
+    """The ASL document and the statements it needs (pure: unit-testable without synth)."""
+    attempts = settings.max_attempts
+    built = Built(states={}, statements=[])
+    # The spec's steps in order, consecutive per-shard steps as one group.
+    units: list[Step | tuple[Step, ...]] = []
+    for step in spec.steps:
+        if step.fan_out == "per_shard" and units and isinstance(units[-1], tuple):
+            units[-1] = (*units[-1], step)
+        else:
+            units.append((step,) if step.fan_out == "per_shard" else step)
+
+    def name(unit: Step | tuple[Step, ...]) -> str:
+        return map_name(unit) if isinstance(unit, tuple) else unit.state
+
+    planner, routed, planned = spec.planner, False, False
+    for index, unit in enumerate(units):
+        following = name(units[index + 1]) if index + 1 < len(units) else "Succeeded"
+        if not routed and not (isinstance(unit, Step) and unit.gate):
+            built.add(routing(t, first=name(unit)))
+            routed = True
+        if isinstance(unit, tuple):
+            state, needs = shard_map(unit, planner, t, settings)
+            built.add(_guarded(name(unit), state, asl.BATCH_TRANSIENT, following, attempts), *needs)
+        elif unit.runs_on == "lambda":
+            after = "BudgetAllowed" if unit.gate else following
+            states, needs = lambda_step(unit, t, after_plan=planned, next_state=after, attempts=attempts)
+            built.add(states, *needs)
+            if unit.gate:
+                built.add(gate_states(unit, t, allowed="Route", attempts=attempts))
+        else:
+            after = "ReadPlan" if unit.plans_shards else following
+            states, needs = once_step(unit, t, next_state=after, attempts=attempts)
+            built.add(states, *needs)
+            if unit.plans_shards:
+                states, needs = plan_states(unit, t, next_state=following, attempts=attempts)
+                built.add(states, *needs)
+                planned = True
+    built.add(failure_states(t, attempts))
+    built.states["Succeeded"] = {"Type": "Succeed"}
+    return built
+
+
+def definition(built: Built, spec: PipelineSpec) -> dict:
+    return {
+        "Comment": "Odins Ravne: " + " -> ".join(s.state for s in spec.steps),
+        "StartAt": spec.steps[0].state if spec.steps[0].gate else "Route",
+        "TimeoutSeconds": EXECUTION_TIMEOUT_SECONDS,
+        "States": built.states,
+    }
+
+
+def routing(t: Targets, *, first: str) -> dict[str, dict]:
+    """``priority`` (absent: normal) picks the GPU queue into ``$.queue``; anything else is refused."""
+    states: dict[str, dict] = {
+        "Route": {
+            "Type": "Choice",
+            "Choices": [
+                {"Not": {"Variable": "$.priority", "IsPresent": True}, "Next": f"Priority{DEFAULT_PRIORITY.title()}"},
+                *(
+                    {"Variable": "$.priority", "StringEquals": p, "Next": f"Priority{p.title()}"}
+                    for p in PRIORITY_QUEUES
+                ),
+            ],
+            "Default": "InvalidPriority",
+        },
+        "InvalidPriority": {
+            "Type": "Fail",
+            "Error": "InvalidInput",
+            "Cause": f"priority must be one of {', '.join(PRIORITY_QUEUES)} (or absent for {DEFAULT_PRIORITY})",
+        },
+    }
+    for priority in PRIORITY_QUEUES:
+        states[f"Priority{priority.title()}"] = {
+            "Type": "Pass",
+            "Parameters": {
+                "manifest.$": "$.manifest",
+                "execution_id.$": EXECUTION_ID,
+                "guard.$": "$.guard",
+                "priority": priority,
+                "queue": t.priority_queues[priority],
+            },
+            "Next": first,
+        }
+    return states
+
+
+def gate_states(step: Step, t: Targets, *, allowed: str, attempts: int) -> dict[str, dict]:
+    return {
+        "BudgetAllowed": asl.boolean_choice(
+            f"{step.result_path}.allowed", if_true=allowed, otherwise="NotifyBudgetExceeded"
+        ),
+        "NotifyBudgetExceeded": asl.then(
+            asl.catching(
+                asl.retrying(
+                    asl.sns_publish_task(
+                        t.topic_arn,
+                        subject="Odins Ravne: execution refused by the budget guard",
+                        message_format="Execution {} refused: {}",
+                        message_args=[EXECUTION_ID, f"{step.result_path}.reason"],
+                    ),
+                    asl.SNS_TRANSIENT,
+                    max_attempts=attempts,
+                ),
+                "BudgetExceeded",
+            ),
+            "BudgetExceeded",
+        ),
+        "BudgetExceeded": {
+            "Type": "Fail",
+            "Error": "BudgetExceeded",
+            "Cause": "The budget guard refused the execution (see the alert topic)",
+        },
+    }
+
+
+def failure_states(t: Targets, attempts: int) -> dict[str, dict]:
+    return {
+        "NotifyFailure": asl.then(
+            asl.catching(
+                asl.retrying(
+                    asl.sns_publish_task(
+                        t.topic_arn,
+                        subject="Odins Ravne: pipeline execution failed",
+                        message_format="Execution {} failed in state {}: {}",
+                        message_args=[EXECUTION_ID, "$.failed_state", "$.error.Error"],
+                    ),
+                    asl.SNS_TRANSIENT,
+                    max_attempts=attempts,
+                ),
+                "Failed",
+            ),
+            "Failed",
+        ),
+        "Failed": {
+            "Type": "Fail",
+            "Error": "PipelineFailed",
+            "Cause": "A pipeline state failed (see the alert topic)",
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -45,171 +383,13 @@ class WorkflowProps:
     region: str
     account_id: str
     settings: WorkflowSettings
+    spec: PipelineSpec
     key: PipelineKey
     alerts: AlertTopic
     batch: BatchCompute
-    guard_budget: PythonFunction
-    weather_enrichment: PythonFunction
-    write_parquet: PythonFunction
+    functions: dict[str, PythonFunction]
+    data_lake: DataLake
     log_retention_days: int
-    raw_bucket_name: str
-
-
-def build_definition(
-    *,
-    guard_arn: str,
-    weather_arn: str,
-    parquet_arn: str,
-    topic_arn: str,
-    queue_arns: dict[str, str],
-    job_definitions: dict[str, str],
-    job_timeouts: dict[str, int],
-    lambda_timeouts: dict[str, int],
-    settings: WorkflowSettings,
-) -> dict:
-    """The ASL document as a dict (pure: unit-testable without synth)."""
-    attempts = settings.max_attempts
-    states: dict[str, dict] = {}
-
-    def task(name: str, state: dict, transient: list[str], next_state: str) -> None:
-        """A Task (or Map) with retries and a catch that reports this state's name."""
-        states[name] = asl.then(
-            asl.catching(asl.retrying(state, transient, max_attempts=attempts), f"{name}Failed"), next_state
-        )
-        states[f"{name}Failed"] = asl.mark_failed(name, "NotifyFailure")
-
-    def lambda_step(name: str, arn: str, payload: dict, selector: dict, result_path: str, next_state: str) -> None:
-        task(
-            name,
-            asl.lambda_task(
-                arn, payload, result_selector=selector, result_path=result_path, timeout=lambda_timeouts[name] + 30
-            ),
-            asl.LAMBDA_TRANSIENT,
-            next_state,
-        )
-
-    def batch_job(stage: str, shard: dict[str, str]) -> dict:
-        """One job of ``stage``; Batch retries spot reclaims itself, the workflow retries once more."""
-        job = asl.batch_job_task(
-            job_name=stage.lower(),
-            queue_arn=queue_arns[stage.lower()],
-            job_definition_arn=job_definitions[stage.lower()],
-            parameters={"manifest.$": "$.manifest", "execution_id.$": "$.execution_id", **shard},
-            environment=[{"Name": "EXECUTION_ID", "Value.$": "$.execution_id"}],
-            timeout=job_timeouts[stage.lower()] * 3 + 600,
-        )
-        return asl.retrying(job, ["States.TaskFailed"], max_attempts=1, interval=30)
-
-    ids = {"execution_id.$": EXECUTION_ID, "manifest.$": "$.manifest"}
-    lambda_step(
-        "GuardBudget",
-        guard_arn,
-        ids,
-        {
-            "allowed.$": "$.Payload.allowed",
-            "reason.$": "$.Payload.reason",
-            "spent.$": "$.Payload.spent",
-            "limit.$": "$.Payload.limit",
-        },
-        "$.guard",
-        "BudgetAllowed",
-    )
-    states["BudgetAllowed"] = asl.boolean_choice("$.guard.allowed", if_true="Prepare", otherwise="NotifyBudgetExceeded")
-    states["NotifyBudgetExceeded"] = asl.then(
-        asl.catching(
-            asl.retrying(
-                asl.sns_publish_task(
-                    topic_arn,
-                    subject="Odins Ravne: execution refused by the budget guard",
-                    message_format="Execution {} refused: {}",
-                    message_args=[EXECUTION_ID, "$.guard.reason"],
-                ),
-                asl.SNS_TRANSIENT,
-                max_attempts=attempts,
-            ),
-            "BudgetExceeded",
-        ),
-        "BudgetExceeded",
-    )
-    states["BudgetExceeded"] = {
-        "Type": "Fail",
-        "Error": "BudgetExceeded",
-        "Cause": "The budget guard refused the execution (see the alert topic)",
-    }
-    states["Prepare"] = {
-        "Type": "Pass",
-        "Parameters": {
-            "manifest.$": "$.manifest",
-            "execution_id.$": EXECUTION_ID,
-            "guard.$": "$.guard",
-            "shards": list(range(settings.shard_count)),
-        },
-        "Next": "Stage0",
-    }
-    task("Stage0", batch_job("Stage0", {"shard": "0"}), asl.BATCH_TRANSIENT, "Stage1")
-    for stage, next_state in (("Stage1", "Stage2"), ("Stage2", "WeatherEnrichment")):
-        shard_state = f"{stage}Shard"
-        task(
-            stage,
-            asl.map_state(
-                items_path="$.shards",
-                item_selector={
-                    "manifest.$": "$.manifest",
-                    "execution_id.$": "$.execution_id",
-                    "shard.$": "States.Format('{}', $$.Map.Item.Value)",
-                },
-                processor_start=shard_state,
-                processor_states={shard_state: asl.then(batch_job(stage, {"shard.$": "$.shard"}), None)},
-                max_concurrency=settings.max_concurrency,
-            ),
-            asl.BATCH_TRANSIENT,
-            next_state,
-        )
-    counts = {"execution_id.$": "$.execution_id", "shard_count": settings.shard_count}
-    lambda_step(
-        "WeatherEnrichment",
-        weather_arn,
-        counts,
-        {"enriched.$": "$.Payload.enriched", "failed.$": "$.Payload.failed"},
-        "$.weather",
-        "WriteParquet",
-    )
-    lambda_step(
-        "WriteParquet",
-        parquet_arn,
-        counts,
-        {"objects.$": "$.Payload.objects", "rows.$": "$.Payload.rows"},
-        "$.parquet",
-        "Succeeded",
-    )
-    states["Succeeded"] = {"Type": "Succeed"}
-    states["NotifyFailure"] = asl.then(
-        asl.catching(
-            asl.retrying(
-                asl.sns_publish_task(
-                    topic_arn,
-                    subject="Odins Ravne: pipeline execution failed",
-                    message_format="Execution {} failed in state {}: {}",
-                    message_args=[EXECUTION_ID, "$.failed_state", "$.error.Error"],
-                ),
-                asl.SNS_TRANSIENT,
-                max_attempts=attempts,
-            ),
-            "Failed",
-        ),
-        "Failed",
-    )
-    states["Failed"] = {
-        "Type": "Fail",
-        "Error": "PipelineFailed",
-        "Cause": "A pipeline state failed (see the alert topic)",
-    }
-    return {
-        "Comment": "Odins Ravne: GuardBudget -> Stage0 -> Stage1 -> Stage2 -> WeatherEnrichment -> WriteParquet",
-        "StartAt": "GuardBudget",
-        "TimeoutSeconds": EXECUTION_TIMEOUT_SECONDS,
-        "States": states,
-    }
 
 
 class Workflow(Construct):
@@ -226,21 +406,29 @@ class Workflow(Construct):
                 source_account=props.account_id,
             ),
         )
-        for function in (props.guard_budget, props.weather_enrichment, props.write_parquet):
-            function.grant_invoke(self.role)
-        by_queue: dict[str, list[str]] = {}
-        for stage in props.batch.job_definitions:
-            by_queue.setdefault(props.batch.queue_for(stage), []).append(stage)
-        for queue, stages in by_queue.items():
-            props.batch.grant_submit(self.role, queue, stages)
+        batch, lake = props.batch, props.data_lake
+        targets = Targets(
+            region=props.region,
+            account_id=props.account_id,
+            state_machine_name=name,
+            topic_arn=props.alerts.topic_arn,
+            functions={
+                s.name: (props.functions[s.name].function_arn, props.functions[s.name].timeout_seconds)
+                for s in props.spec.lambda_steps
+            },
+            job_definitions={
+                s.name: (batch.job_definition_arn(s.name), batch.job_definition_arn_prefix(s.name))
+                for s in props.spec.batch_steps
+            },
+            job_timeouts={s: r.timeout_seconds for s, r in batch.resources.items()},
+            priority_queues={p: batch.queue_arn(p) for p in PRIORITY_QUEUES},
+            cpu_queue=batch.queue_arn("cpu"),
+            buckets={n: (b.bucket_name, b.bucket_arn) for n, b in lake.buckets.items()},
+        )
+        built = build_definition(props.spec, targets, props.settings)
+        self.definition = definition(built, props.spec)
         self.role.add_statements(
-            # Batch supports no resource-level permissions for DescribeJobs; TerminateJob takes job ARNs.
-            statement(["batch:DescribeJobs"], ["*"]),
-            statement(["batch:TerminateJob"], [f"arn:aws:batch:{props.region}:{props.account_id}:job/*"]),
-            statement(
-                ["events:DescribeRule", "events:PutRule", "events:PutTargets"],
-                [f"arn:aws:events:{props.region}:{props.account_id}:rule/{BATCH_EVENTS_RULE}"],
-            ),
+            *built.statements,
             # CloudWatch Logs vended-log delivery APIs accept no resource ARN.
             statement(
                 [
@@ -274,24 +462,8 @@ class Workflow(Construct):
             LogGroupProps(
                 name=f"/aws/vendedlogs/states/{name}",
                 retention_days=props.log_retention_days,
-                kms_key_arn=props.key.key_arn,
+                key=props.key,
             ),
-        )
-        batch = props.batch
-        self.definition = build_definition(
-            guard_arn=props.guard_budget.function_arn,
-            weather_arn=props.weather_enrichment.function_arn,
-            parquet_arn=props.write_parquet.function_arn,
-            topic_arn=props.alerts.topic_arn,
-            queue_arns={s: batch.queue_arn(batch.queue_for(s)) for s in batch.job_definitions},
-            job_definitions={s: batch.job_definition_arn(s) for s in batch.job_definitions},
-            job_timeouts={s: spec.timeout_seconds for s, spec in batch.props.settings.stages.items()},
-            lambda_timeouts={
-                "GuardBudget": props.guard_budget.timeout_seconds,
-                "WeatherEnrichment": props.weather_enrichment.timeout_seconds,
-                "WriteParquet": props.write_parquet.timeout_seconds,
-            },
-            settings=props.settings,
         )
         self.state_machine = SfnStateMachine(
             self,
@@ -328,7 +500,7 @@ class Workflow(Construct):
                     "source": ["aws.s3"],
                     "detail-type": ["Object Created"],
                     "detail": {
-                        "bucket": {"name": [props.raw_bucket_name]},
+                        "bucket": {"name": [props.data_lake.raw.bucket_name]},
                         "object": {"key": [{"prefix": "manifests/"}]},
                     },
                 }

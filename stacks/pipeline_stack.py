@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 from cdktf import TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from constructs import Construct
 
 from conf import Profile
+from conf.pipeline import PIPELINE, SUPPORT_FUNCTIONS, PipelineSpec, fan_out_settings
 from modules.alerting import AlertTopic, AlertTopicProps
 from modules.backend import configure_backend
-from modules.batch_compute import BatchCompute, BatchComputeProps, StageIo
+from modules.batch_compute import BatchCompute, BatchComputeProps
 from modules.budget import PipelineBudget, PipelineBudgetProps
 from modules.container_registry import StageRepositories, StageRepositoriesProps
 from modules.data_lake import DataLake, DataLakeProps
@@ -22,27 +25,22 @@ from modules.parameters import PipelineParameters, PipelineParametersProps
 from modules.provider import default_tags, pipeline_provider
 from modules.workflow import Workflow, WorkflowProps
 
-# The stage data contract (images/README.md): each stage reads its inputs and writes one prefix.
-STAGE_IO = {
-    "stage0": StageIo(reads=(("raw", "manifests"), ("raw", "images")), writes=("processed", "stage0")),
-    "stage1": StageIo(reads=(("processed", "stage0"),), writes=("processed", "stage1")),
-    "stage2": StageIo(reads=(("processed", "stage1"),), writes=("processed", "stage2")),
-}
-
 
 def pipeline_stack_id(profile: Profile) -> str:
     return f"pipeline-{profile.name}"
 
 
 class PipelineStack(TerraformStack):
-    """Composes the pipeline's modules from one profile; nothing here branches on the env name."""
+    """Composes the pipeline's modules from one profile and the pipeline spec (conf/pipeline.py);
+    nothing here branches on the env name, and nothing names a step except the wiring a step's
+    own code needs (the budget guard's budget, the weather provider's settings)."""
 
-    def __init__(self, scope: Construct, profile: Profile) -> None:
+    def __init__(self, scope: Construct, profile: Profile, spec: PipelineSpec = PIPELINE) -> None:
         stack_id = pipeline_stack_id(profile)
         super().__init__(scope, stack_id)
         if profile.permissions_boundary_arn:
             apply_permissions_boundary(self, profile.permissions_boundary_arn)
-        self.profile = profile
+        self.profile, self.spec = profile, spec
         configure_backend(self, stack_id, profile)
         pipeline_provider(self, profile)
         replica_region = profile.data_lake.replica_region
@@ -72,7 +70,7 @@ class PipelineStack(TerraformStack):
                 az_count=profile.network.az_count,
                 egress=profile.network.egress,
                 log_retention_days=profile.logs.retention_days,
-                kms_key_arn=self.key.key_arn,
+                key=self.key,
                 account_id=account_id,
             ),
         )
@@ -93,8 +91,8 @@ class PipelineStack(TerraformStack):
             "ecr",
             StageRepositoriesProps(
                 prefix=prefix,
-                stages=tuple(STAGE_IO),
-                kms_key_arn=self.key.key_arn,
+                stages=tuple(s.name for s in spec.batch_steps),
+                key=self.key,
                 keep_last_images=profile.ecr.keep_last_images,
                 force_delete=profile.data_lake.force_destroy,
             ),
@@ -108,15 +106,15 @@ class PipelineStack(TerraformStack):
                 region=profile.region,
                 account_id=account_id,
                 settings=profile.batch,
-                stage_io=STAGE_IO,
+                spec=spec,
+                stage_environment=self._planner_environment(profile, spec),
                 subnet_ids=self.network.private_subnet_ids,
                 security_group_ids=[self.network.batch_security_group_id],
                 data_lake=self.data_lake,
                 repositories=self.repositories,
                 log_retention_days=profile.logs.retention_days,
-                kms_key_arn=self.key.key_arn,
+                key=self.key,
                 log_level=profile.log_level,
-                shard_count=profile.workflow.shard_count,
                 cost_tags=default_tags(profile),
             ),
         )
@@ -168,14 +166,13 @@ class PipelineStack(TerraformStack):
                 region=profile.region,
                 account_id=account_id,
                 settings=profile.workflow,
+                spec=spec,
                 key=self.key,
                 alerts=self.alerts,
                 batch=self.batch,
-                guard_budget=self.functions["guard_budget"],
-                weather_enrichment=self.functions["weather_enrichment"],
-                write_parquet=self.functions["write_parquet"],
+                functions=self.functions,
+                data_lake=self.data_lake,
                 log_retention_days=profile.logs.retention_days,
-                raw_bucket_name=self.data_lake.raw.bucket_name,
             ),
         )
 
@@ -205,7 +202,7 @@ class PipelineStack(TerraformStack):
             TerraformOutput(self, f"bucket_{name}", value=bucket.bucket_name, description=f"{name} bucket")
         for name in self.batch.queues:
             TerraformOutput(self, f"job_queue_{name}_arn", value=self.batch.queue_arn(name))
-        for stage in STAGE_IO:
+        for stage in self.batch.job_definitions:
             TerraformOutput(self, f"job_definition_{stage}_arn", value=self.batch.job_definition_arn(stage))
             TerraformOutput(self, f"ecr_{stage}_url", value=self.repositories.url(stage))
         TerraformOutput(self, "vpc_id", value=self.network.vpc_id)
@@ -214,17 +211,34 @@ class PipelineStack(TerraformStack):
             "stage_images",
             description="Image URI (with tag) each job definition runs",
             value={
-                stage: f"{self.repositories.url(stage)}:{spec.image_tag}"
-                for stage, spec in profile.batch.stages.items()
+                stage: f"{self.repositories.url(stage)}:{resources.image_tag}"
+                for stage, resources in self.batch.resources.items()
             },
         )
         render_grants()
 
+    @staticmethod
+    def _planner_environment(profile: Profile, spec: PipelineSpec) -> dict[str, dict[str, str]]:
+        planner = spec.planner
+        if planner is None:
+            return {}
+        settings = fan_out_settings(
+            spec,
+            profile.batch.resources(spec),
+            images_per_shard=profile.workflow.images_per_shard,
+            concurrency=profile.workflow.max_concurrency,
+            job_overhead_seconds=profile.workflow.job_overhead_seconds,
+            fleet_start_seconds=profile.workflow.fleet_start_seconds,
+            function_timeouts={n: f.timeout_seconds for n, f in profile.functions.specs.items()},
+        )
+        return {planner.name: {"FAN_OUT": json.dumps(settings, sort_keys=True)}}
+
     def _functions(self, profile: Profile, account_id: str) -> dict[str, PythonFunction]:
-        """The four handlers of lambda_src/, each granted exactly what its code calls."""
+        """A function per Lambda step of the spec plus the support functions. Each gets its data
+        grants and prefixes from the spec; the wiring its own code needs is added by name."""
         lake, params, batch = self.data_lake, self.parameters, self.batch
         weather = profile.weather
-        environments = {
+        wiring = {
             "guard_budget": {
                 "BUDGET_NAME": self.budget.budget_name,
                 "ACCOUNT_ID": account_id,
@@ -232,15 +246,10 @@ class PipelineStack(TerraformStack):
                 "GUARD_THRESHOLD_PCT": "100",
             },
             "weather_enrichment": {
-                "PROCESSED_BUCKET": lake.processed.bucket_name,
                 "WEATHER_BASE_URL": weather.base_url,
                 "WEATHER_CONNECT_TIMEOUT": str(weather.connect_timeout_seconds),
                 "WEATHER_READ_TIMEOUT": str(weather.read_timeout_seconds),
                 "WEATHER_MAX_RETRIES": str(weather.max_retries),
-            },
-            "write_parquet": {
-                "PROCESSED_BUCKET": lake.processed.bucket_name,
-                "CURATED_BUCKET": lake.curated.bucket_name,
             },
             "budget_shutdown": {
                 "JOB_QUEUES": ",".join(batch.queue_arns.values()),
@@ -249,39 +258,43 @@ class PipelineStack(TerraformStack):
                 "SHUTDOWN_STATE_PARAMETER": params.shutdown_state.name,
             },
         }
-        descriptions = {
-            "guard_budget": "Refuses executions when the budget or the kill switch says so",
-            "weather_enrichment": "Adds hourly weather to detection records",
-            "write_parquet": "Writes the curated Parquet dataset",
-            "budget_shutdown": "Stops Batch spending at 100 % of the budget; resumes on request",
-        }
-        layers = {"write_parquet": (profile.functions.pandas_layer_arn,) if profile.functions.pandas_layer_arn else ()}
-        functions = {
-            name: PythonFunction(
+        steps = {s.name: s for s in self.spec.lambda_steps}
+        descriptions = {**{n: s.description for n, s in steps.items()}, **SUPPORT_FUNCTIONS}
+        layer = profile.functions.pandas_layer_arn
+        functions = {}
+        for name, description in descriptions.items():
+            step = steps.get(name)
+            data = {}
+            if step is not None:
+                touched = {loc.bucket for loc in (*step.reads, *filter(None, [step.writes]))}
+                data = {f"{bucket.upper()}_BUCKET": lake.bucket(bucket).bucket_name for bucket in sorted(touched)}
+                if step.reads:
+                    data["INPUT_PREFIX"] = step.reads[0].prefix
+                if step.writes:
+                    data["OUTPUT_PREFIX"] = step.writes.prefix
+            functions[name] = PythonFunction(
                 self,
                 f"fn-{name.replace('_', '-')}",
                 PythonFunctionProps(
                     prefix=profile.prefix,
                     name=name,
-                    description=descriptions[name],
+                    description=description,
                     spec=profile.functions.specs[name],
                     architecture=profile.functions.architecture,
                     key=self.key,
                     log_retention_days=profile.logs.retention_days,
                     log_level=profile.log_level,
                     account_id=account_id,
-                    environment=env,
-                    layers=layers.get(name, ()),
+                    environment={**data, **wiring.get(name, {})},
+                    layers=(layer,) if layer and step and step.pandas_layer else (),
                 ),
             )
-            for name, env in environments.items()
-        }
+            for location in step.reads if step else ():
+                lake.bucket(location.bucket).grant_read(functions[name].role, location.prefix)
+            if step and step.writes:
+                lake.bucket(step.writes.bucket).grant_write(functions[name].role, step.writes.prefix)
         self.budget.grant_view(functions["guard_budget"].role)
         params.grant_read(functions["guard_budget"].role, params.kill_switch)
-        lake.processed.grant_read(functions["weather_enrichment"].role, "stage2")
-        lake.processed.grant_write(functions["weather_enrichment"].role, "weather")
-        lake.processed.grant_read(functions["write_parquet"].role, "weather")
-        lake.curated.grant_write(functions["write_parquet"].role, "detections")
         batch.grant_scale(functions["budget_shutdown"].role)
         params.grant_write(functions["budget_shutdown"].role, params.kill_switch, params.shutdown_state)
         self.budget.shut_down_with(functions["budget_shutdown"], self.alerts)

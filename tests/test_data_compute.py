@@ -221,13 +221,25 @@ def test_job_roles_least_privilege(synth: SynthResult) -> None:
     stage1 = _policy_statements(synth, "dev", "job-role-stage1")
     resources = [r for s in stage1 for r in s["Resource"]]
     assert all(r.startswith("${aws_") for r in resources), "every ARN is one of this stack's resources"
-    objects = {tuple(s["Action"]): s["Resource"] for s in stage1}
-    assert objects[("s3:GetObject", "s3:GetObjectVersion")] == [
-        "${aws_s3_bucket.data-lake_processed_bucket_FF4A5E15.arn}/stage0/*"
+    objects: dict[tuple, list[str]] = {}
+    for st in stage1:
+        objects.setdefault(tuple(st["Action"]), []).extend(st["Resource"])
+    # Its shard list from stage0 and the shard's images (conf/pipeline.py), nothing else.
+    assert sorted(objects[("s3:GetObject", "s3:GetObjectVersion")]) == [
+        "${aws_s3_bucket.data-lake_processed_bucket_FF4A5E15.arn}/stage0/*",
+        "${aws_s3_bucket.data-lake_raw_bucket_72556160.arn}/images/*",
     ]
     assert objects[("s3:AbortMultipartUpload", "s3:PutObject")] == [
         "${aws_s3_bucket.data-lake_processed_bucket_FF4A5E15.arn}/stage1/*"
     ]
     listings = [s for s in stage1 if s["Action"] == ["s3:ListBucket"]]
-    assert {tuple(s["Condition"]["StringLike"]["s3:prefix"]) for s in listings} == {("stage0/*",), ("stage1/*",)}
-    assert not any("raw" in r for r in resources), "stage1 never touches raw"
+    assert {tuple(s["Condition"]["StringLike"]["s3:prefix"]) for s in listings} == {
+        ("images/*",),
+        ("stage0/*",),
+        ("stage1/*",),
+    }
+    raw = {r for r in resources if "raw_bucket" in r}
+    assert raw == {
+        "${aws_s3_bucket.data-lake_raw_bucket_72556160.arn}",
+        "${aws_s3_bucket.data-lake_raw_bucket_72556160.arn}/images/*",
+    }

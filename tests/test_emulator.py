@@ -18,10 +18,22 @@ import pytest
 pytestmark = pytest.mark.emulator
 
 
-def run_pipeline():
-    from local.run import run
+TOP = ["GuardBudget", "Stage0", "Stage1ToStage2", "WeatherEnrichment", "WriteParquet"]
 
-    return run(timeout=240, wait_for_trigger=0.5)
+
+def run_pipeline(**kwargs):
+    from pipeline_ops.run import run
+
+    return run(timeout=240, wait_for_trigger=0.5, **kwargs)
+
+
+def weather_statuses(aws, execution_arn: str) -> list[str]:
+    """What WeatherEnrichment wrote for each record (the reason when a lookup failed)."""
+    processed = next(b["Name"] for b in aws["s3"].list_buckets()["Buckets"] if "-processed-" in b["Name"])
+    prefix = f"weather/{execution_arn.rsplit(':', 1)[-1]}/"
+    listed = aws["s3"].list_objects_v2(Bucket=processed, Prefix=prefix).get("Contents", [])
+    bodies = [json.loads(aws["s3"].get_object(Bucket=processed, Key=o["Key"])["Body"].read()) for o in listed]
+    return [r.get("weather_status") for body in bodies for r in body["records"]]
 
 
 def test_replan_has_no_changes(deployed: Path) -> None:
@@ -31,24 +43,22 @@ def test_replan_has_no_changes(deployed: Path) -> None:
 
 
 def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) -> None:
-    from local.run import visited_states
+    from pipeline_ops.run import visited_states
 
     execution_arn, described = run_pipeline()
     assert described["status"] == "SUCCEEDED", described
-    visited = [
-        s
-        for s in visited_states(aws["stepfunctions"], execution_arn)
-        if s in {"GuardBudget", "Stage0", "Stage1", "Stage2", "WeatherEnrichment", "WriteParquet"}
-    ]
-    assert visited == ["GuardBudget", "Stage0", "Stage1", "Stage2", "WeatherEnrichment", "WriteParquet"]
+    visited = [s for s in visited_states(aws["stepfunctions"], execution_arn) if s in TOP]
+    assert visited == TOP
     output = json.loads(described["output"])
-    assert output["guard"]["allowed"] is True and output["weather"] == {"enriched": 3, "failed": 0}
+    assert output["fan_out"]["plan"]["shards"] == 1 and output["fan_out"]["plan"]["valid"] == 3
+    assert output["guard"]["allowed"] is True
+    assert output["weather"] == {"enriched": 3, "failed": 0}, weather_statuses(aws, execution_arn)
     curated = next(b["Name"] for b in aws["s3"].list_buckets()["Buckets"] if "-curated-" in b["Name"])
     keys = {o["Key"] for o in aws["s3"].list_objects_v2(Bucket=curated)["Contents"]}
     assert set(output["parquet"]["objects"]) <= keys and len(output["parquet"]["objects"]) == 2
     assert all(k.endswith(".parquet") and "/date=2026-06-0" in k for k in output["parquet"]["objects"])
 
-    from tools import health
+    from pipeline_ops import health
 
     capsys.readouterr()
     assert health.main([str(deployed), "--emulator"]) == 0
@@ -77,7 +87,7 @@ def messages(aws, url: str) -> list[str]:
 
 
 def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:
-    from local.run import visited_states
+    from pipeline_ops.run import shard_jobs, visited_states
 
     url = alert_queue(aws)
     failures = Path(emulator["state"]) / "batch-failures.json"
@@ -88,23 +98,69 @@ def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:
         failures.unlink()
     assert described["status"] == "FAILED" and described["error"] == "PipelineFailed"
     visited = visited_states(aws["stepfunctions"], execution_arn)
-    assert "Stage2" not in visited and visited[-3:] == ["Stage1Failed", "NotifyFailure", "Failed"]
-    history = aws["stepfunctions"].get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
-    scheduled = [e["taskScheduledEventDetails"] for e in history if e["type"] == "TaskScheduled"]
-    shard_jobs = [
-        d for d in scheduled if d["resourceType"] == "batch" and json.loads(d["parameters"])["JobName"] == "stage1"
-    ]
-    per_shard: dict[str, int] = {}
-    for job in shard_jobs:
-        shard = json.loads(job["parameters"])["Parameters"]["shard"]
-        per_shard[shard] = per_shard.get(shard, 0) + 1
-    assert max(per_shard.values()) == 2, f"a failed shard job is retried exactly once: {per_shard}"
+    assert visited[-3:] == ["Stage1ToStage2Failed", "NotifyFailure", "Failed"]
+    execution_id = execution_arn.rsplit(":", 1)[-1]
+    assert len(shard_jobs(aws["batch"], execution_id, "stage1")) == 2, "the one shard's job is retried exactly once"
+    assert shard_jobs(aws["batch"], execution_id, "stage2") == [], "a shard whose stage1 failed never reaches stage2"
     sent = messages(aws, url)
-    assert any(execution_arn.rsplit(":", 1)[-1] in m and "Stage1" in m for m in sent), sent
+    assert any(execution_id in m and "Stage1ToStage2" in m for m in sent), sent
+
+
+def test_fan_out_runs_shards_at_once_on_the_priority_queue(aws) -> None:
+    """60 images in shards of 10 (the run's own size): six shards, side by side, all on high."""
+    from pipeline_ops.run import most_at_once, shard_jobs
+
+    execution_arn, described = run_pipeline(images=60, options={"priority": "high", "images_per_shard": 10})
+    assert described["status"] == "SUCCEEDED", described
+    output = json.loads(described["output"])
+    assert (output["priority"], output["fan_out"]["plan"]["shards"]) == ("high", 6)
+    assert output["weather"] == {"enriched": 60, "failed": 0}, weather_statuses(aws, execution_arn)
+    execution_id = execution_arn.rsplit(":", 1)[-1]
+    for stage in ("stage1", "stage2"):
+        jobs = shard_jobs(aws["batch"], execution_id, stage)
+        assert sorted(int(j["parameters"]["shard"]) for j in jobs) == list(range(6))
+        assert {j["jobQueue"].rsplit("/", 1)[-1] for j in jobs} == {"odins-ravne-local-high"}
+    assert most_at_once(shard_jobs(aws["batch"], execution_id, "stage1")) >= 3, "shards run side by side"
+
+
+def test_what_cannot_finish_is_refused_before_any_gpu_job(aws) -> None:
+    """1,000 one-image shards need ~84 waves of 12 (3 min each): far past 2 h. Refused with the
+    plan's reason after stage0, before any stage1 job; a bad priority stops even earlier."""
+    from pipeline_ops.run import shard_jobs, visited_states
+
+    url = alert_queue(aws)
+    raw = next(b["Name"] for b in aws["s3"].list_buckets()["Buckets"] if "-raw-" in b["Name"])
+    records = [
+        {"key": f"images/x/{i}.jpg", "site_id": "x", "lat": 60, "lon": 10, "captured_at": "2026-06-01T00:00:00Z"}
+        for i in range(1000)
+    ]
+    aws["s3"].put_object(Bucket=raw, Key="manifests/too-large.json", Body=json.dumps({"images": records}).encode())
+    execution_arn = aws["stepfunctions"].start_execution(
+        stateMachineArn=next(m["stateMachineArn"] for m in aws["stepfunctions"].list_state_machines()["stateMachines"]),
+        input=json.dumps({"manifest": f"s3://{raw}/manifests/too-large.json", "images_per_shard": 1}),
+    )["executionArn"]
+    from pipeline_ops.run import follow
+
+    described = follow(aws["stepfunctions"], execution_arn, 120)
+    assert (described["status"], described["error"]) == ("FAILED", "ManifestRefused")
+    assert described["cause"].startswith("1000 images make 1000 shards of up to 1, 12 at a time: about 4.3 h")
+    assert "split it into manifests of at most 384 images" in described["cause"]
+    assert visited_states(aws["stepfunctions"], execution_arn)[-3:] == [
+        "PlanAccepted",
+        "NotifyRefused",
+        "ManifestRefused",
+    ]
+    assert shard_jobs(aws["batch"], execution_arn.rsplit(":", 1)[-1], "stage1") == []
+    assert any("refused" in m and "split it into manifests" in m for m in messages(aws, url))
+
+    execution_arn, described = run_pipeline(options={"priority": "urgent"})
+    assert (described["status"], described["error"]) == ("FAILED", "InvalidInput")
+    assert described["cause"] == "priority must be one of high, normal, low (or absent for normal)"
+    assert "Stage0" not in visited_states(aws["stepfunctions"], execution_arn)
 
 
 def test_budget_alert_shuts_down_and_guard_refuses(aws, deployed: Path, capsys) -> None:
-    from local.run import visited_states
+    from pipeline_ops.run import visited_states
 
     topic = next(t["TopicArn"] for t in aws["sns"].list_topics()["Topics"] if t["TopicArn"].endswith("-alerts"))
     aws["sns"].publish(
@@ -122,7 +178,7 @@ def test_budget_alert_shuts_down_and_guard_refuses(aws, deployed: Path, capsys) 
     assert {
         c["computeResources"]["maxvCpus"] for c in aws["batch"].describe_compute_environments()["computeEnvironments"]
     } == {0}
-    from tools import health
+    from pipeline_ops import health
 
     capsys.readouterr()
     assert health.main([str(deployed), "--emulator"]) == 1, "a shut-down pipeline is not healthy"
@@ -216,7 +272,7 @@ def test_s3_backend_lockfile_refuses_second_plan(aws, emulator, tmp_path: Path) 
 
 
 def test_images_check_names_each_missing_tag(deployed: Path, aws, capsys) -> None:
-    from tools import images
+    from pipeline_ops import images
 
     planned = images.planned_images(deployed)
     assert [(i.stage, i.repository, i.tag) for i in planned] == [

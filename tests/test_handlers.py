@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
 
-from local import moto_fills, weather_server
+from local import moto_fills
+from pipeline_ops import weather_server
 
 SRC = Path(__file__).resolve().parent.parent / "lambda_src"
 sys.path.insert(0, str(SRC / "_shared"))
@@ -166,6 +167,8 @@ def test_weather_handler_reads_and_writes_shards(loopback_weather, monkeypatch: 
     s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": [RECORD]}))
     monkeypatch.setenv("PROCESSED_BUCKET", "proc")
+    monkeypatch.setenv("INPUT_PREFIX", "stage2")
+    monkeypatch.setenv("OUTPUT_PREFIX", "weather")
     monkeypatch.setenv("WEATHER_BASE_URL", url)
     result = weather.handler({"execution_id": "ex1", "shard_count": 3}, None, s3=s3)
     assert result["shards"] == 1 and result["enriched"] == 1
@@ -224,6 +227,8 @@ def test_parquet_handler_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
     s3.put_object(Bucket="proc", Key="weather/ex1/shard-1.json", Body=json.dumps({"records": ENRICHED}))
     monkeypatch.setenv("PROCESSED_BUCKET", "proc")
     monkeypatch.setenv("CURATED_BUCKET", "cur")
+    monkeypatch.setenv("INPUT_PREFIX", "weather")
+    monkeypatch.setenv("OUTPUT_PREFIX", "detections")
     first = parquet.handler({"execution_id": "ex1", "shard_count": 2}, None, s3=s3)
     bodies = {k: s3.get_object(Bucket="cur", Key=k)["Body"].read() for k in first["objects"]}
     second = parquet.handler({"execution_id": "ex1", "shard_count": 2}, None, s3=s3)

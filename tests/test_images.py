@@ -46,7 +46,7 @@ def test_exec_form_entrypoint_and_no_remote_add(dockerfile: tuple[str, Dockerfil
 
 
 def test_every_stage_has_an_image() -> None:
-    from tools.images import dockerfile_args
+    from pipeline_ops.images import dockerfile_args
 
     for stage in STAGES:
         args = dockerfile_args(stage)

@@ -15,7 +15,7 @@ from modules.functions import package, source_hash
 from tests.conftest import REPO, SynthResult
 
 ENVS = ("local", "dev", "staging", "prod")
-ORDER = ["GuardBudget", "Stage0", "Stage1", "Stage2", "WeatherEnrichment", "WriteParquet"]
+TOP = ["GuardBudget", "Stage0", "Stage1ToStage2", "WeatherEnrichment", "WriteParquet"]
 # Every "Resource": "*" the stacks may contain, with the reason AWS gives no narrower scope.
 STAR_ALLOWED = {
     ("xray:PutTelemetryRecords", "xray:PutTraceSegments"): "X-Ray writes have no resource-level permissions",
@@ -60,20 +60,42 @@ def test_definition_shape(synth: SynthResult, env: str) -> None:
         path.append(name)
         state = doc["States"][name]
         name = state.get("Next") or next((c["Next"] for c in state.get("Choices", [])), None)
-    assert [s for s in path if s in ORDER] == ORDER
+    assert [s for s in path if s in TOP] == TOP
+    assert path[path.index("BudgetAllowed") : path.index("Stage0")] == ["BudgetAllowed", "Route", "PriorityNormal"]
     assert doc["States"]["BudgetAllowed"]["Default"] == "NotifyBudgetExceeded"
     assert doc["States"]["BudgetExceeded"] == {
         "Type": "Fail",
         "Error": "BudgetExceeded",
         "Cause": "The budget guard refused the execution (see the alert topic)",
     }
-    stage1 = doc["States"]["Stage1"]
-    assert stage1["Type"] == "Map" and stage1["MaxConcurrency"] == (8 if env == "prod" else 4)
-    job = stage1["ItemProcessor"]["States"]["Stage1Shard"]
-    assert job["Resource"] == "arn:aws:states:::batch:submitJob.sync"
-    assert job["Parameters"]["ContainerOverrides"]["Environment"] == [
-        {"Name": "EXECUTION_ID", "Value.$": "$.execution_id"}
-    ]
+    # A refused plan stops before the fan-out, with the plan's reason as the cause.
+    assert doc["States"]["PlanAccepted"]["Choices"][0]["Next"] == "Stage1ToStage2"
+    assert doc["States"]["PlanAccepted"]["Default"] == "NotifyRefused"
+    assert doc["States"]["ManifestRefused"] == {
+        "Type": "Fail",
+        "Error": "ManifestRefused",
+        "CausePath": "$.fan_out.plan.reason",
+    }
+    fan_out = doc["States"]["Stage1ToStage2"]
+    assert fan_out["Type"] == "Map" and fan_out["MaxConcurrency"] == (12 if env == "local" else 25)
+    assert fan_out["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert fan_out["ItemReader"]["Parameters"]["Key.$"] == "$.fan_out.plan.shards_key", "the list comes from S3"
+    children = fan_out["ItemProcessor"]["States"]
+    assert fan_out["ItemProcessor"]["StartAt"] == "Stage1" and children["Stage1"]["Next"] == "Stage2"
+    assert children["Stage2"]["End"] is True and children["Stage2"]["OutputPath"] is None
+    for job in children.values():
+        assert job["Resource"] == "arn:aws:states:::batch:submitJob.sync"
+        assert job["Parameters"]["JobQueue.$"] == "$.queue", "GPU steps go to the queue the priority picked"
+        assert job["Parameters"]["ContainerOverrides"]["Environment"] == [
+            {"Name": "EXECUTION_ID", "Value.$": "$.execution_id"}
+        ]
+    stage0 = doc["States"]["Stage0"]["Parameters"]
+    assert "aws_batch_job_queue.batch_queue-cpu_" in stage0["JobQueue"]
+    routes = {c.get("StringEquals"): c["Next"] for c in doc["States"]["Route"]["Choices"]}
+    assert routes == {None: "PriorityNormal", "high": "PriorityHigh", "normal": "PriorityNormal", "low": "PriorityLow"}
+    assert doc["States"]["Route"]["Default"] == "InvalidPriority"
+    for priority in ("high", "normal", "low"):
+        assert f"batch_queue-{priority}_" in doc["States"][f"Priority{priority.title()}"]["Parameters"]["queue"]
 
 
 def test_definition_passes_asl_validator(synth: SynthResult, tmp_path: Path) -> None:
@@ -176,13 +198,22 @@ def test_state_machine_role_is_exact(synth: SynthResult) -> None:
     assert all("aws_lambda_function" in r for r in by_action["lambda:InvokeFunction"])
     assert len(by_action["lambda:InvokeFunction"]) == 6  # three functions, each with ":*" for versions
     submit = by_action["batch:SubmitJob"]
-    # Two queues (GPU stages to normal, the CPU stage to cpu), each with its stages' definitions only.
-    queues = [r for r in submit if "aws_batch_job_queue" in r]
-    assert sorted(q.split(".")[1].split("_")[1] for q in queues) == ["queue-cpu", "queue-normal"]
+    # GPU steps to the three priority queues, the CPU step to cpu, each with its own definition only.
+    queues = {r.split(".")[1].split("_")[1] for r in submit if "aws_batch_job_queue" in r}
+    assert queues == {"queue-cpu", "queue-high", "queue-normal", "queue-low"}
     assert sum("arn_prefix" in r for r in submit) == 3
     assert by_action["events:PutRule"] == [
         "arn:aws:events:eu-north-1:111111111111:rule/StepFunctionsGetEventsForBatchJobsRule"
     ]
     (topic,) = by_action["sns:Publish"]
     assert topic.startswith("${aws_sns_topic.alerts_topic_") and topic.endswith(".arn}")
-    assert "states:StartExecution" not in by_action
+    # The Distributed Map starts child executions of this machine only, and reads the shard list.
+    assert by_action["states:StartExecution"] == [
+        "arn:aws:states:eu-north-1:111111111111:stateMachine:odins-ravne-dev-pipeline"
+    ]
+    assert (
+        by_action["states:DescribeExecution"]
+        == by_action["states:StopExecution"]
+        == ["arn:aws:states:eu-north-1:111111111111:execution:odins-ravne-dev-pipeline/*"]
+    )
+    assert by_action["s3:GetObject"] == ["${aws_s3_bucket.data-lake_processed_bucket_FF4A5E15.arn}/stage0/*"]

@@ -120,12 +120,38 @@ def test_cloud_env_needs_account(profile_dir: Path) -> None:
 
 def test_gpu_stage_needs_gpu(profile_dir: Path) -> None:
     _edit(profile_dir, "prod", "batch.stages.stage1.gpus", 0)
-    _edit(profile_dir, "prod", "batch.stages.stage1.compute", "gpu")
-    for stage in ("stage0", "stage2"):
-        spec = yaml.safe_load((profile_dir / "defaults.yaml").read_text())["batch"]["stages"][stage]
-        _edit(profile_dir, "prod", f"batch.stages.{stage}", spec)
-    with pytest.raises(ProfileError, match=r"batch.stages.stage1.gpus = 0: a gpu stage needs at least 1 gpu"):
+    with pytest.raises(
+        ProfileError, match=r"prod.yaml: batch.stages.stage1.gpus = 0: a gpu stage needs at least 1 gpu$"
+    ):
         load_profile("prod", profile_dir)
+
+
+def test_stage_overrides_name_a_step_of_the_spec(profile_dir: Path) -> None:
+    _edit(profile_dir, "dev", "batch.stages.stage9.vcpus", 2)
+    with pytest.raises(
+        ProfileError,
+        match=r"dev.yaml: batch.stages.stage9 = \{'vcpus': 2\}: no Batch step 'stage9' in "
+        r"conf/pipeline.py; the steps are stage0, stage1, stage2$",
+    ):
+        load_profile("dev", profile_dir)
+    _edit(profile_dir, "dev", "batch.stages", {"stage1": {"image_tag": "0.2.0", "images_per_second": 4.2}})
+    resources = load_profile("dev", profile_dir).batch.resources()
+    assert (resources["stage1"].image_tag, resources["stage1"].images_per_second, resources["stage1"].vcpus) == (
+        "0.2.0",
+        4.2,
+        4,
+    )
+    assert resources["stage2"].image_tag == "0.1.0"
+
+
+def test_concurrency_is_bounded_by_the_fleet(profile_dir: Path) -> None:
+    _edit(profile_dir, "dev", "workflow.max_concurrency", 26)
+    with pytest.raises(
+        ProfileError,
+        match=r"dev.yaml: workflow.max_concurrency = 26: the GPU fleet runs at most 25 stage1 jobs at once "
+        r"\(batch.max_vcpus / 4 vCPUs\); lower it or raise batch.max_vcpus$",
+    ):
+        load_profile("dev", profile_dir)
 
 
 def test_invalid_yaml(profile_dir: Path) -> None:

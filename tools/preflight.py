@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline_ops.images import dockerfile_for
 from tools import cli
-from tools.images import dockerfile_for
 
 REPO = Path(__file__).resolve().parent.parent
 PRICES = REPO / "tools" / "prices"
@@ -538,28 +538,42 @@ def job_needs(definition: dict) -> dict[str, int]:
     return needs
 
 
+def nodes(value: Any) -> Iterator[dict]:
+    """Every object in a JSON document, depth first (states nested in Map and Parallel too)."""
+    if isinstance(value, dict):
+        yield value
+        for child in value.values():
+            yield from nodes(child)
+    elif isinstance(value, list):
+        for child in value:
+            yield from nodes(child)
+
+
 def submissions(stack: Stack) -> list[tuple[str, str]]:
-    """(queue, job definition) pairs the state machines submit; every pair if no machine does."""
+    """(queue, job definition) pairs the state machines submit; every pair if no machine does.
+
+    A task whose queue comes from the state (``"JobQueue.$": "$.queue"``, an execution's priority)
+    may go to any queue the definition ever puts under that key (``"queue": <queue ARN>``)."""
     pairs: set[tuple[str, str]] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if str(node.get("Resource", "")).startswith("arn:aws:states:::batch:submitJob"):
-                params = node.get("Parameters", {})
-                queue, definition = stack.ref(params.get("JobQueue")), stack.ref(params.get("JobDefinition"))
-                if queue and definition:
-                    pairs.add((queue[1], definition[1]))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
     for machine in stack.of("aws_sfn_state_machine").values():
         try:
-            walk(json.loads(machine.get("definition") or "{}"))
+            document = json.loads(machine.get("definition") or "{}")
         except ValueError:
             continue
+        assigned: dict[str, set[str]] = {}
+        for node in nodes(document):
+            for key, value in node.items():
+                ref = stack.ref(value) if isinstance(value, str) else None
+                if ref and ref[0] == "aws_batch_job_queue":
+                    assigned.setdefault(key, set()).add(ref[1])
+        for node in nodes(document):
+            if not str(node.get("Resource", "")).startswith("arn:aws:states:::batch:submitJob"):
+                continue
+            params = node.get("Parameters", {})
+            definition, queue = stack.ref(params.get("JobDefinition")), stack.ref(params.get("JobQueue"))
+            path = str(params.get("JobQueue.$", ""))
+            queues = [queue[1]] if queue else sorted(assigned.get(path.rsplit(".", 1)[-1], set()) if path else ())
+            pairs.update((name, definition[1]) for name in queues if definition)
     if not pairs:
         pairs = {(q, d) for q in stack.of("aws_batch_job_queue") for d in stack.of("aws_batch_job_definition")}
     return sorted(pairs)
@@ -673,7 +687,8 @@ CHECKS = {
 
 
 def findings(stack: Stack) -> list[Finding]:
-    return [finding for check in CHECKS.values() for finding in check(stack)]
+    """Every check's findings, each once (a job sent to three queues of one environment is one problem)."""
+    return list(dict.fromkeys(finding for check in CHECKS.values() for finding in check(stack)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,14 @@
 """WeatherEnrichment: hourly weather for every detection record of an execution.
 
-Reads ``stage2/<execution_id>/shard-<n>.json`` from the processed bucket, asks the weather
-provider once per site and day (a day's response holds all 24 hours, so every site-hour is
-fetched at most once), and writes ``weather/<execution_id>/shard-<n>.json``. A failed lookup
-marks the record (``weather_status``); it never drops it.
+Reads ``$INPUT_PREFIX/<execution_id>/shard-<n>.json`` from the processed bucket for each of the
+execution's ``shard_count`` shards, asks the weather provider once per site and day (a day's
+response holds all 24 hours, so every site-hour is fetched at most once), and writes
+``$OUTPUT_PREFIX/<execution_id>/shard-<n>.json``. A failed lookup marks the record
+(``weather_status``); it never drops it.
 
-Environment: PROCESSED_BUCKET, WEATHER_BASE_URL, WEATHER_CONNECT_TIMEOUT, WEATHER_READ_TIMEOUT,
-WEATHER_MAX_RETRIES. The default provider is Open-Meteo's historical archive API.
+Environment: PROCESSED_BUCKET, INPUT_PREFIX, OUTPUT_PREFIX (from conf/pipeline.py),
+WEATHER_BASE_URL, WEATHER_CONNECT_TIMEOUT, WEATHER_READ_TIMEOUT, WEATHER_MAX_RETRIES. The default
+provider is Open-Meteo's historical archive API.
 """
 
 from __future__ import annotations
@@ -141,17 +143,18 @@ def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient 
 
         s3 = boto3.client("s3")
     bucket, client = os.environ["PROCESSED_BUCKET"], client or client_from_env()
+    source, target = os.environ["INPUT_PREFIX"], os.environ["OUTPUT_PREFIX"]
     totals = {"records": 0, "enriched": 0, "failed": 0, "shards": 0}
     for shard in range(int(event["shard_count"])):
-        source = f"stage2/{execution_id}/shard-{shard}.json"
         try:
-            records = json.loads(s3.get_object(Bucket=bucket, Key=source)["Body"].read())["records"]
+            key = f"{source}/{execution_id}/shard-{shard}.json"
+            records = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())["records"]
         except s3.exceptions.NoSuchKey:
             continue  # stage0 made fewer shards than the maximum: nothing to enrich
         counts = enrich(records, client)
         s3.put_object(
             Bucket=bucket,
-            Key=f"weather/{execution_id}/shard-{shard}.json",
+            Key=f"{target}/{execution_id}/shard-{shard}.json",
             Body=json.dumps({"records": records}, sort_keys=True).encode(),
             ContentType="application/json",
         )

@@ -5,11 +5,13 @@ seconds; a Batch job would spend minutes starting an instance from zero for that
 not fit a plain zip, so the function uses the AWS-managed "AWS SDK for pandas" layer (ARN per
 region in the profile); the local emulator runs this same code with the project's own pyarrow.
 
-Output: ``s3://$CURATED_BUCKET/detections/date=<YYYY-MM-DD>/site=<site_id>/part-<execution>.parquet``,
+Input: ``s3://$PROCESSED_BUCKET/$INPUT_PREFIX/<execution_id>/shard-<n>.json`` for each of the
+execution's ``shard_count`` shards. Output:
+``s3://$CURATED_BUCKET/$OUTPUT_PREFIX/date=<YYYY-MM-DD>/site=<site_id>/part-<execution>.parquet``,
 zstd-compressed, with the explicit SCHEMA below. Rows are sorted and the file name derives from the
 execution id, so a retry rewrites identical objects (idempotent).
 
-Environment: PROCESSED_BUCKET, CURATED_BUCKET.
+Environment: PROCESSED_BUCKET, CURATED_BUCKET, INPUT_PREFIX, OUTPUT_PREFIX (from conf/pipeline.py).
 """
 
 from __future__ import annotations
@@ -112,9 +114,9 @@ def to_parquet(rows: list[dict]) -> bytes:
     return sink.getvalue()
 
 
-def object_key(date: str, site: str, execution_id: str) -> str:
+def object_key(prefix: str, date: str, site: str, execution_id: str) -> str:
     digest = hashlib.sha256(execution_id.encode()).hexdigest()[:16]
-    return f"detections/date={date}/site={site}/part-{digest}.parquet"
+    return f"{prefix}/date={date}/site={site}/part-{digest}.parquet"
 
 
 def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
@@ -125,16 +127,17 @@ def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
 
         s3 = boto3.client("s3")
     processed, curated = os.environ["PROCESSED_BUCKET"], os.environ["CURATED_BUCKET"]
+    source, target = os.environ["INPUT_PREFIX"], os.environ["OUTPUT_PREFIX"]
     records: list[dict] = []
     for shard in range(int(event["shard_count"])):
         try:
-            body = s3.get_object(Bucket=processed, Key=f"weather/{execution_id}/shard-{shard}.json")["Body"].read()
+            body = s3.get_object(Bucket=processed, Key=f"{source}/{execution_id}/shard-{shard}.json")["Body"].read()
         except s3.exceptions.NoSuchKey:
             continue
         records.extend(json.loads(body)["records"])
     keys = []
     for (date, site), rows in sorted(partitions(records, execution_id).items()):
-        key = object_key(date, site, execution_id)
+        key = object_key(target, date, site, execution_id)
         s3.put_object(Bucket=curated, Key=key, Body=to_parquet(rows), ContentType="application/vnd.apache.parquet")
         keys.append(key)
     result = {"objects": keys, "rows": sum(len(rows_of(r, execution_id)) for r in records), "images": len(records)}

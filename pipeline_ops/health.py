@@ -101,7 +101,7 @@ def status_lines(resources: list[dict], aws: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.health", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipeline_ops.health", description=__doc__.split("\n")[0])
     parser.add_argument("stack_dir", type=Path)
     parser.add_argument("--emulator", action="store_true")
     parser.add_argument("--status", action="store_true", help="also recent executions, budget spend, kill switch")

@@ -5,7 +5,7 @@ compute environments' saved vCPU limits, re-enables the job queues and turns the
 The function name comes from the applied stack's outputs; credentials from the usual AWS chain
 (for ``local`` the Makefile points them at the emulator).
 
-    python -m tools.budget_resume cdktf.out/stacks/pipeline-dev
+    python -m pipeline_ops.budget_resume cdktf.out/stacks/pipeline-dev
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tools import cli
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m tools.budget_resume <stack-dir>", file=sys.stderr)
+        print("usage: python -m pipeline_ops.budget_resume <stack-dir>", file=sys.stderr)
         return 2
     stack = Path(argv[0])
     if cli.missing_stack(stack):

@@ -4,7 +4,7 @@ Same request and response shape as ``/v1/archive?latitude=..&longitude=..&start_
 &end_date=..&hourly=..&timezone=UTC``; values are computed deterministically from place and
 hour. ``start(failures=N)`` makes the first N requests answer 503 (retry tests).
 
-    python -m local.weather_server [--port 8765]
+    python -m pipeline_ops.weather_server [--port 8765]
 """
 
 from __future__ import annotations

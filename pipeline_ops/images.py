@@ -1,7 +1,7 @@
 """Build and push the Batch stage images (``make images ENV=<env>``); check ECR has them (``make images-check``).
 
-    python -m tools.images cdktf.out/stacks/pipeline-dev            # build + push what ECR lacks
-    python -m tools.images --check cdktf.out/stacks/pipeline-dev    # exit 1 if a tag is missing
+    python -m pipeline_ops.images cdktf.out/stacks/pipeline-dev            # build + push what ECR lacks
+    python -m pipeline_ops.images --check cdktf.out/stacks/pipeline-dev    # exit 1 if a tag is missing
 
 The images come from the synthesized stack, not from Terraform state: each job definition's image
 is ``<repository of this stack>:<profile tag>``, the registry is the provider's account and region.
@@ -147,7 +147,7 @@ def build_and_push(stack_dir: Path, ecr: Any, sts: Any) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.images", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pipeline_ops.images", description=__doc__.splitlines()[0])
     parser.add_argument("stack_dir", type=Path)
     parser.add_argument("--check", action="store_true", help="only check that ECR has every stage's tag")
     parser.add_argument("--require-docker", action="store_true", help="only check that a Docker engine answers")

@@ -1,6 +1,6 @@
 """``make integration ENV=<env>``: the sample manifest through a deployed cloud environment.
 
-Uploads ``local/sample`` to the environment's raw bucket, lets EventBridge start the workflow
+Uploads ``pipeline_ops/sample`` to the environment's raw bucket, lets EventBridge start the workflow
 (or starts it), follows it state by state and checks that it SUCCEEDED and wrote Parquet to the
 curated bucket. AWS credentials and region come from the environment (CI: the deploy role).
 Exit code 0 only on success.
@@ -11,14 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from local.run import run
+from pipeline_ops.run import run
 from tools import cli
 
 SERVICES = ("s3", "stepfunctions", "lambda")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.integration", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipeline_ops.integration", description=__doc__.split("\n")[0])
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the execution")
     args = parser.parse_args(argv)
     import boto3

@@ -1,0 +1,243 @@
+"""The pipeline's shape, in one place: which steps run, in which order, on what, reading and writing
+what, fanning out how. Specific to Odins Ravne; everything else derives from :data:`PIPELINE`.
+
+Derived from it: profile validation (``batch.stages`` may only override these stages), the Batch
+job definitions, job roles and queue routing (``modules/batch_compute.py``), the Lambda functions'
+data grants and prefixes (``stacks/pipeline_stack.py``), the state machine and its IAM
+(``modules/workflow.py``), the local runners (``images/<step>/``, ``lambda_src/<step>/``) and the
+image build list (``pipeline_ops/images.py`` reads the job definitions). Adding a step is one entry here
+plus its code folder. Environment differences stay in the profiles.
+
+Fan-out: the ``plans_shards`` step (stage0) splits the manifest into shards of
+``workflow.images_per_shard`` images and writes the shard list to S3; consecutive ``per_shard``
+steps then run as one Distributed Map over that list, each shard going through all of them in
+turn (shard 3 can be in stage2 while shard 9 is still in stage1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+Bucket = Literal["raw", "processed", "curated"]
+EXECUTION_TIMEOUT_SECONDS = 7200  # the seed's 2 hour limit of one execution
+
+
+@dataclass(frozen=True)
+class Location:
+    """A prefix of one data-lake bucket."""
+
+    bucket: Bucket
+    prefix: str
+
+    def __str__(self) -> str:
+        return f"{self.bucket}:{self.prefix}"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one Batch job of a step asks for; a profile may override any field per environment."""
+
+    compute: Literal["cpu", "gpu"]
+    vcpus: int
+    memory_mib: int
+    gpus: int
+    timeout_seconds: int
+    image_tag: str = "0.1.0"
+    # Throughput of one job (images per second), used to estimate an execution's wall time.
+    images_per_second: float = 50.0
+
+
+@dataclass(frozen=True)
+class Step:
+    """One state of the workflow. ``name`` is the code folder (``images/<name>/`` for Batch,
+    ``lambda_src/<name>/`` for Lambda) and, in CamelCase, the state name."""
+
+    name: str
+    runs_on: Literal["lambda", "batch"]
+    reads: tuple[Location, ...] = ()
+    writes: Location | None = None
+    fan_out: Literal["once", "per_shard"] = "once"
+    resources: Resources | None = None  # Batch steps
+    plans_shards: bool = False  # writes shards.json + plan.json under its output prefix
+    gate: bool = False  # a Lambda whose ``allowed`` answer decides whether the execution goes on
+    outputs: tuple[str, ...] = ()  # keys of a Lambda's answer kept in the execution state
+    result_key: str | None = None  # where in the state they go (default: the step name)
+    pandas_layer: bool = False  # a Lambda that imports pyarrow: gets the profile's AWS SDK for pandas layer
+    description: str = ""
+
+    @property
+    def state(self) -> str:
+        return "".join(part.capitalize() for part in self.name.split("_"))
+
+    @property
+    def result_path(self) -> str:
+        return f"$.{self.result_key or self.name}"
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    steps: tuple[Step, ...]
+    inputs: tuple[Location, ...] = field(default=(Location("raw", "manifests"), Location("raw", "images")))
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError("pipeline spec: " + "; ".join(problems))
+
+    def problems(self) -> list[str]:
+        names = [s.name for s in self.steps]
+        out = [f"step {n!r} appears twice" for n in sorted({n for n in names if names.count(n) > 1})]
+        planners = [s for s in self.steps if s.plans_shards]
+        if len(planners) > 1:
+            out.append("only one step may plan shards")
+        available = set(self.inputs)
+        planned = False
+        for step in self.steps:
+            if step.runs_on == "batch" and step.resources is None:
+                out.append(f"batch step {step.name!r} needs resources")
+            if step.runs_on == "lambda" and (step.resources or step.fan_out == "per_shard"):
+                out.append(f"lambda step {step.name!r} runs once and takes no Batch resources")
+            if step.fan_out == "per_shard" and not planned:
+                out.append(f"per-shard step {step.name!r} comes before the step that plans shards")
+            if step.plans_shards and (step.runs_on != "batch" or step.writes is None):
+                out.append(f"{step.name!r} plans shards, so it must be a Batch step with an output prefix")
+            for location in step.reads:
+                if location not in available:
+                    out.append(f"{step.name!r} reads {location}, which no earlier step writes")
+            if step.writes:
+                available.add(step.writes)
+            planned = planned or step.plans_shards
+        return out
+
+    @property
+    def batch_steps(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.runs_on == "batch")
+
+    @property
+    def lambda_steps(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.runs_on == "lambda")
+
+    @property
+    def planner(self) -> Step | None:
+        return next((s for s in self.steps if s.plans_shards), None)
+
+    @property
+    def shard_steps(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.fan_out == "per_shard")
+
+    def step(self, name: str) -> Step:
+        for candidate in self.steps:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(f"no step {name!r} in the pipeline spec (steps: {', '.join(s.name for s in self.steps)})")
+
+    def with_step(self, step: Step, *, after: str) -> PipelineSpec:
+        """A copy with ``step`` inserted after the step named ``after`` (tests, forks)."""
+        index = [s.name for s in self.steps].index(after) + 1
+        return replace(self, steps=(*self.steps[:index], step, *self.steps[index:]))
+
+
+def fleet_slots(resources: Resources, *, gpu_max_vcpus: int, cpu_max_vcpus: int) -> int:
+    """How many jobs of this size the compute environment it runs on holds at once."""
+    limit = gpu_max_vcpus if resources.compute == "gpu" else cpu_max_vcpus
+    return max(0, limit // resources.vcpus)
+
+
+def fan_out_settings(
+    spec: PipelineSpec,
+    resources: dict[str, Resources],
+    *,
+    images_per_shard: int,
+    concurrency: int,
+    job_overhead_seconds: int,
+    fleet_start_seconds: int,
+    function_timeouts: dict[str, int],
+) -> dict:
+    """What the planning step needs to size shards and estimate the wall time (its ``FAN_OUT``).
+
+    ``reserve_seconds`` is what the steps after the fan-out may take: their time-outs (plus the
+    30 s the workflow adds to a Lambda task's), so an accepted manifest also leaves them room."""
+    last = max((i for i, s in enumerate(spec.steps) if s.fan_out == "per_shard"), default=len(spec.steps) - 1)
+    reserve = sum(
+        function_timeouts[s.name] + 30 if s.runs_on == "lambda" else resources[s.name].timeout_seconds
+        for s in spec.steps[last + 1 :]
+    )
+    return {
+        "images_per_shard": images_per_shard,
+        "concurrency": concurrency,
+        "images_per_second": [resources[s.name].images_per_second for s in spec.shard_steps],
+        "job_overhead_seconds": job_overhead_seconds,
+        "fleet_start_seconds": fleet_start_seconds,
+        "execution_timeout_seconds": EXECUTION_TIMEOUT_SECONDS,
+        "reserve_seconds": reserve,
+    }
+
+
+# Lambda functions outside the workflow (lambda_src/<name>/), with what they are for.
+SUPPORT_FUNCTIONS = {"budget_shutdown": "Stops Batch spending at 100 % of the budget; resumes on request"}
+
+PIPELINE = PipelineSpec(
+    steps=(
+        Step(
+            name="guard_budget",
+            runs_on="lambda",
+            gate=True,
+            outputs=("allowed", "reason", "spent", "limit"),
+            result_key="guard",
+            description="Refuses executions when the budget or the kill switch says so",
+        ),
+        Step(
+            name="stage0",
+            runs_on="batch",
+            reads=(Location("raw", "manifests"), Location("raw", "images")),
+            writes=Location("processed", "stage0"),
+            plans_shards=True,
+            resources=Resources(compute="cpu", vcpus=2, memory_mib=4096, gpus=0, timeout_seconds=1800),
+            description="Validates the manifest's images and splits them into shards",
+        ),
+        Step(
+            name="stage1",
+            runs_on="batch",
+            reads=(Location("processed", "stage0"), Location("raw", "images")),
+            writes=Location("processed", "stage1"),
+            fan_out="per_shard",
+            # MegaDetector-class detector on a T4 (g4dn): 3-5 images/s published; plan with the low end.
+            resources=Resources(
+                compute="gpu", vcpus=4, memory_mib=15360, gpus=1, timeout_seconds=3600, images_per_second=3.0
+            ),
+            description="Animal detection",
+        ),
+        Step(
+            name="stage2",
+            runs_on="batch",
+            reads=(Location("processed", "stage1"), Location("raw", "images")),
+            writes=Location("processed", "stage2"),
+            fan_out="per_shard",
+            # A 224x224 classifier on the animal crops only: far cheaper per image than detection.
+            resources=Resources(
+                compute="gpu", vcpus=4, memory_mib=15360, gpus=1, timeout_seconds=3600, images_per_second=20.0
+            ),
+            description="Species classification",
+        ),
+        Step(
+            name="weather_enrichment",
+            runs_on="lambda",
+            reads=(Location("processed", "stage2"),),
+            writes=Location("processed", "weather"),
+            outputs=("enriched", "failed"),
+            result_key="weather",
+            description="Adds hourly weather to detection records",
+        ),
+        Step(
+            name="write_parquet",
+            runs_on="lambda",
+            reads=(Location("processed", "weather"),),
+            writes=Location("curated", "detections"),
+            outputs=("objects", "rows"),
+            result_key="parquet",
+            pandas_layer=True,
+            description="Writes the curated Parquet dataset",
+        ),
+    )
+)

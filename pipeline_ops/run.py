@@ -1,0 +1,262 @@
+"""``make run-local [IMAGES=N] [PRIORITY=high|normal|low]``: run the pipeline once on the emulator.
+
+Uploads pipeline_ops/sample/ (3 images + a manifest with one missing image), or with ``IMAGES=N`` a
+generated manifest of N tiny JPEGs spread over sites and days, to the raw bucket; starts an
+execution (or picks up the one EventBridge started for the new manifest), follows it state by
+state and prints the final status, the plan (shards, shards in flight, estimate), how many shards
+ran at once and the curated objects. A refused manifest prints the plan's reason. Serves the
+loopback weather API for the run if nothing listens on the weather port the deployed function was
+configured with (the local profile's). Exit code 0 only if the execution SUCCEEDED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import socket
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from local.status import clients
+from pipeline_ops import weather_server
+from tools import cli
+
+SAMPLE = Path(__file__).resolve().parent / "sample"
+
+
+def find(items: list[str], fragment: str) -> str:
+    matches = [i for i in items if fragment in i]
+    if not matches:
+        raise SystemExit(f"error: nothing named *{fragment}* on the emulator; run `make deploy-local` first")
+    return matches[0]
+
+
+def upload_sample(s3: Any, bucket: str, manifest_name: str, images: int | None = None) -> str:
+    """The sample (``images`` None) or a generated manifest of that many tiny JPEGs; its URI."""
+    if images is None:
+        manifest = json.loads((SAMPLE / "manifest.json").read_text())
+        files = {
+            f"images/{image.name.replace('_', '/', 1)}": image.read_bytes()
+            for image in sorted((SAMPLE / "images").glob("*.JPG"))
+        }
+    else:
+        manifest, files = generated(images, manifest_name)
+    with ThreadPoolExecutor(16) as pool:
+        list(
+            pool.map(
+                lambda item: s3.put_object(Bucket=bucket, Key=item[0], Body=item[1], ContentType="image/jpeg"),
+                files.items(),
+            )
+        )
+    key = f"manifests/{manifest_name}.json"
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(manifest).encode(), ContentType="application/json")
+    return f"s3://{bucket}/{key}"
+
+
+def generated(count: int, name: str, sites: int = 20) -> tuple[dict, dict[str, bytes]]:
+    """A manifest of ``count`` images over ``sites`` sites and two days (few weather lookups)."""
+    from PIL import Image
+
+    files, records = {}, []
+    for index in range(count):
+        site = f"site-{index % sites}"
+        shade = 40 + (index * 37) % 180
+        buffer = io.BytesIO()
+        Image.new("RGB", (16, 16), (shade, shade // 2, 255 - shade)).save(buffer, format="JPEG", quality=50)
+        key = f"images/{site}/{name}-{index:06d}.jpg"
+        files[key] = buffer.getvalue()
+        records.append(
+            {
+                "key": key,
+                "site_id": site,
+                "lat": 60 + (index % sites) * 0.05,
+                "lon": 10 + (index % sites) * 0.05,
+                "captured_at": f"2026-06-0{1 + index % 2}T{index % 24:02d}:{index % 60:02d}:00Z",
+            }
+        )
+    return {"images": records}, files
+
+
+def shard_jobs(batch: Any, execution_id: str, stage: str) -> list[dict]:
+    """The Batch jobs of one per-shard step of an execution (every queue, finished or not)."""
+    ids: list[str] = []
+    for queue in batch.describe_job_queues()["jobQueues"]:
+        for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"):
+            listed = batch.list_jobs(jobQueue=queue["jobQueueArn"], jobStatus=status)["jobSummaryList"]
+            ids += [j["jobId"] for j in listed if j["jobName"] == stage]
+    jobs = [j for i in range(0, len(ids), 100) for j in batch.describe_jobs(jobs=ids[i : i + 100])["jobs"]]
+    return [j for j in jobs if j.get("parameters", {}).get("execution_id") == execution_id]
+
+
+def most_at_once(jobs: list[dict]) -> int:
+    """The largest number of these jobs running at the same moment (from their start/stop times)."""
+    edges = sorted(
+        [(j["startedAt"], 1) for j in jobs if j.get("startedAt")]
+        + [(j["stoppedAt"], -1) for j in jobs if j.get("startedAt") and j.get("stoppedAt")],
+        key=lambda edge: (edge[0], -edge[1]),
+    )
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def read_plan(s3: Any, execution_id: str) -> dict | None:
+    processed = find([b["Name"] for b in s3.list_buckets()["Buckets"]], "-processed-")
+    try:
+        body = s3.get_object(Bucket=processed, Key=f"stage0/{execution_id}/plan.json")["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return json.loads(body)
+
+
+def loopback_weather_port(lambda_client: Any) -> int | None:
+    """The port of the deployed weather function's provider URL, when that is a loopback address."""
+    function = find([f["FunctionName"] for f in lambda_client.list_functions()["Functions"]], "weather-enrichment")
+    env = lambda_client.get_function_configuration(FunctionName=function).get("Environment", {}).get("Variables", {})
+    url = urlsplit(env.get("WEATHER_BASE_URL", ""))
+    return url.port if url.hostname in {"127.0.0.1", "localhost"} and url.port else None
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def follow(sfn: Any, execution_arn: str, timeout: float, out: Any = None) -> dict:
+    """Print each state as it is entered and left (to ``out``, default the current stdout)."""
+    out = out or sys.stdout
+    seen, deadline = 0, time.monotonic() + timeout
+    while True:
+        described = sfn.describe_execution(executionArn=execution_arn)
+        events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+        for event in events[seen:]:
+            entered = event.get("stateEnteredEventDetails")
+            exited = event.get("stateExitedEventDetails")
+            failed = event.get("taskFailedEventDetails") or event.get("executionFailedEventDetails")
+            if entered:
+                print(f"  -> {entered['name']}", file=out, flush=True)
+            elif exited:
+                print(f"  <- {exited['name']}", file=out, flush=True)
+            elif failed:
+                print(f"  !! {failed.get('error')}: {str(failed.get('cause', ''))[:200]}", file=out, flush=True)
+        seen = len(events)
+        if described["status"] != "RUNNING" or time.monotonic() > deadline:
+            return described
+        time.sleep(0.5)
+
+
+def visited_states(sfn: Any, execution_arn: str) -> list[str]:
+    events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+
+
+def run(
+    timeout: float = 300,
+    wait_for_trigger: float = 3.0,
+    aws: dict[str, Any] | None = None,
+    *,
+    images: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> tuple[str, dict]:
+    """Run once; ``aws`` are boto3 clients by service name (default: the emulator's). ``images``:
+    a generated manifest of that many images instead of the sample; ``options`` go into the input
+    (priority, images_per_shard), which also keeps EventBridge's start (no options) out of it."""
+    aws = aws or clients()
+    s3, sfn = aws["s3"], aws["stepfunctions"]
+    raw = find([b["Name"] for b in s3.list_buckets()["Buckets"]], "-raw-")
+    machine = find([m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]], "-pipeline")
+    weather_port = loopback_weather_port(aws["lambda"])
+    server = weather_server.start(weather_port) if weather_port and port_free(weather_port) else None
+    try:
+        before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
+        name = f"{'sample' if images is None else f'generated-{images}'}-{uuid.uuid4().hex[:8]}"
+        started = time.monotonic()
+        manifest = upload_sample(s3, raw, name, images)
+        what = "the sample" if images is None else f"{images} generated images"
+        print(f"run-local: uploaded {what} to {manifest} in {time.monotonic() - started:.1f}s")
+        execution_arn = None
+        deadline = time.monotonic() + (0 if options else wait_for_trigger)
+        while time.monotonic() < deadline and not execution_arn:
+            started = [
+                e["executionArn"]
+                for e in sfn.list_executions(stateMachineArn=machine)["executions"]
+                if e["executionArn"] not in before
+            ]
+            execution_arn = started[0] if started else None
+            time.sleep(0.3)
+        if execution_arn:
+            print("run-local: EventBridge started the execution for the new manifest")
+        else:
+            execution_arn = sfn.start_execution(
+                stateMachineArn=machine, input=json.dumps({"manifest": manifest, **(options or {})})
+            )["executionArn"]
+        print(f"run-local: following {execution_arn.rsplit(':', 1)[-1]}")
+        described = follow(sfn, execution_arn, timeout)
+    finally:
+        if server:
+            server.shutdown()
+    return execution_arn, described
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def report(aws: dict[str, Any], execution_arn: str, described: dict) -> None:
+    """The plan and the fan-out as they happened: shards, shards at once, estimate, wall time."""
+    execution_id = execution_arn.rsplit(":", 1)[-1]
+    plan = read_plan(aws["s3"], execution_id)
+    if not plan:
+        return
+    if not plan.get("accepted"):
+        print(f"run-local: manifest refused: {plan.get('reason')}")
+        return
+    jobs = shard_jobs(aws["batch"], execution_id, "stage1")
+    elapsed = described.get("stopDate", datetime.now(described["startDate"].tzinfo)) - described["startDate"]
+    print(
+        f"run-local: {plan['images']} images, {plan.get('valid', 0)} valid -> {plan['shards']} shards of up to "
+        f"{plan['images_per_shard']}; at most {most_at_once(jobs)} shards ran at once (limit {plan['concurrency']}); "
+        f"cloud estimate {plan['estimated_seconds'] / 60:.0f} min, here {elapsed.total_seconds():.0f}s"
+    )
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timeout", type=float, help="seconds to follow the execution (default: 300 + 0.1 per image)")
+    parser.add_argument(
+        "--images", type=positive, help="a generated manifest of this many images (default: the sample)"
+    )
+    parser.add_argument("--priority", choices=("high", "normal", "low"), help="the execution's priority (queue)")
+    parser.add_argument("--images-per-shard", type=positive, help="smaller shards than the profile's for this run")
+    args = parser.parse_args(argv)
+    options = {
+        k: v for k, v in (("priority", args.priority), ("images_per_shard", args.images_per_shard)) if v is not None
+    }
+    aws = clients()
+    timeout = args.timeout or 300 + 0.1 * (args.images or 0)
+    execution_arn, described = run(timeout, aws=aws, images=args.images, options=options)
+    print(
+        f"run-local: execution {described['status']}"
+        + (f" ({described.get('error')}: {described.get('cause')})" if described["status"] != "SUCCEEDED" else "")
+    )
+    report(aws, execution_arn, described)
+    if described["status"] == "SUCCEEDED":
+        output = json.loads(described.get("output") or "{}")
+        for key in output.get("parquet", {}).get("objects", []):
+            print(f"  curated: {key}")
+    return 0 if described["status"] == "SUCCEEDED" else 1
+
+
+if __name__ == "__main__":
+    cli.run(main, sys.argv[1:])
