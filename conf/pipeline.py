@@ -8,10 +8,11 @@ data grants and prefixes (``stacks/pipeline_stack.py``), the state machine and i
 image build list (``pipeline_ops/images.py`` reads the job definitions). Adding a step is one entry here
 plus its code folder. Environment differences stay in the profiles.
 
-Fan-out: the ``plans_shards`` step (stage0) splits the manifest into shards of
-``workflow.images_per_shard`` images and writes the shard list to S3; consecutive ``per_shard``
-steps then run as one Distributed Map over that list, each shard going through all of them in
-turn (shard 3 can be in stage2 while shard 9 is still in stage1).
+Fan-out: the ``plans_shards`` step (PlanFanOut, a Lambda) counts the manifest, sets the shard size
+(``workflow.images_per_shard``) and refuses what cannot finish in the 2 h, before any Batch job;
+the ``writes_shards`` step (stage0) validates the images, cuts the shards and writes their list to
+S3; consecutive ``per_shard`` steps then run as one Distributed Map over that list, each shard going
+through all of them in turn (shard 3 can be in stage2 while shard 9 is still in stage1).
 """
 
 from __future__ import annotations
@@ -59,8 +60,13 @@ class Step:
     writes: Location | None = None
     fan_out: Literal["once", "per_shard"] = "once"
     resources: Resources | None = None  # Batch steps
-    plans_shards: bool = False  # writes shards.json + plan.json under its output prefix
-    gate: bool = False  # a Lambda whose ``allowed`` answer decides whether the execution goes on
+    # A Lambda that sizes the fan-out and refuses what cannot finish (gets FAN_OUT).
+    plans_shards: bool = False
+    # A Batch step that writes shards.json + summary.json under its output prefix (the Map's list).
+    writes_shards: bool = False
+    # A Lambda whose ``allowed``/``reason`` answer decides whether the execution goes on; a refusal
+    # ends it with this error name and the reason as its cause.
+    gate: str | None = None
     outputs: tuple[str, ...] = ()  # keys of a Lambda's answer kept in the execution state
     result_key: str | None = None  # where in the state they go (default: the step name)
     pandas_layer: bool = False  # a Lambda that imports pyarrow: gets the profile's AWS SDK for pandas layer
@@ -88,26 +94,28 @@ class PipelineSpec:
     def problems(self) -> list[str]:
         names = [s.name for s in self.steps]
         out = [f"step {n!r} appears twice" for n in sorted({n for n in names if names.count(n) > 1})]
-        planners = [s for s in self.steps if s.plans_shards]
-        if len(planners) > 1:
-            out.append("only one step may plan shards")
+        for flag in ("plans_shards", "writes_shards"):
+            if sum(getattr(s, flag) for s in self.steps) > 1:
+                out.append(f"only one step may have {flag}")
         available = set(self.inputs)
-        planned = False
+        sharded = False
         for step in self.steps:
             if step.runs_on == "batch" and step.resources is None:
                 out.append(f"batch step {step.name!r} needs resources")
             if step.runs_on == "lambda" and (step.resources or step.fan_out == "per_shard"):
                 out.append(f"lambda step {step.name!r} runs once and takes no Batch resources")
-            if step.fan_out == "per_shard" and not planned:
-                out.append(f"per-shard step {step.name!r} comes before the step that plans shards")
-            if step.plans_shards and (step.runs_on != "batch" or step.writes is None):
-                out.append(f"{step.name!r} plans shards, so it must be a Batch step with an output prefix")
+            if step.fan_out == "per_shard" and not sharded:
+                out.append(f"per-shard step {step.name!r} comes before the step that writes the shards")
+            if step.writes_shards and (step.runs_on != "batch" or step.writes is None):
+                out.append(f"{step.name!r} writes the shards, so it must be a Batch step with an output prefix")
+            if (step.plans_shards or step.gate) and step.runs_on != "lambda":
+                out.append(f"{step.name!r} answers allowed/reason, so it must be a Lambda step")
             for location in step.reads:
                 if location not in available:
                     out.append(f"{step.name!r} reads {location}, which no earlier step writes")
             if step.writes:
                 available.add(step.writes)
-            planned = planned or step.plans_shards
+            sharded = sharded or step.writes_shards
         return out
 
     @property
@@ -121,6 +129,10 @@ class PipelineSpec:
     @property
     def planner(self) -> Step | None:
         return next((s for s in self.steps if s.plans_shards), None)
+
+    @property
+    def sharder(self) -> Step | None:
+        return next((s for s in self.steps if s.writes_shards), None)
 
     @property
     def shard_steps(self) -> tuple[Step, ...]:
@@ -156,9 +168,13 @@ def fan_out_settings(
 ) -> dict:
     """What the planning step needs to size shards and estimate the wall time (its ``FAN_OUT``).
 
-    ``reserve_seconds`` is what the steps after the fan-out may take: their time-outs (plus the
-    30 s the workflow adds to a Lambda task's), so an accepted manifest also leaves them room."""
+    ``before_per_second``: the throughput of each Batch step between the planner and the fan-out
+    (stage0 checks every image once); ``reserve_seconds``: what the steps after the fan-out may
+    take, their time-outs (plus the 30 s the workflow adds to a Lambda task's)."""
     last = max((i for i, s in enumerate(spec.steps) if s.fan_out == "per_shard"), default=len(spec.steps) - 1)
+    first = min((i for i, s in enumerate(spec.steps) if s.fan_out == "per_shard"), default=0)
+    start = next((i + 1 for i, s in enumerate(spec.steps) if s.plans_shards), 0)
+    before = [resources[s.name].images_per_second for s in spec.steps[start:first] if s.runs_on == "batch"]
     reserve = sum(
         function_timeouts[s.name] + 30 if s.runs_on == "lambda" else resources[s.name].timeout_seconds
         for s in spec.steps[last + 1 :]
@@ -167,6 +183,7 @@ def fan_out_settings(
         "images_per_shard": images_per_shard,
         "concurrency": concurrency,
         "images_per_second": [resources[s.name].images_per_second for s in spec.shard_steps],
+        "before_per_second": before,
         "job_overhead_seconds": job_overhead_seconds,
         "fleet_start_seconds": fleet_start_seconds,
         "execution_timeout_seconds": EXECUTION_TIMEOUT_SECONDS,
@@ -182,18 +199,41 @@ PIPELINE = PipelineSpec(
         Step(
             name="guard_budget",
             runs_on="lambda",
-            gate=True,
+            gate="BudgetExceeded",
             outputs=("allowed", "reason", "spent", "limit"),
             result_key="guard",
             description="Refuses executions when the budget or the kill switch says so",
+        ),
+        Step(
+            name="plan_fan_out",
+            runs_on="lambda",
+            reads=(Location("raw", "manifests"),),
+            plans_shards=True,
+            gate="ManifestRefused",
+            outputs=(
+                "allowed",
+                "reason",
+                "images",
+                "images_per_shard",
+                "shards",
+                "concurrency",
+                "estimated_seconds",
+                "remaining_seconds",
+                "largest_manifest",
+            ),
+            result_key="plan",
+            description="Refuses a manifest the fan-out cannot finish in the execution's time",
         ),
         Step(
             name="stage0",
             runs_on="batch",
             reads=(Location("raw", "manifests"), Location("raw", "images")),
             writes=Location("processed", "stage0"),
-            plans_shards=True,
-            resources=Resources(compute="cpu", vcpus=2, memory_mib=4096, gpus=0, timeout_seconds=1800),
+            writes_shards=True,
+            # One ranged GET per image, 32 at a time at S3's ~20-30 ms: ~1,000/s; plan with half.
+            resources=Resources(
+                compute="cpu", vcpus=2, memory_mib=4096, gpus=0, timeout_seconds=1800, images_per_second=500.0
+            ),
             description="Validates the manifest's images and splits them into shards",
         ),
         Step(

@@ -73,8 +73,6 @@ class BatchComputeProps:
     account_id: str
     settings: BatchSettings
     spec: PipelineSpec
-    # Extra job-definition environment per step (the planner's FAN_OUT), from the stack.
-    stage_environment: dict[str, dict[str, str]]
     subnet_ids: list[str]
     security_group_ids: list[str]
     data_lake: DataLake
@@ -280,7 +278,6 @@ class BatchCompute(Construct):
             "CURATED_BUCKET": lake.curated.bucket_name,
             "INPUT_PREFIXES": ",".join(map(str, step.reads)),
             "OUTPUT_PREFIX": str(step.writes or ""),
-            **props.stage_environment.get(stage, {}),
         }
         container = {
             "image": f"{props.repositories.url(stage)}:{spec.image_tag}",

@@ -1,34 +1,36 @@
 """The pipeline workflow, built from the pipeline spec (conf/pipeline.py) step by step.
 
-For the real spec: GuardBudget -> (priority routing) -> Stage0 -> ReadPlan -> Stage1ToStage2 ->
-WeatherEnrichment -> WriteParquet. Each step's builder returns its states *and* the IAM statements
-the state machine needs to run them (as AWS CDK tasks carry ``taskPolicies``); the Workflow
-collects them into its role, so the role can do exactly what the definition does.
+For the real spec: GuardBudget -> PlanFanOut -> Route (priority) -> Stage0 -> ReadShards ->
+Stage1ToStage2 -> WeatherEnrichment -> WriteParquet. Each step's builder returns its states *and*
+the IAM statements the state machine needs to run them (as AWS CDK tasks carry ``taskPolicies``);
+the Workflow collects them into its role, so the role can do exactly what the definition does.
 
-Fan-out: the planning step (stage0) writes ``plan.json`` and the shard list ``shards.json``;
-consecutive per-shard steps run as one **Distributed Map** whose ItemReader reads that list from
-S3 (by reference: no shard list in the execution state), one child execution per shard going
-through the steps in turn, at most ``workflow.max_concurrency`` at once (the profile keeps that
-within what the compute environment holds). Why a Distributed Map and not an inline Map or a Batch
-array job: an inline Map needs the list in the 256 KB state and its history (~6 events per job,
-25,000 per execution) caps it near 2,000 shard-jobs, with at most 40 iterations in flight; an
-array job costs fewer state transitions (one per step instead of ~4 per shard and step: 0.025 USD
-per 1,000, ~1 USD for 10,000 shards) but fails and retries whole, needs a size >= 2, and has no
-concurrency bound of its own. A child per shard keeps retries per shard and the bound explicit.
+Gates (GuardBudget, PlanFanOut) answer ``allowed``/``reason``; a refusal sends an SNS notice and
+ends the execution with the step's error (BudgetExceeded, ManifestRefused) and the reason as the
+cause. PlanFanOut refuses a manifest the fan-out cannot finish in the 2 h before any Batch job.
 
-A plan that refuses the manifest (too large for the 2 h window, bad options) ends the execution
-as ManifestRefused with the plan's one-line reason, before any GPU job. Every Task retries
-transient errors with backoff and jitter and catches everything else into NotifyFailure (an SNS
-message naming the failing state) and a Fail state. An execution times out after 2 hours.
+Fan-out: stage0 writes the shard list to S3; consecutive per-shard steps run as one **Distributed
+Map** whose ItemReader reads that list (by reference: no shard list in the execution state), one
+child execution per shard going through the steps in turn, at most ``workflow.max_concurrency``
+at once (the profile keeps that within what the compute environment holds). Why a Distributed Map
+and not an inline Map or a Batch array job: an inline Map needs the list in the 256 KB state and
+its history (~6 events per job, 25,000 per execution) caps it near 2,000 shard-jobs, with at most
+40 iterations in flight; an array job costs fewer state transitions (one per step instead of ~4 per
+shard and step: 0.025 USD per 1,000, ~1 USD for 10,000 shards) but fails and retries whole, needs a
+size >= 2, and has no concurrency bound of its own. A child per shard keeps retries per shard and
+the bound explicit.
 
-An execution's input is ``{"manifest": "s3://...", "priority": "high|normal|low",
-"images_per_shard": N}``; only ``manifest`` is required. ``priority`` picks the GPU queue
-(default normal); CPU steps use the cpu queue.
+Every Task retries transient errors with backoff and jitter and catches everything else into
+NotifyFailure (an SNS message naming the failing state) and a Fail state. An execution times out
+after 2 hours. Its input is ``{"manifest": "s3://...", "priority": "high|normal|low",
+"images_per_shard": N}``; only ``manifest`` is required. ``priority`` picks the GPU queue (default
+normal); CPU steps use the cpu queue.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
@@ -103,11 +105,23 @@ def _guarded(name: str, state: dict, transient: list[str], next_state: str, atte
     }
 
 
-def lambda_step(step: Step, t: Targets, *, after_plan: bool, next_state: str, attempts: int) -> tuple[dict, list]:
+def _notify(t: Targets, subject: str, message: str, args: list[str], then: str, attempts: int) -> dict:
+    """Publish to the alert topic, then go on to ``then`` whether or not the publish worked."""
+    publish = asl.sns_publish_task(t.topic_arn, subject=subject, message_format=message, message_args=args)
+    return asl.then(asl.catching(asl.retrying(publish, asl.SNS_TRANSIENT, max_attempts=attempts), then), then)
+
+
+def lambda_step(step: Step, t: Targets, *, sharded: bool, next_state: str, attempts: int) -> tuple[dict, list]:
+    """Invoke the step's function; a gate goes on only if its answer says ``allowed``."""
     arn, timeout = t.functions[step.name]
-    payload = {"execution_id.$": EXECUTION_ID, "manifest.$": "$.manifest"}
-    if after_plan:
-        payload["shard_count.$"] = "$.fan_out.plan.shards"
+    payload = {
+        "execution_id.$": EXECUTION_ID,
+        "manifest.$": "$.manifest",
+        "input.$": "$$.Execution.Input",
+        "started_at.$": "$$.Execution.StartTime",
+    }
+    if sharded:
+        payload["shard_count.$"] = "$.shards.summary.count"
     state = asl.lambda_task(
         arn,
         payload,
@@ -115,28 +129,44 @@ def lambda_step(step: Step, t: Targets, *, after_plan: bool, next_state: str, at
         result_path=step.result_path,
         timeout=timeout + 30,
     )
-    return _guarded(step.state, state, asl.LAMBDA_TRANSIENT, next_state, attempts), [
-        statement(["lambda:InvokeFunction"], [arn, f"{arn}:*"])
-    ]
+    after = f"{step.state}Allowed" if step.gate else next_state
+    states = _guarded(step.state, state, asl.LAMBDA_TRANSIENT, after, attempts)
+    if step.gate:
+        words = " ".join(part.lower() for part in re.findall(r"[A-Z][a-z]*", step.gate))
+        states[after] = asl.boolean_choice(
+            f"{step.result_path}.allowed", if_true=next_state, otherwise=f"Notify{step.gate}"
+        )
+        states[f"Notify{step.gate}"] = _notify(
+            t,
+            f"Odins Ravne: {words}",
+            "Execution {} refused: {}",
+            [EXECUTION_ID, f"{step.result_path}.reason"],
+            step.gate,
+            attempts,
+        )
+        states[step.gate] = {"Type": "Fail", "Error": step.gate, "CausePath": f"{step.result_path}.reason"}
+    return states, [statement(["lambda:InvokeFunction"], [arn, f"{arn}:*"])]
 
 
-def batch_job(step: Step, t: Targets, *, shard: dict, environment: list[dict]) -> tuple[dict, list]:
+def batch_job(
+    step: Step, t: Targets, *, ids: dict, queue_path: str, shard: dict, environment: list[dict]
+) -> tuple[dict, list]:
     """One job of ``step``; Batch retries spot reclaims itself, the workflow retries once more.
-    A GPU step goes to the queue the execution's priority picked (``$.queue``), a CPU step to the
-    cpu queue. Returns the state and what submitting it and waiting for it (``.sync``) needs."""
+    A GPU step goes to the queue the execution's priority picked (``queue_path``), a CPU step to
+    the cpu queue. Returns the state and what submitting it and waiting for it (``.sync``) needs."""
     definition_arn, definition_prefix = t.job_definitions[step.name]
     gpu = step.resources is not None and step.resources.compute == "gpu"
     job = asl.batch_job_task(
         job_name=step.name,
         queue_arn=t.cpu_queue,
         job_definition_arn=definition_arn,
-        parameters={"manifest.$": "$.manifest", "execution_id.$": "$.execution_id", **shard},
-        environment=[{"Name": "EXECUTION_ID", "Value.$": "$.execution_id"}, *environment],
+        parameters={**ids, **shard},
+        environment=[{"Name": "EXECUTION_ID", "Value.$": ids["execution_id.$"]}, *environment],
         timeout=t.job_timeouts[step.name] * 3 + 600,
     )
     if gpu:
         job["Parameters"].pop("JobQueue")
-        job["Parameters"]["JobQueue.$"] = "$.queue"
+        job["Parameters"]["JobQueue.$"] = queue_path
     queues = list(t.priority_queues.values()) if gpu else [t.cpu_queue]
     return asl.retrying(job, ["States.TaskFailed"], max_attempts=1, interval=30), [
         statement(["batch:SubmitJob"], [*queues, f"{definition_prefix}:*"]),
@@ -150,73 +180,55 @@ def batch_job(step: Step, t: Targets, *, shard: dict, environment: list[dict]) -
     ]
 
 
-def once_step(step: Step, t: Targets, *, next_state: str, attempts: int) -> tuple[dict, list]:
+def once_step(step: Step, spec: PipelineSpec, t: Targets, *, next_state: str, attempts: int) -> tuple[dict, list]:
     environment = []
-    if step.plans_shards:
-        environment = [
-            {"Name": "EXECUTION_STARTED_AT", "Value.$": "$$.Execution.StartTime"},
-            {"Name": "EXECUTION_INPUT", "Value.$": "States.JsonToString($$.Execution.Input)"},
-        ]
-    state, statements = batch_job(step, t, shard={"shard": "0"}, environment=environment)
+    if step.writes_shards and spec.planner:
+        size = f"{spec.planner.result_path}.images_per_shard"
+        environment = [{"Name": "IMAGES_PER_SHARD", "Value.$": f"States.Format('{{}}', {size})"}]
+    ids = {"manifest.$": "$.manifest", "execution_id.$": EXECUTION_ID}
+    state, statements = batch_job(
+        step, t, ids=ids, queue_path="$.route.queue", shard={"shard": "0"}, environment=environment
+    )
     return _guarded(step.state, state, asl.BATCH_TRANSIENT, next_state, attempts), statements
 
 
-def plan_states(planner: Step, t: Targets, *, next_state: str, attempts: int) -> tuple[dict, list]:
-    """Read the planner's verdict into the state and stop a refused manifest before any GPU job."""
-    bucket, bucket_arn = t.buckets[planner.writes.bucket]
-    prefix = planner.writes.prefix
+def read_shards(sharder: Step, t: Targets, *, next_state: str, attempts: int) -> tuple[dict, list]:
+    """The shard step's summary (how many shards, where their list is) into ``$.shards``."""
+    bucket, bucket_arn = t.buckets[sharder.writes.bucket]
+    prefix = sharder.writes.prefix
     read = {
         "Type": "Task",
         "Resource": "arn:aws:states:::aws-sdk:s3:getObject",
-        "Parameters": {"Bucket": bucket, "Key.$": f"States.Format('{prefix}/{{}}/plan.json', $.execution_id)"},
-        "ResultSelector": {"plan.$": "States.StringToJson($.Body)"},
-        "ResultPath": "$.fan_out",
+        "Parameters": {"Bucket": bucket, "Key.$": f"States.Format('{prefix}/{{}}/summary.json', {EXECUTION_ID})"},
+        "ResultSelector": {"summary.$": "States.StringToJson($.Body)"},
+        "ResultPath": "$.shards",
     }
-    states = _guarded("ReadPlan", read, ["S3.SdkClientException", "S3.S3Exception"], "PlanAccepted", attempts)
-    states["PlanAccepted"] = asl.boolean_choice(
-        "$.fan_out.plan.accepted", if_true=next_state, otherwise="NotifyRefused"
-    )
-    states["NotifyRefused"] = asl.then(
-        asl.catching(
-            asl.retrying(
-                asl.sns_publish_task(
-                    t.topic_arn,
-                    subject="Odins Ravne: manifest refused",
-                    message_format="Execution {} refused: {}",
-                    message_args=[EXECUTION_ID, "$.fan_out.plan.reason"],
-                ),
-                asl.SNS_TRANSIENT,
-                max_attempts=attempts,
-            ),
-            "ManifestRefused",
-        ),
-        "ManifestRefused",
-    )
-    states["ManifestRefused"] = {"Type": "Fail", "Error": "ManifestRefused", "CausePath": "$.fan_out.plan.reason"}
-    # The plan and the shard list (the Distributed Map's ItemReader) live under the planner's prefix.
+    states = _guarded("ReadShards", read, ["S3.SdkClientException", "S3.S3Exception"], next_state, attempts)
+    # The summary and the shard list (the Distributed Map's ItemReader) live under the step's prefix.
     return states, [statement(["s3:GetObject"], [f"{bucket_arn}/{prefix}/*"])]
 
 
-def shard_map(group: tuple[Step, ...], planner: Step, t: Targets, settings: WorkflowSettings) -> tuple[dict, list]:
-    """A Distributed Map over the planner's shard list; each child runs ``group`` for one shard."""
+def shard_map(group: tuple[Step, ...], sharder: Step, t: Targets, settings: WorkflowSettings) -> tuple[dict, list]:
+    """A Distributed Map over the shard list; each child runs ``group`` for one shard."""
     states: dict[str, dict] = {}
     statements: list[dict] = []
+    ids = {"manifest.$": "$.manifest", "execution_id.$": "$.execution_id"}
     for index, step in enumerate(group):
-        state, needs = batch_job(step, t, shard={"shard.$": "$.shard"}, environment=[])
+        state, needs = batch_job(step, t, ids=ids, queue_path="$.queue", shard={"shard.$": "$.shard"}, environment=[])
         last = index == len(group) - 1
         # A child's output is {}: a Map gathers every child's output, 10,000 of them must stay small.
         states[step.state] = (
             {**asl.then(state, None), "OutputPath": None} if last else asl.then(state, group[index + 1].state)
         )
         statements.extend(n for n in needs if n not in statements)
-    bucket, _ = t.buckets[planner.writes.bucket]
+    bucket, _ = t.buckets[sharder.writes.bucket]
     machine = asl.distributed_map(
         bucket=bucket,
-        key_path="$.fan_out.plan.shards_key",
+        key_path="$.shards.summary.key",
         item_selector={
             "manifest.$": "$.manifest",
-            "execution_id.$": "$.execution_id",
-            "queue.$": "$.queue",
+            "execution_id.$": EXECUTION_ID,
+            "queue.$": "$.route.queue",
             "shard.$": "States.Format('{}', $$.Map.Item.Value.shard)",
         },
         processor_start=group[0].state,
@@ -236,7 +248,7 @@ def map_name(group: tuple[Step, ...]) -> str:
 
 
 def build_definition(spec: PipelineSpec, t: Targets, settings: WorkflowSettings) -> Built:
-    """The ASL document and the statements it needs (pure: unit-testable without synth)."""
+    """The ASL document's states and the statements they need (pure: unit-testable without synth)."""
     attempts = settings.max_attempts
     built = Built(states={}, statements=[])
     # The spec's steps in order, consecutive per-shard steps as one group.
@@ -246,49 +258,47 @@ def build_definition(spec: PipelineSpec, t: Targets, settings: WorkflowSettings)
             units[-1] = (*units[-1], step)
         else:
             units.append((step,) if step.fan_out == "per_shard" else step)
+    names = [map_name(u) if isinstance(u, tuple) else u.state for u in units]
+    # Priority routing comes right before the first Batch step (the first unit that needs a queue).
+    first_batch = next(i for i, u in enumerate(units) if isinstance(u, tuple) or u.runs_on == "batch")
+    built.add(routing(t, first=names[first_batch]))
 
-    def name(unit: Step | tuple[Step, ...]) -> str:
-        return map_name(unit) if isinstance(unit, tuple) else unit.state
-
-    planner, routed, planned = spec.planner, False, False
+    sharded = False
     for index, unit in enumerate(units):
-        following = name(units[index + 1]) if index + 1 < len(units) else "Succeeded"
-        if not routed and not (isinstance(unit, Step) and unit.gate):
-            built.add(routing(t, first=name(unit)))
-            routed = True
+        following = names[index + 1] if index + 1 < len(units) else "Succeeded"
+        following = "Route" if index + 1 == first_batch else following
         if isinstance(unit, tuple):
-            state, needs = shard_map(unit, planner, t, settings)
-            built.add(_guarded(name(unit), state, asl.BATCH_TRANSIENT, following, attempts), *needs)
+            state, needs = shard_map(unit, spec.sharder, t, settings)
+            built.add(_guarded(names[index], state, asl.BATCH_TRANSIENT, following, attempts), *needs)
         elif unit.runs_on == "lambda":
-            after = "BudgetAllowed" if unit.gate else following
-            states, needs = lambda_step(unit, t, after_plan=planned, next_state=after, attempts=attempts)
-            built.add(states, *needs)
-            if unit.gate:
-                built.add(gate_states(unit, t, allowed="Route", attempts=attempts))
+            built.add(*_unpack(lambda_step(unit, t, sharded=sharded, next_state=following, attempts=attempts)))
         else:
-            after = "ReadPlan" if unit.plans_shards else following
-            states, needs = once_step(unit, t, next_state=after, attempts=attempts)
-            built.add(states, *needs)
-            if unit.plans_shards:
-                states, needs = plan_states(unit, t, next_state=following, attempts=attempts)
-                built.add(states, *needs)
-                planned = True
+            after = "ReadShards" if unit.writes_shards else following
+            built.add(*_unpack(once_step(unit, spec, t, next_state=after, attempts=attempts)))
+            if unit.writes_shards:
+                built.add(*_unpack(read_shards(unit, t, next_state=following, attempts=attempts)))
+                sharded = True
     built.add(failure_states(t, attempts))
     built.states["Succeeded"] = {"Type": "Succeed"}
     return built
 
 
+def _unpack(pair: tuple[dict, list]) -> tuple:
+    states, statements = pair
+    return (states, *statements)
+
+
 def definition(built: Built, spec: PipelineSpec) -> dict:
     return {
         "Comment": "Odins Ravne: " + " -> ".join(s.state for s in spec.steps),
-        "StartAt": spec.steps[0].state if spec.steps[0].gate else "Route",
+        "StartAt": spec.steps[0].state if spec.steps[0].runs_on == "lambda" else "Route",
         "TimeoutSeconds": EXECUTION_TIMEOUT_SECONDS,
         "States": built.states,
     }
 
 
 def routing(t: Targets, *, first: str) -> dict[str, dict]:
-    """``priority`` (absent: normal) picks the GPU queue into ``$.queue``; anything else is refused."""
+    """``priority`` (absent: normal) puts the GPU queue into ``$.route``; anything else is refused."""
     states: dict[str, dict] = {
         "Route": {
             "Type": "Choice",
@@ -310,64 +320,22 @@ def routing(t: Targets, *, first: str) -> dict[str, dict]:
     for priority in PRIORITY_QUEUES:
         states[f"Priority{priority.title()}"] = {
             "Type": "Pass",
-            "Parameters": {
-                "manifest.$": "$.manifest",
-                "execution_id.$": EXECUTION_ID,
-                "guard.$": "$.guard",
-                "priority": priority,
-                "queue": t.priority_queues[priority],
-            },
+            "Result": {"priority": priority, "queue": t.priority_queues[priority]},
+            "ResultPath": "$.route",
             "Next": first,
         }
     return states
 
 
-def gate_states(step: Step, t: Targets, *, allowed: str, attempts: int) -> dict[str, dict]:
-    return {
-        "BudgetAllowed": asl.boolean_choice(
-            f"{step.result_path}.allowed", if_true=allowed, otherwise="NotifyBudgetExceeded"
-        ),
-        "NotifyBudgetExceeded": asl.then(
-            asl.catching(
-                asl.retrying(
-                    asl.sns_publish_task(
-                        t.topic_arn,
-                        subject="Odins Ravne: execution refused by the budget guard",
-                        message_format="Execution {} refused: {}",
-                        message_args=[EXECUTION_ID, f"{step.result_path}.reason"],
-                    ),
-                    asl.SNS_TRANSIENT,
-                    max_attempts=attempts,
-                ),
-                "BudgetExceeded",
-            ),
-            "BudgetExceeded",
-        ),
-        "BudgetExceeded": {
-            "Type": "Fail",
-            "Error": "BudgetExceeded",
-            "Cause": "The budget guard refused the execution (see the alert topic)",
-        },
-    }
-
-
 def failure_states(t: Targets, attempts: int) -> dict[str, dict]:
     return {
-        "NotifyFailure": asl.then(
-            asl.catching(
-                asl.retrying(
-                    asl.sns_publish_task(
-                        t.topic_arn,
-                        subject="Odins Ravne: pipeline execution failed",
-                        message_format="Execution {} failed in state {}: {}",
-                        message_args=[EXECUTION_ID, "$.failed_state", "$.error.Error"],
-                    ),
-                    asl.SNS_TRANSIENT,
-                    max_attempts=attempts,
-                ),
-                "Failed",
-            ),
+        "NotifyFailure": _notify(
+            t,
+            "Odins Ravne: pipeline execution failed",
+            "Execution {} failed in state {}: {}",
+            [EXECUTION_ID, "$.failed_state", "$.error.Error"],
             "Failed",
+            attempts,
         ),
         "Failed": {
             "Type": "Fail",

@@ -109,13 +109,14 @@ def most_at_once(jobs: list[dict]) -> int:
     return peak
 
 
-def read_plan(s3: Any, execution_id: str) -> dict | None:
-    processed = find([b["Name"] for b in s3.list_buckets()["Buckets"]], "-processed-")
-    try:
-        body = s3.get_object(Bucket=processed, Key=f"stage0/{execution_id}/plan.json")["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return None
-    return json.loads(body)
+def state_output(sfn: Any, execution_arn: str, state: str) -> dict:
+    """What a state of the execution handed on (its last exit), or {} if it never ran."""
+    events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000, reverseOrder=True)["events"]
+    for event in events:
+        exited = event.get("stateExitedEventDetails")
+        if exited and exited["name"] == state:
+            return json.loads(exited.get("output") or "{}")
+    return {}
 
 
 def loopback_weather_port(lambda_client: Any) -> int | None:
@@ -215,19 +216,20 @@ def positive(text: str) -> int:
 
 def report(aws: dict[str, Any], execution_arn: str, described: dict) -> None:
     """The plan and the fan-out as they happened: shards, shards at once, estimate, wall time."""
-    execution_id = execution_arn.rsplit(":", 1)[-1]
-    plan = read_plan(aws["s3"], execution_id)
+    plan = state_output(aws["stepfunctions"], execution_arn, "PlanFanOut").get("plan")
     if not plan:
         return
-    if not plan.get("accepted"):
+    if not plan.get("allowed"):
         print(f"run-local: manifest refused: {plan.get('reason')}")
         return
-    jobs = shard_jobs(aws["batch"], execution_id, "stage1")
+    summary = state_output(aws["stepfunctions"], execution_arn, "ReadShards").get("shards", {}).get("summary", {})
+    jobs = shard_jobs(aws["batch"], execution_arn.rsplit(":", 1)[-1], "stage1")
     elapsed = described.get("stopDate", datetime.now(described["startDate"].tzinfo)) - described["startDate"]
     print(
-        f"run-local: {plan['images']} images, {plan.get('valid', 0)} valid -> {plan['shards']} shards of up to "
-        f"{plan['images_per_shard']}; at most {most_at_once(jobs)} shards ran at once (limit {plan['concurrency']}); "
-        f"cloud estimate {plan['estimated_seconds'] / 60:.0f} min, here {elapsed.total_seconds():.0f}s"
+        f"run-local: {plan['images']} images, {summary.get('valid', '?')} valid -> {summary.get('count', '?')} shards "
+        f"of up to {plan['images_per_shard']}; at most {most_at_once(jobs)} shards ran at once "
+        f"(limit {plan['concurrency']}); cloud estimate {plan['estimated_seconds'] / 60:.0f} min, "
+        f"here {elapsed.total_seconds():.0f}s"
     )
 
 

@@ -107,7 +107,6 @@ class PipelineStack(TerraformStack):
                 account_id=account_id,
                 settings=profile.batch,
                 spec=spec,
-                stage_environment=self._planner_environment(profile, spec),
                 subnet_ids=self.network.private_subnet_ids,
                 security_group_ids=[self.network.batch_security_group_id],
                 data_lake=self.data_lake,
@@ -219,6 +218,7 @@ class PipelineStack(TerraformStack):
 
     @staticmethod
     def _planner_environment(profile: Profile, spec: PipelineSpec) -> dict[str, dict[str, str]]:
+        """FAN_OUT for the step that plans the fan-out (its shard size, bound and estimate inputs)."""
         planner = spec.planner
         if planner is None:
             return {}
@@ -258,6 +258,8 @@ class PipelineStack(TerraformStack):
                 "SHUTDOWN_STATE_PARAMETER": params.shutdown_state.name,
             },
         }
+        for name, environment in self._planner_environment(profile, self.spec).items():
+            wiring[name] = {**wiring.get(name, {}), **environment}
         steps = {s.name: s for s in self.spec.lambda_steps}
         descriptions = {**{n: s.description for n, s in steps.items()}, **SUPPORT_FUNCTIONS}
         layer = profile.functions.pandas_layer_arn

@@ -68,7 +68,7 @@ def test_alarms_point_at_the_topic(synth: SynthResult, env: str) -> None:
         for a in synth.resources(env, "aws_cloudwatch_metric_alarm").values()
     }
     expected = {"sfn-ExecutionsFailed", "sfn-ExecutionsTimedOut", "sfn-ExecutionThrottled", "batch-jobs-failed"}
-    for fn in ("guard_budget", "weather_enrichment", "write_parquet", "budget_shutdown"):
+    for fn in ("guard_budget", "plan_fan_out", "weather_enrichment", "write_parquet", "budget_shutdown"):
         expected |= {f"{fn}-errors", f"{fn}-throttles", f"{fn}-duration"}
     if env != "local":
         expected |= {"s3-raw-5xx", "s3-processed-5xx", "s3-curated-5xx"}

@@ -18,7 +18,7 @@ import pytest
 pytestmark = pytest.mark.emulator
 
 
-TOP = ["GuardBudget", "Stage0", "Stage1ToStage2", "WeatherEnrichment", "WriteParquet"]
+TOP = ["GuardBudget", "PlanFanOut", "Stage0", "Stage1ToStage2", "WeatherEnrichment", "WriteParquet"]
 
 
 def run_pipeline(**kwargs):
@@ -50,7 +50,11 @@ def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) 
     visited = [s for s in visited_states(aws["stepfunctions"], execution_arn) if s in TOP]
     assert visited == TOP
     output = json.loads(described["output"])
-    assert output["fan_out"]["plan"]["shards"] == 1 and output["fan_out"]["plan"]["valid"] == 3
+    assert (output["plan"]["images"], output["shards"]["summary"]["count"], output["shards"]["summary"]["valid"]) == (
+        4,
+        1,
+        3,
+    )
     assert output["guard"]["allowed"] is True
     assert output["weather"] == {"enriched": 3, "failed": 0}, weather_statuses(aws, execution_arn)
     curated = next(b["Name"] for b in aws["s3"].list_buckets()["Buckets"] if "-curated-" in b["Name"])
@@ -113,7 +117,7 @@ def test_fan_out_runs_shards_at_once_on_the_priority_queue(aws) -> None:
     execution_arn, described = run_pipeline(images=60, options={"priority": "high", "images_per_shard": 10})
     assert described["status"] == "SUCCEEDED", described
     output = json.loads(described["output"])
-    assert (output["priority"], output["fan_out"]["plan"]["shards"]) == ("high", 6)
+    assert (output["route"]["priority"], output["shards"]["summary"]["count"]) == ("high", 6)
     assert output["weather"] == {"enriched": 60, "failed": 0}, weather_statuses(aws, execution_arn)
     execution_id = execution_arn.rsplit(":", 1)[-1]
     for stage in ("stage1", "stage2"):
@@ -123,9 +127,9 @@ def test_fan_out_runs_shards_at_once_on_the_priority_queue(aws) -> None:
     assert most_at_once(shard_jobs(aws["batch"], execution_id, "stage1")) >= 3, "shards run side by side"
 
 
-def test_what_cannot_finish_is_refused_before_any_gpu_job(aws) -> None:
+def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
     """1,000 one-image shards need ~84 waves of 12 (3 min each): far past 2 h. Refused with the
-    plan's reason after stage0, before any stage1 job; a bad priority stops even earlier."""
+    plan's reason before any Batch job; a bad priority stops before any Batch job too."""
     from pipeline_ops.run import shard_jobs, visited_states
 
     url = alert_queue(aws)
@@ -143,14 +147,15 @@ def test_what_cannot_finish_is_refused_before_any_gpu_job(aws) -> None:
 
     described = follow(aws["stepfunctions"], execution_arn, 120)
     assert (described["status"], described["error"]) == ("FAILED", "ManifestRefused")
-    assert described["cause"].startswith("1000 images make 1000 shards of up to 1, 12 at a time: about 4.3 h")
-    assert "split it into manifests of at most 384 images" in described["cause"]
+    assert described["cause"].startswith("1000 images make 1000 shards of up to 1, 12 at a time: about 4.4 h")
+    assert "split it into manifests of at most 372 images" in described["cause"]
     assert visited_states(aws["stepfunctions"], execution_arn)[-3:] == [
-        "PlanAccepted",
-        "NotifyRefused",
+        "PlanFanOutAllowed",
+        "NotifyManifestRefused",
         "ManifestRefused",
     ]
-    assert shard_jobs(aws["batch"], execution_arn.rsplit(":", 1)[-1], "stage1") == []
+    for stage in ("stage0", "stage1"):
+        assert shard_jobs(aws["batch"], execution_arn.rsplit(":", 1)[-1], stage) == [], f"no {stage} job"
     assert any("refused" in m and "split it into manifests" in m for m in messages(aws, url))
 
     execution_arn, described = run_pipeline(options={"priority": "urgent"})
@@ -187,10 +192,11 @@ def test_budget_alert_shuts_down_and_guard_refuses(aws, deployed: Path, capsys) 
     assert described["status"] == "FAILED" and described["error"] == "BudgetExceeded"
     assert visited_states(aws["stepfunctions"], execution_arn) == [
         "GuardBudget",
-        "BudgetAllowed",
+        "GuardBudgetAllowed",
         "NotifyBudgetExceeded",
         "BudgetExceeded",
     ]
+    assert described["cause"].startswith("kill switch"), described["cause"]
     function = next(
         f["FunctionName"]
         for f in aws["lambda"].list_functions()["Functions"]

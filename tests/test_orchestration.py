@@ -15,7 +15,7 @@ from modules.functions import package, source_hash
 from tests.conftest import REPO, SynthResult
 
 ENVS = ("local", "dev", "staging", "prod")
-TOP = ["GuardBudget", "Stage0", "Stage1ToStage2", "WeatherEnrichment", "WriteParquet"]
+TOP = ["GuardBudget", "PlanFanOut", "Stage0", "Stage1ToStage2", "WeatherEnrichment", "WriteParquet"]
 # Every "Resource": "*" the stacks may contain, with the reason AWS gives no narrower scope.
 STAR_ALLOWED = {
     ("xray:PutTelemetryRecords", "xray:PutTraceSegments"): "X-Ray writes have no resource-level permissions",
@@ -61,25 +61,28 @@ def test_definition_shape(synth: SynthResult, env: str) -> None:
         state = doc["States"][name]
         name = state.get("Next") or next((c["Next"] for c in state.get("Choices", [])), None)
     assert [s for s in path if s in TOP] == TOP
-    assert path[path.index("BudgetAllowed") : path.index("Stage0")] == ["BudgetAllowed", "Route", "PriorityNormal"]
-    assert doc["States"]["BudgetAllowed"]["Default"] == "NotifyBudgetExceeded"
-    assert doc["States"]["BudgetExceeded"] == {
-        "Type": "Fail",
-        "Error": "BudgetExceeded",
-        "Cause": "The budget guard refused the execution (see the alert topic)",
-    }
-    # A refused plan stops before the fan-out, with the plan's reason as the cause.
-    assert doc["States"]["PlanAccepted"]["Choices"][0]["Next"] == "Stage1ToStage2"
-    assert doc["States"]["PlanAccepted"]["Default"] == "NotifyRefused"
-    assert doc["States"]["ManifestRefused"] == {
-        "Type": "Fail",
-        "Error": "ManifestRefused",
-        "CausePath": "$.fan_out.plan.reason",
-    }
+    assert path[path.index("GuardBudget") : path.index("Stage0")] == [
+        "GuardBudget",
+        "GuardBudgetAllowed",
+        "PlanFanOut",
+        "PlanFanOutAllowed",
+        "Route",
+        "PriorityNormal",
+    ]
+    assert path[path.index("Stage0") : path.index("Stage1ToStage2")] == ["Stage0", "ReadShards"]
+    # Each gate: a refusal is notified, then ends the execution with its reason as the cause;
+    # the plan's comes before any Batch job.
+    for gate, error, reason in (
+        ("GuardBudget", "BudgetExceeded", "$.guard.reason"),
+        ("PlanFanOut", "ManifestRefused", "$.plan.reason"),
+    ):
+        assert doc["States"][f"{gate}Allowed"]["Default"] == f"Notify{error}"
+        assert doc["States"][f"Notify{error}"]["Next"] == error
+        assert doc["States"][error] == {"Type": "Fail", "Error": error, "CausePath": reason}
     fan_out = doc["States"]["Stage1ToStage2"]
     assert fan_out["Type"] == "Map" and fan_out["MaxConcurrency"] == (12 if env == "local" else 25)
     assert fan_out["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
-    assert fan_out["ItemReader"]["Parameters"]["Key.$"] == "$.fan_out.plan.shards_key", "the list comes from S3"
+    assert fan_out["ItemReader"]["Parameters"]["Key.$"] == "$.shards.summary.key", "the list comes from S3"
     children = fan_out["ItemProcessor"]["States"]
     assert fan_out["ItemProcessor"]["StartAt"] == "Stage1" and children["Stage1"]["Next"] == "Stage2"
     assert children["Stage2"]["End"] is True and children["Stage2"]["OutputPath"] is None
@@ -95,7 +98,7 @@ def test_definition_shape(synth: SynthResult, env: str) -> None:
     assert routes == {None: "PriorityNormal", "high": "PriorityHigh", "normal": "PriorityNormal", "low": "PriorityLow"}
     assert doc["States"]["Route"]["Default"] == "InvalidPriority"
     for priority in ("high", "normal", "low"):
-        assert f"batch_queue-{priority}_" in doc["States"][f"Priority{priority.title()}"]["Parameters"]["queue"]
+        assert f"batch_queue-{priority}_" in doc["States"][f"Priority{priority.title()}"]["Result"]["queue"]
 
 
 def test_definition_passes_asl_validator(synth: SynthResult, tmp_path: Path) -> None:
@@ -136,7 +139,7 @@ def test_functions(synth: SynthResult) -> None:
         f["function_name"].removeprefix("odins-ravne-dev-"): f
         for f in synth.resources("dev", "aws_lambda_function").values()
     }
-    assert set(functions) == {"guard-budget", "weather-enrichment", "write-parquet", "budget-shutdown"}
+    assert set(functions) == {"guard-budget", "plan-fan-out", "weather-enrichment", "write-parquet", "budget-shutdown"}
     for fn in functions.values():
         assert fn["runtime"] == "python3.12" and fn["architectures"] == ["arm64"]
         assert fn["tracing_config"]["mode"] == "Active" and fn["logging_config"]["log_format"] == "JSON"
@@ -149,7 +152,7 @@ def test_functions(synth: SynthResult) -> None:
         ]
     )
     configs = synth.resources("dev", "aws_lambda_function_event_invoke_config").values()
-    assert len(configs) == 4 and all(
+    assert len(configs) == 5 and all(
         "aws_sqs_queue" in c["destination_config"]["on_failure"]["destination"] for c in configs
     )
 
@@ -196,7 +199,7 @@ def test_state_machine_role_is_exact(synth: SynthResult) -> None:
         for action in st["Action"]:
             by_action.setdefault(action, []).extend(st["Resource"])
     assert all("aws_lambda_function" in r for r in by_action["lambda:InvokeFunction"])
-    assert len(by_action["lambda:InvokeFunction"]) == 6  # three functions, each with ":*" for versions
+    assert len(by_action["lambda:InvokeFunction"]) == 8  # four functions, each with ":*" for versions
     submit = by_action["batch:SubmitJob"]
     # GPU steps to the three priority queues, the CPU step to cpu, each with its own definition only.
     queues = {r.split(".")[1].split("_")[1] for r in submit if "aws_batch_job_queue" in r}

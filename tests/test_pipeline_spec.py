@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
 from cdktf import Testing
+from moto import mock_aws
 
 from conf import load_profile
 from conf.pipeline import PIPELINE, Location, PipelineSpec, Resources, Step, fan_out_settings
@@ -18,9 +20,18 @@ from stacks.pipeline_stack import PipelineStack
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "images" / "runtime"))
-_spec = importlib.util.spec_from_file_location("stage0_under_test", REPO / "images" / "stage0" / "stage.py")
-stage0 = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(stage0)
+sys.path.insert(0, str(REPO / "lambda_src" / "_shared"))
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+stage0 = _load("stage0_under_test", REPO / "images" / "stage0" / "stage.py")
+planner = _load("plan_fan_out_under_test", REPO / "lambda_src" / "plan_fan_out" / "handler.py")
 
 DUMMY = Step(
     name="stage9",
@@ -87,8 +98,8 @@ def test_a_new_stage_is_one_spec_entry(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("steps", "problem"),
     [
-        ((*PIPELINE.steps, PIPELINE.steps[1]), "step 'stage0' appears twice"),
-        (tuple(s for s in PIPELINE.steps if s.name != "stage0"), "comes before the step that plans shards"),
+        ((*PIPELINE.steps, PIPELINE.steps[2]), "step 'stage0' appears twice"),
+        (tuple(s for s in PIPELINE.steps if s.name != "stage0"), "comes before the step that writes the shards"),
         (
             (*PIPELINE.steps, Step(name="late", runs_on="lambda", reads=(Location("processed", "nowhere"),))),
             "'late' reads processed:nowhere, which no earlier step writes",
@@ -104,6 +115,7 @@ def test_a_broken_spec_is_refused_with_the_reason(steps: tuple[Step, ...], probl
 def test_the_spec_derives_what_used_to_be_written_in_many_places() -> None:
     assert [s.state for s in PIPELINE.steps] == [
         "GuardBudget",
+        "PlanFanOut",
         "Stage0",
         "Stage1",
         "Stage2",
@@ -111,13 +123,14 @@ def test_the_spec_derives_what_used_to_be_written_in_many_places() -> None:
         "WriteParquet",
     ]
     assert [s.name for s in PIPELINE.batch_steps] == ["stage0", "stage1", "stage2"]
-    assert PIPELINE.planner.name == "stage0" and [s.name for s in PIPELINE.shard_steps] == ["stage1", "stage2"]
+    assert (PIPELINE.planner.name, PIPELINE.sharder.name) == ("plan_fan_out", "stage0")
+    assert [s.name for s in PIPELINE.shard_steps] == ["stage1", "stage2"]
     for step in PIPELINE.steps:
         folder = REPO / ("images" if step.runs_on == "batch" else "lambda_src") / step.name
         assert folder.is_dir(), f"{step.name}: its code folder {folder} is missing"
 
 
-# --- the planner (stage0) ----------------------------------------------------------------------
+# --- the planner (lambda_src/plan_fan_out) and the shards (stage0) ------------------------------
 
 FAN_OUT = fan_out_settings(
     PIPELINE,
@@ -135,6 +148,7 @@ def test_fan_out_settings_come_from_the_spec_and_profile() -> None:
         "images_per_shard": 1000,
         "concurrency": 25,
         "images_per_second": [3.0, 20.0],
+        "before_per_second": [500.0],  # stage0 sees every image once
         "job_overhead_seconds": 90,
         "fleet_start_seconds": 420,
         "execution_timeout_seconds": 7200,
@@ -143,35 +157,35 @@ def test_fan_out_settings_come_from_the_spec_and_profile() -> None:
 
 
 def test_a_season_is_refused_with_the_largest_manifest_that_fits() -> None:
-    """500,000 images: 500 shards, 25 at a time, ~9.4 min each: ~3.3 h of waves in ~1.6 h left."""
-    verdict = stage0.plan(500_000, FAN_OUT, 1000, elapsed=120)
-    assert verdict["accepted"] is False and verdict["shards"] == 500
+    """500,000 images: stage0 ~18 min, then 500 shards, 25 at a time, ~9.4 min each, in ~1.7 h."""
+    verdict = planner.plan(500_000, FAN_OUT, 1000, elapsed=120)
+    assert verdict["allowed"] is False and verdict["shards"] == 500
     per_shard = 2 * 90 + 1000 / 3 + 1000 / 20
-    assert verdict["estimated_seconds"] == round(420 + 20 * per_shard)
-    assert verdict["largest_manifest"] == 10 * 25 * 1000  # ten waves fit in 7200 - 120 - 960 - 420 s
+    assert verdict["estimated_seconds"] == round(90 + 500_000 / 500 + 420 + 20 * per_shard)
+    # Ten waves of 25,000 would need 6,643 s of the 6,120 left; nine (225,000 images) need 6,030.
+    assert verdict["largest_manifest"] == 9 * 25 * 1000
     assert verdict["reason"] == (
-        "500000 images make 500 shards of up to 1000, 25 at a time: about 3.2 h of GPU work, but 102 min of "
-        "the 2 h execution are left for it; split it into manifests of at most 250000 images "
+        "500000 images make 500 shards of up to 1000, 25 at a time: about 3.5 h of work, but 102 min of "
+        "the 2 h execution are left for it; split it into manifests of at most 225000 images "
         "(or raise batch.max_vcpus and workflow.max_concurrency)"
     )
 
 
-@pytest.mark.parametrize(("images", "shards"), [(0, 0), (1, 1), (1000, 1), (1001, 2), (250_000, 250)])
+@pytest.mark.parametrize(("images", "shards"), [(0, 0), (1, 1), (1000, 1), (1001, 2), (225_000, 225)])
 def test_what_fits_is_accepted(images: int, shards: int) -> None:
-    verdict = stage0.plan(images, FAN_OUT, 1000, elapsed=60)
-    assert verdict["accepted"] is True and verdict["shards"] == shards and verdict["reason"] == ""
+    verdict = planner.plan(images, FAN_OUT, 1000, elapsed=60)
+    assert verdict["allowed"] is True and verdict["shards"] == shards and verdict["reason"] == ""
 
 
 def test_time_already_spent_counts() -> None:
-    assert stage0.plan(250_000, FAN_OUT, 1000, elapsed=60)["accepted"] is True
-    assert stage0.plan(250_000, FAN_OUT, 1000, elapsed=900)["accepted"] is False
+    assert planner.plan(225_000, FAN_OUT, 1000, elapsed=60)["allowed"] is True
+    assert planner.plan(225_000, FAN_OUT, 1000, elapsed=300)["allowed"] is False
 
 
 def test_one_shard_that_cannot_fit_says_to_make_shards_smaller() -> None:
-    verdict = stage0.plan(30_000, FAN_OUT, 30_000, elapsed=0)
+    verdict = planner.plan(30_000, FAN_OUT, 30_000, elapsed=0)
     assert (
-        not verdict["accepted"]
-        and "lower workflow.images_per_shard (one shard alone does not fit)" in verdict["reason"]
+        not verdict["allowed"] and "lower workflow.images_per_shard (one shard alone does not fit)" in verdict["reason"]
     )
 
 
@@ -195,4 +209,45 @@ def test_shards_are_as_few_as_the_size_allows_and_balanced() -> None:
     ],
 )
 def test_a_run_may_ask_for_smaller_shards(execution_input: str | None, expected: tuple) -> None:
-    assert stage0.shard_size(execution_input, 1000) == expected
+    assert planner.shard_size(json.loads(execution_input) if execution_input else None, 1000) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "count"),
+    [
+        (b'{"images": []}', 0),
+        (b'{"images": [{"key": "a"}, {"key": "b, [x]"}, {"key": "c\\\\"}]}', 3),
+        (b'{"note": {"images": [1, 2]}, "images": [{"k": [1, {"images": []}]}, "odd"]}', 2),
+        (b'  {\n "images" : [ {"key": "q\\"uote"} ,\n {} ] }', 2),
+        (b'{"other": []}', None),
+        (b"[]", None),
+    ],
+)
+def test_the_planner_counts_records_without_parsing_the_manifest(body: bytes, count: int | None) -> None:
+    assert planner.count_images(body) == count
+    if count is not None:
+        assert count == len(json.loads(body)["images"])
+
+
+@mock_aws
+def test_the_planner_refuses_before_any_batch_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler end to end on moto's S3: the count, the verdict, and one line for bad input."""
+    s3 = boto3.client("s3", region_name="eu-north-1")
+    s3.create_bucket(Bucket="raw", CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
+    records = ",".join('{"key": "k"}' for _ in range(300_000))
+    s3.put_object(Bucket="raw", Key="m/big.json", Body=f'{{"images": [{records}]}}'.encode())
+    s3.put_object(Bucket="raw", Key="m/bad.json", Body=b'{"photos": []}')
+    monkeypatch.setenv("FAN_OUT", json.dumps(FAN_OUT))
+    event = {"execution_id": "e1", "manifest": "s3://raw/m/big.json", "input": {}, "started_at": None}
+    verdict = planner.handler(event, None, s3=s3)
+    assert (verdict["allowed"], verdict["images"], verdict["shards"]) == (False, 300_000, 300)
+    assert planner.handler({**event, "manifest": "s3://raw/m/bad.json"}, None, s3=s3) == {
+        "allowed": False,
+        "reason": "manifest s3://raw/m/bad.json is not a JSON object with an 'images' list",
+    }
+    assert planner.handler({**event, "manifest": "s3://raw/m/gone.json"}, None, s3=s3)["reason"] == (
+        "manifest s3://raw/m/gone.json does not exist"
+    )
+    assert planner.handler({**event, "input": {"images_per_shard": -1}}, None, s3=s3)["reason"] == (
+        "images_per_shard must be a whole number from 1 to 1000, got -1"
+    )
