@@ -204,7 +204,7 @@ def run(
         described = follow(sfn, execution_arn, timeout)
     finally:
         if server:
-            server.shutdown()
+            weather_server.stop(server)
     return execution_arn, described
 
 

@@ -81,11 +81,18 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def start(port: int = 0, failures: int = 0) -> ThreadingHTTPServer:
-    """Serve in a daemon thread; ``server.server_address[1]`` is the port, ``shutdown()`` stops it."""
+    """Serve in a daemon thread; ``server.server_address[1]`` is the port, :func:`stop` stops it."""
     server = ThreadingHTTPServer((HOST, port), Handler)
     server.failures_left, server.requests = failures, 0  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def stop(server: ThreadingHTTPServer) -> None:
+    """Stop serving and close the socket: a server only shut down keeps its port bound and
+    listening with nobody accepting, so the next run sees the port taken and its requests hang."""
+    server.shutdown()
+    server.server_close()
 
 
 if __name__ == "__main__":
