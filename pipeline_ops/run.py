@@ -60,8 +60,10 @@ def upload_sample(s3: Any, bucket: str, manifest_name: str, images: int | None =
     return f"s3://{bucket}/{key}"
 
 
-def generated(count: int, name: str, sites: int = 20) -> tuple[dict, dict[str, bytes]]:
-    """A manifest of ``count`` images over ``sites`` sites and two days (few weather lookups)."""
+def generated(count: int, name: str) -> tuple[dict, dict[str, bytes]]:
+    """A manifest of ``count`` images over up to 20 sites (one per 100 images) and two days: few
+    weather lookups, as a real trap season has (many images per site and day)."""
+    sites = max(1, min(20, count // 100))
     from PIL import Image
 
     files, records = {}, []
@@ -176,7 +178,7 @@ def run(
     raw = find([b["Name"] for b in s3.list_buckets()["Buckets"]], "-raw-")
     machine = find([m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]], "-pipeline")
     weather_port = loopback_weather_port(aws["lambda"])
-    server = weather_server.start(weather_port) if weather_port and port_free(weather_port) else None
+    server = weather_server.spawn(weather_port) if weather_port and port_free(weather_port) else None
     try:
         before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
         name = f"{'sample' if images is None else f'generated-{images}'}-{uuid.uuid4().hex[:8]}"

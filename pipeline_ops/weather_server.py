@@ -12,9 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 HOST = "127.0.0.1"
@@ -88,9 +94,34 @@ def start(port: int = 0, failures: int = 0) -> ThreadingHTTPServer:
     return server
 
 
-def stop(server: ThreadingHTTPServer) -> None:
+def spawn(port: int, wait_seconds: float = 10.0) -> subprocess.Popen:
+    """The server in a process of its own (a run's lookups must not wait for the caller's GIL:
+    in a busy test worker an in-process server answered in seconds, past the client's time-outs)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline_ops.weather_server", "--port", str(port)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex((HOST, port)) == 0:
+                return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"the loopback weather server did not start on port {port}")
+
+
+def stop(server: ThreadingHTTPServer | subprocess.Popen) -> None:
     """Stop serving and close the socket: a server only shut down keeps its port bound and
     listening with nobody accepting, so the next run sees the port taken and its requests hang."""
+    if isinstance(server, subprocess.Popen):
+        server.terminate()
+        server.wait(timeout=10)
+        return
     server.shutdown()
     server.server_close()
 
@@ -99,4 +130,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
-    ThreadingHTTPServer((HOST, args.port), Handler).serve_forever()
+    server = ThreadingHTTPServer((HOST, args.port), Handler)
+    server.failures_left, server.requests = 0, 0  # type: ignore[attr-defined]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server.serve_forever()
