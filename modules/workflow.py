@@ -73,8 +73,9 @@ class Targets:
     functions: dict[str, tuple[str, int]]  # step -> (function ARN, time-out seconds)
     job_definitions: dict[str, tuple[str, str]]  # step -> (definition ARN, ARN prefix without revision)
     job_timeouts: dict[str, int]
-    priority_queues: dict[str, str]  # high/normal/low -> queue ARN (GPU steps)
+    priority_queues: dict[str, str]  # high/normal/low -> queue ARN
     cpu_queue: str
+    routed: frozenset[str]  # steps whose jobs go to the queue the execution's priority picks
     buckets: dict[str, tuple[str, str]]  # data-lake bucket -> (name, ARN)
 
     @property
@@ -90,7 +91,7 @@ class Built:
     states: dict[str, dict]
     statements: list[dict]
 
-    def add(self, states: dict[str, dict], *statements: dict) -> None:
+    def add(self, states: dict[str, dict], statements: list[dict] = ()) -> None:
         self.states.update(states)
         self.statements.extend(s for s in statements if s not in self.statements)
 
@@ -155,7 +156,7 @@ def batch_job(
     A GPU step goes to the queue the execution's priority picked (``queue_path``), a CPU step to
     the cpu queue. Returns the state and what submitting it and waiting for it (``.sync``) needs."""
     definition_arn, definition_prefix = t.job_definitions[step.name]
-    gpu = step.resources is not None and step.resources.compute == "gpu"
+    gpu = step.name in t.routed
     job = asl.batch_job_task(
         job_name=step.name,
         queue_arn=t.cpu_queue,
@@ -269,23 +270,18 @@ def build_definition(spec: PipelineSpec, t: Targets, settings: WorkflowSettings)
         following = "Route" if index + 1 == first_batch else following
         if isinstance(unit, tuple):
             state, needs = shard_map(unit, spec.sharder, t, settings)
-            built.add(_guarded(names[index], state, asl.BATCH_TRANSIENT, following, attempts), *needs)
+            built.add(_guarded(names[index], state, asl.BATCH_TRANSIENT, following, attempts), needs)
         elif unit.runs_on == "lambda":
-            built.add(*_unpack(lambda_step(unit, t, sharded=sharded, next_state=following, attempts=attempts)))
+            built.add(*lambda_step(unit, t, sharded=sharded, next_state=following, attempts=attempts))
         else:
             after = "ReadShards" if unit.writes_shards else following
-            built.add(*_unpack(once_step(unit, spec, t, next_state=after, attempts=attempts)))
+            built.add(*once_step(unit, spec, t, next_state=after, attempts=attempts))
             if unit.writes_shards:
-                built.add(*_unpack(read_shards(unit, t, next_state=following, attempts=attempts)))
+                built.add(*read_shards(unit, t, next_state=following, attempts=attempts))
                 sharded = True
     built.add(failure_states(t, attempts))
     built.states["Succeeded"] = {"Type": "Succeed"}
     return built
-
-
-def _unpack(pair: tuple[dict, list]) -> tuple:
-    states, statements = pair
-    return (states, *statements)
 
 
 def definition(built: Built, spec: PipelineSpec) -> dict:
@@ -391,6 +387,7 @@ class Workflow(Construct):
             job_timeouts={s: r.timeout_seconds for s, r in batch.resources.items()},
             priority_queues={p: batch.queue_arn(p) for p in PRIORITY_QUEUES},
             cpu_queue=batch.queue_arn("cpu"),
+            routed=frozenset(s.name for s in props.spec.batch_steps if batch.queues_for(s.name) == PRIORITY_QUEUES),
             buckets={n: (b.bucket_name, b.bucket_arn) for n, b in lake.buckets.items()},
         )
         built = build_definition(props.spec, targets, props.settings)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import socket
 import sys
 import time
 import uuid
@@ -129,11 +128,6 @@ def loopback_weather_port(lambda_client: Any) -> int | None:
     return url.port if url.hostname in {"127.0.0.1", "localhost"} and url.port else None
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) != 0
-
-
 def follow(sfn: Any, execution_arn: str, timeout: float, out: Any = None) -> dict:
     """Print each state as it is entered and left (to ``out``, default the current stdout)."""
     out = out or sys.stdout
@@ -178,7 +172,7 @@ def run(
     raw = find([b["Name"] for b in s3.list_buckets()["Buckets"]], "-raw-")
     machine = find([m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]], "-pipeline")
     weather_port = loopback_weather_port(aws["lambda"])
-    server = weather_server.spawn(weather_port) if weather_port and port_free(weather_port) else None
+    server = weather_server.spawn(weather_port) if weather_port and not weather_server.listening(weather_port) else None
     try:
         before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
         name = f"{'sample' if images is None else f'generated-{images}'}-{uuid.uuid4().hex[:8]}"

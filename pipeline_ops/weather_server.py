@@ -94,6 +94,12 @@ def start(port: int = 0, failures: int = 0) -> ThreadingHTTPServer:
     return server
 
 
+def listening(port: int) -> bool:
+    """Whether anything accepts connections on this loopback port."""
+    with socket.socket() as probe:
+        return probe.connect_ex((HOST, port)) == 0
+
+
 def spawn(port: int, wait_seconds: float = 10.0) -> subprocess.Popen:
     """The server in a process of its own (a run's lookups must not wait for the caller's GIL:
     in a busy test worker an in-process server answered in seconds, past the client's time-outs)."""
@@ -105,9 +111,8 @@ def spawn(port: int, wait_seconds: float = 10.0) -> subprocess.Popen:
     )
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex((HOST, port)) == 0:
-                return process
+        if listening(port):
+            return process
         if process.poll() is not None:
             break
         time.sleep(0.05)

@@ -128,12 +128,10 @@ def test_a_stopped_weather_server_frees_its_port() -> None:
     """The next run on the same port gets a server of its own, in its own process, that answers
     (a run's weather lookups hung for minutes when the previous run's stopped server still held
     the port); stopped, that one frees the port too."""
-    from pipeline_ops.run import port_free
-
     first = weather_server.start(0)
     port = first.server_address[1]
     weather_server.stop(first)
-    assert port_free(port)
+    assert not weather_server.listening(port)
     second = weather_server.spawn(port)
     try:
         url = f"http://127.0.0.1:{port}/v1/archive?latitude=60&longitude=10&start_date=2026-06-01&end_date=2026-06-01"
@@ -141,7 +139,7 @@ def test_a_stopped_weather_server_frees_its_port() -> None:
             assert answer.status == 200
     finally:
         weather_server.stop(second)
-    assert port_free(port)
+    assert not weather_server.listening(port)
 
 
 def test_weather_cache_one_request_per_site_day(loopback_weather) -> None:

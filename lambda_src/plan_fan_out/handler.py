@@ -66,7 +66,7 @@ def shard_size(options: Any, largest: int) -> tuple[int, str | None]:
     return asked, None
 
 
-def elapsed_since(started_at: str | None, now: float | None = None) -> float:
+def elapsed_since(started_at: str | None) -> float:
     """Seconds since the execution started (ISO 8601), 0 if unknown."""
     if not started_at:
         return 0.0
@@ -74,7 +74,7 @@ def elapsed_since(started_at: str | None, now: float | None = None) -> float:
         started = datetime.fromisoformat(str(started_at).replace("Z", "+00:00"))
     except ValueError:
         return 0.0
-    return max(0.0, (time.time() if now is None else now) - started.timestamp())
+    return max(0.0, time.time() - started.timestamp())
 
 
 def plan(images: int, fan_out: dict[str, Any], images_per_shard: int, elapsed: float) -> dict[str, Any]:
