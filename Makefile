@@ -24,7 +24,7 @@ LOCAL_EMULATOR  ?= moto
 # The emulator's endpoint and region come from conf/profiles/local.yaml.
 LOCAL_ENV = EMULATOR_ENDPOINT=$$($(PY) -m conf local emulator_endpoint) AWS_DEFAULT_REGION=$$($(PY) -m conf local region)
 
-.PHONY: help setup synth diff deploy validate lint test bench-synth bench-test bench-review soak-local clean images images-check preflight deploy-aws status-aws destroy-aws up-localstack down-localstack \
+.PHONY: help setup synth diff deploy validate lint test cost bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration
 
@@ -112,7 +112,14 @@ LOCK      ?= true
 plan: setup ## Plan ENV=<env> + review: build/plan/pipeline-<env>/review.md (exit 2 = BLOCKING; ALLOW_DESTROY=addr,...; LOCK=false for read-only roles)
 	$(REACHABLE)
 	SYNTH_ENVS=$(ENV) $(SYNTH)
-	$(ENV_PREFIX) $(PY) -m tools.plan plan $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock)
+	@$(ENV_PREFIX) $(PY) -m tools.plan plan $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock); status=$$?; \
+	  if [ $$status -ne 1 ]; then $(PY) -m pipeline_ops.cost build/plan/pipeline-$(ENV)/plan.json \
+	    $(if $(IMAGES),--images $(IMAGES)) --append build/plan/pipeline-$(ENV)/review.md || exit 1; fi; exit $$status
+
+cost: setup ## USD per 1,000 images and a manifest's cost + wall time (IMAGES=N, default 100000) from ENV=<env>'s synthesized config, offline
+	$(CHECK_ENV)
+	@SYNTH_ENVS=$(ENV) $(SYNTH)
+	@$(PY) -m pipeline_ops.cost $(STACK_DIR)/cdk.tf.json $(if $(IMAGES),--images $(IMAGES))
 
 drift: setup ## Refresh-only plan of ENV=<env> and a summary of what changed outside Terraform (exit 2 = drift)
 	$(REACHABLE)
@@ -166,6 +173,9 @@ bench-review: setup ## Review time of a generated plan of 1,000 changes (target 
 
 bench-synth: setup ## Cold/warm synth time and peak memory vs the jsii floor
 	$(PY) bench/synth.py
+
+bench-stage: setup ## GPU stages on IMAGES=N (default 64) camera-trap JPEGs (CPU provider): end to end vs model-only images/s, peak RSS (target ratio <= 1.25)
+	$(PY) bench/stage.py --images $(or $(IMAGES),64)
 
 images: setup ## Build + push the stage images ECR lacks (ENV=<env>; needs Docker; tags from the profile, immutable)
 	$(CHECK_ENV)

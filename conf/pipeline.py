@@ -9,7 +9,8 @@ image build list (``pipeline_ops/images.py`` reads the job definitions). Adding 
 plus its code folder. Environment differences stay in the profiles.
 
 Fan-out: the ``plans_shards`` step (PlanFanOut, a Lambda) counts the manifest, sets the shard size
-(``workflow.images_per_shard``) and refuses what cannot finish in the 2 h, before any Batch job;
+(``workflow.images_per_shard``), prices the run and refuses what cannot finish in the 2 h, before
+any Batch job (it runs before GuardBudget, which adds its cost estimate to the month's spend);
 the ``writes_shards`` step (stage0) validates the images, cuts the shards and writes their list to
 S3; consecutive ``per_shard`` steps then run as one Distributed Map over that list, each shard going
 through all of them in turn (shard 3 can be in stage2 while shard 9 is still in stage1).
@@ -45,8 +46,11 @@ class Resources:
     gpus: int
     timeout_seconds: int
     image_tag: str = "0.1.0"
-    # Throughput of one job (images per second), used to estimate an execution's wall time.
+    # Throughput of one job (images per second): the wall time and cost estimates of an execution
+    # (PlanFanOut, GuardBudget, the plan review) rest on it, so where it comes from is stated with it.
     images_per_second: float = 50.0
+    throughput_source: str = "planning value"
+    batch_size: int = 1  # images (stage2: crops) per inference call
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Step:
     gate: str | None = None
     outputs: tuple[str, ...] = ()  # keys of a Lambda's answer kept in the execution state
     result_key: str | None = None  # where in the state they go (default: the step name)
+    uses: tuple[str, ...] = ()  # result keys of earlier Lambda steps this Lambda is given
     pandas_layer: bool = False  # a Lambda that imports pyarrow: gets the profile's AWS SDK for pandas layer
     description: str = ""
 
@@ -97,7 +102,7 @@ class PipelineSpec:
         for flag in ("plans_shards", "writes_shards"):
             if sum(getattr(s, flag) for s in self.steps) > 1:
                 out.append(f"only one step may have {flag}")
-        available = set(self.inputs)
+        available, answers = set(self.inputs), set()
         sharded = False
         for step in self.steps:
             if step.runs_on == "batch" and step.resources is None:
@@ -113,8 +118,13 @@ class PipelineSpec:
             for location in step.reads:
                 if location not in available:
                     out.append(f"{step.name!r} reads {location}, which no earlier step writes")
+            for key in step.uses:
+                if key not in answers:
+                    out.append(f"{step.name!r} uses {key!r}, which no earlier Lambda step answers")
             if step.writes:
                 available.add(step.writes)
+            if step.outputs:
+                answers.add(step.result_key or step.name)
             sharded = sharded or step.writes_shards
         return out
 
@@ -165,29 +175,43 @@ def fan_out_settings(
     job_overhead_seconds: int,
     fleet_start_seconds: int,
     function_timeouts: dict[str, int],
+    costs: dict[str, dict],
+    price_date: str,
 ) -> dict:
-    """What the planning step needs to size shards and estimate the wall time (its ``FAN_OUT``).
+    """What the planning step needs to size shards and estimate wall time and cost (its ``FAN_OUT``).
 
-    ``before_per_second``: the throughput of each Batch step between the planner and the fan-out
-    (stage0 checks every image once); ``reserve_seconds``: what the steps after the fan-out may
-    take, their time-outs (plus the 30 s the workflow adds to a Lambda task's)."""
+    ``steps``: each Batch step between the planner and the end of the fan-out, in order, with its
+    throughput, whether it runs per shard (else once over every image, as stage0) and its job-hour
+    price (``costs``: expected, i.e. the typical spot price where its environment is spot, and
+    on-demand); ``reserve_seconds``: what the steps after the fan-out may take, their time-outs
+    (plus the 30 s the workflow adds to a Lambda task's)."""
     last = max((i for i, s in enumerate(spec.steps) if s.fan_out == "per_shard"), default=len(spec.steps) - 1)
-    first = min((i for i, s in enumerate(spec.steps) if s.fan_out == "per_shard"), default=0)
     start = next((i + 1 for i, s in enumerate(spec.steps) if s.plans_shards), 0)
-    before = [resources[s.name].images_per_second for s in spec.steps[start:first] if s.runs_on == "batch"]
     reserve = sum(
         function_timeouts[s.name] + 30 if s.runs_on == "lambda" else resources[s.name].timeout_seconds
         for s in spec.steps[last + 1 :]
     )
+    steps = [
+        {
+            "name": s.name,
+            "per_shard": s.fan_out == "per_shard",
+            "images_per_second": resources[s.name].images_per_second,
+            "throughput_source": resources[s.name].throughput_source,
+            "usd_per_hour": costs[s.name]["usd_per_hour"],
+            "on_demand_usd_per_hour": costs[s.name]["on_demand_usd_per_hour"],
+        }
+        for s in spec.steps[start : last + 1]
+        if s.runs_on == "batch"
+    ]
     return {
         "images_per_shard": images_per_shard,
         "concurrency": concurrency,
-        "images_per_second": [resources[s.name].images_per_second for s in spec.shard_steps],
-        "before_per_second": before,
+        "steps": steps,
         "job_overhead_seconds": job_overhead_seconds,
         "fleet_start_seconds": fleet_start_seconds,
         "execution_timeout_seconds": EXECUTION_TIMEOUT_SECONDS,
         "reserve_seconds": reserve,
+        "price_date": price_date,
     }
 
 
@@ -196,14 +220,6 @@ SUPPORT_FUNCTIONS = {"budget_shutdown": "Stops Batch spending at 100 % of the bu
 
 PIPELINE = PipelineSpec(
     steps=(
-        Step(
-            name="guard_budget",
-            runs_on="lambda",
-            gate="BudgetExceeded",
-            outputs=("allowed", "reason", "spent", "limit"),
-            result_key="guard",
-            description="Refuses executions when the budget or the kill switch says so",
-        ),
         Step(
             name="plan_fan_out",
             runs_on="lambda",
@@ -220,9 +236,21 @@ PIPELINE = PipelineSpec(
                 "estimated_seconds",
                 "remaining_seconds",
                 "largest_manifest",
+                "estimated_usd",
+                "estimated_usd_on_demand",
+                "prices",
             ),
             result_key="plan",
-            description="Refuses a manifest the fan-out cannot finish in the execution's time",
+            description="Counts and prices the manifest; refuses one the fan-out cannot finish in the execution's time",
+        ),
+        Step(
+            name="guard_budget",
+            runs_on="lambda",
+            gate="BudgetExceeded",
+            outputs=("allowed", "reason", "spent", "estimate", "limit"),
+            result_key="guard",
+            uses=("plan",),
+            description="Refuses an execution when the kill switch is on or spend plus its estimate passes the guard",
         ),
         Step(
             name="stage0",
@@ -230,9 +258,14 @@ PIPELINE = PipelineSpec(
             reads=(Location("raw", "manifests"), Location("raw", "images")),
             writes=Location("processed", "stage0"),
             writes_shards=True,
-            # One ranged GET per image, 32 at a time at S3's ~20-30 ms: ~1,000/s; plan with half.
             resources=Resources(
-                compute="cpu", vcpus=2, memory_mib=4096, gpus=0, timeout_seconds=1800, images_per_second=500.0
+                compute="cpu",
+                vcpus=2,
+                memory_mib=4096,
+                gpus=0,
+                timeout_seconds=1800,
+                images_per_second=500.0,
+                throughput_source="one ranged GET per image, 32 at a time at S3's ~20-30 ms: ~1,000/s; half of it",
             ),
             description="Validates the manifest's images and splits them into shards",
         ),
@@ -242,9 +275,18 @@ PIPELINE = PipelineSpec(
             reads=(Location("processed", "stage0"), Location("raw", "images")),
             writes=Location("processed", "stage1"),
             fan_out="per_shard",
-            # MegaDetector-class detector on a T4 (g4dn): 3-5 images/s published; plan with the low end.
             resources=Resources(
-                compute="gpu", vcpus=4, memory_mib=15360, gpus=1, timeout_seconds=3600, images_per_second=3.0
+                compute="gpu",
+                vcpus=4,
+                memory_mib=15360,
+                gpus=1,
+                timeout_seconds=3600,
+                images_per_second=4.2,
+                throughput_source=(
+                    "MegaDetector v5 performance table: an RTX 3050, roughly the T4 of a g4dn, at 4.2 images/s "
+                    "(no GPU run of make bench-stage yet)"
+                ),
+                batch_size=8,
             ),
             description="Animal detection",
         ),
@@ -254,9 +296,18 @@ PIPELINE = PipelineSpec(
             reads=(Location("processed", "stage1"), Location("raw", "images")),
             writes=Location("processed", "stage2"),
             fan_out="per_shard",
-            # A 224x224 classifier on the animal crops only: far cheaper per image than detection.
             resources=Resources(
-                compute="gpu", vcpus=4, memory_mib=15360, gpus=1, timeout_seconds=3600, images_per_second=20.0
+                compute="gpu",
+                vcpus=4,
+                memory_mib=15360,
+                gpus=1,
+                timeout_seconds=3600,
+                images_per_second=20.0,
+                throughput_source=(
+                    "planning value: a 224x224 classifier on the animal crops only, far cheaper per image than "
+                    "detection (no GPU run of make bench-stage yet)"
+                ),
+                batch_size=32,
             ),
             description="Species classification",
         ),

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from conf.pipeline import PIPELINE, SUPPORT_FUNCTIONS, PipelineSpec, Resources, fleet_slots
+from conf.prices import PriceError, job_hour_usd, price_table
 
 # ODINS_PROFILE_DIR points the app at another profile folder (tests, or a private fork of the envs).
 PROFILE_DIR = Path(os.environ.get("ODINS_PROFILE_DIR") or Path(__file__).resolve().parent / "profiles")
@@ -78,6 +79,8 @@ class StageOverride(_Frozen):
     timeout_seconds: int | None = Field(default=None, ge=60, le=86400)
     image_tag: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
     images_per_second: float | None = Field(default=None, gt=0, le=10000)
+    throughput_source: str | None = Field(default=None, min_length=3)
+    batch_size: int | None = Field(default=None, ge=1, le=256)
 
     def apply(self, base: Resources) -> Resources:
         merged = replace(base, **self.model_dump(exclude_none=True))
@@ -129,6 +132,13 @@ class BatchSettings(_Frozen):
                     override.model_dump(exclude_none=True),
                     f"no Batch step {name!r} in conf/pipeline.py; the steps are {', '.join(known)}",
                 )
+            if (override.images_per_second is None) != (override.throughput_source is None):
+                raise _KeyError(
+                    f"batch.stages.{name}.throughput_source",
+                    override.throughput_source,
+                    "images_per_second and throughput_source go together: say where the figure comes from "
+                    "(a GPU run of make bench-stage, or a published table)",
+                )
             try:
                 override.apply(PIPELINE.step(name).resources)
             except ValueError as exc:
@@ -141,6 +151,27 @@ class BatchSettings(_Frozen):
             s.name: self.stages[s.name].apply(s.resources) if s.name in self.stages else s.resources
             for s in spec.batch_steps
         }
+
+    def job_hour_costs(self, table: dict, spec: PipelineSpec = PIPELINE) -> dict[str, dict]:
+        """What one job-hour of each Batch step costs here: the cheapest instance of its environment
+        that fits it, on-demand and expected (the table's typical spot fraction where that
+        environment is spot: the GPU one always, the CPU one when ``cpu_spot``)."""
+        out = {}
+        for name, r in self.resources(spec).items():
+            types, spot = (
+                (self.gpu_instance_types, True) if r.compute == "gpu" else (self.cpu_instance_types, self.cpu_spot)
+            )
+            found = job_hour_usd(r.vcpus, r.memory_mib, r.gpus, types, table)
+            if found is None:
+                raise _KeyError(
+                    f"batch.{r.compute}_instance_types",
+                    list(types),
+                    f"none that the price table knows fits {name} ({r.vcpus} vCPUs, {r.memory_mib} MiB, {r.gpus} GPUs)",
+                )
+            instance, on_demand = found
+            expected = on_demand * table["spot_typical_fraction_of_on_demand"] if spot else on_demand
+            out[name] = {"instance": instance, "usd_per_hour": round(expected, 4), "on_demand_usd_per_hour": on_demand}
+        return out
 
 
 class BudgetSettings(_Frozen):
@@ -367,6 +398,20 @@ class Profile(_Frozen):
                     f"({limit} / {resources[step.name].vcpus} vCPUs); lower it or raise {limit}",
                 )
         return self
+
+    @model_validator(mode="after")
+    def _every_step_has_a_price(self) -> Profile:
+        """Cost estimates (PlanFanOut, GuardBudget) need a job-hour price for every Batch step."""
+        try:
+            self.batch.job_hour_costs(self.prices)
+        except PriceError as exc:
+            raise _KeyError("region", self.region, str(exc)) from None
+        return self
+
+    @property
+    def prices(self) -> dict:
+        """This region's dated price table (conf/prices/<region>.json)."""
+        return price_table(self.region)
 
     def fleet_slots(self, resources: Resources) -> int:
         return fleet_slots(resources, gpu_max_vcpus=self.batch.max_vcpus, cpu_max_vcpus=self.batch.cpu_max_vcpus)

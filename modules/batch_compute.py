@@ -278,6 +278,10 @@ class BatchCompute(Construct):
             "CURATED_BUCKET": lake.curated.bucket_name,
             "INPUT_PREFIXES": ",".join(map(str, step.reads)),
             "OUTPUT_PREFIX": str(step.writes or ""),
+            # The runtime sizes its prefetch queue and inference batches from these (stage_runtime.Feed).
+            "STAGE_VCPUS": str(spec.vcpus),
+            "STAGE_MEMORY_MIB": str(spec.memory_mib),
+            "INFERENCE_BATCH_SIZE": str(spec.batch_size),
         }
         container = {
             "image": f"{props.repositories.url(stage)}:{spec.image_tag}",

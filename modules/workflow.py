@@ -123,6 +123,7 @@ def lambda_step(step: Step, t: Targets, *, sharded: bool, next_state: str, attem
     }
     if sharded:
         payload["shard_count.$"] = "$.shards.summary.count"
+    payload.update({f"{key}.$": f"$.{key}" for key in step.uses})
     state = asl.lambda_task(
         arn,
         payload,

@@ -224,7 +224,8 @@ def report(aws: dict[str, Any], execution_arn: str, described: dict) -> None:
     print(
         f"run-local: {plan['images']} images, {summary.get('valid', '?')} valid -> {summary.get('count', '?')} shards "
         f"of up to {plan['images_per_shard']}; at most {most_at_once(jobs)} shards ran at once "
-        f"(limit {plan['concurrency']}); cloud estimate {plan['estimated_seconds'] / 60:.0f} min, "
+        f"(limit {plan['concurrency']}); cloud estimate {plan['estimated_seconds'] / 60:.0f} min and "
+        f"{plan.get('estimated_usd', 0):.2f} USD on spot, "
         f"here {elapsed.total_seconds():.0f}s"
     )
 

@@ -230,6 +230,8 @@ class PipelineStack(TerraformStack):
             job_overhead_seconds=profile.workflow.job_overhead_seconds,
             fleet_start_seconds=profile.workflow.fleet_start_seconds,
             function_timeouts={n: f.timeout_seconds for n, f in profile.functions.specs.items()},
+            costs=profile.batch.job_hour_costs(profile.prices, spec),
+            price_date=f"{profile.region} price table of {profile.prices['date']}",
         )
         return {planner.name: {"FAN_OUT": json.dumps(settings, sort_keys=True)}}
 

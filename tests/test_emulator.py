@@ -18,7 +18,7 @@ import pytest
 pytestmark = pytest.mark.emulator
 
 
-TOP = ["GuardBudget", "PlanFanOut", "Stage0", "Stage1ToStage2", "WeatherEnrichment", "WriteParquet"]
+TOP = ["PlanFanOut", "GuardBudget", "Stage0", "Stage1ToStage2", "WeatherEnrichment", "WriteParquet"]
 
 
 def run_pipeline(**kwargs):
@@ -147,7 +147,7 @@ def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
 
     described = follow(aws["stepfunctions"], execution_arn, 120)
     assert (described["status"], described["error"]) == ("FAILED", "ManifestRefused")
-    assert described["cause"].startswith("1000 images make 1000 shards of up to 1, 12 at a time: about 4.4 h")
+    assert described["cause"].startswith("1000 images make 1000 shards of up to 1, 12 at a time: about 4.3 h")
     assert "split it into manifests of at most 372 images" in described["cause"]
     assert visited_states(aws["stepfunctions"], execution_arn)[-3:] == [
         "PlanFanOutAllowed",
@@ -191,6 +191,8 @@ def test_budget_alert_shuts_down_and_guard_refuses(aws, deployed: Path, capsys) 
     execution_arn, described = run_pipeline()
     assert described["status"] == "FAILED" and described["error"] == "BudgetExceeded"
     assert visited_states(aws["stepfunctions"], execution_arn) == [
+        "PlanFanOut",
+        "PlanFanOutAllowed",
         "GuardBudget",
         "GuardBudgetAllowed",
         "NotifyBudgetExceeded",

@@ -56,7 +56,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ("spent", "kill", "allowed", "reason"),
     [
         (10.0, "off", True, "below 50.00"),
-        (50.0, "off", False, "reached 100% of the 50.00 limit"),
+        (50.0, "off", False, "reached 100% of the 50.00 USD limit"),
         (10.0, "on", False, "kill switch is 'on'"),
         (10.0, " STOP ", False, "kill switch"),
     ],
@@ -67,9 +67,35 @@ def test_guard_decision(spent: float, kill: str, allowed: bool, reason: str) -> 
     assert (decision.limit, decision.spent, decision.forecast) == (50, spent, 60)
 
 
+def test_only_the_estimate_pushes_the_execution_over_the_threshold() -> None:
+    """Spend alone is below the guard's 90 % of 50 USD; this execution's estimate would pass it."""
+    common = {"limit": 50, "spent": 40.0, "forecast": 48, "threshold_pct": 90, "kill_switch": "off"}
+    assert guard.decide(**common, estimate=4.99).allowed is True
+    refused = guard.decide(**common, estimate=5.01)
+    assert refused.allowed is False and refused.estimate == 5.01
+    assert refused.reason == (
+        "this execution's estimated 5.01 USD plus the actual spend 40.00 USD would pass 45.00 USD "
+        "(90% of the 50.00 USD limit); split the manifest or wait for the next budget period"
+    )
+    assert guard.decide(**common).allowed is True  # no plan, no estimate
+
+
+@pytest.mark.parametrize(
+    ("event", "estimate"),
+    [
+        ({"plan": {"estimated_usd": 3.5}}, 3.5),
+        ({}, 0.0),
+        ({"plan": None}, 0.0),
+        ({"plan": {"estimated_usd": "x"}}, 0.0),
+    ],
+)
+def test_the_estimate_comes_from_the_plan(event: dict, estimate: float) -> None:
+    assert guard.estimate_of(event) == estimate
+
+
 def test_guard_mentions_forecast_over_limit() -> None:
     assert (
-        "forecast 70.00 exceeds"
+        "forecast 70.00 USD exceeds"
         in guard.decide(limit=50, spent=1, forecast=70, threshold_pct=100, kill_switch="off").reason
     )
 
@@ -98,11 +124,13 @@ def test_guard_reads_budgets_and_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KILL_SWITCH_PARAMETER", "/p/kill")
     result = guard.handler({"execution_id": "e1"}, None, budgets=budgets, ssm=ssm)
     assert result["allowed"] is False and result["limit"] == 50 and result["spent"] == 51
-    assert set(result) == {"allowed", "reason", "spent", "forecast", "limit", "threshold_pct"}
+    assert set(result) == {"allowed", "reason", "spent", "estimate", "forecast", "limit", "threshold_pct"}
     ssm.delete_parameter(Name="/p/kill")  # a missing switch counts as off
     budgets.delete_budget(AccountId="123456789012", BudgetName="b")
     create_budget(budgets, spent="5")
     assert guard.handler({"execution_id": "e2"}, None, budgets=budgets, ssm=ssm)["allowed"] is True
+    priced = guard.handler({"execution_id": "e3", "plan": {"estimated_usd": 46}}, None, budgets=budgets, ssm=ssm)
+    assert priced["allowed"] is False and priced["estimate"] == 46 and "estimated 46.00 USD" in priced["reason"]
 
 
 # --- weather_enrichment -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from modules.functions import package, source_hash
 from tests.conftest import REPO, SynthResult
 
 ENVS = ("local", "dev", "staging", "prod")
-TOP = ["GuardBudget", "PlanFanOut", "Stage0", "Stage1ToStage2", "WeatherEnrichment", "WriteParquet"]
+TOP = ["PlanFanOut", "GuardBudget", "Stage0", "Stage1ToStage2", "WeatherEnrichment", "WriteParquet"]
 # Every "Resource": "*" the stacks may contain, with the reason AWS gives no narrower scope.
 STAR_ALLOWED = {
     ("xray:PutTelemetryRecords", "xray:PutTraceSegments"): "X-Ray writes have no resource-level permissions",
@@ -48,24 +48,24 @@ def definition(synth: SynthResult, env: str) -> dict:
 @pytest.mark.parametrize("env", ENVS)
 def test_definition_shape(synth: SynthResult, env: str) -> None:
     doc = definition(synth, env)
-    assert doc["TimeoutSeconds"] == 7200 and doc["StartAt"] == "GuardBudget"
+    assert doc["TimeoutSeconds"] == 7200 and doc["StartAt"] == "PlanFanOut"
     assert asl.reachable(doc) == set(doc["States"]), "every state is reachable"
     for name, state in doc["States"].items():
         if state["Type"] in ("Task", "Map"):
             assert state.get("Retry") and state.get("Catch"), f"{name} lacks Retry or Catch"
             for rule in state["Retry"]:
                 assert rule["MaxAttempts"] <= 10 and rule["BackoffRate"] >= 1 and rule["JitterStrategy"] == "FULL"
-    path, name = [], "GuardBudget"
+    path, name = [], "PlanFanOut"
     while name in doc["States"]:
         path.append(name)
         state = doc["States"][name]
         name = state.get("Next") or next((c["Next"] for c in state.get("Choices", [])), None)
     assert [s for s in path if s in TOP] == TOP
-    assert path[path.index("GuardBudget") : path.index("Stage0")] == [
-        "GuardBudget",
-        "GuardBudgetAllowed",
+    assert path[path.index("PlanFanOut") : path.index("Stage0")] == [
         "PlanFanOut",
         "PlanFanOutAllowed",
+        "GuardBudget",
+        "GuardBudgetAllowed",
         "Route",
         "PriorityNormal",
     ]
@@ -79,6 +79,9 @@ def test_definition_shape(synth: SynthResult, env: str) -> None:
         assert doc["States"][f"{gate}Allowed"]["Default"] == f"Notify{error}"
         assert doc["States"][f"Notify{error}"]["Next"] == error
         assert doc["States"][error] == {"Type": "Fail", "Error": error, "CausePath": reason}
+    # GuardBudget is given the plan: its cost estimate counts against the budget.
+    assert doc["States"]["GuardBudget"]["Parameters"]["Payload"]["plan.$"] == "$.plan"
+    assert "plan.$" not in doc["States"]["PlanFanOut"]["Parameters"]["Payload"]
     fan_out = doc["States"]["Stage1ToStage2"]
     assert fan_out["Type"] == "Map" and fan_out["MaxConcurrency"] == (12 if env == "local" else 25)
     assert fan_out["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}

@@ -105,6 +105,10 @@ def test_a_new_stage_is_one_spec_entry(tmp_path: Path) -> None:
             "'late' reads processed:nowhere, which no earlier step writes",
         ),
         ((*PIPELINE.steps, Step(name="gpu_less", runs_on="batch")), "batch step 'gpu_less' needs resources"),
+        (
+            (Step(name="early", runs_on="lambda", uses=("plan",)), *PIPELINE.steps),
+            "'early' uses 'plan', which no earlier Lambda step answers",
+        ),
     ],
 )
 def test_a_broken_spec_is_refused_with_the_reason(steps: tuple[Step, ...], problem: str) -> None:
@@ -114,8 +118,8 @@ def test_a_broken_spec_is_refused_with_the_reason(steps: tuple[Step, ...], probl
 
 def test_the_spec_derives_what_used_to_be_written_in_many_places() -> None:
     assert [s.state for s in PIPELINE.steps] == [
+        "PlanFanOut",  # first: GuardBudget adds its cost estimate to the month's spend
         "GuardBudget",
-        "PlanFanOut",
         "Stage0",
         "Stage1",
         "Stage2",
@@ -132,54 +136,101 @@ def test_the_spec_derives_what_used_to_be_written_in_many_places() -> None:
 
 # --- the planner (lambda_src/plan_fan_out) and the shards (stage0) ------------------------------
 
+DEV = load_profile("dev")
 FAN_OUT = fan_out_settings(
     PIPELINE,
-    load_profile("dev").batch.resources(),
+    DEV.batch.resources(),
     images_per_shard=1000,
     concurrency=25,
     job_overhead_seconds=90,
     fleet_start_seconds=420,
     function_timeouts={"weather_enrichment": 300, "write_parquet": 600},
+    costs=DEV.batch.job_hour_costs(DEV.prices),
+    price_date="eu-north-1 price table of 2026-11-26",
 )
+SPOT_G4DN, SPOT_C6I = round(0.558 * 0.35, 4), round(0.0924 * 0.35, 4)  # g4dn.xlarge, c6i.large, spot
 
 
 def test_fan_out_settings_come_from_the_spec_and_profile() -> None:
-    assert FAN_OUT == {
+    steps = json.loads(json.dumps(FAN_OUT["steps"]))
+    sources = {s["name"]: s.pop("throughput_source") for s in steps}
+    assert "MegaDetector" in sources["stage1"] and "4.2 images/s" in sources["stage1"]
+    assert {**FAN_OUT, "steps": steps} == {
         "images_per_shard": 1000,
         "concurrency": 25,
-        "images_per_second": [3.0, 20.0],
-        "before_per_second": [500.0],  # stage0 sees every image once
+        "steps": [  # stage0 sees every image once, then each shard goes through stage1 and stage2
+            {
+                "name": "stage0",
+                "per_shard": False,
+                "images_per_second": 500.0,
+                "usd_per_hour": SPOT_C6I,
+                "on_demand_usd_per_hour": 0.0924,
+            },
+            {
+                "name": "stage1",
+                "per_shard": True,
+                "images_per_second": 4.2,
+                "usd_per_hour": SPOT_G4DN,
+                "on_demand_usd_per_hour": 0.558,
+            },
+            {
+                "name": "stage2",
+                "per_shard": True,
+                "images_per_second": 20.0,
+                "usd_per_hour": SPOT_G4DN,
+                "on_demand_usd_per_hour": 0.558,
+            },
+        ],
         "job_overhead_seconds": 90,
         "fleet_start_seconds": 420,
         "execution_timeout_seconds": 7200,
         "reserve_seconds": 960,  # WeatherEnrichment 300 + 30, WriteParquet 600 + 30
+        "price_date": "eu-north-1 price table of 2026-11-26",
     }
 
 
+PER_SHARD = 2 * 90 + 1000 / 4.2 + 1000 / 20  # seconds of one shard through stage1 and stage2
+
+
 def test_a_season_is_refused_with_the_largest_manifest_that_fits() -> None:
-    """500,000 images: stage0 ~18 min, then 500 shards, 25 at a time, ~9.4 min each, in ~1.7 h."""
+    """500,000 images: stage0 ~18 min, then 500 shards, 25 at a time, ~7.8 min each, in ~2.6 h."""
     verdict = planner.plan(500_000, FAN_OUT, 1000, elapsed=120)
     assert verdict["allowed"] is False and verdict["shards"] == 500
-    per_shard = 2 * 90 + 1000 / 3 + 1000 / 20
-    assert verdict["estimated_seconds"] == round(90 + 500_000 / 500 + 420 + 20 * per_shard)
-    # Ten waves of 25,000 would need 6,643 s of the 6,120 left; nine (225,000 images) need 6,030.
-    assert verdict["largest_manifest"] == 9 * 25 * 1000
+    assert verdict["estimated_seconds"] == round(90 + 500_000 / 500 + 420 + 20 * PER_SHARD)
+    # Eleven waves of 25,000 would need 6,309 s of the 6,120 left; ten (250,000 images) need 5,691.
+    assert verdict["largest_manifest"] == 10 * 25 * 1000
     assert verdict["reason"] == (
-        "500000 images make 500 shards of up to 1000, 25 at a time: about 3.5 h of work, but 102 min of "
-        "the 2 h execution are left for it; split it into manifests of at most 225000 images "
+        "500000 images make 500 shards of up to 1000, 25 at a time: about 3.0 h of work, but 102 min of "
+        "the 2 h execution are left for it; split it into manifests of at most 250000 images "
         "(or raise batch.max_vcpus and workflow.max_concurrency)"
     )
 
 
-@pytest.mark.parametrize(("images", "shards"), [(0, 0), (1, 1), (1000, 1), (1001, 2), (225_000, 225)])
+def test_a_run_is_priced_from_the_job_hours_it_bills() -> None:
+    """100,000 images: stage0's one job, 100 shards of stage1 and stage2 (each job its overhead and
+    its images at the step's rate) and 25 GPU instances booting, at the profile's job-hour prices."""
+    verdict = planner.plan(100_000, FAN_OUT, 1000, elapsed=0)
+    seconds = {"stage0": 90 + 100_000 / 500, "stage1": 100 * 90 + 100_000 / 4.2, "stage2": 100 * 90 + 100_000 / 20}
+    boots = 25 * 420
+    expected = (seconds["stage0"] * SPOT_C6I + (seconds["stage1"] + seconds["stage2"] + boots) * SPOT_G4DN) / 3600
+    on_demand = (seconds["stage0"] * 0.0924 + (seconds["stage1"] + seconds["stage2"] + boots) * 0.558) / 3600
+    assert verdict["estimated_usd"] == round(expected, 2) == 3.11
+    assert verdict["estimated_usd_on_demand"] == round(on_demand, 2)
+    assert verdict["prices"] == "eu-north-1 price table of 2026-11-26"
+    per_1000 = ((1000 / 500) * SPOT_C6I + (2 * 90 + 1000 / 4.2 + 1000 / 20) * SPOT_G4DN) / 3600
+    assert planner.per_thousand(FAN_OUT) == pytest.approx(per_1000)
+    assert planner.plan(0, FAN_OUT, 1000, elapsed=0)["estimated_usd"] == 0
+
+
+@pytest.mark.parametrize(("images", "shards"), [(0, 0), (1, 1), (1000, 1), (1001, 2), (250_000, 250)])
 def test_what_fits_is_accepted(images: int, shards: int) -> None:
     verdict = planner.plan(images, FAN_OUT, 1000, elapsed=60)
     assert verdict["allowed"] is True and verdict["shards"] == shards and verdict["reason"] == ""
 
 
 def test_time_already_spent_counts() -> None:
-    assert planner.plan(225_000, FAN_OUT, 1000, elapsed=60)["allowed"] is True
-    assert planner.plan(225_000, FAN_OUT, 1000, elapsed=300)["allowed"] is False
+    assert planner.plan(250_000, FAN_OUT, 1000, elapsed=60)["allowed"] is True
+    assert planner.plan(250_000, FAN_OUT, 1000, elapsed=600)["allowed"] is False
 
 
 def test_one_shard_that_cannot_fit_says_to_make_shards_smaller() -> None:
@@ -250,4 +301,37 @@ def test_the_planner_refuses_before_any_batch_job(monkeypatch: pytest.MonkeyPatc
     )
     assert planner.handler({**event, "input": {"images_per_shard": -1}}, None, s3=s3)["reason"] == (
         "images_per_shard must be a whole number from 1 to 1000, got -1"
+    )
+
+
+# --- cost per 1,000 images (pipeline_ops.cost: the plan review's section, make cost) ----------
+
+
+def test_prod_is_priced_per_1000_images_from_its_synthesized_config(synth, tmp_path: Path, capsys) -> None:
+    """The figures come from the FAN_OUT prod's PlanFanOut is given, through PlanFanOut's own estimator."""
+    from pipeline_ops import cost
+
+    config = synth.outdir / "stacks" / "pipeline-prod" / "cdk.tf.json"
+    fan_out = cost.fan_out_of(json.loads(config.read_text()))
+    assert [s["name"] for s in fan_out["steps"]] == ["stage0", "stage1", "stage2"]
+    assert fan_out["price_date"] == "eu-north-1 price table of 2026-11-26"
+    review = tmp_path / "review.md"
+    review.write_text("## Plan review\n")
+    assert (
+        cost.main([str(config), "--images", "100000", "--append", str(review), "--json", str(tmp_path / "c.json")]) == 0
+    )
+    figures = json.loads((tmp_path / "c.json").read_text())
+    assert figures["usd_per_1000_images"] == round(planner.per_thousand(fan_out), 4)
+    assert figures["usd_per_1000_images_on_demand"] > figures["usd_per_1000_images"] > 0
+    assert figures["estimated_usd"] == planner.plan(100_000, fan_out, fan_out["images_per_shard"], 0)["estimated_usd"]
+    text = review.read_text()
+    assert text.startswith("## Plan review\n") and "### Cost per 1,000 images (pipeline estimate)" in text
+    assert f"| USD per 1,000 images | {figures['usd_per_1000_images']:.4f} |" in text
+    assert "| stage1 | per shard | 4.2 (MegaDetector v5 performance table" in text
+    assert (tmp_path / "review.part-1.md").read_text().endswith(text.split("\n", 1)[1]), "PR comment parts recut"
+    assert "USD per 1,000 images on spot" in capsys.readouterr().err
+    assert cost.main([str(tmp_path / "missing.json")]) == 1
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: {tmp_path / 'missing.json'} not found; run `make synth` (or `make plan`) first"
     )

@@ -49,6 +49,11 @@ def test_unchanged_stack_reviews_clean_and_passes_checkov(deployed: Path, tmp_pa
     assert stages["stage0"]["instance_type"] == "c6i.large" and stages["stage1"]["instance_type"] == "g4dn.xlarge"
     for name in ("plan.tfplan", "plan.json", "plan.txt", "review.md"):
         assert (tmp_path / name).stat().st_size > 0
+    # `make plan` appends the pipeline's cost per 1,000 images, read from the real plan's PlanFanOut.
+    from pipeline_ops import cost
+
+    assert cost.main([str(tmp_path / "plan.json"), "--append", str(tmp_path / "review.md")]) == 0
+    assert "| USD per 1,000 images |" in (tmp_path / "review.md").read_text()
     capsys.readouterr()
     assert security_scan.main(["--stacks", str(tmp_path / "none"), "--plan", str(tmp_path / "plan.json")]) == 0
     out = capsys.readouterr().out

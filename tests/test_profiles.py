@@ -134,13 +134,26 @@ def test_stage_overrides_name_a_step_of_the_spec(profile_dir: Path) -> None:
         r"conf/pipeline.py; the steps are stage0, stage1, stage2$",
     ):
         load_profile("dev", profile_dir)
-    _edit(profile_dir, "dev", "batch.stages", {"stage1": {"image_tag": "0.2.0", "images_per_second": 4.2}})
+    _edit(profile_dir, "dev", "batch.stages", {"stage1": {"image_tag": "0.2.0", "images_per_second": 5.1}})
+    with pytest.raises(
+        ProfileError,
+        match=r"dev.yaml: batch.stages.stage1.throughput_source = None: images_per_second and throughput_source "
+        r"go together: say where the figure comes from",
+    ):
+        load_profile("dev", profile_dir)
+    _edit(
+        profile_dir,
+        "dev",
+        "batch.stages",
+        {"stage1": {"image_tag": "0.2.0", "images_per_second": 5.1, "throughput_source": "bench on g4dn.xlarge"}},
+    )
     resources = load_profile("dev", profile_dir).batch.resources()
     assert (resources["stage1"].image_tag, resources["stage1"].images_per_second, resources["stage1"].vcpus) == (
         "0.2.0",
-        4.2,
+        5.1,
         4,
     )
+    assert resources["stage1"].throughput_source == "bench on g4dn.xlarge"
     assert resources["stage2"].image_tag == "0.1.0"
 
 

@@ -1,7 +1,7 @@
 """Review a Terraform plan for a pull request: what changes, what is dangerous, what it costs.
 
     python -m tools.plan_review plan.json [--markdown review.md] [--json review.json] [--title T]
-                                          [--allow-destroy ADDR,ADDR] [--prices tools/prices/eu-north-1.json]
+                                          [--allow-destroy ADDR,ADDR] [--prices conf/prices/eu-north-1.json]
 
 ``plan.json`` is ``terraform show -json <planfile>``. The review finds:
 
@@ -37,7 +37,8 @@ from typing import Any
 
 from tools import cli, resource_classes
 
-DEFAULT_PRICES = Path(__file__).resolve().parent / "prices" / "eu-north-1.json"
+# The dated price table lives with the configuration (conf/prices/); any table of that shape works.
+DEFAULT_PRICES = Path(__file__).resolve().parent.parent / "conf" / "prices" / "eu-north-1.json"
 
 # Why a destroy of these common stateful types hurts (the class itself comes from the table).
 STATEFUL_REASONS = {

@@ -43,7 +43,7 @@ from pipeline_ops.images import dockerfile_for
 from tools import cli
 
 REPO = Path(__file__).resolve().parent.parent
-PRICES = REPO / "tools" / "prices"
+PRICES = REPO / "conf" / "prices"  # dated instance sizes and prices, one table per region
 IMAGES = REPO / "images"
 # Every Batch (ECS) instance: the ECS agent, image pulls (ECR API, registry, layers in S3), awslogs.
 BATCH_NEEDS = ("ecs", "ecs-agent", "ecs-telemetry", "ecr.api", "ecr.dkr", "s3", "logs")
@@ -599,7 +599,7 @@ def check_placement(stack: Stack) -> Iterator[Finding]:
                 "placement",
                 address,
                 f"instance type(s) {', '.join(unknown)} of queue {queue_name} are not in the instance table",
-                f"add them to tools/prices/{stack.region}.json",
+                f"add them to conf/prices/{stack.region}.json",
             )
             continue
         has_gpu = {env: any(table[t].get("gpus", 0) > 0 for t in ts) for env, ts in types.items()}

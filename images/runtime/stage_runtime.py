@@ -8,14 +8,22 @@ reads its inputs from the data lake, writes its outputs under
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 EXIT_OK = 0
 EXIT_GIVE_UP = 64  # bad input: retrying cannot help (EX_USAGE)
@@ -183,3 +191,67 @@ def read_image(s3: Any, bucket: str, key: str) -> bytes:
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except s3.exceptions.NoSuchKey as exc:
         raise StageInputError(f"image s3://{bucket}/{key} vanished since stage0") from exc
+
+
+@dataclass(frozen=True)
+class Feed:
+    """How a stage keeps its model busy: threads that read and decode, how many loaded items may
+    wait (the prefetch depth), and the inference batch size.
+
+    Sized from the job definition (``STAGE_VCPUS``, ``STAGE_MEMORY_MIB``, ``INFERENCE_BATCH_SIZE``):
+    two threads per vCPU, as a thread waits on S3 about as long as it decodes; at most a quarter of
+    the job's memory for waiting items, and never more than four batches ahead, so memory stays
+    bounded however large the shard."""
+
+    workers: int
+    depth: int
+    batch_size: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str], item_bytes: int) -> Feed:
+        def number(name: str, default: int) -> int:
+            value = env.get(name) or str(default)
+            if not value.isdigit() or int(value) < 1:
+                raise StageInputError(f"{name}={value!r} must be a positive whole number (job definition)")
+            return int(value)
+
+        vcpus = number("STAGE_VCPUS", os.cpu_count() or 1)
+        memory_bytes = number("STAGE_MEMORY_MIB", 2048) * 2**20
+        batch = number("INFERENCE_BATCH_SIZE", 1)
+        workers = 2 * vcpus
+        depth = max(batch, min(memory_bytes // 4 // max(item_bytes, 1), 4 * batch + workers))
+        return cls(workers=workers, depth=depth, batch_size=batch)
+
+
+def prefetch(items: Iterable[T], load: Callable[[T], R], *, workers: int, depth: int) -> Iterator[tuple[T, R]]:
+    """``(item, load(item))`` in the items' order, loaded on ``workers`` threads, never more than
+    ``depth`` loaded or loading ahead of the consumer. A load's exception is raised in order."""
+    source = iter(items)
+    pending: deque = deque()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch", initializer=_yield_to_model)
+    try:
+        for item in islice(source, depth):
+            pending.append((item, pool.submit(load, item)))
+        while pending:
+            item, future = pending.popleft()
+            result = future.result()
+            for following in islice(source, 1):
+                pending.append((following, pool.submit(load, following)))
+            yield item, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _yield_to_model() -> None:
+    """Loader threads run at a lower priority (Linux: per thread): where the model computes on the
+    same CPUs (the CPU provider), its threads never wait behind a decoder; on a GPU host it changes
+    nothing, as the model's thread mostly waits for the device."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of up to ``size`` consecutive items (itertools.batched is Python 3.12+)."""
+    source = iter(items)
+    while chunk := list(islice(source, size)):
+        yield chunk

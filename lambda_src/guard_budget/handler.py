@@ -1,7 +1,10 @@
-"""GuardBudget: the workflow's first state. Budget data lags by hours, so this gate is the guard
+"""GuardBudget: the gate before any Batch job. Budget data lags by hours, so this gate is the guard
 that acts in real time: it refuses a new execution when the kill switch (an SSM parameter that
-budget_shutdown and operators set) is on, or when actual spend has reached the guard threshold.
+budget_shutdown and operators set) is on, when actual spend has reached the guard threshold, or
+when what this execution is estimated to cost (PlanFanOut's ``plan.estimated_usd``, from the
+manifest's size, the stages' throughput and the dated job-hour prices) would take spend past it.
 
+Event: ``{"plan": {"estimated_usd", "images", ...}, ...}`` (no plan: an estimate of 0).
 Environment: BUDGET_NAME, ACCOUNT_ID, KILL_SWITCH_PARAMETER, GUARD_THRESHOLD_PCT.
 """
 
@@ -21,14 +24,24 @@ class Decision:
     allowed: bool
     reason: str
     spent: float
+    estimate: float
     forecast: float
     limit: float
     threshold_pct: float
 
 
-def decide(*, limit: float, spent: float, forecast: float, threshold_pct: float, kill_switch: str) -> Decision:
-    """Pure decision: kill switch first, then actual spend against ``threshold_pct`` of the limit."""
-    values = {"spent": spent, "forecast": forecast, "limit": limit, "threshold_pct": threshold_pct}
+def decide(
+    *, limit: float, spent: float, forecast: float, threshold_pct: float, kill_switch: str, estimate: float = 0.0
+) -> Decision:
+    """Pure decision: kill switch first, then actual spend, then actual spend plus this execution's
+    estimated cost, each against ``threshold_pct`` of the limit."""
+    values = {
+        "spent": spent,
+        "estimate": estimate,
+        "forecast": forecast,
+        "limit": limit,
+        "threshold_pct": threshold_pct,
+    }
     if kill_switch.strip().lower() in KILL_SWITCH_ON:
         return Decision(False, f"kill switch is {kill_switch.strip()!r}", **values)
     if limit <= 0:
@@ -36,10 +49,32 @@ def decide(*, limit: float, spent: float, forecast: float, threshold_pct: float,
     ceiling = limit * threshold_pct / 100
     if spent >= ceiling:
         return Decision(
-            False, f"actual spend {spent:.2f} reached {threshold_pct:g}% of the {limit:.2f} limit", **values
+            False, f"actual spend {spent:.2f} USD reached {threshold_pct:g}% of the {limit:.2f} USD limit", **values
         )
-    note = f"; forecast {forecast:.2f} exceeds the limit" if forecast > limit else ""
-    return Decision(True, f"actual spend {spent:.2f} is below {ceiling:.2f}{note}", **values)
+    if spent + estimate > ceiling:
+        return Decision(
+            False,
+            f"this execution's estimated {estimate:.2f} USD plus the actual spend {spent:.2f} USD would pass "
+            f"{ceiling:.2f} USD ({threshold_pct:g}% of the {limit:.2f} USD limit); split the manifest or wait "
+            "for the next budget period",
+            **values,
+        )
+    note = f"; forecast {forecast:.2f} USD exceeds the limit" if forecast > limit else ""
+    return Decision(
+        True,
+        f"actual spend {spent:.2f} USD plus this execution's estimated {estimate:.2f} USD "
+        f"stays below {ceiling:.2f} USD{note}",
+        **values,
+    )
+
+
+def estimate_of(event: dict) -> float:
+    """PlanFanOut's expected cost of this execution, 0 when the event carries none."""
+    plan = event.get("plan") if isinstance(event.get("plan"), dict) else {}
+    try:
+        return max(0.0, float(plan.get("estimated_usd") or 0))
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def read_budget(budgets: Any, account_id: str, name: str) -> tuple[float, float, float]:
@@ -71,6 +106,7 @@ def handler(event: dict, context: Any, *, budgets: Any = None, ssm: Any = None) 
         forecast=forecast,
         threshold_pct=float(os.environ.get("GUARD_THRESHOLD_PCT", "100")),
         kill_switch=read_kill_switch(ssm, os.environ["KILL_SWITCH_PARAMETER"]),
+        estimate=estimate_of(event),
     )
     log.info("budget guard decided", **asdict(decision))
     return asdict(decision)

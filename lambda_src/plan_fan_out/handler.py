@@ -1,4 +1,5 @@
-"""PlanFanOut: refuse a manifest that cannot finish inside the execution, before any Batch job.
+"""PlanFanOut: refuse a manifest that cannot finish inside the execution, before any Batch job,
+and price it.
 
 Counts the manifest's records (streamed: a season's manifest is tens of MB) and estimates the GPU
 fan-out's wall time from ``FAN_OUT`` (from conf/pipeline.py and the profile: shard size, shards in
@@ -12,7 +13,10 @@ largest manifest that would fit; the workflow then ends as ManifestRefused befor
 Event: ``{"execution_id", "manifest": "s3://...", "input": <the execution's input>,
 "started_at": <ISO 8601>}``; the input may ask for smaller shards (``images_per_shard``).
 Answer: ``{"allowed", "reason", "images", "images_per_shard", "shards", "concurrency",
-"estimated_seconds", "remaining_seconds", "largest_manifest"}``.
+"estimated_seconds", "remaining_seconds", "largest_manifest", "estimated_usd",
+"estimated_usd_on_demand", "prices"}``: the cost is what the Batch jobs of this manifest will be
+billed (job-hour prices from the dated price table, set at synth), which GuardBudget adds to the
+month's actual spend before it lets the execution go on.
 
 Environment: FAN_OUT (JSON).
 """
@@ -77,18 +81,50 @@ def elapsed_since(started_at: str | None) -> float:
     return max(0.0, time.time() - started.timestamp())
 
 
+def cost_usd(images: int, fan_out: dict[str, Any], images_per_shard: int, price: str = "usd_per_hour") -> float:
+    """What ``images`` cost in Batch: each job is billed its instance for its images at the step's
+    rate plus the job overhead, and each GPU instance its boot (``fleet_start_seconds``) once."""
+    if not images:
+        return 0.0
+    shards = math.ceil(images / images_per_shard)
+    overhead = float(fan_out["job_overhead_seconds"])
+    total, boot = 0.0, 0.0
+    for step in fan_out["steps"]:
+        jobs = shards if step["per_shard"] else 1
+        total += (jobs * overhead + images / float(step["images_per_second"])) * float(step[price]) / 3600
+        if step["per_shard"]:
+            boot = max(boot, float(step[price]))
+    instances = min(shards, int(fan_out["concurrency"]))
+    return total + instances * float(fan_out["fleet_start_seconds"]) * boot / 3600
+
+
+def per_thousand(fan_out: dict[str, Any], price: str = "usd_per_hour") -> float:
+    """USD per 1,000 images in full shards, before the fixed costs of a run (stage0's one job, boots)."""
+    size = int(fan_out["images_per_shard"])
+    overhead = float(fan_out["job_overhead_seconds"])
+    return sum(
+        (1000 / float(s["images_per_second"]) + (1000 / size * overhead if s["per_shard"] else 0))
+        * float(s[price])
+        / 3600
+        for s in fan_out["steps"]
+    )
+
+
 def plan(images: int, fan_out: dict[str, Any], images_per_shard: int, elapsed: float) -> dict[str, Any]:
-    """Whether ``images`` can go through the fan-out in what is left of the execution, and why not."""
+    """Whether ``images`` can go through the fan-out in what is left of the execution, why not,
+    and what they will cost (expected and on-demand USD, for GuardBudget)."""
     concurrency = int(fan_out["concurrency"])
     overhead, fleet_start = float(fan_out["job_overhead_seconds"]), float(fan_out["fleet_start_seconds"])
     remaining = float(fan_out["execution_timeout_seconds"]) - elapsed - float(fan_out["reserve_seconds"])
-    per_shard = sum(overhead + images_per_shard / float(rate) for rate in fan_out["images_per_second"])
+    per_shard = sum(
+        overhead + images_per_shard / float(s["images_per_second"]) for s in fan_out["steps"] if s["per_shard"]
+    )
 
     def estimate(count: int) -> float:
         """Steps before the fan-out (every image once), then waves of shards after the fleet starts."""
         if not count:
             return 0.0
-        before = sum(overhead + count / float(rate) for rate in fan_out.get("before_per_second", []))
+        before = sum(overhead + count / float(s["images_per_second"]) for s in fan_out["steps"] if not s["per_shard"])
         return before + fleet_start + math.ceil(math.ceil(count / images_per_shard) / concurrency) * per_shard
 
     wall = estimate(images)
@@ -112,6 +148,9 @@ def plan(images: int, fan_out: dict[str, Any], images_per_shard: int, elapsed: f
         "estimated_seconds": round(wall),
         "remaining_seconds": round(remaining),
         "largest_manifest": largest,
+        "estimated_usd": round(cost_usd(images, fan_out, images_per_shard), 2),
+        "estimated_usd_on_demand": round(cost_usd(images, fan_out, images_per_shard, "on_demand_usd_per_hour"), 2),
+        "prices": fan_out.get("price_date", ""),
     }
     if not out["allowed"]:
         hours = int(fan_out["execution_timeout_seconds"]) / 3600
