@@ -24,7 +24,7 @@ LOCAL_EMULATOR  ?= moto
 # The emulator's endpoint and region come from conf/profiles/local.yaml.
 LOCAL_ENV = EMULATOR_ENDPOINT=$$($(PY) -m conf local emulator_endpoint) AWS_DEFAULT_REGION=$$($(PY) -m conf local region)
 
-.PHONY: help setup synth diff deploy validate lint test cost bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight deploy-aws status-aws destroy-aws up-localstack down-localstack \
+.PHONY: help setup synth diff deploy validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration
 
@@ -115,6 +115,10 @@ plan: setup ## Plan ENV=<env> + review: build/plan/pipeline-<env>/review.md (exi
 	@$(ENV_PREFIX) $(PY) -m tools.plan plan $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock); status=$$?; \
 	  if [ $$status -ne 1 ]; then $(PY) -m pipeline_ops.cost build/plan/pipeline-$(ENV)/plan.json \
 	    $(if $(IMAGES),--images $(IMAGES)) --append build/plan/pipeline-$(ENV)/review.md || exit 1; fi; exit $$status
+
+docs: setup ## Architecture, data-flow, security and cost diagrams of ENV (default prod) from its synthesized config: docs/diagrams/*.dot|svg|png (needs Graphviz: apt-get install graphviz)
+	@SYNTH_ENVS=$(or $(filter-out local,$(ENV)),prod) $(SYNTH)
+	@$(PY) -m pipeline_ops.diagrams $(STACKS_OUT)/pipeline-$(or $(filter-out local,$(ENV)),prod)/cdk.tf.json --out docs/diagrams --render
 
 cost: setup ## USD per 1,000 images and a manifest's cost + wall time (IMAGES=N, default 100000) from ENV=<env>'s synthesized config, offline
 	$(CHECK_ENV)

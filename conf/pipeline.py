@@ -216,7 +216,10 @@ def fan_out_settings(
 
 
 # Lambda functions outside the workflow (lambda_src/<name>/), with what they are for.
-SUPPORT_FUNCTIONS = {"budget_shutdown": "Stops Batch spending at 100 % of the budget; resumes on request"}
+SUPPORT_FUNCTIONS = {
+    "budget_shutdown": "Stops Batch spending at 100 % of the budget; resumes on request",
+    "batch_metrics": "Batch queue depth, oldest RUNNABLE job, vCPUs, finished jobs (Batch publishes no metrics)",
+}
 
 PIPELINE = PipelineSpec(
     steps=(

@@ -295,6 +295,7 @@ class MonitoringSettings(_Frozen):
     evaluation_periods: int = Field(ge=1, le=100)
     lambda_duration_pct_of_timeout: int = Field(ge=10, le=100)
     treat_missing_data: Literal["notBreaching", "breaching", "ignore", "missing"]
+    runnable_alarm_minutes: int = Field(ge=5, le=1440)
     s3_request_metrics: bool
     cost_allocation_tags: bool
     anomaly_detection: bool
@@ -400,6 +401,17 @@ class Profile(_Frozen):
         return self
 
     @model_validator(mode="after")
+    def _runnable_alarm_before_the_cancel(self) -> Profile:
+        if self.monitoring.runnable_alarm_minutes * 60 >= self.batch.runnable_timeout_seconds:
+            raise _KeyError(
+                "monitoring.runnable_alarm_minutes",
+                self.monitoring.runnable_alarm_minutes,
+                f"must be below batch.runnable_timeout_seconds ({self.batch.runnable_timeout_seconds} s), "
+                "which cancels the job: an alarm after the cancel would never fire",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _every_step_has_a_price(self) -> Profile:
         """Cost estimates (PlanFanOut, GuardBudget) need a job-hour price for every Batch step."""
         try:
@@ -495,7 +507,7 @@ def load_profile_file(path: Path) -> Profile:
         raise ProfileError(f"{_display(path)}: environment name {env!r} must match {_ENV_NAME.pattern}")
     defaults_path = path.parent / DEFAULTS_FILE
     defaults = _read_yaml(defaults_path) if defaults_path.exists() else {}
-    own = _read_yaml(path)
+    own = _from_seed_layout(_read_yaml(path), path)
     if "name" in own:
         raise ProfileError(f"{_display(path)}: key 'name' is not allowed: the file name is the environment name")
     merged = _merge(defaults, own)
@@ -506,6 +518,47 @@ def load_profile_file(path: Path) -> Profile:
         raise ProfileError(_one_line(exc, path, defaults_path, own)) from None
     except _KeyError as exc:
         raise ProfileError(f"{_display(path)}: {exc.key} = {exc.value!r}: {exc.allowed}") from None
+
+
+# The owner's original description writes a profile as ``infrastructure: {provider, region,
+# stack_name, cost_optimized, localstack: {endpoint}, minio: {endpoint}}``. Each of those keys is
+# accepted where it has one meaning here (README, "Seed profile keys"), the rest refused by name.
+SEED_KEYS = {
+    "provider": "provider",
+    "region": "region",
+    "stack_name": "stack_name",
+    "localstack.endpoint": "emulator_endpoint",
+    "minio.endpoint": "minio_endpoint",
+}
+SEED_REFUSED = {
+    "cost_optimized": "it has no single meaning here: the GPU environment is always spot and both scale to "
+    "zero; set batch.cpu_spot and batch.spot_bid_percentage instead",
+}
+
+
+def _from_seed_layout(own: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The seed's nested ``infrastructure`` block, as this profile's top-level keys."""
+    if "infrastructure" not in own:
+        return own
+    block, out = own["infrastructure"], {k: v for k, v in own.items() if k != "infrastructure"}
+    if not isinstance(block, dict):
+        raise ProfileError(f"{_display(path)}: infrastructure must be a mapping (the seed's layout), got {block!r}")
+    flat = {
+        f"{key}.{inner}" if isinstance(value, dict) else key: inner_value if isinstance(value, dict) else value
+        for key, value in block.items()
+        for inner, inner_value in (value.items() if isinstance(value, dict) else [(None, value)])
+    }
+    for key, value in flat.items():
+        if key in SEED_REFUSED:
+            raise ProfileError(f"{_display(path)}: infrastructure.{key} = {value!r}: {SEED_REFUSED[key]}")
+        if key not in SEED_KEYS:
+            known = ", ".join(f"infrastructure.{k}" for k in SEED_KEYS)
+            raise ProfileError(f"{_display(path)}: infrastructure.{key} is not a seed key this project knows ({known})")
+        target = SEED_KEYS[key]
+        if target in out:
+            raise ProfileError(f"{_display(path)}: infrastructure.{key} and {target} say the same thing; keep one")
+        out[target] = value
+    return out
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

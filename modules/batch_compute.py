@@ -174,6 +174,7 @@ class BatchCompute(Construct):
         for step in props.spec.batch_steps:
             self.job_roles[step.name] = self._job_role(step)
             self.job_definitions[step.name] = self._job_definition(step, self.resources[step.name])
+        self.compute_environments: dict[str, str] = {"gpu": gpu_arn, "cpu": cpu_arn}
         self.compute_environment_arns: list[str] = [gpu_arn, cpu_arn]
         self.queue_arns: dict[str, str] = {name: queue.arn for name, queue in self.queues.items()}
         self._read: dict[tuple[str, str], str] = {}
@@ -338,6 +339,13 @@ class BatchCompute(Construct):
         if (stage, name) not in self._read:
             self._read[stage, name] = getattr(self.job_definitions[stage], name)
         return self._read[stage, name]
+
+    def grant_observe(self, role: GrantableRole) -> None:
+        """List the queues' jobs and read the compute environments' vCPUs (queue-depth metrics)."""
+        role.add_statements(
+            # ListJobs and Describe* of Batch support no resource-level permissions.
+            statement(["batch:ListJobs", "batch:DescribeComputeEnvironments"], ["*"]),
+        )
 
     def grant_scale(self, role: GrantableRole) -> None:
         """Enable/disable the queues and change the compute environments' vCPU limits (budget shutdown)."""

@@ -2,8 +2,18 @@
 
 Alarms: Step Functions executions failed / timed out / throttled; per Lambda function errors,
 throttles and a duration close to its time-out; Batch jobs FAILED (an EventBridge rule that feeds
-the topic, and an alarm on the rule's matched-events metric); S3 5xx on the data buckets (needs
-request metrics, a profile switch). Thresholds, periods and missing-data handling come from the profile.
+the topic, and an alarm on the rule's matched-events metric); a job RUNNABLE for longer than
+``monitoring.runnable_alarm_minutes`` on any queue (no instance can take it: capacity, placement,
+or instances that cannot reach ECS); S3 5xx on the data buckets (needs request metrics, a profile
+switch). Thresholds, periods and missing-data handling come from the profile.
+
+Batch publishes no metrics, so the BatchMetrics function (lambda_src/batch_metrics) writes them as
+Embedded Metric Format under :data:`METRIC_NAMESPACE`: every minute (an EventBridge schedule) the
+jobs per queue and state and the oldest RUNNABLE job's age, and the compute environments' desired
+and maximum vCPUs; and, fed by EventBridge rules, each finished job (per queue and status) and
+each spot interruption warning. WriteParquet adds the images processed per execution. The
+dashboard shows these with the AWS/States, AWS/Lambda (error rate by metric math) and AWS/S3
+(requests, bytes, storage of every class) metrics.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
 from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
 from cdktf_cdktf_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
+from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from cdktf_cdktf_provider_aws.s3_bucket_metric import S3BucketMetric
 from constructs import Construct
 
@@ -23,17 +34,23 @@ from modules.alerting import AlertTopic
 from modules.functions import PythonFunction
 from modules.secure_bucket import SecureBucket
 
+METRIC_NAMESPACE = "OdinsRavne/Pipeline"
+ACTIVE_JOB_STATES = ("Submitted", "Pending", "Runnable", "Starting", "Running")
+
 
 @dataclass(frozen=True)
 class MonitoringProps:
     prefix: str
+    environment: str
     region: str
     settings: MonitoringSettings
     alerts: AlertTopic
     state_machine_arn: str
     functions: dict[str, PythonFunction]
     data_buckets: dict[str, SecureBucket]
-    job_queue_arns: list[str]
+    job_queues: dict[str, str]  # name -> ARN
+    compute_environments: dict[str, str]  # name -> ARN
+    metrics_function: PythonFunction  # lambda_src/batch_metrics
     budget_limit_usd: float
 
 
@@ -84,6 +101,7 @@ class Monitoring(Construct):
                 description=f"{name}: duration near its time-out",
             )
         self._batch_failures(props)
+        self._batch_metrics(props)
         if props.settings.s3_request_metrics:
             for name, bucket in props.data_buckets.items():
                 S3BucketMetric(self, f"{name}-requests", bucket=bucket.bucket.id, name="EntireBucket")
@@ -148,7 +166,7 @@ class Monitoring(Construct):
                 {
                     "source": ["aws.batch"],
                     "detail-type": ["Batch Job State Change"],
-                    "detail": {"status": ["FAILED"], "jobQueue": props.job_queue_arns},
+                    "detail": {"status": ["FAILED"], "jobQueue": list(props.job_queues.values())},
                 }
             ),
         )
@@ -162,6 +180,57 @@ class Monitoring(Construct):
             threshold=1,
             description="Batch jobs FAILED (EventBridge rule matches)",
         )
+
+    def _batch_metrics(self, props: MonitoringProps) -> None:
+        """Feed BatchMetrics: a schedule for the depths, rules for finished jobs and spot warnings;
+        then alarm on a job left RUNNABLE."""
+        feeds = {
+            "batch-metrics-schedule": {"schedule_expression": "rate(1 minute)"},
+            "batch-jobs-finished": {
+                "event_pattern": json.dumps(
+                    {
+                        "source": ["aws.batch"],
+                        "detail-type": ["Batch Job State Change"],
+                        "detail": {"status": ["SUCCEEDED", "FAILED"], "jobQueue": list(props.job_queues.values())},
+                    }
+                )
+            },
+            # The event names only the instance; the account holds one environment's fleet.
+            "spot-interruptions": {
+                "event_pattern": json.dumps(
+                    {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]}
+                )
+            },
+        }
+        function = props.metrics_function
+        for id_, trigger in feeds.items():
+            rule = CloudwatchEventRule(
+                self, id_, name=f"{props.prefix}-{id_}", description=f"Feeds BatchMetrics: {id_}", **trigger
+            )
+            permission = LambdaPermission(
+                self,
+                f"{id_}-invokes",
+                action="lambda:InvokeFunction",
+                function_name=function.function_name,
+                principal="events.amazonaws.com",
+                source_arn=rule.arn,
+            )
+            CloudwatchEventTarget(
+                self, f"{id_}-target", rule=rule.name, arn=function.function_arn, depends_on=[permission]
+            )
+        for queue in props.job_queues:
+            self._alarm(
+                f"batch-{queue}-runnable",
+                METRIC_NAMESPACE,
+                "OldestRunnableSeconds",
+                {"Environment": props.environment, "Queue": queue},
+                statistic="Maximum",
+                threshold=props.settings.runnable_alarm_minutes * 60,
+                description=(
+                    f"A job on the {queue} queue has been RUNNABLE for {props.settings.runnable_alarm_minutes} min: "
+                    "no instance takes it (capacity, placement, or instances that cannot reach ECS)"
+                ),
+            )
 
     def _dashboard_body(self, props: MonitoringProps) -> dict:
         region, machine = props.region, props.state_machine_arn
@@ -192,37 +261,134 @@ class Monitoring(Construct):
             ["AWS/States", m, "StateMachineArn", machine]
             for m in ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed", "ExecutionsTimedOut")
         ]
-        errors = [["AWS/Lambda", "Errors", "FunctionName", f.function_name] for f in props.functions.values()]
-        durations = [["AWS/Lambda", "Duration", "FunctionName", f.function_name] for f in props.functions.values()]
-        sizes = [
-            ["AWS/S3", "BucketSizeBytes", "BucketName", b.bucket_name, "StorageType", "StandardStorage"]
-            for b in props.data_buckets.values()
-        ]
-        return {
-            "widgets": [
-                metric_widget("Executions", executions, y=0),
-                metric_widget(
-                    "Execution duration (ms)",
-                    [["AWS/States", "ExecutionTime", "StateMachineArn", machine]],
-                    stat="Average",
-                    y=0,
-                    x=12,
-                ),
-                metric_widget("Lambda errors", errors, y=6),
-                metric_widget("Lambda duration (ms, max)", durations, stat="Maximum", y=6, x=12),
-                metric_widget(
-                    "Batch jobs failed",
-                    [["AWS/Events", "MatchedEvents", "RuleName", f"{props.prefix}-batch-job-failed"]],
-                    y=12,
-                ),
-                metric_widget("Data bucket sizes (bytes)", sizes, stat="Average", y=12, x=12),
-                metric_widget(
-                    "Estimated charges vs budget (USD)",
-                    [["AWS/Billing", "EstimatedCharges", "Currency", "USD"]],
-                    stat="Maximum",
-                    y=18,
-                    widget_region="us-east-1",
-                    annotations={"horizontal": [{"label": "budget", "value": props.budget_limit_usd}]},
-                ),
+        functions = list(props.functions.values())
+        error_rate = []  # metric math: errors / invocations per function, in percent
+        for i, f in enumerate(functions):
+            error_rate += [
+                {"expression": f"100 * FILL(e{i}, 0) / i{i}", "label": f.function_name, "id": f"rate{i}"},
+                ["AWS/Lambda", "Errors", "FunctionName", f.function_name, {"id": f"e{i}", "visible": False}],
+                ["AWS/Lambda", "Invocations", "FunctionName", f.function_name, {"id": f"i{i}", "visible": False}],
             ]
-        }
+        calls = [
+            ["AWS/Lambda", metric, "FunctionName", f.function_name]
+            for f in functions
+            for metric in ("Invocations", "Throttles")
+        ]
+        durations = [["AWS/Lambda", "Duration", "FunctionName", f.function_name, {"stat": "p90"}] for f in functions]
+
+        def batch_queue(queue: str) -> list[list]:
+            depth = [
+                [
+                    METRIC_NAMESPACE,
+                    f"Jobs{state}",
+                    "Environment",
+                    props.environment,
+                    "Queue",
+                    queue,
+                    {"stat": "Maximum"},
+                ]
+                for state in ACTIVE_JOB_STATES
+            ]
+            return depth + [
+                [METRIC_NAMESPACE, "JobsFinished", "Environment", props.environment, "Queue", queue, "Status", status]
+                for status in ("SUCCEEDED", "FAILED")
+            ]
+
+        buckets = list(props.data_buckets.values())
+        requests = [
+            ["AWS/S3", metric, "BucketName", b.bucket_name, "FilterId", "EntireBucket"]
+            for b in buckets
+            for metric in ("GetRequests", "PutRequests", "ListRequests")
+        ]
+        transfer = [
+            ["AWS/S3", metric, "BucketName", b.bucket_name, "FilterId", "EntireBucket"]
+            for b in buckets
+            for metric in ("BytesDownloaded", "BytesUploaded")
+        ]
+        storage = [  # every storage class the bucket has bytes in, not only Standard
+            {
+                "expression": (
+                    'SEARCH(\'{AWS/S3,BucketName,StorageType} MetricName="BucketSizeBytes" '
+                    f"BucketName=\"{b.bucket_name}\"', 'Average', 86400)"
+                ),
+                "id": f"size{i}",
+            }
+            for i, b in enumerate(buckets)
+        ]
+        runnable_limit = props.settings.runnable_alarm_minutes * 60
+        widgets = [
+            metric_widget("Executions: started, succeeded, failed, timed out", executions, y=0),
+            metric_widget(
+                "Execution duration (ms): p50, p90",
+                [
+                    ["AWS/States", "ExecutionTime", "StateMachineArn", machine, {"stat": "p50"}],
+                    ["AWS/States", "ExecutionTime", "StateMachineArn", machine, {"stat": "p90"}],
+                ],
+                y=0,
+                x=12,
+            ),
+            metric_widget(
+                "Images processed per execution",
+                [
+                    [METRIC_NAMESPACE, "ImagesProcessed", "Environment", props.environment],
+                    [METRIC_NAMESPACE, "DetectionRows", "Environment", props.environment],
+                ],
+                y=6,
+            ),
+            metric_widget("Lambda error rate (%)", error_rate, y=6, x=12),
+            metric_widget("Lambda invocations and throttles", calls, y=12),
+            metric_widget("Lambda duration (ms, p90)", durations, stat="p90", y=12, x=12),
+        ]
+        for index, queue in enumerate(props.job_queues):
+            widgets.append(
+                metric_widget(
+                    f"Batch queue {queue}: jobs by state (depth) and finished",
+                    batch_queue(queue),
+                    y=18 + 6 * (index // 2),
+                    x=12 * (index % 2),
+                )
+            )
+        row = 18 + 6 * ((len(props.job_queues) + 1) // 2)
+        widgets += [
+            metric_widget(
+                "Batch: oldest RUNNABLE job (s) per queue",
+                [
+                    [METRIC_NAMESPACE, "OldestRunnableSeconds", "Environment", props.environment, "Queue", q]
+                    for q in props.job_queues
+                ],
+                stat="Maximum",
+                y=row,
+                annotations={"horizontal": [{"label": "RUNNABLE alarm", "value": runnable_limit}]},
+            ),
+            metric_widget(
+                "Batch vCPUs: desired vs max per compute environment",
+                [
+                    [METRIC_NAMESPACE, metric, "Environment", props.environment, "ComputeEnvironment", name]
+                    for name in props.compute_environments
+                    for metric in ("DesiredVcpus", "MaxVcpus")
+                ],
+                stat="Maximum",
+                y=row,
+                x=12,
+            ),
+            metric_widget(
+                "Batch: spot interruption warnings, jobs failed",
+                [
+                    [METRIC_NAMESPACE, "SpotInterruptionWarnings", "Environment", props.environment],
+                    ["AWS/Events", "MatchedEvents", "RuleName", f"{props.prefix}-batch-job-failed"],
+                ],
+                y=row + 6,
+            ),
+            metric_widget("S3 storage (bytes), every storage class", storage, stat="Average", y=row + 6, x=12),
+            metric_widget("S3 requests (needs request metrics)", requests, y=row + 12),
+            metric_widget("S3 bytes down / up (needs request metrics)", transfer, y=row + 12, x=12),
+            metric_widget(
+                "Estimated charges vs budget (USD)",
+                [["AWS/Billing", "EstimatedCharges", "Currency", "USD"]],
+                stat="Maximum",
+                y=row + 18,
+                widget_region="us-east-1",
+                annotations={"horizontal": [{"label": "budget", "value": props.budget_limit_usd}]},
+            ),
+        ]
+        return {"widgets": widgets}

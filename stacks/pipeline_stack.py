@@ -19,7 +19,7 @@ from modules.data_lake import DataLake, DataLakeProps
 from modules.encryption import PipelineKey, PipelineKeyProps
 from modules.functions import PythonFunction, PythonFunctionProps
 from modules.iam import apply_permissions_boundary, render_grants
-from modules.monitoring import Monitoring, MonitoringProps
+from modules.monitoring import METRIC_NAMESPACE, Monitoring, MonitoringProps
 from modules.network import Network, NetworkProps
 from modules.parameters import PipelineParameters, PipelineParametersProps
 from modules.provider import default_tags, pipeline_provider
@@ -180,13 +180,16 @@ class PipelineStack(TerraformStack):
             "monitoring",
             MonitoringProps(
                 prefix=prefix,
+                environment=profile.name,
                 region=profile.region,
                 settings=profile.monitoring,
                 alerts=self.alerts,
                 state_machine_arn=self.workflow.state_machine_arn,
                 functions=self.functions,
                 data_buckets={n: self.data_lake.bucket(n) for n in ("raw", "processed", "curated")},
-                job_queue_arns=list(self.batch.queue_arns.values()),
+                job_queues=self.batch.queue_arns,
+                compute_environments=self.batch.compute_environments,
+                metrics_function=self.functions["batch_metrics"],
                 budget_limit_usd=profile.budget.amount_usd,
             ),
         )
@@ -247,11 +250,18 @@ class PipelineStack(TerraformStack):
                 "KILL_SWITCH_PARAMETER": params.kill_switch.name,
                 "GUARD_THRESHOLD_PCT": "100",
             },
+            "write_parquet": {"METRIC_NAMESPACE": METRIC_NAMESPACE, "PIPELINE_ENV": profile.name},
             "weather_enrichment": {
                 "WEATHER_BASE_URL": weather.base_url,
                 "WEATHER_CONNECT_TIMEOUT": str(weather.connect_timeout_seconds),
                 "WEATHER_READ_TIMEOUT": str(weather.read_timeout_seconds),
                 "WEATHER_MAX_RETRIES": str(weather.max_retries),
+            },
+            "batch_metrics": {
+                "JOB_QUEUES": ",".join(f"{name}={arn}" for name, arn in batch.queue_arns.items()),
+                "COMPUTE_ENVIRONMENTS": ",".join(f"{name}={arn}" for name, arn in batch.compute_environments.items()),
+                "METRIC_NAMESPACE": METRIC_NAMESPACE,
+                "PIPELINE_ENV": profile.name,
             },
             "budget_shutdown": {
                 "JOB_QUEUES": ",".join(batch.queue_arns.values()),
@@ -300,6 +310,7 @@ class PipelineStack(TerraformStack):
         self.budget.grant_view(functions["guard_budget"].role)
         params.grant_read(functions["guard_budget"].role, params.kill_switch)
         batch.grant_scale(functions["budget_shutdown"].role)
+        batch.grant_observe(functions["batch_metrics"].role)
         params.grant_write(functions["budget_shutdown"].role, params.kill_switch, params.shutdown_state)
         self.budget.shut_down_with(functions["budget_shutdown"], self.alerts)
         return functions

@@ -28,7 +28,9 @@ def test_budget_amounts_filters_and_notifications(synth: SynthResult, env: str, 
 def test_shutdown_subscribed_to_alert_topic(synth: SynthResult) -> None:
     subs = [s for s in synth.resources("dev", "aws_sns_topic_subscription").values() if s["protocol"] == "lambda"]
     assert len(subs) == 1 and "budget-shutdown" in subs[0]["endpoint"]
-    permission = synth.only("dev", "aws_lambda_permission")
+    [permission] = [
+        p for p in synth.resources("dev", "aws_lambda_permission").values() if "budget-shutdown" in p["function_name"]
+    ]
     assert permission["principal"] == "sns.amazonaws.com" and "aws_sns_topic.alerts" in permission["source_arn"]
 
 
@@ -68,8 +70,16 @@ def test_alarms_point_at_the_topic(synth: SynthResult, env: str) -> None:
         for a in synth.resources(env, "aws_cloudwatch_metric_alarm").values()
     }
     expected = {"sfn-ExecutionsFailed", "sfn-ExecutionsTimedOut", "sfn-ExecutionThrottled", "batch-jobs-failed"}
-    for fn in ("guard_budget", "plan_fan_out", "weather_enrichment", "write_parquet", "budget_shutdown"):
+    for fn in (
+        "guard_budget",
+        "plan_fan_out",
+        "weather_enrichment",
+        "write_parquet",
+        "budget_shutdown",
+        "batch_metrics",
+    ):
         expected |= {f"{fn}-errors", f"{fn}-throttles", f"{fn}-duration"}
+    expected |= {f"batch-{queue}-runnable" for queue in ("high", "normal", "low", "cpu")}
     if env != "local":
         expected |= {"s3-raw-5xx", "s3-processed-5xx", "s3-curated-5xx"}
     assert set(alarms) == expected
@@ -80,6 +90,13 @@ def test_alarms_point_at_the_topic(synth: SynthResult, env: str) -> None:
     assert "aws_sfn_state_machine" in alarms["sfn-ExecutionsFailed"]["dimensions"]["StateMachineArn"]
     assert alarms["write_parquet-duration"]["threshold"] == 600 * 1000 * 0.8
     assert alarms["batch-jobs-failed"]["dimensions"]["RuleName"].startswith("${aws_cloudwatch_event_rule.monitoring_")
+    runnable = alarms["batch-normal-runnable"]
+    assert (runnable["namespace"], runnable["metric_name"], runnable["statistic"]) == (
+        "OdinsRavne/Pipeline",
+        "OldestRunnableSeconds",
+        "Maximum",
+    )
+    assert runnable["dimensions"] == {"Environment": env, "Queue": "normal"} and runnable["threshold"] == 30 * 60
 
 
 def test_batch_failed_rule_feeds_topic(synth: SynthResult) -> None:
@@ -89,19 +106,72 @@ def test_batch_failed_rule_feeds_topic(synth: SynthResult) -> None:
 
 
 def test_dashboard_widgets(synth: SynthResult) -> None:
+    """The seed's figures for every service, from the metrics AWS publishes and BatchMetrics' EMF."""
     body = json.loads(synth.only("dev", "aws_cloudwatch_dashboard")["dashboard_body"])
-    titles = [w["properties"]["title"] for w in body["widgets"]]
-    assert titles == [
-        "Executions",
-        "Execution duration (ms)",
-        "Lambda errors",
-        "Lambda duration (ms, max)",
-        "Batch jobs failed",
-        "Data bucket sizes (bytes)",
+    widgets = {w["properties"]["title"]: w["properties"] for w in body["widgets"]}
+    assert list(widgets) == [
+        "Executions: started, succeeded, failed, timed out",
+        "Execution duration (ms): p50, p90",
+        "Images processed per execution",
+        "Lambda error rate (%)",
+        "Lambda invocations and throttles",
+        "Lambda duration (ms, p90)",
+        "Batch queue high: jobs by state (depth) and finished",
+        "Batch queue normal: jobs by state (depth) and finished",
+        "Batch queue low: jobs by state (depth) and finished",
+        "Batch queue cpu: jobs by state (depth) and finished",
+        "Batch: oldest RUNNABLE job (s) per queue",
+        "Batch vCPUs: desired vs max per compute environment",
+        "Batch: spot interruption warnings, jobs failed",
+        "S3 storage (bytes), every storage class",
+        "S3 requests (needs request metrics)",
+        "S3 bytes down / up (needs request metrics)",
         "Estimated charges vs budget (USD)",
     ]
-    budget = body["widgets"][-1]["properties"]["annotations"]["horizontal"][0]
+    stats = [m[-1].get("stat") for m in widgets["Execution duration (ms): p50, p90"]["metrics"]]
+    assert stats == ["p50", "p90"]
+    rates = [m for m in widgets["Lambda error rate (%)"]["metrics"] if isinstance(m, dict)]
+    assert len(rates) == 6 and rates[0]["expression"] == "100 * FILL(e0, 0) / i0"
+    queue = [m[1] for m in widgets["Batch queue normal: jobs by state (depth) and finished"]["metrics"]]
+    assert (
+        queue == ["JobsSubmitted", "JobsPending", "JobsRunnable", "JobsStarting", "JobsRunning"] + ["JobsFinished"] * 2
+    )
+    assert widgets["Batch: oldest RUNNABLE job (s) per queue"]["annotations"]["horizontal"][0]["value"] == 1800
+    storage = widgets["S3 storage (bytes), every storage class"]["metrics"]
+    assert len(storage) == 3 and all("StorageType" in m["expression"] and "SEARCH(" in m["expression"] for m in storage)
+    assert "StandardStorage" not in json.dumps(storage), "every class, not only Standard"
+    budget = widgets["Estimated charges vs budget (USD)"]["annotations"]["horizontal"][0]
     assert budget == {"label": "budget", "value": 50.0}
+
+
+def test_batch_metrics_are_fed_by_a_schedule_and_batch_events(synth: SynthResult) -> None:
+    """BatchMetrics runs every minute and on each finished job and spot warning, and may only list jobs."""
+    rules = {
+        r["name"].removeprefix("odins-ravne-dev-"): r
+        for r in synth.resources("dev", "aws_cloudwatch_event_rule").values()
+    }
+    assert rules["batch-metrics-schedule"]["schedule_expression"] == "rate(1 minute)"
+    finished = json.loads(rules["batch-jobs-finished"]["event_pattern"])
+    assert finished["detail"]["status"] == ["SUCCEEDED", "FAILED"] and len(finished["detail"]["jobQueue"]) == 4
+    spot = json.loads(rules["spot-interruptions"]["event_pattern"])
+    assert spot["detail-type"] == ["EC2 Spot Instance Interruption Warning"]
+    targets = synth.resources("dev", "aws_cloudwatch_event_target").values()
+    fed = [t for t in targets if "fn-batch-metrics" in t["arn"]]
+    assert len(fed) == 3
+    permissions = [
+        p for p in synth.resources("dev", "aws_lambda_permission").values() if "fn-batch-metrics" in p["function_name"]
+    ]
+    assert sorted(p["principal"] for p in permissions) == ["events.amazonaws.com"] * 3
+    assert all("aws_cloudwatch_event_rule.monitoring_" in p["source_arn"] for p in permissions)
+    function = next(
+        f
+        for f in synth.resources("dev", "aws_lambda_function").values()
+        if f["function_name"].endswith("batch-metrics")
+    )
+    variables = function["environment"]["variables"]
+    assert variables["METRIC_NAMESPACE"] == "OdinsRavne/Pipeline" and variables["PIPELINE_ENV"] == "dev"
+    assert [pair.split("=")[0] for pair in variables["JOB_QUEUES"].split(",")] == ["high", "normal", "low", "cpu"]
+    assert [pair.split("=")[0] for pair in variables["COMPUTE_ENVIRONMENTS"].split(",")] == ["gpu", "cpu"]
 
 
 @pytest.mark.parametrize(("env", "days"), [("local", 7), ("dev", 30), ("staging", 60), ("prod", 90)])

@@ -24,3 +24,34 @@ def test_named_make_targets_exist(doc: Path) -> None:
     named = set(re.findall(r"(?:`|^\s*)make ([a-z][a-z0-9-]*)", doc.read_text(), re.MULTILINE))
     assert named, f"{doc.name} names no make target"
     assert named <= TARGETS, f"{doc.name} names targets the Makefile lacks: {sorted(named - TARGETS)}"
+
+
+DIAGRAMS = REPO / "docs" / "diagrams"
+
+
+def test_diagrams_are_drawn_from_the_synthesized_config(synth) -> None:
+    """`make docs` output is current: each committed DOT source is what prod's synthesized config
+    gives now, and each committed SVG was rendered from exactly that source."""
+    import json
+
+    from pipeline_ops import diagrams
+
+    sources = diagrams.diagrams(json.loads((synth.outdir / "stacks" / "pipeline-prod" / "cdk.tf.json").read_text()))
+    assert set(sources) == {"architecture", "dataflow", "security", "cost"}
+    for name, source in sources.items():
+        committed = DIAGRAMS / f"{name}.dot"
+        assert committed.exists() and committed.read_text() == source, f"docs/diagrams/{name} is stale: run `make docs`"
+        stamp = f"<!-- source sha256: {diagrams.source_hash(source)} -->"
+        assert stamp in (DIAGRAMS / f"{name}.svg").read_text(), f"{name}.svg was not rendered from {name}.dot"
+        assert (DIAGRAMS / f"{name}.png").stat().st_size > 1000
+    # What each diagram must show, not just that it exists.
+    assert "odins-ravne-prod-stage1" in sources["dataflow"] and '"stage0/"' in sources["dataflow"]
+    assert "assumed by states.amazonaws.com" in sources["security"] and "encrypts" in sources["security"]
+    assert "per 1,000 images" in sources["cost"] and "USD/month" in sources["cost"]
+    assert "odins-ravne-prod-pipeline" in sources["architecture"]
+
+
+def test_readme_links_the_diagrams() -> None:
+    readme = (REPO / "README.md").read_text()
+    for name in ("architecture", "dataflow", "security", "cost"):
+        assert f"docs/diagrams/{name}.svg" in readme

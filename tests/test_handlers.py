@@ -34,6 +34,7 @@ guard = load("guard_budget")
 weather = load("weather_enrichment")
 parquet = load("write_parquet")
 shutdown = load("budget_shutdown")
+metrics = load("batch_metrics")
 REGION = "eu-north-1"
 moto_fills.apply_all()  # the in-process mock gets the same fills as the emulator
 
@@ -131,6 +132,98 @@ def test_guard_reads_budgets_and_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
     assert guard.handler({"execution_id": "e2"}, None, budgets=budgets, ssm=ssm)["allowed"] is True
     priced = guard.handler({"execution_id": "e3", "plan": {"estimated_usd": 46}}, None, budgets=budgets, ssm=ssm)
     assert priced["allowed"] is False and priced["estimate"] == 46 and "estimated 46.00 USD" in priced["reason"]
+
+
+# --- batch_metrics -----------------------------------------------------------------------------
+
+QUEUE = "arn:aws:batch:eu-north-1:111111111111:job-queue/odins-ravne-dev-normal"
+METRICS_ENV = {
+    "JOB_QUEUES": f"normal={QUEUE}",
+    "COMPUTE_ENVIRONMENTS": "gpu=arn:aws:batch:eu-north-1:111111111111:compute-environment/odins-ravne-dev-gpu",
+    "METRIC_NAMESPACE": "OdinsRavne/Pipeline",
+    "PIPELINE_ENV": "dev",
+}
+
+
+def test_batch_metrics_count_each_state_and_the_oldest_runnable_job() -> None:
+    """The Batch API's own model checks every call and answer (botocore's Stubber)."""
+    from botocore.stub import Stubber
+
+    batch = boto3.client("batch", region_name=REGION)
+    now = 1_800_000_000_000
+    listed = {"SUBMITTED": 1, "PENDING": 0, "RUNNABLE": 3, "STARTING": 0, "RUNNING": 2}
+    with Stubber(batch) as stub:
+        for status, count in listed.items():
+            jobs = [
+                {"jobId": f"{status}-{i}", "jobName": "stage1", "createdAt": now - 1000 * (600 + 900 * i)}
+                for i in range(count)
+            ]
+            stub.add_response("list_jobs", {"jobSummaryList": jobs}, {"jobQueue": QUEUE, "jobStatus": status})
+        stub.add_response(
+            "describe_compute_environments",
+            {
+                "computeEnvironments": [
+                    {
+                        "computeEnvironmentName": "odins-ravne-dev-gpu",
+                        "computeEnvironmentArn": METRICS_ENV["COMPUTE_ENVIRONMENTS"].split("=", 1)[1],
+                        "ecsClusterArn": "arn:aws:ecs:eu-north-1:111111111111:cluster/x",
+                        "computeResources": {
+                            "type": "SPOT",
+                            "maxvCpus": 100,
+                            "desiredvCpus": 12,
+                            "subnets": ["subnet-1"],
+                            "instanceRole": "role",
+                        },
+                    }
+                ]
+            },
+        )
+        queue, compute = metrics.records(batch, METRICS_ENV, now)
+    assert queue["Queue"] == "normal" and queue["Environment"] == "dev"
+    assert [queue[f"Jobs{s.capitalize()}"] for s in listed] == [1, 0, 3, 0, 2]
+    assert queue["OldestRunnableSeconds"] == 600 + 900 * 2  # the third RUNNABLE job waits longest
+    [declared] = queue["_aws"]["CloudWatchMetrics"]
+    assert declared["Namespace"] == "OdinsRavne/Pipeline" and declared["Dimensions"] == [["Environment", "Queue"]]
+    assert {"Name": "OldestRunnableSeconds", "Unit": "Seconds"} in declared["Metrics"]
+    assert (compute["ComputeEnvironment"], compute["DesiredVcpus"], compute["MaxVcpus"]) == ("gpu", 12, 100)
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (
+            {"detail-type": "Batch Job State Change", "detail": {"status": "FAILED", "jobQueue": QUEUE}},
+            ({"Environment": "dev", "Queue": "normal", "Status": "FAILED"}, "JobsFinished"),
+        ),
+        (
+            {"detail-type": "Batch Job State Change", "detail": {"status": "SUCCEEDED", "jobQueue": "elsewhere"}},
+            ({"Environment": "dev", "Queue": "other", "Status": "SUCCEEDED"}, "JobsFinished"),
+        ),
+        (
+            {"detail-type": "EC2 Spot Instance Interruption Warning", "detail": {"instance-id": "i-1"}},
+            ({"Environment": "dev"}, "SpotInterruptionWarnings"),
+        ),
+        ({"detail-type": "Batch Job State Change", "detail": {"status": "RUNNING", "jobQueue": QUEUE}}, None),
+    ],
+)
+def test_batch_events_count_finished_jobs_and_spot_warnings(event: dict, expected: tuple | None, capsys) -> None:
+    found = metrics.from_event(event, METRICS_ENV, 1)
+    if expected is None:
+        assert found == []
+        return
+    dimensions, metric = expected
+    [record] = found
+    assert {k: record[k] for k in dimensions} == dimensions and record[metric] == 1
+    assert record["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [sorted(dimensions)]
+
+
+def test_batch_metrics_handler_prints_one_emf_line_per_record(monkeypatch, capsys) -> None:
+    for key, value in METRICS_ENV.items():
+        monkeypatch.setenv(key, value)
+    event = {"detail-type": "Batch Job State Change", "detail": {"status": "FAILED", "jobQueue": QUEUE}}
+    assert metrics.handler(event, None) == {"records": 1}
+    [line] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert line["JobsFinished"] == 1 and line["Status"] == "FAILED"
 
 
 # --- weather_enrichment -------------------------------------------------------------------------
@@ -282,6 +375,24 @@ def test_parquet_handler_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
     assert first == second and first["rows"] == 2 and len(first["objects"]) == 2
     assert all(k.startswith("detections/date=") and "/site=" in k for k in first["objects"])
     assert bodies == {k: s3.get_object(Bucket="cur", Key=k)["Body"].read() for k in second["objects"]}
+
+
+@mock_aws
+def test_parquet_handler_counts_the_images_of_the_execution(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The dashboard's images per execution: an EMF line with the execution's image count."""
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in ("proc", "cur"):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="proc", Key="weather/ex2/shard-0.json", Body=json.dumps({"records": ENRICHED}))
+    for key, value in {"PROCESSED_BUCKET": "proc", "CURATED_BUCKET": "cur", "INPUT_PREFIX": "weather"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("OUTPUT_PREFIX", "detections")
+    monkeypatch.setenv("METRIC_NAMESPACE", "OdinsRavne/Pipeline")
+    monkeypatch.setenv("PIPELINE_ENV", "dev")
+    result = parquet.handler({"execution_id": "ex2", "shard_count": 1}, None, s3=s3)
+    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"_aws"' in x]
+    assert line["ImagesProcessed"] == result["images"] == len(ENRICHED) and line["Environment"] == "dev"
+    assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "OdinsRavne/Pipeline"
 
 
 # --- budget_shutdown ----------------------------------------------------------------------------

@@ -27,6 +27,8 @@ STAR_ALLOWED = {
     ): "X-Ray has no resource-level permissions",
     ("ecr:GetAuthorizationToken",): "ECR's token is account-wide",
     ("batch:DescribeJobs",): "Batch Describe* support no resource-level permissions",
+    ("batch:DescribeComputeEnvironments", "batch:ListJobs"): "Batch ListJobs and Describe* support no "
+    "resource-level permissions (queue-depth metrics)",
     ("batch:DescribeComputeEnvironments", "batch:DescribeJobQueues"): "Batch Describe* are not resource-scoped",
     (
         "logs:CreateLogDelivery",
@@ -142,7 +144,14 @@ def test_functions(synth: SynthResult) -> None:
         f["function_name"].removeprefix("odins-ravne-dev-"): f
         for f in synth.resources("dev", "aws_lambda_function").values()
     }
-    assert set(functions) == {"guard-budget", "plan-fan-out", "weather-enrichment", "write-parquet", "budget-shutdown"}
+    assert set(functions) == {
+        "guard-budget",
+        "plan-fan-out",
+        "weather-enrichment",
+        "write-parquet",
+        "budget-shutdown",
+        "batch-metrics",
+    }
     for fn in functions.values():
         assert fn["runtime"] == "python3.12" and fn["architectures"] == ["arm64"]
         assert fn["tracing_config"]["mode"] == "Active" and fn["logging_config"]["log_format"] == "JSON"
@@ -155,7 +164,7 @@ def test_functions(synth: SynthResult) -> None:
         ]
     )
     configs = synth.resources("dev", "aws_lambda_function_event_invoke_config").values()
-    assert len(configs) == 5 and all(
+    assert len(configs) == 6 and all(
         "aws_sqs_queue" in c["destination_config"]["on_failure"]["destination"] for c in configs
     )
 

@@ -203,3 +203,42 @@ def test_cloud_env_needs_a_person_for_its_alerts(profile_dir: Path) -> None:
     assert "needs at least one e-mail address that receives its alerts" in message
     _edit(profile_dir, "local", "budget.subscribers", [])  # the emulator delivers no mail: local is exempt
     assert load_profile("local", profile_dir).budget.subscribers == ()
+
+
+def test_the_seeds_profile_layout_loads(profile_dir: Path) -> None:
+    """The seed writes local.yaml as `infrastructure: {provider, localstack: {endpoint}, minio: {endpoint}}`."""
+    text = (profile_dir / "local.yaml").read_text()
+    for line in ("provider: local\n", "emulator_endpoint: http://localhost:4566\n"):
+        text = text.replace(line, "")
+    text = text.replace("minio_endpoint: http://localhost:9000   # optional alternative S3 target\n", "")
+    seed = (
+        'infrastructure:\n  provider: "local"\n  localstack:\n    endpoint: "http://localhost:4566"\n'
+        '  minio:\n    endpoint: "http://localhost:9000"\n'
+    )
+    (profile_dir / "local.yaml").write_text(seed + text)
+    seeded, native = load_profile("local", profile_dir), load_profile("local")
+    assert seeded == native
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        (
+            {"provider": "aws", "cost_optimized": True},
+            r"dev.yaml: infrastructure.cost_optimized = True: it has no single meaning here: the GPU environment "
+            r"is always spot and both scale to zero; set batch.cpu_spot and batch.spot_bid_percentage instead$",
+        ),
+        ({"region": "eu-north-1"}, r"dev.yaml: infrastructure.region and region say the same thing; keep one$"),
+        (
+            {"flavour": "x"},
+            r"dev.yaml: infrastructure.flavour is not a seed key this project knows \(infrastructure.provider, ",
+        ),
+    ],
+)
+def test_seed_keys_without_one_meaning_are_refused_by_name(profile_dir: Path, block: dict, message: str) -> None:
+    data = yaml.safe_load((profile_dir / "dev.yaml").read_text()) or {}
+    data.setdefault("region", "eu-north-1")
+    data["infrastructure"] = block
+    (profile_dir / "dev.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError, match=message):
+        load_profile("dev", profile_dir)

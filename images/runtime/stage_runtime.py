@@ -225,7 +225,8 @@ class Feed:
 
 def prefetch(items: Iterable[T], load: Callable[[T], R], *, workers: int, depth: int) -> Iterator[tuple[T, R]]:
     """``(item, load(item))`` in the items' order, loaded on ``workers`` threads, never more than
-    ``depth`` loaded or loading ahead of the consumer. A load's exception is raised in order."""
+    ``depth`` loaded or loading at once (the one the consumer holds included). A load's exception
+    is raised in order."""
     source = iter(items)
     pending: deque = deque()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch", initializer=_yield_to_model)
@@ -234,10 +235,10 @@ def prefetch(items: Iterable[T], load: Callable[[T], R], *, workers: int, depth:
             pending.append((item, pool.submit(load, item)))
         while pending:
             item, future = pending.popleft()
-            result = future.result()
+            yield item, future.result()
+            # Refilled only when the consumer asks for more: the item it held counts against depth.
             for following in islice(source, 1):
                 pending.append((following, pool.submit(load, following)))
-            yield item, result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

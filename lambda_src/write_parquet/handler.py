@@ -20,13 +20,14 @@ import hashlib
 import io
 import json
 import os
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pipeline_log import execution_id_of, get_logger
+from pipeline_log import emf, execution_id_of, get_logger
 
 SCHEMA = pa.schema(
     [
@@ -142,4 +143,8 @@ def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
         keys.append(key)
     result = {"objects": keys, "rows": sum(len(rows_of(r, execution_id)) for r in records), "images": len(records)}
     log.info("parquet written", **result)
+    if os.environ.get("METRIC_NAMESPACE"):  # images processed per execution, for the dashboard
+        figures = {"ImagesProcessed": len(records), "DetectionRows": result["rows"]}
+        dimensions = {"Environment": os.environ.get("PIPELINE_ENV", "unknown")}
+        print(json.dumps(emf(os.environ["METRIC_NAMESPACE"], dimensions, figures, int(time.time() * 1000))), flush=True)
     return result
