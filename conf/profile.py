@@ -299,6 +299,9 @@ class MonitoringSettings(_Frozen):
     s3_request_metrics: bool
     cost_allocation_tags: bool
     anomaly_detection: bool
+    # CUR 2.0 export + Athena saved queries (modules/cost_reports.py); off where the emulator has
+    # no Data Exports.
+    cost_reports: bool
     anomaly_threshold_usd: float = Field(gt=0)
 
 

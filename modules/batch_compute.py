@@ -308,7 +308,8 @@ class BatchCompute(Construct):
             name=f"{props.prefix}-{stage}",
             type="container",
             platform_capabilities=["EC2"],
-            propagate_tags=True,
+            propagate_tags=True,  # to the ECS task: the CUR's split cost lines carry the Stage tag
+            tags={"Stage": stage},
             container_properties=json.dumps(container),
             parameters={"manifest": "none", "execution_id": "none", "shard": "0"},
             timeout=BatchJobDefinitionTimeout(attempt_duration_seconds=spec.timeout_seconds),

@@ -15,6 +15,7 @@ from modules.backend import configure_backend
 from modules.batch_compute import BatchCompute, BatchComputeProps
 from modules.budget import PipelineBudget, PipelineBudgetProps
 from modules.container_registry import StageRepositories, StageRepositoriesProps
+from modules.cost_reports import CostReports, CostReportsProps
 from modules.data_lake import DataLake, DataLakeProps
 from modules.encryption import PipelineKey, PipelineKeyProps
 from modules.functions import PythonFunction, PythonFunctionProps
@@ -193,6 +194,24 @@ class PipelineStack(TerraformStack):
                 budget_limit_usd=profile.budget.amount_usd,
             ),
         )
+        if profile.monitoring.cost_reports:
+            self.cost_reports = CostReports(
+                self,
+                "cost-reports",
+                CostReportsProps(
+                    prefix=prefix,
+                    environment=profile.name,
+                    account_id=account_id,
+                    region=profile.region,
+                    log_target=self.data_lake.logs,
+                    curated=self.data_lake.curated,
+                    detections_prefix=self.spec.step("write_parquet").writes.prefix,
+                    billing_provider=pipeline_provider(self, profile, region="us-east-1", alias="billing"),
+                    force_destroy=profile.data_lake.force_destroy,
+                ),
+            )
+            TerraformOutput(self, "cost_report_queries", value=self.cost_reports.names)
+            TerraformOutput(self, "cost_report_workgroup", value=self.cost_reports.workgroup.name)
         TerraformOutput(self, "dashboard_url", value=self.monitoring.dashboard_url)
         TerraformOutput(self, "state_machine_arn", value=self.workflow.state_machine_arn)
         TerraformOutput(self, "alert_topic_arn", value=self.alerts.topic_arn)

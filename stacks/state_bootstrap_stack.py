@@ -13,7 +13,8 @@ from modules.iam import render_grants
 from modules.provider import pipeline_provider
 from modules.state_bucket import StateBucket, StateBucketProps
 
-COST_ALLOCATION_TAGS = ("Project", "Environment", "CostCenter")
+# Stage: job definitions propagate it to their ECS tasks (cost per stage in the cost reports).
+COST_ALLOCATION_TAGS = ("Project", "Environment", "CostCenter", "Stage")
 
 
 def bootstrap_stack_id(profile: Profile) -> str:

@@ -60,7 +60,7 @@ def test_cost_explorer_switches(synth: SynthResult) -> None:
     subscription = synth.only("prod", "aws_ce_anomaly_subscription")
     assert subscription["subscriber"][0]["type"] == "SNS"
     tags = synth.stack("state-bootstrap-333333333333")["resource"]["aws_ce_cost_allocation_tag"].values()
-    assert {t["tag_key"] for t in tags} == {"Project", "Environment", "CostCenter"}
+    assert {t["tag_key"] for t in tags} == {"Project", "Environment", "CostCenter", "Stage"}
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -220,3 +220,64 @@ def test_outputs(synth: SynthResult) -> None:
         "stage_images",
     ):
         assert name in outputs
+
+
+def test_cost_reports_export_cur2_and_save_the_queries(synth: SynthResult) -> None:
+    """CUR 2.0 to a bucket only the billing services of this account may write; every saved query
+    parses as Trino SQL, reads only columns the export selects, and keeps to its environment."""
+    import sqlglot
+    from sqlglot import exp
+
+    from modules.cost_reports import CUR_COLUMNS, DETECTION_COLUMNS
+
+    [export] = synth.only("prod", "aws_bcmdataexports_export")["export"]
+    query = export["data_query"][0]
+    assert query["query_statement"] == f"SELECT {', '.join(CUR_COLUMNS)} FROM COST_AND_USAGE_REPORT"
+    config = query["table_configurations"]["COST_AND_USAGE_REPORT"]
+    assert (config["TIME_GRANULARITY"], config["INCLUDE_SPLIT_COST_ALLOCATION_DATA"]) == ("DAILY", "TRUE")
+    destination = export["destination_configurations"][0]["s3_destination"][0]
+    assert (
+        destination["s3_bucket"] == "odins-ravne-prod-cost-reports-333333333333" and destination["s3_prefix"] == "cur2"
+    )
+    assert synth.only("prod", "aws_bcmdataexports_export")["provider"] == "aws.billing"
+    providers = {p.get("alias"): p["region"] for p in synth.pipeline("prod")["provider"]["aws"]}
+    assert providers["billing"] == "us-east-1", "Data Exports lives in us-east-1"
+    policies = [json.loads(p["policy"]) for p in synth.resources("prod", "aws_s3_bucket_policy").values()]
+    [delivery] = [s for p in policies for s in p["Statement"] if s.get("Sid") == "BillingDataExportsDeliver"]
+    assert delivery["Condition"]["StringLike"]["aws:SourceAccount"] == "333333333333"
+    assert delivery["Resource"][1].endswith("/cur2/*")
+    table = next(t for t in synth.resources("prod", "aws_glue_catalog_table").values() if t["name"] == "cur2")
+    assert table["parameters"]["projection.enabled"] == "true"
+    assert table["parameters"]["storage.location.template"].endswith("/data/BILLING_PERIOD=$${billing_period}")
+    workgroup = synth.only("prod", "aws_athena_workgroup")["configuration"]
+    assert workgroup["enforce_workgroup_configuration"] is True
+    assert workgroup["result_configuration"]["encryption_configuration"]["encryption_option"] == "SSE_S3"
+    queries = {
+        q["name"].removeprefix("odins-ravne-prod-"): q
+        for q in synth.resources("prod", "aws_athena_named_query").values()
+    }
+    assert set(queries) == {
+        "cost-daily",
+        "cost-weekly",
+        "cost-monthly",
+        "cost-per-stage",
+        "cost-per-1000-images",
+        "spot-savings",
+    }
+    known = set(CUR_COLUMNS) | set(DETECTION_COLUMNS) | {"k", "v", "day", "week", "month", "usd", "n"}
+    for name, saved in queries.items():
+        tree = sqlglot.parse_one(saved["query"], read="trino")
+        columns = {c.name for c in tree.find_all(exp.Column)}
+        assert columns <= known, f"{name} reads columns the export lacks: {columns - known}"
+        assert "'user_environment') = 'prod'" in saved["query"], f"{name} is not limited to prod"
+    assert (
+        "SpotUsage" in queries["spot-savings"]["query"]
+        and "pricing_public_on_demand_cost" in queries["spot-savings"]["query"]
+    )
+    assert "'user_stage')" in queries["cost-per-stage"]["query"]
+    assert "FROM detections" in queries["cost-per-1000-images"]["query"]
+    jobdefs = synth.resources("prod", "aws_batch_job_definition").values()
+    assert {j["tags"]["Stage"] for j in jobdefs} == {"stage0", "stage1", "stage2"} and all(
+        j["propagate_tags"] for j in jobdefs
+    )
+    assert not synth.resources("local", "aws_bcmdataexports_export"), "the emulator has no Data Exports"
