@@ -86,6 +86,7 @@ class CostReportsProps:
     detections_prefix: str
     billing_provider: TerraformProvider  # us-east-1, where Data Exports lives
     force_destroy: bool
+    prevent_destroy: bool
 
 
 class CostReports(Construct):
@@ -96,11 +97,12 @@ class CostReports(Construct):
         bucket_name = f"{props.prefix}-cost-reports-{props.account_id}"
         self.bucket = SecureBucket(
             self,
-            "bucket",
+            "cost-reports",
             SecureBucketProps(
                 bucket_name=bucket_name,
                 key=None,
                 force_destroy=props.force_destroy,
+                prevent_destroy=props.prevent_destroy,
                 log_target=props.log_target,
                 log_prefix=f"{bucket_name}/",
                 lifecycle_rules=housekeeping_rules(7, 30),

@@ -208,6 +208,7 @@ class PipelineStack(TerraformStack):
                     detections_prefix=self.spec.step("write_parquet").writes.prefix,
                     billing_provider=pipeline_provider(self, profile, region="us-east-1", alias="billing"),
                     force_destroy=profile.data_lake.force_destroy,
+                    prevent_destroy=profile.data_lake.prevent_destroy,
                 ),
             )
             TerraformOutput(self, "cost_report_queries", value=self.cost_reports.names)

@@ -26,6 +26,8 @@ def test_every_bucket_is_hardened(synth: SynthResult, env: str) -> None:
     expected = {"logs", "raw", "processed", "curated"} | (
         {"raw-replica", "curated-replica", "logs-replica"} if env == "prod" else set()
     )
+    if env != "local":
+        expected.add("cost-reports")  # the CUR 2.0 export's bucket (modules/cost_reports.py)
     assert set(buckets) == expected
     pabs = bucket_parts(synth, env, "aws_s3_bucket_public_access_block")
     owners = bucket_parts(synth, env, "aws_s3_bucket_ownership_controls")
@@ -45,6 +47,9 @@ def test_every_bucket_is_hardened(synth: SynthResult, env: str) -> None:
         if name.startswith("logs"):  # server access logs can only be delivered to SSE-S3 buckets
             assert sse == {"sse_algorithm": "AES256"}
             assert statements["S3ServerAccessLogDelivery"]["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+        elif name == "cost-reports":  # the billing services deliver with SSE-S3
+            assert sse == {"sse_algorithm": "AES256"}
+            assert "bcm-data-exports.amazonaws.com" in statements["BillingDataExportsDeliver"]["Principal"]["Service"]
         else:
             assert sse["sse_algorithm"] == "aws:kms" and sse["kms_master_key_id"].startswith("${aws_kms_key.")
             assert statements["DenyUploadsNotSseKms"]["Effect"] == "Deny"
@@ -85,7 +90,11 @@ def test_replication_only_in_prod(synth: SynthResult) -> None:
     replica_buckets = [b for b in synth.resources("prod", "aws_s3_bucket").values() if "replica" in b["bucket"]]
     assert all(b["provider"] == "aws.replica" for b in replica_buckets)
     providers = synth.pipeline("prod")["provider"]["aws"]
-    assert {p.get("alias"): p["region"] for p in providers} == {None: "eu-north-1", "replica": "eu-west-1"}
+    assert {p.get("alias"): p["region"] for p in providers} == {
+        None: "eu-north-1",
+        "replica": "eu-west-1",
+        "billing": "us-east-1",  # Data Exports (modules/cost_reports.py)
+    }
 
 
 def test_prod_data_cannot_be_destroyed(synth: SynthResult) -> None:
