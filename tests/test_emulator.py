@@ -21,10 +21,10 @@ pytestmark = pytest.mark.emulator
 TOP = ["PlanFanOut", "GuardBudget", "Stage0", "Stage1ToStage2", "WeatherEnrichment", "WriteParquet"]
 
 
-def run_pipeline(**kwargs):
+def run_pipeline(timeout: int = 240, **kwargs):
     from pipeline_ops.run import run
 
-    return run(timeout=240, wait_for_trigger=0.5, **kwargs)
+    return run(timeout=timeout, wait_for_trigger=0.5, **kwargs)
 
 
 def weather_statuses(aws, execution_arn: str) -> list[str]:
@@ -114,7 +114,11 @@ def test_fan_out_runs_shards_at_once_on_the_priority_queue(aws) -> None:
     """60 images in shards of 10 (the run's own size): six shards, side by side, all on high."""
     from pipeline_ops.run import most_at_once, shard_jobs
 
-    execution_arn, described = run_pipeline(images=60, options={"priority": "high", "images_per_shard": 10})
+    # Twelve Batch jobs and three Lambda steps, each a local process: under `make test`, beside two
+    # busy workers on two cores, this run has taken over 240 s (it asserts concurrency, not speed).
+    execution_arn, described = run_pipeline(
+        timeout=480, images=60, options={"priority": "high", "images_per_shard": 10}
+    )
     assert described["status"] == "SUCCEEDED", described
     output = json.loads(described["output"])
     assert (output["route"]["priority"], output["shards"]["summary"]["count"]) == ("high", 6)
