@@ -15,6 +15,7 @@ import argparse
 import io
 import json
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from local.paths import STATE_DIR
 from local.status import clients
 from pipeline_ops import weather_server
 from tools import cli
@@ -128,6 +130,34 @@ def loopback_weather_port(lambda_client: Any) -> int | None:
     return url.port if url.hostname in {"127.0.0.1", "localhost"} and url.port else None
 
 
+WEATHER_LOG = STATE_DIR / "weather-server.log"
+
+
+class Keeper:
+    """Keeps the run's loopback weather server up for the whole run: if its process exits, says so
+    (with its exit code; its stderr is in ``WEATHER_LOG``) and starts it again. Under make test on
+    two busy cores a run once found the port refused mid-run; the cause is not yet known (#11)."""
+
+    def __init__(self, server: Any, port: int | None) -> None:
+        self.server, self.port, self.done = server, port, threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True) if server else None
+        if self.thread:
+            self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.done.wait(1.0):
+            if self.server.poll() is not None and not self.done.is_set():
+                print(f"run-local: the loopback weather server exited ({self.server.returncode}); starting it again")
+                self.server = weather_server.spawn(self.port, log=WEATHER_LOG)
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.thread:
+            self.thread.join(timeout=5)
+        if self.server:
+            weather_server.stop(self.server)
+
+
 def follow(sfn: Any, execution_arn: str, timeout: float, out: Any = None) -> dict:
     """Print each state as it is entered and left (to ``out``, default the current stdout)."""
     out = out or sys.stdout
@@ -172,7 +202,12 @@ def run(
     raw = find([b["Name"] for b in s3.list_buckets()["Buckets"]], "-raw-")
     machine = find([m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]], "-pipeline")
     weather_port = loopback_weather_port(aws["lambda"])
-    server = weather_server.spawn(weather_port) if weather_port and not weather_server.listening(weather_port) else None
+    server = (
+        weather_server.spawn(weather_port, log=WEATHER_LOG)
+        if weather_port and not weather_server.listening(weather_port)
+        else None
+    )
+    keeper = Keeper(server, weather_port)
     try:
         before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
         name = f"{'sample' if images is None else f'generated-{images}'}-{uuid.uuid4().hex[:8]}"
@@ -199,8 +234,7 @@ def run(
         print(f"run-local: following {execution_arn.rsplit(':', 1)[-1]}")
         described = follow(sfn, execution_arn, timeout)
     finally:
-        if server:
-            weather_server.stop(server)
+        keeper.stop()
     return execution_arn, described
 
 

@@ -86,9 +86,15 @@ class Handler(BaseHTTPRequestHandler):
         return
 
 
+class Server(ThreadingHTTPServer):
+    # A busy machine accepts late: with the default backlog of 5, a burst of lookups overflows it,
+    # the kernel drops SYNs and clients wait in connect back-off past their time-outs.
+    request_queue_size = 128
+
+
 def start(port: int = 0, failures: int = 0) -> ThreadingHTTPServer:
     """Serve in a daemon thread; ``server.server_address[1]`` is the port, :func:`stop` stops it."""
-    server = ThreadingHTTPServer((HOST, port), Handler)
+    server = Server((HOST, port), Handler)
     server.failures_left, server.requests = failures, 0  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -100,14 +106,18 @@ def listening(port: int) -> bool:
         return probe.connect_ex((HOST, port)) == 0
 
 
-def spawn(port: int, wait_seconds: float = 10.0) -> subprocess.Popen:
+def spawn(port: int, wait_seconds: float = 10.0, log: Path | None = None) -> subprocess.Popen:
     """The server in a process of its own (a run's lookups must not wait for the caller's GIL:
-    in a busy test worker an in-process server answered in seconds, past the client's time-outs)."""
+    in a busy test worker an in-process server answered in seconds, past the client's time-outs).
+    Its stderr goes to ``log`` (appended), so an exit can be explained."""
+    if log:
+        log.parent.mkdir(parents=True, exist_ok=True)
+    sink = log.open("ab") if log else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline_ops.weather_server", "--port", str(port)],
         cwd=Path(__file__).resolve().parent.parent,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=sink,
     )
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
@@ -135,7 +145,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
-    server = ThreadingHTTPServer((HOST, args.port), Handler)
+    server = Server((HOST, args.port), Handler)
     server.failures_left, server.requests = 0, 0  # type: ignore[attr-defined]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.serve_forever()

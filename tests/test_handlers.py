@@ -263,6 +263,30 @@ def test_a_stopped_weather_server_frees_its_port() -> None:
     assert not weather_server.listening(port)
 
 
+def test_a_run_keeps_its_weather_server_up(tmp_path, monkeypatch, capsys) -> None:
+    """If the run's weather server process exits mid-run, the run says so and starts it again."""
+    import time
+
+    from pipeline_ops import run as run_local
+
+    monkeypatch.setattr(run_local, "WEATHER_LOG", tmp_path / "weather.log")
+    probe = weather_server.start(0)
+    port = probe.server_address[1]
+    weather_server.stop(probe)
+    keeper = run_local.Keeper(weather_server.spawn(port), port)
+    try:
+        first = keeper.server
+        first.kill()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not (keeper.server is not first and weather_server.listening(port)):
+            time.sleep(0.2)
+        assert keeper.server is not first and keeper.server.poll() is None and weather_server.listening(port)
+    finally:
+        keeper.stop()
+    assert not weather_server.listening(port)
+    assert "the loopback weather server exited (-9); starting it again" in capsys.readouterr().out
+
+
 def test_weather_cache_one_request_per_site_day(loopback_weather) -> None:
     server, url = loopback_weather()
     client = weather.WeatherClient(url, sleep=lambda _: None)
