@@ -18,6 +18,7 @@ import argparse
 import importlib.util
 import json
 import sys
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGES = 100_000
 
 
+@cache
 def planner() -> ModuleType:
     """PlanFanOut's handler module: the one estimator of wall time and cost."""
     path = REPO / "lambda_src" / "plan_fan_out" / "handler.py"

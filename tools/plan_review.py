@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conf.prices import job_hour_usd
 from tools import cli, resource_classes
 
 # The dated price table lives with the configuration (conf/prices/); any table of that shape works.
@@ -589,16 +590,11 @@ def per_job_hour(plan: dict, prices: dict) -> list[dict]:
         props = json.loads((res.get("values") or {}).get("container_properties") or "{}")
         need = {r["type"]: float(r["value"]) for r in props.get("resourceRequirements", [])}
         vcpus, memory, gpus = need.get("VCPU", 1), need.get("MEMORY", 0), need.get("GPU", 0)
-        fits = [
-            t
-            for t in pools["gpu" if gpus else "cpu"]
-            if instances[t]["vcpus"] >= vcpus and instances[t]["memory_mib"] >= memory and instances[t]["gpus"] >= gpus
-        ]
-        if not fits:
+        found = job_hour_usd(vcpus, memory, gpus, tuple(pools["gpu" if gpus else "cpu"]), prices)
+        if found is None:
             rows.append({"job_definition": res["values"].get("name"), "instance_type": None})
             continue
-        cheapest = min(fits, key=lambda t: instances[t]["on_demand_hourly"])
-        on_demand = instances[cheapest]["on_demand_hourly"]
+        cheapest, on_demand = found
         rows.append(
             {
                 "job_definition": res["values"].get("name"),
