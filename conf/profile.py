@@ -286,6 +286,8 @@ class WeatherSettings(_Frozen):
     connect_timeout_seconds: float = Field(gt=0, le=30)
     read_timeout_seconds: float = Field(gt=0, le=60)
     max_retries: int = Field(ge=0, le=5)
+    # Site-days failed in a row after which one invocation takes the provider as down.
+    give_up_after: int = Field(ge=1, le=1000)
 
 
 class MonitoringSettings(_Frozen):

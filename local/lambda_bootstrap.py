@@ -8,6 +8,7 @@ to the result file; the handler's own stdout/stderr are its logs. Imports nothin
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import json
 import os
@@ -34,6 +35,8 @@ class LambdaContext:
 
 def main(handler_path: str, result_file: str) -> int:
     module_name, _, function_name = handler_path.rpartition(".")
+    # Every thread's stack on stderr just before the runner's time-out stops this process.
+    faulthandler.dump_traceback_later(max(0.5, float(os.environ.get("LOCAL_FUNCTION_TIMEOUT", "3")) - 1.0))
     try:
         event = json.loads(sys.stdin.read() or "{}")
         handler = getattr(importlib.import_module(module_name), function_name)

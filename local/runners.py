@@ -101,7 +101,11 @@ def invoke_function(
                 f"RequestId: local Error: Runtime exited with code {proc.returncode}", "Runtime.ExitError"
             ), True
         outcome = json.loads(text)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as exc:
+        # What the handler logged before it was stopped (and the bootstrap's stack dump) is the
+        # only evidence of where it hung: keep it in the emulator's log, as CloudWatch keeps it.
+        for output in (exc.stdout, exc.stderr):
+            sys.stdout.write((output or b"").decode(errors="replace"))
         return _error(f"Task timed out after {timeout:.2f} seconds", "Sandbox.Timedout"), True
     finally:
         os.unlink(result_path)

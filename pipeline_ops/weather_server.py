@@ -82,8 +82,10 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, *_: object) -> None:
-        return
+    def log_message(self, format: str, *args: object) -> None:
+        """One line per request on stderr (a run's log: ``.state/emulator/weather-server.log``)."""
+        sys.stderr.write(f"{time.strftime('%H:%M:%S')} {self.address_string()} {format % args}\n")
+        sys.stderr.flush()
 
 
 class Server(ThreadingHTTPServer):

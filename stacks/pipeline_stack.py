@@ -276,6 +276,7 @@ class PipelineStack(TerraformStack):
                 "WEATHER_CONNECT_TIMEOUT": str(weather.connect_timeout_seconds),
                 "WEATHER_READ_TIMEOUT": str(weather.read_timeout_seconds),
                 "WEATHER_MAX_RETRIES": str(weather.max_retries),
+                "WEATHER_GIVE_UP_AFTER": str(weather.give_up_after),
             },
             "batch_metrics": {
                 "JOB_QUEUES": ",".join(f"{name}={arn}" for name, arn in batch.queue_arns.items()),

@@ -4,10 +4,14 @@ Reads ``$INPUT_PREFIX/<execution_id>/shard-<n>.json`` from the processed bucket 
 execution's ``shard_count`` shards, asks the weather provider once per site and day (a day's
 response holds all 24 hours, so every site-hour is fetched at most once), and writes
 ``$OUTPUT_PREFIX/<execution_id>/shard-<n>.json``. A failed lookup marks the record
-(``weather_status``); it never drops it.
+(``weather_status``); it never drops it. A site-day that failed is not asked again in the same
+invocation, and after ``WEATHER_GIVE_UP_AFTER`` site-days failed in a row the provider is taken
+as down for the rest of it: the records are marked at once instead of each paying the retries
+(an outage would otherwise run the function into its time-out and fail the whole step).
 
 Environment: PROCESSED_BUCKET, INPUT_PREFIX, OUTPUT_PREFIX (from conf/pipeline.py),
-WEATHER_BASE_URL, WEATHER_CONNECT_TIMEOUT, WEATHER_READ_TIMEOUT, WEATHER_MAX_RETRIES. The default
+WEATHER_BASE_URL, WEATHER_CONNECT_TIMEOUT, WEATHER_READ_TIMEOUT, WEATHER_MAX_RETRIES,
+WEATHER_GIVE_UP_AFTER. Every failed attempt is logged with its error and duration. The default
 provider is Open-Meteo's historical archive API.
 """
 
@@ -41,16 +45,30 @@ class WeatherClient:
     read_timeout: float = 10.0
     max_retries: int = 3
     backoff_base: float = 0.5
+    give_up_after: int = 5
     sleep: Callable[[float], None] = time.sleep
+    log: Callable[..., None] = lambda message, **fields: None
     cache: dict[tuple[float, float, str], dict[str, Any]] = field(default_factory=dict)
+    failed: dict[tuple[float, float, str], str] = field(default_factory=dict)
+    failed_in_a_row: int = 0
     requests: int = 0
 
     def hour(self, lat: float, lon: float, when: datetime) -> dict[str, Any]:
-        """Weather at ``when`` (UTC, truncated to the hour) for a site; cached per site-day."""
+        """Weather at ``when`` (UTC, truncated to the hour) for a site; cached per site-day, and so
+        is a failure."""
         day = when.strftime("%Y-%m-%d")
         key = (round(lat, 2), round(lon, 2), day)
+        if key in self.failed:
+            raise WeatherError(self.failed[key])
         if key not in self.cache:
-            self.cache[key] = self._fetch_day(*key)
+            if self.failed_in_a_row >= self.give_up_after:
+                raise WeatherError(f"provider taken as down after {self.failed_in_a_row} site-days failed in a row")
+            try:
+                self.cache[key] = self._fetch_day(*key)
+            except WeatherError as exc:
+                self.failed[key], self.failed_in_a_row = str(exc), self.failed_in_a_row + 1
+                raise
+            self.failed_in_a_row = 0
         series = self.cache[key]
         stamp = when.strftime("%Y-%m-%dT%H:00")
         try:
@@ -75,10 +93,12 @@ class WeatherClient:
         for attempt in range(self.max_retries + 1):
             if attempt:
                 self.sleep(self.backoff_base * 2 ** (attempt - 1) * (1 + random.random()))  # noqa: S311 - jitter
+            started = time.monotonic()
             try:
                 status, body = self._get(url)
             except (OSError, http.client.HTTPException) as exc:
                 last_error = f"{exc.__class__.__name__}: {exc}"
+                self._failed_attempt(attempt, last_error, started, lat, lon, day)
                 continue
             if status == 200:
                 try:
@@ -86,9 +106,14 @@ class WeatherClient:
                 except (ValueError, KeyError) as exc:
                     raise WeatherError(f"unexpected answer: {exc}") from exc
             last_error = f"HTTP {status}"
+            self._failed_attempt(attempt, last_error, started, lat, lon, day)
             if status not in RETRY_STATUS:
                 break
         raise WeatherError(last_error)
+
+    def _failed_attempt(self, attempt: int, error: str, started: float, lat: float, lon: float, day: str) -> None:
+        seconds = round(time.monotonic() - started, 3)
+        self.log("weather lookup failed", attempt=attempt + 1, error=error, seconds=seconds, lat=lat, lon=lon, day=day)
 
     def _get(self, url: urllib.parse.SplitResult) -> tuple[int, bytes]:
         """One GET with separate connect and read time-outs."""
@@ -126,12 +151,14 @@ def enrich(records: list[dict], client: WeatherClient) -> dict[str, int]:
     return counts
 
 
-def client_from_env() -> WeatherClient:
+def client_from_env(log: Callable[..., None]) -> WeatherClient:
     return WeatherClient(
         base_url=os.environ["WEATHER_BASE_URL"],
         connect_timeout=float(os.environ.get("WEATHER_CONNECT_TIMEOUT", "3")),
         read_timeout=float(os.environ.get("WEATHER_READ_TIMEOUT", "10")),
         max_retries=int(os.environ.get("WEATHER_MAX_RETRIES", "3")),
+        give_up_after=int(os.environ.get("WEATHER_GIVE_UP_AFTER", "5")),
+        log=log,
     )
 
 
@@ -142,7 +169,7 @@ def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient 
         import boto3
 
         s3 = boto3.client("s3")
-    bucket, client = os.environ["PROCESSED_BUCKET"], client or client_from_env()
+    bucket, client = os.environ["PROCESSED_BUCKET"], client or client_from_env(log.warning)
     source, target = os.environ["INPUT_PREFIX"], os.environ["OUTPUT_PREFIX"]
     totals = {"records": 0, "enriched": 0, "failed": 0, "shards": 0}
     for shard in range(int(event["shard_count"])):
