@@ -4,9 +4,9 @@ Uploads pipeline_ops/sample/ (3 images + a manifest with one missing image), or 
 generated manifest of N tiny JPEGs spread over sites and days, to the raw bucket; starts an
 execution (or picks up the one EventBridge started for the new manifest), follows it state by
 state and prints the final status, the plan (shards, shards in flight, estimate), how many shards
-ran at once and the curated objects. A refused manifest prints the plan's reason. Serves the
-loopback weather API for the run if nothing listens on the weather port the deployed function was
-configured with (the local profile's). Exit code 0 only if the execution SUCCEEDED.
+ran at once and the curated objects. A refused manifest prints the plan's reason. Keeps the
+loopback weather API answering for the whole run on the port the deployed function was configured
+with (the local profile's; see ``Keeper``). Exit code 0 only if the execution SUCCEEDED.
 """
 
 from __future__ import annotations
@@ -134,21 +134,35 @@ WEATHER_LOG = STATE_DIR / "weather-server.log"
 
 
 class Keeper:
-    """Keeps the run's loopback weather server up for the whole run: if its process exits, says so
-    (with its exit code; its stderr is in ``WEATHER_LOG``) and starts it again. Under make test on
-    two busy cores a run once found the port refused mid-run; the cause is not yet known (#11)."""
+    """Keeps a weather server answering on the run's loopback port for the whole run.
 
-    def __init__(self, server: Any, port: int | None) -> None:
-        self.server, self.port, self.done = server, port, threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True) if server else None
+    The run starts one unless one already listens there (another run's, e.g. a second ``make
+    run-local`` against the same stack, which may stop before this run ends). Every second it looks
+    at the port and starts a server of its own when nothing listens any more, or when its own
+    exited, saying so (stderr in ``WEATHER_LOG``). It stops only its own.
+    """
+
+    def __init__(self, port: int | None) -> None:
+        self.port, self.server, self.done = port, None, threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True) if port else None
         if self.thread:
+            if not weather_server.listening(self.port):
+                self.server = weather_server.spawn(self.port, log=WEATHER_LOG)
             self.thread.start()
 
     def _watch(self) -> None:
         while not self.done.wait(1.0):
-            if self.server.poll() is not None and not self.done.is_set():
+            if self.server is not None and self.server.poll() is not None:
                 print(f"run-local: the loopback weather server exited ({self.server.returncode}); starting it again")
+                self.server = None
+            elif self.server is None and not weather_server.listening(self.port):
+                print(f"run-local: nothing answers on weather port {self.port} any more; starting a server of its own")
+            else:
+                continue
+            try:
                 self.server = weather_server.spawn(self.port, log=WEATHER_LOG)
+            except RuntimeError:
+                self.server = None  # somebody else took the port meanwhile; look again in a second
 
     def stop(self) -> None:
         self.done.set()
@@ -201,13 +215,7 @@ def run(
     s3, sfn = aws["s3"], aws["stepfunctions"]
     raw = find([b["Name"] for b in s3.list_buckets()["Buckets"]], "-raw-")
     machine = find([m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]], "-pipeline")
-    weather_port = loopback_weather_port(aws["lambda"])
-    server = (
-        weather_server.spawn(weather_port, log=WEATHER_LOG)
-        if weather_port and not weather_server.listening(weather_port)
-        else None
-    )
-    keeper = Keeper(server, weather_port)
+    keeper = Keeper(loopback_weather_port(aws["lambda"]))
     try:
         before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
         name = f"{'sample' if images is None else f'generated-{images}'}-{uuid.uuid4().hex[:8]}"

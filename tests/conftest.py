@@ -86,21 +86,33 @@ def profile_dir(tmp_path: Path) -> Path:
     return target
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``destroys_stack`` run after every other test (they tear the session's stack down).
+    """Each module's ``destroys_stack`` tests run after that module's other tests (they tear its
+    stack down).
 
-    Under pytest-xdist (``make test``), every emulator test goes to one worker (``--dist loadgroup``):
-    they share one emulator and one applied stack, the critical path that the other workers overlap.
+    Under pytest-xdist (``make test``, ``--dist loadgroup``) the tests of one module that use the
+    applied stack are one group, on one worker: they share that module's emulator and stack, and
+    the run tests their loopback weather server. ``tryfirst``: xdist reads the groups in its own hook
+    of this name, so they must be set before it runs.
     """
-    items.sort(key=lambda item: item.get_closest_marker("destroys_stack") is not None)
+    first_seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first_seen.setdefault(item.nodeid.split("::")[0], index)
+    items.sort(
+        key=lambda item: (
+            first_seen[item.nodeid.split("::")[0]],
+            item.get_closest_marker("destroys_stack") is not None,
+        )
+    )
     for item in items:
-        if item.get_closest_marker("emulator"):
-            item.add_marker(pytest.mark.xdist_group("emulator"))
+        if "deployed" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(f"stack-{item.nodeid.split('::')[0]}"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory):
-    """A moto server of our own, started and stopped through local.emulator (by PID)."""
+    """A moto server of this module's own, started and stopped through local.emulator (by PID)."""
     state = tmp_path_factory.mktemp("emulator")
     port = free_port()
     env = {
@@ -127,17 +139,53 @@ def emulator(tmp_path_factory: pytest.TempPathFactory):
             os.environ[key] = value
 
 
-@pytest.fixture(scope="session")
-def deployed(emulator, synth: SynthResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's synthesized local stack, copied with its state redirected, applied."""
+def claim_the_group(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Fail when a module's stack tests run on two xdist workers. Found in make test: xdist 3.8 does
+    not group on pytest 9.2 (pytest-xdist#1386), nor when the group mark comes after its own hook;
+    each worker then deployed a stack of its own, and their runs shared the one loopback weather
+    port, so one run's lookups were refused when another run stopped its server."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    claim = tmp_path_factory.getbasetemp().parent / f"stack-group-{request.module.__name__}"
+    try:
+        with claim.open("x") as handle:
+            handle.write(worker)
+    except FileExistsError:
+        owner = claim.read_text()
+        if owner != worker:
+            pytest.fail(f"{request.module.__name__}: stack tests on {owner} and {worker}; xdist did not group them")
+
+
+def isolated_weather_port(config: dict) -> None:
+    """Point the weather function at a loopback port of this stack's own: a run serves the weather
+    API on the deployed port, so stacks deployed side by side (or beside a developer's
+    ``make run-local``) never share or stop each other's server."""
+    port = free_port()
+    for function in config.get("resource", {}).get("aws_lambda_function", {}).values():
+        variables = function.get("environment", {}).get("variables", {})
+        url = variables.get("WEATHER_BASE_URL", "")
+        if url.startswith("http://127.0.0.1:"):
+            path = url.split("/", 3)[3]
+            variables["WEATHER_BASE_URL"] = f"http://127.0.0.1:{port}/{path}"
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    request: pytest.FixtureRequest, emulator, synth: SynthResult, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The synthesized local stack, copied with its state redirected and a weather port of its own,
+    applied to this module's emulator."""
     from local import deploy
 
+    claim_the_group(request, tmp_path_factory)
     stack = tmp_path_factory.mktemp("stack") / "pipeline-local"
     shutil.copytree(
         synth.outdir / "stacks" / "pipeline-local", stack, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*")
     )
     config = json.loads((stack / "cdk.tf.json").read_text())
     config["terraform"]["backend"]["local"]["path"] = str(emulator["state"] / "terraform.tfstate")
+    isolated_weather_port(config)
     (stack / "cdk.tf.json").write_text(json.dumps(config))
     started = time.monotonic()
     assert deploy.apply(stack) == 0

@@ -1,15 +1,12 @@
 """The whole local stack on the real emulator (moto server + terraform via tflocal), end to end.
 
-The emulator and the applied stack are session fixtures (tests/conftest.py); the destroy test
-runs last of the whole session, after every other file's emulator tests.
+The emulator and the applied stack are this module's own (tests/conftest.py); under xdist the
+module is one group on one worker, and the destroy test runs last of it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -213,76 +210,6 @@ def test_budget_alert_shuts_down_and_guard_refuses(aws, deployed: Path, capsys) 
     assert {q["state"] for q in aws["batch"].describe_job_queues()["jobQueues"]} == {"ENABLED"}
 
 
-def test_s3_backend_lockfile_refuses_second_plan(aws, emulator, tmp_path: Path) -> None:
-    """use_lockfile against the emulator: while one run holds the lock, another is refused."""
-    from local import deploy
-
-    aws["s3"].create_bucket(Bucket="lock-test-state", CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
-    endpoint = os.environ["EMULATOR_ENDPOINT"]
-    config = {
-        "terraform": {
-            "required_providers": {"aws": {"source": "aws", "version": "5.100.0"}},
-            "backend": {
-                "s3": {
-                    "bucket": "lock-test-state",
-                    "key": "env/terraform.tfstate",
-                    "region": "eu-north-1",
-                    "use_lockfile": True,
-                    "encrypt": True,
-                    "use_path_style": True,
-                    "skip_credentials_validation": True,
-                    "skip_requesting_account_id": True,
-                    "skip_metadata_api_check": True,
-                    "endpoints": {"s3": endpoint},
-                }
-            },
-        },
-        "provider": {"aws": [{"region": "eu-north-1", "max_retries": 2}]},
-        "resource": {
-            "aws_s3_bucket": {"slow": {"bucket": "lock-test-slow"}},
-            "aws_s3_bucket_lifecycle_configuration": {
-                "slow": {
-                    "bucket": "${aws_s3_bucket.slow.id}",
-                    "rule": [{"id": "x", "status": "Enabled", "filter": [{}], "expiration": [{"days": 1}]}],
-                }
-            },
-        },
-    }
-    (tmp_path / "main.tf.json").write_text(json.dumps(config))
-    deploy.init(tmp_path)
-    env = deploy.emulator_env()
-    holder = subprocess.Popen(
-        ["terraform", "apply", "-auto-approve", "-no-color"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            listed = aws["s3"].list_objects_v2(Bucket="lock-test-state").get("Contents", [])
-            if any(o["Key"].endswith(".tflock") for o in listed):
-                break
-            time.sleep(0.3)
-        else:
-            pytest.fail("the first run never took the lock")
-        second = subprocess.run(
-            ["terraform", "plan", "-no-color", "-lock-timeout=0s"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert second.returncode != 0
-        assert "Error acquiring the state lock" in second.stdout + second.stderr
-    finally:
-        os.killpg(holder.pid, signal.SIGKILL)  # terraform and its provider plugin
-        holder.wait(timeout=30)
-
-
 def test_images_check_names_each_missing_tag(deployed: Path, aws, capsys) -> None:
     from pipeline_ops import images
 
@@ -299,51 +226,6 @@ def test_images_check_names_each_missing_tag(deployed: Path, aws, capsys) -> Non
         aws["ecr"].put_image(repositoryName=image.repository, imageManifest=body, imageTag=image.tag)
     assert images.check(deployed, aws["ecr"]) == 0
     assert images.state_of(aws["ecr"], images.StageImage("x", "odins-ravne-local/nothing", "1")) == "no-repository"
-
-
-def same_invocation(client, invocation: str) -> None:
-    """Every request of ``client`` carries one SDK invocation id: what an SDK retry looks like."""
-
-    def stamp(request, **_) -> None:
-        request.headers["amz-sdk-invocation-id"] = invocation
-        request.headers["amz-sdk-request"] = "attempt=2; max=3"
-
-    client.meta.events.register("before-send", stamp)
-
-
-def test_a_retried_request_runs_once(emulator) -> None:
-    """The root cause of the flaky deploys: an SDK retry of a request moto had already carried out."""
-    import uuid
-
-    from botocore.exceptions import ClientError
-
-    from local.status import clients
-
-    fresh = clients(("ec2", "ssm"))
-    retried = clients(("ec2", "ssm"))
-    same_invocation(retried["ec2"], str(uuid.uuid4()))
-    vpc = fresh["ec2"].create_vpc(CidrBlock="10.99.0.0/16")["Vpc"]["VpcId"]
-    group = fresh["ec2"].create_security_group(GroupName="retry", Description="retry", VpcId=vpc)["GroupId"]
-    rule = fresh["ec2"].authorize_security_group_egress(
-        GroupId=group,
-        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}],
-    )["SecurityGroupRules"][0]["SecurityGroupRuleId"]
-    first = retried["ec2"].revoke_security_group_egress(GroupId=group, SecurityGroupRuleIds=[rule])
-    again = retried["ec2"].revoke_security_group_egress(GroupId=group, SecurityGroupRuleIds=[rule])
-    assert first["Return"] is True and again["Return"] is True
-    assert again["ResponseMetadata"]["HTTPHeaders"].get("x-emulator-replayed") == "true"
-    with pytest.raises(ClientError, match=r"InvalidPermission\.NotFound"):  # what the retry used to get
-        fresh["ec2"].revoke_security_group_egress(GroupId=group, SecurityGroupRuleIds=[rule])
-
-    same_invocation(retried["ssm"], str(uuid.uuid4()))
-    name = f"/retry/{uuid.uuid4().hex}"
-    versions = [retried["ssm"].put_parameter(Name=name, Value="v", Type="String")["Version"] for _ in range(2)]
-    assert versions == [1, 1]
-    with pytest.raises(ClientError, match="ParameterAlreadyExists"):  # a create run twice, like CreateFunction's 409
-        fresh["ssm"].put_parameter(Name=name, Value="v", Type="String")
-    fresh["ssm"].delete_parameter(Name=name)
-    fresh["ec2"].delete_security_group(GroupId=group)
-    fresh["ec2"].delete_vpc(VpcId=vpc)
 
 
 @pytest.mark.destroys_stack

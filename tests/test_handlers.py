@@ -263,28 +263,61 @@ def test_a_stopped_weather_server_frees_its_port() -> None:
     assert not weather_server.listening(port)
 
 
-def test_a_run_keeps_its_weather_server_up(tmp_path, monkeypatch, capsys) -> None:
-    """If the run's weather server process exits mid-run, the run says so and starts it again."""
-    import time
-
-    from pipeline_ops import run as run_local
-
-    monkeypatch.setattr(run_local, "WEATHER_LOG", tmp_path / "weather.log")
+def free_loopback_port() -> int:
     probe = weather_server.start(0)
     port = probe.server_address[1]
     weather_server.stop(probe)
-    keeper = run_local.Keeper(weather_server.spawn(port), port)
+    return port
+
+
+def wait_until(condition, seconds: float = 15) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.2)
+    return condition()
+
+
+def test_a_run_keeps_its_weather_server_up(tmp_path, monkeypatch, capsys) -> None:
+    """If the run's weather server process exits mid-run, the run says so and starts it again."""
+    from pipeline_ops import run as run_local
+
+    monkeypatch.setattr(run_local, "WEATHER_LOG", tmp_path / "weather.log")
+    port = free_loopback_port()
+    keeper = run_local.Keeper(port)
     try:
         first = keeper.server
         first.kill()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not (keeper.server is not first and weather_server.listening(port)):
-            time.sleep(0.2)
-        assert keeper.server is not first and keeper.server.poll() is None and weather_server.listening(port)
+        assert wait_until(lambda: keeper.server not in (None, first) and weather_server.listening(port))
+        assert keeper.server.poll() is None
     finally:
         keeper.stop()
     assert not weather_server.listening(port)
     assert "the loopback weather server exited (-9); starting it again" in capsys.readouterr().out
+
+
+def test_a_run_outlives_the_server_it_found(tmp_path, monkeypatch, capsys) -> None:
+    """The flake in make test: a run found another run's server on the port, used it, and that run
+    stopped it mid-way (lookups refused). Now the run starts its own when the port goes quiet, and
+    leaves a server it did not start alone."""
+    from pipeline_ops import run as run_local
+
+    monkeypatch.setattr(run_local, "WEATHER_LOG", tmp_path / "weather.log")
+    port = free_loopback_port()
+    other = weather_server.spawn(port)
+    keeper = run_local.Keeper(port)
+    try:
+        assert keeper.server is None, "a server already answers: nothing of its own yet"
+        weather_server.stop(other)
+        assert wait_until(lambda: keeper.server is not None and weather_server.listening(port))
+        url = f"http://127.0.0.1:{port}/v1/archive?latitude=60&longitude=10&start_date=2026-06-01&end_date=2026-06-01"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        keeper.stop()
+    assert not weather_server.listening(port)
+    assert f"nothing answers on weather port {port} any more; starting a server of its own" in capsys.readouterr().out
 
 
 def test_weather_cache_one_request_per_site_day(loopback_weather) -> None:
@@ -313,6 +346,35 @@ def test_weather_failure_marks_record_never_drops_it(loopback_weather) -> None:
     assert weather.enrich(records, client) == {"records": 2, "enriched": 0, "failed": 2}
     assert records[0]["weather"] is None and records[0]["weather_status"] == "failed: HTTP 503"
     assert records[1]["weather_status"].startswith("failed:")
+
+
+def test_a_failed_site_day_is_asked_once_and_an_outage_is_given_up(loopback_weather) -> None:
+    """A provider that stops answering costs a few lookups, not retries for every record: a failed
+    site-day is remembered, and after ``give_up_after`` failed in a row the rest is marked at once.
+    Each failed attempt is logged with its error and duration."""
+    _, url = loopback_weather(failures=1_000)
+    logged: list[tuple[str, dict]] = []
+    client = weather.WeatherClient(
+        url, max_retries=1, give_up_after=2, sleep=lambda _: None, log=lambda m, **f: logged.append((m, f))
+    )
+    same_day = [dict(RECORD, captured_at=f"2026-06-01T{h:02d}:00:00Z") for h in range(5)]
+    other_sites = [dict(RECORD, lat=50 + i, captured_at="2026-06-02T10:00:00Z") for i in range(6)]
+    counts = weather.enrich(same_day + other_sites, client)
+    assert counts == {"records": 11, "enriched": 0, "failed": 11}
+    assert client.requests == 4, "two site-days, two attempts each; then the provider is taken as down"
+    assert all(r["weather_status"] == "failed: HTTP 503" for r in same_day + other_sites[:1])
+    assert other_sites[-1]["weather_status"].startswith("failed: provider taken as down after 2 site-days")
+    assert [f["attempt"] for _, f in logged] == [1, 2, 1, 2]
+    assert logged[0][0] == "weather lookup failed" and logged[0][1]["error"] == "HTTP 503"
+    assert logged[0][1]["seconds"] >= 0 and logged[0][1]["day"] == "2026-06-01"
+
+
+def test_a_success_resets_the_outage_count(loopback_weather) -> None:
+    _, url = loopback_weather(failures=2)
+    client = weather.WeatherClient(url, max_retries=0, give_up_after=3, sleep=lambda _: None)
+    records = [dict(RECORD, lat=50 + i) for i in range(6)]
+    counts = weather.enrich(records, client)
+    assert counts == {"records": 6, "enriched": 4, "failed": 2} and client.failed_in_a_row == 0
 
 
 def test_weather_connect_timeout_is_bounded() -> None:
