@@ -12,6 +12,7 @@ from cdktf import Testing as CdktfTesting
 from cdktf_cdktf_provider_aws.kms_key import KmsKey
 from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
 
+from conf import load_profile
 from tests.conftest import REPO, SynthResult
 
 CLOUD = ("dev", "staging", "prod")
@@ -153,19 +154,18 @@ def test_terraform_validate_every_stack(synth: SynthResult) -> None:
     assert f"terraform validate: {len(dirs)} valid, 0 invalid" in proc.stdout
 
 
-def test_lean_loader_output_is_byte_identical(tmp_path: Path) -> None:
-    """The full binding import and the lean loader must synthesize exactly the same JSON."""
-    outputs = {}
-    for mode, preload in (("lean", ""), ("full", "import cdktf_cdktf_provider_aws; ")):
-        out = tmp_path / mode
-        code = f"{preload}import runpy; runpy.run_path('main.py', run_name='__main__')"
-        env = dict(os.environ, CDKTF_OUTDIR=str(out), SYNTH_ENVS="prod,local")
-        proc = subprocess.run(
-            [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        outputs[mode] = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("cdk.tf.json"))}
-    assert outputs["lean"] and outputs["lean"] == outputs["full"]
+def test_lean_loader_output_is_byte_identical(synth: SynthResult, tmp_path: Path) -> None:
+    """The full binding import must synthesize exactly what the lean loader did (the session's synth:
+    an environment synthesizes byte-identically alone or beside the others)."""
+    code = "import cdktf_cdktf_provider_aws; import runpy; runpy.run_path('main.py', run_name='__main__')"
+    env = dict(os.environ, CDKTF_OUTDIR=str(tmp_path), SYNTH_ENVS="prod,local")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    full = {p.relative_to(tmp_path): p.read_bytes() for p in sorted(tmp_path.rglob("cdk.tf.json"))}
+    bootstrap = f"state-bootstrap-{load_profile('prod').account_id}"
+    assert {p.parts[1] for p in full} == {"pipeline-prod", "pipeline-local", bootstrap}
+    for path, content in full.items():
+        assert content == (synth.outdir / path).read_bytes(), path
 
 
 def test_lean_loader_is_active_for_the_app() -> None:
