@@ -147,7 +147,8 @@ def claim_the_group(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if not worker:
         return
-    claim = tmp_path_factory.getbasetemp().parent / f"stack-group-{request.module.__name__}"
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")  # one per session: a reused --basetemp keeps old claims
+    claim = tmp_path_factory.getbasetemp().parent / f"stack-group-{run}-{request.module.__name__}"
     try:
         with claim.open("x") as handle:
             handle.write(worker)
