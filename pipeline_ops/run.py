@@ -49,7 +49,9 @@ def upload_sample(s3: Any, bucket: str, manifest_name: str, images: int | None =
         }
     else:
         manifest, files = generated(images, manifest_name)
-    with ThreadPoolExecutor(16) as pool:
+    # Fewer threads than botocore's 10 pooled connections: more only open and drop connections
+    # ("Connection pool is full, discarding connection" in every run's log).
+    with ThreadPoolExecutor(8) as pool:
         list(
             pool.map(
                 lambda item: s3.put_object(Bucket=bucket, Key=item[0], Body=item[1], ContentType="image/jpeg"),
