@@ -71,7 +71,8 @@ lint: setup ## ruff check + format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Test workers: the emulator tests share one worker (the critical path: deploy, run, destroy), the rest spread.
+# Test workers: each module of stack tests is one group on one worker with its own emulator and stack
+# (tests/conftest.py; the critical path: deploy, runs, destroy), the rest spread.
 TEST_WORKERS ?= 3
 # The suite's own synth (not cdktf.out, which `make plan ENV=...` re-synthesizes for one env).
 TEST_SYNTH    = $(BUILD)/test-synth
@@ -83,7 +84,7 @@ test: setup ## Lint, synth once (shared by every worker), then the whole suite o
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure here" >&2; fi; \
 	  exit $$rc
 
-bench-test: setup ## Wall time of `make test` and its ten slowest tests (bench/test_suite.py)
+bench-test: setup ## Wall time of `make test`, its ten slowest tests and the busy core-seconds (bench/test_suite.py)
 	$(PY) bench/test_suite.py
 
 security: synth ## checkov on every synthesized stack (+ PLAN_JSON=<plan.json>); skips need a why in tools/checkov_skips.yaml
