@@ -2,7 +2,8 @@
 
 Same request and response shape as ``/v1/archive?latitude=..&longitude=..&start_date=..
 &end_date=..&hourly=..&timezone=UTC``; values are computed deterministically from place and
-hour. ``start(failures=N)`` makes the first N requests answer 503 (retry tests).
+hour. ``start(failures=N)`` makes the first N requests answer 503 (retry tests), or another
+``failure_status``.
 
     python -m pipeline_ops.weather_server [--port 8765]
 """
@@ -53,7 +54,8 @@ class Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         if self.server.failures_left > 0:  # type: ignore[attr-defined]
             self.server.failures_left -= 1  # type: ignore[attr-defined]
-            self._send(503, {"error": True, "reason": "temporarily unavailable"})
+            status = self.server.failure_status  # type: ignore[attr-defined]
+            self._send(status, {"error": True, "reason": "temporarily unavailable" if status >= 500 else "refused"})
             return
         try:
             body = {
@@ -94,10 +96,11 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
-def start(port: int = 0, failures: int = 0) -> ThreadingHTTPServer:
-    """Serve in a daemon thread; ``server.server_address[1]`` is the port, :func:`stop` stops it."""
+def start(port: int = 0, failures: int = 0, failure_status: int = 503) -> ThreadingHTTPServer:
+    """Serve in a daemon thread; ``server.server_address[1]`` is the port, :func:`stop` stops it.
+    The first ``failures`` requests are answered ``failure_status``."""
     server = Server((HOST, port), Handler)
-    server.failures_left, server.requests = failures, 0  # type: ignore[attr-defined]
+    server.failures_left, server.failure_status, server.requests = failures, failure_status, 0  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -148,6 +151,6 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     server = Server((HOST, args.port), Handler)
-    server.failures_left, server.requests = 0, 0  # type: ignore[attr-defined]
+    server.failures_left, server.failure_status, server.requests = 0, 503, 0  # type: ignore[attr-defined]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.serve_forever()

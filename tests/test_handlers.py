@@ -235,8 +235,8 @@ RECORD = {"key": "images/a.jpg", "site_id": "s1", "lat": 62.4691, "lon": 10.3921
 def loopback_weather():
     servers = []
 
-    def start(failures: int = 0):
-        server = weather_server.start(0, failures=failures)
+    def start(failures: int = 0, failure_status: int = 503):
+        server = weather_server.start(0, failures=failures, failure_status=failure_status)
         servers.append(server)
         return server, f"http://127.0.0.1:{server.server_address[1]}/v1/archive"
 
@@ -367,6 +367,16 @@ def test_a_failed_site_day_is_asked_once_and_an_outage_is_given_up(loopback_weat
     assert [f["attempt"] for _, f in logged] == [1, 2, 1, 2]
     assert logged[0][0] == "weather lookup failed" and logged[0][1]["error"] == "HTTP 503"
     assert logged[0][1]["seconds"] >= 0 and logged[0][1]["day"] == "2026-06-01"
+
+
+def test_refusals_are_not_an_outage(loopback_weather) -> None:
+    """A 4xx is the provider answering: the site-day fails, the rest is still asked."""
+    _, url = loopback_weather(failures=4, failure_status=400)
+    client = weather.WeatherClient(url, max_retries=3, give_up_after=2, sleep=lambda _: None)
+    records = [dict(RECORD, lat=50 + i) for i in range(6)]
+    counts = weather.enrich(records, client)
+    assert counts == {"records": 6, "enriched": 2, "failed": 4} and client.requests == 6
+    assert records[0]["weather_status"] == "failed: HTTP 400"
 
 
 def test_a_success_resets_the_outage_count(loopback_weather) -> None:

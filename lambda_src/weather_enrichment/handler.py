@@ -5,9 +5,10 @@ execution's ``shard_count`` shards, asks the weather provider once per site and 
 response holds all 24 hours, so every site-hour is fetched at most once), and writes
 ``$OUTPUT_PREFIX/<execution_id>/shard-<n>.json``. A failed lookup marks the record
 (``weather_status``); it never drops it. A site-day that failed is not asked again in the same
-invocation, and after ``WEATHER_GIVE_UP_AFTER`` site-days failed in a row the provider is taken
-as down for the rest of it: the records are marked at once instead of each paying the retries
-(an outage would otherwise run the function into its time-out and fail the whole step).
+invocation, and after ``WEATHER_GIVE_UP_AFTER`` site-days failed in a row for want of an answer
+(no connection, time-outs, 429/5xx) the provider is taken as down for the rest of it: the records
+are marked at once instead of each paying the retries (an outage would otherwise run the function
+into its time-out and fail the whole step).
 
 Environment: PROCESSED_BUCKET, INPUT_PREFIX, OUTPUT_PREFIX (from conf/pipeline.py),
 WEATHER_BASE_URL, WEATHER_CONNECT_TIMEOUT, WEATHER_READ_TIMEOUT, WEATHER_MAX_RETRIES,
@@ -35,7 +36,12 @@ RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
 class WeatherError(Exception):
-    """The provider could not answer for one site-day."""
+    """The provider could not answer for one site-day; ``provider_down`` when that looks like an
+    outage (no connection, time-outs, 429/5xx), not like a refusal of this one request."""
+
+    def __init__(self, message: str, *, provider_down: bool = False) -> None:
+        super().__init__(message)
+        self.provider_down = provider_down
 
 
 @dataclass
@@ -66,7 +72,8 @@ class WeatherClient:
             try:
                 self.cache[key] = self._fetch_day(*key)
             except WeatherError as exc:
-                self.failed[key], self.failed_in_a_row = str(exc), self.failed_in_a_row + 1
+                self.failed[key] = str(exc)
+                self.failed_in_a_row = self.failed_in_a_row + 1 if exc.provider_down else 0
                 raise
             self.failed_in_a_row = 0
         series = self.cache[key]
@@ -108,8 +115,8 @@ class WeatherClient:
             last_error = f"HTTP {status}"
             self._failed_attempt(attempt, last_error, started, lat, lon, day)
             if status not in RETRY_STATUS:
-                break
-        raise WeatherError(last_error)
+                raise WeatherError(last_error)  # it answered: a refusal of this request, not an outage
+        raise WeatherError(last_error, provider_down=True)
 
     def _failed_attempt(self, attempt: int, error: str, started: float, lat: float, lon: float, day: str) -> None:
         seconds = round(time.monotonic() - started, 3)
