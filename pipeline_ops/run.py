@@ -124,12 +124,17 @@ def state_output(sfn: Any, execution_arn: str, state: str) -> dict:
     return {}
 
 
+def loopback_port(url: str) -> int | None:
+    """The port of ``url`` when it is a loopback address with one."""
+    parts = urlsplit(url)
+    return parts.port if parts.hostname in {"127.0.0.1", "localhost"} and parts.port else None
+
+
 def loopback_weather_port(lambda_client: Any) -> int | None:
     """The port of the deployed weather function's provider URL, when that is a loopback address."""
     function = find([f["FunctionName"] for f in lambda_client.list_functions()["Functions"]], "weather-enrichment")
     env = lambda_client.get_function_configuration(FunctionName=function).get("Environment", {}).get("Variables", {})
-    url = urlsplit(env.get("WEATHER_BASE_URL", ""))
-    return url.port if url.hostname in {"127.0.0.1", "localhost"} and url.port else None
+    return loopback_port(env.get("WEATHER_BASE_URL", ""))
 
 
 WEATHER_LOG = STATE_DIR / "weather-server.log"

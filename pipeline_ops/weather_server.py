@@ -91,16 +91,21 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class Server(ThreadingHTTPServer):
+    """The first ``failures`` requests are answered ``failure_status``; ``requests`` counts answers."""
+
     # A busy machine accepts late: with the default backlog of 5, a burst of lookups overflows it,
     # the kernel drops SYNs and clients wait in connect back-off past their time-outs.
     request_queue_size = 128
 
+    def __init__(self, port: int, failures: int = 0, failure_status: int = 503) -> None:
+        super().__init__((HOST, port), Handler)
+        self.failures_left, self.failure_status, self.requests = failures, failure_status, 0
 
-def start(port: int = 0, failures: int = 0, failure_status: int = 503) -> ThreadingHTTPServer:
+
+def start(port: int = 0, failures: int = 0, failure_status: int = 503) -> Server:
     """Serve in a daemon thread; ``server.server_address[1]`` is the port, :func:`stop` stops it.
     The first ``failures`` requests are answered ``failure_status``."""
-    server = Server((HOST, port), Handler)
-    server.failures_left, server.failure_status, server.requests = failures, failure_status, 0  # type: ignore[attr-defined]
+    server = Server(port, failures, failure_status)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -135,7 +140,7 @@ def spawn(port: int, wait_seconds: float = 10.0, log: Path | None = None) -> sub
     raise RuntimeError(f"the loopback weather server did not start on port {port}")
 
 
-def stop(server: ThreadingHTTPServer | subprocess.Popen) -> None:
+def stop(server: Server | subprocess.Popen) -> None:
     """Stop serving and close the socket: a server only shut down keeps its port bound and
     listening with nobody accepting, so the next run sees the port taken and its requests hang."""
     if isinstance(server, subprocess.Popen):
@@ -150,7 +155,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
-    server = Server((HOST, args.port), Handler)
-    server.failures_left, server.failure_status, server.requests = 0, 503, 0  # type: ignore[attr-defined]
+    server = Server(args.port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.serve_forever()

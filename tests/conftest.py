@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -96,18 +97,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     the run tests their loopback weather server. ``tryfirst``: xdist reads the groups in its own hook
     of this name, so they must be set before it runs.
     """
+
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
     first_seen: dict[str, int] = {}
     for index, item in enumerate(items):
-        first_seen.setdefault(item.nodeid.split("::")[0], index)
-    items.sort(
-        key=lambda item: (
-            first_seen[item.nodeid.split("::")[0]],
-            item.get_closest_marker("destroys_stack") is not None,
-        )
-    )
+        first_seen.setdefault(module(item), index)
+    items.sort(key=lambda item: (first_seen[module(item)], item.get_closest_marker("destroys_stack") is not None))
     for item in items:
         if "deployed" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group(f"stack-{item.nodeid.split('::')[0]}"))
+            item.add_marker(pytest.mark.xdist_group(f"stack-{module(item)}"))
 
 
 @pytest.fixture(scope="module")
@@ -162,13 +162,15 @@ def isolated_weather_port(config: dict) -> None:
     """Point the weather function at a loopback port of this stack's own: a run serves the weather
     API on the deployed port, so stacks deployed side by side (or beside a developer's
     ``make run-local``) never share or stop each other's server."""
+    from pipeline_ops.run import loopback_port
+
     port = free_port()
     for function in config.get("resource", {}).get("aws_lambda_function", {}).values():
         variables = function.get("environment", {}).get("variables", {})
         url = variables.get("WEATHER_BASE_URL", "")
-        if url.startswith("http://127.0.0.1:"):
-            path = url.split("/", 3)[3]
-            variables["WEATHER_BASE_URL"] = f"http://127.0.0.1:{port}/{path}"
+        if loopback_port(url):
+            parts = urlsplit(url)
+            variables["WEATHER_BASE_URL"] = parts._replace(netloc=f"{parts.hostname}:{port}").geturl()
 
 
 @pytest.fixture(scope="module")
