@@ -11,6 +11,9 @@ import pytest
 from tests.conftest import SynthResult
 from tools import security_scan
 
+# The tests that read the scan of every stack share one worker, so the scan runs once.
+EVERY_STACK = pytest.mark.xdist_group("checkov-every-stack")
+
 
 @pytest.fixture(scope="module")
 def scan_output(synth: SynthResult) -> tuple[int, str]:
@@ -23,6 +26,7 @@ def scan_output(synth: SynthResult) -> tuple[int, str]:
     return code, buffer.getvalue()
 
 
+@EVERY_STACK
 def test_every_stack_passes_the_gate(scan_output, synth: SynthResult) -> None:
     code, out = scan_output
     assert code == 0, out
@@ -43,6 +47,7 @@ def test_required_version_is_the_only_key_removed_for_checkov(synth: SynthResult
     assert copy == config
 
 
+@EVERY_STACK
 def test_every_skip_has_a_one_line_justification_and_is_used(scan_output) -> None:
     skips = security_scan.load_skips()
     assert skips and all(len(s.why) >= 20 and "\n" not in s.why for s in skips)
@@ -73,6 +78,16 @@ def test_a_new_finding_fails_the_gate(tmp_path: Path, synth: SynthResult, capsys
     assert "FAILED CKV_AWS_24 aws_security_group.open:" in captured.out
     assert "STALE" not in captured.err, "stale skips are only judged on a --strict-skips run of every stack"
     assert "add an entry with a one-line `why`" in captured.err
+
+
+def test_a_stack_checkov_cannot_read_fails_the_gate(tmp_path: Path, synth: SynthResult, capsys) -> None:
+    """Stacks share one checkov run: one whose resources gave no result at all is an error, not a pass."""
+    stacks = stack_with(tmp_path, synth, lambda config: None)
+    (stacks / "unread").mkdir()
+    (stacks / "unread" / "cdk.tf.json").write_text(json.dumps({"resource": {"null_resource": {"x": {}}}}))
+    assert security_scan.main(["--stacks", str(stacks)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "error: checkov parsed no resource of stack unread (0 checks ran): the scan would prove nothing"
 
 
 def test_a_stale_skip_fails_the_gate(tmp_path: Path, synth: SynthResult, capsys) -> None:

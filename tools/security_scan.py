@@ -11,8 +11,9 @@ skipped per target and in total.
 Workaround for checkov issue #7454 (its terraform_json parser crashes on a ``cdk.tf.json`` whose
 ``terraform`` block has ``required_version``): each stack is scanned from a copy without that one
 key. Checkov has no check on the ``terraform`` block, so no check is lost; the copy is otherwise
-byte-for-byte the synthesized JSON, and the resource count checkov reports is compared with the
-config's so a silent parse failure cannot pass as "0 failed".
+the synthesized JSON, and a stack with resources but no check result fails the scan, so a silent
+parse failure cannot pass as "0 failed". All stacks go through one checkov process, each in a
+folder of its own, and the results are split by folder.
 """
 
 from __future__ import annotations
@@ -104,10 +105,12 @@ def config_addresses(config: dict) -> dict[str, str]:
     return found
 
 
-def run_checkov(checkov: Path, args: list[str]) -> dict:
+def run_checkov(checkov: Path, args: list[str], *, quiet: bool = True) -> dict:
+    """One checkov process; ``quiet`` leaves the passed checks out of the report (only counted)."""
     env = dict(os.environ, BC_SKIP_MAPPING="TRUE", CHECKOV_RUN_SCA_PACKAGE_SCAN_V2="false", LOG_LEVEL="ERROR")
+    flags = ["--quiet"] if quiet else ["--compact"]
     proc = subprocess.run(
-        [str(checkov), *args, "--skip-download", "--quiet", "--output", "json", "--soft-fail"],
+        [str(checkov), *args, "--skip-download", *flags, "--output", "json", "--soft-fail"],
         capture_output=True,
         text=True,
         env=env,
@@ -122,10 +125,10 @@ def run_checkov(checkov: Path, args: list[str]) -> dict:
     return report[0] if isinstance(report, list) else report
 
 
-def classify(target: str, report: dict, names: dict[str, str], skips: list[Skip], used: set[Skip]) -> Result:
-    result = Result(target)
-    results = report.get("results") or {}
-    result.passed = (report.get("summary") or {}).get("passed", 0)  # --quiet leaves out the passed list
+def classify(
+    target: str, results: dict, passed: int, names: dict[str, str], skips: list[Skip], used: set[Skip]
+) -> Result:
+    result = Result(target, passed=passed)
     result.skipped = [
         {"check": r["check_id"], "address": r["resource"], "by": "inline"} for r in results.get("skipped_checks", [])
     ]
@@ -142,17 +145,34 @@ def classify(target: str, report: dict, names: dict[str, str], skips: list[Skip]
     return result
 
 
-def scan_stack(checkov: Path, stack_dir: Path, skips: list[Skip], used: set[Skip]) -> Result:
-    config = json.loads((stack_dir / "cdk.tf.json").read_text())
+def scan_stacks(checkov: Path, stack_dirs: list[Path], skips: list[Skip], used: set[Skip]) -> list[Result]:
+    """Every stack in one checkov process (its start-up is most of a one-stack scan: 8 s, against
+    13 s for all seven), each from its own folder; results are split by that folder again."""
+    if not stack_dirs:
+        return []
+    configs = {d.name: json.loads((d / "cdk.tf.json").read_text()) for d in stack_dirs}
     with tempfile.TemporaryDirectory(prefix="checkov-") as tmp:
-        target = Path(tmp) / stack_dir.name
-        target.mkdir()
-        (target / "cdk.tf.json").write_text(json.dumps(scannable_copy(config), indent=2))
-        report = run_checkov(checkov, ["--directory", str(target), "--framework", "terraform_json"])
-    summary = report.get("summary") or {}
-    if config.get("resource") and not (summary.get("passed") or summary.get("failed")):
-        raise ScanError(f"checkov parsed no resource of {stack_dir} (0 checks ran): the scan would prove nothing")
-    return classify(stack_dir.name, report, config_addresses(config), skips, used)
+        for name, config in configs.items():
+            (Path(tmp) / name).mkdir()
+            (Path(tmp) / name / "cdk.tf.json").write_text(json.dumps(scannable_copy(config), indent=2))
+        report = run_checkov(checkov, ["--directory", tmp, "--framework", "terraform_json"], quiet=False)
+    found = report.get("results") or {}
+    by_stack: dict[str, dict[str, list[dict]]] = {name: {} for name in configs}
+    for kind, rows in found.items():
+        if not isinstance(rows, list):
+            continue
+        for row in rows:
+            stack = Path(str(row.get("file_path", ""))).parts[1:2]
+            if stack and stack[0] in by_stack:
+                by_stack[stack[0]].setdefault(kind, []).append(row)
+    results = []
+    for name, config in configs.items():
+        rows = by_stack[name]
+        passed = len(rows.get("passed_checks", []))
+        if config.get("resource") and not (passed or rows.get("failed_checks")):
+            raise ScanError(f"checkov parsed no resource of stack {name} (0 checks ran): the scan would prove nothing")
+        results.append(classify(name, rows, passed, config_addresses(config), skips, used))
+    return results
 
 
 def scan_plan(checkov: Path, plan_json: Path, skips: list[Skip], used: set[Skip]) -> Result:
@@ -161,7 +181,8 @@ def scan_plan(checkov: Path, plan_json: Path, skips: list[Skip], used: set[Skip]
         "planned_values"
     ):
         raise ScanError(f"checkov parsed no resource of {plan_json}: the scan would prove nothing")
-    return classify(str(plan_json), report, {}, skips, used)
+    passed = (report.get("summary") or {}).get("passed", 0)
+    return classify(str(plan_json), report.get("results") or {}, passed, {}, skips, used)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,9 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         skips = load_skips(args.skips)
         used: set[Skip] = set()
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            results = list(pool.map(lambda s: scan_stack(Path(checkov), s, skips, used), stacks))
-            results += list(pool.map(lambda p: scan_plan(Path(checkov), p, skips, used), args.plan))
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            every_stack = pool.submit(scan_stacks, Path(checkov), stacks, skips, used)
+            plans = list(pool.map(lambda p: scan_plan(Path(checkov), p, skips, used), args.plan))
+            results = every_stack.result() + plans
     except ScanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
