@@ -145,13 +145,26 @@ def test_state_bootstrap_bucket(synth: SynthResult) -> None:
     assert "local" in stack["terraform"]["backend"]
 
 
-def test_terraform_validate_every_stack(synth: SynthResult) -> None:
+def test_terraform_validate_every_stack(synth: SynthResult, tmp_path: Path) -> None:
+    """Every stack validates; the stacks share one Terraform run, so an error is told by its stack
+    (a broken copy of one, validated beside them, is the only one that fails)."""
+    broken = tmp_path / "broken-local"
+    broken.mkdir()
+    config = json.loads(json.dumps(synth.pipeline("local")))
+    config["resource"]["aws_sqs_queue_policy"] = {"orphan": {"queue_url": "https://example.invalid/q"}}
+    (broken / "cdk.tf.json").write_text(json.dumps(config))
     dirs = [str(synth.outdir / "stacks" / name) for name in synth.stacks]
     proc = subprocess.run(
-        [sys.executable, "-m", "tools.tf_validate", *dirs], cwd=REPO, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "tools.tf_validate", *dirs, str(broken)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"terraform validate: {len(dirs)} valid, 0 invalid" in proc.stdout
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"terraform validate: {len(dirs)} valid, 1 invalid" in proc.stdout
+    [failed] = [ln for ln in proc.stdout.splitlines() if ln.startswith("FAIL")]
+    assert failed.split()[1] == "broken-local" and 'The argument "policy" is required' in failed, failed
 
 
 def test_lean_loader_output_is_byte_identical(synth: SynthResult, tmp_path: Path) -> None:
