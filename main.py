@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
-
-from cdktf import App
+from typing import TYPE_CHECKING
 
 import modules  # noqa: F401  (installs the lean provider loader before any binding import)
 from conf import ProfileError, known_environments, load_profile
-from stacks.pipeline_stack import PipelineStack
-from stacks.state_bootstrap_stack import StateBootstrapStack
+
+if TYPE_CHECKING:
+    from cdktf import App
 
 ENV_VAR = "SYNTH_ENVS"
 
@@ -29,8 +29,16 @@ def selected_environments(value: str | None) -> list[str]:
 
 
 def build_app(environments: list[str], outdir: str | None = None) -> App:
-    """Build (not synthesize) the app for ``environments``; raises ProfileError on a bad profile."""
+    """Build (not synthesize) the app for ``environments``; raises ProfileError on a bad profile.
+
+    The profiles are loaded before cdktf and the stacks are imported (which starts the jsii
+    kernel and loads the provider assembly, ~6 s): a bad value is reported at once."""
     profiles = [load_profile(env) for env in environments]
+    from cdktf import App
+
+    from stacks.pipeline_stack import PipelineStack
+    from stacks.state_bootstrap_stack import StateBootstrapStack
+
     app = App(outdir=outdir) if outdir else App()
     by_account: dict[str, list] = {}
     for profile in profiles:
