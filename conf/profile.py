@@ -279,6 +279,8 @@ class WorkflowSettings(_Frozen):
     include_execution_data: bool
     start_on_new_manifest: bool
     max_attempts: int = Field(ge=1, le=10)
+    # A failed Batch job is submitted once more after this many seconds.
+    job_retry_interval_seconds: int = Field(ge=1, le=3600)
 
 
 class WeatherSettings(_Frozen):

@@ -151,9 +151,10 @@ def lambda_step(step: Step, t: Targets, *, sharded: bool, next_state: str, attem
 
 
 def batch_job(
-    step: Step, t: Targets, *, ids: dict, queue_path: str, shard: dict, environment: list[dict]
+    step: Step, t: Targets, *, ids: dict, queue_path: str, shard: dict, environment: list[dict], retry_after: int
 ) -> tuple[dict, list]:
-    """One job of ``step``; Batch retries spot reclaims itself, the workflow retries once more.
+    """One job of ``step``; Batch retries spot reclaims itself, the workflow retries once more
+    ``retry_after`` seconds later (``workflow.job_retry_interval_seconds``).
     A GPU step goes to the queue the execution's priority picked (``queue_path``), a CPU step to
     the cpu queue. Returns the state and what submitting it and waiting for it (``.sync``) needs."""
     definition_arn, definition_prefix = t.job_definitions[step.name]
@@ -170,7 +171,7 @@ def batch_job(
         job["Parameters"].pop("JobQueue")
         job["Parameters"]["JobQueue.$"] = queue_path
     queues = list(t.priority_queues.values()) if gpu else [t.cpu_queue]
-    return asl.retrying(job, ["States.TaskFailed"], max_attempts=1, interval=30), [
+    return asl.retrying(job, ["States.TaskFailed"], max_attempts=1, interval=retry_after), [
         statement(["batch:SubmitJob"], [*queues, f"{definition_prefix}:*"]),
         # Batch supports no resource-level permissions for DescribeJobs; TerminateJob takes job ARNs.
         statement(["batch:DescribeJobs"], ["*"]),
@@ -182,16 +183,24 @@ def batch_job(
     ]
 
 
-def once_step(step: Step, spec: PipelineSpec, t: Targets, *, next_state: str, attempts: int) -> tuple[dict, list]:
+def once_step(
+    step: Step, spec: PipelineSpec, t: Targets, settings: WorkflowSettings, *, next_state: str
+) -> tuple[dict, list]:
     environment = []
     if step.writes_shards and spec.planner:
         size = f"{spec.planner.result_path}.images_per_shard"
         environment = [{"Name": "IMAGES_PER_SHARD", "Value.$": f"States.Format('{{}}', {size})"}]
     ids = {"manifest.$": "$.manifest", "execution_id.$": EXECUTION_ID}
     state, statements = batch_job(
-        step, t, ids=ids, queue_path="$.route.queue", shard={"shard": "0"}, environment=environment
+        step,
+        t,
+        ids=ids,
+        queue_path="$.route.queue",
+        shard={"shard": "0"},
+        environment=environment,
+        retry_after=settings.job_retry_interval_seconds,
     )
-    return _guarded(step.state, state, asl.BATCH_TRANSIENT, next_state, attempts), statements
+    return _guarded(step.state, state, asl.BATCH_TRANSIENT, next_state, settings.max_attempts), statements
 
 
 def read_shards(sharder: Step, t: Targets, *, next_state: str, attempts: int) -> tuple[dict, list]:
@@ -216,7 +225,15 @@ def shard_map(group: tuple[Step, ...], sharder: Step, t: Targets, settings: Work
     statements: list[dict] = []
     ids = {"manifest.$": "$.manifest", "execution_id.$": "$.execution_id"}
     for index, step in enumerate(group):
-        state, needs = batch_job(step, t, ids=ids, queue_path="$.queue", shard={"shard.$": "$.shard"}, environment=[])
+        state, needs = batch_job(
+            step,
+            t,
+            ids=ids,
+            queue_path="$.queue",
+            shard={"shard.$": "$.shard"},
+            environment=[],
+            retry_after=settings.job_retry_interval_seconds,
+        )
         last = index == len(group) - 1
         # A child's output is {}: a Map gathers every child's output, 10,000 of them must stay small.
         states[step.state] = (
@@ -276,7 +293,7 @@ def build_definition(spec: PipelineSpec, t: Targets, settings: WorkflowSettings)
             built.add(*lambda_step(unit, t, sharded=sharded, next_state=following, attempts=attempts))
         else:
             after = "ReadShards" if unit.writes_shards else following
-            built.add(*once_step(unit, spec, t, next_state=after, attempts=attempts))
+            built.add(*once_step(unit, spec, t, settings, next_state=after))
             if unit.writes_shards:
                 built.add(*read_shards(unit, t, next_state=following, attempts=attempts))
                 sharded = True

@@ -91,6 +91,11 @@ def test_definition_shape(synth: SynthResult, env: str) -> None:
     children = fan_out["ItemProcessor"]["States"]
     assert fan_out["ItemProcessor"]["StartAt"] == "Stage1" and children["Stage1"]["Next"] == "Stage2"
     assert children["Stage2"]["End"] is True and children["Stage2"]["OutputPath"] is None
+    # A failed stage job is retried once, after the profile's wait (2 s on the emulator, 30 s in AWS).
+    wait = 2 if env == "local" else 30
+    for job in [*children.values(), doc["States"]["Stage0"]]:
+        [failed] = [r for r in job["Retry"] if r["ErrorEquals"] == ["States.TaskFailed"]]
+        assert (failed["MaxAttempts"], failed["IntervalSeconds"]) == (1, wait)
     for job in children.values():
         assert job["Resource"] == "arn:aws:states:::batch:submitJob.sync"
         assert job["Parameters"]["JobQueue.$"] == "$.queue", "GPU steps go to the queue the priority picked"
