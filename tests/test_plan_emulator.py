@@ -1,7 +1,9 @@
-"""`make plan` / `make drift` machinery on real plans of the stack applied to the emulator.
+"""Real plans of the stack applied to this module's emulator: the re-plan after apply
+(`make plan-local`), and the `make plan` / `make drift` machinery.
 
-Each test edits the session's applied config in place (restored afterwards), plans it through
-tools.plan exactly as `make plan ENV=local` does, and reads the review it wrote.
+The review tests edit the applied config in place (restored afterwards), plan it through
+tools.plan exactly as `make plan ENV=local` does, and read the review it wrote. (The re-plan is
+here, not in test_emulator.py, so that the two stack modules take about as long.)
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ def planned(stack: Path, out: Path) -> tuple[int, dict]:
 
 def named(config: dict, type_: str, fragment: str) -> tuple[str, dict]:
     return next((k, v) for k, v in config["resource"][type_].items() if fragment in k)
+
+
+def test_replan_has_no_changes(deployed: Path) -> None:
+    """``make plan-local``'s plan (tflocal's override, the emulator) right after the apply."""
+    from local import deploy
+
+    assert deploy.plan(deployed) == 0, "a re-plan right after apply must report no changes"
 
 
 def test_unchanged_stack_reviews_clean_and_passes_checkov(deployed: Path, tmp_path: Path, capsys) -> None:
