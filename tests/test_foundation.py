@@ -8,13 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cdktf import Testing as CdktfTesting
-from cdktf_cdktf_provider_aws.kms_key import KmsKey
-from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
-
 from conf import load_profile
 from tests.conftest import REPO, SynthResult
 
+# cdktf and the provider binding are imported by the tests that use them: every xdist worker
+# imports this module to collect it, and loading the provider assembly costs ~5 CPU seconds.
 CLOUD = ("dev", "staging", "prod")
 
 
@@ -71,6 +69,9 @@ def test_provider_pinned(synth: SynthResult) -> None:
 
 
 def test_pipeline_key_rotates(synth: SynthResult) -> None:
+    from cdktf import Testing as CdktfTesting
+    from cdktf_cdktf_provider_aws.kms_key import KmsKey
+
     for env in (*CLOUD, "local"):
         assert CdktfTesting.to_have_resource_with_properties(
             synth.stack_json(f"pipeline-{env}"), KmsKey.TF_RESOURCE_TYPE, {"enable_key_rotation": True}
@@ -80,6 +81,8 @@ def test_pipeline_key_rotates(synth: SynthResult) -> None:
 
 
 def test_state_bootstrap_bucket(synth: SynthResult) -> None:
+    from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
+
     stack = synth.stack("state-bootstrap-333333333333")
     res = stack["resource"]
     buckets = {b["bucket"]: (address, b) for address, b in res["aws_s3_bucket"].items()}

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-from cdktf import Testing
 from moto import mock_aws
 
 from conf import load_profile
 from conf.pipeline import PIPELINE, Location, PipelineSpec, Resources, Step, fan_out_settings
-from stacks.pipeline_stack import PipelineStack
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "images" / "runtime"))
@@ -54,6 +52,10 @@ def _policy(stack: dict, role_fragment: str) -> list[dict]:
 def test_a_new_stage_is_one_spec_entry(tmp_path: Path) -> None:
     """A copy of the spec with one more Batch step gives its job definition, job role, image
     repository, a place in the fan-out and the grants to run it, with no other file touched."""
+    from cdktf import Testing  # the jsii kernel and provider assembly: not at collection, in every worker
+
+    from stacks.pipeline_stack import PipelineStack
+
     spec = PIPELINE.with_step(DUMMY, after="stage2")
     stack = PipelineStack(Testing.app(), load_profile("dev"), spec)
     config = json.loads(Testing.synth(stack))
