@@ -8,6 +8,7 @@ from constructs import Construct
 from conf import Profile
 
 LOCAL_ACCESS_KEY = "test"  # moto and LocalStack accept any key; "test" is their convention
+LOCAL_MAX_RETRIES = 5
 
 
 def default_tags(profile: Profile) -> dict[str, str]:
@@ -25,9 +26,12 @@ def pipeline_provider(
 ) -> AwsProvider:
     """A provider that can only ever touch the profile's account (cloud) or the emulator (local).
 
-    For local, credentials are the emulator's dummy ones and retries are few, so a call the
-    emulator does not support fails in seconds instead of retrying for minutes. The endpoint
-    itself comes from ``AWS_ENDPOINT_URL`` or tflocal's override, so one config serves both.
+    For local, credentials are the emulator's dummy ones and the SDK makes at most
+    ``LOCAL_MAX_RETRIES`` attempts: few, so a call the emulator does not support fails in seconds
+    instead of minutes, and more than two, because on a busy machine the client sometimes drops an
+    answered connection and then its retry's too (the emulator replays the answer to every retry).
+    The endpoint itself comes from ``AWS_ENDPOINT_URL`` or tflocal's override, so one config
+    serves both.
     """
     common = {
         "region": region or profile.region,
@@ -47,6 +51,6 @@ def pipeline_provider(
         skip_credentials_validation=True,
         skip_metadata_api_check="true",
         skip_region_validation=True,
-        max_retries=2,
+        max_retries=LOCAL_MAX_RETRIES,
         **common,
     )
