@@ -46,8 +46,8 @@ def init(stack_dir: Path, *, backend: bool | None = None) -> None:
         subprocess.run(cmd, cwd=stack_dir, check=True, capture_output=True, text=True)
 
 
-def wrapper_root(stack_dirs: list[Path], folder: Path) -> dict[str, Path]:
-    """A root module in ``folder`` that calls each stack as a child module; returns call name -> stack.
+def wrapper_root(stack_dirs: list[Path], folder: Path) -> None:
+    """A root module in ``folder`` that calls each stack as a child module.
 
     One ``terraform validate`` then checks every stack: each Terraform command spends ~6 CPU
     seconds loading the AWS provider and its schema: seven stacks cost 21 CPU s instead of 57.
@@ -63,7 +63,6 @@ def wrapper_root(stack_dirs: list[Path], folder: Path) -> dict[str, Path]:
     sources = {name: os.path.relpath(stack.resolve(), folder.resolve()) for name, stack in calls.items()}
     modules = {name: {"source": src if src.startswith("..") else f"./{src}"} for name, src in sources.items()}
     (folder / "main.tf.json").write_text(json.dumps({"module": modules}, indent=2))
-    return calls
 
 
 def root_only(stack_dir: Path) -> bool:
@@ -74,39 +73,39 @@ def validate_together(stack_dirs: list[Path]) -> list[tuple[str, bool, str, floa
     """Validate ``stack_dirs`` as child modules of one wrapper root; one result per stack."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tf-validate-") as tmp:
-        calls = wrapper_root(stack_dirs, Path(tmp))
-        results = validate(Path(tmp), calls)
+        wrapper_root(stack_dirs, Path(tmp))
+        results = validate(Path(tmp), stack_dirs)
     seconds = time.monotonic() - started
     return [(name, ok, message, seconds) for name, ok, message in results]
 
 
-def validate(root: Path, calls: dict[str, Path] | None = None) -> list[tuple[str, bool, str]]:
-    """``init -backend=false`` + ``validate -json`` in ``root``; errors are told per child stack by the
-    file they point at (an error in no stack's file fails every stack)."""
-    stacks = calls or {root.name: root}
+def validate(root: Path, stacks: list[Path] | None = None) -> list[tuple[str, bool, str]]:
+    """``init -backend=false`` + ``validate -json`` in ``root`` (a stack, or the wrapper root of
+    ``stacks``); errors are told per stack by the file they point at (an error in no stack's file
+    fails every stack)."""
+    stacks = stacks or [root]
     try:
         init(root, backend=False)
     except subprocess.CalledProcessError as exc:
         problem = "init failed: " + _last_error(exc.stderr or exc.stdout)
-        return [(stack.name, False, problem) for stack in stacks.values()]
+        return [(stack.name, False, problem) for stack in stacks]
     proc = subprocess.run(["terraform", "validate", "-json", "-no-color"], cwd=root, capture_output=True, text=True)
     result = json.loads(proc.stdout or "{}")
     if not result:
         problem = "validate gave no report: " + _last_error(proc.stderr)
-        return [(stack.name, False, problem) for stack in stacks.values()]
-    folders = {stack.resolve(): stack.name for stack in stacks.values()}
-    problems: dict[str, list[str]] = {stack.name: [] for stack in stacks.values()}
+        return [(stack.name, False, problem) for stack in stacks]
+    problems: dict[Path, list[str]] = {stack.resolve(): [] for stack in stacks}
     for diagnostic in result.get("diagnostics", []):
         if diagnostic.get("severity") != "error":
             continue
         text = f"error: {diagnostic.get('summary')} {diagnostic.get('detail', '')}".strip()
         filename = (diagnostic.get("range") or {}).get("filename")
-        owner = folders.get((root / filename).resolve().parent) if filename else None
-        for name in [owner] if owner else problems:
-            problems[name].append(text)
+        owner = (root / filename).resolve().parent if filename else None
+        for folder in [owner] if owner in problems else problems:
+            problems[folder].append(text)
     if not result.get("valid") and not any(problems.values()):
-        problems = {name: ["terraform validate reported the configuration invalid"] for name in problems}
-    return [(name, not found, "; ".join(found) or "valid") for name, found in problems.items()]
+        problems = {folder: ["terraform validate reported the configuration invalid"] for folder in problems}
+    return [(folder.name, not found, "; ".join(found) or "valid") for folder, found in problems.items()]
 
 
 def _last_error(text: str) -> str:
