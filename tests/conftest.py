@@ -196,8 +196,9 @@ def deployed(
     return stack
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def aws(deployed):
+    """boto3 clients for this module's emulator, made once: each set costs ~1.3 CPU s (service models)."""
     from local.status import clients
 
     return clients()

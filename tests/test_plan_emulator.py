@@ -109,7 +109,9 @@ def test_iam_widening_is_flagged(deployed: Path, tmp_path: Path) -> None:
 
 
 def test_drift_reports_an_out_of_band_change(deployed: Path, aws, tmp_path: Path) -> None:
-    assert plan_tool.main(["drift", str(deployed), "--emulator", "--no-lock", "--out", str(tmp_path)]) == 0
+    """One refresh-only plan after one change made outside Terraform: exactly that attribute of that
+    resource drifted, so nothing else of the freshly applied stack reads as drift (the clean exit is
+    tests/test_plan_review.py's; a second real plan only to see it would cost ~20 CPU seconds)."""
     group = "/aws/batch/odins-ravne-local"
     recorded = aws["logs"].describe_log_groups(logGroupNamePrefix=group)["logGroups"][0]["retentionInDays"]
     aws["logs"].put_retention_policy(logGroupName=group, retentionInDays=1)
