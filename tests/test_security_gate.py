@@ -98,8 +98,12 @@ def test_a_stale_skip_fails_the_gate(tmp_path: Path, synth: SynthResult, capsys)
             '- check: CKV_AWS_20\n  resources: ["aws_s3_bucket.none"]\n  why: A skip that covers no finding at all.\n'
         )
     stacks = stack_with(tmp_path, synth, lambda config: None)
-    assert security_scan.main(["--stacks", str(stacks), "--skips", str(skips)]) == 0
-    assert security_scan.main(["--stacks", str(stacks), "--skips", str(skips), "--strict-skips"]) == 1
+    loaded, used = security_scan.load_skips(skips), set()
+    # One real scan, judged as `make plan` does (one plan: most skips unused) and as the gate does.
+    results = security_scan.scan_stacks(security_scan.CHECKOV, [stacks / "pipeline-local"], loaded, used)
+    assert security_scan.verdict(results, loaded, used, strict_skips=False, skips_file=skips) == 0
+    assert "STALE" not in capsys.readouterr().err
+    assert security_scan.verdict(results, loaded, used, strict_skips=True, skips_file=skips) == 1
     assert "STALE skip CKV_AWS_20" in capsys.readouterr().err
 
 

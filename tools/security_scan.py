@@ -185,6 +185,33 @@ def scan_plan(checkov: Path, plan_json: Path, skips: list[Skip], used: set[Skip]
     return classify(str(plan_json), report.get("results") or {}, passed, {}, skips, used)
 
 
+def verdict(results: list[Result], skips: list[Skip], used: set[Skip], *, strict_skips: bool, skips_file: Path) -> int:
+    """Print each target's counts and failures; 1 when a check failed or (``strict_skips``) a skip
+    covered nothing, else 0. Apart from the scan, so one scan can be judged both ways."""
+    for result in results:
+        print(
+            f"checkov {result.target}: {result.passed} passed, "
+            f"{len(result.failed)} failed, {len(result.skipped)} skipped"
+        )
+        for row in result.failed:
+            print(f"  FAILED {row['check']} {row['address']}: {row['name']}")
+    passed = sum(r.passed for r in results)
+    failed = sum(len(r.failed) for r in results)
+    skipped = sum(len(r.skipped) for r in results)
+    print(f"checkov total: {passed} passed, {failed} failed, {skipped} skipped ({len(skips)} skip-list entries)")
+    stale = [s for s in skips if s not in used] if strict_skips else []
+    for skip in stale:
+        print(
+            f"  STALE skip {skip.check} {', '.join(skip.resources)}: covers no failed check; remove it", file=sys.stderr
+        )
+    if failed:
+        print(
+            f"security gate: {failed} failed check(s). Fix them, or add an entry with a one-line `why` to {skips_file}",
+            file=sys.stderr,
+        )
+    return 1 if failed or stale else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.security_scan", description=__doc__.split("\n")[0])
     parser.add_argument("--stacks", type=Path, default=REPO / "cdktf.out" / "stacks", help="folder of stack folders")
@@ -211,28 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     except ScanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for result in results:
-        print(
-            f"checkov {result.target}: {result.passed} passed, "
-            f"{len(result.failed)} failed, {len(result.skipped)} skipped"
-        )
-        for row in result.failed:
-            print(f"  FAILED {row['check']} {row['address']}: {row['name']}")
-    passed = sum(r.passed for r in results)
-    failed = sum(len(r.failed) for r in results)
-    skipped = sum(len(r.skipped) for r in results)
-    print(f"checkov total: {passed} passed, {failed} failed, {skipped} skipped ({len(skips)} skip-list entries)")
-    stale = [s for s in skips if s not in used] if args.strict_skips else []
-    for skip in stale:
-        print(
-            f"  STALE skip {skip.check} {', '.join(skip.resources)}: covers no failed check; remove it", file=sys.stderr
-        )
-    if failed:
-        print(
-            f"security gate: {failed} failed check(s). Fix them, or add an entry with a one-line `why` to {args.skips}",
-            file=sys.stderr,
-        )
-    return 1 if failed or stale else 0
+    return verdict(results, skips, used, strict_skips=args.strict_skips, skips_file=args.skips)
 
 
 if __name__ == "__main__":
