@@ -21,8 +21,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LOCAL_STACK     := cdktf.out/stacks/pipeline-local
 LOCAL_EMULATOR  ?= moto
-# The emulator's endpoint and region come from conf/profiles/local.yaml.
-LOCAL_ENV = EMULATOR_ENDPOINT=$$($(PY) -m conf local emulator_endpoint) AWS_DEFAULT_REGION=$$($(PY) -m conf local region)
+# The emulator's endpoint and region come from conf/profiles/local.yaml (one `python -m conf` for both).
+LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoint AWS_DEFAULT_REGION=region)
 
 .PHONY: help setup synth diff deploy validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \

@@ -1,27 +1,56 @@
-"""Print a profile, or one key of it: ``python -m conf local emulator_endpoint``."""
+"""Print a profile, or one key of it: ``python -m conf local emulator_endpoint``.
+
+``python -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoint AWS_DEFAULT_REGION=region``
+prints ``EMULATOR_ENDPOINT=<value> AWS_DEFAULT_REGION=<value>`` for ``env $(...) command``: one
+process for several keys (each start loads pydantic, ~0.5 CPU s, and the Makefile asks before
+every local target).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from conf.profile import ProfileError, load_profile
 
 
+def lookup(env: str, profile: dict[str, Any], path: str) -> Any:
+    value: Any = profile
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise LookupError(f"profile {env!r} has no key {path!r}")
+        value = value[part]
+    return value
+
+
+def shell_words(env: str, profile: dict[str, Any], pairs: list[str]) -> str:
+    words = []
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name.isidentifier() or not path:
+            raise LookupError(f"--shell takes NAME=key.path pairs, not {pair!r}")
+        value = lookup(env, profile, path)
+        if not isinstance(value, str) or not value or any(c.isspace() or c in "'\"$`\\" for c in value):
+            raise LookupError(f"profile {env!r} key {path!r} is not one plain word: {value!r}")
+        words.append(f"{name}={value}")
+    return " ".join(words)
+
+
 def main(argv: list[str]) -> int:
-    if not 1 <= len(argv) <= 2:
-        print("usage: python -m conf <env> [key.path]", file=sys.stderr)
+    shell = len(argv) >= 3 and argv[1] == "--shell"
+    if not shell and not 1 <= len(argv) <= 2:
+        print("usage: python -m conf <env> [key.path | --shell NAME=key.path ...]", file=sys.stderr)
         return 2
     try:
-        value = load_profile(argv[0]).model_dump(mode="json")
-    except ProfileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        profile = load_profile(argv[0]).model_dump(mode="json")
+        if shell:
+            print(shell_words(argv[0], profile, argv[2:]))
+            return 0
+        value = lookup(argv[0], profile, argv[1]) if len(argv) == 2 else profile
+    except (ProfileError, LookupError) as exc:
+        print(f"error: {exc.args[0] if isinstance(exc, LookupError) else exc}", file=sys.stderr)
         return 2
-    for part in argv[1].split(".") if len(argv) == 2 else []:
-        if not isinstance(value, dict) or part not in value:
-            print(f"error: profile {argv[0]!r} has no key {argv[1]!r}", file=sys.stderr)
-            return 2
-        value = value[part]
     print(value if isinstance(value, str) else json.dumps(value, indent=2))
     return 0
 

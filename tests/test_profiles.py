@@ -242,3 +242,16 @@ def test_seed_keys_without_one_meaning_are_refused_by_name(profile_dir: Path, bl
     (profile_dir / "dev.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(ProfileError, match=message):
         load_profile("dev", profile_dir)
+
+
+def test_shell_words_for_the_makefile(capsys) -> None:
+    """``env $(python -m conf local --shell ...)``: several keys from one process, each one plain word."""
+    from conf.__main__ import main
+
+    assert main(["local", "--shell", "EMULATOR_ENDPOINT=emulator_endpoint", "AWS_DEFAULT_REGION=region"]) == 0
+    local = load_profile("local")
+    assert capsys.readouterr().out == f"EMULATOR_ENDPOINT={local.emulator_endpoint} AWS_DEFAULT_REGION={local.region}\n"
+    for bad, message in (("X=workflow", "is not one plain word"), ("x", "NAME=key.path"), ("X=nope", "no key 'nope'")):
+        assert main(["local", "--shell", bad]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and message in captured.err and captured.err.count("\n") == 1
