@@ -1,5 +1,5 @@
-"""Real plans of the stack applied to this module's emulator: the re-plan after apply
-(`make plan-local`), and the `make plan` / `make drift` machinery.
+"""Real plans of the stack applied to this module's emulator: the re-plan after apply, and the
+`make plan` / `make drift` machinery.
 
 The review tests edit the applied config in place (restored afterwards), plan it through
 tools.plan exactly as `make plan ENV=local` does, and read the review it wrote. (The re-plan is
@@ -43,15 +43,13 @@ def named(config: dict, type_: str, fragment: str) -> tuple[str, dict]:
     return next((k, v) for k, v in config["resource"][type_].items() if fragment in k)
 
 
-def test_replan_has_no_changes(deployed: Path) -> None:
-    """``make plan-local``'s plan (tflocal's override, the emulator) right after the apply."""
-    from local import deploy
-
-    assert deploy.plan(deployed) == 0, "a re-plan right after apply must report no changes"
-
-
-def test_unchanged_stack_reviews_clean_and_passes_checkov(deployed: Path, tmp_path: Path, capsys) -> None:
+def test_replan_has_no_changes_reviews_clean_and_passes_checkov(deployed: Path, tmp_path: Path, capsys) -> None:
+    """``make plan ENV=local`` right after the apply: Terraform's own plan (tflocal's override, the
+    emulator, a full refresh) has no changes, and its review, cost and checkov pass. (``make
+    plan-local`` runs the same plan without the review; ``make soak-local`` checks its exit code.
+    One plan instead of two saves ~18 CPU seconds.)"""
     code, summary = planned(deployed, tmp_path)
+    assert "No changes. Your infrastructure matches the configuration." in (tmp_path / "plan.txt").read_text()
     assert code == 0 and summary["verdict"] == "OK"
     assert set(summary["counts"].values()) == {0}
     stages = {r["job_definition"].rsplit("-", 1)[-1]: r for r in summary["cost"]["per_job_hour"]}
