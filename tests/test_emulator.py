@@ -1,7 +1,8 @@
 """The whole local stack on the real emulator (moto server + terraform via tflocal), end to end.
 
 The emulator and the applied stack are this module's own (tests/conftest.py); under xdist the
-module is one group on one worker, and the destroy test runs last of it.
+module is one group on one worker, and the destroy test runs last of it. (The fan-out run is in
+test_plan_emulator.py, after its plans, so that the two stack modules take about as long.)
 """
 
 from __future__ import annotations
@@ -12,25 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.runs import run_pipeline, weather_statuses
+
 pytestmark = pytest.mark.emulator
 
-
 TOP = ["PlanFanOut", "GuardBudget", "Stage0", "Stage1ToStage2", "WeatherEnrichment", "WriteParquet"]
-
-
-def run_pipeline(timeout: int = 240, **kwargs):
-    from pipeline_ops.run import run
-
-    return run(timeout=timeout, wait_for_trigger=0.5, **kwargs)
-
-
-def weather_statuses(aws, execution_arn: str) -> list[str]:
-    """What WeatherEnrichment wrote for each record (the reason when a lookup failed)."""
-    processed = next(b["Name"] for b in aws["s3"].list_buckets()["Buckets"] if "-processed-" in b["Name"])
-    prefix = f"weather/{execution_arn.rsplit(':', 1)[-1]}/"
-    listed = aws["s3"].list_objects_v2(Bucket=processed, Prefix=prefix).get("Contents", [])
-    bodies = [json.loads(aws["s3"].get_object(Bucket=processed, Key=o["Key"])["Body"].read()) for o in listed]
-    return [r.get("weather_status") for body in bodies for r in body["records"]]
 
 
 def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) -> None:
@@ -99,27 +86,6 @@ def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:
     assert shard_jobs(aws["batch"], execution_id, "stage2") == [], "a shard whose stage1 failed never reaches stage2"
     sent = messages(aws, url)
     assert any(execution_id in m and "Stage1ToStage2" in m for m in sent), sent
-
-
-def test_fan_out_runs_shards_at_once_on_the_priority_queue(aws) -> None:
-    """60 images in shards of 10 (the run's own size): six shards, side by side, all on high."""
-    from pipeline_ops.run import most_at_once, shard_jobs
-
-    # Twelve Batch jobs and three Lambda steps, each a local process: under `make test`, beside two
-    # busy workers on two cores, this run has taken over 240 s (it asserts concurrency, not speed).
-    execution_arn, described = run_pipeline(
-        timeout=480, images=60, options={"priority": "high", "images_per_shard": 10}
-    )
-    assert described["status"] == "SUCCEEDED", described
-    output = json.loads(described["output"])
-    assert (output["route"]["priority"], output["shards"]["summary"]["count"]) == ("high", 6)
-    assert output["weather"] == {"enriched": 60, "failed": 0}, weather_statuses(aws, execution_arn)
-    execution_id = execution_arn.rsplit(":", 1)[-1]
-    for stage in ("stage1", "stage2"):
-        jobs = shard_jobs(aws["batch"], execution_id, stage)
-        assert sorted(int(j["parameters"]["shard"]) for j in jobs) == list(range(6))
-        assert {j["jobQueue"].rsplit("/", 1)[-1] for j in jobs} == {"odins-ravne-local-high"}
-    assert most_at_once(shard_jobs(aws["batch"], execution_id, "stage1")) >= 3, "shards run side by side"
 
 
 def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:

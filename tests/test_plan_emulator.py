@@ -2,8 +2,9 @@
 `make plan` / `make drift` machinery.
 
 The review tests edit the applied config in place (restored afterwards), plan it through
-tools.plan exactly as `make plan ENV=local` does, and read the review it wrote. (The re-plan is
-here, not in test_emulator.py, so that the two stack modules take about as long.)
+tools.plan exactly as `make plan ENV=local` does, and read the review it wrote. Last, once every
+plan is done, the fan-out run: here, not in test_emulator.py, so that the two stack modules take
+about as long (each is one worker's serial path: deploy, then its tests).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.runs import run_pipeline, weather_statuses
 from tools import plan as plan_tool
 from tools import plan_review, security_scan
 
@@ -122,3 +124,24 @@ def test_drift_reports_an_out_of_band_change(deployed: Path, aws, tmp_path: Path
     assert item["address"].startswith("aws_cloudwatch_log_group.batch_logs")
     assert item["attributes"] == [{"path": "retention_in_days", "recorded": recorded, "actual": 1}]
     assert "retention_in_days" in (tmp_path / "drift.md").read_text()
+
+
+def test_fan_out_runs_shards_at_once_on_the_priority_queue(aws) -> None:
+    """60 images in shards of 10 (the run's own size): six shards, side by side, all on high."""
+    from pipeline_ops.run import most_at_once, shard_jobs
+
+    # Twelve Batch jobs and three Lambda steps, each a local process: under `make test`, beside two
+    # busy workers on two cores, this run has taken over 240 s (it asserts concurrency, not speed).
+    execution_arn, described = run_pipeline(
+        timeout=480, images=60, options={"priority": "high", "images_per_shard": 10}
+    )
+    assert described["status"] == "SUCCEEDED", described
+    output = json.loads(described["output"])
+    assert (output["route"]["priority"], output["shards"]["summary"]["count"]) == ("high", 6)
+    assert output["weather"] == {"enriched": 60, "failed": 0}, weather_statuses(aws, execution_arn)
+    execution_id = execution_arn.rsplit(":", 1)[-1]
+    for stage in ("stage1", "stage2"):
+        jobs = shard_jobs(aws["batch"], execution_id, stage)
+        assert sorted(int(j["parameters"]["shard"]) for j in jobs) == list(range(6))
+        assert {j["jobQueue"].rsplit("/", 1)[-1] for j in jobs} == {"odins-ravne-local-high"}
+    assert most_at_once(shard_jobs(aws["batch"], execution_id, "stage1")) >= 3, "shards run side by side"
