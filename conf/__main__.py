@@ -38,8 +38,8 @@ def shell_words(env: str, profile: dict[str, Any], pairs: list[str]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    shell = len(argv) >= 3 and argv[1] == "--shell"
-    if not shell and not 1 <= len(argv) <= 2:
+    shell = len(argv) >= 2 and argv[1] == "--shell"
+    if (shell and len(argv) < 3) or (not shell and not 1 <= len(argv) <= 2):
         print("usage: python -m conf <env> [key.path | --shell NAME=key.path ...]", file=sys.stderr)
         return 2
     try:

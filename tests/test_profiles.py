@@ -255,3 +255,4 @@ def test_shell_words_for_the_makefile(capsys) -> None:
         assert main(["local", "--shell", bad]) == 2
         captured = capsys.readouterr()
         assert captured.out == "" and message in captured.err and captured.err.count("\n") == 1
+    assert main(["local", "--shell"]) == 2 and "usage:" in capsys.readouterr().err
