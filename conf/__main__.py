@@ -29,10 +29,10 @@ def shell_words(env: str, profile: dict[str, Any], pairs: list[str]) -> str:
     for pair in pairs:
         name, sep, path = pair.partition("=")
         if not sep or not name.isidentifier() or not path:
-            raise LookupError(f"--shell takes NAME=key.path pairs, not {pair!r}")
+            raise ValueError(f"--shell takes NAME=key.path pairs, not {pair!r}")
         value = lookup(env, profile, path)
         if not isinstance(value, str) or not value or any(c.isspace() or c in "'\"$`\\" for c in value):
-            raise LookupError(f"profile {env!r} key {path!r} is not one plain word: {value!r}")
+            raise ValueError(f"profile {env!r} key {path!r} is not one plain word: {value!r}")
         words.append(f"{name}={value}")
     return " ".join(words)
 
@@ -48,8 +48,8 @@ def main(argv: list[str]) -> int:
             print(shell_words(argv[0], profile, argv[2:]))
             return 0
         value = lookup(argv[0], profile, argv[1]) if len(argv) == 2 else profile
-    except (ProfileError, LookupError) as exc:
-        print(f"error: {exc.args[0] if isinstance(exc, LookupError) else exc}", file=sys.stderr)
+    except (ProfileError, LookupError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(value if isinstance(value, str) else json.dumps(value, indent=2))
     return 0
