@@ -1,7 +1,9 @@
 """Synth benchmark: wall time, peak Python memory and jsii kernel calls of synthesizing every environment.
 
-Compares `python main.py` (all environments) with a floor that only starts the jsii kernel and
-loads the AWS provider assembly, the least any synth must do. "cold" runs with an empty jsii
+Compares ``main.py`` (all environments), run with the interpreter flags of ``cdktf.json``'s app
+command (``-O``: jsii's Python-side type checks off, as ``cdktf synth`` runs it), with a floor that
+only starts the jsii kernel and loads the AWS provider assembly under the same flags, the least any
+synth must do. "cold" runs with an empty jsii
 package cache, "warm" with a populated one. Target: warm synth <= 1.3x warm floor, peak RSS of
 the Python process <= 100 MB. Last, the cost of ``make synth`` when no input changed (<= 0.5 s).
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -42,11 +45,19 @@ print("BENCH", time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF
 FLOOR = "import modules, cdktf_cdktf_provider_aws._jsii"
 
 
+def app_flags(cdktf_json: Path = REPO / "cdktf.json") -> list[str]:
+    """The Python flags of the app command (``<python> [flags] main.py``), e.g. ``["-O"]``."""
+    words = shlex.split(json.loads(cdktf_json.read_text())["app"])
+    if len(words) < 2 or words[-1] != "main.py" or not all(w.startswith("-") for w in words[1:-1]):
+        raise SystemExit(f"{cdktf_json}: app {' '.join(words)!r} is not '<python> [flags] main.py'; fix the bench")
+    return words[1:-1]
+
+
 def run_once(script: str, code: str, cache_root: str, outdir: str) -> tuple[float, float, int]:
     env = dict(os.environ, JSII_RUNTIME_PACKAGE_CACHE_ROOT=cache_root, CDKTF_OUTDIR=outdir)
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", MEASURE.format(script=script, code=code)],
+        [sys.executable, *app_flags(), "-c", MEASURE.format(script=script, code=code)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -97,6 +108,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args()
+    print(f"python flags of the app command (cdktf.json): {' '.join(app_flags()) or 'none'}")
     floor = measure("floor", "", FLOOR, args.runs)
     synth = measure("synth", str(REPO / "main.py"), "", args.runs)
     ratio = synth["warm_s"] / floor["warm_s"]
