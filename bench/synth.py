@@ -55,6 +55,7 @@ def app_flags(cdktf_json: Path = REPO / "cdktf.json") -> list[str]:
 
 def run_once(script: str, code: str, cache_root: str, outdir: str) -> tuple[float, float, int]:
     env = dict(os.environ, JSII_RUNTIME_PACKAGE_CACHE_ROOT=cache_root, CDKTF_OUTDIR=outdir)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as tools.synth runs the app: its bytecode is cached
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, *app_flags(), "-c", MEASURE.format(script=script, code=code)],

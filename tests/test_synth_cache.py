@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -83,7 +84,7 @@ def test_environment_variables_that_matter(tree) -> None:
 
 
 def run_synth(output: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SYNTH_ENVS="local")
+    env = dict(os.environ, SYNTH_ENVS="local", PYTHONDONTWRITEBYTECODE="1")
     return subprocess.run(
         [sys.executable, "-m", "tools.synth", "--output", str(output), *args],
         cwd=REPO,
@@ -97,8 +98,13 @@ def run_synth(output: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_real_synth_is_skipped_when_nothing_changed_and_redone_when_output_was_touched(tmp_path: Path) -> None:
     output = tmp_path / "cdktf.out"
+    # The app runs as `python -O`, whose bytecode pip does not write: the synth lets the app write it
+    # (even where PYTHONDONTWRITEBYTECODE is set), or each synth recompiles what it imports.
+    optimized = Path(importlib.util.cache_from_source(str(REPO / "stacks" / "pipeline_stack.py"), optimization=1))
+    optimized.unlink(missing_ok=True)
     first = run_synth(output)
     assert first.returncode == 0, first.stdout + first.stderr
+    assert optimized.is_file(), f"the -O app wrote no {optimized.name}"
     stack = output / "stacks" / "pipeline-local" / "cdk.tf.json"
     written = stack.stat().st_mtime_ns
     second = run_synth(output)

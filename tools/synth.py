@@ -107,7 +107,10 @@ def synthesize(output: Path) -> int:
         print("error: the cdktf CLI is not installed; run `make setup`", file=sys.stderr)
         return 2
     (output / STAMP).unlink(missing_ok=True)
-    proc = subprocess.run([str(cdktf), "synth", "--output", str(output)], cwd=REPO, check=False)
+    # The app runs as ``python -O`` (cdktf.json), whose bytecode pip does not precompile: let its
+    # first run write it (``.opt-1.pyc``), or every synth recompiles the binding it imports (~6 s).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    proc = subprocess.run([str(cdktf), "synth", "--output", str(output)], cwd=REPO, env=env, check=False)
     return proc.returncode
 
 
