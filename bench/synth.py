@@ -3,9 +3,9 @@
 Compares ``main.py`` (all environments), run with the interpreter flags of ``cdktf.json``'s app
 command (``-O``: jsii's Python-side type checks off, as ``cdktf synth`` runs it), with a floor that
 only starts the jsii kernel and loads the AWS provider assembly under the same flags, the least any
-synth must do. "cold" runs with an empty jsii
-package cache, "warm" with a populated one. Target: warm synth <= 1.3x warm floor, peak RSS of
-the Python process <= 100 MB. Last, the cost of ``make synth`` when no input changed (<= 0.5 s).
+synth must do. "cold" runs with an empty jsii package cache, "warm" with a populated one. Target:
+warm synth <= 1.3x warm floor, peak RSS of the Python process <= 100 MB. Last, the cost of
+``make synth`` when no input changed (<= 0.5 s).
 
     python bench/synth.py [--runs 3]
 """
@@ -49,7 +49,8 @@ def app_flags(cdktf_json: Path = REPO / "cdktf.json") -> list[str]:
     """The Python flags of the app command (``<python> [flags] main.py``), e.g. ``["-O"]``."""
     words = shlex.split(json.loads(cdktf_json.read_text())["app"])
     if len(words) < 2 or words[-1] != "main.py" or not all(w.startswith("-") for w in words[1:-1]):
-        raise SystemExit(f"{cdktf_json}: app {' '.join(words)!r} is not '<python> [flags] main.py'; fix the bench")
+        shape = "'<python> [flags] main.py', the shape bench/synth.py reads"
+        raise SystemExit(f"{cdktf_json}: app {' '.join(words)!r} is not {shape}")
     return words[1:-1]
 
 
