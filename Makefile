@@ -7,7 +7,9 @@ PY      := $(VENV)/bin/python
 SCAN    := .venv-scan
 BUILD   := build
 ENV     ?= local
-CDKTF   := node_modules/.bin/cdktf
+# The CLI runs the app as `python -O` (cdktf.json): let it write that bytecode, which pip does not
+# precompile and PYTHONDONTWRITEBYTECODE (below) would forbid (tools/synth.py does the same).
+CDKTF   := env -u PYTHONDONTWRITEBYTECODE node_modules/.bin/cdktf
 # cdktf synth into cdktf.out/, skipped when its inputs are unchanged (tools/synth.py); FORCE_SYNTH=1 redoes it.
 SYNTH    = $(PY) -m tools.synth $(if $(FORCE_SYNTH),--force)
 
