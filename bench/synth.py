@@ -13,6 +13,7 @@ warm synth <= 1.3x warm floor, peak RSS of the Python process <= 100 MB. Last, t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -45,13 +46,14 @@ print("BENCH", time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF
 FLOOR = "import modules, cdktf_cdktf_provider_aws._jsii"
 
 
-def app_flags(cdktf_json: Path = REPO / "cdktf.json") -> list[str]:
-    """The Python flags of the app command (``<python> [flags] main.py``), e.g. ``["-O"]``."""
+@functools.cache
+def app_flags(cdktf_json: Path = REPO / "cdktf.json") -> tuple[str, ...]:
+    """The Python flags of the app command (``<python> [flags] main.py``), e.g. ``("-O",)``; read once per bench."""
     words = shlex.split(json.loads(cdktf_json.read_text())["app"])
     if len(words) < 2 or words[-1] != "main.py" or not all(w.startswith("-") for w in words[1:-1]):
         shape = "'<python> [flags] main.py', the shape bench/synth.py reads"
         raise SystemExit(f"{cdktf_json}: app {' '.join(words)!r} is not {shape}")
-    return words[1:-1]
+    return tuple(words[1:-1])
 
 
 def run_once(script: str, code: str, cache_root: str, outdir: str) -> tuple[float, float, int]:

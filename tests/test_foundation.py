@@ -174,9 +174,9 @@ def test_terraform_validate_every_stack(synth: SynthResult, tmp_path: Path) -> N
 
 def test_lean_loader_output_is_byte_identical(synth: SynthResult, tmp_path: Path) -> None:
     """The full binding import must synthesize exactly what the lean loader did (the session's synth:
-    an environment synthesizes byte-identically alone or beside the others). That synth ran
-    cdktf.json's app command, ``python -O``; this one runs without it, with jsii's Python-side type
-    checks: they change no byte either."""
+    an environment synthesizes byte-identically alone or beside the others). Under ``make test``
+    that synth ran cdktf.json's app command, ``python -O``; this one runs without it, with jsii's
+    Python-side type checks: they change no byte either."""
     code = "import cdktf_cdktf_provider_aws; import runpy; runpy.run_path('main.py', run_name='__main__')"
     env = dict(os.environ, CDKTF_OUTDIR=str(tmp_path), SYNTH_ENVS="prod,local")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
