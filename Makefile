@@ -16,6 +16,10 @@ SYNTH    = $(PY) -m tools.synth $(if $(FORCE_SYNTH),--force)
 # The machine's environment may preset TF_CLI_CONFIG_FILE to a missing file: override it with ours.
 export TF_CLI_CONFIG_FILE := $(abspath $(BUILD)/terraformrc)
 export CHECKPOINT_DISABLE := 1
+# Terraform and its AWS provider are Go programs: a collection at 5x the live heap instead of 2x cuts
+# their CPU by 13-20 % (a plan of the local stack 13.6 -> 11.8 CPU s, `show -json` 5.5 -> 4.4) for
+# ~170 MB more peak memory per process (315 -> 490 MB). Yours wins if set.
+export GOGC ?= 400
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
