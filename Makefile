@@ -116,10 +116,10 @@ EMULATOR_UP = @$(LOCAL_ENV) $(PY) -m tools.cli check-env local --reachable
 EMU_FLAG   = $(if $(filter local,$(ENV)),--emulator)
 LOCK      ?= true
 
-plan: setup ## Plan ENV=<env> + review: build/plan/pipeline-<env>/review.md (exit 2 = BLOCKING; ALLOW_DESTROY=addr,...; LOCK=false for read-only roles)
+plan: setup ## Plan ENV=<env> + review: build/plan/pipeline-<env>/review.md (exit 2 = BLOCKING; ALLOW_DESTROY=addr,...; LOCK=false for read-only roles; REFRESH=false trusts the state)
 	$(REACHABLE)
 	SYNTH_ENVS=$(ENV) $(SYNTH)
-	@$(ENV_PREFIX) $(PY) -m tools.plan plan $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock); status=$$?; \
+	@$(ENV_PREFIX) $(PY) -m tools.plan plan $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock) $(if $(filter false,$(REFRESH)),--no-refresh); status=$$?; \
 	  if [ $$status -ne 1 ]; then $(PY) -m pipeline_ops.cost build/plan/pipeline-$(ENV)/plan.json \
 	    $(if $(IMAGES),--images $(IMAGES)) --append build/plan/pipeline-$(ENV)/review.md || exit 1; fi; exit $$status
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,20 @@ def test_destroy_aws_refuses_prod_and_asks_for_confirmation(synth, tmp_path: Pat
 @pytest.mark.parametrize("target", ["deploy-aws", "status-aws", "destroy-aws"])
 def test_cloud_targets_send_local_to_the_emulator_targets(target: str, tmp_path: Path) -> None:
     assert_one_line(make(target, "ENV=local", tmp=tmp_path), "ENV=local runs on the emulator", "-local")
+
+
+@pytest.mark.parametrize("command", ["drift", "apply", "destroy"])
+def test_no_refresh_is_for_plan_only(command: str, tmp_path: Path) -> None:
+    """``tools.plan --no-refresh`` (``make plan REFRESH=false``) would only make a drift check or an
+    apply blind: refused before Terraform starts."""
+    stack = tmp_path / "pipeline-local"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.plan", command, str(stack), "--no-refresh"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert_one_line(proc, "--no-refresh is for plan only")
+    assert proc.returncode == 2

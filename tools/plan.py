@@ -7,7 +7,9 @@
 
 ``plan`` runs ``terraform init`` (committed lock file, read-only), ``plan -out``, ``show -json``
 and ``tools.plan_review``; it leaves ``tfplan``, ``plan.json``, ``plan.txt``, ``review.md`` and
-``review.json`` in the output folder and exits like the review (2 = blocking). ``drift`` runs
+``review.json`` in the output folder and exits like the review (2 = blocking); ``--no-refresh``
+plans against the recorded state without reading every resource back (``-refresh=false``: a
+quicker review of a config change, blind to drift). ``drift`` runs
 ``plan -refresh-only -detailed-exitcode`` and ``tools.drift_report`` (2 = drifted).
 ``apply`` applies the saved ``plan.tfplan`` and nothing else: Terraform refuses it if the
 state moved since the plan was made. ``--no-lock`` is for read-only roles (prod's plan role
@@ -65,13 +67,15 @@ class Terraform:
         return SystemExit(f"error: terraform {command} failed in {self.stack_dir}:\n" + "\n".join(tail))
 
 
-def make_plan(tf: Terraform, out: Path, *, lock: bool, refresh_only: bool) -> tuple[int, Path]:
+def make_plan(tf: Terraform, out: Path, *, lock: bool, refresh_only: bool, refresh: bool = True) -> tuple[int, Path]:
     """``plan -out`` then ``show -json``; returns terraform's detailed exit code and the JSON path."""
     name = "drift" if refresh_only else "plan"
     planfile = (out / f"{name}.tfplan").resolve()
     args = ["plan", "-input=false", "-no-color", "-detailed-exitcode", f"-out={planfile}", "-parallelism=30"]
     if refresh_only:
         args.append("-refresh-only")
+    if not refresh:
+        args.append("-refresh=false")
     if not lock:
         args.append("-lock=false")
     proc = tf.run(*args, ok=(0, 2))
@@ -109,9 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="output folder (default: build/plan/<stack>)")
     parser.add_argument("--emulator", action="store_true", help="plan against the local emulator (tflocal)")
     parser.add_argument("--no-lock", action="store_true", help="do not take the state lock (read-only roles)")
+    parser.add_argument(
+        "--no-refresh", action="store_true", help="plan: trust the recorded state, read nothing back (no drift seen)"
+    )
     parser.add_argument("--confirm", default="", help="destroy: the environment's name, typed again")
     parser.add_argument("--check-only", action="store_true", help="destroy: only the refusals, no terraform")
     args = parser.parse_args(argv)
+    if args.no_refresh and args.command != "plan":
+        print(f"error: --no-refresh is for plan only; {args.command} reads the real resources", file=sys.stderr)
+        return 2
     if cli.missing_stack(args.stack_dir):
         return 1
     title = args.stack_dir.name
@@ -155,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(out / "drift-summary.json"),
             ]
         )
-    _, json_path = make_plan(tf, out, lock=not args.no_lock, refresh_only=False)
+    _, json_path = make_plan(tf, out, lock=not args.no_lock, refresh_only=False, refresh=not args.no_refresh)
     code = plan_review.main(
         [str(json_path), "--title", title, "--markdown", str(out / "review.md"), "--json", str(out / "review.json")]
     )
