@@ -1,5 +1,5 @@
 """The emulator's own behaviour that the stack relies on, without the stack: the S3 backend's
-lock file and the replay of SDK retries (the root cause of the flaky deploys).
+lock file, the replay of SDK retries (the root cause of the flaky deploys) and the backend lookup.
 
 A module-scoped emulator of its own (tests/conftest.py), nothing deployed: under xdist these run
 beside the stack's module on another worker.
@@ -135,3 +135,23 @@ def test_a_retried_request_runs_once(emulator) -> None:
     fresh["ssm"].delete_parameter(Name=name)
     fresh["ec2"].delete_security_group(GroupId=group)
     fresh["ec2"].delete_vpc(VpcId=vpc)
+
+
+def test_backends_are_found_without_listing_the_package_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fill lists moto's package folder once; requests then find their backend by name without
+    touching the disk (moto itself lists the folder on every request)."""
+    from moto import backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    from local import moto_fills
+
+    listed = sorted(backends.list_of_moto_modules())
+    moto_fills.backend_names_listed_once()
+    assert sorted(backends.list_of_moto_modules()) == listed and {"s3", "batch", "stepfunctions"} <= set(listed)
+
+    def no_listing(path: str) -> list[str]:
+        raise AssertionError(f"listed {path} again")
+
+    monkeypatch.setattr(os, "listdir", no_listing)
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    assert [dispatcher.get_backend_for_host(name) for name in ("s3", "batch", "iam")] == ["s3", "batch", "iam"]
