@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,27 @@ from tools import security_scan
 EVERY_STACK = pytest.mark.xdist_group("checkov-every-stack")
 
 
+STALE = security_scan.Skip(check="CKV_AWS_20", resources=("aws_s3_bucket.none",), why="A skip that covers nothing.")
+
+
 @pytest.fixture(scope="module")
-def scan_output(synth: SynthResult) -> tuple[int, str]:
+def every_stack_scan(synth: SynthResult) -> tuple[list, list, set]:
+    """One real checkov run over every stack (as ``make security``: all in one process), with the
+    committed skips plus one that covers nothing; the tests judge it with and without that one."""
+    stacks = sorted(p for p in (synth.outdir / "stacks").iterdir() if (p / "cdk.tf.json").exists())
+    skips, used = [*security_scan.load_skips(), STALE], set()
+    return security_scan.scan_stacks(security_scan.CHECKOV, stacks, skips, used), skips, used
+
+
+@pytest.fixture(scope="module")
+def scan_output(every_stack_scan) -> tuple[int, str]:
     import contextlib
     import io
 
+    results, skips, used = every_stack_scan
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        code = security_scan.main(["--stacks", str(synth.outdir / "stacks"), "--strict-skips"])
+        code = security_scan.verdict(results, skips[:-1], used, strict_skips=True, skips_file=security_scan.SKIPS)
     return code, buffer.getvalue()
 
 
@@ -90,20 +102,15 @@ def test_a_stack_checkov_cannot_read_fails_the_gate(tmp_path: Path, synth: Synth
     assert err == "error: checkov parsed no resource of stack unread (0 checks ran): the scan would prove nothing"
 
 
-def test_a_stale_skip_fails_the_gate(tmp_path: Path, synth: SynthResult, capsys) -> None:
-    skips = tmp_path / "skips.yaml"
-    shutil.copyfile(security_scan.SKIPS, skips)
-    with skips.open("a") as handle:
-        handle.write(
-            '- check: CKV_AWS_20\n  resources: ["aws_s3_bucket.none"]\n  why: A skip that covers no finding at all.\n'
-        )
-    stacks = stack_with(tmp_path, synth, lambda config: None)
-    loaded, used = security_scan.load_skips(skips), set()
-    # One real scan, judged as `make plan` does (one plan: most skips unused) and as the gate does.
-    results = security_scan.scan_stacks(security_scan.CHECKOV, [stacks / "pipeline-local"], loaded, used)
-    assert security_scan.verdict(results, loaded, used, strict_skips=False, skips_file=skips) == 0
+@EVERY_STACK
+def test_a_stale_skip_fails_the_gate(every_stack_scan, capsys) -> None:
+    """A skip that covers no finding is judged as `make plan` does (one plan: most skips unused,
+    no error) and as the gate does (every stack, --strict-skips: STALE, exit 1)."""
+    results, skips, used = every_stack_scan
+    assert STALE not in used
+    assert security_scan.verdict(results, skips, used, strict_skips=False, skips_file=security_scan.SKIPS) == 0
     assert "STALE" not in capsys.readouterr().err
-    assert security_scan.verdict(results, loaded, used, strict_skips=True, skips_file=skips) == 1
+    assert security_scan.verdict(results, skips, used, strict_skips=True, skips_file=security_scan.SKIPS) == 1
     assert "STALE skip CKV_AWS_20" in capsys.readouterr().err
 
 
