@@ -36,11 +36,13 @@ parquet = load("write_parquet")
 shutdown = load("budget_shutdown")
 metrics = load("batch_metrics")
 REGION = "eu-north-1"
-moto_fills.apply_all()  # the in-process mock gets the same fills as the emulator
 
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The in-process mock gets the same fills as the emulator: here, not at import, since every
+    # xdist worker imports this module to collect it (~2.3 CPU s each).
+    moto_fills.apply_all()
     for key, value in {
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
