@@ -28,6 +28,15 @@ def slowest(junit: Path, top: int) -> list[tuple[float, str]]:
     return sorted(timed, reverse=True)[:top]
 
 
+def reference_cpu_seconds() -> float:
+    """CPU seconds of a fixed single-thread loop: this host's speed varies (measured: +-10 % idle,
+    from run to run), so a run's numbers are comparable only beside this figure."""
+    started, total = time.process_time(), 0
+    for number in range(10_000_000):
+        total += number * number
+    return time.process_time() - started
+
+
 def busy_core_seconds() -> float:
     """Seconds the machine's cores have spent busy since boot (all but idle and iowait)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -42,6 +51,7 @@ def main() -> int:
     junit = REPO / "build" / "bench-test" / "junit.xml"
     junit.parent.mkdir(parents=True, exist_ok=True)
     junit.unlink(missing_ok=True)
+    reference_before = reference_cpu_seconds()
     started, busy_before = time.monotonic(), busy_core_seconds()
     proc = subprocess.run(
         ["make", "--no-print-directory", "test", f"PYTEST_ARGS=--junitxml={junit} -q"],
@@ -51,6 +61,7 @@ def main() -> int:
         check=False,
     )
     wall, busy = time.monotonic() - started, busy_core_seconds() - busy_before
+    reference = (reference_before, reference_cpu_seconds())
     if proc.returncode != 0:
         print(proc.stdout[-4000:], proc.stderr[-2000:], sep="\n")
         print(f"make test failed (exit {proc.returncode}) after {wall:.1f}s")
@@ -65,6 +76,7 @@ def main() -> int:
         f"cpu: {busy:.0f} core-seconds busy on {cores} cores ({busy / (wall * cores):.0%} of what the run had): "
         f"the work alone needs >= {busy / cores:.0f}s here"
     )
+    print(f"host speed: a fixed loop took {reference[0]:.2f} / {reference[1]:.2f} CPU s before / after (less: faster)")
     verdict = "OK" if wall <= TARGET_S else "OVER TARGET"
     print(f"make test: {wall:.1f}s wall (target <= {TARGET_S:.0f}s) -> {verdict}")
     return 0
