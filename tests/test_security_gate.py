@@ -34,7 +34,8 @@ def scan_output(every_stack_scan) -> tuple[int, str]:
     results, skips, used = every_stack_scan
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        code = security_scan.verdict(results, skips[:-1], used, strict_skips=True, skips_file=security_scan.SKIPS)
+        committed = [skip for skip in skips if skip is not STALE]
+        code = security_scan.verdict(results, committed, used, strict_skips=True, skips_file=security_scan.SKIPS)
     return code, buffer.getvalue()
 
 

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check-only", action="store_true", help="destroy: only the refusals, no terraform")
     args = parser.parse_args(argv)
     if args.no_refresh and args.command != "plan":
-        print(f"error: --no-refresh is for plan only; {args.command} reads the real resources", file=sys.stderr)
+        print(f"error: --no-refresh is for plan only (make plan REFRESH=false), not {args.command}", file=sys.stderr)
         return 2
     if cli.missing_stack(args.stack_dir):
         return 1
