@@ -467,7 +467,6 @@ def batch_update_compute_resources() -> None:
     BatchBackend.update_compute_environment = resize
 
 
-# How many answered mutating requests the emulator remembers for retries (a deploy sends ~3,000).
 @fill
 def backend_names_listed_once() -> None:
     """moto finds a request's backend by name with a fresh listing of its package folder (a ``stat``
@@ -480,6 +479,7 @@ def backend_names_listed_once() -> None:
     backends.list_of_moto_modules = lambda: iter(names)
 
 
+# How many answered mutating requests the emulator remembers for retries (a deploy sends ~3,000).
 REPLAY_CAPACITY = 20_000
 
 
