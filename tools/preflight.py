@@ -41,6 +41,7 @@ from typing import Any
 
 from pipeline_ops.images import dockerfile_for
 from tools import cli
+from tools.preflight_rules import RULES, Finding, as_list, first
 
 REPO = Path(__file__).resolve().parent.parent
 PRICES = REPO / "conf" / "prices"  # dated instance sizes and prices, one table per region
@@ -54,30 +55,6 @@ LAUNCH_TAGGED = ("instance", "volume", "network-interface")
 ECS_RESERVED_MIB = 512  # memory the ECS agent and OS keep from a container instance
 REF = re.compile(r"\$\{([a-z][a-z0-9_]*)\.([A-Za-z0-9_-]+)\.([a-z0-9_]+)\}")
 HTTPS = 443
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    address: str
-    problem: str
-    fix: str
-
-    def line(self) -> str:
-        return f"FAIL {self.check} {self.address}: {self.problem}; {self.fix}"
-
-
-def first(value: Any) -> dict:
-    """A nested block: cdktf writes single blocks as an object, Terraform JSON also allows a list."""
-    if isinstance(value, list):
-        return value[0] if value else {}
-    return value or {}
-
-
-def as_list(value: Any) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 class Stack:
@@ -683,6 +660,7 @@ CHECKS = {
     "alerts": check_alerts,
     "placement": check_placement,
     "images": check_images,
+    **RULES,
 }
 
 
