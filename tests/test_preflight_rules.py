@@ -283,7 +283,60 @@ def event_target_without_permission(config: dict) -> None:
     del config["resource"]["aws_lambda_permission"][named(config, "aws_lambda_permission", "batch-metrics-schedule")]
 
 
-RED: dict[str, tuple[str, Mutation, str]] = {
+# -- s3-data, endpoint-policy -----------------------------------------------------------------
+
+
+def infrequent_access_after_ten_days(config: dict) -> None:
+    lifecycle = one(config, "aws_s3_bucket_lifecycle_configuration", "raw_lifecycle")
+    lifecycle["rule"].append(
+        {
+            "id": "too-soon",
+            "status": "Enabled",
+            "filter": [{"prefix": ""}],
+            "transition": [{"days": 10, "storage_class": "STANDARD_IA"}],
+        }
+    )
+
+
+def replication_of_unversioned_source(config: dict) -> None:
+    del config["resource"]["aws_s3_bucket_versioning"][
+        named(config, "aws_s3_bucket_versioning", "data-lake_raw_versioning")
+    ]
+
+
+def replica_that_is_no_backup(config: dict) -> None:
+    """A second replication of the raw bucket to its replica (the synthesized one awaits i26-defects)."""
+    replications = config["resource"]["aws_s3_bucket_replication_configuration"]
+    replica = copy.deepcopy(replications[named(config, "aws_s3_bucket_replication_configuration", "raw-replication")])
+    for rule in replica["rule"]:
+        rule["delete_marker_replication"] = {"status": "Enabled"}
+    lifecycle = one(config, "aws_s3_bucket_lifecycle_configuration", "raw-replica_lifecycle")
+    lifecycle["rule"].append(
+        {
+            "id": "expire",
+            "status": "Enabled",
+            "filter": [{"prefix": ""}],
+            "noncurrent_version_expiration": [{"noncurrent_days": 30}],
+        }
+    )
+    replications["second"] = replica
+
+
+def open_gateway_endpoint(config: dict) -> None:
+    s3 = one(config, "aws_vpc_endpoint", "s3-endpoint")
+    config["resource"]["aws_vpc_endpoint"]["dynamodb"] = {
+        **s3,
+        "service_name": "com.amazonaws.eu-north-1.dynamodb",
+        "policy": json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}],
+            }
+        ),
+    }
+
+
+RED: dict[str, tuple[str, Mutation, str] | tuple[str, Mutation, str, str]] = {
     "identity-principal": ("policy-shape", identity_with_principal, "an identity policy must not name a Principal"),
     "trust-resource": ("policy-shape", trust_with_resource, "a trust policy must not have a Resource"),
     "key-no-principal": ("policy-shape", key_statement_without_principal, "statement needs a Principal"),
@@ -316,11 +369,15 @@ RED: dict[str, tuple[str, Mutation, str]] = {
     "log-bucket-kms": ("s3-logging", log_bucket_with_kms, "S3 delivers no access logs to it"),
     "log-bucket-policy": ("s3-logging", log_bucket_without_delivery, "does not let logging.s3.amazonaws.com"),
     "no-permission": ("invoke-permissions", event_target_without_permission, "events.amazonaws.com may not invoke"),
+    "ia-10-days": ("s3-data", infrequent_access_after_ten_days, "STANDARD_IA after 10 days"),
+    "unversioned-source": ("s3-data", replication_of_unversioned_source, "is not versioned", "prod"),
+    "replica-no-backup": ("s3-data", replica_that_is_no_backup, "a deletion leaves no copy", "prod"),
+    "open-endpoint": ("endpoint-policy", open_gateway_endpoint, "allows every action on every resource"),
 }
 
 
 def test_every_rule_has_a_red_case() -> None:
-    assert {rule for rule, _, _ in RED.values()} == set(preflight_rules.RULES)
+    assert {case[0] for case in RED.values()} == set(preflight_rules.RULES)
 
 
 def rule_findings(config: dict, rule: str, tmp_path: Path) -> list[str]:
@@ -329,8 +386,8 @@ def rule_findings(config: dict, rule: str, tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("case", sorted(RED))
 def test_rule_finds_the_broken_stack(synth: SynthResult, tmp_path: Path, case: str) -> None:
-    rule, mutate, expected = RED[case]
-    config = copy.deepcopy(synth.pipeline("dev"))
+    rule, mutate, expected, env = (*RED[case], "dev")[:4]
+    config = copy.deepcopy(synth.pipeline(env))
     assert rule_findings(config, rule, tmp_path) == []  # green before the mutation
     mutate(config)
     found = rule_findings(config, rule, tmp_path)

@@ -841,6 +841,122 @@ def check_invoke_permissions(stack: Any) -> Iterator[Finding]:
             )
 
 
+# ----------------------------------------------------------------------------------------------
+# S3 data lifecycle, replication, and what the network lets compute reach
+
+INFREQUENT = {"STANDARD_IA", "ONEZONE_IA"}
+
+
+def bucket_blocks(stack: Any, type_: str, bucket: tuple[str, str] | None) -> list[tuple[str, dict]]:
+    return [(n, b) for n, b in stack.of(type_).items() if bucket and stack.ref(b.get("bucket")) == bucket]
+
+
+def versioned(stack: Any, bucket: tuple[str, str]) -> list[str]:
+    """Names of the aws_s3_bucket_versioning resources that enable versioning on ``bucket``."""
+    return [
+        n
+        for n, v in bucket_blocks(stack, "aws_s3_bucket_versioning", bucket)
+        if first(v.get("versioning_configuration")).get("status") == "Enabled"
+    ]
+
+
+def check_s3_data(stack: Any) -> Iterator[Finding]:
+    """Lifecycle: a move to STANDARD_IA/ONEZONE_IA after 30 days or more, an expiration after the last
+    transition. Replication: versioning enabled on both buckets, the configuration applied after it
+    (``depends_on``). A replica is not a backup: when delete markers are replicated and the replica expires
+    noncurrent versions, a deletion leaves no copy once they expire.
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-transition-general-considerations.html,
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-requirements.html,
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/delete-marker-replication.html,
+    https://registry.terraform.io/providers/hashicorp/aws/5.100.0/docs/resources/s3_bucket_replication_configuration"""
+    for name, lifecycle in stack.of("aws_s3_bucket_lifecycle_configuration").items():
+        address = f"aws_s3_bucket_lifecycle_configuration.{name}"
+        for rule in as_list(lifecycle.get("rule")):
+            moves = [(t.get("days"), t.get("storage_class")) for t in as_list(rule.get("transition"))]
+            moves += [
+                (t.get("noncurrent_days"), t.get("storage_class"))
+                for t in as_list(rule.get("noncurrent_version_transition"))
+            ]
+            for days, storage in moves:
+                if storage in INFREQUENT and isinstance(days, int) and days < 30:
+                    yield Finding(
+                        "s3-data", address, f"rule {rule.get('id')}: {storage} after {days} days", "S3 needs 30 or more"
+                    )
+            expire = first(rule.get("expiration")).get("days")
+            last = max((d for d, _ in moves[: len(as_list(rule.get("transition")))] if isinstance(d, int)), default=0)
+            if isinstance(expire, int) and last and expire <= last:
+                yield Finding(
+                    "s3-data",
+                    address,
+                    f"rule {rule.get('id')}: expires after {expire} days, not after its last move ({last})",
+                    "expire later",
+                )
+    for name, replication in stack.of("aws_s3_bucket_replication_configuration").items():
+        address = f"aws_s3_bucket_replication_configuration.{name}"
+        source = stack.ref(replication.get("bucket"))
+        waits = set(as_list(replication.get("depends_on")))
+        if source and source[0] == "aws_s3_bucket":
+            enabled = versioned(stack, source)
+            if not enabled:
+                yield Finding("s3-data", address, f"source {source[1]} is not versioned", "enable versioning on it")
+            elif not any(f"aws_s3_bucket_versioning.{v}" in waits for v in enabled):
+                yield Finding(
+                    "s3-data", address, "is not applied after the source's versioning", "add it to depends_on"
+                )
+        for rule in as_list(replication.get("rule")):
+            target = stack.ref(first(rule.get("destination")).get("bucket"))
+            if not target or target[0] != "aws_s3_bucket":
+                continue
+            if not versioned(stack, target):
+                yield Finding(
+                    "s3-data", address, f"destination {target[1]} is not versioned", "enable versioning on it"
+                )
+            if first(rule.get("delete_marker_replication")).get("status") != "Enabled":
+                continue
+            for lifecycle_name, lifecycle in bucket_blocks(stack, "aws_s3_bucket_lifecycle_configuration", target):
+                for expiry in as_list(lifecycle.get("rule")):
+                    days = first(expiry.get("noncurrent_version_expiration")).get("noncurrent_days")
+                    if days and expiry.get("status") == "Enabled":
+                        yield Finding(
+                            "s3-data",
+                            address,
+                            f"replicates delete markers to {target[1]}, whose lifecycle {lifecycle_name} expires "
+                            f"noncurrent versions after {days} days: a deletion leaves no copy after that",
+                            "do not replicate delete markers, or keep the replica's noncurrent versions",
+                        )
+
+
+def check_endpoint_policy(stack: Any) -> Iterator[Finding]:
+    """A gateway endpoint (S3, DynamoDB) without a policy, or whose policy allows every action on every
+    resource without a condition, lets compute in the VPC reach any bucket or table of any account.
+    https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-access.html,
+    https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-s3.html#vpc-endpoints-policies-s3"""
+    for name, endpoint in stack.of("aws_vpc_endpoint").items():
+        if endpoint.get("vpc_endpoint_type", "Gateway") != "Gateway":
+            continue
+        policies = [endpoint.get("policy")] + [
+            p.get("policy")
+            for p in stack.of("aws_vpc_endpoint_policy").values()
+            if stack.ref(p.get("vpc_endpoint_id")) == ("aws_vpc_endpoint", name)
+        ]
+        statements = [s for p in policies if p for s in statements_of(document(p)[0])]
+        open_ = [
+            s
+            for s in statements
+            if s.get("Effect") == "Allow"
+            and any(a == "*" or str(a).endswith(":*") for a in as_list(s.get("Action")))
+            and "*" in as_list(s.get("Resource"))
+            and not s.get("Condition")
+        ]
+        if not statements or open_:
+            yield Finding(
+                "endpoint-policy",
+                f"aws_vpc_endpoint.{name}",
+                "its policy allows every action on every resource (no policy is full access)",
+                "allow only the stack's buckets and the regional buckets image pulls need",
+            )
+
+
 RULES: dict[str, Callable[[Any], Iterator[Finding]]] = {
     "policy-shape": check_policy_shape,
     "kms-logs": check_kms_logs,
@@ -852,4 +968,6 @@ RULES: dict[str, Callable[[Any], Iterator[Finding]]] = {
     "batch": check_batch,
     "s3-logging": check_s3_logging,
     "invoke-permissions": check_invoke_permissions,
+    "s3-data": check_s3_data,
+    "endpoint-policy": check_endpoint_policy,
 }
