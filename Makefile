@@ -148,11 +148,12 @@ health: setup ## ENV=<env>: state machine ACTIVE, queues/compute envs ENABLED+VA
 
 CLOUD_ONLY = @if [ "$(ENV)" = local ]; then echo "error: ENV=local runs on the emulator: use make $(1)-local" >&2; exit 2; fi
 
-deploy-aws: setup ## ENV=<cloud env>: preflight -> plan + review (BLOCKING stops) -> push images -> apply that plan -> image check -> health
+deploy-aws: setup ## ENV=<cloud env>: preflight -> quotas -> plan + review (BLOCKING stops) -> push images -> apply that plan -> image check -> health
 	$(CHECK_ENV)
 	$(call CLOUD_ONLY,deploy)
 	$(REACHABLE)
 	$(MAKE) --no-print-directory preflight ENV=$(ENV)
+	@$(PY) -m tools.quotas $(STACK_DIR)
 	$(MAKE) --no-print-directory plan ENV=$(ENV)
 	$(MAKE) --no-print-directory images ENV=$(ENV)
 	$(MAKE) --no-print-directory apply-plan ENV=$(ENV)
