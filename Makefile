@@ -205,7 +205,7 @@ images-check: setup ## Fail with one line when a stage image tag the env's job d
 ALL_ENVS       = $(sort $(basename $(notdir $(filter-out %/defaults.yaml,$(wildcard conf/profiles/*.yaml)))))
 PREFLIGHT_ENVS = $(if $(filter command line environment,$(origin ENV)),$(ENV),$(ALL_ENVS))
 
-preflight: setup ## Prove on the synthesized config what the emulator cannot see: reachability, cost tags, alert delivery, placement, images
+preflight: setup ## Prove on the synthesized config what the emulator cannot see: reachability, cost tags, alert delivery, placement, images, the AWS rules of docs/aws-contract.md
 	@$(foreach e,$(PREFLIGHT_ENVS),$(PY) -m tools.cli check-env $(e) &&) true
 	@SYNTH_ENVS=$(subst $(space),$(comma),$(strip $(PREFLIGHT_ENVS))) $(SYNTH)
 	$(PY) -m tools.preflight $(foreach e,$(PREFLIGHT_ENVS),$(STACKS_OUT)/pipeline-$(e))

@@ -336,6 +336,27 @@ def open_gateway_endpoint(config: dict) -> None:
     }
 
 
+# -- service-roles -----------------------------------------------------------------------------
+
+
+def workflow_role_trusts_lambda(config: dict) -> None:
+    def change(doc: dict) -> None:
+        doc["Statement"][0]["Principal"]["Service"] = "lambda.amazonaws.com"
+
+    edit_json(one(config, "aws_iam_role", "workflow_role"), "assume_role_policy", change)
+
+
+def without_actions(role_fragment: str, prefix: str) -> Mutation:
+    def mutate(config: dict) -> None:
+        def change(doc: dict) -> None:
+            for statement in doc["Statement"]:
+                statement["Action"] = [a for a in statement["Action"] if not a.startswith(prefix)] or ["s3:GetObject"]
+
+        edit_json(grants(config, role_fragment), "policy", change)
+
+    return mutate
+
+
 RED: dict[str, tuple[str, Mutation, str] | tuple[str, Mutation, str, str]] = {
     "identity-principal": ("policy-shape", identity_with_principal, "an identity policy must not name a Principal"),
     "trust-resource": ("policy-shape", trust_with_resource, "a trust policy must not have a Resource"),
@@ -373,6 +394,22 @@ RED: dict[str, tuple[str, Mutation, str] | tuple[str, Mutation, str, str]] = {
     "unversioned-source": ("s3-data", replication_of_unversioned_source, "is not versioned", "prod"),
     "replica-no-backup": ("s3-data", replica_that_is_no_backup, "a deletion leaves no copy", "prod"),
     "open-endpoint": ("endpoint-policy", open_gateway_endpoint, "allows every action on every resource"),
+    "trust-wrong": ("service-roles", workflow_role_trusts_lambda, "does not let states.amazonaws.com assume it"),
+    "events-no-start": (
+        "service-roles",
+        without_actions("workflow_events-role_grants", "states:StartExecution"),
+        "lacks states:StartExecution that events.amazonaws.com needs",
+    ),
+    "flow-log-no-put": (
+        "service-roles",
+        without_actions("flow-logs-role_grants", "logs:PutLogEvents"),
+        "lacks logs:PutLogEvents that vpc-flow-logs.amazonaws.com needs",
+    ),
+    "dlq-no-kms": (
+        "service-roles",
+        without_actions("fn-guard-budget_role_grants", "kms:"),
+        "lacks kms:GenerateDataKey, kms:Decrypt that lambda.amazonaws.com needs",
+    ),
 }
 
 

@@ -24,7 +24,12 @@ this shape. One line per finding (``FAIL <check> <address>: <what is wrong>; <wh
 - images: each job definition runs an image of an ECR repository this stack creates, with a
   fixed tag, built from a Dockerfile under ``images/``.
 
-What it cannot prove: service quotas, spot capacity, the contents of images, IAM at runtime.
+- the general AWS rules of ``tools/preflight_rules.py`` (``RULES``: policy documents, key and topic
+  policies for the services that use them, dashboards, names, ranges, Step Functions, Batch, S3 data,
+  endpoint policies, service roles), each named in ``docs/aws-contract.md``.
+
+What it cannot prove: service quotas (``tools/quotas.py`` reads them before ``make deploy-aws``'s
+plan), spot capacity, the contents of images, IAM at runtime.
 """
 
 from __future__ import annotations

@@ -957,6 +957,90 @@ def check_endpoint_policy(stack: Any) -> Iterator[Finding]:
             )
 
 
+# ----------------------------------------------------------------------------------------------
+# roles that AWS services assume on our behalf
+
+
+def trusts(stack: Any, role: str, service: str) -> bool:
+    trust, _ = document((stack.of("aws_iam_role").get(role) or {}).get("assume_role_policy") or "{}")
+    return any(service in principals(s) and allows(s, "sts:AssumeRole") for s in statements_of(trust))
+
+
+def assumed(stack: Any) -> Iterator[tuple[str, str, str, list[tuple[str, str]]]]:
+    """(user address, role name, service that assumes it, [(action, resource) it must allow])."""
+    for name, machine in stack.of("aws_sfn_state_machine").items():
+        yield f"aws_sfn_state_machine.{name}", machine.get("role_arn"), "states.amazonaws.com", []
+    for name, target in stack.of("aws_cloudwatch_event_target").items():
+        if target.get("role_arn"):
+            needs = (
+                [("states:StartExecution", target["arn"])]
+                if stack.refs_to(target.get("arn"), "aws_sfn_state_machine")
+                else []
+            )
+            yield f"aws_cloudwatch_event_target.{name}", target["role_arn"], "events.amazonaws.com", needs
+    for name, flow in stack.of("aws_flow_log").items():
+        if flow.get("iam_role_arn") and flow.get("log_destination_type", "cloud-watch-logs") == "cloud-watch-logs":
+            stream = f"{flow.get('log_destination')}:log-stream:eni"
+            needs = [("logs:CreateLogStream", stream), ("logs:PutLogEvents", stream)]
+            yield f"aws_flow_log.{name}", flow["iam_role_arn"], "vpc-flow-logs.amazonaws.com", needs
+    for name, function in stack.of("aws_lambda_function").items():
+        needs = []
+        for config in stack.of("aws_lambda_function_event_invoke_config").values():
+            if name not in stack.refs_to(config.get("function_name"), "aws_lambda_function"):
+                continue
+            destination = first(first(config.get("destination_config")).get("on_failure")).get("destination")
+            queue_ref = stack.ref(destination)
+            if queue_ref and queue_ref[0] == "aws_sqs_queue":
+                needs.append(("sqs:SendMessage", destination))
+                key = (stack.get(queue_ref) or {}).get("kms_master_key_id")
+                if stack.ref(key):
+                    needs += [("kms:GenerateDataKey", key), ("kms:Decrypt", key)]
+        yield f"aws_lambda_function.{name}", function.get("role"), "lambda.amazonaws.com", needs
+    for name, env in stack.of("aws_batch_compute_environment").items():
+        if env.get("service_role"):
+            yield f"aws_batch_compute_environment.{name}", env["service_role"], "batch.amazonaws.com", []
+        profile = stack.get(stack.ref(first(env.get("compute_resources")).get("instance_role")))
+        if profile and profile.get("role"):
+            yield f"aws_batch_compute_environment.{name}", profile["role"], "ec2.amazonaws.com", []
+    for name, definition in stack.of("aws_batch_job_definition").items():
+        container, _ = document(definition.get("container_properties") or "{}")
+        for key in ("jobRoleArn", "executionRoleArn"):
+            if isinstance(container, dict) and container.get(key):
+                yield f"aws_batch_job_definition.{name}", container[key], "ecs-tasks.amazonaws.com", []
+    for name, replication in stack.of("aws_s3_bucket_replication_configuration").items():
+        yield f"aws_s3_bucket_replication_configuration.{name}", replication.get("role"), "s3.amazonaws.com", []
+
+
+def check_service_roles(stack: Any) -> Iterator[Finding]:
+    """Every role an AWS service assumes for a resource trusts that service, and allows what the service
+    then does for it: EventBridge starting a state machine, VPC flow logs writing their log group, Lambda
+    sending a failed event to an SQS destination (and using the queue's key).
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_create_for-service.html,
+    https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-identity-based.html,
+    https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html,
+    https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html"""
+    for user, role_value, service, needs in assumed(stack):
+        role = stack.ref(role_value)
+        if not role or role[0] != "aws_iam_role" or role[1] not in stack.of("aws_iam_role"):
+            continue
+        if not trusts(stack, role[1], service):
+            yield Finding(
+                "service-roles",
+                f"aws_iam_role.{role[1]}",
+                f"its trust policy does not let {service} assume it, which {user} needs",
+                f"trust {service} (with an aws:SourceAccount condition)",
+            )
+        statements = role_statements(stack, role[1])
+        missing = [action for action, resource in needs if not granted(statements, action, str(resource))]
+        if missing:
+            yield Finding(
+                "service-roles",
+                f"aws_iam_role.{role[1]}",
+                f"lacks {', '.join(missing)} that {service} needs for {user}",
+                "grant them on that resource",
+            )
+
+
 RULES: dict[str, Callable[[Any], Iterator[Finding]]] = {
     "policy-shape": check_policy_shape,
     "kms-logs": check_kms_logs,
@@ -970,4 +1054,5 @@ RULES: dict[str, Callable[[Any], Iterator[Finding]]] = {
     "invoke-permissions": check_invoke_permissions,
     "s3-data": check_s3_data,
     "endpoint-policy": check_endpoint_policy,
+    "service-roles": check_service_roles,
 }

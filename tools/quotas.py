@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tools import cli
+from tools.preflight_rules import as_list, first
 
 LAMBDA_UNRESERVED_MINIMUM = 100
 LAMBDA_CONCURRENCY = ("lambda", "L-B99A9384", "Concurrent executions")
@@ -88,16 +89,6 @@ def family(instance_type: str) -> str:
         if letters.startswith(prefix):
             return name
     return "standard" if letters[:1] in STANDARD_FAMILIES else letters[:1]
-
-
-def as_list(value: Any) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def first(value: Any) -> dict:
-    return (value[0] if value else {}) if isinstance(value, list) else (value or {})
 
 
 def needs(config: dict) -> tuple[list[Need], list[str]]:
