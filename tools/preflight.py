@@ -46,7 +46,7 @@ from typing import Any
 
 from pipeline_ops.images import dockerfile_for
 from tools import cli
-from tools.preflight_rules import RULES, Finding, as_list, first
+from tools.preflight_rules import RULES, Finding, as_list, first, publishers
 
 REPO = Path(__file__).resolve().parent.parent
 PRICES = REPO / "conf" / "prices"  # dated instance sizes and prices, one table per region
@@ -394,23 +394,10 @@ def state_machine_topics(stack: Stack) -> list[tuple[str, str]]:
 
 
 def alert_routes(stack: Stack) -> Iterator[tuple[str, str, str]]:
-    """(address of the sender, topic name, the AWS service that publishes)."""
-    for type_ in ("aws_cloudwatch_metric_alarm", "aws_cloudwatch_composite_alarm"):
-        for name, alarm in stack.of(type_).items():
-            actions = [*as_list(alarm.get("alarm_actions")), *as_list(alarm.get("ok_actions"))]
-            for topic in stack.refs_to(actions, "aws_sns_topic"):
-                yield f"{type_}.{name}", topic, "cloudwatch.amazonaws.com"
-    for name, target in stack.of("aws_cloudwatch_event_target").items():
-        for topic in stack.refs_to(target.get("arn"), "aws_sns_topic"):
-            yield f"aws_cloudwatch_event_target.{name}", topic, "events.amazonaws.com"
-    for name, sub in stack.of("aws_ce_anomaly_subscription").items():
-        for subscriber in as_list(sub.get("subscriber")):
-            for topic in stack.refs_to(subscriber.get("address"), "aws_sns_topic"):
-                yield f"aws_ce_anomaly_subscription.{name}", topic, "costalerts.amazonaws.com"
-    for name, budget in stack.of("aws_budgets_budget").items():
-        for notification in as_list(budget.get("notification")):
-            for topic in stack.refs_to(notification.get("subscriber_sns_topic_arns"), "aws_sns_topic"):
-                yield f"aws_budgets_budget.{name}", topic, "budgets.amazonaws.com"
+    """(address of the sender, topic name, the AWS service that publishes): alarms, EventBridge targets,
+    budgets, anomaly subscriptions, and the state machines' failure notices (published with the
+    workflow role, so no service)."""
+    yield from (route for route in publishers(stack) if route[2] != "s3.amazonaws.com")
     for address, topic in state_machine_topics(stack):
         yield address, topic, ""
 
