@@ -264,10 +264,12 @@ def environment_before_its_role(config: dict) -> None:
 
 
 def log_bucket_with_kms(config: dict) -> None:
+    """The pipeline key, whose policy does not name the logging service."""
+    key = named(config, "aws_kms_key", "pipeline-key")
     encryption = one(config, "aws_s3_bucket_server_side_encryption_configuration", "logs_encryption")
     encryption["rule"][0]["apply_server_side_encryption_by_default"] = {
         "sse_algorithm": "aws:kms",
-        "kms_master_key_id": "${aws_kms_key.x.arn}",
+        "kms_master_key_id": f"${{aws_kms_key.{key}.arn}}",
     }
 
 

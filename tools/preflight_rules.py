@@ -764,25 +764,31 @@ def check_batch(stack: Any) -> Iterator[Finding]:
 
 
 def check_s3_logging(stack: Any) -> Iterator[Finding]:
-    """The target bucket of server access logging is encrypted with SSE-S3 (SSE-KMS is not supported) and
-    its bucket policy lets ``logging.s3.amazonaws.com`` PutObject with a source condition.
+    """The target bucket of server access logging is encrypted with SSE-S3, or with SSE-KMS under a customer
+    key whose policy lets ``logging.s3.amazonaws.com`` GenerateDataKey (never the AWS-managed aws/s3 key),
+    and its bucket policy lets ``logging.s3.amazonaws.com`` PutObject with a source condition.
     https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html"""
     for name, logging in stack.of("aws_s3_bucket_logging").items():
         target = stack.ref(logging.get("target_bucket"))
         if not target or target[0] != "aws_s3_bucket":
             continue
-        for enc_name, enc in stack.of("aws_s3_bucket_server_side_encryption_configuration").items():
-            if stack.ref(enc.get("bucket")) == target:
-                algorithm = first(first(enc.get("rule")).get("apply_server_side_encryption_by_default")).get(
-                    "sse_algorithm"
-                )
-                if algorithm and algorithm != "AES256":
-                    yield Finding(
-                        "s3-logging",
-                        f"aws_s3_bucket_server_side_encryption_configuration.{enc_name}",
-                        f"log target {target[1]} is encrypted with {algorithm}; S3 delivers no access logs to it",
-                        "use AES256 (SSE-S3) on the log bucket",
-                    )
+        for enc_name, enc in bucket_blocks(stack, "aws_s3_bucket_server_side_encryption_configuration", target):
+            default = first(first(enc.get("rule")).get("apply_server_side_encryption_by_default"))
+            if default.get("sse_algorithm", "AES256") == "AES256":
+                continue
+            found = key_policy(stack, default.get("kms_master_key_id"))
+            if found and any(
+                "logging.s3.amazonaws.com" in principals(s) and allows(s, "kms:GenerateDataKey")
+                for s in statements_of(found[1])
+            ):
+                continue
+            yield Finding(
+                "s3-logging",
+                f"aws_s3_bucket_server_side_encryption_configuration.{enc_name}",
+                f"log target {target[1]} is encrypted with a key logging.s3.amazonaws.com may not use: "
+                "S3 delivers no access logs to it",
+                "use AES256 (SSE-S3), or a customer key that allows the logging service kms:GenerateDataKey",
+            )
         statements = [
             s
             for p in stack.of("aws_s3_bucket_policy").values()
