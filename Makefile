@@ -30,7 +30,7 @@ LOCAL_EMULATOR  ?= moto
 # The emulator's endpoint and region come from conf/profiles/local.yaml (one `python -m conf` for both).
 LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoint AWS_DEFAULT_REGION=region)
 
-.PHONY: help setup synth diff deploy validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight deploy-aws status-aws destroy-aws up-localstack down-localstack \
+.PHONY: help setup synth diff deploy validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight quotas deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration
 
@@ -153,13 +153,20 @@ deploy-aws: setup ## ENV=<cloud env>: preflight -> quotas -> plan + review (BLOC
 	$(call CLOUD_ONLY,deploy)
 	$(REACHABLE)
 	$(MAKE) --no-print-directory preflight ENV=$(ENV)
-	@$(PY) -m tools.quotas $(STACK_DIR)
+	$(MAKE) --no-print-directory quotas ENV=$(ENV)
 	$(MAKE) --no-print-directory plan ENV=$(ENV)
 	$(MAKE) --no-print-directory images ENV=$(ENV)
 	$(MAKE) --no-print-directory apply-plan ENV=$(ENV)
 	$(MAKE) --no-print-directory images ENV=$(ENV)
 	$(MAKE) --no-print-directory images-check ENV=$(ENV)
 	$(MAKE) --no-print-directory health ENV=$(ENV)
+
+quotas: setup ## ENV=<cloud env>: the account's Service Quotas hold what the stack needs (Lambda concurrency, Spot/On-Demand vCPUs, Batch counts); one line per shortfall, exit 2
+	$(CHECK_ENV)
+	$(call CLOUD_ONLY,deploy)
+	$(REACHABLE)
+	@SYNTH_ENVS=$(ENV) $(SYNTH)
+	@$(PY) -m tools.quotas $(STACK_DIR)
 
 status-aws: setup ## ENV=<cloud env>: health checks + recent executions, budget spent vs limit, kill switch
 	$(CHECK_ENV)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 from botocore.stub import Stubber
 from moto import mock_aws
 
@@ -136,6 +137,18 @@ def test_command_line_missing_stack_is_one_line(tmp_path: Path) -> None:
 def test_deploy_aws_checks_quotas_after_preflight_before_any_change() -> None:
     recipe = (REPO / "Makefile").read_text().split("\ndeploy-aws:", 1)[1].split("\n\n", 1)[0]
     steps = [line.strip() for line in recipe.splitlines()[1:]]
-    quota_step = next(i for i, s in enumerate(steps) if "tools.quotas" in s)
-    assert quota_step < next(i for i, s in enumerate(steps) if "plan ENV" in s)
-    assert quota_step > next(i for i, s in enumerate(steps) if "preflight ENV" in s)
+    assert steps.index("$(MAKE) --no-print-directory quotas ENV=$(ENV)") == 1 + next(
+        i for i, s in enumerate(steps) if "preflight ENV" in s
+    )
+    assert steps.index("$(MAKE) --no-print-directory quotas ENV=$(ENV)") < next(
+        i for i, s in enumerate(steps) if "plan ENV" in s
+    )
+
+
+@pytest.mark.parametrize("job", ["deploy-staging", "deploy-prod"])
+def test_ci_deploys_check_quotas_before_the_apply(job: str) -> None:
+    steps = yaml.safe_load((REPO / ".github" / "workflows" / "main.yml").read_text())["jobs"][job]["steps"]
+    runs = [step.get("run", "") for step in steps]
+    quota = next(i for i, run in enumerate(runs) if "make quotas" in run)
+    assert quota < next(i for i, run in enumerate(runs) if "make apply-plan" in run)
+    assert quota < next(i for i, run in enumerate(runs) if "make images" in run)

@@ -1,6 +1,6 @@
 """Quotas before apply: does the account's Service Quotas hold what the synthesized stack needs?
 
-    python -m tools.quotas cdktf.out/stacks/pipeline-dev [--region eu-north-1]
+    python -m tools.quotas cdktf.out/stacks/pipeline-dev [--region eu-north-1]   # make quotas ENV=dev
 
 Reads the stack's needs from its Terraform JSON (any AWS-provider config, no construct import) and the
 account's applied quota values from Service Quotas (``GetServiceQuota``; a quota never changed in the
