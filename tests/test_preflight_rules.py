@@ -431,3 +431,15 @@ def test_rule_finds_the_broken_stack(synth: SynthResult, tmp_path: Path, case: s
     mutate(config)
     found = rule_findings(config, rule, tmp_path)
     assert any(expected in line for line in found), "\n".join(found) or "no finding"
+
+
+def test_a_replica_that_keeps_deleted_versions_longer_than_its_source_passes(
+    synth: SynthResult, tmp_path: Path
+) -> None:
+    """The replica's noncurrent versions outlive the source's: a deletion can still be undone from it."""
+    config = copy.deepcopy(synth.pipeline("prod"))
+    replica_that_is_no_backup(config)
+    source = one(config, "aws_s3_bucket_lifecycle_configuration", "data-lake_raw_lifecycle")
+    source["rule"] = [r for r in source["rule"] if "noncurrent_version_expiration" not in r]
+    source["rule"].append({"id": "n", "status": "Enabled", "noncurrent_version_expiration": [{"noncurrent_days": 7}]})
+    assert [line for line in rule_findings(config, "s3-data", tmp_path) if ".second:" in line] == []

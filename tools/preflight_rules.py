@@ -870,7 +870,7 @@ def check_s3_data(stack: Any) -> Iterator[Finding]:
     """Lifecycle: a move to STANDARD_IA/ONEZONE_IA after 30 days or more, an expiration after the last
     transition. Replication: versioning enabled on both buckets, the configuration applied after it
     (``depends_on``). A replica is not a backup: when delete markers are replicated and the replica expires
-    noncurrent versions, a deletion leaves no copy once they expire.
+    noncurrent versions no later than the source, a deletion leaves no copy once they expire.
     https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-transition-general-considerations.html,
     https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-requirements.html,
     https://docs.aws.amazon.com/AmazonS3/latest/userguide/delete-marker-replication.html,
@@ -919,17 +919,26 @@ def check_s3_data(stack: Any) -> Iterator[Finding]:
                 )
             if first(rule.get("delete_marker_replication")).get("status") != "Enabled":
                 continue
-            for lifecycle_name, lifecycle in bucket_blocks(stack, "aws_s3_bucket_lifecycle_configuration", target):
-                for expiry in as_list(lifecycle.get("rule")):
-                    days = first(expiry.get("noncurrent_version_expiration")).get("noncurrent_days")
-                    if days and expiry.get("status") == "Enabled":
-                        yield Finding(
-                            "s3-data",
-                            address,
-                            f"replicates delete markers to {target[1]}, whose lifecycle {lifecycle_name} expires "
-                            f"noncurrent versions after {days} days: a deletion leaves no copy after that",
-                            "do not replicate delete markers, or keep the replica's noncurrent versions",
-                        )
+            kept, source_kept = noncurrent_days(stack, target), noncurrent_days(stack, source)
+            if kept is not None and (source_kept is None or kept <= source_kept):
+                yield Finding(
+                    "s3-data",
+                    address,
+                    f"replicates delete markers to {target[1]}, which expires noncurrent versions after {kept} days, "
+                    f"no later than the source ({source_kept or 'never'}): a deletion leaves no copy after that",
+                    "do not replicate delete markers, or keep the replica's noncurrent versions longer",
+                )
+
+
+def noncurrent_days(stack: Any, bucket: tuple[str, str] | None) -> int | None:
+    """After how many days a bucket's enabled lifecycle deletes noncurrent versions (None: never)."""
+    days = [
+        first(rule.get("noncurrent_version_expiration")).get("noncurrent_days")
+        for _, lifecycle in bucket_blocks(stack, "aws_s3_bucket_lifecycle_configuration", bucket)
+        for rule in as_list(lifecycle.get("rule"))
+        if rule.get("status") == "Enabled"
+    ]
+    return min((d for d in days if isinstance(d, int) and d > 0), default=None)
 
 
 def check_endpoint_policy(stack: Any) -> Iterator[Finding]:
