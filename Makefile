@@ -30,7 +30,7 @@ LOCAL_EMULATOR  ?= moto
 # The emulator's endpoint and region come from conf/profiles/local.yaml (one `python -m conf` for both).
 LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoint AWS_DEFAULT_REGION=region)
 
-.PHONY: help setup synth diff deploy validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight deploy-aws status-aws destroy-aws up-localstack down-localstack \
+.PHONY: help setup synth diff deploy validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight quotas deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration
 
@@ -148,17 +148,25 @@ health: setup ## ENV=<env>: state machine ACTIVE, queues/compute envs ENABLED+VA
 
 CLOUD_ONLY = @if [ "$(ENV)" = local ]; then echo "error: ENV=local runs on the emulator: use make $(1)-local" >&2; exit 2; fi
 
-deploy-aws: setup ## ENV=<cloud env>: preflight -> plan + review (BLOCKING stops) -> push images -> apply that plan -> image check -> health
+deploy-aws: setup ## ENV=<cloud env>: preflight -> quotas -> plan + review (BLOCKING stops) -> push images -> apply that plan -> image check -> health
 	$(CHECK_ENV)
 	$(call CLOUD_ONLY,deploy)
 	$(REACHABLE)
 	$(MAKE) --no-print-directory preflight ENV=$(ENV)
+	$(MAKE) --no-print-directory quotas ENV=$(ENV)
 	$(MAKE) --no-print-directory plan ENV=$(ENV)
 	$(MAKE) --no-print-directory images ENV=$(ENV)
 	$(MAKE) --no-print-directory apply-plan ENV=$(ENV)
 	$(MAKE) --no-print-directory images ENV=$(ENV)
 	$(MAKE) --no-print-directory images-check ENV=$(ENV)
 	$(MAKE) --no-print-directory health ENV=$(ENV)
+
+quotas: setup ## ENV=<cloud env>: the account's Service Quotas hold what the stack needs (Lambda concurrency, Spot/On-Demand vCPUs, Batch counts); one line per shortfall, exit 2
+	$(CHECK_ENV)
+	$(call CLOUD_ONLY,deploy)
+	$(REACHABLE)
+	@SYNTH_ENVS=$(ENV) $(SYNTH)
+	@$(PY) -m tools.quotas $(STACK_DIR)
 
 status-aws: setup ## ENV=<cloud env>: health checks + recent executions, budget spent vs limit, kill switch
 	$(CHECK_ENV)
@@ -204,7 +212,7 @@ images-check: setup ## Fail with one line when a stage image tag the env's job d
 ALL_ENVS       = $(sort $(basename $(notdir $(filter-out %/defaults.yaml,$(wildcard conf/profiles/*.yaml)))))
 PREFLIGHT_ENVS = $(if $(filter command line environment,$(origin ENV)),$(ENV),$(ALL_ENVS))
 
-preflight: setup ## Prove on the synthesized config what the emulator cannot see: reachability, cost tags, alert delivery, placement, images
+preflight: setup ## Prove on the synthesized config what the emulator cannot see: reachability, cost tags, alert delivery, placement, images, the AWS rules of docs/aws-contract.md
 	@$(foreach e,$(PREFLIGHT_ENVS),$(PY) -m tools.cli check-env $(e) &&) true
 	@SYNTH_ENVS=$(subst $(space),$(comma),$(strip $(PREFLIGHT_ENVS))) $(SYNTH)
 	$(PY) -m tools.preflight $(foreach e,$(PREFLIGHT_ENVS),$(STACKS_OUT)/pipeline-$(e))

@@ -24,7 +24,12 @@ this shape. One line per finding (``FAIL <check> <address>: <what is wrong>; <wh
 - images: each job definition runs an image of an ECR repository this stack creates, with a
   fixed tag, built from a Dockerfile under ``images/``.
 
-What it cannot prove: service quotas, spot capacity, the contents of images, IAM at runtime.
+- the general AWS rules of ``tools/preflight_rules.py`` (``RULES``: policy documents, key and topic
+  policies for the services that use them, dashboards, names, ranges, Step Functions, Batch, S3 data,
+  endpoint policies, service roles), each named in ``docs/aws-contract.md``.
+
+What it cannot prove: service quotas (``tools/quotas.py`` reads them before ``make deploy-aws``'s
+plan), spot capacity, the contents of images, IAM at runtime.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from typing import Any
 
 from pipeline_ops.images import dockerfile_for
 from tools import cli
+from tools.preflight_rules import RULES, Finding, as_list, first, publishers
 
 REPO = Path(__file__).resolve().parent.parent
 PRICES = REPO / "conf" / "prices"  # dated instance sizes and prices, one table per region
@@ -54,30 +60,6 @@ LAUNCH_TAGGED = ("instance", "volume", "network-interface")
 ECS_RESERVED_MIB = 512  # memory the ECS agent and OS keep from a container instance
 REF = re.compile(r"\$\{([a-z][a-z0-9_]*)\.([A-Za-z0-9_-]+)\.([a-z0-9_]+)\}")
 HTTPS = 443
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    address: str
-    problem: str
-    fix: str
-
-    def line(self) -> str:
-        return f"FAIL {self.check} {self.address}: {self.problem}; {self.fix}"
-
-
-def first(value: Any) -> dict:
-    """A nested block: cdktf writes single blocks as an object, Terraform JSON also allows a list."""
-    if isinstance(value, list):
-        return value[0] if value else {}
-    return value or {}
-
-
-def as_list(value: Any) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 class Stack:
@@ -412,23 +394,10 @@ def state_machine_topics(stack: Stack) -> list[tuple[str, str]]:
 
 
 def alert_routes(stack: Stack) -> Iterator[tuple[str, str, str]]:
-    """(address of the sender, topic name, the AWS service that publishes)."""
-    for type_ in ("aws_cloudwatch_metric_alarm", "aws_cloudwatch_composite_alarm"):
-        for name, alarm in stack.of(type_).items():
-            actions = [*as_list(alarm.get("alarm_actions")), *as_list(alarm.get("ok_actions"))]
-            for topic in stack.refs_to(actions, "aws_sns_topic"):
-                yield f"{type_}.{name}", topic, "cloudwatch.amazonaws.com"
-    for name, target in stack.of("aws_cloudwatch_event_target").items():
-        for topic in stack.refs_to(target.get("arn"), "aws_sns_topic"):
-            yield f"aws_cloudwatch_event_target.{name}", topic, "events.amazonaws.com"
-    for name, sub in stack.of("aws_ce_anomaly_subscription").items():
-        for subscriber in as_list(sub.get("subscriber")):
-            for topic in stack.refs_to(subscriber.get("address"), "aws_sns_topic"):
-                yield f"aws_ce_anomaly_subscription.{name}", topic, "costalerts.amazonaws.com"
-    for name, budget in stack.of("aws_budgets_budget").items():
-        for notification in as_list(budget.get("notification")):
-            for topic in stack.refs_to(notification.get("subscriber_sns_topic_arns"), "aws_sns_topic"):
-                yield f"aws_budgets_budget.{name}", topic, "budgets.amazonaws.com"
+    """(address of the sender, topic name, the AWS service that publishes): alarms, EventBridge targets,
+    budgets, anomaly subscriptions, and the state machines' failure notices (published with the
+    workflow role, so no service)."""
+    yield from (route for route in publishers(stack) if route[2] != "s3.amazonaws.com")
     for address, topic in state_machine_topics(stack):
         yield address, topic, ""
 
@@ -683,6 +652,7 @@ CHECKS = {
     "alerts": check_alerts,
     "placement": check_placement,
     "images": check_images,
+    **RULES,
 }
 
 
