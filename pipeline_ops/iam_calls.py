@@ -35,7 +35,14 @@ from tools.iam_check import Call, Config, IamCheckError, check, iam_action, repo
 
 REPO = Path(__file__).resolve().parent.parent
 S3_READ_OPS = {"GetObject", "HeadObject", "GetObjectVersion"}
-S3_WRITE_OPS = {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "AbortMultipartUpload"}
+S3_WRITE_OPS = {
+    "PutObject",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "CompleteMultipartUpload",
+    "AbortMultipartUpload",
+    "DeleteObject",
+}
 # boto3's managed transfers are no API operations: the ones they start (S3 user guide, "Uploading
 # and copying objects using multipart upload": https://docs.aws.amazon.com/AmazonS3/latest/userguide/mpuoverview.html).
 TRANSFERS = {

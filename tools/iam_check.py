@@ -74,6 +74,10 @@ ACTION_OF = {
     ("s3", "ListObjects"): "s3:ListBucket",
     # https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html (Permissions)
     ("s3", "HeadObject"): "s3:GetObject",
+    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/mpuoverview.html#mpuAndPermissions
+    ("s3", "CreateMultipartUpload"): "s3:PutObject",
+    ("s3", "UploadPart"): "s3:PutObject",
+    ("s3", "CompleteMultipartUpload"): "s3:PutObject",
     # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsbudgetservice.html
     ("budgets", "DescribeBudget"): "budgets:ViewBudget",
     ("budgets", "DescribeBudgets"): "budgets:ViewBudget",
@@ -520,7 +524,9 @@ def check(config: Config, calls: list[Call], dynamic: dict[str, list[str]]) -> t
     return verdicts, unused_grants(config, verdicts)
 
 
-def report(verdicts: list[Verdict], unused: list[str], out=sys.stdout, unused_count: int | None = None) -> int:
+def report(verdicts: list[Verdict], unused: list[str], out=None, unused_count: int | None = None) -> int:
+    """Print the denied calls, the unused grants and a count; 1 when any call is denied."""
+    out = out or sys.stdout
     denied = [v for v in verdicts if not v.allowed]
     for verdict in denied:
         print(verdict.line(), file=out)

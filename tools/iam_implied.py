@@ -36,6 +36,9 @@ DOC = {
     "sns_lambda": "https://docs.aws.amazon.com/sns/latest/dg/sns-lambda-as-subscriber.html",
     "alarm_sns": "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html",
     "budgets_sns": "https://docs.aws.amazon.com/cost-management/latest/userguide/budgets-sns-policy.html",
+    "replication": "https://docs.aws.amazon.com/AmazonS3/latest/userguide/setting-repl-config-perm-overview.html",
+    "replication_kms": "https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-config-for-kms-objects.html",
+    "flow_logs": "https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html",
     "anomaly_sns": "https://docs.aws.amazon.com/cost-management/latest/userguide/ad-SNS.html",
 }
 S3_READS = {"s3:GetObject", "s3:GetObjectVersion"}
@@ -48,6 +51,8 @@ def implied_calls(config: Config, dynamic: dict[str, list[str]] | None = None) -
         *function_calls(config),
         *job_definition_calls(config),
         *service_calls(config),
+        *replication_calls(config),
+        *flow_log_calls(config),
     ]
     yield from calls
 
@@ -361,3 +366,60 @@ def service_calls(config: Config) -> Iterator[Call]:
                     )
                 )
     yield from dict.fromkeys(with_kms(config, calls))
+
+
+def replication_calls(config: Config) -> Iterator[Call]:
+    """S3 replication reads the source's versions and writes the replicas with the rule's role,
+    decrypting with the source key and encrypting with the replica key."""
+    keys = encrypted(config)
+    for name, body in config.resources("aws_s3_bucket_replication_configuration"):
+        role = config.resolve(body["role"])
+        source_ref = config.address_of(body["bucket"])
+        source = config.attribute(*source_ref, "arn")
+        where = f"replication {name} -> {DOC['replication']}"
+        for action in ("s3:GetReplicationConfiguration", "s3:ListBucket"):
+            yield Call.of(role, action, source, where)
+        for action in ("s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging"):
+            yield Call.of(role, action, f"{source}/*", where)
+        for rule in body.get("rule", []):
+            if rule.get("status") != "Enabled":
+                continue
+            destination = rule["destination"]
+            target = config.resolve(destination["bucket"])
+            actions = ["s3:ReplicateObject", "s3:ReplicateTags"]
+            if (rule.get("delete_marker_replication") or {}).get("status") == "Enabled":
+                actions.append("s3:ReplicateDelete")
+            for action in actions:
+                yield Call.of(role, action, f"{target}/*", where)
+            kms_where = f"replication {name} -> {DOC['replication_kms']}"
+            if source in keys:
+                key, _, bucket_key, region = keys[source]
+                context = {
+                    "kms:ViaService": f"s3.{region}.amazonaws.com",
+                    "kms:EncryptionContext:aws:s3:arn": source if bucket_key else f"{source}/*",
+                }
+                yield Call.of(role, "kms:Decrypt", key, kms_where, **context)
+            replica_key = (destination.get("encryption_configuration") or {}).get("replica_kms_key_id")
+            if replica_key:
+                region = keys.get(target, ("", "", False, config.region))[3]
+                context = {
+                    "kms:ViaService": f"s3.{region}.amazonaws.com",
+                    "kms:EncryptionContext:aws:s3:arn": target
+                    if keys.get(target, ("", "", False))[2]
+                    else f"{target}/*",
+                }
+                yield Call.of(role, "kms:Encrypt", config.resolve(replica_key), kms_where, **context)
+
+
+def flow_log_calls(config: Config) -> Iterator[Call]:
+    """A flow log to CloudWatch Logs writes with its role. The doc's example policy also lists
+    logs:CreateLogGroup (the group exists: Terraform creates it) and logs:DescribeLogGroups, which
+    the page does not say the delivery calls: not modelled, written down as unproven."""
+    for name, body in config.resources("aws_flow_log"):
+        if body.get("log_destination_type", "cloud-watch-logs") != "cloud-watch-logs" or not body.get("iam_role_arn"):
+            continue
+        role = config.resolve(body["iam_role_arn"])
+        group = config.resolve(body["log_destination"])
+        where = f"flow log {name} -> {DOC['flow_logs']}"
+        for action in ("logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"):
+            yield Call.of(role, action, f"{group}:*", where)
