@@ -248,3 +248,22 @@ def test_cli_names_a_missing_stack_in_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         f"error: {tmp_path}/pipeline-prod/cdk.tf.json not found; run `make synth` first"
     ]
+
+
+def test_a_service_the_key_policy_does_not_name_is_denied(synth: SynthResult) -> None:
+    """Red: without the key policy's CloudWatch Logs statement, the service cannot use the key of
+    any encrypted log group (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html)."""
+
+    def drop_logs(config: dict) -> None:
+        key = next(b for n, b in config["resource"]["aws_kms_key"].items() if n.startswith("pipeline-key"))
+        document = json.loads(key["policy"])
+        document["Statement"] = [s for s in document["Statement"] if s.get("Sid") != "CloudWatchLogsOfThisAccount"]
+        key["policy"] = json.dumps(document)
+
+    lines = denied(stack_config(synth, "dev", drop_logs))
+    groups = {line.split("[log group ")[1].split(" ")[0] for line in lines}
+    assert len(groups) == len(synth.resources("dev", "aws_cloudwatch_log_group"))
+    assert all(line.startswith("DENIED logs.eu-north-1.amazonaws.com kms:") for line in lines)
+    assert all(
+        "key policy pipeline-key" in line and "does not allow logs.eu-north-1.amazonaws.com" in line for line in lines
+    )

@@ -39,6 +39,7 @@ DOC = {
     "replication": "https://docs.aws.amazon.com/AmazonS3/latest/userguide/setting-repl-config-perm-overview.html",
     "replication_kms": "https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-config-for-kms-objects.html",
     "flow_logs": "https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html",
+    "logs_kms": "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html",
     "anomaly_sns": "https://docs.aws.amazon.com/cost-management/latest/userguide/ad-SNS.html",
 }
 S3_READS = {"s3:GetObject", "s3:GetObjectVersion"}
@@ -53,6 +54,7 @@ def implied_calls(config: Config, dynamic: dict[str, list[str]] | None = None) -
         *service_calls(config),
         *replication_calls(config),
         *flow_log_calls(config),
+        *log_group_calls(config),
     ]
     yield from calls
 
@@ -423,3 +425,22 @@ def flow_log_calls(config: Config) -> Iterator[Call]:
         where = f"flow log {name} -> {DOC['flow_logs']}"
         for action in ("logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"):
             yield Call.of(role, action, f"{group}:*", where)
+
+
+def log_group_calls(config: Config) -> Iterator[Call]:
+    """CloudWatch Logs itself uses the key of a KMS-encrypted log group, as the regional service
+    principal and with the group's ARN as encryption context (the key policy must allow it)."""
+    for name, body in config.resources("aws_cloudwatch_log_group"):
+        if not body.get("kms_key_id"):
+            continue
+        region = config.region_of(body)
+        group = config.attribute("aws_cloudwatch_log_group", name, "arn")
+        context = {"kms:EncryptionContext:aws:logs:arn": group}
+        for action in ("kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:GenerateDataKey", "kms:DescribeKey"):
+            yield Call.of(
+                f"logs.{region}.amazonaws.com",
+                action,
+                config.resolve(body["kms_key_id"]),
+                f"log group {name} -> {DOC['logs_kms']}",
+                **context,
+            )
