@@ -211,9 +211,10 @@ preflight: setup ## Prove on the synthesized config what the emulator cannot see
 
 IAM_ENVS = $(if $(filter command line environment,$(origin ENV)),$(ENV),$(ALL_ENVS))
 
-iam-check: setup ## Every AWS call of lambda_src/, images/ and each workflow state (and AWS's for them) against the synthesized IAM: DENIED lines fail, UNUSED lines list grants to tighten
+iam-check: setup ## Every AWS call of lambda_src/, images/ and each workflow state (and AWS's for them) against the synthesized IAM: DENIED lines fail, UNUSED lines list grants to tighten (EVERY=1 lists each call)
+	@$(foreach e,$(IAM_ENVS),$(PY) -m tools.cli check-env $(e) &&) true
 	@SYNTH_ENVS=$(subst $(space),$(comma),$(strip $(IAM_ENVS))) $(SYNTH)
-	$(PY) -m pipeline_ops.iam_calls $(STACKS_OUT) $(IAM_ENVS)
+	$(PY) -m pipeline_ops.iam_calls $(STACKS_OUT) $(IAM_ENVS) $(if $(EVERY),--every)
 
 up-localstack: setup ## Start the local emulator (moto; LOCAL_EMULATOR=localstack for LocalStack)
 	@if [ "$(LOCAL_EMULATOR)" = localstack ]; then $(PY) -m local.localstack start; \

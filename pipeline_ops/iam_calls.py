@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stacks", type=Path, help="the synthesized stacks folder (cdktf.out/stacks)")
     parser.add_argument("envs", nargs="*", help="environments to check (default: every pipeline-<env> there)")
     parser.add_argument("--quiet-unused", action="store_true", help="count the unused grants, do not list them")
+    parser.add_argument("--every", action="store_true", help="list every call with its verdict, not only the denied")
     args = parser.parse_args(argv)
     envs = args.envs or sorted(d.name.removeprefix("pipeline-") for d in args.stacks.glob("pipeline-*"))
     status = 0
@@ -309,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         except IamCheckError as exc:
             print(f"error: pipeline-{env}: {exc}", file=sys.stderr)
             return 2
-        status = max(status, report(verdicts, [] if args.quiet_unused else unused, unused_count=len(unused)))
+        shown = [] if args.quiet_unused else unused
+        status = max(status, report(verdicts, shown, unused_count=len(unused), every=args.every))
     return status
 
 

@@ -267,3 +267,18 @@ def test_a_service_the_key_policy_does_not_name_is_denied(synth: SynthResult) ->
     assert all(
         "key policy pipeline-key" in line and "does not allow logs.eu-north-1.amazonaws.com" in line for line in lines
     )
+
+
+def test_the_generic_engine_imports_no_pipeline_code() -> None:
+    """``tools/`` works on any Terraform JSON: the pipeline's facts reach it as calls and values."""
+    import ast
+
+    for name in ("iam_check.py", "iam_implied.py"):
+        tree = ast.parse((REPO / "tools" / name).read_text())
+        imported = {
+            (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in node.names
+        }
+        assert not {m for m in imported if m.split(".")[0] in ("pipeline_ops", "modules", "conf", "stacks")}, name

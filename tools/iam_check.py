@@ -528,10 +528,18 @@ def check(config: Config, calls: list[Call], dynamic: dict[str, list[str]]) -> t
     return verdicts, unused_grants(config, verdicts)
 
 
-def report(verdicts: list[Verdict], unused: list[str], out=None, unused_count: int | None = None) -> int:
-    """Print the denied calls, the unused grants and a count; 1 when any call is denied."""
+def report(
+    verdicts: list[Verdict], unused: list[str], out=None, unused_count: int | None = None, every: bool = False
+) -> int:
+    """Print the denied calls (``every``: each call, ALLOWED or DENIED), the unused grants and a
+    count; 1 when any call is denied."""
     out = out or sys.stdout
     denied = [v for v in verdicts if not v.allowed]
+    if every:
+        for verdict in verdicts:
+            if verdict.allowed:
+                call = verdict.call
+                print(f"ALLOWED {call.principal} {call.action} {call.resource} [{call.source}]", file=out)
     for verdict in denied:
         print(verdict.line(), file=out)
     for line in unused:
