@@ -120,14 +120,26 @@ def scan(files: list[Path]) -> list[Found]:
     clients in the others too, as the stage runtime passes its S3 client to each stage)."""
     trees = {path: ast.parse(path.read_text(), filename=str(path)) for path in files}
     clients: dict[str, str] = {}
-    for tree in trees.values():
+    for path, tree in trees.items():
         for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and ast.unparse(node) in (
+                "boto3.resource",
+                "boto3.Session",
+                "boto3.session",
+            ):
+                raise IamCheckError(f"{path}:{node.lineno}: {ast.unparse(node)} is not scanned; use boto3.client(...)")
             if isinstance(node, ast.Assign):
                 for target in node.targets:
-                    for name, value in _pairs(target, node.value):
+                    pairs = list(_pairs(target, node.value))
+                    for name, value in pairs:
                         service = _client_service(value)
                         if service:
                             clients[name] = service
+                    if not pairs and _client_service(node.value):
+                        where = f"{path}:{node.lineno}"
+                        raise IamCheckError(
+                            f"{where}: a client bound to {ast.unparse(target)} is not scanned; bind it to a name"
+                        )
     found: list[Found] = []
     for path, tree in trees.items():
         env_of: dict[str, str] = {}
