@@ -56,13 +56,16 @@ NOT_CALLS = {"exceptions", "meta", "get_paginator", "get_waiter", "can_paginate"
 
 @dataclass(frozen=True)
 class Found:
-    """One SDK call in the code: service, API operation, where, and the environment variable its
-    resource argument reads (if it reads one directly)."""
+    """One SDK call in the code: service, API operation, where, and the environment variables its
+    arguments read: the resource's (``env_arg``), an S3 ``Bucket=``'s and the variable an S3
+    ``Key=`` f-string starts with (``f"{source}/..."`` with ``source = os.environ[...]``)."""
 
     service: str
     operation: str
     where: str
     env_arg: str | None = None
+    bucket_env: str | None = None
+    key_env: str | None = None
 
 
 @cache
@@ -143,12 +146,15 @@ def scan(files: list[Path]) -> list[Found]:
     found: list[Found] = []
     for path, tree in trees.items():
         env_of: dict[str, str] = {}
+        fstrings: dict[str, ast.JoinedStr] = {}
         for node in ast.walk(tree):
             if isinstance(node, ast.Assign):
                 for target in node.targets:
                     for name, value in _pairs(target, node.value):
                         if _environ_name(value):
                             env_of[name] = _environ_name(value)
+                        if isinstance(value, ast.JoinedStr):
+                            fstrings[name] = value
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
@@ -167,14 +173,33 @@ def scan(files: list[Path]) -> list[Found]:
             if operation is None:
                 raise IamCheckError(f"{where}: {owner.id}.{method} is no {service} API operation botocore knows")
             env_arg = None
+            args: dict[str, str | None] = {}
             for keyword in node.keywords:
                 name = _environ_name(keyword.value)
                 if name is None and isinstance(keyword.value, ast.Name):
                     name = env_of.get(keyword.value.id)
                 if name and keyword.arg not in ("Value", "Body"):
                     env_arg = name
-            found.append(Found(service, operation, where, env_arg))
+                args[keyword.arg] = name
+                if keyword.arg == "Key":
+                    args["Key"] = _key_prefix_env(keyword.value, env_of, fstrings)
+            found.append(Found(service, operation, where, env_arg, args.get("Bucket"), args.get("Key")))
     return found
+
+
+def _key_prefix_env(node: ast.AST, env_of: dict[str, str], fstrings: dict[str, ast.JoinedStr]) -> str | None:
+    """The variable an S3 key starts with: ``f"{source}/..."`` (directly or through a name)."""
+    if isinstance(node, ast.Name):
+        node = fstrings.get(node.id, node)
+    if not isinstance(node, ast.JoinedStr) or len(node.values) < 2:
+        return None
+    first, second = node.values[0], node.values[1]
+    if not (isinstance(first, ast.FormattedValue) and isinstance(second, ast.Constant)):
+        return None
+    if not str(second.value).startswith("/"):
+        return None
+    value = first.value
+    return _environ_name(value) or (env_of.get(value.id) if isinstance(value, ast.Name) else None)
 
 
 @dataclass(frozen=True)
@@ -241,6 +266,11 @@ def unit_calls(config: Config, unit: Unit, found: list[Found]) -> Iterator[Call]
 
 
 def s3_calls(unit: Unit, call: Found, action: str, where: str) -> Iterator[Call]:
+    """The bucket and key prefix the code names (from its environment), else the step's data."""
+    if call.bucket_env in unit.env and call.key_env in unit.env:
+        bucket, prefix = unit.env[call.bucket_env], unit.env[call.key_env]
+        yield Call.of(unit.role, action, f"arn:aws:s3:::{bucket}/{prefix}/*", where)
+        return
     step = unit.step
     if step is None:
         raise IamCheckError(f"{where}: S3 {call.operation} in code that runs no step of conf/pipeline.py")

@@ -282,3 +282,20 @@ def test_the_generic_engine_imports_no_pipeline_code() -> None:
             for alias in node.names
         }
         assert not {m for m in imported if m.split(".")[0] in ("pipeline_ops", "modules", "conf", "stacks")}, name
+
+
+def test_the_bucket_and_prefix_the_code_names_are_the_ones_checked(synth: SynthResult, tmp_path: Path) -> None:
+    """write_parquet reading its shards from the curated bucket (a mix-up) is denied: the bucket
+    and the key's prefix come from the code's own ``os.environ`` reads, not from the spec."""
+    for folder in ("lambda_src", "images"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    handler = tmp_path / "lambda_src" / "write_parquet" / "handler.py"
+    read = 's3.get_object(Bucket=processed, Key=f"{source}/'
+    assert read in handler.read_text()
+    handler.write_text(handler.read_text().replace(read, 's3.get_object(Bucket=curated, Key=f"{source}/'))
+    lines = denied(stack_config(synth, "dev"), root=tmp_path)
+    assert len(lines) == 1
+    assert (
+        "odins-ravne-dev-write-parquet-fn s3:GetObject arn:aws:s3:::odins-ravne-dev-curated-111111111111/weather/*: "
+        "no identity policy allows it"
+    ) in lines[0]
