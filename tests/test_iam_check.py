@@ -299,3 +299,24 @@ def test_the_bucket_and_prefix_the_code_names_are_the_ones_checked(synth: SynthR
         "odins-ravne-dev-write-parquet-fn s3:GetObject arn:aws:s3:::odins-ravne-dev-curated-111111111111/weather/*: "
         "no identity policy allows it"
     ) in lines[0]
+
+
+def test_condition_keys_of_the_stack_policies_are_evaluated(synth: SynthResult) -> None:
+    """The raw bucket's TLS-only statement denies the same read over HTTP (``aws:SecureTransport``),
+    and the alert topic's statement denies a publish by a role it does not list (``aws:PrincipalArn``)."""
+    config = stack_config(synth, "prod")
+    role = "arn:aws:iam::333333333333:role/odins-ravne-prod-plan-fan-out-fn"
+    manifest = "arn:aws:s3:::odins-ravne-prod-raw-333333333333/manifests/m.json"
+    https, http = evaluate(
+        config,
+        [
+            Call.of(role, "s3:GetObject", manifest, "test"),
+            Call.of(role, "s3:GetObject", manifest, "test", **{"aws:SecureTransport": "false"}),
+        ],
+    )
+    assert https.allowed
+    assert http.why == "explicit deny in bucket policy data-lake_raw_policy_67952A34 (Sid DenyInsecureTransport)"
+    topic = "arn:aws:sns:eu-north-1:333333333333:odins-ravne-prod-alerts"
+    (publish,) = evaluate(config, [Call.of(role, "sns:Publish", topic, "test")])
+    assert not publish.allowed
+    assert "(Sid OnlyGrantedRolesAmongPrincipals)" in publish.why

@@ -365,6 +365,10 @@ def owning_policy(policies: dict[str, tuple[str, dict]], resource: str) -> tuple
 
 
 def evaluate(config: Config, calls: Iterable[Call]) -> list[Verdict]:
+    """A verdict per call: a role's through its identity policies, boundary and the resource's
+    policy; a service principal's through the resource's policy alone (it has no identity policy
+    in this account). Requests are HTTPS (``aws:SecureTransport``: botocore's default); a service
+    acting for a resource of this account sends ``aws:SourceAccount`` and its service name."""
     sim = _simulator()
     from principalmapper.common import Node, Policy
     from principalmapper.querying.query_interface import local_check_authorization_full
@@ -374,9 +378,10 @@ def evaluate(config: Config, calls: Iterable[Call]) -> list[Verdict]:
     nodes: dict[str, Node] = {}
     out: list[Verdict] = []
     for call in calls:
-        context = {"aws:SecureTransport": "true", "aws:SourceAccount": config.account, **dict(call.context)}
+        context = {"aws:SecureTransport": "true", **dict(call.context)}
         governing = owning_policy(policies, call.resource)
         if ":role/" not in call.principal:  # a service principal: only the resource policy decides
+            context = {"aws:SourceAccount": config.account, **context}
             out.append(service_verdict(call, governing, config.account, context, sim))
             continue
         role = roles.get(call.principal)
