@@ -320,3 +320,19 @@ def test_condition_keys_of_the_stack_policies_are_evaluated(synth: SynthResult) 
     (publish,) = evaluate(config, [Call.of(role, "sns:Publish", topic, "test")])
     assert not publish.allowed
     assert "(Sid OnlyGrantedRolesAmongPrincipals)" in publish.why
+
+
+def test_an_aws_managed_policy_counts_by_name(synth: SynthResult) -> None:
+    """Red: without AmazonEC2ContainerServiceforEC2Role (attached by ARN) the ECS agent on the Batch
+    instances cannot join the cluster; the instance role's own inline grants still pull images."""
+
+    def detach(config: dict) -> None:
+        attachments = config["resource"]["aws_iam_role_policy_attachment"]
+        (name,) = [
+            n for n, b in attachments.items() if b["policy_arn"].endswith("/AmazonEC2ContainerServiceforEC2Role")
+        ]
+        del attachments[name]
+
+    lines = denied(stack_config(synth, "staging", detach))
+    assert lines and all(" ecs:" in line and "odins-ravne-staging-batch-instance" in line for line in lines)
+    assert len(lines) == 8

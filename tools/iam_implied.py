@@ -287,6 +287,19 @@ def job_definition_calls(config: Config) -> Iterator[Call]:
         if body:
             role = config.address_of(body["role"])
             instance_roles.append(config.attribute(*role, "arn"))
+    # The ECS agent on each instance joins the cluster Batch creates and reports on its tasks.
+    for role in sorted(set(instance_roles)):
+        for action in (
+            "ecs:CreateCluster",
+            "ecs:RegisterContainerInstance",
+            "ecs:DeregisterContainerInstance",
+            "ecs:DiscoverPollEndpoint",
+            "ecs:Poll",
+            "ecs:StartTelemetrySession",
+            "ecs:SubmitContainerStateChange",
+            "ecs:SubmitTaskStateChange",
+        ):
+            yield Call.of(role, action, "*", f"container instance -> {DOC['batch_pull']}")
     for _, body in config.resources("aws_batch_job_definition"):
         props = json.loads(config.resolve(body.get("container_properties") or "{}"))
         roles = [props["executionRoleArn"]] if props.get("executionRoleArn") else sorted(set(instance_roles))
