@@ -32,7 +32,7 @@ LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoi
 
 .PHONY: help setup synth diff deploy validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight quotas deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
-        leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration
+        leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration iam-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -216,6 +216,13 @@ preflight: setup ## Prove on the synthesized config what the emulator cannot see
 	@$(foreach e,$(PREFLIGHT_ENVS),$(PY) -m tools.cli check-env $(e) &&) true
 	@SYNTH_ENVS=$(subst $(space),$(comma),$(strip $(PREFLIGHT_ENVS))) $(SYNTH)
 	$(PY) -m tools.preflight $(foreach e,$(PREFLIGHT_ENVS),$(STACKS_OUT)/pipeline-$(e))
+
+IAM_ENVS = $(if $(filter command line environment,$(origin ENV)),$(ENV),$(ALL_ENVS))
+
+iam-check: setup ## Every AWS call of lambda_src/, images/ and each workflow state (and AWS's for them) against the synthesized IAM: DENIED lines fail, UNUSED lines list grants to tighten (EVERY=1 lists each call)
+	@$(foreach e,$(IAM_ENVS),$(PY) -m tools.cli check-env $(e) &&) true
+	@SYNTH_ENVS=$(subst $(space),$(comma),$(strip $(IAM_ENVS))) $(SYNTH)
+	$(PY) -m pipeline_ops.iam_calls $(STACKS_OUT) $(IAM_ENVS) $(if $(EVERY),--every)
 
 up-localstack: setup ## Start the local emulator (moto; LOCAL_EMULATOR=localstack for LocalStack)
 	@if [ "$(LOCAL_EMULATOR)" = localstack ]; then $(PY) -m local.localstack start; \
