@@ -213,3 +213,84 @@ def test_s3_gateway_endpoint_admits_only_this_accounts_buckets_and_ecr_layers(sy
             assert s["Resource"] == f"arn:aws:s3:::prod-{region}-starport-layer-bucket/*"
             assert s["Action"] == "s3:GetObject"
     assert len(statements) == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Item 5: a cloud env never deploys the example profiles' account ids or reserved alert addresses.
+
+RESERVED = [
+    "a@example.org",
+    "a@example.com",
+    "a@example.net",
+    "a@alerts.example.org",
+    "a@team.invalid",
+    "a@ci.test",
+    "a@corp.example",
+    "a@localhost",
+]
+
+
+@pytest.mark.parametrize("address", RESERVED)
+def test_reserved_alert_addresses_are_placeholders(address: str) -> None:
+    """RFC 2606 reserves example.org/.com/.net, .example, .invalid, .test and localhost: mail to
+    them is never delivered, so nobody hears the alerts."""
+    from tools import preflight
+
+    assert preflight.reserved_address(address)
+
+
+@pytest.mark.parametrize("address", ["a@odins-ravne.no", "a@example-lab.org", "a@examples.com", "a@testing.io"])
+def test_real_looking_addresses_are_not_placeholders(address: str) -> None:
+    from tools import preflight
+
+    assert not preflight.reserved_address(address)
+
+
+def stack_copy(synth: SynthResult, env: str, tmp_path, edit=None):
+    from tools import preflight
+
+    config = json.loads(json.dumps(synth.pipeline(env)))
+    if edit:
+        edit(config)
+    folder = tmp_path / f"pipeline-{env}"
+    folder.mkdir()
+    (folder / "cdk.tf.json").write_text(json.dumps(config))
+    return preflight.Stack(folder)
+
+
+def test_example_profiles_are_placeholders_and_real_values_are_not(synth: SynthResult, tmp_path) -> None:
+    from tools import preflight
+
+    for env, account in {"dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}.items():
+        found = preflight.placeholders(preflight.Stack(synth.outdir / "stacks" / f"pipeline-{env}"))
+        assert found == [f"account id {account}", f"alert address odins-ravne-{env}-alerts@example.org"]
+    assert preflight.placeholders(preflight.Stack(synth.outdir / "stacks" / "pipeline-local")) == []
+
+    def real(config: dict) -> None:
+        for provider in config["provider"]["aws"]:
+            provider["allowed_account_ids"] = ["210987654321"]
+        text = json.dumps(config["resource"]).replace("odins-ravne-dev-alerts@example.org", "ops@odins-ravne.no")
+        config["resource"] = json.loads(text)
+
+    filled = stack_copy(synth, "dev", tmp_path, real)
+    assert preflight.placeholders(filled) == [] and list(preflight.check_placeholders(filled)) == []
+
+
+def test_deploy_aws_refuses_placeholders_in_one_line_before_anything_else(synth: SynthResult, tmp_path) -> None:
+    """``make deploy-aws ENV=dev`` on the example profile stops at preflight, before it asks for
+    credentials, plans or pushes, with one line naming the values and where to set real ones."""
+    from tests.test_one_line_errors import make
+
+    stacks = synth.outdir / "stacks"
+    # SYNTH=true: the session's synth is the stack under test (no second synth of dev).
+    proc = make("deploy-aws", "ENV=dev", "SYNTH=true", f"STACKS_OUT={stacks}", tmp=tmp_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in output, output
+    (line,) = [ln for ln in output.splitlines() if "FAIL" in ln]
+    assert line.startswith("pipeline-dev: FAIL placeholders")
+    assert "account id 111111111111" in line and "odins-ravne-dev-alerts@example.org" in line
+    assert "set account_id and budget.subscribers in conf/profiles/dev.yaml" in line
+    assert "credentials" not in output and "tools.plan" not in output and "pipeline_ops.images" not in output, output
+    every = make("preflight", "SYNTH=true", f"STACKS_OUT={stacks}", tmp=tmp_path)
+    assert every.returncode == 0, every.stdout + every.stderr  # all envs at once: the examples are notes
+    assert "pipeline-dev: NOTE placeholders: account id 111111111111" in every.stdout
