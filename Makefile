@@ -27,6 +27,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LOCAL_STACK     := cdktf.out/stacks/pipeline-local
 LOCAL_EMULATOR  ?= moto
+# What the emulator needs beside it for this pipeline: the stand-in models its Batch stages load.
+EMULATOR_SETUP = pipeline_ops.models:ensure_emulator
 # The emulator's endpoint and region come from conf/profiles/local.yaml (one `python -m conf` for both).
 LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoint AWS_DEFAULT_REGION=region)
 
@@ -151,8 +153,8 @@ CLOUD_ONLY = @if [ "$(ENV)" = local ]; then echo "error: ENV=local runs on the e
 deploy-aws: setup ## ENV=<cloud env>: preflight -> quotas -> plan + review (BLOCKING stops) -> push images -> apply that plan -> image check -> health
 	$(CHECK_ENV)
 	$(call CLOUD_ONLY,deploy)
-	$(REACHABLE)
 	$(MAKE) --no-print-directory preflight ENV=$(ENV)
+	$(REACHABLE)
 	$(MAKE) --no-print-directory quotas ENV=$(ENV)
 	$(MAKE) --no-print-directory plan ENV=$(ENV)
 	$(MAKE) --no-print-directory images ENV=$(ENV)
@@ -211,11 +213,15 @@ images-check: setup ## Fail with one line when a stage image tag the env's job d
 # Every env unless ENV is given: make preflight / make preflight ENV=prod.
 ALL_ENVS       = $(sort $(basename $(notdir $(filter-out %/defaults.yaml,$(wildcard conf/profiles/*.yaml)))))
 PREFLIGHT_ENVS = $(if $(filter command line environment,$(origin ENV)),$(ENV),$(ALL_ENVS))
+# One env (CI before its plan, make deploy-aws): example account ids and alert addresses stop it.
+# Every env (make test, checks.yml): they are notes, the repository's profiles are examples.
+PLACEHOLDERS   = $(if $(filter command line environment,$(origin ENV)),--refuse-placeholders \
+  --placeholder-hint "set account_id and budget.subscribers in conf/profiles/$(ENV).yaml to the env's real account and the team's addresses")
 
 preflight: setup ## Prove on the synthesized config what the emulator cannot see: reachability, cost tags, alert delivery, placement, images, the AWS rules of docs/aws-contract.md
 	@$(foreach e,$(PREFLIGHT_ENVS),$(PY) -m tools.cli check-env $(e) &&) true
 	@SYNTH_ENVS=$(subst $(space),$(comma),$(strip $(PREFLIGHT_ENVS))) $(SYNTH)
-	$(PY) -m tools.preflight $(foreach e,$(PREFLIGHT_ENVS),$(STACKS_OUT)/pipeline-$(e))
+	$(PY) -m tools.preflight $(PLACEHOLDERS) $(foreach e,$(PREFLIGHT_ENVS),$(STACKS_OUT)/pipeline-$(e))
 
 IAM_ENVS = $(if $(filter command line environment,$(origin ENV)),$(ENV),$(ALL_ENVS))
 
@@ -226,7 +232,7 @@ iam-check: setup ## Every AWS call of lambda_src/, images/ and each workflow sta
 
 up-localstack: setup ## Start the local emulator (moto; LOCAL_EMULATOR=localstack for LocalStack)
 	@if [ "$(LOCAL_EMULATOR)" = localstack ]; then $(PY) -m local.localstack start; \
-	  else $(LOCAL_ENV) $(PY) -m local.emulator start; fi
+	  else $(LOCAL_ENV) $(PY) -m local.emulator start --setup $(EMULATOR_SETUP); fi
 
 down-localstack: ## Stop the local emulator (by PID)
 	@if [ "$(LOCAL_EMULATOR)" = localstack ]; then $(PY) -m local.localstack stop; \
@@ -260,7 +266,7 @@ N         ?= 10
 EMULATORS ?= both
 BURN      ?= 0
 soak-local: setup synth-local ## Deploy, run the sample, re-plan, destroy N times (N=10 EMULATORS=both|shared|fresh BURN=<busy procs> SOAK_TF_LOG=1)
-	$(PY) -m local.soak --cycles $(N) --emulators $(EMULATORS) --burn $(BURN) $(if $(SOAK_TF_LOG),--tf-log)
+	$(PY) -m local.soak --sample pipeline_ops.run:sample --emulator-setup $(EMULATOR_SETUP) --cycles $(N) --emulators $(EMULATORS) --burn $(BURN) $(if $(SOAK_TF_LOG),--tf-log)
 
 bench-deploy: setup ## Time a cold deploy-local, a re-plan and a destroy (bench/deploy_local.py)
 	$(PY) bench/deploy_local.py

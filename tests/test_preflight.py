@@ -18,32 +18,9 @@ import pytest
 from tests.conftest import REPO, SynthResult
 from tools import preflight
 
-# Defects of issue 26 that the general rules find and branch i26-defects fixes: dashboard metrics entries
-# (1), compute environments not ordered after their service role's policy (2), a replica that is no backup
-# (7), the S3 gateway endpoint without a policy (8). Expected here until that merge: (check, address
-# prefix, problem prefix).
-AWAITING_I26_DEFECTS = (
-    ("dashboard", "aws_cloudwatch_dashboard.", "widget 'Lambda error rate (%)' has a metrics entry that is not"),
-    ("dashboard", "aws_cloudwatch_dashboard.", "widget 'S3 storage (bytes), every storage class' has a metrics"),
-    (
-        "batch",
-        "aws_batch_compute_environment.",
-        "does not depend on its service role's aws_iam_role_policy_attachment.batch_",
-    ),
-    ("s3-data", "aws_s3_bucket_replication_configuration.data-lake_", "replicates delete markers to"),
-    ("endpoint-policy", "aws_vpc_endpoint.network_s3-endpoint", "its policy allows every action"),
-)
-
-
-def awaiting_i26_defects(finding: preflight.Finding) -> bool:
-    return any(
-        finding.check == check and finding.address.startswith(address) and finding.problem.startswith(text)
-        for check, address, text in AWAITING_I26_DEFECTS
-    )
-
 
 def run(config: dict, tmp_path: Path, images: Path | None = None) -> list[preflight.Finding]:
-    """Preflight's findings on ``config``, less those awaiting i26-defects."""
+    """Preflight's findings on ``config``."""
     folder = tmp_path / "stack"
     folder.mkdir(exist_ok=True)
     (folder / "cdk.tf.json").write_text(json.dumps(config))
@@ -53,7 +30,7 @@ def run(config: dict, tmp_path: Path, images: Path | None = None) -> list[prefli
     else:
         found = [f for check, fn in preflight.CHECKS.items() if check != "images" for f in fn(stack)]
         found += preflight.check_images(stack, images)
-    return [f for f in found if not awaiting_i26_defects(f)]
+    return found
 
 
 def lines(found: list[preflight.Finding]) -> str:
@@ -67,15 +44,7 @@ def named(config: dict, type_: str, fragment: str) -> str:
 @pytest.mark.parametrize("env", ["local", "dev", "staging", "prod"])
 def test_every_environment_passes(synth: SynthResult, env: str) -> None:
     stack = preflight.Stack(synth.outdir / "stacks" / f"pipeline-{env}")
-    assert [f.line() for f in preflight.findings(stack) if not awaiting_i26_defects(f)] == []
-
-
-@pytest.mark.xfail(strict=True, reason="defects 1, 2, 7, 8 of issue 26 are fixed on branch i26-defects")
-@pytest.mark.parametrize("env", ["dev", "prod"])
-def test_no_finding_awaits_i26_defects(synth: SynthResult, env: str) -> None:
-    """Fails (XPASS) once i26-defects is merged: then delete AWAITING_I26_DEFECTS and this test."""
-    stack = preflight.Stack(synth.outdir / "stacks" / f"pipeline-{env}")
-    assert not any(awaiting_i26_defects(f) for f in preflight.findings(stack))
+    assert [f.line() for f in preflight.findings(stack)] == []
 
 
 @pytest.mark.parametrize("stack", ["state-bootstrap-111111111111", "state-bootstrap-333333333333"])
@@ -234,8 +203,7 @@ def test_command_line_one_line_per_finding_and_exit_code(synth: SynthResult, tmp
         timeout=120,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    awaiting = [text for _, _, text in AWAITING_I26_DEFECTS]
-    failures = [ln for ln in proc.stdout.splitlines() if " FAIL " in ln and not any(t in ln for t in awaiting)]
+    failures = [ln for ln in proc.stdout.splitlines() if " FAIL " in ln]
     assert len(failures) == 2 and all(
         "ecs-telemetry" in ln and ln.startswith("prod: FAIL reachability") for ln in failures
     )
