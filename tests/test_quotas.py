@@ -63,14 +63,25 @@ def judged(config: dict, values: dict[str, float | None]) -> list[str]:
     return lines
 
 
+def reserving(config: dict, units: int) -> dict:
+    """``config`` with ``units`` of concurrency reserved on each function (the profiles reserve none by
+    default: functions.reserved_concurrency is opt-in, after the account's quota is raised)."""
+    config = copy.deepcopy(config)
+    for function in config["resource"]["aws_lambda_function"].values():
+        function["reserved_concurrent_executions"] = units
+    return config
+
+
+def test_no_reservation_needs_no_lambda_quota(synth: SynthResult) -> None:
+    assert "L-B99A9384" not in {need.code for need in quotas.needs(synth.pipeline("dev"))[0]}
+
+
 def test_needs_of_the_dev_stack(synth: SynthResult) -> None:
-    config = synth.pipeline("dev")
-    reserved = sum(
-        f.get("reserved_concurrent_executions", 0) for f in config["resource"]["aws_lambda_function"].values()
-    )
+    config = reserving(synth.pipeline("dev"), 5)
+    functions = len(config["resource"]["aws_lambda_function"])
     environments = config["resource"]["aws_batch_compute_environment"].values()
     by_code = {need.code: need for need in quotas.needs(config)[0]}
-    assert by_code["L-B99A9384"].amount == reserved + 100
+    assert by_code["L-B99A9384"].amount == 5 * functions + 100
     gpu = next(e for e in environments if e["compute_environment_name"].endswith("-gpu"))
     cpu = next(e for e in environments if e["compute_environment_name"].endswith("-cpu"))
     assert by_code["L-3819A6DF"].amount == gpu["compute_resources"]["max_vcpus"]  # All G and VT Spot
@@ -88,7 +99,7 @@ def test_instance_families(instance_type: str, family: str) -> None:
 
 
 def test_too_small_quotas_are_refused_one_line_each(synth: SynthResult) -> None:
-    config = synth.pipeline("dev")
+    config = reserving(synth.pipeline("dev"), 5)
     lines = judged(config, {"L-B99A9384": 50.0, "L-3819A6DF": None, "L-34B43A08": 1000.0})
     assert len(lines) == 2, lines
     lambda_line = next(line for line in lines if "L-B99A9384" in line)
@@ -137,9 +148,11 @@ def test_command_line_missing_stack_is_one_line(tmp_path: Path) -> None:
 def test_deploy_aws_checks_quotas_after_preflight_before_any_change() -> None:
     recipe = (REPO / "Makefile").read_text().split("\ndeploy-aws:", 1)[1].split("\n\n", 1)[0]
     steps = [line.strip() for line in recipe.splitlines()[1:]]
-    assert steps.index("$(MAKE) --no-print-directory quotas ENV=$(ENV)") == 1 + next(
+    # preflight needs no credentials, then the credentials check, then the quotas (read with them)
+    assert steps.index("$(MAKE) --no-print-directory quotas ENV=$(ENV)") == 2 + next(
         i for i, s in enumerate(steps) if "preflight ENV" in s
     )
+    assert steps.index("$(REACHABLE)") == 1 + next(i for i, s in enumerate(steps) if "preflight ENV" in s)
     assert steps.index("$(MAKE) --no-print-directory quotas ENV=$(ENV)") < next(
         i for i, s in enumerate(steps) if "plan ENV" in s
     )
