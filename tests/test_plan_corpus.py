@@ -35,7 +35,7 @@ def test_corpus_is_complete() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_review_says_what_the_case_expects(name: str) -> None:
     expected = EXPECTED[name]
-    result = plan_review.review(json.loads(FIXTURES[name].read_text()), title=name, allow_destroy=set(), prices=PRICES)
+    result = plan_review.review(json.loads(FIXTURES[name].read_text()), title=name, approvals=[], prices=PRICES)
     assert result.verdict == expected["verdict"]
     assert {k: v for k, v in result.counts.items() if v} == expected["counts"]
     assert sorted((f["rule"], f["address"]) for f in result.findings()) == sorted(map(tuple, expected["findings"]))
@@ -47,7 +47,7 @@ def test_review_says_what_the_case_expects(name: str) -> None:
 def test_real_plans_show_every_section() -> None:
     def reviewed(name: str) -> plan_review.Review:
         return plan_review.review(
-            json.loads(FIXTURES[name].read_text()), title=name, allow_destroy=set(), prices=PRICES
+            json.loads(FIXTURES[name].read_text()), title=name, approvals=[], prices=PRICES
         )
 
     assert reviewed("moved-bucket").moves == [{"from": "aws_s3_bucket.data", "to": "aws_s3_bucket.lake"}]
