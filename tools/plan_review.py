@@ -168,7 +168,12 @@ class Review:
                     }
                 )
         out += [
-            {"rule": "network-change", "severity": "review", "address": n["address"], "why": "; ".join(n["flags"])}
+            {
+                "rule": "network-change",
+                "severity": "review",
+                "address": n["address"],
+                "why": "; ".join(n["flags"]) or "network rule or public access changed",
+            }
             for n in self.network
         ]
         return out
@@ -343,21 +348,22 @@ def _visible(ch: str) -> str:
     return ch
 
 
-def esc(value: Any, limit: int = MAX_TEXT) -> str:
+def esc(value: Any, limit: int = MAX_TEXT, *, markdown: bool = True) -> str:
     """Anything that came from the plan (keys, values, ids, paths, messages), made inert text.
 
     Inert in GitHub-flavoured Markdown and in the Actions log: every Markdown-active character is
     backslash-escaped (no HTML, no fence, comment, table or link breakout), ``@`` and ``#`` get a
     zero-width space after them (no mentions, no issue links), control, format and bidi characters
     are shown as ``\\uXXXX`` escapes (no new lines, so no ``::`` command at a line start), and a value
-    longer than ``limit`` is cut with its length given.
+    longer than ``limit`` is cut with its length given. ``markdown=False``: for a plain log line
+    (the Markdown escapes left out, the rest kept).
     """
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
     if len(text) > limit:
         text = f"{text[:limit]}... ({len(text):,} chars)"
     if not (text.isascii() and text.isprintable()):
         text = "".join(map(_visible, text))
-    return _MENTION.sub("\\1\u200b", _MARKDOWN.sub(r"\\\1", text))
+    return _MENTION.sub("\\1\u200b", _MARKDOWN.sub(r"\\\1", text)) if markdown else text
 
 
 # --- what the input is -------------------------------------------------------------------------
@@ -431,7 +437,7 @@ def check_plan(plan: Any, source: str) -> dict:
             "fix the error `terraform plan` printed and plan again"
         )
     for key in ("resource_changes", "resource_drift", "deferred_changes"):
-        _expect(plan.get(key), list, key)
+        _expect(plan.get(key), list, key, optional=key not in plan)
     for i, rc in enumerate(plan.get("resource_changes") or []):
         _check_change(rc, f"resource_changes[{i}]")
     for i, rc in enumerate(plan.get("resource_drift") or []):
@@ -440,7 +446,7 @@ def check_plan(plan: Any, source: str) -> dict:
         _expect(deferred, dict, f"deferred_changes[{i}]", optional=False)
         _expect(deferred.get("reason"), str, f"deferred_changes[{i}].reason")
         _check_change(deferred.get("resource_change"), f"deferred_changes[{i}].resource_change")
-    _expect(plan.get("output_changes"), dict, "output_changes")
+    _expect(plan.get("output_changes"), dict, "output_changes", optional="output_changes" not in plan)
     for name, change in (plan.get("output_changes") or {}).items():
         _expect(change, dict, f"output_changes.{name}", optional=False)
         _expect(change.get("actions"), list, f"output_changes.{name}.actions", optional=False)
@@ -658,9 +664,10 @@ def _rule_text(rule: dict, direction: str) -> str:
 
 
 def _open_ingress(rule: dict) -> bool:
+    """Open to the internet, or not knowable: a sensitive CIDR may be 0.0.0.0/0."""
     cidrs = set(_as_list(rule.get("cidr_blocks")) + _as_list(rule.get("ipv6_cidr_blocks")))
     cidrs |= {rule.get("cidr_ipv4"), rule.get("cidr_ipv6")}
-    return bool(cidrs & OPEN_CIDRS)
+    return bool(cidrs & (OPEN_CIDRS | {SENSITIVE}))
 
 
 def _group_rules(values: dict) -> dict[str, dict]:
@@ -1015,7 +1022,8 @@ def _review_change(rc: dict, result: Review, configs: dict, approved: set[tuple[
         why = "left in AWS, unmanaged: it stays, orphaned and still billed"
         result.forgets.append({"address": rc["address"], "type": rc["type"], "stateful": stateful, "why": why})
     if action in {"destroy", "replace"} and kind in {"stateful", "unknown"}:
-        why = STATEFUL_REASONS.get(rc["type"]) or (
+        lost = resource_classes.STATEFUL_TYPES.get(rc["type"])
+        why = STATEFUL_REASONS.get(rc["type"]) or (f"{rc['type']}: {lost}" if lost else None) or (
             f"{rc['type']}: holds data or identity that a destroy loses (tools/resource_classes.json)"
             if kind == "stateful"
             else f"unclassified type {rc['type']} ({rc.get('provider_name', 'unknown provider')}): "
@@ -1412,7 +1420,7 @@ def main(argv: list[str] | None = None) -> int:
         prices = json.loads(args.prices.read_text())
         result = review(plan, title=title, approvals=approvals, prices=prices)
     except PlanError as exc:
-        print(f"error: {esc(str(exc), limit=400)}", file=sys.stderr)
+        print(f"error: {esc(str(exc), limit=400, markdown=False)}", file=sys.stderr)
         return 1
     except (OSError, json.JSONDecodeError) as exc:
         print(f"error: price table {args.prices}: {exc}", file=sys.stderr)
@@ -1436,12 +1444,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(bool(p['widening']) for p in result.policies)} widening policy "
         f"change(s), {sum(bool(n['flags']) for n in result.network)} flagged network change(s), "
         f"cost {result.cost['monthly_delta_usd']:+.2f} USD/month "
-        f"(estimate, prices of {esc(result.cost['price_date'])})",
+        f"(estimate, prices of {esc(result.cost['price_date'], markdown=False)})",
         file=sys.stderr,
     )
     for finding in result.findings()[:50]:
         if finding["severity"] == "blocking":
-            print(f"BLOCKING: {esc(finding['address'])} ({esc(finding['why'], limit=200)})", file=sys.stderr)
+            print(
+                f"BLOCKING: {esc(finding['address'], markdown=False)} ({esc(finding['why'], 200, markdown=False)})",
+                file=sys.stderr,
+            )
     return _fail_code(result, args.fail_on)
 
 
