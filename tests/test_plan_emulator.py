@@ -90,13 +90,16 @@ def test_replacing_the_raw_bucket_is_blocking(deployed: Path, tmp_path: Path, mo
         [finding] = [b for b in summary["blocking"] if "raw_bucket" in b["address"]]
         assert finding["action"] == "replace" and finding["forced_by"] == ["bucket"]
         assert summary["counts"]["replace"] >= 1
-    # Naming the blocked addresses in ALLOW_DESTROY clears the review of this same plan (tools.plan
-    # hands the review the environment as it is; planning again would only repeat the plan).
-    monkeypatch.setenv("ALLOW_DESTROY", ",".join(b["address"] for b in summary["blocking"]))
+    # Approving the blocked changes (address and digest) in plan-approvals.yaml clears the review of this
+    # same plan (planning again would only repeat the plan).
+    approvals = tmp_path / "plan-approvals.yaml"
+    approvals.write_text(json.dumps({"t": summary["approvals_needed"]}))  # JSON is YAML
     allowed = tmp_path / "allowed"
-    code = plan_review.main([str(tmp_path / "plan.json"), "--json", str(allowed), "--markdown", str(allowed) + ".md"])
+    code = plan_review.main(
+        [str(tmp_path / "plan.json"), "--title", "t", "--approvals", str(approvals), "--json", str(allowed)]
+    )
     summary = json.loads(allowed.read_text())
-    assert code == 0 and summary["blocking"] == [] and summary["allowed_destroys"]
+    assert code == 0 and summary["blocking"] == [] and summary["approved_destroys"]
 
 
 def test_iam_widening_is_flagged(deployed: Path, tmp_path: Path) -> None:

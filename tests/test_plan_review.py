@@ -536,3 +536,137 @@ def test_json_report_lists_every_finding_with_rule_and_address(tmp_path: Path) -
         ("iam-widening", "aws_iam_role_policy.p"),
     }
     assert (tmp_path / "r.part-1.md").read_text() == (tmp_path / "r.md").read_text()
+
+
+def test_one_redaction_applies_sensitive_marks_at_any_depth() -> None:
+    value = {"a": ["x", {"k": "secret"}], "doc": '{"ExternalId": "secret"}', "n": 1, "m": {"deep": ["s"]}}
+    marks = {"a": [False, {"k": True}], "doc": True, "m": {"deep": [True]}}
+    assert plan_review.redact(value, marks) == {
+        "a": ["x", {"k": "(sensitive)"}],
+        "doc": "(sensitive)",
+        "n": 1,
+        "m": {"deep": ["(sensitive)"]},
+    }
+    assert plan_review.redact("secret", {"any": True}) == "(sensitive)", "a partly marked scalar is hidden whole"
+    assert plan_review.redact(value, None) == value and plan_review.redact(value, False) == value
+
+
+def test_drift_and_prior_state_values_are_redacted() -> None:
+    drift = rc("aws_ssm_parameter.p", ["update"], {"value": "old"}, {"value": "new-secret"})
+    drift["change"].update(before_sensitive={"value": True}, after_sensitive={"value": True})
+    items, ignored = drift_report.drifted(drift_plan(drift))
+    assert "new-secret" not in json.dumps([items, ignored]) and "new-secret" not in drift_report.markdown("t", items)
+
+
+def test_escaping_makes_plan_text_inert() -> None:
+    esc = plan_review.esc
+    assert esc("a|b") == "a\\|b" and esc("<!--") == "\\<\\!--" and esc("`x`") == "\\`x\\`"
+    assert esc("@octocat #12") == "\\@\u200boctocat \\#\u200b12"
+    assert esc("a\nb\u202ec\x1b") == "a\\\\nb\\\\u202ec\\\\u001b"
+    assert esc("::error::x", markdown=False) == "::error::x" and "\n" not in esc("x\n::error::y", markdown=False)
+    assert esc("v" * 1000, limit=10) == "vvvvvvvvvv... \\(1,000 chars\\)"
+    assert esc({"k": ["v"]}) == '\\{"k": \\["v"\\]\\}'
+
+
+@pytest.mark.parametrize("name", ["aws", "hashicorp/aws", "registry.terraform.io/-/aws", "-/aws", None])
+def test_legacy_provider_names_map_to_the_same_classes(name: str | None) -> None:
+    from tools import resource_classes
+
+    assert resource_classes.classify("aws_db_instance", name) == "stateful"
+    assert resource_classes.classify("aws_iam_role_policy", name) == "stateless"
+    assert resource_classes.classify("aws_db_instance", "registry.terraform.io/evil/aws") == "unknown"
+
+
+def test_every_stateless_family_has_its_reason_and_data_holders_are_stateful() -> None:
+    from tools import resource_classes
+
+    assert all(len(reason) > 40 for reason in resource_classes.STATELESS_FAMILY_REASONS)
+    for type_ in (
+        "aws_eks_cluster",
+        "aws_emr_cluster",
+        "aws_mwaa_environment",
+        "aws_organizations_organization",
+        "aws_dx_connection",
+        "aws_cloudwatch_log_stream",
+        "aws_glue_registry",
+        "aws_swf_domain",
+    ):
+        assert resource_classes.classify(type_) == "stateful" and resource_classes.rule_class(type_) == "stateful"
+    classes = resource_classes.table()["classes"]
+    assert all(classes[t] == "stateful" for t in resource_classes.STATEFUL_TYPES)
+
+
+def test_the_ci_artifact_holds_no_plan_json_or_binary_plan() -> None:
+    workflow = yaml.safe_load(
+        (Path(__file__).resolve().parent.parent / ".github/workflows/pull-request.yml").read_text()
+    )
+    steps = workflow["jobs"]["plan"]["steps"]
+    [upload] = [s for s in steps if "upload-artifact" in s.get("uses", "")]
+    paths = upload["with"]["path"].split("\n")
+    paths = [p.strip() for p in paths if p.strip()]
+    assert sorted(Path(p).name for p in paths) == ["plan.txt", "review.json", "review.md"]
+    plan_step = next(s for s in steps if s.get("id") == "plan")
+    assert 'FAIL_ON="$FAIL_ON"' in plan_step["run"] and "review" in workflow["jobs"]["plan"]["env"]["FAIL_ON"]
+
+
+def _mutations():
+    from hypothesis import strategies as st
+
+    leaf = st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+    junk = st.recursive(
+        leaf,
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=3), kids, max_size=3),
+        max_leaves=6,
+    )
+    return st.lists(st.tuples(st.integers(min_value=0, max_value=10_000), junk), min_size=1, max_size=3)
+
+
+def _nodes(value, path=()):
+    yield path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _nodes(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _nodes(v, (*path, i))
+
+
+def test_broken_structure_is_one_line_never_a_traceback(tmp_path_factory) -> None:
+    """Fuzz: any node of a rich plan replaced by any JSON value gives a review or one error line, exit 1."""
+    from hypothesis import HealthCheck, given, settings
+
+    from tests.plans import hostile
+
+    base = hostile.cases()["injection-pr-text"]
+    base["resource_changes"] += hostile.cases()["update-retention-cut"]["resource_changes"]
+    base["deferred_changes"] = hostile.cases()["incomplete-deferred-db-destroy"]["deferred_changes"]
+    paths = [p for p in _nodes(base) if p]
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(_mutations())
+    def check(mutations) -> None:
+        import copy
+        import io
+        from contextlib import redirect_stderr
+
+        plan = copy.deepcopy(base)
+        for index, junk in mutations:
+            path = paths[index % len(paths)]
+            node = plan
+            try:
+                for key in path[:-1]:
+                    node = node[key]
+                node[path[-1]] = junk
+            except (KeyError, IndexError, TypeError):
+                continue
+        folder = tmp_path_factory.mktemp("fuzz")
+        (folder / "plan.json").write_text(json.dumps(plan))
+        err = io.StringIO()
+        with redirect_stderr(err):
+            code = plan_review.main([str(folder / "plan.json"), "--markdown", str(folder / "r.md")])
+        assert code in (0, 1, 2)
+        if code == 1:
+            lines = err.getvalue().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), lines
+
+    check()

@@ -235,7 +235,10 @@ STATEFUL_TYPES: dict[str, str] = {
 # Whole families of configuration, each with why its destroy loses nothing an apply does not bring
 # back. Checked family by family; the data-holding types inside them are in STATEFUL_TYPES first.
 STATELESS_FAMILY_REASONS: dict[str, tuple[str, ...]] = {
-    "identity and access configuration: roles, policies, groups, users' settings are re-created from the code (users and access keys, which hold identities, are stateful above)": (
+    (
+        "identity and access configuration: roles, policies, groups and user settings are re-created from the "
+        "code (users and access keys, which hold identities, are stateful above)"
+    ): (
         "aws_iam_",
         "aws_ssoadmin_",
         "aws_accessanalyzer_",
@@ -245,7 +248,10 @@ STATELESS_FAMILY_REASONS: dict[str, tuple[str, ...]] = {
         "aws_organizations_",
         "aws_account_",
     ),
-    'network plumbing: VPCs, subnets, routes, gateways, firewalls and load balancers hold no data; an apply re-creates them (new ids)': (
+    (
+        "network plumbing: VPCs, subnets, routes, gateways, firewalls and load balancers hold no data; an "
+        "apply re-creates them (new ids)"
+    ): (
         "aws_vpc",
         "aws_subnet",
         "aws_route_table",
@@ -282,7 +288,10 @@ STATELESS_FAMILY_REASONS: dict[str, tuple[str, ...]] = {
         "aws_waf_",
         "aws_wafregional_",
     ),
-    'compute and orchestration definitions: functions, containers, jobs, state machines and scaling run from code and images; their data lives in stores classed stateful': (
+    (
+        "compute and orchestration definitions: functions, containers, jobs, state machines and scaling run "
+        "from code and images; their data lives in stores classed stateful"
+    ): (
         "aws_lambda_",
         "aws_sfn_",
         "aws_batch_",
@@ -372,7 +381,10 @@ STATELESS_FAMILY_REASONS: dict[str, tuple[str, ...]] = {
         "aws_datazone_",
         "aws_finspace_",
     ),
-    'monitoring, audit, security and cost settings: alarms, dashboards, detectors, budgets and their targets are configuration (the logs they write go to log groups and buckets, classed stateful)': (
+    (
+        "monitoring, audit, security and cost settings: alarms, dashboards, detectors, budgets and their "
+        "targets are configuration (the logs they write go to log groups and buckets, classed stateful)"
+    ): (
         "aws_cloudwatch_",
         "aws_cloudtrail",
         "aws_config_",
@@ -398,7 +410,10 @@ STATELESS_FAMILY_REASONS: dict[str, tuple[str, ...]] = {
         "aws_grafana_",
         "aws_prometheus_",
     ),
-    'settings of data services whose stores are matched stateful above: parameter and subnet groups, options, policies, users, attachments of buckets, keys, databases, caches, queues and streams': (
+    (
+        "settings of data services whose stores are matched stateful above: parameter and subnet groups, "
+        "options, policies, users, attachments of buckets, keys, databases, caches, queues and streams"
+    ): (
         "aws_s3_",
         "aws_s3control_",
         "aws_s3tables_",
