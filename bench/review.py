@@ -105,10 +105,9 @@ def main() -> int:
         f"{sum(bool(p['widening']) for p in result.policies)} widening, {len(result.network)} network, "
         f"{len(parts)} comment part(s)"
     )
-    print(
-        f"wall: {', '.join(f'{t:.2f}' for t in times)} s (median {wall:.2f}, min {min(times):.2f}, max {max(times):.2f})"
-    )
-    print(f"CPU:  {', '.join(f'{t:.2f}' for t in cpu)} s (median {busy:.2f}, min {min(cpu):.2f}, max {max(cpu):.2f})")
+    for label, runs, median in (("wall", times, wall), ("CPU ", cpu, busy)):
+        listed = ", ".join(f"{t:.2f}" for t in runs)
+        print(f"{label}: {listed} s (median {median:.2f}, min {min(runs):.2f}, max {max(runs):.2f})")
     # The CPU time is what the review costs; the wall time adds waiting for the other processes of a shared host.
     print(
         f"parse + check + review + markdown + parts + JSON: {busy:.2f} CPU s (median of {args.runs}; "
