@@ -1366,19 +1366,42 @@ MAX_PARTS = 5
 FULL_REVIEW = "the full review is review.md in this job's summary and in the plan artifact"
 
 
-def render(
-    result: Review,
-    limit: int = COMMENT_LIMIT,
-    max_parts: int | None = MAX_PARTS,
-    pointer: str = FULL_REVIEW,
-    built: tuple[list[str], list[Section]] | None = None,
+_TABLE_RULE = re.compile(r"^\|[-:| ]+\|$")
+
+
+def _split_sections(text: str) -> tuple[list[str], list[Section]]:
+    """Review Markdown back into (head, sections): a section starts at a ``### `` line; its table
+    header is the row before the first ``|---|`` rule, re-opened wherever a part cuts the table."""
+    head: list[str] = []
+    found: list[Section] = []
+    for line in text.rstrip("\n").split("\n"):
+        if line.startswith("### "):
+            found.append(Section(line, []))
+        elif found:
+            sec = found[-1]
+            if not sec.header and _TABLE_RULE.match(line) and sec.lines and sec.lines[-1].startswith("|"):
+                sec.header = [sec.lines.pop(), line]
+                sec.intro, sec.lines = sec.lines, []
+            else:
+                sec.lines.append(line)
+        else:
+            head.append(line)
+    return head, found
+
+
+def split_comment(
+    text: str, title: str, limit: int = COMMENT_LIMIT, max_parts: int | None = MAX_PARTS, pointer: str | None = None
 ) -> list[str]:
-    """The review as PR comments of at most ``limit`` characters: part 1 holds the verdict, the counts
-    and every blocking and review item; a section cut over parts re-opens with its heading and table
-    header; after ``max_parts`` (None: no cap) the last part says where the full review is."""
-    head, secs = built or sections(result)
-    parts: list[list[str]] = [[f"## Plan review: {esc(result.title)}", "", *head]]
-    sizes = [sum(len(x) + 1 for x in parts[0])]
+    """Review Markdown as PR comments of at most ``limit`` characters, cut between lines: part 1 holds
+    everything before the first section cut (the verdict, the counts, every blocking and review
+    item); a section cut over parts re-opens with its heading (and its table header inside a table);
+    after ``max_parts`` (None: no cap) the last part says where the full review is."""
+    if len(text) <= limit:
+        return [text]
+    pointer = pointer or os.environ.get("PLAN_REVIEW_FULL_URL") or FULL_REVIEW
+    head, secs = _split_sections(text)
+    parts: list[list[str]] = [head]
+    sizes = [sum(len(x) + 1 for x in head)]
     room = limit - 1_000  # the part header and the pointer
 
     def add(lines: list[str], new_part: bool = False) -> None:
@@ -1388,30 +1411,41 @@ def render(
         parts[-1].extend(lines)
         sizes[-1] += sum(len(x) + 1 for x in lines)
 
-    cut = False
     for sec in secs:
-        opening = [sec.heading, "", *sec.intro, *sec.header]
+        opening = [sec.heading, *sec.intro, *sec.header]
         first = len(sec.lines[0]) if sec.lines else 0
         add(opening, new_part=sizes[-1] + sum(len(x) + 1 for x in opening) + first > room)
         for line in sec.lines:
+            if len(line) > room // 2:  # never from the review (its values are cut); from an appended section
+                line = f"{line[: room // 2]}... (line of {len(line):,} chars cut)"
             if sizes[-1] + len(line) + 1 > room:
-                add([f"{sec.heading} (continued)", "", *sec.header], new_part=True)
+                table = sec.header and line.startswith("|")
+                add([f"{sec.heading} (continued)", "", *(sec.header if table else [])], new_part=True)
             add([line])
         if max_parts and len(parts) > max_parts:
-            cut = True
+            del parts[max_parts:]
+            parts[-1] += ["", f"**Review cut after part {max_parts}: {esc(pointer, limit=300)}.**"]
             break
-    if cut:
-        del parts[max_parts:]
-        parts[-1] += ["", f"**Review cut after part {max_parts}: {esc(pointer, limit=300)}.**"]
     texts = ["\n".join(p).rstrip("\n") + "\n" for p in parts]
-    if len(texts) == 1:
-        return texts
-    return [f"**Plan review: {esc(result.title)} (part {i}/{len(texts)})**\n\n{t}" for i, t in enumerate(texts, 1)]
+    return [f"**Plan review: {esc(title)} (part {i}/{len(texts)})**\n\n{t}" for i, t in enumerate(texts, 1)]
+
+
+def render(result: Review, limit: int = COMMENT_LIMIT, max_parts: int | None = MAX_PARTS) -> list[str]:
+    """The review's PR comment parts (``split_comment`` of its Markdown)."""
+    return split_comment(markdown(result), result.title, limit, max_parts)
+
+
+def _join(head: list[str], secs: list[Section]) -> str:
+    lines = list(head)
+    for sec in secs:
+        lines += [sec.heading, "", *sec.intro, *sec.header, *sec.lines]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def markdown(result: Review, built: tuple[list[str], list[Section]] | None = None) -> str:
     """The whole review in one document (review.md, the job summary)."""
-    return render(result, limit=10**12, max_parts=None, built=built)[0]
+    head, secs = built or sections(result)
+    return _join([f"## Plan review: {esc(result.title)}", "", *head], secs)
 
 
 def _fail_code(result: Review, fail_on: str) -> int:
@@ -1445,14 +1479,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError) as exc:
         print(f"error: price table {args.prices}: {exc}", file=sys.stderr)
         return 1
-    built = sections(result)
-    report = markdown(result, built)
+    report = markdown(result)
     if args.markdown:
         args.markdown.write_text(report)
         for stale in args.markdown.parent.glob(f"{args.markdown.stem}.part-*.md"):
             stale.unlink()
-        pointer = os.environ.get("PLAN_REVIEW_FULL_URL") or FULL_REVIEW
-        for index, part in enumerate(render(result, max_parts=args.max_parts, pointer=pointer, built=built), 1):
+        for index, part in enumerate(split_comment(report, title, max_parts=args.max_parts), 1):
             args.markdown.with_name(f"{args.markdown.stem}.part-{index}.md").write_text(part)
     else:
         print(report)
