@@ -1230,77 +1230,55 @@ def _summary(result: Review) -> list[str]:
     return out
 
 
+def _listed(heading: str, lines: list[str]) -> list[Section]:
+    """A bullet-list section, or none when there is nothing to list."""
+    return [Section(heading, [*lines, ""])] if lines else []
+
+
 def sections(result: Review) -> tuple[list[str], list[Section]]:
     """(the head of part 1, the sections in order); part 1 always holds the findings."""
-    head = _summary(result)
     out = findings_section(result)
-    if result.deferred:
-        out.append(
-            Section(
-                "### Deferred to a later plan",
-                [f"- {esc(d['address'])} {esc(d['action'])}: {esc(d['reason'])}" for d in result.deferred] + [""],
-            )
-        )
-    if result.forgets:
-        out.append(
-            Section(
-                "### Forgotten: Terraform stops managing these and leaves them in AWS",
-                [
-                    f"- {esc(f['address'])}"
-                    + (" - **stateful: it stays, orphaned and still billed**" if f["stateful"] else "")
-                    for f in result.forgets
-                ]
-                + [""],
-            )
-        )
-    if result.moves:
-        out.append(Section("### Moved", [f"- {esc(m['from'])} -> {esc(m['to'])}" for m in result.moves] + [""]))
-    if result.imports:
-        out.append(
-            Section("### Imported", [f"- {esc(i['address'])} from id {esc(i['id'])}" for i in result.imports] + [""])
-        )
-    if result.policies:
-        lines = []
-        for p in result.policies:
-            flag = f" - **widening: {esc('; '.join(p['widening']), limit=400)}**" if p["widening"] else ""
-            if p["type"] == "aws_s3_bucket_policy":
-                flag = " - **bucket policy changed**" + flag
-            lines.append(f"- {esc(p['address'])} {p['kind']} {esc(p['attribute'])} ({p['action']}){flag}")
-            if p["note"]:
-                lines.append(f"  - {esc(p['note'], limit=300)}")
-            lines += [f"  - added {_stmt_text(s)}" for s in p["added"]]
-            lines += [f"  - removed {_stmt_text(s)}" for s in p["removed"]]
-        out.append(Section("### IAM and resource policies", [*lines, ""]))
-    if result.network:
-        lines = []
-        for n in result.network:
-            flag = f" - **{esc('; '.join(n['flags']), limit=300)}**" if n["flags"] else ""
-            lines.append(f"- {esc(n['address'])} ({n['action']}){flag}")
-            lines += [f"  - added {esc(r)}" for r in n["added"]] + [f"  - removed {esc(r)}" for r in n["removed"]]
-        out.append(Section("### Security groups, network ACLs and public access", [*lines, ""]))
+    out += _listed(
+        "### Deferred to a later plan",
+        [f"- {esc(d['address'])} {esc(d['action'])}: {esc(d['reason'])}" for d in result.deferred],
+    )
+    orphaned = " - **stateful: it stays, orphaned and still billed**"
+    out += _listed(
+        "### Forgotten: Terraform stops managing these and leaves them in AWS",
+        [f"- {esc(f['address'])}{orphaned if f['stateful'] else ''}" for f in result.forgets],
+    )
+    out += _listed("### Moved", [f"- {esc(m['from'])} -> {esc(m['to'])}" for m in result.moves])
+    out += _listed("### Imported", [f"- {esc(i['address'])} from id {esc(i['id'])}" for i in result.imports])
+    lines = []
+    for p in result.policies:
+        flag = f" - **widening: {esc('; '.join(p['widening']), limit=400)}**" if p["widening"] else ""
+        if p["type"] == "aws_s3_bucket_policy":
+            flag = " - **bucket policy changed**" + flag
+        lines.append(f"- {esc(p['address'])} {p['kind']} {esc(p['attribute'])} ({p['action']}){flag}")
+        if p["note"]:
+            lines.append(f"  - {esc(p['note'], limit=300)}")
+        lines += [f"  - added {_stmt_text(s)}" for s in p["added"]]
+        lines += [f"  - removed {_stmt_text(s)}" for s in p["removed"]]
+    out += _listed("### IAM and resource policies", lines)
+    lines = []
+    for n in result.network:
+        flag = f" - **{esc('; '.join(n['flags']), limit=300)}**" if n["flags"] else ""
+        lines.append(f"- {esc(n['address'])} ({n['action']}){flag}")
+        lines += [f"  - added {esc(r)}" for r in n["added"]] + [f"  - removed {esc(r)}" for r in n["removed"]]
+    out += _listed("### Security groups, network ACLs and public access", lines)
     out += cost_sections(result.cost)
-    if result.outputs:
-        out.append(
-            Section(
-                "### Outputs",
-                [f"- {esc(o['name'])} {o['action']}: {esc(o['before'])} -> {esc(o['after'])}" for o in result.outputs]
-                + [""],
-            )
-        )
-    if result.deferred_reads:
-        out.append(
-            Section(
-                "### Data sources read at apply time",
-                [f"- {esc(d['address'])}: {esc(d['reason'])}" for d in result.deferred_reads] + [""],
-            )
-        )
-    if result.drift:
-        out.append(
-            Section(
-                "### Drift Terraform found while planning (changed outside Terraform)",
-                [f"- {esc(d['address'])} ({esc(', '.join(d['actions']))})" for d in result.drift] + [""],
-            )
-        )
+    out += _listed(
+        "### Outputs",
+        [f"- {esc(o['name'])} {o['action']}: {esc(o['before'])} -> {esc(o['after'])}" for o in result.outputs],
+    )
+    out += _listed(
+        "### Data sources read at apply time",
+        [f"- {esc(d['address'])}: {esc(d['reason'])}" for d in result.deferred_reads],
+    )
+    out += _listed(
+        "### Drift Terraform found while planning (changed outside Terraform)",
+        [f"- {esc(d['address'])} ({esc(', '.join(d['actions']))})" for d in result.drift],
+    )
     if result.changes:
         out.append(
             Section(
@@ -1310,7 +1288,7 @@ def sections(result: Review) -> tuple[list[str], list[Section]]:
                 header=["| address | action | why |", "|---|---|---|"],
             )
         )
-    return head, out
+    return _summary(result), out
 
 
 def cost_sections(cost: dict) -> list[Section]:
