@@ -1,26 +1,29 @@
 """Review a Terraform plan for a pull request: what changes, what is dangerous, what it costs.
 
     python -m tools.plan_review plan.json [--markdown review.md] [--json review.json] [--title T]
-                                          [--allow-destroy ADDR,ADDR] [--prices conf/prices/eu-north-1.json]
+        [--approvals plan-approvals.yaml] [--fail-on blocking|review] [--max-parts 5] [--prices P]
 
-``plan.json`` is ``terraform show -json <planfile>``. The review finds:
+``plan.json`` is ``terraform show -json <planfile>``; anything else (a state, an errored plan, a
+plan Terraform calls not applyable, format 2.x, broken structure) is refused in one line naming
+what it is or the JSON path that is wrong. The review finds:
 
 - counts of every action Terraform plans (add, change, replace, destroy, forget, move, import,
-  deferred data read) and every changed address with its action and Terraform's reason (a
-  replace because the resource cannot be updated, is tainted, was requested with ``-replace`` or
-  by ``replace_triggered_by``; a destroy because its config, count/for_each key or module went);
-- moves (old -> new address), imports, forgets (``removed`` blocks: a stateful resource left
-  unmanaged needs review), output changes (sensitive values masked) and the plan's own drift;
-- BLOCKING: destroy or replace of a stateful resource (data would be lost), unless each address
-  is named in ``--allow-destroy`` or the ``ALLOW_DESTROY`` environment variable (exit code 2).
-  Every type of the provider schema has a class (``tools/resource_classes.json``); a destroy or
-  replace of an unclassified type, or of any other provider's type, needs review, never passes;
-- IAM and resource-policy changes as statements added / removed, with widening ones flagged;
-- security-group, public-access and bucket-policy changes;
+  deferred data read) and every changed address with its action and Terraform's reason;
+- moves, imports, forgets (a stateful resource left unmanaged needs review), changes deferred to a
+  later plan, output changes and the plan's own drift;
+- BLOCKING: destroy or replace of a stateful resource, an in-place update that deletes data
+  (retention or expiry cut, PITR off), an action list it does not know, an incomplete plan, a
+  deferred stateful destroy; unless the change is approved by address and digest in
+  ``plan-approvals.yaml`` (then REVIEW). Every type of the provider schema has a class
+  (``tools/resource_classes.json``); an unclassified or foreign type's destroy needs review;
+- REVIEW: protection against a later loss removed, widening IAM and resource policies,
+  security-group, public-access and bucket-policy changes;
 - an estimated monthly cost delta and a per-job-hour Batch figure from a dated price table.
 
-Works on any plan JSON; imports nothing of the CDKTF app. Exit codes: 0 reviewed, 2 blocking,
-1 unreadable input.
+Every value is redacted by its sensitive marks before it is read (``redact``) and every string of
+the plan is printed through ``esc``; see docs/plan-review.md. Works on any plan JSON; imports
+nothing of the CDKTF app. Exit codes: 0 reviewed, 1 refused input, 2 blocking, 3 REVIEW with
+``--fail-on review``.
 """
 
 from __future__ import annotations
