@@ -488,7 +488,10 @@ def load_plan(path: Path) -> dict:
         ) from None
     except RecursionError:
         raise PlanError(f"{path}: JSON nested too deeply to be a plan") from None
-    return check_plan(plan, str(path))
+    try:
+        return check_plan(plan, str(path))
+    except RecursionError:
+        raise PlanError(f"{path}: modules nested too deeply to be a plan") from None
 
 
 # --- policies -------------------------------------------------------------------------------
