@@ -190,3 +190,15 @@ def test_twenty_thousand_changes_fit_five_parts_with_every_blocking_item_in_part
             assert body.splitlines()[2] == "| address | action | why |"
     full = plan_review.markdown(result)
     assert full.count("\n| ") == 20_000 + 1  # the whole table in review.md (header + rows)
+
+
+def test_thousands_of_blocking_items_are_counted_per_module_in_part_1() -> None:
+    """Too many items to list one by one: part 1 still accounts for every one, per module and rule."""
+    plan = hostile.big_plan(6_000, blocking=3_000, review=0)
+    result = plan_review.review(plan_review.check_plan(plan, "big"), title="pipeline-prod", prices=PRICES)
+    parts = plan_review.render(result)
+    assert len(parts) <= plan_review.MAX_PARTS and all(len(p) <= 65_536 for p in parts)
+    first = text_of(rendered(parts[0]))
+    assert "BLOCKING: 3000 item(s)" in first
+    counted = [int(n) for n in re.findall(r"^(\d+) x stateful-destroy", first, re.MULTILINE)]
+    assert len(counted) == 40 and sum(counted) == 3_000, "every module's blocking items counted in part 1"
