@@ -118,10 +118,10 @@ EMULATOR_UP = @$(LOCAL_ENV) $(PY) -m tools.cli check-env local --reachable
 EMU_FLAG   = $(if $(filter local,$(ENV)),--emulator)
 LOCK      ?= true
 
-plan: setup ## Plan ENV=<env> + review: build/plan/pipeline-<env>/review.md (exit 2 = BLOCKING; ALLOW_DESTROY=addr,...; LOCK=false for read-only roles; REFRESH=false trusts the state)
+plan: setup ## Plan ENV=<env> + review: build/plan/pipeline-<env>/review.md (exit 2 = BLOCKING; approve destroys in plan-approvals.yaml; FAIL_ON=review fails on REVIEW too; LOCK=false for read-only roles; REFRESH=false trusts the state)
 	$(REACHABLE)
 	SYNTH_ENVS=$(ENV) $(SYNTH)
-	@$(ENV_PREFIX) $(PY) -m tools.plan plan $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock) $(if $(filter false,$(REFRESH)),--no-refresh); status=$$?; \
+	@$(ENV_PREFIX) $(PY) -m tools.plan plan $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock) $(if $(filter false,$(REFRESH)),--no-refresh) $(if $(FAIL_ON),--fail-on $(FAIL_ON)); status=$$?; \
 	  if [ $$status -ne 1 ]; then $(PY) -m pipeline_ops.cost build/plan/pipeline-$(ENV)/plan.json \
 	    $(if $(IMAGES),--images $(IMAGES)) --append build/plan/pipeline-$(ENV)/review.md || exit 1; fi; exit $$status
 
@@ -189,7 +189,7 @@ integration: setup ## Run the sample manifest through a deployed cloud env (ENV=
 	$(REACHABLE)
 	$(PY) -m pipeline_ops.integration
 
-bench-review: setup ## Review time of a generated plan of 1,000 changes (target < 2 s; bench/review.py)
+bench-review: setup ## Review time of a generated plan of 5,000 changes (target < 2 CPU s; bench/review.py)
 	$(PY) bench/review.py
 
 bench-synth: setup ## Cold/warm synth time and peak memory vs the jsii floor

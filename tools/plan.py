@@ -6,8 +6,11 @@
     (add --emulator for a stack deployed to the local emulator)
 
 ``plan`` runs ``terraform init`` (committed lock file, read-only), ``plan -out``, ``show -json``
-and ``tools.plan_review``; it leaves ``tfplan``, ``plan.json``, ``plan.txt``, ``review.md`` and
-``review.json`` in the output folder and exits like the review (2 = blocking); ``--no-refresh``
+and ``tools.plan_review``; it leaves ``tfplan``, ``plan.json``, ``plan.txt`` (Terraform's text,
+sensitive values hidden), ``review.md`` and ``review.json`` in the output folder and exits like
+the review (2 = blocking, 3 = REVIEW with ``--fail-on review``; destroys approved in
+``plan-approvals.yaml`` pass). Only review.md, review.json and plan.txt may leave the machine:
+plan.json and the tfplan hold every sensitive value in clear. ``--no-refresh``
 plans against the recorded state without reading every resource back (``-refresh=false``: a
 quicker review of a config change, blind to drift). ``drift`` runs
 ``plan -refresh-only -detailed-exitcode`` and ``tools.drift_report`` (2 = drifted).
@@ -29,6 +32,7 @@ from pathlib import Path
 from tools import cli, drift_report, plan_review, tf_validate
 
 REPO = Path(__file__).resolve().parent.parent
+APPROVALS = REPO / "plan-approvals.yaml"
 
 
 class Terraform:
@@ -79,6 +83,8 @@ def make_plan(tf: Terraform, out: Path, *, lock: bool, refresh_only: bool, refre
     if not lock:
         args.append("-lock=false")
     proc = tf.run(*args, ok=(0, 2))
+    # What a reviewer may download: Terraform's text of the plan (the renderer `terraform show`
+    # uses), every value marked sensitive printed as "(sensitive value)".
     (out / f"{name}.txt").write_text(proc.stdout)
     shown = tf.run("show", "-json", str(planfile))
     json_path = out / f"{name}.json"
@@ -117,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         "--no-refresh", action="store_true", help="plan: trust the recorded state, read nothing back (no drift seen)"
     )
     parser.add_argument("--confirm", default="", help="destroy: the environment's name, typed again")
+    parser.add_argument(
+        "--fail-on", choices=["blocking", "review"], default="blocking", help="plan: review = exit 3 on REVIEW too"
+    )
+    parser.add_argument("--approvals", type=Path, default=APPROVALS, help="plan: destroys approved in the PR")
     parser.add_argument("--check-only", action="store_true", help="destroy: only the refusals, no terraform")
     args = parser.parse_args(argv)
     if args.no_refresh and args.command != "plan":
@@ -167,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     _, json_path = make_plan(tf, out, lock=not args.no_lock, refresh_only=False, refresh=not args.no_refresh)
     code = plan_review.main(
-        [str(json_path), "--title", title, "--markdown", str(out / "review.md"), "--json", str(out / "review.json")]
+        [
+            str(json_path),
+            *("--title", title, "--markdown", str(out / "review.md"), "--json", str(out / "review.json")),
+            *("--approvals", str(args.approvals), "--fail-on", args.fail_on),
+        ]
     )
     print((out / "review.md").read_text())
     print(f"plan: {out}/plan.tfplan (apply exactly this with `terraform apply {out}/plan.tfplan`)", file=sys.stderr)
