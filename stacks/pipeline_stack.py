@@ -277,6 +277,9 @@ class PipelineStack(TerraformStack):
                 "WEATHER_READ_TIMEOUT": str(weather.read_timeout_seconds),
                 "WEATHER_MAX_RETRIES": str(weather.max_retries),
                 "WEATHER_GIVE_UP_AFTER": str(weather.give_up_after),
+                "WEATHER_MAX_IN_FLIGHT": str(weather.max_in_flight),
+                "WEATHER_SITES_PER_REQUEST": str(weather.sites_per_request),
+                "WEATHER_MAX_RETRY_AFTER": str(weather.max_retry_after_seconds),
             },
             "batch_metrics": {
                 "JOB_QUEUES": ",".join(f"{name}={arn}" for name, arn in batch.queue_arns.items()),
@@ -301,12 +304,14 @@ class PipelineStack(TerraformStack):
             step = steps.get(name)
             data = {}
             if step is not None:
-                touched = {loc.bucket for loc in (*step.reads, *filter(None, [step.writes]))}
+                touched = {loc.bucket for loc in (*step.reads, *filter(None, [step.writes, step.cache]))}
                 data = {f"{bucket.upper()}_BUCKET": lake.bucket(bucket).bucket_name for bucket in sorted(touched)}
                 if step.reads:
                     data["INPUT_PREFIX"] = step.reads[0].prefix
                 if step.writes:
                     data["OUTPUT_PREFIX"] = step.writes.prefix
+                if step.cache:
+                    data["CACHE_PREFIX"] = step.cache.prefix
             functions[name] = PythonFunction(
                 self,
                 f"fn-{name.replace('_', '-')}",
@@ -328,6 +333,9 @@ class PipelineStack(TerraformStack):
                 lake.bucket(location.bucket).grant_read(functions[name].role, location.prefix)
             if step and step.writes:
                 lake.bucket(step.writes.bucket).grant_write(functions[name].role, step.writes.prefix)
+            if step and step.cache:
+                lake.bucket(step.cache.bucket).grant_read(functions[name].role, step.cache.prefix)
+                lake.bucket(step.cache.bucket).grant_write(functions[name].role, step.cache.prefix)
         self.budget.grant_view(functions["guard_budget"].role)
         params.grant_read(functions["guard_budget"].role, params.kill_switch)
         batch.grant_scale(functions["budget_shutdown"].role)
