@@ -47,6 +47,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from pipeline_log import execution_id_of, get_logger
+from shards import read_shards
 
 HOURLY = ("temperature_2m", "precipitation", "wind_speed_10m", "cloud_cover")
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -288,20 +289,21 @@ class SiteDayCache:
             return sum(pool.map(one, sorted(months)))
 
     def store(self, months: Iterable[tuple[Site, str]], client: WeatherClient) -> None:
-        """Write back these site-months with every complete day the client holds for them."""
-        by_month: dict[tuple[Site, str], dict[str, list[float]]] = defaultdict(dict)
-        wanted = set(months)
-        for (site, day), values in client.days.items():
-            if (site, day[:7]) in wanted and not any(math.isnan(v) for v in values):
-                by_month[site, day[:7]][day] = values.tolist()
+        """Write back these site-months with every complete day the client holds for them (each
+        object built in its own turn: all of them at once were hundreds of MB of Python floats)."""
+        wanted, days_of = set(months), defaultdict(list)
+        for site, day in client.days:
+            if (site, day[:7]) in wanted:
+                days_of[site, day[:7]].append(day)
 
-        def one(item: tuple[tuple[Site, str], dict[str, list[float]]]) -> None:
-            (site, month), days = item
-            body = json.dumps({"fields": HOURLY, "days": dict(sorted(days.items()))}).encode()
-            self.s3.put_object(Bucket=self.bucket, Key=self.key(site, month), Body=body, ContentType="application/json")
+        def one(site_month: tuple[Site, str]) -> None:
+            values = {day: client.days[site_month[0], day] for day in sorted(days_of[site_month])}
+            complete = {day: v.tolist() for day, v in values.items() if not any(math.isnan(x) for x in v)}
+            body = json.dumps({"fields": HOURLY, "days": complete}).encode()
+            self.s3.put_object(Bucket=self.bucket, Key=self.key(*site_month), Body=body, ContentType="application/json")
 
         with ThreadPoolExecutor(self.threads) as pool:
-            list(pool.map(one, sorted(by_month.items())))
+            list(pool.map(one, sorted(days_of)))
 
 
 def parse_time(value: str) -> datetime:
@@ -357,16 +359,6 @@ def client_from_env(log: Callable[..., None], deadline: float = math.inf) -> Wea
     )
 
 
-def shards(s3: Any, bucket: str, prefix: str, count: int) -> Iterator[tuple[int, list[dict]]]:
-    """Each shard's records in turn; a shard stage0 did not make is skipped."""
-    for shard in range(count):
-        try:
-            body = s3.get_object(Bucket=bucket, Key=f"{prefix}/shard-{shard}.json")["Body"].read()
-        except s3.exceptions.NoSuchKey:
-            continue
-        yield shard, json.loads(body)["records"]
-
-
 # Of the function's time, what the second pass (read, enrich, write every shard) is left; the
 # lookups stop before it.
 WRITE_RESERVE = 0.25
@@ -386,7 +378,7 @@ def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient 
     target = os.environ["OUTPUT_PREFIX"]
     count = int(event["shard_count"])
     wanted: set[SiteDay] = set()
-    for _, records in shards(s3, bucket, source, count):
+    for _, records in read_shards(s3, bucket, source, count):
         wanted |= needed(records)
     months = {(site, day[:7]) for site, day in wanted}
     cache = SiteDayCache(s3, bucket, os.environ["CACHE_PREFIX"]) if os.environ.get("CACHE_PREFIX") else None
@@ -397,16 +389,22 @@ def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient 
     if cache and fetched:
         cache.store(fetched, client)
     totals = {"records": 0, "enriched": 0, "failed": 0, "shards": 0}
-    for shard, records in shards(s3, bucket, source, count):
-        counts = enrich(records, client)
-        s3.put_object(
-            Bucket=bucket,
-            Key=f"{target}/{execution_id}/shard-{shard}.json",
-            Body=json.dumps({"records": records}, sort_keys=True).encode(),
-            ContentType="application/json",
-        )
-        totals = {k: totals[k] + counts.get(k, 0) for k in totals}
-        totals["shards"] += 1
+    with ThreadPoolExecutor(2) as writes:  # a shard's PUT runs while the next is enriched
+        pending: list = []
+        for shard, records in read_shards(s3, bucket, source, count):
+            counts = enrich(records, client)
+            body = json.dumps({"records": records}, sort_keys=True).encode()
+            key = f"{target}/{execution_id}/shard-{shard}.json"
+            pending.append(
+                writes.submit(s3.put_object, Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+            )
+            del records, body
+            while len(pending) > 2:
+                pending.pop(0).result()
+            totals = {k: totals[k] + counts.get(k, 0) for k in totals}
+            totals["shards"] += 1
+        for write in pending:
+            write.result()
     totals.update(requests=client.requests, site_days=len(wanted), from_cache=len(wanted) - len(missing))
     log.info("weather enrichment done", cached_days_read=cached, **totals)
     return totals

@@ -41,6 +41,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pipeline_log import emf, execution_id_of, get_logger
+from shards import read_shards
 
 SCHEMA = pa.schema(
     [
@@ -213,13 +214,7 @@ def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
     images = rows = 0
     with tempfile.TemporaryDirectory(prefix="write-parquet-") as folder:
         writer = DatasetWriter(s3, curated, target, execution_id, Path(folder))
-        for shard in range(int(event["shard_count"])):
-            try:
-                body = s3.get_object(Bucket=processed, Key=f"{source}/{execution_id}/shard-{shard}.json")["Body"].read()
-            except s3.exceptions.NoSuchKey:
-                continue
-            records = json.loads(body)["records"]
-            del body
+        for _, records in read_shards(s3, processed, f"{source}/{execution_id}", int(event["shard_count"])):
             tables = by_month(records, execution_id)
             images += len(records)
             rows += sum(t.num_rows for t in tables.values())
