@@ -220,6 +220,9 @@ class DataLakeSettings(_Frozen):
     replica_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
     force_destroy: bool
     prevent_destroy: bool
+    # The Glue table, Athena workgroup, saved queries and query policy over the curated detections
+    # (modules/dataset.py).
+    catalog: bool
 
     @field_validator("prevent_destroy")
     @classmethod

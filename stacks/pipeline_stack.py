@@ -17,6 +17,7 @@ from modules.budget import PipelineBudget, PipelineBudgetProps
 from modules.container_registry import StageRepositories, StageRepositoriesProps
 from modules.cost_reports import CostReports, CostReportsProps
 from modules.data_lake import DataLake, DataLakeProps
+from modules.dataset import Dataset, DatasetProps
 from modules.encryption import PipelineKey, PipelineKeyProps
 from modules.functions import PythonFunction, PythonFunctionProps
 from modules.iam import apply_permissions_boundary, render_grants
@@ -194,6 +195,26 @@ class PipelineStack(TerraformStack):
                 budget_limit_usd=profile.budget.amount_usd,
             ),
         )
+        self.dataset = None
+        if profile.data_lake.catalog:
+            self.dataset = Dataset(
+                self,
+                "dataset",
+                DatasetProps(
+                    prefix=prefix,
+                    region=profile.region,
+                    account_id=account_id,
+                    curated=self.data_lake.curated,
+                    detections_prefix=self.spec.step("write_parquet").writes.prefix,
+                    results=self.data_lake.processed,
+                    key=self.key,
+                    force_destroy=profile.data_lake.force_destroy,
+                ),
+            )
+            TerraformOutput(self, "dataset_table", value=self.dataset.qualified_table)
+            TerraformOutput(self, "dataset_workgroup", value=self.dataset.workgroup.name)
+            TerraformOutput(self, "dataset_queries", value=self.dataset.query_names)
+            TerraformOutput(self, "dataset_query_policy", value=self.dataset.query_policy.name)
         if profile.monitoring.cost_reports:
             self.cost_reports = CostReports(
                 self,
@@ -204,8 +225,7 @@ class PipelineStack(TerraformStack):
                     account_id=account_id,
                     region=profile.region,
                     log_target=self.data_lake.logs,
-                    curated=self.data_lake.curated,
-                    detections_prefix=self.spec.step("write_parquet").writes.prefix,
+                    detections_table=self.dataset.qualified_table if self.dataset else None,
                     billing_provider=pipeline_provider(self, profile, region="us-east-1", alias="billing"),
                     force_destroy=profile.data_lake.force_destroy,
                     prevent_destroy=profile.data_lake.prevent_destroy,
