@@ -182,7 +182,7 @@ class Dataset(Construct):
         (https://docs.aws.amazon.com/athena/latest/ug/workgroups-iam-policy.html), Glue reads of
         the catalog, database and table (Athena reads the catalog with the caller's rights:
         https://docs.aws.amazon.com/athena/latest/ug/fine-grained-access-to-glue-resources.html),
-        the data and the results prefix (https://docs.aws.amazon.com/athena/latest/ug/s3-permissions.html)."""
+        the data and the results prefix (https://repost.aws/knowledge-center/athena-access-iam)."""
         p = self.props
         glue = f"arn:aws:glue:{p.region}:{p.account_id}"
         athena = [
