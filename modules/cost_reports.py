@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdktf import TerraformProvider
-from cdktf_cdktf_provider_aws.athena_named_query import AthenaNamedQuery
 from cdktf_cdktf_provider_aws.athena_workgroup import (
     AthenaWorkgroup,
     AthenaWorkgroupConfiguration,
@@ -42,6 +41,7 @@ from cdktf_cdktf_provider_aws.glue_catalog_table import (
 )
 from constructs import Construct
 
+from modules.dataset import save_queries
 from modules.secure_bucket import SecureBucket, SecureBucketProps, housekeeping_rules
 
 # The CUR 2.0 columns the queries need (Data Exports takes no SELECT *).
@@ -213,17 +213,8 @@ class CostReports(Construct):
                 ),
             ),
         )
-        for query, (description, sql) in self.queries(props.environment, props.detections_table).items():
-            AthenaNamedQuery(
-                self,
-                f"query-{query}",
-                name=f"{props.prefix}-{query}",
-                description=description,
-                database=database.name,
-                workgroup=self.workgroup.name,
-                query=sql,
-            )
-        self.names: list[str] = [f"{props.prefix}-{q}" for q in self.queries(props.environment, props.detections_table)]
+        saved = self.queries(props.environment, props.detections_table)
+        self.names = save_queries(self, props.prefix, saved, database.name, self.workgroup.name)
 
     @staticmethod
     def queries(environment: str, detections_table: str | None) -> dict[str, tuple[str, str]]:

@@ -90,6 +90,24 @@ def queries(table: str) -> dict[str, tuple[str, str]]:
     }
 
 
+def save_queries(
+    scope: Construct, prefix: str, saved: dict[str, tuple[str, str]], database: str, workgroup: str
+) -> list[str]:
+    """A named Athena query ``<prefix>-<name>`` per entry of ``saved`` (name -> (description, SQL));
+    their names."""
+    for name, (description, sql) in saved.items():
+        AthenaNamedQuery(
+            scope,
+            f"query-{name}",
+            name=f"{prefix}-{name}",
+            description=description,
+            database=database,
+            workgroup=workgroup,
+            query=sql,
+        )
+    return [f"{prefix}-{name}" for name in saved]
+
+
 @dataclass(frozen=True)
 class DatasetProps:
     prefix: str
@@ -157,18 +175,7 @@ class Dataset(Construct):
                 ),
             ),
         )
-        self.query_names: list[str] = []
-        for name, (description, sql) in queries("detections").items():
-            AthenaNamedQuery(
-                self,
-                f"query-{name}",
-                name=f"{props.prefix}-{name}",
-                description=description,
-                database=database.name,
-                workgroup=self.workgroup.name,
-                query=sql,
-            )
-            self.query_names.append(f"{props.prefix}-{name}")
+        self.query_names = save_queries(self, props.prefix, queries("detections"), database.name, self.workgroup.name)
         self.query_policy = GrantablePolicy(
             self,
             "query-policy",

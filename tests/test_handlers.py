@@ -6,6 +6,7 @@ import importlib.util
 import io
 import json
 import sys
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -359,6 +360,26 @@ def test_weather_honours_retry_after(loopback_weather) -> None:
     assert pauses == [5, 5] and client.requests == 3
     assert weather.retry_after("3", 60) == 3 and weather.retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 60) == 0
     assert weather.retry_after(None, 60) == weather.retry_after("soon", 60) == 0
+
+
+def test_no_lookup_starts_past_the_deadline(loopback_weather) -> None:
+    """Near the function's time-out the lookups stop: records are marked, the shards still written."""
+    server, url = loopback_weather()
+    client = weather.WeatherClient(url, deadline=0.0, sleep=lambda _: None)
+    records = [dict(RECORD), dict(RECORD, lat=50.0)]
+    assert weather.enrich(records, client) == {"records": 2, "enriched": 0, "failed": 2}
+    assert client.requests == server.requests == 0
+    assert records[0]["weather_status"] == "failed: no time left in the invocation to ask the provider"
+
+
+def test_the_loopback_server_throttles_with_retry_after(loopback_weather) -> None:
+    """Injected 429s carry Retry-After; the seeded share is repeatable."""
+    server, url = loopback_weather(throttle_rate=1.0, retry_after=3)
+    query = "latitude=60&longitude=10&start_date=2026-06-01&end_date=2026-06-01"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{url}?{query}", timeout=5)
+    assert refused.value.code == 429 and refused.value.headers["Retry-After"] == "3"
+    assert server.throttled == 1 and server.requests == 0
 
 
 def test_the_loopback_server_answers_several_locations_as_a_list(loopback_weather) -> None:
