@@ -32,7 +32,7 @@ EMULATOR_SETUP = pipeline_ops.models:ensure_emulator
 # The emulator's endpoint and region come from conf/profiles/local.yaml (one `python -m conf` for both).
 LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoint AWS_DEFAULT_REGION=region)
 
-.PHONY: help setup synth diff deploy validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight quotas deploy-aws status-aws destroy-aws up-localstack down-localstack \
+.PHONY: help setup synth diff deploy validate lint test cost docs bench-synth bench-stage bench-post bench-test bench-review soak-local clean images images-check preflight quotas deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration iam-check
 
@@ -197,6 +197,9 @@ bench-synth: setup ## Cold/warm synth time and peak memory vs the jsii floor
 
 bench-stage: setup ## GPU stages on IMAGES=N (default 64) camera-trap JPEGs (CPU provider): end to end vs model-only images/s, peak RSS (target ratio <= 1.25)
 	$(PY) bench/stage.py --images $(or $(IMAGES),64)
+
+bench-post: setup ## WeatherEnrichment + WriteParquet on IMAGES=275000 SITES=500 DAYS=120 (loopback weather 150 ms, 5 % 429s): time and memory vs the functions' settings (target worst <= 0.5)
+	$(PY) bench/post.py --images $(or $(IMAGES),275000) --sites $(or $(SITES),500) --days $(or $(DAYS),120)
 
 images: setup ## Build + push the stage images ECR lacks (ENV=<env>; needs Docker; tags from the profile, immutable)
 	$(CHECK_ENV)

@@ -17,6 +17,7 @@ from modules.budget import PipelineBudget, PipelineBudgetProps
 from modules.container_registry import StageRepositories, StageRepositoriesProps
 from modules.cost_reports import CostReports, CostReportsProps
 from modules.data_lake import DataLake, DataLakeProps
+from modules.dataset import Dataset, DatasetProps
 from modules.encryption import PipelineKey, PipelineKeyProps
 from modules.functions import PythonFunction, PythonFunctionProps
 from modules.iam import apply_permissions_boundary, render_grants
@@ -195,6 +196,26 @@ class PipelineStack(TerraformStack):
                 budget_limit_usd=profile.budget.amount_usd,
             ),
         )
+        self.dataset = None
+        if profile.data_lake.catalog:
+            self.dataset = Dataset(
+                self,
+                "dataset",
+                DatasetProps(
+                    prefix=prefix,
+                    region=profile.region,
+                    account_id=account_id,
+                    curated=self.data_lake.curated,
+                    detections_prefix=self.spec.step("write_parquet").writes.prefix,
+                    results=self.data_lake.processed,
+                    key=self.key,
+                    force_destroy=profile.data_lake.force_destroy,
+                ),
+            )
+            TerraformOutput(self, "dataset_table", value=self.dataset.qualified_table)
+            TerraformOutput(self, "dataset_workgroup", value=self.dataset.workgroup.name)
+            TerraformOutput(self, "dataset_queries", value=self.dataset.query_names)
+            TerraformOutput(self, "dataset_query_policy", value=self.dataset.query_policy.name)
         if profile.monitoring.cost_reports:
             self.cost_reports = CostReports(
                 self,
@@ -205,8 +226,7 @@ class PipelineStack(TerraformStack):
                     account_id=account_id,
                     region=profile.region,
                     log_target=self.data_lake.logs,
-                    curated=self.data_lake.curated,
-                    detections_prefix=self.spec.step("write_parquet").writes.prefix,
+                    detections_table=self.dataset.qualified_table if self.dataset else None,
                     billing_provider=pipeline_provider(self, profile, region="us-east-1", alias="billing"),
                     force_destroy=profile.data_lake.force_destroy,
                     prevent_destroy=profile.data_lake.prevent_destroy,
@@ -278,6 +298,9 @@ class PipelineStack(TerraformStack):
                 "WEATHER_READ_TIMEOUT": str(weather.read_timeout_seconds),
                 "WEATHER_MAX_RETRIES": str(weather.max_retries),
                 "WEATHER_GIVE_UP_AFTER": str(weather.give_up_after),
+                "WEATHER_MAX_IN_FLIGHT": str(weather.max_in_flight),
+                "WEATHER_SITES_PER_REQUEST": str(weather.sites_per_request),
+                "WEATHER_MAX_RETRY_AFTER": str(weather.max_retry_after_seconds),
             },
             "batch_metrics": {
                 "JOB_QUEUES": ",".join(f"{name}={arn}" for name, arn in batch.queue_arns.items()),
@@ -302,12 +325,14 @@ class PipelineStack(TerraformStack):
             step = steps.get(name)
             data = {}
             if step is not None:
-                touched = {loc.bucket for loc in (*step.reads, *filter(None, [step.writes]))}
+                touched = {loc.bucket for loc in (*step.reads, *filter(None, [step.writes, step.cache]))}
                 data = {f"{bucket.upper()}_BUCKET": lake.bucket(bucket).bucket_name for bucket in sorted(touched)}
                 if step.reads:
                     data["INPUT_PREFIX"] = step.reads[0].prefix
                 if step.writes:
                     data["OUTPUT_PREFIX"] = step.writes.prefix
+                if step.cache:
+                    data["CACHE_PREFIX"] = step.cache.prefix
             functions[name] = PythonFunction(
                 self,
                 f"fn-{name.replace('_', '-')}",
@@ -329,6 +354,9 @@ class PipelineStack(TerraformStack):
                 lake.bucket(location.bucket).grant_read(functions[name].role, location.prefix)
             if step and step.writes:
                 lake.bucket(step.writes.bucket).grant_write(functions[name].role, step.writes.prefix)
+            if step and step.cache:
+                lake.bucket(step.cache.bucket).grant_read(functions[name].role, step.cache.prefix)
+                lake.bucket(step.cache.bucket).grant_write(functions[name].role, step.cache.prefix)
         self.budget.grant_view(functions["guard_budget"].role)
         params.grant_read(functions["guard_budget"].role, params.kill_switch)
         batch.grant_scale(functions["budget_shutdown"].role)

@@ -230,7 +230,8 @@ def test_cost_reports_export_cur2_and_save_the_queries(synth: SynthResult) -> No
     import sqlglot
     from sqlglot import exp
 
-    from modules.cost_reports import CUR_COLUMNS, DETECTION_COLUMNS
+    from modules.cost_reports import CUR_COLUMNS
+    from modules.dataset import COLUMNS as DETECTION_COLUMNS
 
     [export] = synth.only("prod", "aws_bcmdataexports_export")["export"]
     query = export["data_query"][0]
@@ -251,12 +252,14 @@ def test_cost_reports_export_cur2_and_save_the_queries(synth: SynthResult) -> No
     table = next(t for t in synth.resources("prod", "aws_glue_catalog_table").values() if t["name"] == "cur2")
     assert table["parameters"]["projection.enabled"] == "true"
     assert table["parameters"]["storage.location.template"].endswith("/data/BILLING_PERIOD=$${billing_period}")
-    workgroup = synth.only("prod", "aws_athena_workgroup")["configuration"]
+    workgroups = synth.resources("prod", "aws_athena_workgroup").values()
+    workgroup = next(w for w in workgroups if w["name"] == "odins-ravne-prod-cost")["configuration"]
     assert workgroup["enforce_workgroup_configuration"] is True
     assert workgroup["result_configuration"]["encryption_configuration"]["encryption_option"] == "SSE_S3"
     queries = {
         q["name"].removeprefix("odins-ravne-prod-"): q
         for q in synth.resources("prod", "aws_athena_named_query").values()
+        if q["workgroup"].startswith("${aws_athena_workgroup.cost-reports_")
     }
     assert set(queries) == {
         "cost-daily",
@@ -277,7 +280,7 @@ def test_cost_reports_export_cur2_and_save_the_queries(synth: SynthResult) -> No
         and "pricing_public_on_demand_cost" in queries["spot-savings"]["query"]
     )
     assert "'user_stage')" in queries["cost-per-stage"]["query"]
-    assert "FROM detections" in queries["cost-per-1000-images"]["query"]
+    assert "FROM odins_ravne_prod_dataset.detections" in queries["cost-per-1000-images"]["query"]
     jobdefs = synth.resources("prod", "aws_batch_job_definition").values()
     assert {j["tags"]["Stage"] for j in jobdefs} == {"stage0", "stage1", "stage2"} and all(
         j["propagate_tags"] for j in jobdefs

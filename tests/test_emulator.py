@@ -37,8 +37,8 @@ def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) 
     assert output["weather"] == {"enriched": 3, "failed": 0}, weather_statuses(aws, execution_arn)
     curated = next(b["Name"] for b in aws["s3"].list_buckets()["Buckets"] if "-curated-" in b["Name"])
     keys = {o["Key"] for o in aws["s3"].list_objects_v2(Bucket=curated)["Contents"]}
-    assert set(output["parquet"]["objects"]) <= keys and len(output["parquet"]["objects"]) == 2
-    assert all(k.endswith(".parquet") and "/date=2026-06-0" in k for k in output["parquet"]["objects"])
+    assert set(output["parquet"]["objects"]) <= keys and len(output["parquet"]["objects"]) == 1
+    assert all(k.endswith(".parquet") and "/month=2026-06/" in k for k in output["parquet"]["objects"])
 
     from pipeline_ops import health
 

@@ -6,6 +6,7 @@ import importlib.util
 import io
 import json
 import sys
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -237,8 +238,8 @@ RECORD = {"key": "images/a.jpg", "site_id": "s1", "lat": 62.4691, "lon": 10.3921
 def loopback_weather():
     servers = []
 
-    def start(failures: int = 0, failure_status: int = 503):
-        server = weather_server.start(0, failures=failures, failure_status=failure_status)
+    def start(failures: int = 0, failure_status: int = 503, **faults):
+        server = weather_server.start(0, failures=failures, failure_status=failure_status, **faults)
         servers.append(server)
         return server, f"http://127.0.0.1:{server.server_address[1]}/v1/archive"
 
@@ -322,15 +323,73 @@ def test_a_run_outlives_the_server_it_found(tmp_path, monkeypatch, capsys) -> No
     assert f"nothing answers on weather port {port} any more; starting a server of its own" in capsys.readouterr().out
 
 
-def test_weather_cache_one_request_per_site_day(loopback_weather) -> None:
+def test_weather_one_request_for_several_sites_and_days(loopback_weather) -> None:
+    """Sites with the same range of missing days share a request; every site-day is asked once."""
     server, url = loopback_weather()
     client = weather.WeatherClient(url, sleep=lambda _: None)
-    records = [dict(RECORD), dict(RECORD, captured_at="2026-06-01T22:59:00Z"), dict(RECORD, lat=61.0)]
+    records = [dict(RECORD), dict(RECORD, captured_at="2026-06-03T22:59:00Z"), dict(RECORD, lat=61.0)]
+    records.append(dict(RECORD, lat=61.0, captured_at="2026-06-03T01:00:00Z"))
     counts = weather.enrich(records, client)
-    assert counts == {"records": 3, "enriched": 3, "failed": 0}
-    assert client.requests == server.requests == 2  # two sites, one day each
+    assert counts == {"records": 4, "enriched": 4, "failed": 0}
+    assert client.requests == server.requests == 1  # two sites, 2026-06-01..03, one request
     assert set(records[0]["weather"]) == {"temperature_2m", "precipitation", "wind_speed_10m", "cloud_cover"}
-    assert records[0]["weather"] != records[1]["weather"]  # different hours of the same cached day
+    assert records[0]["weather"] != records[1]["weather"]  # different hours of the same answer
+    answer = weather_server.hourly(
+        61.0, 10.39, datetime(2026, 6, 3).date(), datetime(2026, 6, 3).date(), list(weather.HOURLY)
+    )
+    assert records[3]["weather"] == {k: float(answer[k][1]) for k in weather.HOURLY}
+
+
+def test_weather_range_chunks_are_calendar_months(loopback_weather) -> None:
+    """Fifty days of two sites: one request per month (the cache's chunk), both sites in each."""
+    server, url = loopback_weather()
+    client = weather.WeatherClient(url, sleep=lambda _: None)
+    first = datetime(2026, 5, 1, 12, tzinfo=UTC).toordinal()
+    days = [datetime.fromordinal(first + d).strftime("%Y-%m-%dT12:00:00Z") for d in range(50)]
+    records = [dict(RECORD, lat=lat, captured_at=day) for lat in (60.0, 61.0) for day in days]
+    assert weather.enrich(records, client)["enriched"] == 100
+    assert client.requests == server.requests == 2
+
+
+def test_weather_honours_retry_after(loopback_weather) -> None:
+    """A 429 waits what its Retry-After says (RFC 9110 10.2.3), capped, not the client's back-off."""
+    _, url = loopback_weather(failures=2, failure_status=429, retry_after=7)
+    pauses: list[float] = []
+    client = weather.WeatherClient(url, max_retries=3, max_retry_after=5, sleep=pauses.append)
+    assert weather.enrich([dict(RECORD)], client)["enriched"] == 1
+    assert pauses == [5, 5] and client.requests == 3
+    assert weather.retry_after("3", 60) == 3 and weather.retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 60) == 0
+    assert weather.retry_after(None, 60) == weather.retry_after("soon", 60) == 0
+
+
+def test_no_lookup_starts_past_the_deadline(loopback_weather) -> None:
+    """Near the function's time-out the lookups stop: records are marked, the shards still written."""
+    server, url = loopback_weather()
+    client = weather.WeatherClient(url, deadline=0.0, sleep=lambda _: None)
+    records = [dict(RECORD), dict(RECORD, lat=50.0)]
+    assert weather.enrich(records, client) == {"records": 2, "enriched": 0, "failed": 2}
+    assert client.requests == server.requests == 0
+    assert records[0]["weather_status"] == "failed: no time left in the invocation to ask the provider"
+
+
+def test_the_loopback_server_throttles_with_retry_after(loopback_weather) -> None:
+    """Injected 429s carry Retry-After; the seeded share is repeatable."""
+    server, url = loopback_weather(throttle_rate=1.0, retry_after=3)
+    query = "latitude=60&longitude=10&start_date=2026-06-01&end_date=2026-06-01"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{url}?{query}", timeout=5)
+    assert refused.value.code == 429 and refused.value.headers["Retry-After"] == "3"
+    assert server.throttled == 1 and server.requests == 0
+
+
+def test_the_loopback_server_answers_several_locations_as_a_list(loopback_weather) -> None:
+    """Open-Meteo's multi-location shape: a list, one object per location, in the order asked."""
+    _, url = loopback_weather()
+    query = "latitude=60,61.5&longitude=10,11&start_date=2026-06-01&end_date=2026-06-02&hourly=temperature_2m"
+    with urllib.request.urlopen(f"{url}?{query}", timeout=5) as answer:
+        body = json.loads(answer.read())
+    assert [(b["latitude"], b["longitude"]) for b in body] == [(60.0, 10.0), (61.5, 11.0)]
+    assert len(body[1]["hourly"]["time"]) == len(body[1]["hourly"]["temperature_2m"]) == 48
 
 
 def test_weather_retries_with_backoff_then_succeeds(loopback_weather) -> None:
@@ -357,15 +416,21 @@ def test_a_failed_site_day_is_asked_once_and_an_outage_is_given_up(loopback_weat
     _, url = loopback_weather(failures=1_000)
     logged: list[tuple[str, dict]] = []
     client = weather.WeatherClient(
-        url, max_retries=1, give_up_after=2, sleep=lambda _: None, log=lambda m, **f: logged.append((m, f))
+        url,
+        max_retries=1,
+        give_up_after=2,
+        max_in_flight=1,
+        sites_per_request=1,
+        sleep=lambda _: None,
+        log=lambda m, **f: logged.append((m, f)),
     )
     same_day = [dict(RECORD, captured_at=f"2026-06-01T{h:02d}:00:00Z") for h in range(5)]
     other_sites = [dict(RECORD, lat=50 + i, captured_at="2026-06-02T10:00:00Z") for i in range(6)]
     counts = weather.enrich(same_day + other_sites, client)
     assert counts == {"records": 11, "enriched": 0, "failed": 11}
-    assert client.requests == 4, "two site-days, two attempts each; then the provider is taken as down"
+    assert client.requests == 4, "two requests, two attempts each; then the provider is taken as down"
     assert all(r["weather_status"] == "failed: HTTP 503" for r in same_day + other_sites[:1])
-    assert other_sites[-1]["weather_status"].startswith("failed: provider taken as down after 2 site-days")
+    assert other_sites[-1]["weather_status"].startswith("failed: provider taken as down after 2 requests")
     assert [f["attempt"] for _, f in logged] == [1, 2, 1, 2]
     assert logged[0][0] == "weather lookup failed" and logged[0][1]["error"] == "HTTP 503"
     assert logged[0][1]["seconds"] >= 0 and logged[0][1]["day"] == "2026-06-01"
@@ -374,7 +439,9 @@ def test_a_failed_site_day_is_asked_once_and_an_outage_is_given_up(loopback_weat
 def test_refusals_are_not_an_outage(loopback_weather) -> None:
     """A 4xx is the provider answering: the site-day fails, the rest is still asked."""
     _, url = loopback_weather(failures=4, failure_status=400)
-    client = weather.WeatherClient(url, max_retries=3, give_up_after=2, sleep=lambda _: None)
+    client = weather.WeatherClient(
+        url, max_retries=3, give_up_after=2, max_in_flight=1, sites_per_request=1, sleep=lambda _: None
+    )
     records = [dict(RECORD, lat=50 + i) for i in range(6)]
     counts = weather.enrich(records, client)
     assert counts == {"records": 6, "enriched": 2, "failed": 4} and client.requests == 6
@@ -383,7 +450,9 @@ def test_refusals_are_not_an_outage(loopback_weather) -> None:
 
 def test_a_success_resets_the_outage_count(loopback_weather) -> None:
     _, url = loopback_weather(failures=2)
-    client = weather.WeatherClient(url, max_retries=0, give_up_after=3, sleep=lambda _: None)
+    client = weather.WeatherClient(
+        url, max_retries=0, give_up_after=3, max_in_flight=1, sites_per_request=1, sleep=lambda _: None
+    )
     records = [dict(RECORD, lat=50 + i) for i in range(6)]
     counts = weather.enrich(records, client)
     assert counts == {"records": 6, "enriched": 4, "failed": 2} and client.failed_in_a_row == 0
@@ -412,6 +481,38 @@ def test_weather_handler_reads_and_writes_shards(loopback_weather, monkeypatch: 
     assert result["shards"] == 1 and result["enriched"] == 1
     written = json.loads(s3.get_object(Bucket="proc", Key="weather/ex1/shard-0.json")["Body"].read())
     assert written["records"][0]["weather_status"] == "ok"
+
+
+@mock_aws
+def test_weather_site_day_cache_makes_a_warm_rerun_ask_nothing(loopback_weather, monkeypatch) -> None:
+    """Retries and overlapping manifests read what an earlier invocation fetched; only days the
+    cache lacks are asked, and an answer-less record stays, marked."""
+    server, url = loopback_weather()
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    first = [dict(RECORD, key=f"k{d}", captured_at=f"2026-06-{d:02d}T05:00:00Z") for d in range(1, 11)]
+    s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": first}))
+    later = [*first, dict(RECORD, key="k30", captured_at="2026-06-30T05:00:00Z"), {"key": "no-place"}]
+    s3.put_object(Bucket="proc", Key="stage2/ex2/shard-0.json", Body=json.dumps({"records": later}))
+    for key, value in {
+        "PROCESSED_BUCKET": "proc",
+        "INPUT_PREFIX": "stage2",
+        "OUTPUT_PREFIX": "weather",
+        "CACHE_PREFIX": "weather-cache",
+        "WEATHER_BASE_URL": url,
+    }.items():
+        monkeypatch.setenv(key, value)
+    cold = weather.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3)
+    warm = weather.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3)
+    assert (cold["requests"], cold["site_days"], cold["from_cache"]) == (1, 10, 0)
+    assert (warm["requests"], warm["from_cache"], warm["enriched"]) == (0, 10, 10)
+    overlapping = weather.handler({"execution_id": "ex2", "shard_count": 1}, None, s3=s3)
+    assert (overlapping["requests"], overlapping["from_cache"], overlapping["failed"]) == (1, 10, 1)
+    assert server.requests == 2
+    cached = json.loads(s3.get_object(Bucket="proc", Key="weather-cache/62.47,10.39/2026-06.json")["Body"].read())
+    assert sorted(cached["days"]) == [f"2026-06-{d:02d}" for d in (*range(1, 11), 30)]
+    written = json.loads(s3.get_object(Bucket="proc", Key="weather/ex2/shard-0.json")["Body"].read())["records"]
+    assert len(written) == 12 and written[-1]["weather_status"].startswith("failed:")
 
 
 # --- write_parquet ------------------------------------------------------------------------------
@@ -443,48 +544,85 @@ ENRICHED = [
 ]
 
 
-def test_parquet_partitions_schema_and_compression() -> None:
-    groups = parquet.partitions(ENRICHED, "ex1")
-    assert sorted(groups) == [("2026-06-01", "s1"), ("2026-06-02", "s2")]
-    data = parquet.to_parquet(groups[("2026-06-01", "s1")])
-    file = pq.ParquetFile(io.BytesIO(data))
+def curated_buckets(monkeypatch: pytest.MonkeyPatch):
+    """moto's processed and curated buckets and the environment WriteParquet gets."""
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in ("proc", "cur"):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    for key, value in {
+        "PROCESSED_BUCKET": "proc",
+        "CURATED_BUCKET": "cur",
+        "INPUT_PREFIX": "weather",
+        "OUTPUT_PREFIX": "detections",
+    }.items():
+        monkeypatch.setenv(key, value)
+    return s3
+
+
+@mock_aws
+def test_parquet_schema_compression_and_month_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    s3 = curated_buckets(monkeypatch)
+    july = dict(ENRICHED[1], key="images/c.jpg", captured_at="2026-07-01T00:00:00Z")
+    s3.put_object(Bucket="proc", Key="weather/ex1/shard-0.json", Body=json.dumps({"records": [*ENRICHED, july]}))
+    result = parquet.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3)
+    assert [k.rsplit("/", 1)[0] for k in result["objects"]] == ["detections/month=2026-06", "detections/month=2026-07"]
+    file = pq.ParquetFile(io.BytesIO(s3.get_object(Bucket="cur", Key=result["objects"][0])["Body"].read()))
     assert file.schema_arrow == parquet.SCHEMA
     assert file.metadata.row_group(0).column(0).compression == "ZSTD"
-    row = file.read().to_pylist()[0]
-    assert row["species"] == "red_fox" and row["temperature_c"] == 9.5
+    row, empty = file.read().to_pylist()
+    assert row["species"] == "red_fox" and row["temperature_c"] == 9.5 and row["site_id"] == "s1"
     assert row["captured_at"] == datetime(2026, 6, 1, 4, 12, tzinfo=UTC)
-    empty = pq.read_table(io.BytesIO(parquet.to_parquet(groups[("2026-06-02", "s2")]))).to_pylist()
-    assert empty[0]["detection_index"] is None and empty[0]["weather_status"] == "failed: HTTP 503"
+    assert empty["detection_index"] is None and empty["weather_status"] == "failed: HTTP 503"
 
 
 @mock_aws
 def test_parquet_handler_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
-    s3 = boto3.client("s3", region_name=REGION)
-    for bucket in ("proc", "cur"):
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3 = curated_buckets(monkeypatch)
     s3.put_object(Bucket="proc", Key="weather/ex1/shard-1.json", Body=json.dumps({"records": ENRICHED}))
-    monkeypatch.setenv("PROCESSED_BUCKET", "proc")
-    monkeypatch.setenv("CURATED_BUCKET", "cur")
-    monkeypatch.setenv("INPUT_PREFIX", "weather")
-    monkeypatch.setenv("OUTPUT_PREFIX", "detections")
     first = parquet.handler({"execution_id": "ex1", "shard_count": 2}, None, s3=s3)
     bodies = {k: s3.get_object(Bucket="cur", Key=k)["Body"].read() for k in first["objects"]}
     second = parquet.handler({"execution_id": "ex1", "shard_count": 2}, None, s3=s3)
-    assert first == second and first["rows"] == 2 and len(first["objects"]) == 2
-    assert all(k.startswith("detections/date=") and "/site=" in k for k in first["objects"])
+    assert first == second and first["rows"] == 2 and len(first["objects"]) == 1
+    assert all(k.startswith("detections/month=2026-06/part-") for k in first["objects"])
     assert bodies == {k: s3.get_object(Bucket="cur", Key=k)["Body"].read() for k in second["objects"]}
+
+
+@mock_aws
+def test_parquet_streams_with_bounded_buffers_and_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Shards arrive one at a time; rows wait in at most ``buffer_rows``, a file closes at
+    ``rows_per_file``, at most ``max_open_files`` are open; every row lands exactly once, each
+    row group sorted by capture time."""
+    s3 = curated_buckets(monkeypatch)
+    writer = parquet.DatasetWriter(
+        s3, "cur", "detections", "ex1", tmp_path, buffer_rows=7, rows_per_file=20, max_open_files=2
+    )
+    peak = 0
+    for shard in range(10):
+        records = [
+            dict(ENRICHED[1], key=f"s{shard}-{i}", captured_at=f"2026-0{1 + (shard + i) % 3}-{28 - i:02d}T00:00:00Z")
+            for i in range(6)
+        ]
+        writer.add(parquet.by_month(records, "ex1"))
+        peak = max(peak, sum(writer._buffered.values()))
+        assert len(writer._files) <= 2
+    keys = writer.close()
+    assert peak <= 7 and not list(tmp_path.iterdir())
+    tables = [pq.ParquetFile(io.BytesIO(s3.get_object(Bucket="cur", Key=k)["Body"].read())) for k in keys]
+    assert sorted(r["image_key"] for t in tables for r in t.read().to_pylist()) == sorted(
+        f"s{shard}-{i}" for shard in range(10) for i in range(6)
+    )
+    assert all(t.metadata.num_rows <= 20 + 7 for t in tables) and len(keys) <= 3 + 60 // 20 + 3
+    for t in tables:
+        for g in range(t.num_row_groups):
+            times = t.read_row_group(g).column("captured_at").to_pylist()
+            assert times == sorted(times)
 
 
 @mock_aws
 def test_parquet_handler_counts_the_images_of_the_execution(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """The dashboard's images per execution: an EMF line with the execution's image count."""
-    s3 = boto3.client("s3", region_name=REGION)
-    for bucket in ("proc", "cur"):
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3 = curated_buckets(monkeypatch)
     s3.put_object(Bucket="proc", Key="weather/ex2/shard-0.json", Body=json.dumps({"records": ENRICHED}))
-    for key, value in {"PROCESSED_BUCKET": "proc", "CURATED_BUCKET": "cur", "INPUT_PREFIX": "weather"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("OUTPUT_PREFIX", "detections")
     monkeypatch.setenv("METRIC_NAMESPACE", "OdinsRavne/Pipeline")
     monkeypatch.setenv("PIPELINE_ENV", "dev")
     result = parquet.handler({"execution_id": "ex2", "shard_count": 1}, None, s3=s3)

@@ -182,7 +182,7 @@ def test_zip_is_reproducible() -> None:
     assert source_hash(first) == expected
     import zipfile, io  # noqa: E401, I001
 
-    assert sorted(zipfile.ZipFile(io.BytesIO(first)).namelist()) == ["handler.py", "pipeline_log.py"]
+    assert sorted(zipfile.ZipFile(io.BytesIO(first)).namelist()) == ["handler.py", "pipeline_log.py", "shards.py"]
 
 
 def _documents(stack: dict) -> list[tuple[str, dict]]:
