@@ -24,6 +24,7 @@ from modules.monitoring import METRIC_NAMESPACE, Monitoring, MonitoringProps
 from modules.network import Network, NetworkProps
 from modules.parameters import PipelineParameters, PipelineParametersProps
 from modules.provider import COST_SCOPE_TAG, cost_scope, default_tags, pipeline_provider
+from modules.spend_ledger import SpendLedger, SpendLedgerProps
 from modules.workflow import Workflow, WorkflowProps
 
 
@@ -139,6 +140,11 @@ class PipelineStack(TerraformStack):
                 settings=profile.budget,
                 key=self.key,
             ),
+        )
+        self.ledger = SpendLedger(
+            self,
+            "spend-ledger",
+            SpendLedgerProps(prefix=prefix, key=self.key, prevent_destroy=profile.data_lake.prevent_destroy),
         )
         self.parameters = PipelineParameters(
             self,
@@ -274,6 +280,7 @@ class PipelineStack(TerraformStack):
                 "ACCOUNT_ID": account_id,
                 "KILL_SWITCH_PARAMETER": params.kill_switch.name,
                 "GUARD_THRESHOLD_PCT": "100",
+                "LEDGER_TABLE": self.ledger.table_name,
             },
             "write_parquet": {"METRIC_NAMESPACE": METRIC_NAMESPACE, "PIPELINE_ENV": profile.name},
             "weather_enrichment": {
@@ -341,6 +348,7 @@ class PipelineStack(TerraformStack):
                 lake.bucket(step.writes.bucket).grant_write(functions[name].role, step.writes.prefix)
         self.budget.grant_view(functions["guard_budget"].role)
         params.grant_read(functions["guard_budget"].role, params.kill_switch)
+        self.ledger.grant_reserve(functions["guard_budget"].role)
         shutdown = functions["budget_shutdown"].role
         batch.grant_scale(shutdown)
         batch.grant_stop_jobs(shutdown)

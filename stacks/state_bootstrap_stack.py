@@ -12,6 +12,7 @@ from modules.iam import render_grants
 from modules.provider import pipeline_provider
 from modules.state_bucket import StateBucket, StateBucketProps
 
+
 def bootstrap_stack_id(profile: Profile) -> str:
     return f"state-bootstrap-{profile.account_id}"
 

@@ -117,23 +117,77 @@ def create_budget(budgets, *, spent: str) -> None:
     )
 
 
+def ledger_table(region: str = REGION) -> str:
+    dynamodb = boto3.client("dynamodb", region_name=region)
+    dynamodb.create_table(
+        TableName="ledger",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "budget_updated", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "budget_updated", "AttributeType": "S"}],
+    )
+    return "ledger"
+
+
 @mock_aws
 def test_guard_reads_budgets_and_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
     budgets, ssm = boto3.client("budgets", region_name="us-east-1"), boto3.client("ssm", region_name=REGION)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
     create_budget(budgets, spent="51")
     ssm.put_parameter(Name="/p/kill", Value="off", Type="String")
     monkeypatch.setenv("ACCOUNT_ID", "123456789012")
     monkeypatch.setenv("BUDGET_NAME", "b")
     monkeypatch.setenv("KILL_SWITCH_PARAMETER", "/p/kill")
-    result = guard.handler({"execution_id": "e1"}, None, budgets=budgets, ssm=ssm)
+    monkeypatch.setenv("LEDGER_TABLE", ledger_table())
+    clients = {"budgets": budgets, "ssm": ssm, "dynamodb": dynamodb}
+    result = guard.handler({"execution_id": "e1"}, None, **clients)
     assert result["allowed"] is False and result["limit"] == 50 and result["spent"] == 51
-    assert set(result) == {"allowed", "reason", "spent", "estimate", "forecast", "limit", "threshold_pct"}
+    assert set(result) == {"allowed", "reason", "spent", "estimate", "forecast", "limit", "threshold_pct", "reserved"}
     ssm.delete_parameter(Name="/p/kill")  # a missing switch counts as off
     budgets.delete_budget(AccountId="123456789012", BudgetName="b")
     create_budget(budgets, spent="5")
-    assert guard.handler({"execution_id": "e2"}, None, budgets=budgets, ssm=ssm)["allowed"] is True
-    priced = guard.handler({"execution_id": "e3", "plan": {"estimated_usd": 46}}, None, budgets=budgets, ssm=ssm)
+    assert guard.handler({"execution_id": "e2"}, None, **clients)["allowed"] is True
+    priced = guard.handler({"execution_id": "e3", "plan": {"estimated_usd": 46}}, None, **clients)
     assert priced["allowed"] is False and priced["estimate"] == 46 and "estimated 46.00 USD" in priced["reason"]
+
+
+@mock_aws
+def test_a_burst_of_manifests_cannot_pass_the_guard_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Budgets still says 5 of 50 USD spent (its data lags by hours); each manifest is estimated at
+    20 USD. Two fit (5 + 2 x 20 = 45), the third would make 65: refused on the ledger's estimates,
+    although the budget itself has not moved. A retried invocation does not count twice; a new
+    Budgets update (new LastUpdatedTime, its spend now including the first two) starts a new sum."""
+    budgets, ssm = boto3.client("budgets", region_name="us-east-1"), boto3.client("ssm", region_name=REGION)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    create_budget(budgets, spent="5")
+    for key, value in {"ACCOUNT_ID": ACCOUNT, "BUDGET_NAME": "b", "KILL_SWITCH_PARAMETER": "/p/kill"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LEDGER_TABLE", ledger_table())
+    clients = {"budgets": budgets, "ssm": ssm, "dynamodb": dynamodb}
+
+    def run(execution: str) -> dict:
+        return guard.handler({"execution_id": execution, "plan": {"estimated_usd": 20}}, None, **clients)
+
+    first, second, retried, third = run("m1"), run("m2"), run("m2"), run("m3")
+    assert (first["allowed"], second["allowed"], retried["allowed"], third["allowed"]) == (True, True, True, False)
+    assert (first["reserved"], second["reserved"], third["reserved"]) == (0, 20, 40)
+    assert "plus 40.00 USD estimated for executions started since the budget's last update" in third["reason"]
+    set_spend(budgets, "45")  # Budgets catches up: the two executions' spend is in the figure now
+    assert run("m3")["allowed"] is False, "45 + 20 passes 50 on the budget's own figure"
+    set_spend(budgets, "25")
+    after = run("m3")
+    assert (after["allowed"], after["spent"], after["reserved"]) == (True, 25.0, 0.0)
+
+
+def test_the_ledger_refuses_the_loser_of_a_race() -> None:
+    """Two guards read the same sum; the conditional update lets only one take the last room."""
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        ledger = guard.Ledger(dynamodb, ledger_table(), "2026-12-06T00:00:00")
+        assert ledger.reserve("a", 20.0, room=25.0) is True  # reserved 0 <= 25
+        assert ledger.reserve("b", 20.0, room=25.0) is True  # reserved 20 <= 25
+        assert ledger.reserve("c", 20.0, room=25.0) is False  # reserved 40 > 25: the loser
+        assert ledger.reserve("a", 20.0, room=100.0) is False  # in already
+        assert ledger.read() == (40.0, {"a", "b"})
 
 
 # --- batch_metrics -----------------------------------------------------------------------------
