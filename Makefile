@@ -247,6 +247,7 @@ emergency-stop: setup ## ENV=<env> CONFIRM=<env> [REASON=...]: the budget shutdo
 
 cost-tags: setup ## ENV=<cloud env>: activate the cost allocation tags (CostScope, Stage) once they exist; safe to repeat
 	$(CHECK_ENV)
+	@if [ "$(ENV)" = local ]; then echo "error: local has no Cost Explorer: cost allocation tags live in a cloud account (make cost-tags ENV=dev)" >&2; exit 2; fi
 	$(REACHABLE)
 	$(PY) -m pipeline_ops.cost_tags $(ENV)
 

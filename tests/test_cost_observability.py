@@ -68,7 +68,8 @@ def test_alert_topic_encrypted_and_restricted(synth: SynthResult) -> None:
     assert deny["Effect"] == "Deny" and deny["Condition"]["Null"] == {"aws:PrincipalServiceName": "true"}
     publishers = deny["Condition"]["StringNotLike"]["aws:PrincipalArn"]
     assert len(publishers) == 2 and all(p.endswith(".arn}") for p in publishers)
-    assert {p.split("_role_")[0] for p in publishers} == {"${aws_iam_role.workflow", "${aws_iam_role.fn-budget-shutdown"}
+    roles = {p.split("_role_")[0] for p in publishers}
+    assert roles == {"${aws_iam_role.workflow", "${aws_iam_role.fn-budget-shutdown"}
 
 
 def test_cost_explorer_switches(synth: SynthResult) -> None:
