@@ -394,6 +394,57 @@ def batch_runs_stage_code() -> None:
 
 
 @fill
+def sns_lambda_event_names_its_topic() -> None:
+    """SNS hands a subscribed function ``TopicArn: arn:aws:sns:EXAMPLE`` and a fixed message id;
+    AWS sends the publishing topic's ARN, the subscription's ARN and the message's id
+    (https://docs.aws.amazon.com/lambda/latest/dg/with-sns.html). budget_shutdown acts only on its
+    budget topic's messages, so it needs the real ARN."""
+    import threading
+
+    from moto.awslambda.models import LambdaBackend
+    from moto.sns.models import Subscription
+
+    delivering = threading.local()
+    publish, send = Subscription.publish, LambdaBackend.send_sns_message
+
+    def publish_from_topic(self: Any, message: str, message_id: str, *args: Any, **kwargs: Any) -> None:
+        delivering.names = (self.topic.arn, self.arn, message_id)
+        try:
+            publish(self, message, message_id, *args, **kwargs)
+        finally:
+            delivering.names = None
+
+    def send_named(
+        self: Any, function_name: str, message: str, subject: str | None = None, qualifier: Any = None
+    ) -> None:
+        names = getattr(delivering, "names", None)
+        if not names:
+            return send(self, function_name, message, subject=subject, qualifier=qualifier)
+        topic, subscription, message_id = names
+        sns = {
+            "Type": "Notification",
+            "MessageId": message_id,
+            "TopicArn": topic,
+            "Subject": subject,
+            "Message": message,
+            "Timestamp": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "SignatureVersion": "1",
+            "MessageAttributes": {},
+        }
+        event = {
+            "Records": [
+                {"EventVersion": "1.0", "EventSubscriptionArn": subscription, "EventSource": "aws:sns", "Sns": sns}
+            ]
+        }
+        function = self._lambdas.get_function_by_name_or_arn_with_qualifier(function_name, qualifier)
+        function.invoke(json.dumps(event), {}, {})
+        return None
+
+    Subscription.publish = publish_from_topic
+    LambdaBackend.send_sns_message = send_named
+
+
+@fill
 def batch_terminate_ends_the_job() -> None:
     """TerminateJob only flags a job that no Docker thread runs: it would stay RUNNING forever. AWS
     moves every unfinished job it terminates to FAILED with the given reason

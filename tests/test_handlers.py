@@ -103,18 +103,19 @@ def test_guard_mentions_forecast_over_limit() -> None:
     )
 
 
+# A 50 USD daily budget named ``b``.
+BUDGET_B = {
+    "BudgetName": "b",
+    "BudgetLimit": {"Amount": "50", "Unit": "USD"},
+    "TimeUnit": "DAILY",
+    "BudgetType": "COST",
+}
+
+
 def create_budget(budgets, *, spent: str) -> None:
-    """A 50 USD daily budget named ``b`` that has ``spent`` USD so far."""
-    budgets.create_budget(
-        AccountId="123456789012",
-        Budget={
-            "BudgetName": "b",
-            "BudgetLimit": {"Amount": "50", "Unit": "USD"},
-            "TimeUnit": "DAILY",
-            "BudgetType": "COST",
-            "CalculatedSpend": {"ActualSpend": {"Amount": spent, "Unit": "USD"}},
-        },
-    )
+    """Budget ``b`` with ``spent`` USD so far."""
+    spend = {"CalculatedSpend": {"ActualSpend": {"Amount": spent, "Unit": "USD"}}}
+    budgets.create_budget(AccountId="123456789012", Budget={**BUDGET_B, **spend})
 
 
 def ledger_table(region: str = REGION) -> str:
@@ -614,16 +615,9 @@ def sns_event(topic: str, message: str, subject: str | None = None) -> dict:
 
 
 def set_spend(budgets, actual: str) -> None:
-    budgets.update_budget(
-        AccountId=ACCOUNT,
-        NewBudget={
-            "BudgetName": "b",
-            "BudgetLimit": {"Amount": "50", "Unit": "USD"},
-            "TimeUnit": "DAILY",
-            "BudgetType": "COST",
-            "CalculatedSpend": {"ActualSpend": {"Amount": actual, "Unit": "USD"}},
-        },
-    )
+    """What AWS computes from billing data, set through UpdateBudget (moto fill budgets_update_budget)."""
+    spend = {"CalculatedSpend": {"ActualSpend": {"Amount": actual, "Unit": "USD"}}}
+    budgets.update_budget(AccountId=ACCOUNT, NewBudget={**BUDGET_B, **spend})
 
 
 @pytest.fixture
@@ -670,15 +664,7 @@ def pipeline_in_flight(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         execution = clients["stepfunctions"].start_execution(stateMachineArn=machine)["executionArn"]
         clients["ssm"].put_parameter(Name="/p/kill", Value="off", Type="String")
         clients["ssm"].put_parameter(Name="/p/state", Value="{}", Type="String")
-        clients["budgets"].create_budget(
-            AccountId=ACCOUNT,
-            Budget={
-                "BudgetName": "b",
-                "BudgetLimit": {"Amount": "50", "Unit": "USD"},
-                "TimeUnit": "DAILY",
-                "BudgetType": "COST",
-            },
-        )
+        create_budget(clients["budgets"], spent="0")
         topic = clients["sns"].create_topic(Name="odins-ravne-dev-alerts")["TopicArn"]
         sqs = boto3.client("sqs", region_name=REGION)
         inbox = sqs.create_queue(QueueName="inbox")["QueueUrl"]
