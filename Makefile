@@ -33,7 +33,7 @@ EMULATOR_SETUP = pipeline_ops.models:ensure_emulator
 LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoint AWS_DEFAULT_REGION=region)
 
 .PHONY: help setup synth diff deploy validate lint test cost docs bench-synth bench-stage bench-post bench-test bench-review soak-local clean images images-check preflight quotas deploy-aws status-aws destroy-aws up-localstack down-localstack \
-        synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
+        synth-local deploy-local plan-local run-local status-local destroy-local budget-resume emergency-stop cost-tags \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration iam-check
 
 help: ## List the targets
@@ -139,8 +139,9 @@ drift: setup ## Refresh-only plan of ENV=<env> and a summary of what changed out
 	SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(ENV_PREFIX) $(PY) -m tools.plan drift $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock)
 
-apply-plan: setup ## Apply exactly the reviewed build/plan/pipeline-<env>/plan.tfplan (ENV=<env>)
+apply-plan: setup ## Apply exactly the reviewed build/plan/pipeline-<env>/plan.tfplan (ENV=<env>); refused while the kill switch is on
 	$(REACHABLE)
+	$(ENV_PREFIX) $(PY) -m pipeline_ops.kill_switch check $(STACK_DIR)
 	$(ENV_PREFIX) $(PY) -m tools.plan apply $(STACK_DIR) $(EMU_FLAG)
 
 health: setup ## ENV=<env>: state machine ACTIVE, queues/compute envs ENABLED+VALID, no alarm in ALARM, last execution
@@ -155,6 +156,7 @@ deploy-aws: setup ## ENV=<cloud env>: preflight -> quotas -> plan + review (BLOC
 	$(call CLOUD_ONLY,deploy)
 	$(MAKE) --no-print-directory preflight ENV=$(ENV)
 	$(REACHABLE)
+	$(PY) -m pipeline_ops.kill_switch check $(STACK_DIR)
 	$(MAKE) --no-print-directory quotas ENV=$(ENV)
 	$(MAKE) --no-print-directory plan ENV=$(ENV)
 	$(MAKE) --no-print-directory images ENV=$(ENV)
@@ -260,6 +262,17 @@ run-local: setup ## Run the workflow on the sample (IMAGES=N: N generated images
 budget-resume: setup ## Undo a budget shutdown (ENV=<env>: queues on, vCPU limits back, kill switch off)
 	$(REACHABLE)
 	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.budget_resume $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR))
+
+emergency-stop: setup ## ENV=<env> CONFIRM=<env> [REASON=...]: the budget shutdown by hand (kill switch on, queues off, 0 vCPUs, executions stopped, jobs terminated)
+	$(REACHABLE)
+	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.kill_switch stop $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR)) \
+	  --confirm '$(CONFIRM)' $(if $(REASON),--reason '$(REASON)')
+
+cost-tags: setup ## ENV=<cloud env>: activate the cost allocation tags (CostScope, Stage) once they exist; safe to repeat
+	$(CHECK_ENV)
+	@if [ "$(ENV)" = local ]; then echo "error: local has no Cost Explorer: cost allocation tags live in a cloud account (make cost-tags ENV=dev)" >&2; exit 2; fi
+	$(REACHABLE)
+	$(PY) -m pipeline_ops.cost_tags $(ENV)
 
 leftovers-local: setup ## List anything the stack left on the emulator (after destroy-local: nothing)
 	$(EMULATOR_UP)

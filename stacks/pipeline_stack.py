@@ -20,11 +20,12 @@ from modules.data_lake import DataLake, DataLakeProps
 from modules.dataset import Dataset, DatasetProps
 from modules.encryption import PipelineKey, PipelineKeyProps
 from modules.functions import PythonFunction, PythonFunctionProps
-from modules.iam import apply_permissions_boundary, render_grants
+from modules.iam import apply_permissions_boundary, render_grants, statement
 from modules.monitoring import METRIC_NAMESPACE, Monitoring, MonitoringProps
 from modules.network import Network, NetworkProps
 from modules.parameters import PipelineParameters, PipelineParametersProps
-from modules.provider import default_tags, pipeline_provider
+from modules.provider import COST_SCOPE_TAG, cost_scope, default_tags, pipeline_provider
+from modules.spend_ledger import SpendLedger, SpendLedgerProps
 from modules.workflow import Workflow, WorkflowProps
 
 
@@ -135,12 +136,17 @@ class PipelineStack(TerraformStack):
             "budget",
             PipelineBudgetProps(
                 prefix=prefix,
-                project=profile.project,
-                environment=profile.name,
+                cost_scope_tag=COST_SCOPE_TAG,
+                cost_scope=cost_scope(profile),
                 account_id=account_id,
                 settings=profile.budget,
-                alerts=self.alerts,
+                key=self.key,
             ),
+        )
+        self.ledger = SpendLedger(
+            self,
+            "spend-ledger",
+            SpendLedgerProps(prefix=prefix, key=self.key, prevent_destroy=profile.data_lake.prevent_destroy),
         )
         self.parameters = PipelineParameters(
             self,
@@ -154,8 +160,6 @@ class PipelineStack(TerraformStack):
         )
         if profile.monitoring.anomaly_detection:
             self.budget.detect_anomalies(
-                project=profile.project,
-                environment=profile.name,
                 threshold_usd=profile.monitoring.anomaly_threshold_usd,
                 alerts=self.alerts,
             )
@@ -237,6 +241,8 @@ class PipelineStack(TerraformStack):
         TerraformOutput(self, "dashboard_url", value=self.monitoring.dashboard_url)
         TerraformOutput(self, "state_machine_arn", value=self.workflow.state_machine_arn)
         TerraformOutput(self, "alert_topic_arn", value=self.alerts.topic_arn)
+        TerraformOutput(self, "budget_topic_arn", value=self.budget.topic.topic_arn)
+        TerraformOutput(self, "kill_switch_parameter", value=self.parameters.kill_switch.name)
         TerraformOutput(self, "budget_name", value=self.budget.budget_name)
         for name, function in self.functions.items():
             TerraformOutput(self, f"function_{name}", value=function.function_name)
@@ -259,6 +265,11 @@ class PipelineStack(TerraformStack):
             },
         )
         render_grants()
+
+    @staticmethod
+    def _state_machine_arn(profile: Profile, account_id: str) -> str:
+        """The workflow's state machine ARN from its name (modules/workflow.py names it ``<prefix>-pipeline``)."""
+        return f"arn:aws:states:{profile.region}:{account_id}:stateMachine:{profile.prefix}-pipeline"
 
     @staticmethod
     def _planner_environment(profile: Profile, spec: PipelineSpec) -> dict[str, dict[str, str]]:
@@ -290,6 +301,7 @@ class PipelineStack(TerraformStack):
                 "ACCOUNT_ID": account_id,
                 "KILL_SWITCH_PARAMETER": params.kill_switch.name,
                 "GUARD_THRESHOLD_PCT": "100",
+                "LEDGER_TABLE": self.ledger.table_name,
             },
             "write_parquet": {"METRIC_NAMESPACE": METRIC_NAMESPACE, "PIPELINE_ENV": profile.name},
             "weather_enrichment": {
@@ -309,6 +321,12 @@ class PipelineStack(TerraformStack):
                 "PIPELINE_ENV": profile.name,
             },
             "budget_shutdown": {
+                "BUDGET_NAME": self.budget.budget_name,
+                "ACCOUNT_ID": account_id,
+                "BUDGET_TOPIC_ARN": self.budget.topic.topic_arn,
+                "ALERT_TOPIC_ARN": self.alerts.topic_arn,
+                # Built, not referenced: the state machine refers to the functions (a reference back is a cycle).
+                "STATE_MACHINE_ARN": self._state_machine_arn(profile, account_id),
                 "JOB_QUEUES": ",".join(batch.queue_arns.values()),
                 "COMPUTE_ENVIRONMENTS": ",".join(batch.compute_environment_arns),
                 "KILL_SWITCH_PARAMETER": params.kill_switch.name,
@@ -359,8 +377,18 @@ class PipelineStack(TerraformStack):
                 lake.bucket(step.cache.bucket).grant_write(functions[name].role, step.cache.prefix)
         self.budget.grant_view(functions["guard_budget"].role)
         params.grant_read(functions["guard_budget"].role, params.kill_switch)
-        batch.grant_scale(functions["budget_shutdown"].role)
+        self.ledger.grant_reserve(functions["guard_budget"].role)
+        shutdown = functions["budget_shutdown"].role
+        batch.grant_scale(shutdown)
+        batch.grant_stop_jobs(shutdown)
+        self.budget.grant_view(shutdown)
+        self.alerts.grant_publish(shutdown)
+        machine = self._state_machine_arn(profile, account_id)
+        shutdown.add_statements(
+            statement(["states:ListExecutions"], [machine]),
+            statement(["states:StopExecution"], [f"{machine.replace(':stateMachine:', ':execution:')}:*"]),
+        )
         batch.grant_observe(functions["batch_metrics"].role)
         params.grant_write(functions["budget_shutdown"].role, params.kill_switch, params.shutdown_state)
-        self.budget.shut_down_with(functions["budget_shutdown"], self.alerts)
+        self.budget.shut_down_with(functions["budget_shutdown"])
         return functions

@@ -104,37 +104,92 @@ def test_guard_mentions_forecast_over_limit() -> None:
     )
 
 
+# A 50 USD daily budget named ``b``.
+BUDGET_B = {
+    "BudgetName": "b",
+    "BudgetLimit": {"Amount": "50", "Unit": "USD"},
+    "TimeUnit": "DAILY",
+    "BudgetType": "COST",
+}
+
+
 def create_budget(budgets, *, spent: str) -> None:
-    """A 50 USD daily budget named ``b`` that has ``spent`` USD so far."""
-    budgets.create_budget(
-        AccountId="123456789012",
-        Budget={
-            "BudgetName": "b",
-            "BudgetLimit": {"Amount": "50", "Unit": "USD"},
-            "TimeUnit": "DAILY",
-            "BudgetType": "COST",
-            "CalculatedSpend": {"ActualSpend": {"Amount": spent, "Unit": "USD"}},
-        },
+    """Budget ``b`` with ``spent`` USD so far."""
+    spend = {"CalculatedSpend": {"ActualSpend": {"Amount": spent, "Unit": "USD"}}}
+    budgets.create_budget(AccountId="123456789012", Budget={**BUDGET_B, **spend})
+
+
+def ledger_table(region: str = REGION) -> str:
+    dynamodb = boto3.client("dynamodb", region_name=region)
+    dynamodb.create_table(
+        TableName="ledger",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "budget_updated", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "budget_updated", "AttributeType": "S"}],
     )
+    return "ledger"
 
 
 @mock_aws
 def test_guard_reads_budgets_and_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
     budgets, ssm = boto3.client("budgets", region_name="us-east-1"), boto3.client("ssm", region_name=REGION)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
     create_budget(budgets, spent="51")
     ssm.put_parameter(Name="/p/kill", Value="off", Type="String")
     monkeypatch.setenv("ACCOUNT_ID", "123456789012")
     monkeypatch.setenv("BUDGET_NAME", "b")
     monkeypatch.setenv("KILL_SWITCH_PARAMETER", "/p/kill")
-    result = guard.handler({"execution_id": "e1"}, None, budgets=budgets, ssm=ssm)
+    monkeypatch.setenv("LEDGER_TABLE", ledger_table())
+    clients = {"budgets": budgets, "ssm": ssm, "dynamodb": dynamodb}
+    result = guard.handler({"execution_id": "e1"}, None, **clients)
     assert result["allowed"] is False and result["limit"] == 50 and result["spent"] == 51
-    assert set(result) == {"allowed", "reason", "spent", "estimate", "forecast", "limit", "threshold_pct"}
+    assert set(result) == {"allowed", "reason", "spent", "estimate", "forecast", "limit", "threshold_pct", "reserved"}
     ssm.delete_parameter(Name="/p/kill")  # a missing switch counts as off
     budgets.delete_budget(AccountId="123456789012", BudgetName="b")
     create_budget(budgets, spent="5")
-    assert guard.handler({"execution_id": "e2"}, None, budgets=budgets, ssm=ssm)["allowed"] is True
-    priced = guard.handler({"execution_id": "e3", "plan": {"estimated_usd": 46}}, None, budgets=budgets, ssm=ssm)
+    assert guard.handler({"execution_id": "e2"}, None, **clients)["allowed"] is True
+    priced = guard.handler({"execution_id": "e3", "plan": {"estimated_usd": 46}}, None, **clients)
     assert priced["allowed"] is False and priced["estimate"] == 46 and "estimated 46.00 USD" in priced["reason"]
+
+
+@mock_aws
+def test_a_burst_of_manifests_cannot_pass_the_guard_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Budgets still says 5 of 50 USD spent (its data lags by hours); each manifest is estimated at
+    20 USD. Two fit (5 + 2 x 20 = 45), the third would make 65: refused on the ledger's estimates,
+    although the budget itself has not moved. A retried invocation does not count twice; a new
+    Budgets update (new LastUpdatedTime, its spend now including the first two) starts a new sum."""
+    budgets, ssm = boto3.client("budgets", region_name="us-east-1"), boto3.client("ssm", region_name=REGION)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    create_budget(budgets, spent="5")
+    for key, value in {"ACCOUNT_ID": ACCOUNT, "BUDGET_NAME": "b", "KILL_SWITCH_PARAMETER": "/p/kill"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LEDGER_TABLE", ledger_table())
+    clients = {"budgets": budgets, "ssm": ssm, "dynamodb": dynamodb}
+
+    def run(execution: str) -> dict:
+        return guard.handler({"execution_id": execution, "plan": {"estimated_usd": 20}}, None, **clients)
+
+    first, second, retried, third = run("m1"), run("m2"), run("m2"), run("m3")
+    assert (first["allowed"], second["allowed"], retried["allowed"], third["allowed"]) == (True, True, True, False)
+    assert (first["reserved"], second["reserved"], third["reserved"]) == (0, 20, 40)
+    assert "plus 40.00 USD estimated for executions started since the budget's last update" in third["reason"]
+    set_spend(budgets, "45")  # Budgets catches up: the two executions' spend is in the figure now
+    assert run("m3")["allowed"] is False, "45 + 20 passes 50 on the budget's own figure"
+    set_spend(budgets, "25")
+    after = run("m3")
+    assert (after["allowed"], after["spent"], after["reserved"]) == (True, 25.0, 0.0)
+
+
+def test_the_ledger_refuses_the_loser_of_a_race() -> None:
+    """Two guards read the same sum; the conditional update lets only one take the last room."""
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        ledger = guard.Ledger(dynamodb, ledger_table(), "2026-12-06T00:00:00")
+        assert ledger.reserve("a", 20.0, room=25.0) is True  # reserved 0 <= 25
+        assert ledger.reserve("b", 20.0, room=25.0) is True  # reserved 20 <= 25
+        assert ledger.reserve("c", 20.0, room=25.0) is False  # reserved 40 > 25: the loser
+        assert ledger.reserve("a", 20.0, room=100.0) is False  # in already
+        assert ledger.read() == (40.0, {"a", "b"})
 
 
 # --- batch_metrics -----------------------------------------------------------------------------
@@ -633,80 +688,203 @@ def test_parquet_handler_counts_the_images_of_the_execution(monkeypatch: pytest.
 
 # --- budget_shutdown ----------------------------------------------------------------------------
 
-BUDGETS_TEXT = (
-    "AWS Budget Notification\nYou requested that we alert you when the ACTUAL Cost associated with "
-    "your odins-ravne-dev-cost budget is greater than {pct}% for the current DAILY period."
+ACCOUNT = "123456789012"
+BUDGET_TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:odins-ravne-dev-budget"
+ALERT_TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:odins-ravne-dev-alerts"
+
+
+def budgets_text(threshold: str, actual: str) -> str:
+    """The plain-text notification AWS Budgets publishes to an SNS topic: the threshold in dollars, then
+    the budget's lines. Format as issue 27 quotes it from the Budgets user guide's SNS pages
+    (https://docs.aws.amazon.com/cost-management/latest/userguide/budgets-sns-policy.html); the handler
+    parses none of it."""
+    return (
+        "AWS Budget Notification December 06, 2026\nAWS Account 123456789012\n\nDear AWS Customer,\n\n"
+        "You requested that we alert you when the ACTUAL Cost associated with your odins-ravne-dev-cost "
+        f"budget is greater than ${threshold} for the current day. The ACTUAL Cost associated with this "
+        f"budget is ${actual}. You can find additional details below and by accessing the AWS Budgets "
+        "dashboard.\n\nBudget Name: odins-ravne-dev-cost\nBudget Type: Cost\nBudgeted Amount: $50.00\n"
+        f"Alert Type: ACTUAL\nAlert Threshold: > ${threshold}\nACTUAL Amount: ${actual}\n"
+    )
+
+
+# CloudWatch alarm state change as SNS delivers it (JSON in Message):
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html
+ALARM_MESSAGE = json.dumps(
+    {
+        "AlarmName": "odins-ravne-dev-workflow-failed",
+        "AlarmDescription": "An execution of the pipeline failed",
+        "AWSAccountId": ACCOUNT,
+        "NewStateValue": "ALARM",
+        "NewStateReason": "Threshold Crossed: 1 datapoint [1.0] was greater than or equal to the threshold (1.0).",
+        "StateChangeTime": "2026-12-06T04:00:00.000+0000",
+        "Region": "EU (Stockholm)",
+        "AlarmArn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:odins-ravne-dev-workflow-failed",
+        "OldStateValue": "OK",
+        "Trigger": {"MetricName": "ExecutionsFailed", "Namespace": "AWS/States", "Statistic": "SUM"},
+    }
+)
+# Cost Anomaly Detection to an SNS topic (IMMEDIATE subscriptions), fields of the Anomaly object:
+# https://docs.aws.amazon.com/cost-management/latest/userguide/ad-SNS.html,
+# https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_Anomaly.html
+ANOMALY_MESSAGE = json.dumps(
+    {
+        "accountId": ACCOUNT,
+        "anomalyDetailsLink": "https://console.aws.amazon.com/cost-management/home#/anomaly-detection/monitors/x",
+        "anomalyEndDate": "2026-12-06T00:00:00Z",
+        "anomalyId": "5ab4c0a1-0000-4000-8000-000000000000",
+        "anomalyScore": {"currentScore": 0.9, "maxScore": 0.9},
+        "anomalyStartDate": "2026-12-05T00:00:00Z",
+        "dimensionalValue": "Amazon Elastic Compute Cloud - Compute",
+        "impact": {"maxImpact": 120.0, "totalActualSpend": 170.0, "totalExpectedSpend": 50.0, "totalImpact": 120.0},
+        "monitorArn": f"arn:aws:ce::{ACCOUNT}:anomalymonitor/x",
+        "rootCauses": [{"region": REGION, "service": "Amazon Elastic Compute Cloud - Compute"}],
+        "subscriptionId": "sub",
+        "subscriptionName": "odins-ravne-dev-cost-anomalies",
+    }
 )
 
 
-@pytest.mark.parametrize(
-    ("message", "expected"),
-    [
-        (BUDGETS_TEXT.format(pct="100.00"), 100.0),
-        (BUDGETS_TEXT.format(pct="80"), 80.0),
-        (BUDGETS_TEXT.format(pct="100").replace("ACTUAL", "FORECASTED"), None),
-        (json.dumps({"notificationType": "ACTUAL", "threshold": 100}), 100.0),
-        ("an alarm went off", None),
-    ],
-)
-def test_alert_percentage(message: str, expected: float | None) -> None:
-    assert shutdown.alert_percentage(message) == expected
+def sns_event(topic: str, message: str, subject: str | None = None) -> dict:
+    """The event SNS hands a subscribed Lambda function
+    (https://docs.aws.amazon.com/lambda/latest/dg/with-sns.html)."""
+    sns = {"Type": "Notification", "TopicArn": topic, "Subject": subject, "Message": message}
+    return {"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0", "Sns": sns}]}
 
 
-@mock_aws
-def test_shutdown_and_resume(monkeypatch: pytest.MonkeyPatch) -> None:
-    batch, ssm = boto3.client("batch", region_name=REGION), boto3.client("ssm", region_name=REGION)
-    iam = boto3.client("iam", region_name=REGION)
-    role = iam.create_role(RoleName="svc", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    ec2 = boto3.client("ec2", region_name=REGION)
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="b", Description="b", VpcId=vpc)["GroupId"]
-    profile = iam.create_instance_profile(InstanceProfileName="ecs")["InstanceProfile"]["Arn"]
-    ce = batch.create_compute_environment(
-        computeEnvironmentName="gpu",
-        type="MANAGED",
-        serviceRole=role,
-        computeResources={
-            "type": "SPOT",
-            "minvCpus": 0,
-            "maxvCpus": 100,
-            "instanceTypes": ["g4dn.xlarge"],
-            "subnets": [subnet],
-            "securityGroupIds": [group],
-            "instanceRole": profile,
-        },
+def set_spend(budgets, actual: str) -> None:
+    """What AWS computes from billing data, set through UpdateBudget (moto fill budgets_update_budget)."""
+    spend = {"CalculatedSpend": {"ActualSpend": {"Amount": actual, "Unit": "USD"}}}
+    budgets.update_budget(AccountId=ACCOUNT, NewBudget={**BUDGET_B, **spend})
+
+
+@pytest.fixture
+def pipeline_in_flight(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A budget, a compute environment, two queues with jobs in every unfinished state the emulator
+    reaches, and a RUNNING execution of the state machine: what a spending pipeline looks like."""
+    from local import runners
+
+    monkeypatch.setattr(runners, "HOLDS_FILE", tmp_path / "holds.json")
+    runners.HOLDS_FILE.write_text(json.dumps(["stage1"]))
+    with mock_aws(config={"batch": {"use_docker": False}}):
+        clients = {n: boto3.client(n, region_name=REGION) for n in ("batch", "ssm", "stepfunctions", "sns")}
+        clients["budgets"] = boto3.client("budgets", region_name="us-east-1")
+        iam, ec2, batch = boto3.client("iam"), boto3.client("ec2", region_name=REGION), clients["batch"]
+        role = iam.create_role(RoleName="svc", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+        group = ec2.create_security_group(GroupName="b", Description="b", VpcId=vpc)["GroupId"]
+        profile = iam.create_instance_profile(InstanceProfileName="ecs")["InstanceProfile"]["Arn"]
+        resources = {"type": "SPOT", "minvCpus": 0, "maxvCpus": 100, "instanceTypes": ["g4dn.xlarge"]}
+        resources |= {"subnets": [subnet], "securityGroupIds": [group], "instanceRole": profile}
+        ce = batch.create_compute_environment(
+            computeEnvironmentName="gpu", type="MANAGED", serviceRole=role, computeResources=resources
+        )["computeEnvironmentArn"]
+        order = [{"order": 1, "computeEnvironment": ce}]
+        queues = [
+            batch.create_job_queue(jobQueueName=n, state="ENABLED", priority=1, computeEnvironmentOrder=order)[
+                "jobQueueArn"
+            ]
+            for n in ("high", "low")
+        ]
+        batch.register_job_definition(
+            jobDefinitionName="stage1", type="container", containerProperties={"image": "x", "vcpus": 1, "memory": 512}
+        )
+        jobs = [
+            batch.submit_job(jobName=f"j{i}", jobQueue=q, jobDefinition="stage1")["jobId"] for i, q in enumerate(queues)
+        ]
+        batch.describe_jobs(jobs=jobs[:1])  # one job moves on (SUBMITTED -> PENDING), as it would in AWS
+        machine = clients["stepfunctions"].create_state_machine(
+            name="odins-ravne-dev-pipeline",
+            definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": True}}}),
+            roleArn=role,
+        )["stateMachineArn"]
+        execution = clients["stepfunctions"].start_execution(stateMachineArn=machine)["executionArn"]
+        clients["ssm"].put_parameter(Name="/p/kill", Value="off", Type="String")
+        clients["ssm"].put_parameter(Name="/p/state", Value="{}", Type="String")
+        create_budget(clients["budgets"], spent="0")
+        topic = clients["sns"].create_topic(Name="odins-ravne-dev-alerts")["TopicArn"]
+        sqs = boto3.client("sqs", region_name=REGION)
+        inbox = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+        inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        clients["sns"].subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
+        environment = {
+            "BUDGET_NAME": "b",
+            "ACCOUNT_ID": ACCOUNT,
+            "BUDGET_TOPIC_ARN": BUDGET_TOPIC,
+            "ALERT_TOPIC_ARN": topic,
+            "STATE_MACHINE_ARN": machine,
+            "JOB_QUEUES": ",".join(queues),
+            "COMPUTE_ENVIRONMENTS": ce,
+            "KILL_SWITCH_PARAMETER": "/p/kill",
+            "SHUTDOWN_STATE_PARAMETER": "/p/state",
+        }
+        for key, value in environment.items():
+            monkeypatch.setenv(key, value)
+
+        def inbox_messages() -> list[str]:
+            got = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10).get("Messages", [])
+            return [json.loads(m["Body"])["Message"] for m in got]
+
+        yield {"clients": clients, "jobs": jobs, "execution": execution, "inbox": inbox_messages}
+
+
+def job_states(clients: dict, jobs: list[str]) -> set[str]:
+    return {job["status"] for job in clients["batch"].describe_jobs(jobs=jobs)["jobs"]}
+
+
+def test_budget_notifications_shut_down_at_100_percent_only(pipeline_in_flight) -> None:
+    clients, jobs = pipeline_in_flight["clients"], pipeline_in_flight["jobs"]
+    set_spend(clients["budgets"], "40.10")
+    at_80 = sns_event(
+        BUDGET_TOPIC,
+        budgets_text("40.00", "40.10"),
+        "AWS Budgets: odins-ravne-dev-cost has exceeded your alert threshold",
     )
-    queue = batch.create_job_queue(
-        jobQueueName="q",
-        state="ENABLED",
-        priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce["computeEnvironmentArn"]}],
+    assert shutdown.handler(at_80, None, clients=clients) == {
+        "action": "none",
+        "reason": "budget b: actual 40.10 USD of the 50.00 USD limit (80 %), below 100 %",
+    }
+    set_spend(clients["budgets"], "50.20")
+    # Spend is over the limit now, and still an alarm or an anomaly alert (other topic) stops nothing.
+    for message in (ALARM_MESSAGE, ANOMALY_MESSAGE):
+        assert shutdown.handler(sns_event(ALERT_TOPIC, message), None, clients=clients)["action"] == "none"
+    assert clients["ssm"].get_parameter(Name="/p/kill")["Parameter"]["Value"] == "off"
+    assert job_states(clients, jobs) <= {"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"}
+    at_100 = sns_event(BUDGET_TOPIC, budgets_text("50.00", "50.20"))
+    first = shutdown.handler(at_100, None, clients=clients)
+    assert first["action"] == "shutdown" and first["reason"] == (
+        "budget b reached its limit: actual 50.20 USD of the 50.00 USD limit (100 %)"
     )
-    ssm.put_parameter(Name="/p/kill", Value="off", Type="String")
-    ssm.put_parameter(Name="/p/state", Value="{}", Type="String")
-    monkeypatch.setenv("JOB_QUEUES", queue["jobQueueArn"])
-    monkeypatch.setenv("COMPUTE_ENVIRONMENTS", ce["computeEnvironmentArn"])
-    monkeypatch.setenv("KILL_SWITCH_PARAMETER", "/p/kill")
-    monkeypatch.setenv("SHUTDOWN_STATE_PARAMETER", "/p/state")
-    alert = {"Records": [{"Sns": {"Message": BUDGETS_TEXT.format(pct="100.00")}}]}
-    assert (
-        shutdown.handler(
-            {"Records": [{"Sns": {"Message": BUDGETS_TEXT.format(pct="80")}}]}, None, batch=batch, ssm=ssm
-        )["action"]
-        == "none"
-    )
-    first = shutdown.handler(alert, None, batch=batch, ssm=ssm)
-    saved = ssm.get_parameter(Name="/p/state")["Parameter"]["Value"]
-    second = shutdown.handler(alert, None, batch=batch, ssm=ssm)  # idempotent: keeps the saved limits
-    assert first == second and first["queues_disabled"] == 1
-    assert ssm.get_parameter(Name="/p/state")["Parameter"]["Value"] == saved
-    assert batch.describe_job_queues()["jobQueues"][0]["state"] == "DISABLED"
-    assert batch.describe_compute_environments()["computeEnvironments"][0]["computeResources"]["maxvCpus"] == 0
-    assert ssm.get_parameter(Name="/p/kill")["Parameter"]["Value"] == "on"
-    resumed = shutdown.handler({"action": "resume"}, None, batch=batch, ssm=ssm)
+    assert (first["executions_stopped"], first["jobs_terminated"], first["queues_disabled"]) == (1, 2, 2)
+    described = clients["batch"].describe_jobs(jobs=jobs)["jobs"]
+    assert {(j["status"], j["statusReason"]) for j in described} == {("FAILED", first["reason"])}
+    execution = clients["stepfunctions"].describe_execution(executionArn=pipeline_in_flight["execution"])
+    assert execution["status"] == "ABORTED"
+    assert {q["state"] for q in clients["batch"].describe_job_queues()["jobQueues"]} == {"DISABLED"}
+    (ce,) = clients["batch"].describe_compute_environments()["computeEnvironments"]
+    assert (ce["computeResources"]["minvCpus"], ce["computeResources"]["maxvCpus"]) == (0, 0)
+    assert clients["ssm"].get_parameter(Name="/p/kill")["Parameter"]["Value"] == "on"
+    (summary,) = pipeline_in_flight["inbox"]()
+    assert first["reason"] in summary and "Stopped 1 execution(s), terminated 2 job(s)" in summary
+
+    saved = clients["ssm"].get_parameter(Name="/p/state")["Parameter"]["Value"]
+    second = shutdown.handler(at_100, None, clients=clients)  # idempotent: keeps the saved limits, stops nothing
+    assert (second["executions_stopped"], second["jobs_terminated"]) == (0, 0)
+    assert clients["ssm"].get_parameter(Name="/p/state")["Parameter"]["Value"] == saved
+    assert pipeline_in_flight["inbox"]() == [], "nothing new stopped: no second summary"
+
+    resumed = shutdown.handler({"action": "resume"}, None, clients=clients)
     assert resumed == {"action": "resume", "compute_environments_restored": 1}
-    restored = batch.describe_compute_environments()["computeEnvironments"][0]["computeResources"]["maxvCpus"]
-    assert restored == 100
-    assert batch.describe_job_queues()["jobQueues"][0]["state"] == "ENABLED"
-    assert ssm.get_parameter(Name="/p/kill")["Parameter"]["Value"] == "off"
+    (ce,) = clients["batch"].describe_compute_environments()["computeEnvironments"]
+    assert ce["computeResources"]["maxvCpus"] == 100
+    assert {q["state"] for q in clients["batch"].describe_job_queues()["jobQueues"]} == {"ENABLED"}
+    assert clients["ssm"].get_parameter(Name="/p/kill")["Parameter"]["Value"] == "off"
+
+
+def test_emergency_stop_needs_no_budget_reading(pipeline_in_flight) -> None:
+    clients = pipeline_in_flight["clients"]
+    result = shutdown.handler({"action": "shutdown", "reason": "runaway manifest"}, None, clients=clients)
+    assert result["reason"] == "emergency stop of budget b's pipeline: runaway manifest"
+    assert (result["executions_stopped"], result["jobs_terminated"]) == (1, 2)
+    assert job_states(clients, pipeline_in_flight["jobs"]) == {"FAILED"}

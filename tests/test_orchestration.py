@@ -26,6 +26,7 @@ STAR_ALLOWED = {
     ): "X-Ray has no resource-level permissions",
     ("ecr:GetAuthorizationToken",): "ECR's token is account-wide",
     ("batch:DescribeJobs",): "Batch Describe* support no resource-level permissions",
+    ("batch:ListJobs",): "Batch ListJobs supports no resource-level permissions (budget shutdown)",
     ("batch:DescribeComputeEnvironments", "batch:ListJobs"): "Batch ListJobs and Describe* support no "
     "resource-level permissions (queue-depth metrics)",
     ("batch:DescribeComputeEnvironments", "batch:DescribeJobQueues"): "Batch Describe* are not resource-scoped",
