@@ -60,6 +60,7 @@ from modules.logs import LogGroup, LogGroupProps
 BATCH_EVENTS_RULE = "StepFunctionsGetEventsForBatchJobsRule"
 EXECUTION_ID = "$$.Execution.Name"  # the short id; S3 prefixes and every log line carry it
 DEFAULT_PRIORITY = "normal"
+RUNBOOK = "docs/runbooks/alert-response.md"
 
 
 @dataclass(frozen=True)
@@ -97,17 +98,21 @@ class Built:
 
 
 def _guarded(name: str, state: dict, transient: list[str], next_state: str, attempts: int) -> dict[str, dict]:
-    """A Task (or Map) with retries and a catch that records this state's name for NotifyFailure."""
+    """A Task (or Map) with retries (``transient``, after any the state has) and a catch that
+    records this state's name for NotifyFailure."""
+    retried = asl.retrying(state, transient, max_attempts=attempts) if transient else state
     return {
-        name: asl.then(
-            asl.catching(asl.retrying(state, transient, max_attempts=attempts), f"{name}Failed"), next_state
-        ),
+        name: asl.then(asl.catching(retried, f"{name}Failed"), next_state),
         f"{name}Failed": asl.mark_failed(name, "NotifyFailure"),
     }
 
 
 def _notify(t: Targets, subject: str, message: str, args: list[str], then: str, attempts: int) -> dict:
-    """Publish to the alert topic, then go on to ``then`` whether or not the publish worked."""
+    """Publish to the alert topic, then go on to ``then`` whether or not the publish worked. Every
+    notice ends with the execution's console link and the runbook."""
+    link = f"https://{t.region}.console.aws.amazon.com/states/home?region={t.region}#/v2/executions/details/{{}}"
+    message = f"{message} Execution: {link} Runbook: {RUNBOOK}"
+    args = [*args, "$$.Execution.Id"]
     publish = asl.sns_publish_task(t.topic_arn, subject=subject, message_format=message, message_args=args)
     return asl.then(asl.catching(asl.retrying(publish, asl.SNS_TRANSIENT, max_attempts=attempts), then), then)
 
@@ -151,10 +156,22 @@ def lambda_step(step: Step, t: Targets, *, sharded: bool, next_state: str, attem
 
 
 def batch_job(
-    step: Step, t: Targets, *, ids: dict, queue_path: str, shard: dict, environment: list[dict], retry_after: int
+    step: Step,
+    t: Targets,
+    *,
+    ids: dict,
+    queue_path: str,
+    shard: dict,
+    environment: list[dict],
+    retry_after: int,
+    attempts: int,
 ) -> tuple[dict, list]:
-    """One job of ``step``; Batch retries spot reclaims itself, the workflow retries once more
-    ``retry_after`` seconds later (``workflow.job_retry_interval_seconds``).
+    """One job of ``step``; Batch retries spot reclaims itself, the workflow retries Batch's API
+    errors with backoff and then any other failure once more ``retry_after`` seconds later
+    (``workflow.job_retry_interval_seconds``). In that order: the first retrier whose ErrorEquals
+    matches takes the error, and States.TaskFailed matches every error but States.Timeout, so a
+    specific retrier after it never fires
+    (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
     A GPU step goes to the queue the execution's priority picked (``queue_path``), a CPU step to
     the cpu queue. Returns the state and what submitting it and waiting for it (``.sync``) needs."""
     definition_arn, definition_prefix = t.job_definitions[step.name]
@@ -171,6 +188,7 @@ def batch_job(
         job["Parameters"].pop("JobQueue")
         job["Parameters"]["JobQueue.$"] = queue_path
     queues = list(t.priority_queues.values()) if gpu else [t.cpu_queue]
+    job = asl.retrying(job, asl.BATCH_TRANSIENT, max_attempts=attempts)
     return asl.retrying(job, ["States.TaskFailed"], max_attempts=1, interval=retry_after), [
         statement(["batch:SubmitJob"], [*queues, f"{definition_prefix}:*"]),
         # Batch supports no resource-level permissions for DescribeJobs; TerminateJob takes job ARNs.
@@ -199,8 +217,9 @@ def once_step(
         shard={"shard": "0"},
         environment=environment,
         retry_after=settings.job_retry_interval_seconds,
+        attempts=settings.max_attempts,
     )
-    return _guarded(step.state, state, asl.BATCH_TRANSIENT, next_state, settings.max_attempts), statements
+    return _guarded(step.state, state, [], next_state, settings.max_attempts), statements
 
 
 def read_shards(sharder: Step, t: Targets, *, next_state: str, attempts: int) -> tuple[dict, list]:
@@ -233,6 +252,7 @@ def shard_map(group: tuple[Step, ...], sharder: Step, t: Targets, settings: Work
             shard={"shard.$": "$.shard"},
             environment=[],
             retry_after=settings.job_retry_interval_seconds,
+            attempts=settings.max_attempts,
         )
         last = index == len(group) - 1
         # A child's output is {}: a Map gathers every child's output, 10,000 of them must stay small.
@@ -253,6 +273,7 @@ def shard_map(group: tuple[Step, ...], sharder: Step, t: Targets, settings: Work
         processor_start=group[0].state,
         processor_states=states,
         max_concurrency=settings.max_concurrency,
+        tolerated_failure_percentage=settings.tolerated_shard_failure_pct,
     )
     executions = f"arn:aws:states:{t.region}:{t.account_id}:execution:{t.state_machine_name}/*"
     statements += [
@@ -278,41 +299,90 @@ def build_definition(spec: PipelineSpec, t: Targets, settings: WorkflowSettings)
         else:
             units.append((step,) if step.fan_out == "per_shard" else step)
     names = [map_name(u) if isinstance(u, tuple) else u.state for u in units]
-    # Priority routing comes right before the first Batch step (the first unit that needs a queue).
-    first_batch = next(i for i, u in enumerate(units) if isinstance(u, tuple) or u.runs_on == "batch")
-    built.add(routing(t, first=names[first_batch]))
+    # The input is validated first, before any Lambda runs: priority routing is the first state.
+    built.add(routing(t, first=names[0], attempts=attempts))
+    last = "ShardsComplete" if spec.shard_counter else "Succeeded"
 
     sharded = False
     for index, unit in enumerate(units):
-        following = names[index + 1] if index + 1 < len(units) else "Succeeded"
-        following = "Route" if index + 1 == first_batch else following
+        following = names[index + 1] if index + 1 < len(units) else last
         if isinstance(unit, tuple):
             state, needs = shard_map(unit, spec.sharder, t, settings)
-            built.add(_guarded(names[index], state, asl.BATCH_TRANSIENT, following, attempts), needs)
+            built.add(_guarded(names[index], state, asl.MAP_TRANSIENT, following, attempts), needs)
         elif unit.runs_on == "lambda":
             built.add(*lambda_step(unit, t, sharded=sharded, next_state=following, attempts=attempts))
         else:
             after = "ReadShards" if unit.writes_shards else following
             built.add(*once_step(unit, spec, t, settings, next_state=after))
             if unit.writes_shards:
-                built.add(*read_shards(unit, t, next_state=following, attempts=attempts))
+                built.add(*read_shards(unit, t, next_state="AnyShards", attempts=attempts))
+                built.add(no_shards(t, following, attempts))
                 sharded = True
+    if spec.shard_counter:
+        built.add(shards_complete(spec.shard_counter, t, attempts))
     built.add(failure_states(t, attempts))
     built.states["Succeeded"] = {"Type": "Succeed"}
     return built
 
 
+def no_shards(t: Targets, next_state: str, attempts: int) -> dict[str, dict]:
+    """A manifest with no usable image (empty, or every image rejected) is told, then ends: nothing
+    to run or write."""
+    return {
+        "AnyShards": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.shards.summary.count", "NumericEquals": 0, "Next": "NotifyNothingToProcess"}],
+            "Default": next_state,
+        },
+        "NotifyNothingToProcess": _notify(
+            t,
+            "Odins Ravne: nothing to process",
+            "Execution {} had no image to process: {} valid, {} rejected (see rejected.json beside the shards).",
+            [EXECUTION_ID, "$.shards.summary.valid", "$.shards.summary.rejected"],
+            "NothingToProcess",
+            attempts,
+        ),
+        "NothingToProcess": {"Type": "Succeed"},
+    }
+
+
+def shards_complete(counter: Step, t: Targets, attempts: int) -> dict[str, dict]:
+    """Shards that failed within the tolerated percentage: the run wrote what it has; this tells
+    which are missing and how to run just those again."""
+    done = f"{counter.result_path}.shards"
+    return {
+        "ShardsComplete": {
+            "Type": "Choice",
+            "Choices": [
+                {"Variable": done, "NumericLessThanPath": "$.shards.summary.count", "Next": "NotifyFailedShards"}
+            ],
+            "Default": "Succeeded",
+        },
+        "NotifyFailedShards": _notify(
+            t,
+            "Odins Ravne: shards failed",
+            "Execution {} succeeded with {} of {} shards; failed shards: {}. Run just those again: "
+            "make rerun-shards ENV=<env> EXECUTION={}.",
+            [EXECUTION_ID, done, "$.shards.summary.count", f"{counter.result_path}.missing", EXECUTION_ID],
+            "Succeeded",
+            attempts,
+        ),
+    }
+
+
 def definition(built: Built, spec: PipelineSpec) -> dict:
     return {
         "Comment": "Odins Ravne: " + " -> ".join(s.state for s in spec.steps),
-        "StartAt": spec.steps[0].state if spec.steps[0].runs_on == "lambda" else "Route",
+        "StartAt": "Route",
         "TimeoutSeconds": EXECUTION_TIMEOUT_SECONDS,
         "States": built.states,
     }
 
 
-def routing(t: Targets, *, first: str) -> dict[str, dict]:
-    """``priority`` (absent: normal) puts the GPU queue into ``$.route``; anything else is refused."""
+def routing(t: Targets, *, first: str, attempts: int) -> dict[str, dict]:
+    """``priority`` (absent: normal) puts the GPU queue into ``$.route``; anything else is refused
+    and told, before any Lambda runs."""
+    cause = f"priority must be one of {', '.join(PRIORITY_QUEUES)} (or absent for {DEFAULT_PRIORITY})"
     states: dict[str, dict] = {
         "Route": {
             "Type": "Choice",
@@ -323,13 +393,17 @@ def routing(t: Targets, *, first: str) -> dict[str, dict]:
                     for p in PRIORITY_QUEUES
                 ),
             ],
-            "Default": "InvalidPriority",
+            "Default": "NotifyInvalidInput",
         },
-        "InvalidPriority": {
-            "Type": "Fail",
-            "Error": "InvalidInput",
-            "Cause": f"priority must be one of {', '.join(PRIORITY_QUEUES)} (or absent for {DEFAULT_PRIORITY})",
-        },
+        "NotifyInvalidInput": _notify(
+            t,
+            "Odins Ravne: invalid input",
+            f"Execution {{}} refused: {cause} (priority {{}}).",
+            [EXECUTION_ID, "States.JsonToString($.priority)"],
+            "InvalidInput",
+            attempts,
+        ),
+        "InvalidInput": {"Type": "Fail", "Error": "InvalidInput", "Cause": cause},
     }
     for priority in PRIORITY_QUEUES:
         states[f"Priority{priority.title()}"] = {
@@ -342,20 +416,19 @@ def routing(t: Targets, *, first: str) -> dict[str, dict]:
 
 
 def failure_states(t: Targets, attempts: int) -> dict[str, dict]:
+    """A caught failure: told with its state, error and cause, then the execution fails with that
+    error and cause (ErrorPath/CausePath,
+    https://docs.aws.amazon.com/step-functions/latest/dg/state-fail.html)."""
     return {
         "NotifyFailure": _notify(
             t,
             "Odins Ravne: pipeline execution failed",
-            "Execution {} failed in state {}: {}",
-            [EXECUTION_ID, "$.failed_state", "$.error.Error"],
+            "Execution {} failed in state {}: {}: {}.",
+            [EXECUTION_ID, "$.failed_state", "$.error.Error", "$.error.Cause"],
             "Failed",
             attempts,
         ),
-        "Failed": {
-            "Type": "Fail",
-            "Error": "PipelineFailed",
-            "Cause": "A pipeline state failed (see the alert topic)",
-        },
+        "Failed": {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
     }
 
 
@@ -408,6 +481,10 @@ class Workflow(Construct):
             routed=frozenset(s.name for s in props.spec.batch_steps if batch.queues_for(s.name) == PRIORITY_QUEUES),
             buckets={n: (b.bucket_name, b.bucket_arn) for n, b in lake.buckets.items()},
         )
+        # Each workflow function's declared answer, for the static check of what the states select
+        # (tools/asl_contract.py); "//" is a comment to Terraform.
+        for step in props.spec.lambda_steps:
+            props.functions[step.name].function.add_override("//.answer", dict(step.answer))
         built = build_definition(props.spec, targets, props.settings)
         self.definition = definition(built, props.spec)
         self.role.add_statements(

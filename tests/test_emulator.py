@@ -21,7 +21,7 @@ TOP = ["PlanFanOut", "GuardBudget", "Stage0", "Stage1ToStage2", "WeatherEnrichme
 
 
 def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) -> None:
-    from pipeline_ops.run import visited_states
+    from pipeline_ops.run import curated_objects, visited_states
 
     execution_arn, described = run_pipeline()
     assert described["status"] == "SUCCEEDED", described
@@ -34,11 +34,12 @@ def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) 
         3,
     )
     assert output["guard"]["allowed"] is True
-    assert output["weather"] == {"enriched": 3, "failed": 0}, weather_statuses(aws, execution_arn)
-    curated = next(b["Name"] for b in aws["s3"].list_buckets()["Buckets"] if "-curated-" in b["Name"])
-    keys = {o["Key"] for o in aws["s3"].list_objects_v2(Bucket=curated)["Contents"]}
-    assert set(output["parquet"]["objects"]) <= keys and len(output["parquet"]["objects"]) == 2
-    assert all(k.endswith(".parquet") and "/date=2026-06-0" in k for k in output["parquet"]["objects"])
+    assert output["weather"] == {"enriched": 3, "failed": 0, "shards": 1, "missing": "none"}, weather_statuses(
+        aws, execution_arn
+    )
+    written = curated_objects(aws["s3"], output)
+    assert output["parquet"]["objects"] == len(written) == 2
+    assert all(k.endswith(".parquet") and "/date=2026-06-0" in k for k in written)
 
     from pipeline_ops import health
 
@@ -78,7 +79,9 @@ def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:
         execution_arn, described = run_pipeline()
     finally:
         failures.unlink()
-    assert described["status"] == "FAILED" and described["error"] == "PipelineFailed"
+    # The one shard failed: past the tolerated share, so the Map fails, and the execution with its
+    # real error (the final Fail state's ErrorPath).
+    assert described["status"] == "FAILED" and described["error"] == "States.ExceedToleratedFailureThreshold"
     visited = visited_states(aws["stepfunctions"], execution_arn)
     assert visited[-3:] == ["Stage1ToStage2Failed", "NotifyFailure", "Failed"]
     execution_id = execution_arn.rsplit(":", 1)[-1]
@@ -108,8 +111,10 @@ def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
 
     described = follow(aws["stepfunctions"], execution_arn, 120)
     assert (described["status"], described["error"]) == ("FAILED", "ManifestRefused")
-    assert described["cause"].startswith("1000 images make 1000 shards of up to 1, 12 at a time: about 4.3 h")
-    assert "split it into manifests of at most 372 images" in described["cause"]
+    assert described["cause"].startswith(
+        "1000 images make 1000 shards of up to 1, 12 at a time: about 4.4 h of work with one job retry"
+    )
+    assert "after a margin of 12 min; split it into manifests of at most 324 images" in described["cause"]
     assert visited_states(aws["stepfunctions"], execution_arn)[-3:] == [
         "PlanFanOutAllowed",
         "NotifyManifestRefused",
@@ -122,7 +127,8 @@ def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
     execution_arn, described = run_pipeline(options={"priority": "urgent"})
     assert (described["status"], described["error"]) == ("FAILED", "InvalidInput")
     assert described["cause"] == "priority must be one of high, normal, low (or absent for normal)"
-    assert "Stage0" not in visited_states(aws["stepfunctions"], execution_arn)
+    assert visited_states(aws["stepfunctions"], execution_arn) == ["Route", "NotifyInvalidInput", "InvalidInput"]
+    assert any("refused: priority must be one of" in m and '"urgent"' in m for m in messages(aws, url))
 
 
 def test_budget_alert_shuts_down_and_guard_refuses(aws, deployed: Path, capsys) -> None:

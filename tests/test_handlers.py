@@ -468,11 +468,12 @@ def test_parquet_handler_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INPUT_PREFIX", "weather")
     monkeypatch.setenv("OUTPUT_PREFIX", "detections")
     first = parquet.handler({"execution_id": "ex1", "shard_count": 2}, None, s3=s3)
-    bodies = {k: s3.get_object(Bucket="cur", Key=k)["Body"].read() for k in first["objects"]}
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="cur")["Contents"]]
+    bodies = {k: s3.get_object(Bucket="cur", Key=k)["Body"].read() for k in keys}
     second = parquet.handler({"execution_id": "ex1", "shard_count": 2}, None, s3=s3)
-    assert first == second and first["rows"] == 2 and len(first["objects"]) == 2
-    assert all(k.startswith("detections/date=") and "/site=" in k for k in first["objects"])
-    assert bodies == {k: s3.get_object(Bucket="cur", Key=k)["Body"].read() for k in second["objects"]}
+    assert first == second and first["rows"] == 2 and first["objects"] == len(keys) == 2
+    assert all(k.startswith("detections/date=") and k.endswith(f"/{first['object_name']}") for k in keys)
+    assert bodies == {k: s3.get_object(Bucket="cur", Key=k)["Body"].read() for k in keys}
 
 
 @mock_aws

@@ -179,12 +179,14 @@ def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient 
     bucket, client = os.environ["PROCESSED_BUCKET"], client or client_from_env(log.warning)
     source, target = os.environ["INPUT_PREFIX"], os.environ["OUTPUT_PREFIX"]
     totals = {"records": 0, "enriched": 0, "failed": 0, "shards": 0}
+    missing: list[int] = []
     for shard in range(int(event["shard_count"])):
         try:
             key = f"{source}/{execution_id}/shard-{shard}.json"
             records = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())["records"]
         except s3.exceptions.NoSuchKey:
-            continue  # stage0 made fewer shards than the maximum: nothing to enrich
+            missing.append(shard)  # a shard that failed within the tolerated failures: nothing to enrich
+            continue
         counts = enrich(records, client)
         s3.put_object(
             Bucket=bucket,
@@ -195,5 +197,16 @@ def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient 
         totals = {k: totals[k] + counts.get(k, 0) for k in totals}
         totals["shards"] += 1
     totals["requests"] = client.requests
+    totals["missing"] = listed(missing)
     log.info("weather enrichment done", **totals)
     return totals
+
+
+def listed(numbers: list[int], bound: int = 2048) -> str:
+    """Shard numbers as text within ``bound`` characters (the answer's size must not grow with the
+    data, conf/pipeline.py): the rest counted, never listed."""
+    text = ", ".join(map(str, numbers)) or "none"
+    if len(text) <= bound:
+        return text
+    cut = text[: bound - 40].rsplit(", ", 1)[0]
+    return f"{cut} and {len(numbers) - cut.count(', ') - 1} more"

@@ -141,7 +141,15 @@ def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
         key = object_key(target, date, site, execution_id)
         s3.put_object(Bucket=curated, Key=key, Body=to_parquet(rows), ContentType="application/vnd.apache.parquet")
         keys.append(key)
-    result = {"objects": keys, "rows": sum(len(rows_of(r, execution_id)) for r in records), "images": len(records)}
+    # Counts and a name, never the list of keys: one object per date and site grows with the data
+    # (an answer over 256 KiB fails the execution with States.DataLimitExceeded, uncatchable).
+    result = {
+        "objects": len(keys),
+        "rows": sum(len(rows_of(r, execution_id)) for r in records),
+        "images": len(records),
+        "prefix": target,
+        "object_name": object_key(target, "d", "s", execution_id).rsplit("/", 1)[1],
+    }
     log.info("parquet written", **result)
     if os.environ.get("METRIC_NAMESPACE"):  # images processed per execution, for the dashboard
         figures = {"ImagesProcessed": len(records), "DetectionRows": result["rows"]}
