@@ -215,3 +215,27 @@ def test_every_workflow_lambda_declares_a_bounded_answer() -> None:
     for step in PIPELINE.lambda_steps:
         assert step.answer and set(step.outputs) <= dict(step.answer).keys(), step.name
         assert answer_bound(step.answer) < 256 * 1024 // 8, step.name
+
+
+@mock_aws
+def test_the_lost_shards_become_one_manifest_to_run_again() -> None:
+    """Shard 1 of three failed within the tolerance (no stage2 output): ``make rerun-shards``
+    gathers exactly its images into a new manifest; with nothing lost it writes none."""
+    from pipeline_ops import rerun_shards
+
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in ("proc", "raw"):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    listing = [{"shard": n, "images": 1} for n in range(3)]
+    s3.put_object(Bucket="proc", Key=f"stage0/{EXECUTION}/shards.json", Body=json.dumps(listing))
+    for n in range(3):
+        records = {"records": [dict(ENRICHED[0], key=f"images/{n}.jpg")]}
+        s3.put_object(Bucket="proc", Key=f"stage0/{EXECUTION}/shard-{n}.json", Body=json.dumps(records))
+    for n in (0, 2):
+        s3.put_object(Bucket="proc", Key=f"stage2/{EXECUTION}/shard-{n}.json", Body=b'{"records": []}')
+    manifest, shards = rerun_shards.rerun_manifest(s3, "proc", "raw", EXECUTION)
+    assert (manifest, shards) == (f"s3://raw/manifests/rerun-{EXECUTION}.json", [1])
+    written = json.loads(s3.get_object(Bucket="raw", Key=f"manifests/rerun-{EXECUTION}.json")["Body"].read())
+    assert [r["key"] for r in written["images"]] == ["images/1.jpg"]
+    s3.put_object(Bucket="proc", Key=f"stage2/{EXECUTION}/shard-1.json", Body=b'{"records": []}')
+    assert rerun_shards.rerun_manifest(s3, "proc", "raw", EXECUTION) == ("", [])
