@@ -61,6 +61,7 @@ BATCH_EVENTS_RULE = "StepFunctionsGetEventsForBatchJobsRule"
 EXECUTION_ID = "$$.Execution.Name"  # the short id; S3 prefixes and every log line carry it
 DEFAULT_PRIORITY = "normal"
 RUNBOOK = "docs/runbooks/alert-response.md"
+END_NOTIFIED = ["FAILED", "TIMED_OUT", "ABORTED"]  # execution statuses told by EventBridge
 
 
 @dataclass(frozen=True)
@@ -545,8 +546,44 @@ class Workflow(Construct):
         )
         self.state_machine_arn: str = self.state_machine.arn
         self.state_machine_name: str = self.state_machine.name
+        self._tell_every_end(props)
         if props.settings.start_on_new_manifest:
             self._start_on_manifest(props)
+
+    def _tell_every_end(self, props: WorkflowProps) -> None:
+        """An execution that ends FAILED, TIMED_OUT or ABORTED is told on the alert topic, whatever
+        ended it: a time-out, an abort and an uncatchable error (States.Runtime,
+        States.DataLimitExceeded) never reach NotifyFailure. The event carries no error or cause
+        (https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html); the notice links the
+        execution, whose history has them. The topic's policy admits events.amazonaws.com for this
+        account and the pipeline key lets EventBridge use it (modules/alerting.py, encryption.py)."""
+        rule = CloudwatchEventRule(
+            self,
+            "on-end",
+            name=f"{props.prefix}-pipeline-ended-badly",
+            description="Pipeline executions that ended FAILED, TIMED_OUT or ABORTED",
+            event_pattern=json.dumps(
+                {
+                    "source": ["aws.states"],
+                    "detail-type": ["Step Functions Execution Status Change"],
+                    "detail": {"status": END_NOTIFIED, "stateMachineArn": [self.state_machine_arn]},
+                }
+            ),
+        )
+        link = f"https://{props.region}.console.aws.amazon.com/states/home?region={props.region}"
+        CloudwatchEventTarget(
+            self,
+            "on-end-to-topic",
+            rule=rule.name,
+            arn=props.alerts.topic_arn,
+            input_transformer=CloudwatchEventTargetInputTransformer(
+                input_paths={"name": "$.detail.name", "status": "$.detail.status", "arn": "$.detail.executionArn"},
+                input_template=json.dumps(
+                    f"Odins Ravne: execution <name> ended <status>. Error and cause: its history. "
+                    f"Execution: {link}#/v2/executions/details/<arn> Runbook: {RUNBOOK}"
+                ),
+            ),
+        )
 
     def _start_on_manifest(self, props: WorkflowProps) -> None:
         """A new ``raw/manifests/*.json`` object starts one execution with its URI as input."""

@@ -171,3 +171,26 @@ def test_every_failure_ends_with_the_real_error_and_cause(synth: SynthResult) ->
         assert "Runbook: docs/runbooks/alert-response.md" in message, name
     failure = notices["NotifyFailure"]["Parameters"]["Message.$"]
     assert "$.error.Error, $.error.Cause" in failure
+
+
+def test_every_bad_end_is_told_by_eventbridge(synth: SynthResult) -> None:
+    """A time-out, an abort or an uncatchable error never reaches NotifyFailure: an EventBridge rule
+    on the machine's Execution Status Change (https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html)
+    sends those ends to the alert topic (the preflight's alerts check proves topic and key admit it)."""
+    config = synth.pipeline("prod")
+    rules = config["resource"]["aws_cloudwatch_event_rule"]
+    (name,) = [n for n in rules if "on-end" in n]
+    pattern = json.loads(rules[name]["event_pattern"])
+    assert pattern["source"] == ["aws.states"] and pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert pattern["detail"]["status"] == ["FAILED", "TIMED_OUT", "ABORTED"]
+    (machine_name,) = config["resource"]["aws_sfn_state_machine"]
+    assert pattern["detail"]["stateMachineArn"] == [f"${{aws_sfn_state_machine.{machine_name}.arn}}"]
+    (target,) = [t for t in config["resource"]["aws_cloudwatch_event_target"].values() if name in t["rule"]]
+    assert target["arn"].startswith("${aws_sns_topic.alerts_topic_")
+    message = json.loads(target["input_transformer"]["input_template"])
+    assert "<name> ended <status>" in message and "details/<arn>" in message and "alert-response.md" in message
+    assert set(target["input_transformer"]["input_paths"].values()) <= {
+        "$.detail.name",
+        "$.detail.status",
+        "$.detail.executionArn",
+    }
