@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 
 def run_pipeline(timeout: int = 240, **kwargs):
@@ -18,3 +19,17 @@ def weather_statuses(aws, execution_arn: str) -> list[str]:
     listed = aws["s3"].list_objects_v2(Bucket=processed, Prefix=prefix).get("Contents", [])
     bodies = [json.loads(aws["s3"].get_object(Bucket=processed, Key=o["Key"])["Body"].read()) for o in listed]
     return [r.get("weather_status") for body in bodies for r in body["records"]]
+
+
+def alert_queue(aws) -> str:
+    """An SQS queue subscribed to the alert topic, to read what the workflow published."""
+    topic = next(t["TopicArn"] for t in aws["sns"].list_topics()["Topics"] if t["TopicArn"].endswith("-alerts"))
+    url = aws["sqs"].create_queue(QueueName=f"alerts-{time.monotonic_ns()}")["QueueUrl"]
+    arn = aws["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws["sns"].subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    return url
+
+
+def messages(aws, url: str) -> list[str]:
+    received = aws["sqs"].receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    return [json.loads(m["Body"])["Message"] for m in received.get("Messages", [])]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runs import run_pipeline, weather_statuses
+from tests.runs import alert_queue, messages, run_pipeline, weather_statuses
 
 pytestmark = pytest.mark.emulator
 
@@ -53,20 +53,6 @@ def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) 
     status = capsys.readouterr().out
     assert f"execution {execution_arn.rsplit(':', 1)[-1]}: SUCCEEDED" in status
     assert "budget odins-ravne-local-cost:" in status and "kill switch /odins-ravne/local/kill-switch: off" in status
-
-
-def alert_queue(aws) -> str:
-    """An SQS queue subscribed to the alert topic, to read what the workflow published."""
-    topic = next(t["TopicArn"] for t in aws["sns"].list_topics()["Topics"] if t["TopicArn"].endswith("-alerts"))
-    url = aws["sqs"].create_queue(QueueName=f"alerts-{time.monotonic_ns()}")["QueueUrl"]
-    arn = aws["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    aws["sns"].subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-    return url
-
-
-def messages(aws, url: str) -> list[str]:
-    received = aws["sqs"].receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-    return [json.loads(m["Body"])["Message"] for m in received.get("Messages", [])]
 
 
 def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:
