@@ -300,7 +300,9 @@ def build_definition(spec: PipelineSpec, t: Targets, settings: WorkflowSettings)
         else:
             units.append((step,) if step.fan_out == "per_shard" else step)
     names = [map_name(u) if isinstance(u, tuple) else u.state for u in units]
-    # The input is validated first, before any Lambda runs: priority routing is the first state.
+    # The input is validated first, before any Lambda runs: the trigger's event or the given
+    # manifest, then priority routing.
+    built.add(from_trigger(next_state="Route"))
     built.add(routing(t, first=names[0], attempts=attempts))
     last = "ShardsComplete" if spec.shard_counter else "Succeeded"
 
@@ -371,10 +373,35 @@ def shards_complete(counter: Step, t: Targets, attempts: int) -> dict[str, dict]
     }
 
 
+def from_trigger(*, next_state: str) -> dict[str, dict]:
+    """An execution the manifest trigger started gets the whole S3 event as ``$.event`` (the rule's
+    input is ``<aws.events.event.json>``: EventBridge inserts the event as JSON, so a key with
+    quotes, spaces or non-ASCII characters arrives intact,
+    https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html); its
+    manifest URI is built here from the bucket and key (values of a JSONPath, never parsed as
+    text). A started-by-hand execution gives ``manifest`` itself."""
+    detail = "$.event.detail"
+    return {
+        "FromTrigger": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.event", "IsPresent": True, "Next": "ManifestFromEvent"}],
+            "Default": next_state,
+        },
+        "ManifestFromEvent": {
+            "Type": "Pass",
+            "Parameters": {
+                "manifest.$": f"States.Format('s3://{{}}/{{}}', {detail}.bucket.name, {detail}.object.key)",
+                "object.$": f"{detail}.object",
+            },
+            "Next": next_state,
+        },
+    }
+
+
 def definition(built: Built, spec: PipelineSpec) -> dict:
     return {
         "Comment": "Odins Ravne: " + " -> ".join(s.state for s in spec.steps),
-        "StartAt": "Route",
+        "StartAt": "FromTrigger",
         "TimeoutSeconds": EXECUTION_TIMEOUT_SECONDS,
         "States": built.states,
     }
@@ -586,7 +613,7 @@ class Workflow(Construct):
         )
 
     def _start_on_manifest(self, props: WorkflowProps) -> None:
-        """A new ``raw/manifests/*.json`` object starts one execution with its URI as input."""
+        """A new ``raw/manifests/*.json`` object starts one execution with its S3 event as input."""
         rule = CloudwatchEventRule(
             self,
             "on-manifest",
@@ -620,8 +647,9 @@ class Workflow(Construct):
             rule=rule.name,
             arn=self.state_machine_arn,
             role_arn=role.role_arn,
+            # The whole event as JSON (state FromTrigger makes the manifest URI of it): a key never
+            # goes into a template string, where a quote would break the input.
             input_transformer=CloudwatchEventTargetInputTransformer(
-                input_paths={"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"},
-                input_template='{"manifest": "s3://<bucket>/<key>"}',
+                input_paths={}, input_template='{"event": <aws.events.event.json>}'
             ),
         )

@@ -48,6 +48,19 @@ def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) 
     report = capsys.readouterr().out
     assert "last execution SUCCEEDED" in report and report.count("ok   job queue") == 4  # high, normal, low + cpu
     assert report.count("ok   compute environment") == 2 and "in ALARM: none" in report
+    # An alarm in ALARM fails make health and is named (set_alarm_state, as CloudWatch does:
+    # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_SetAlarmState.html).
+    alarm = next(
+        a["AlarmName"]
+        for a in aws["cloudwatch"].describe_alarms()["MetricAlarms"]
+        if a["AlarmName"].endswith("-errors")
+    )
+    aws["cloudwatch"].set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="test: a function failed")
+    try:
+        assert health.main([str(deployed), "--emulator"]) == 1
+    finally:
+        aws["cloudwatch"].set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="test over")
+    assert f"in ALARM: {alarm}" in capsys.readouterr().out
     # status-aws's view (same code, --status): recent executions, budget spend, kill switch
     assert health.main([str(deployed), "--emulator", "--status"]) == 0
     status = capsys.readouterr().out
@@ -88,10 +101,33 @@ def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
         {"key": f"images/x/{i}.jpg", "site_id": "x", "lat": 60, "lon": 10, "captured_at": "2026-06-01T00:00:00Z"}
         for i in range(1000)
     ]
-    aws["s3"].put_object(Bucket=raw, Key="manifests/too-large.json", Body=json.dumps({"images": records}).encode())
+    # A key with a space, quotes and non-ASCII characters, given as the trigger gives it: the S3
+    # Object Created event (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html) as
+    # the rule's <aws.events.event.json> input; PlanFanOut reads that very object.
+    key = 'manifests/too large "x" \u00e6 \u00d8rsta.json'
+    put = aws["s3"].put_object(Bucket=raw, Key=key, Body=json.dumps({"images": records}).encode())
+    event = {
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-06-01T04:12:00Z",
+        "region": "eu-north-1",
+        "resources": [f"arn:aws:s3:::{raw}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": raw},
+            "object": {"key": key, "size": 1, "etag": put["ETag"].strip('"'), "sequencer": "00617F08299329D189"},
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": "123456789012",
+            "source-ip-address": "1.2.3.4",
+            "reason": "PutObject",
+        },
+    }
     execution_arn = aws["stepfunctions"].start_execution(
         stateMachineArn=next(m["stateMachineArn"] for m in aws["stepfunctions"].list_state_machines()["stateMachines"]),
-        input=json.dumps({"manifest": f"s3://{raw}/manifests/too-large.json", "images_per_shard": 1}),
+        input=json.dumps({"event": event, "images_per_shard": 1}),
     )["executionArn"]
     from pipeline_ops.run import follow
 
@@ -101,11 +137,9 @@ def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
         "1000 images make 1000 shards of up to 1, 12 at a time: about 4.4 h of work with one job retry"
     )
     assert "after a margin of 12 min; split it into manifests of at most 324 images" in described["cause"]
-    assert visited_states(aws["stepfunctions"], execution_arn)[-3:] == [
-        "PlanFanOutAllowed",
-        "NotifyManifestRefused",
-        "ManifestRefused",
-    ]
+    visited = visited_states(aws["stepfunctions"], execution_arn)
+    assert visited[:3] == ["FromTrigger", "ManifestFromEvent", "Route"]
+    assert visited[-3:] == ["PlanFanOutAllowed", "NotifyManifestRefused", "ManifestRefused"]
     for stage in ("stage0", "stage1"):
         assert shard_jobs(aws["batch"], execution_arn.rsplit(":", 1)[-1], stage) == [], f"no {stage} job"
     assert any("refused" in m and "split it into manifests" in m for m in messages(aws, url))
@@ -113,7 +147,12 @@ def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
     execution_arn, described = run_pipeline(options={"priority": "urgent"})
     assert (described["status"], described["error"]) == ("FAILED", "InvalidInput")
     assert described["cause"] == "priority must be one of high, normal, low (or absent for normal)"
-    assert visited_states(aws["stepfunctions"], execution_arn) == ["Route", "NotifyInvalidInput", "InvalidInput"]
+    assert visited_states(aws["stepfunctions"], execution_arn) == [
+        "FromTrigger",
+        "Route",
+        "NotifyInvalidInput",
+        "InvalidInput",
+    ]
     assert any("refused: priority must be one of" in m and '"urgent"' in m for m in messages(aws, url))
 
 
