@@ -302,6 +302,7 @@ PIPELINE = PipelineSpec(
             name="plan_fan_out",
             runs_on="lambda",
             reads=(Location("raw", "manifests"),),
+            writes=Location("processed", "claims"),  # one run per manifest version (its claim)
             plans_shards=True,
             gate="ManifestRefused",
             answer=(

@@ -61,6 +61,7 @@ BATCH_EVENTS_RULE = "StepFunctionsGetEventsForBatchJobsRule"
 EXECUTION_ID = "$$.Execution.Name"  # the short id; S3 prefixes and every log line carry it
 DEFAULT_PRIORITY = "normal"
 RUNBOOK = "docs/runbooks/alert-response.md"
+FAILED_ERROR = "States.Format('{}: {}', $.failed_state, $.error.Error)"  # the final Fail's error
 END_NOTIFIED = ["FAILED", "TIMED_OUT", "ABORTED"]  # execution statuses told by EventBridge
 
 
@@ -444,8 +445,8 @@ def routing(t: Targets, *, first: str, attempts: int) -> dict[str, dict]:
 
 
 def failure_states(t: Targets, attempts: int) -> dict[str, dict]:
-    """A caught failure: told with its state, error and cause, then the execution fails with that
-    error and cause (ErrorPath/CausePath,
+    """A caught failure: told with its state, error and cause, then the execution fails with the
+    state and that error, and that cause (ErrorPath/CausePath, an intrinsic function allowed:
     https://docs.aws.amazon.com/step-functions/latest/dg/state-fail.html)."""
     return {
         "NotifyFailure": _notify(
@@ -456,7 +457,9 @@ def failure_states(t: Targets, attempts: int) -> dict[str, dict]:
             "Failed",
             attempts,
         ),
-        "Failed": {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
+        # "<state>: <error>": a custom error name must not begin with "States." (the ASL spec; the
+        # caught error often does, e.g. States.ExceedToleratedFailureThreshold).
+        "Failed": {"Type": "Fail", "ErrorPath": FAILED_ERROR, "CausePath": "$.error.Cause"},
     }
 
 

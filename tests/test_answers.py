@@ -94,19 +94,48 @@ def assert_answers(step_name: str, answers: list, wanted: set[int], ran: set[int
         assert len(json.dumps(answer)) <= answer_bound(step.answer)
 
 
+def s3_event(bucket: str, key: str, etag: str) -> dict:
+    """The S3 Object Created event as EventBridge delivers it
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html)."""
+    return {
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-06-01T04:12:00Z",
+        "region": REGION,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {"key": key, "size": 38, "etag": etag, "sequencer": "00617F08299329D189"},
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": "123456789012",
+            "source-ip-address": "1.2.3.4",
+            "reason": "PutObject",
+        },
+    }
+
+
 @mock_aws
 def test_every_plan_fan_out_return_carries_the_answer(synth: SynthResult, monkeypatch: pytest.MonkeyPatch) -> None:
     s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket="raw", CreateBucketConfiguration={"LocationConstraint": REGION})
-    s3.put_object(Bucket="raw", Key="manifests/ok.json", Body=b'{"images": [{"key": "images/a.jpg"}]}')
+    for bucket in ("raw", "proc"):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    put = s3.put_object(Bucket="raw", Key="manifests/ok.json", Body=b'{"images": [{"key": "images/a.jpg"}]}')
     s3.put_object(Bucket="raw", Key="manifests/bad.json", Body=b'{"photos": []}')
-    monkeypatch.setenv("FAN_OUT", json.dumps(FAN_OUT))
+    for key, value in {"FAN_OUT": json.dumps(FAN_OUT), "PROCESSED_BUCKET": "proc", "OUTPUT_PREFIX": "claims"}.items():
+        monkeypatch.setenv(key, value)
     long_key = "manifests/" + "x" * 1000 + ".json"  # S3 keys go to 1,024 bytes; the reason quotes it
+    triggered = {"event": s3_event("raw", "manifests/ok.json", put["ETag"].strip('"'))}
 
     def cases() -> list:
         out = []
         for manifest, execution_input in (
-            ("s3://raw/manifests/ok.json", {"manifest": "s3://raw/manifests/ok.json"}),  # allowed
+            ("s3://raw/manifests/ok.json", {"manifest": "s3://raw/manifests/ok.json"}),  # allowed, by hand
+            ("s3://raw/manifests/ok.json", triggered),  # allowed: the trigger claims this version
+            ("s3://raw/manifests/ok.json", triggered),  # the same event again: refused
             ("s3://raw/manifests/ok.json", {"images_per_shard": 0}),  # bad shard size
             ("raw/manifests/ok.json", {}),  # not an s3 URI
             (f"s3://raw/{long_key}", {}),  # no such key, a long one
@@ -118,7 +147,11 @@ def test_every_plan_fan_out_return_carries_the_answer(synth: SynthResult, monkey
         return out
 
     answers, wanted, ran = returns_reached(planner.handler, cases)
-    assert answers[0]["allowed"] is True and all(a["allowed"] is False for a in answers[1:])
+    assert [a["allowed"] for a in answers] == [True, True] + [False] * 5
+    assert (
+        answers[2]["reason"].startswith("manifest s3://raw/manifests/ok.json (ETag ")
+        and "one run per version" in (answers[2]["reason"])
+    )
     assert_answers("plan_fan_out", answers, wanted, ran)
 
 

@@ -162,7 +162,11 @@ def test_every_failure_ends_with_the_real_error_and_cause(synth: SynthResult) ->
     https://docs.aws.amazon.com/step-functions/latest/dg/state-fail.html); every notice carries the
     execution's console link and the runbook."""
     document = json.loads(machine(synth.pipeline("prod"))["definition"])
-    assert document["States"]["Failed"] == {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
+    assert document["States"]["Failed"] == {
+        "Type": "Fail",
+        "ErrorPath": "States.Format('{}: {}', $.failed_state, $.error.Error)",
+        "CausePath": "$.error.Cause",
+    }
     notices = {n: s for n, s in document["States"].items() if s.get("Resource") == asl_contract.SNS_PUBLISH}
     assert set(notices) >= {"NotifyFailure", "NotifyInvalidInput", "NotifyNothingToProcess", "NotifyFailedShards"}
     for name, state in notices.items():

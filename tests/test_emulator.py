@@ -80,7 +80,9 @@ def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:
         failures.unlink()
     # The one shard failed: past the tolerated share, so the Map fails, and the execution with its
     # real error (the final Fail state's ErrorPath).
-    assert described["status"] == "FAILED" and described["error"] == "States.ExceedToleratedFailureThreshold"
+    assert described["status"] == "FAILED"
+    assert described["error"] == "Stage1ToStage2: States.ExceedToleratedFailureThreshold"
+    assert "1 of 1 items failed" in described["cause"]
     visited = visited_states(aws["stepfunctions"], execution_arn)
     assert visited[-3:] == ["Stage1ToStage2Failed", "NotifyFailure", "Failed"]
     execution_id = execution_arn.rsplit(":", 1)[-1]

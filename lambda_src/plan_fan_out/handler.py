@@ -19,11 +19,13 @@ cost is what the Batch jobs of this manifest will be billed (job-hour prices fro
 table, set at synth), which GuardBudget adds to the month's actual spend before it lets the
 execution go on.
 
-Environment: FAN_OUT (JSON).
+Environment: FAN_OUT (JSON); PROCESSED_BUCKET and OUTPUT_PREFIX: where a triggered run claims its
+manifest's version (``claim``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -210,6 +212,33 @@ def refused(reason: str) -> dict[str, Any]:
     return answer(reason=reason[:REASON_BOUND])
 
 
+def claim(s3: Any, event: dict, uri: str) -> str | None:
+    """One run per manifest version: a run the manifest trigger started (its input is the S3 event)
+    claims ``<OUTPUT_PREFIX>/<sha256 of bucket/key>/<ETag>.json`` with a conditional put
+    (If-None-Match: *, https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html);
+    a second delivery of the event, or the same content uploaded again, finds it taken and is
+    refused before any Batch job. A run started by hand claims nothing: the deliberate re-run.
+    Returns the refusal, or None."""
+    given = event.get("input") if isinstance(event.get("input"), dict) else {}
+    detail = given.get("event", {}).get("detail", {}) if isinstance(given.get("event"), dict) else {}
+    version = (detail.get("object") or {}).get("etag") or (detail.get("object") or {}).get("version-id")
+    if not version or not os.environ.get("OUTPUT_PREFIX"):
+        return None
+    name = hashlib.sha256(uri.encode()).hexdigest()[:32]
+    key = f"{os.environ['OUTPUT_PREFIX']}/{name}/{version}.json"
+    body = json.dumps({"manifest": uri, "execution_id": event.get("execution_id")}).encode()
+    try:
+        s3.put_object(Bucket=os.environ["PROCESSED_BUCKET"], Key=key, Body=body, IfNoneMatch="*")
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise
+        return (
+            f"manifest {uri} (ETag {version}) already started a run (claim {key} in the processed bucket): "
+            "one run per version; to run it again on purpose, start the workflow by hand with this manifest"
+        )[:REASON_BOUND]
+    return None
+
+
 def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
     log = get_logger("plan_fan_out", execution_id_of(event))
     fan_out = json.loads(os.environ["FAN_OUT"])
@@ -232,5 +261,8 @@ def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
     if images is None:
         return refused(f"manifest {uri} is not a JSON object with an 'images' list")
     verdict = plan(images, fan_out, size, elapsed_since(event.get("started_at")))
+    taken = claim(s3, event, uri) if verdict["allowed"] else None
+    if taken:
+        return refused(taken)
     log.info("fan-out planned", **{k: v for k, v in verdict.items() if k != "reason"}, reason=verdict["reason"])
     return verdict
