@@ -234,8 +234,8 @@ run-local: setup ## Run the workflow on the sample (IMAGES=N: N generated images
 	  $(if $(IMAGES_PER_SHARD),--images-per-shard $(IMAGES_PER_SHARD))
 
 rerun-shards: setup ## ENV=<env> EXECUTION=<name>: a manifest of just the shards that execution lost (its notice names them); START=1 starts it here
-	$(REACHABLE)
 	@test -n "$(EXECUTION)" || { echo "error: EXECUTION is not set; give the execution's name from its notice: make rerun-shards ENV=$(ENV) EXECUTION=<name>" >&2; exit 2; }
+	$(REACHABLE)
 	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.rerun_shards $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR)) $(EXECUTION) $(if $(START),--start)
 
 budget-resume: setup ## Undo a budget shutdown (ENV=<env>: queues on, vCPU limits back, kill switch off)
