@@ -290,6 +290,23 @@ def fan_out_settings(
     }
 
 
+# PlanFanOut's answer (lambda_src/plan_fan_out: every key on every path); the workflow keeps it all.
+PLAN_ANSWER: tuple[tuple[str, AnswerKind], ...] = (
+    ("allowed", "bool"),
+    ("reason", "text"),
+    ("images", "int"),
+    ("images_per_shard", "int"),
+    ("shards", "int"),
+    ("concurrency", "int"),
+    ("estimated_seconds", "int"),
+    ("remaining_seconds", "int"),
+    ("margin_seconds", "int"),
+    ("largest_manifest", "int"),
+    ("estimated_usd", "number"),
+    ("estimated_usd_on_demand", "number"),
+    ("prices", "text"),
+)
+
 # Lambda functions outside the workflow (lambda_src/<name>/), with what they are for.
 SUPPORT_FUNCTIONS = {
     "budget_shutdown": "Stops Batch spending at 100 % of the budget; resumes on request",
@@ -305,36 +322,8 @@ PIPELINE = PipelineSpec(
             writes=Location("processed", "claims"),  # one run per manifest version (its claim)
             plans_shards=True,
             gate="ManifestRefused",
-            answer=(
-                ("allowed", "bool"),
-                ("reason", "text"),
-                ("images", "int"),
-                ("images_per_shard", "int"),
-                ("shards", "int"),
-                ("concurrency", "int"),
-                ("estimated_seconds", "int"),
-                ("remaining_seconds", "int"),
-                ("margin_seconds", "int"),
-                ("largest_manifest", "int"),
-                ("estimated_usd", "number"),
-                ("estimated_usd_on_demand", "number"),
-                ("prices", "text"),
-            ),
-            outputs=(
-                "allowed",
-                "reason",
-                "images",
-                "images_per_shard",
-                "shards",
-                "concurrency",
-                "estimated_seconds",
-                "remaining_seconds",
-                "margin_seconds",
-                "largest_manifest",
-                "estimated_usd",
-                "estimated_usd_on_demand",
-                "prices",
-            ),
+            answer=PLAN_ANSWER,
+            outputs=tuple(key for key, _ in PLAN_ANSWER),
             result_key="plan",
             description="Counts and prices the manifest; refuses one the fan-out cannot finish in the execution's time",
         ),

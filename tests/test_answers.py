@@ -26,6 +26,7 @@ from moto import mock_aws
 
 from conf.pipeline import PIPELINE, TEXT_BOUND, answer_bound, answer_problems
 from tests.conftest import SynthResult
+from tests.runs import s3_event
 from tests.test_handlers import ENRICHED, REGION, create_budget, guard, parquet, weather
 from tests.test_pipeline_spec import FAN_OUT, planner
 
@@ -92,30 +93,6 @@ def assert_answers(step_name: str, answers: list, wanted: set[int], ran: set[int
     for answer in answers:
         assert answer_problems(step.answer, answer) == [], (step_name, answer)
         assert len(json.dumps(answer)) <= answer_bound(step.answer)
-
-
-def s3_event(bucket: str, key: str, etag: str) -> dict:
-    """The S3 Object Created event as EventBridge delivers it
-    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html)."""
-    return {
-        "version": "0",
-        "id": "17793124-05d4-b198-2fde-7ededc63b103",
-        "detail-type": "Object Created",
-        "source": "aws.s3",
-        "account": "123456789012",
-        "time": "2026-06-01T04:12:00Z",
-        "region": REGION,
-        "resources": [f"arn:aws:s3:::{bucket}"],
-        "detail": {
-            "version": "0",
-            "bucket": {"name": bucket},
-            "object": {"key": key, "size": 38, "etag": etag, "sequencer": "00617F08299329D189"},
-            "request-id": "N4N7GDK58NMKJ12R",
-            "requester": "123456789012",
-            "source-ip-address": "1.2.3.4",
-            "reason": "PutObject",
-        },
-    }
 
 
 @mock_aws

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runs import alert_queue, messages, run_pipeline, weather_statuses
+from tests.runs import alert_queue, messages, run_pipeline, s3_event, weather_statuses
 
 pytestmark = pytest.mark.emulator
 
@@ -108,25 +108,7 @@ def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
     # the rule's <aws.events.event.json> input; PlanFanOut reads that very object.
     key = 'manifests/too large "x" \u00e6 \u00d8rsta.json'
     put = aws["s3"].put_object(Bucket=raw, Key=key, Body=json.dumps({"images": records}).encode())
-    event = {
-        "version": "0",
-        "id": "17793124-05d4-b198-2fde-7ededc63b103",
-        "detail-type": "Object Created",
-        "source": "aws.s3",
-        "account": "123456789012",
-        "time": "2026-06-01T04:12:00Z",
-        "region": "eu-north-1",
-        "resources": [f"arn:aws:s3:::{raw}"],
-        "detail": {
-            "version": "0",
-            "bucket": {"name": raw},
-            "object": {"key": key, "size": 1, "etag": put["ETag"].strip('"'), "sequencer": "00617F08299329D189"},
-            "request-id": "N4N7GDK58NMKJ12R",
-            "requester": "123456789012",
-            "source-ip-address": "1.2.3.4",
-            "reason": "PutObject",
-        },
-    }
+    event = s3_event(raw, key, put["ETag"].strip('"'))
     execution_arn = aws["stepfunctions"].start_execution(
         stateMachineArn=next(m["stateMachineArn"] for m in aws["stepfunctions"].list_state_machines()["stateMachines"]),
         input=json.dumps({"event": event, "images_per_shard": 1}),
