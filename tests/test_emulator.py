@@ -50,16 +50,17 @@ def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) 
     assert report.count("ok   compute environment") == 2 and "in ALARM: none" in report
     # An alarm in ALARM fails make health and is named (set_alarm_state, as CloudWatch does:
     # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_SetAlarmState.html).
+    from local.status import clients
+
+    cloudwatch = clients(("cloudwatch",))["cloudwatch"]
     alarm = next(
-        a["AlarmName"]
-        for a in aws["cloudwatch"].describe_alarms()["MetricAlarms"]
-        if a["AlarmName"].endswith("-errors")
+        a["AlarmName"] for a in cloudwatch.describe_alarms()["MetricAlarms"] if a["AlarmName"].endswith("-errors")
     )
-    aws["cloudwatch"].set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="test: a function failed")
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="test: a function failed")
     try:
         assert health.main([str(deployed), "--emulator"]) == 1
     finally:
-        aws["cloudwatch"].set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="test over")
+        cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="test over")
     assert f"in ALARM: {alarm}" in capsys.readouterr().out
     # status-aws's view (same code, --status): recent executions, budget spend, kill switch
     assert health.main([str(deployed), "--emulator", "--status"]) == 0
@@ -167,6 +168,9 @@ def test_budget_alert_shuts_down_and_guard_refuses(aws, deployed: Path, capsys) 
     execution_arn, described = run_pipeline()
     assert described["status"] == "FAILED" and described["error"] == "BudgetExceeded"
     assert visited_states(aws["stepfunctions"], execution_arn) == [
+        "FromTrigger",
+        "Route",
+        "PriorityNormal",
         "PlanFanOut",
         "PlanFanOutAllowed",
         "GuardBudget",
