@@ -242,6 +242,15 @@ def _arn_pattern(fmt: str) -> re.Pattern:
     return re.compile("^" + "[^ ]+?".join(re.escape(p) for p in parts) + "$")
 
 
+# Resources the code gets from a list call on one the unit names, never from its environment: an
+# execution of its state machine (ListExecutions) and a job on its queues (ListJobs; a Batch job's
+# ARN carries no queue, so any job of the account and region).
+DERIVED = (
+    (":stateMachine:", lambda arn: arn.replace(":stateMachine:", ":execution:", 1) + ":*"),
+    (":job-queue/", lambda arn: arn.split(":job-queue/", 1)[0] + ":job/*"),
+)
+
+
 def unit_calls(config: Config, unit: Unit, found: list[Found]) -> Iterator[Call]:
     by_name = config.arns_by_name()
     tokens = [t for value in unit.env.values() for t in re.split(r"[,=\s]", value) if t]
@@ -255,9 +264,22 @@ def unit_calls(config: Config, unit: Unit, found: list[Found]) -> Iterator[Call]
         if not formats:
             yield Call.of(unit.role, action, "*", where)
             continue
-        pattern = _arn_pattern(formats[0])
+        # An action may take several resource types, the required one first (UpdateJobQueue: a job
+        # queue, a compute environment only when the order changes): the first type the unit names
+        # (ListExecutions: a map run or a state machine), else one derived from those it names.
         given = [unit.env[call.env_arg]] if call.env_arg in unit.env else tokens
-        resources = sorted({arn for t in given for arn in [by_name.get(t, t)] if pattern.match(arn)})
+        named = {by_name.get(t, t) for t in given}
+        derived = {make(arn) for arn in named for marker, make in DERIVED if marker in arn}
+        resources = next(
+            (
+                found
+                for candidates in (named, derived)
+                for pattern in map(_arn_pattern, formats)
+                for found in [sorted(arn for arn in candidates if pattern.match(arn))]
+                if found
+            ),
+            [],
+        )
         if not resources:
             raise IamCheckError(
                 f"{where}: {action} names no resource of the form {formats[0]} in {unit.name}'s environment"
