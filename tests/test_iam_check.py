@@ -366,3 +366,33 @@ def test_an_operation_without_an_iam_action_is_an_error() -> None:
 
     with pytest.raises(IamCheckError, match=r"cloudwatch\.NoSuchOperation: no IAM action under monitoring, cloudwatch"):
         sdk_action("cloudwatch", "NoSuchOperation")
+
+
+# The review of issue 26 (item 11): calls the scan missed silently. Each is now an error naming
+# file:line, or (a chained literal call) found.
+UNFOLLOWED = {
+    "variable-service": ('SERVICE = "s3"\nclient = boto3.client(SERVICE)\n', "names its service in a variable"),
+    "getattr": ('sns = boto3.client("sns")\ngetattr(sns, "publish")(TopicArn="t", Message="m")\n', "getattr(sns"),
+    "dict": ('clients = {"s3": boto3.client("s3")}\nclients["s3"].delete_object(Bucket="b", Key="k")\n', "held in"),
+    "list": ('s3 = boto3.client("s3")\npool = [s3]\npool[0].delete_object(Bucket="b", Key="k")\n', "held in [s3]"),
+    "resource": ('bucket = boto3.resource("s3").Bucket("b")\n', "boto3.resource is not scanned"),
+    "from-import": ('from boto3 import client\nclient("s3").delete_object(Bucket="b", Key="k")\n', "from boto3 import"),
+    "argument": ('handle(boto3.client("s3"))\n', "held in handle("),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNFOLLOWED))
+def test_the_call_scan_fails_closed_on_what_it_cannot_follow(case: str, tmp_path: Path) -> None:
+    code, expected = UNFOLLOWED[case]
+    module = tmp_path / "handler.py"
+    module.write_text("import boto3\n" + code)
+    with pytest.raises(iam_calls.IamCheckError) as raised:
+        iam_calls.scan([module])
+    assert f"{module}:" in str(raised.value) and expected in str(raised.value), str(raised.value)
+
+
+def test_a_chained_client_call_is_found(tmp_path: Path) -> None:
+    module = tmp_path / "handler.py"
+    module.write_text('import boto3\n\nboto3.client("s3").delete_object(Bucket="b", Key="k")\n')
+    (found,) = iam_calls.scan([module])
+    assert (found.service, found.operation, found.where) == ("s3", "DeleteObject", f"{module}:3")
