@@ -1,10 +1,10 @@
 """The IAM call check (``make iam-check``): every AWS call of the code and of AWS on its behalf is
 allowed on prod/dev/staging, and the check sees a removed grant, an explicit deny and a new call.
 
-The evaluation itself is principalmapper's simulator of AWS's documented logic
+The evaluation is ``tools/iam_eval.py``, AWS's documented logic
 (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html);
-the tests on small configs below check the cases of that page this stack relies on, and the
-reason each denial names (our code).
+the tests on small configs below check the cases of that page and of the condition pages, and the
+reason each denial names.
 """
 
 from __future__ import annotations
