@@ -9,11 +9,13 @@ per-account counts are read from moto's Batch.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -170,40 +172,62 @@ def real_dev(synth: SynthResult, tmp_path: Path) -> tuple[Path, Path]:
     return profiles, stacks
 
 
+@contextlib.contextmanager
+def aws_at_moto(answers: dict[str, float], tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    """A moto server of this test (Batch, Step Functions), dummy credentials aimed at it, and the quota
+    answers file: (environment, answers file)."""
+    from moto.server import ThreadedMotoServer
+
+    from local.emulator import free_port
+
+    file = tmp_path / "answers.json"
+    file.write_text(json.dumps(answers))
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        yield (
+            {
+                "AWS_ACCESS_KEY_ID": "test",
+                "AWS_SECRET_ACCESS_KEY": "test",
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            },
+            file,
+        )
+    finally:
+        server.stop()
+
+
+def run_quotas(stack: Path, answers: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.quotas", str(stack), "--answers", str(answers)],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_deploy_aws_stops_at_a_too_small_quota_before_any_change(synth: SynthResult, tmp_path: Path) -> None:
     """The real chain `make deploy-aws ENV=dev` (review of issue 26, item 14: proven by running it, not
     by reading the Makefile): preflight passes, the credentials check passes, the quotas step reads a GPU
     Spot quota of 4 vCPUs and refuses in one line; the plan, image push and apply never start. AWS is a
     moto server (Batch and Step Functions counts); Service Quotas, which does not run here, answers from
     a file (tools.quotas --answers)."""
-    from moto.server import ThreadedMotoServer
-
-    from local.emulator import free_port
     from tests.test_one_line_errors import make
 
     profiles, stacks = real_dev(synth, tmp_path)
-    answers = tmp_path / "answers.json"
-    answers.write_text(json.dumps({"ec2/L-3819A6DF": 4, "ec2/L-34B43A08": 1000}))
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
+    with aws_at_moto({"ec2/L-3819A6DF": 4, "ec2/L-34B43A08": 1000}, tmp_path) as (env, answers):
         proc = make(
             "deploy-aws",
             "ENV=dev",
             "SYNTH=true",
             f"STACKS_OUT={stacks}",
             f"QUOTA_ARGS=--answers {answers}",
-            env={
-                "ODINS_PROFILE_DIR": str(profiles),
-                "AWS_ACCESS_KEY_ID": "test",
-                "AWS_SECRET_ACCESS_KEY": "test",
-                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            },
+            env={"ODINS_PROFILE_DIR": str(profiles), **env},
             tmp=tmp_path,
         )
-    finally:
-        server.stop()
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Traceback" not in output, output
     assert "preflight pipeline-dev: 0 finding(s)" in output and "preflight state-bootstrap-210987654321: 0" in output
@@ -216,54 +240,15 @@ def test_deploy_aws_stops_at_a_too_small_quota_before_any_change(synth: SynthRes
 
 
 def test_enough_quota_lets_the_quotas_step_pass(synth: SynthResult, tmp_path: Path) -> None:
-    from moto.server import ThreadedMotoServer
-
-    from local.emulator import free_port
-
     _, stacks = real_dev(synth, tmp_path)
-    answers = tmp_path / "answers.json"
-    answers.write_text(json.dumps({"ec2/L-3819A6DF": 128, "ec2/L-34B43A08": 1000}))
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "tools.quotas", str(stacks / "pipeline-dev"), "--answers", str(answers)],
-            cwd=REPO,
-            env={
-                **os.environ,
-                "AWS_ACCESS_KEY_ID": "test",
-                "AWS_SECRET_ACCESS_KEY": "test",
-                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            },
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        server.stop()
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "every quota holds what the stack needs in eu-north-1" in proc.stdout
-    del_code = {"ec2/L-3819A6DF": 128}
-    answers.write_text(json.dumps(del_code))
-    missing = subprocess.run(
-        [sys.executable, "-m", "tools.quotas", str(stacks / "pipeline-dev"), "--answers", str(answers)],
-        cwd=REPO,
-        env={
-            **os.environ,
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert (
-        missing.returncode == 2
-        and missing.stderr.startswith("error:")
-        and "no answer for ec2/L-34B43A08" in missing.stderr
-    )
+    with aws_at_moto({"ec2/L-3819A6DF": 128, "ec2/L-34B43A08": 1000}, tmp_path) as (env, answers):
+        proc = run_quotas(stacks / "pipeline-dev", answers, env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "every quota holds what the stack needs in eu-north-1" in proc.stdout
+        answers.write_text(json.dumps({"ec2/L-3819A6DF": 128}))
+        missing = run_quotas(stacks / "pipeline-dev", answers, env)
+    assert missing.returncode == 2 and missing.stderr.startswith("error:"), missing.stderr
+    assert "no answer for ec2/L-34B43A08" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_a_distributed_map_beyond_the_map_run_limit_is_refused(synth: SynthResult) -> None:

@@ -707,10 +707,14 @@ def placeholders(stack: Stack) -> list[str]:
     ]
 
 
+def placeholder_refusal(found: list[str], hint: str) -> Finding:
+    return Finding("placeholders", "stack", f"example values would be deployed ({', '.join(found)})", hint)
+
+
 def check_placeholders(stack: Stack, hint: str = DEFAULT_PLACEHOLDER_HINT) -> Iterator[Finding]:
     found = placeholders(stack)
     if found:
-        yield Finding("placeholders", "stack", f"example values would be deployed ({', '.join(found)})", hint)
+        yield placeholder_refusal(found, hint)
 
 
 CHECKS = {
@@ -744,9 +748,7 @@ def main(argv: list[str] | None = None) -> int:
         found = list(dict.fromkeys(value for stack in stacks for value in placeholders(stack)))
         if found:
             first_stack = next(stack for stack in stacks if placeholders(stack))
-            refusal = Finding(
-                "placeholders", "stack", f"example values would be deployed ({', '.join(found)})", args.placeholder_hint
-            )
+            refusal = placeholder_refusal(found, args.placeholder_hint)
             print(f"{first_stack.name}: {refusal.line()}")
             return 1
     failed = 0
