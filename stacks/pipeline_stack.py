@@ -116,7 +116,6 @@ class PipelineStack(TerraformStack):
                 key=self.key,
                 log_level=profile.log_level,
                 cost_tags=default_tags(profile),
-                create_service_linked_role=not profile.is_cloud,
             ),
         )
         self.alerts = AlertTopic(
@@ -147,6 +146,8 @@ class PipelineStack(TerraformStack):
             PipelineParametersProps(
                 project=profile.project,
                 environment=profile.name,
+                region=profile.region,
+                account_id=account_id,
                 key=self.key,
                 settings={f"bucket_{n}": b.bucket_name for n, b in self.data_lake.buckets.items()},
             ),
@@ -278,6 +279,7 @@ class PipelineStack(TerraformStack):
                 "WEATHER_READ_TIMEOUT": str(weather.read_timeout_seconds),
                 "WEATHER_MAX_RETRIES": str(weather.max_retries),
                 "WEATHER_GIVE_UP_AFTER": str(weather.give_up_after),
+                "WEATHER_API_KEY_PARAMETER": params.secrets["weather-api-key"],
             },
             "batch_metrics": {
                 "JOB_QUEUES": ",".join(f"{name}={arn}" for name, arn in batch.queue_arns.items()),
@@ -331,6 +333,7 @@ class PipelineStack(TerraformStack):
                 lake.bucket(step.writes.bucket).grant_write(functions[name].role, step.writes.prefix)
         self.budget.grant_view(functions["guard_budget"].role)
         params.grant_read(functions["guard_budget"].role, params.kill_switch)
+        params.grant_read_secret(functions["weather_enrichment"].role, "weather-api-key")
         batch.grant_scale(functions["budget_shutdown"].role)
         batch.grant_observe(functions["batch_metrics"].role)
         params.grant_write(functions["budget_shutdown"].role, params.kill_switch, params.shutdown_state)

@@ -72,7 +72,7 @@ def test_lifecycle_from_profile(synth: SynthResult) -> None:
     assert rules["expire-noncurrent-versions"]["noncurrent_version_expiration"] == [{"noncurrent_days": 30}]
     assert rules["tier-then-archive"]["transition"] == [
         {"days": 30, "storage_class": "INTELLIGENT_TIERING"},
-        {"days": 180, "storage_class": "GLACIER"},
+        {"days": 180, "storage_class": "GLACIER_IR"},
     ]
     processed = bucket_parts(synth, "dev", "aws_s3_bucket_lifecycle_configuration")["processed"]
     assert {r["id"] for r in processed["rule"]} == {
