@@ -457,7 +457,7 @@ def batch_default_service_linked_role() -> None:
     the account's AWSServiceRoleForBatch then and creates it when missing.
     https://docs.aws.amazon.com/batch/latest/APIReference/API_CreateComputeEnvironment.html"""
     from moto.batch.models import BatchBackend
-    from moto.iam.exceptions import IAMNotFoundException
+    from moto.iam.exceptions import NotFoundException as IAMNotFoundException
 
     iam_batch_service_linked_role_name()
     create = BatchBackend.create_compute_environment
