@@ -106,7 +106,8 @@ def boundary_document() -> dict:
 def plan_decrypt_statements(props: CiAccessProps) -> list[dict]:
     """kms:Decrypt with the env's pipeline key, which a refresh needs (ReadOnlyAccess has no Decrypt):
     DescribeStateMachine of its encrypted state machine, GetFunction of its functions, whose
-    environments (no secrets: tests/test_aws_defects.py) are encrypted with it. Never via SSM: pull
+    environments (no secrets: tests/test_aws_defects.py) are encrypted with it (AWS does not document
+    what a caller without Decrypt gets back; a missing variable map would be a permanent diff). Never via SSM: pull
     requests assume this role, and the env's SecureString parameters hold its secrets. The key lives
     in the env's stack, so this account-level stack names it by alias (kms:ResourceAliases); each
     grant holds only through that service and for that env's resources (kms:ViaService and the
