@@ -47,3 +47,15 @@ def test_refuses_a_value_on_the_command_line_and_an_empty_one(
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("usage:") and err[1].startswith("error: no key given")
     assert not boto3.client("ssm", region_name="eu-north-1").describe_parameters()["Parameters"]
+
+
+def test_health_says_whether_the_key_is_set(pipeline_key: str) -> None:
+    from pipeline_ops import health
+
+    name = weather_key.parameter_name("odins-ravne", "dev")
+    function = {"environment": [{"variables": {"WEATHER_API_KEY_PARAMETER": name, "WEATHER_MAX_RETRIES": "3"}}]}
+    state = [{"mode": "managed", "type": "aws_lambda_function", "values": function}]
+    ssm = boto3.client("ssm", region_name="eu-north-1")
+    assert health.secret_lines(state, ssm) == [(True, f"secret {name}: NOT SET (make weather-key ENV=<env>)")]
+    weather_key.put(ssm, name, "alias/odins-ravne-dev-pipeline", "a-key")
+    assert health.secret_lines(state, ssm) == [(True, f"secret {name}: set")]
