@@ -27,7 +27,7 @@ from moto import mock_aws
 from conf.pipeline import PIPELINE, TEXT_BOUND, answer_bound, answer_problems
 from tests.conftest import SynthResult
 from tests.runs import s3_event
-from tests.test_handlers import ENRICHED, REGION, create_budget, guard, parquet, weather
+from tests.test_handlers import ENRICHED, REGION, create_budget, guard, ledger_table, parquet, weather
 from tests.test_pipeline_spec import FAN_OUT, planner
 
 EXECUTION = "3f1c2a9e-0d5b-4c1e-9a7f-2b6d8e4f1a30"
@@ -139,13 +139,15 @@ def test_every_guard_budget_return_carries_the_answer(synth: SynthResult, monkey
     ssm.put_parameter(Name="/p/kill", Value="off", Type="String")
     for key, value in {"ACCOUNT_ID": "123456789012", "BUDGET_NAME": "b", "KILL_SWITCH_PARAMETER": "/p/kill"}.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LEDGER_TABLE", ledger_table())
+    clients = {"budgets": budgets, "ssm": ssm, "dynamodb": boto3.client("dynamodb", region_name=REGION)}
     plan = planner.plan(1000, FAN_OUT, 1000, elapsed=0)
 
     def cases() -> list:
         event = event_for(synth, "GuardBudget", {"manifest": "s3://r/m.json", "plan": plan})
-        allowed = guard.handler(event, None, budgets=budgets, ssm=ssm)
+        allowed = guard.handler(event, None, **clients)
         ssm.put_parameter(Name="/p/kill", Value="on", Type="String", Overwrite=True)
-        return [allowed, guard.handler(event, None, budgets=budgets, ssm=ssm)]
+        return [allowed, guard.handler(event, None, **clients)]
 
     answers, wanted, ran = returns_reached(guard.handler, cases)
     assert [a["allowed"] for a in answers] == [True, False]
