@@ -341,6 +341,7 @@ PIPELINE = PipelineSpec(
                 ("forecast", "number"),
                 ("limit", "number"),
                 ("threshold_pct", "number"),
+                ("reserved", "number"),
             ),
             outputs=("allowed", "reason", "spent", "estimate", "limit"),
             result_key="guard",
