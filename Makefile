@@ -30,7 +30,7 @@ LOCAL_EMULATOR  ?= moto
 # The emulator's endpoint and region come from conf/profiles/local.yaml (one `python -m conf` for both).
 LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoint AWS_DEFAULT_REGION=region)
 
-.PHONY: help setup synth diff deploy validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight deploy-aws status-aws destroy-aws up-localstack down-localstack \
+.PHONY: help setup synth diff deploy cdktf-deploy-local validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration
 
@@ -62,13 +62,17 @@ FORCE:
 synth: setup ## Synthesize every environment (SYNTH_ENVS=local,dev for some) into cdktf.out/; no-op when no input changed
 	@$(SYNTH)
 
-diff: setup ## cdktf diff of one env's pipeline stack (ENV=<env>; offline-safe --skip-provider-lock)
+# The local provider points every API at the profile's emulator (modules/provider.py): cdktf diff/deploy
+# of pipeline-local can only reach the emulator. A cloud env deploys only through deploy-aws's checks.
+diff: setup ## cdktf diff of ENV's pipeline stack (local: against the emulator; cloud: that account's credentials)
 	$(REACHABLE)
 	SYNTH_ENVS=$(ENV) $(CDKTF) diff pipeline-$(ENV) --skip-provider-lock
 
-deploy: setup ## cdktf deploy of one env's pipeline stack (ENV=<env>; asks before applying)
+deploy: $(if $(filter local,$(ENV)),cdktf-deploy-local,deploy-aws) ## ENV=local: cdktf deploy to the running emulator (asks first); a cloud ENV is make deploy-aws
+
+cdktf-deploy-local: setup
 	$(REACHABLE)
-	SYNTH_ENVS=$(ENV) $(CDKTF) deploy pipeline-$(ENV) --skip-provider-lock
+	SYNTH_ENVS=local $(CDKTF) deploy pipeline-local --skip-provider-lock
 
 validate: synth ## terraform init (offline, from the mirror) + validate every synthesized stack
 	$(PY) -m tools.tf_validate
@@ -104,6 +108,7 @@ lint-workflows: setup ## .github workflows and actions against GitHub's schemas 
 # ENV=local plans against the emulator (make deploy-local first); cloud envs need AWS credentials.
 STACKS_OUT = cdktf.out/stacks
 STACK_DIR  = $(STACKS_OUT)/pipeline-$(ENV)
+PLAN_DIR   = $(BUILD)/plan/pipeline-$(ENV)
 comma     := ,
 space     := $(subst ,, )
 # boto3 tools aimed at the emulator for ENV=local (its endpoint and dummy credentials).
@@ -137,9 +142,9 @@ drift: setup ## Refresh-only plan of ENV=<env> and a summary of what changed out
 	SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(ENV_PREFIX) $(PY) -m tools.plan drift $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock)
 
-apply-plan: setup ## Apply exactly the reviewed build/plan/pipeline-<env>/plan.tfplan (ENV=<env>)
+apply-plan: setup ## Apply exactly the reviewed build/plan/pipeline-<env>/plan.tfplan (ENV=<env>); refuses a BLOCKING review.json
 	$(REACHABLE)
-	$(ENV_PREFIX) $(PY) -m tools.plan apply $(STACK_DIR) $(EMU_FLAG)
+	$(ENV_PREFIX) $(PY) -m tools.plan apply $(STACK_DIR) --out $(PLAN_DIR) $(EMU_FLAG)
 
 health: setup ## ENV=<env>: state machine ACTIVE, queues/compute envs ENABLED+VALID, no alarm in ALARM, last execution
 	$(REACHABLE)

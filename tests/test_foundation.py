@@ -63,6 +63,38 @@ def test_provider_guards_and_tags(synth: SynthResult) -> None:
             assert provider["allowed_account_ids"] == [account]
 
 
+# The provider's endpoint key of each resource type prefix the stacks use (the AWS provider's
+# custom-service-endpoints guide: https://registry.terraform.io/providers/hashicorp/aws/latest/docs/guides/custom-service-endpoints).
+ENDPOINT_OF_PREFIX = {
+    "aws_athena": "athena", "aws_batch": "batch", "aws_bcmdataexports": "bcmdataexports", "aws_budgets": "budgets",
+    "aws_ce": "ce", "aws_cloudwatch_dashboard": "cloudwatch", "aws_cloudwatch_metric_alarm": "cloudwatch",
+    "aws_cloudwatch_event": "events", "aws_cloudwatch_log": "logs", "aws_ecr": "ecr", "aws_glue": "glue",
+    "aws_iam": "iam", "aws_kms": "kms", "aws_lambda": "lambda", "aws_s3": "s3", "aws_sfn": "sfn", "aws_sns": "sns",
+    "aws_sqs": "sqs", "aws_ssm": "ssm", "aws_caller_identity": "sts", "aws_xray": "xray",
+    **dict.fromkeys(
+        ("aws_vpc", "aws_subnet", "aws_route", "aws_security_group", "aws_default_security_group", "aws_eip",
+         "aws_nat_gateway", "aws_internet_gateway", "aws_flow_log", "aws_launch_template", "aws_availability_zones"),
+        "ec2",
+    ),
+}  # fmt: skip
+
+
+def test_local_provider_reaches_only_the_emulator(synth: SynthResult) -> None:
+    """Every API the local stack calls points at the profile's emulator: `cdktf deploy pipeline-local`
+    (no tflocal, no AWS_ENDPOINT_URL) must never reach AWS."""
+    config = synth.pipeline("local")
+    endpoint = load_profile("local").emulator_endpoint.rstrip("/").replace("localhost", "127.0.0.1")
+    (provider,) = config["provider"]["aws"]
+    (endpoints,) = provider["endpoints"]
+    assert set(endpoints.values()) == {endpoint}
+    types = {*config["resource"], *config.get("data", {})}
+    for type_ in sorted(types):
+        prefix = max((p for p in ENDPOINT_OF_PREFIX if type_.startswith(p)), key=len, default=None)
+        assert prefix, f"{type_}: add its endpoint key to ENDPOINT_OF_PREFIX and modules/provider.py"
+        assert ENDPOINT_OF_PREFIX[prefix] in endpoints, f"{type_} calls {ENDPOINT_OF_PREFIX[prefix]}, not set"
+    assert "sts" in endpoints and provider["skip_credentials_validation"] is True
+
+
 def test_provider_pinned(synth: SynthResult) -> None:
     for stack in synth.stacks.values():
         assert stack["terraform"]["required_providers"]["aws"] == {"source": "aws", "version": "5.100.0"}

@@ -12,8 +12,9 @@ plans against the recorded state without reading every resource back (``-refresh
 quicker review of a config change, blind to drift). ``drift`` runs
 ``plan -refresh-only -detailed-exitcode`` and ``tools.drift_report`` (2 = drifted).
 ``apply`` applies the saved ``plan.tfplan`` and nothing else: Terraform refuses it if the
-state moved since the plan was made. ``--no-lock`` is for read-only roles (prod's plan role
-may not write the S3 lock object).
+state moved since the plan was made, and ``apply`` refuses it when the ``review.json`` beside it
+is missing or BLOCKING (destroys nobody approved with ``ALLOW_DESTROY``). ``--no-lock`` is for
+read-only roles (prod's plan role may not write the S3 lock object).
 Works on any Terraform config; imports nothing of the CDKTF app.
 """
 
@@ -106,6 +107,21 @@ def destroy_refusal(stack_dir: Path, confirm: str) -> str | None:
     return None
 
 
+def apply_refusal(out: Path, env: str) -> str | None:
+    """Why the plan in ``out`` must not be applied: no review next to it, or a BLOCKING one."""
+    review_path = out / "review.json"
+    if not review_path.exists():
+        return f"{review_path} not found: apply only a reviewed plan; run `make plan ENV={env}` first"
+    review = json.loads(review_path.read_text())
+    if review.get("verdict") != "BLOCKING":
+        return None
+    addresses = [finding["address"] for finding in review.get("blocking", [])]
+    return (
+        f"{review_path} is BLOCKING ({len(addresses)} stateful destroy(s), e.g. {addresses[0] if addresses else '?'}): "
+        f"make apply-plan refuses it; approve them with `make plan ENV={env} ALLOW_DESTROY={','.join(addresses)}`"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["plan", "drift", "apply", "destroy"])
@@ -134,8 +150,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     out = args.out or REPO / "build" / "plan" / title
     out.mkdir(parents=True, exist_ok=True)
-    tf = Terraform(args.stack_dir, emulator=args.emulator)
-    tf.init()
     if args.command == "apply":
         planfile = (out / "plan.tfplan").resolve()
         if not planfile.exists():
@@ -143,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"error: {planfile} not found; run `make plan` (or download the reviewed plan) first", file=sys.stderr
             )
             return 1
+        refusal = apply_refusal(out, title.removeprefix("pipeline-"))
+        if refusal:
+            print(f"error: {refusal}", file=sys.stderr)
+            return 2
+    tf = Terraform(args.stack_dir, emulator=args.emulator)
+    tf.init()
+    if args.command == "apply":
         proc = tf.run("apply", "-input=false", "-no-color", "-parallelism=30", str(planfile))
         print("\n".join(ln for ln in proc.stdout.splitlines() if ln.startswith("Apply complete")))
         return 0
