@@ -10,6 +10,7 @@ from the local profile). Works on any Terraform config; imports no construct.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -71,8 +72,33 @@ def terraform(stack_dir: Path, *args: str, capture: bool = True) -> subprocess.C
     return proc
 
 
+OVERRIDE = "emulator_override.tf.json"
+
+
+def point_at_emulator(stack_dir: Path) -> None:
+    """Aim a config's own ``endpoints`` at this emulator (an override file Terraform merges in).
+
+    A provider block that names endpoints (the local profile's, so that a bare ``cdktf deploy``
+    reaches only the emulator) wins over ``AWS_ENDPOINT_URL``, and tflocal's override is gone after
+    its ``init``: an emulator on another port (tests, soak) needs its own endpoints here.
+    """
+    endpoint = emulator_env()["AWS_ENDPOINT_URL"]
+    providers = json.loads((stack_dir / "cdk.tf.json").read_text()).get("provider", {}).get("aws", [])
+    overrides = [
+        {**({"alias": p["alias"]} if p.get("alias") else {}), "endpoints": [dict.fromkeys(p["endpoints"][0], endpoint)]}
+        for p in providers
+        if p.get("endpoints")
+    ]
+    target = stack_dir / OVERRIDE
+    if overrides:
+        target.write_text(json.dumps({"provider": {"aws": overrides}}, indent=1) + "\n")
+    else:
+        target.unlink(missing_ok=True)
+
+
 def init(stack_dir: Path) -> None:
     """``tflocal init`` unless the folder is initialised with the committed lock file already."""
+    point_at_emulator(stack_dir)
     lock = stack_dir / ".terraform.lock.hcl"
     overrides = stack_dir / "localstack_providers_override.tf"
     if (
