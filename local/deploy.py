@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from tools import cli
+from tools import cli, progress
 from tools.tf_cli_config import plugin_cache_lock
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,14 +62,15 @@ LOG: dict[str, Path | None] = {"path": None}
 
 
 def terraform(stack_dir: Path, *args: str, capture: bool = True) -> subprocess.CompletedProcess:
-    """Plain terraform once tflocal's override is in place (tflocal adds ~5 s to every command)."""
-    proc = subprocess.run(
-        ["terraform", *args], cwd=stack_dir, env=emulator_env(), text=True, capture_output=capture, check=False
-    )
-    if LOG["path"] is not None and capture:
-        with LOG["path"].open("a") as log:
-            log.write(f"$ terraform {' '.join(args)}  (exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}\n")
-    return proc
+    """Plain terraform once tflocal's override is in place (tflocal adds ~5 s to every command).
+
+    Captured runs show Terraform's progress and keep the whole output in a log under build/logs/
+    (or ``LOG["path"]``), whose path is printed when the command fails.
+    """
+    if not capture:
+        return subprocess.run(["terraform", *args], cwd=stack_dir, env=emulator_env(), text=True, check=False)
+    label = f"{stack_dir.name} {args[0]}"
+    return progress.run(["terraform", *args], cwd=stack_dir, env=emulator_env(), label=label, log=LOG["path"])
 
 
 OVERRIDE = "emulator_override.tf.json"

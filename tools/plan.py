@@ -27,9 +27,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tools import cli, drift_report, plan_review, tf_validate
+from tools import cli, drift_report, plan_review, progress, tf_validate
 
 REPO = Path(__file__).resolve().parent.parent
+LONG = {"plan", "apply", "destroy"}  # the commands that take minutes: progress and a log
 
 
 class Terraform:
@@ -55,10 +56,14 @@ class Terraform:
         except subprocess.CalledProcessError as exc:
             raise self._failed("init", exc.stderr or exc.stdout) from None
 
-    def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            ["terraform", *args], cwd=self.stack_dir, env=self.env, text=True, capture_output=True, check=False
-        )
+    def run(self, *args: str, ok: tuple[int, ...] = (0,), total: int | None = None) -> subprocess.CompletedProcess:
+        """``terraform <args>``; plan/apply/destroy show progress and log to build/logs/ (tools.progress)."""
+        cmd = ["terraform", *args]
+        if args[0] in LONG:
+            label = f"{self.stack_dir.name} {args[0]}"
+            proc = progress.run(cmd, cwd=self.stack_dir, env=self.env, label=label, total=total)
+        else:
+            proc = subprocess.run(cmd, cwd=self.stack_dir, env=self.env, text=True, capture_output=True, check=False)
         if proc.returncode not in ok:
             raise self._failed(args[0], proc.stderr or proc.stdout)
         return proc
@@ -164,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     tf = Terraform(args.stack_dir, emulator=args.emulator)
     tf.init()
     if args.command == "apply":
-        proc = tf.run("apply", "-input=false", "-no-color", "-parallelism=30", str(planfile))
+        counts = json.loads((out / "review.json").read_text()).get("counts", {})
+        total = sum(counts.get(k, 0) for k in ("add", "change", "destroy")) + 2 * counts.get("replace", 0)
+        proc = tf.run("apply", "-input=false", "-no-color", "-parallelism=30", str(planfile), total=total)
         print("\n".join(ln for ln in proc.stdout.splitlines() if ln.startswith("Apply complete")))
         return 0
     if args.command == "destroy":
