@@ -35,12 +35,20 @@ LOCAL_EMULATOR  ?= moto
 # The emulator's endpoint and region come from conf/profiles/local.yaml (one `python -m conf` for both).
 LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoint AWS_DEFAULT_REGION=region)
 
-.PHONY: help setup synth diff deploy cdktf-deploy-local validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight deploy-aws status-aws destroy-aws up-localstack down-localstack \
+.PHONY: help setup test-unit synth diff deploy cdktf-deploy-local validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration
 
-help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
+# make help's groups (tools/make_help.py); a target in none is listed under "other".
+HELP_DEFAULTS := ENV=local  IMAGES=100000  TEST_WORKERS=3  LOCAL_EMULATOR=moto  (ENV: local|dev|staging|prod)
+HELP_daily  := help setup test-unit test lint synth plan cost docs clean
+HELP_local  := up-localstack deploy-local run-local status-local plan-local destroy-local down-localstack leftovers-local soak-local
+HELP_cloud  := deploy diff deploy-aws apply-plan health status-aws drift images images-check preflight integration budget-resume destroy-aws
+HELP_checks := validate security lint-workflows
+HELP_bench  := bench-synth bench-stage bench-test bench-review bench-deploy
+
+help: ## This list: targets by group, one line each (defaults first)
+	@python3 -m tools.make_help $(firstword $(MAKEFILE_LIST))
 
 setup: .toolchain/.checked $(VENV)/.installed $(SCAN)/.installed node_modules/.installed $(BUILD)/terraformrc ## Toolchain check (+ Node LTS), Python venvs, cdktf CLI, Terraform CLI config (idempotent)
 	$(if $(filter setup,$(MAKECMDGOALS)),@python3 -m tools.toolchain --print)
@@ -103,6 +111,10 @@ test: setup ## Lint, synth once (shared by every worker), then the whole suite o
 	@ODINS_TEST_SYNTH=$(abspath $(TEST_SYNTH)) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure here" >&2; fi; \
 	  exit $$rc
+
+# No emulator, no Terraform CLI, no make target, no checkov (pytest markers in pyproject.toml).
+test-unit: setup ## The tests that need no emulator and no Terraform (-m "not emulator and not terraform"), on 2 workers
+	@$(PY) -m pytest -n 2 -m "not emulator and not terraform" -q $(PYTEST_ARGS)
 
 bench-test: setup ## Wall time of `make test`, its ten slowest tests and the busy core-seconds (bench/test_suite.py)
 	$(PY) bench/test_suite.py

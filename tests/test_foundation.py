@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conf import load_profile
 from tests.conftest import REPO, SynthResult
 
@@ -182,6 +184,7 @@ def test_state_bootstrap_bucket(synth: SynthResult) -> None:
     assert "local" in stack["terraform"]["backend"]
 
 
+@pytest.mark.terraform
 def test_terraform_validate_every_stack(synth: SynthResult, tmp_path: Path) -> None:
     """Every stack validates; the stacks share one Terraform run, so an error is told by its stack
     (a broken copy of one, validated beside them, is the only one that fails)."""

@@ -18,6 +18,8 @@ import pytest
 from local.emulator import free_port
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.terraform
+
 NO_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
 
 

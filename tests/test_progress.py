@@ -7,8 +7,12 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 from tools import progress
+
+pytestmark = pytest.mark.terraform
 
 ESC = "\x1b"
 
