@@ -27,6 +27,7 @@ def test_named_make_targets_exist(doc: Path) -> None:
 
 
 DIAGRAMS = REPO / "docs" / "diagrams"
+NAMES = ("overview", "architecture", "dataflow", "security-iam", "security-encryption", "security-network", "cost")
 
 
 def test_diagrams_are_drawn_from_the_synthesized_config(synth) -> None:
@@ -37,7 +38,7 @@ def test_diagrams_are_drawn_from_the_synthesized_config(synth) -> None:
     from pipeline_ops import diagrams
 
     sources = diagrams.diagrams(json.loads((synth.outdir / "stacks" / "pipeline-prod" / "cdk.tf.json").read_text()))
-    assert set(sources) == {"architecture", "dataflow", "security", "cost"}
+    assert set(sources) == set(NAMES)
     for name, source in sources.items():
         committed = DIAGRAMS / f"{name}.dot"
         assert committed.exists() and committed.read_text() == source, f"docs/diagrams/{name} is stale: run `make docs`"
@@ -46,12 +47,24 @@ def test_diagrams_are_drawn_from_the_synthesized_config(synth) -> None:
         assert (DIAGRAMS / f"{name}.png").stat().st_size > 1000
     # What each diagram must show, not just that it exists.
     assert "odins-ravne-prod-stage1" in sources["dataflow"] and '"stage0/"' in sources["dataflow"]
-    assert "assumed by states.amazonaws.com" in sources["security"] and "encrypts" in sources["security"]
+    assert "assumed by states.amazonaws.com" in sources["security-iam"] and "encrypts" in sources["security-encryption"]
+    assert "runs in" in sources["security-network"]
+    for name, source in sources.items():
+        assert "subgraph cluster_legend" in source and "label=Legend" in source, f"{name} has no legend"
+    overview_boxes = [ln for ln in sources["overview"].splitlines() if "[label=" in ln and "legend_" not in ln]
+    assert 10 <= len(overview_boxes) <= 16, f"the overview has {len(overview_boxes)} boxes; about a dozen read well"
     assert "per 1,000 images" in sources["cost"] and "USD/month" in sources["cost"]
     assert "odins-ravne-prod-pipeline" in sources["architecture"]
 
 
-def test_readme_links_the_diagrams() -> None:
+def test_readme_embeds_the_overview_and_links_the_diagrams() -> None:
     readme = (REPO / "README.md").read_text()
-    for name in ("architecture", "dataflow", "security", "cost"):
+    assert "![" in readme and "(docs/diagrams/overview.svg)" in readme
+    for name in NAMES:
         assert f"docs/diagrams/{name}.svg" in readme
+
+
+def test_no_stale_diagram_files() -> None:
+    """A diagram that is no longer drawn (e.g. the old single security view) is not left behind."""
+    drawn = {f"{name}.{ext}" for name in NAMES for ext in ("dot", "svg", "png")}
+    assert {p.name for p in DIAGRAMS.iterdir()} == drawn
