@@ -125,6 +125,7 @@ security: synth ## checkov on every synthesized stack (+ PLAN_JSON=<plan.json>);
 lint-workflows: setup ## .github workflows and actions against GitHub's schemas (check-jsonschema) and zizmor, offline
 	$(SCAN)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(SCAN)/bin/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
+	$(SCAN)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
 	$(SCAN)/bin/zizmor --offline --no-progress .github
 
 # ENV=local plans against the emulator (make deploy-local first); cloud envs need AWS credentials.
