@@ -25,9 +25,9 @@ export GOGC ?= 400
 # CLI run on the first `node` on PATH. No jsii Node warning is silenced: the pinned Node is supported.
 NODE_BIN := $(abspath .toolchain/node/node_modules/.bin)
 export PATH := $(NODE_BIN):$(PATH)
-# Node 22 keeps the compiled provider modules on disk (~2,100 modules loaded by every synth and the
-# jsii floor; make bench-synth measures with and without). Node 20 ignores it. Yours wins if set.
-export NODE_COMPILE_CACHE ?= $(abspath $(BUILD)/node-compile-cache)
+# NODE_COMPILE_CACHE (Node 22) is not set: it made the jsii floor slower here, not faster (the cache of
+# the provider's 2,135 modules is ~880 MB; reading it costs more than V8's lazy compile; docs/benchmarks.md).
+# Set it yourself to try: make bench-synth then measures with and without it.
 export PYTHONDONTWRITEBYTECODE := 1
 
 LOCAL_STACK     := cdktf.out/stacks/pipeline-local

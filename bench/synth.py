@@ -5,9 +5,9 @@ command (``-O``: jsii's Python-side type checks off, as ``cdktf synth`` runs it)
 only starts the jsii kernel and loads the AWS provider assembly under the same flags, the least any
 synth must do. "cold" runs with an empty jsii package cache, "warm" with a populated one. Target:
 warm synth <= 1.3x warm floor, peak RSS of the Python process <= 100 MB. Last, the cost of
-``make synth`` when no input changed (<= 0.5 s). With ``NODE_COMPILE_CACHE`` set (the Makefile
-sets it: Node 22's on-disk cache of compiled modules), floor and synth are measured again without
-it, in the same run, and the ratio printed.
+``make synth`` when no input changed (<= 0.5 s). With ``NODE_COMPILE_CACHE`` set (Node 22's
+on-disk cache of compiled modules; the Makefile leaves it unset, see docs/benchmarks.md), floor and
+synth are measured again without it, in the same run, and the ratio printed.
 
     python bench/synth.py [--runs 3]
 """
