@@ -32,19 +32,21 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LOCAL_STACK     := cdktf.out/stacks/pipeline-local
 LOCAL_EMULATOR  ?= moto
+# What the emulator needs beside it for this pipeline: the stand-in models its Batch stages load.
+EMULATOR_SETUP = pipeline_ops.models:ensure_emulator
 # The emulator's endpoint and region come from conf/profiles/local.yaml (one `python -m conf` for both).
 LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoint AWS_DEFAULT_REGION=region)
 
-.PHONY: help setup test-unit synth diff deploy cdktf-deploy-local validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight deploy-aws status-aws destroy-aws up-localstack down-localstack \
+.PHONY: help setup test-unit synth diff deploy cdktf-deploy-local validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight quotas deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
-        leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration
+        leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration iam-check
 
 # make help's groups (tools/make_help.py); a target in none is listed under "other".
 HELP_DEFAULTS := ENV=local  IMAGES=100000  TEST_WORKERS=3  LOCAL_EMULATOR=moto  (ENV: local|dev|staging|prod)
 HELP_daily  := help setup test-unit test lint synth plan cost docs clean
 HELP_local  := up-localstack deploy-local run-local status-local plan-local destroy-local down-localstack leftovers-local soak-local
-HELP_cloud  := deploy diff deploy-aws apply-plan health status-aws drift images images-check preflight integration budget-resume destroy-aws
-HELP_checks := validate security lint-workflows
+HELP_cloud  := deploy diff deploy-aws apply-plan health status-aws drift images images-check preflight quotas integration budget-resume destroy-aws
+HELP_checks := validate security iam-check lint-workflows
 HELP_bench  := bench-synth bench-stage bench-test bench-review bench-deploy
 
 help: ## This list: targets by group, one line each (defaults first)
@@ -176,17 +178,25 @@ health: setup ## ENV=<env>: state machine ACTIVE, queues/compute envs ENABLED+VA
 
 CLOUD_ONLY = @if [ "$(ENV)" = local ]; then echo "error: ENV=local runs on the emulator: use make $(1)-local" >&2; exit 2; fi
 
-deploy-aws: setup ## ENV=<cloud env>: preflight -> plan + review (BLOCKING stops) -> push images -> apply that plan -> image check -> health
+deploy-aws: setup ## ENV=<cloud env>: preflight -> quotas -> plan + review (BLOCKING stops) -> push images -> apply that plan -> image check -> health
 	$(CHECK_ENV)
 	$(call CLOUD_ONLY,deploy)
-	$(REACHABLE)
 	$(MAKE) --no-print-directory preflight ENV=$(ENV)
+	$(REACHABLE)
+	$(MAKE) --no-print-directory quotas ENV=$(ENV)
 	$(MAKE) --no-print-directory plan ENV=$(ENV)
 	$(MAKE) --no-print-directory images ENV=$(ENV)
 	$(MAKE) --no-print-directory apply-plan ENV=$(ENV)
 	$(MAKE) --no-print-directory images ENV=$(ENV)
 	$(MAKE) --no-print-directory images-check ENV=$(ENV)
 	$(MAKE) --no-print-directory health ENV=$(ENV)
+
+quotas: setup ## ENV=<cloud env>: the account's Service Quotas hold what the stack needs (Lambda concurrency, Spot/On-Demand vCPUs, Batch counts); one line per shortfall, exit 2
+	$(CHECK_ENV)
+	$(call CLOUD_ONLY,deploy)
+	$(REACHABLE)
+	@SYNTH_ENVS=$(ENV) $(SYNTH)
+	@$(PY) -m tools.quotas $(STACK_DIR)
 
 status-aws: setup ## ENV=<cloud env>: health checks + recent executions, budget spent vs limit, kill switch
 	$(CHECK_ENV)
@@ -231,15 +241,26 @@ images-check: setup ## Fail with one line when a stage image tag the env's job d
 # Every env unless ENV is given: make preflight / make preflight ENV=prod.
 ALL_ENVS       = $(sort $(basename $(notdir $(filter-out %/defaults.yaml,$(wildcard conf/profiles/*.yaml)))))
 PREFLIGHT_ENVS = $(if $(filter command line environment,$(origin ENV)),$(ENV),$(ALL_ENVS))
+# One env (CI before its plan, make deploy-aws): example account ids and alert addresses stop it.
+# Every env (make test, checks.yml): they are notes, the repository's profiles are examples.
+PLACEHOLDERS   = $(if $(filter command line environment,$(origin ENV)),--refuse-placeholders \
+  --placeholder-hint "set account_id and budget.subscribers in conf/profiles/$(ENV).yaml to the env's real account and the team's addresses")
 
-preflight: setup ## Prove on the synthesized config what the emulator cannot see: reachability, cost tags, alert delivery, placement, images
+preflight: setup ## Prove on the synthesized config what the emulator cannot see: reachability, cost tags, alert delivery, placement, images, the AWS rules of docs/aws-contract.md
 	@$(foreach e,$(PREFLIGHT_ENVS),$(PY) -m tools.cli check-env $(e) &&) true
 	@SYNTH_ENVS=$(subst $(space),$(comma),$(strip $(PREFLIGHT_ENVS))) $(SYNTH)
-	$(PY) -m tools.preflight $(foreach e,$(PREFLIGHT_ENVS),$(STACKS_OUT)/pipeline-$(e))
+	$(PY) -m tools.preflight $(PLACEHOLDERS) $(foreach e,$(PREFLIGHT_ENVS),$(STACKS_OUT)/pipeline-$(e))
+
+IAM_ENVS = $(if $(filter command line environment,$(origin ENV)),$(ENV),$(ALL_ENVS))
+
+iam-check: setup ## Every AWS call of lambda_src/, images/ and each workflow state (and AWS's for them) against the synthesized IAM: DENIED lines fail, UNUSED lines list grants to tighten (EVERY=1 lists each call)
+	@$(foreach e,$(IAM_ENVS),$(PY) -m tools.cli check-env $(e) &&) true
+	@SYNTH_ENVS=$(subst $(space),$(comma),$(strip $(IAM_ENVS))) $(SYNTH)
+	$(PY) -m pipeline_ops.iam_calls $(STACKS_OUT) $(IAM_ENVS) $(if $(EVERY),--every)
 
 up-localstack: setup ## Start the local emulator (moto; LOCAL_EMULATOR=localstack for LocalStack)
 	@if [ "$(LOCAL_EMULATOR)" = localstack ]; then $(PY) -m local.localstack start; \
-	  else $(LOCAL_ENV) $(PY) -m local.emulator start; fi
+	  else $(LOCAL_ENV) $(PY) -m local.emulator start --setup $(EMULATOR_SETUP); fi
 
 down-localstack: ## Stop the local emulator (by PID)
 	@if [ "$(LOCAL_EMULATOR)" = localstack ]; then $(PY) -m local.localstack stop; \
@@ -273,7 +294,7 @@ N         ?= 10
 EMULATORS ?= both
 BURN      ?= 0
 soak-local: setup synth-local ## Deploy, run the sample, re-plan, destroy N times (N=10 EMULATORS=both|shared|fresh BURN=<busy procs> SOAK_TF_LOG=1)
-	$(PY) -m local.soak --cycles $(N) --emulators $(EMULATORS) --burn $(BURN) $(if $(SOAK_TF_LOG),--tf-log)
+	$(PY) -m local.soak --sample pipeline_ops.run:sample --emulator-setup $(EMULATOR_SETUP) --cycles $(N) --emulators $(EMULATORS) --burn $(BURN) $(if $(SOAK_TF_LOG),--tf-log)
 
 bench-deploy: setup ## Time a cold deploy-local, a re-plan and a destroy (bench/deploy_local.py)
 	$(PY) bench/deploy_local.py

@@ -260,6 +260,8 @@ class DataLakeSettings(_Frozen):
     archive_days: int = Field(ge=1, le=3650)
     noncurrent_expiration_days: int = Field(ge=1, le=3650)
     access_log_expiration_days: int = Field(ge=1, le=3650)
+    processed_expiration_days: int = Field(ge=1, le=3650)  # intermediate stage outputs
+    replica_noncurrent_expiration_days: int = Field(ge=1, le=3650)  # old versions kept in the replica
     replica_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
     force_destroy: bool
     prevent_destroy: bool

@@ -1,9 +1,13 @@
 """Launcher of the local AWS emulator: moto in server mode on 127.0.0.1, no Docker, no token.
 
-    python -m local.emulator start [--port 4566]   # background server, PID + log in .state/emulator/
+    python -m local.emulator start [--port 4566] [--setup MODULE:FUNCTION]  # background, PID + log in .state/emulator/
     python -m local.emulator stop                  # by PID, never by name
     python -m local.emulator status
-    python -m local.emulator serve [--port 4566]   # foreground (what `start` runs)
+    python -m local.emulator serve [--port 4566] [--setup ...]   # foreground (what `start` runs)
+
+``--setup`` names a function (no arguments) the server process calls before it serves: what the
+workload run on the emulator needs beside it (this repository: ``pipeline_ops.models:ensure_emulator``,
+the stand-in models the Batch runner's stages load). The launcher itself knows no pipeline.
 
 moto is configured before anything is created (Lambda and Batch without Docker, the Step
 Functions interpreter on, AWS-managed IAM policies loaded), and the API gaps that the AWS
@@ -13,6 +17,7 @@ provider hits on this moto version are filled by small named patches in ``local/
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -22,6 +27,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from local.paths import REPO, STATE_DIR
 from tools import cli
@@ -84,8 +91,24 @@ def read_pid() -> int | None:
     return pid
 
 
-def start(port: int = DEFAULT_PORT, wait_seconds: float = 60.0) -> int:
+def load_callable(spec: str) -> Callable[..., Any]:
+    """``package.module:function`` -> that function; EmulatorError with one line if there is none."""
+    module_name, _, name = spec.partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), name) if name else None
+    except (ImportError, AttributeError, ValueError):
+        function = None
+    if not callable(function):
+        raise EmulatorError(
+            f"{spec!r} names no function; give MODULE:FUNCTION, e.g. pipeline_ops.models:ensure_emulator"
+        )
+    return function
+
+
+def start(port: int = DEFAULT_PORT, wait_seconds: float = 60.0, setup: Sequence[str] = ()) -> int:
     """Start the server in the background unless ours already runs; return its PID."""
+    for spec in setup:
+        load_callable(spec)  # a bad name fails here, in one line, not in the server's log
     pid = read_pid()
     if pid and healthy(port):
         return pid
@@ -96,7 +119,7 @@ def start(port: int = DEFAULT_PORT, wait_seconds: float = 60.0) -> int:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_FILE.open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "local.emulator", "serve", "--port", str(port)],
+        [sys.executable, "-m", "local.emulator", "serve", "--port", str(port), *setup_args(setup)],
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -135,8 +158,13 @@ def stop(wait_seconds: float = 15.0) -> bool:
     return True
 
 
-def configure_moto(port: int = DEFAULT_PORT) -> None:
-    """Apply MOTO_CONFIG and the gap fills in this process, before the server creates anything."""
+def setup_args(setup: Sequence[str]) -> list[str]:
+    return [arg for spec in setup for arg in ("--setup", spec)]
+
+
+def configure_moto(port: int = DEFAULT_PORT, setup: Sequence[str] = ()) -> None:
+    """Apply MOTO_CONFIG and the gap fills in this process, then run the ``setup`` functions, before
+    the server creates anything."""
     from moto.core.config import default_user_config
 
     for section, values in MOTO_CONFIG.items():
@@ -145,16 +173,14 @@ def configure_moto(port: int = DEFAULT_PORT) -> None:
 
     moto_fills.SERVER["endpoint"] = endpoint(port)
     moto_fills.apply_all()
-    from local import runners
-    from pipeline_ops import models
-
-    models.ensure(runners.MODELS)
+    for spec in setup:
+        load_callable(spec)()
 
 
-def serve(port: int) -> None:
+def serve(port: int, setup: Sequence[str] = ()) -> None:
     os.environ.setdefault("MOTO_PORT", str(port))
     os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-    configure_moto(port)
+    configure_moto(port, setup)
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import run_simple
 
@@ -168,12 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.emulator", description="local AWS emulator (moto)")
     parser.add_argument("command", choices=["start", "stop", "status", "serve"])
     parser.add_argument("--port", type=int, default=port_from_env())
+    parser.add_argument(
+        "--setup", action="append", default=[], metavar="MODULE:FUNCTION", help="run in the server before it serves"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
-            serve(args.port)
+            serve(args.port, args.setup)
         elif args.command == "start":
-            pid = start(args.port)
+            pid = start(args.port, setup=args.setup)
             print(f"emulator: moto on {endpoint(args.port)} (pid {pid}, log {os.path.relpath(LOG_FILE)})")
         elif args.command == "stop":
             print("emulator: stopped" if stop() else "emulator: was not running")

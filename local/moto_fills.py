@@ -443,6 +443,15 @@ def stepfunctions_second_execution() -> None:
 
 
 @fill
+def iam_batch_service_linked_role_name() -> None:
+    """CreateServiceLinkedRole for batch.amazonaws.com names the role AWSServiceRoleForbatch; AWS names
+    it AWSServiceRoleForBatch, the ARN compute environments use."""
+    from moto.iam import models
+
+    models.SERVICE_NAME_CONVERSION["batch"] = "Batch"
+
+
+@fill
 def batch_update_compute_resources() -> None:
     """UpdateComputeEnvironment ignores ``computeResources`` (vCPU limits): budget shutdown could not work."""
     from moto.batch.models import BatchBackend

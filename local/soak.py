@@ -1,6 +1,7 @@
 """``make soak-local``: deploy, run the sample, re-plan and destroy the local stack N times in a row.
 
-    python -m local.soak [--cycles 10] [--emulators both|shared|fresh] [--burn 2] [--tf-log]
+    python -m local.soak --sample MODULE:FUNCTION [--emulator-setup MODULE:FUNCTION] [--cycles 10]
+                         [--emulators both|shared|fresh] [--burn 2] [--tf-log]
 
 ``shared`` runs every cycle on one emulator; ``fresh`` starts a new emulator for each cycle;
 ``both`` (the default) runs the first half of the cycles on one emulator and the rest on fresh
@@ -10,7 +11,9 @@ with no changes, destroy cleanly and leave nothing behind. Every phase's whole o
 ``--tf-log``, Terraform's debug log) is kept in ``build/soak/cycle-NN/``; a failure prints its
 phase, the tail of its output and that folder. Exit 0 only if every cycle passed.
 
-Pipeline-agnostic except for the sample run (``pipeline_ops.run``); imports no construct.
+Pipeline-agnostic: the sample run (``--sample``, a function returning the execution's description,
+``DescribeExecution``'s fields) and the emulator's set-up (``--emulator-setup``, see local.emulator)
+are parameters; ``make soak-local`` passes this repository's. Imports no construct.
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from local import deploy
-from local.emulator import free_port
+from local.emulator import EmulatorError, free_port, load_callable, setup_args
 from tools import cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,9 +46,10 @@ class PhaseFailed(Exception):
 class Emulator:
     """One moto server with its own state folder and port, started through ``local.emulator``."""
 
-    def __init__(self, state_dir: Path, port: int) -> None:
+    def __init__(self, state_dir: Path, port: int, setup: Sequence[str] = ()) -> None:
         self.state_dir = state_dir
         self.port = port  # one port for the whole soak: the stack's provider override names it
+        self.setup = setup
 
     @property
     def env(self) -> dict[str, str]:
@@ -64,7 +68,7 @@ class Emulator:
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        proc = self._call("start", "--port", str(self.port))
+        proc = self._call("start", "--port", str(self.port), *setup_args(self.setup))
         if proc.returncode:
             raise SystemExit(f"error: the emulator did not start: {proc.stderr.strip()}")
         os.environ.update(self.env)
@@ -118,15 +122,13 @@ def run_phase(name: str, action: Callable[[], None], folder: Path) -> float:
     return time.monotonic() - started
 
 
-def phases(stack: Path) -> dict[str, Callable[[], None]]:
+def phases(stack: Path, sample_run: Callable[[], dict]) -> dict[str, Callable[[], None]]:
     def apply() -> None:
         if deploy.apply(stack) != 0:
             raise PhaseFailed("terraform apply failed")
 
     def sample() -> None:
-        from pipeline_ops.run import run
-
-        _, described = run(timeout=300, wait_for_trigger=0.5)
+        described = sample_run()
         if described["status"] != "SUCCEEDED":
             raise PhaseFailed(f"the sample execution ended {described['status']}: {described.get('cause', '')[:200]}")
 
@@ -156,14 +158,17 @@ def tail(log: Path, lines: int = 25) -> str:
     return "\n".join((errors or text)[-lines:])
 
 
-def cycle(number: int, kind: str, emulator: Emulator, stack: Path, out: Path) -> tuple[bool, dict[str, float]]:
+def cycle(
+    number: int, kind: str, emulator: Emulator, stack: Path, out: Path, sample_run: Callable[[], dict]
+) -> tuple[bool, dict[str, float]]:
     folder = out / f"cycle-{number:02d}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     for state in stack.parent.glob("terraform.tfstate*"):  # a cycle starts from nothing deployed
         state.unlink()
     times: dict[str, float] = {}
-    for name, action in phases(stack).items():
+    steps = phases(stack, sample_run)
+    for name, action in steps.items():
         try:
             times[name] = run_phase(name, action, folder)
         except Exception as exc:  # PhaseFailed or anything else a phase raises: a failed cycle, with its log
@@ -172,7 +177,7 @@ def cycle(number: int, kind: str, emulator: Emulator, stack: Path, out: Path) ->
             print("  " + tail(folder / f"{name}.log").replace("\n", "\n  "))
             if name not in {"destroy", "leftovers"}:
                 with contextlib.suppress(Exception):
-                    run_phase("cleanup-destroy", phases(stack)["destroy"], folder)
+                    run_phase("cleanup-destroy", steps["destroy"], folder)
             shutil.copyfile(emulator.state_dir / "moto.log", folder / "moto.log")
             return False, times
     line = "  ".join(f"{name} {seconds:5.1f}s" for name, seconds in times.items())
@@ -182,6 +187,12 @@ def cycle(number: int, kind: str, emulator: Emulator, stack: Path, out: Path) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.soak", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sample", required=True, metavar="MODULE:FUNCTION", help="runs the sample once, returns its description"
+    )
+    parser.add_argument(
+        "--emulator-setup", action="append", default=[], metavar="MODULE:FUNCTION", help="see local.emulator --setup"
+    )
     parser.add_argument("--cycles", type=int, default=10)
     parser.add_argument("--emulators", choices=["both", "shared", "fresh"], default="both")
     parser.add_argument("--burn", type=int, default=0, help="busy processes to run beside the soak")
@@ -190,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cycles < 1:
         parser.error("--cycles must be at least 1")
+    try:
+        sample_run = load_callable(args.sample)
+    except EmulatorError as exc:
+        parser.error(f"--sample: {exc}")
     if args.tf_log:
         os.environ["SOAK_TF_LOG"] = "1"
     shared_count = {"both": (args.cycles + 1) // 2, "shared": args.cycles, "fresh": 0}[args.emulators]
@@ -203,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     passed, totals = 0, []
     with burners(args.burn):
-        shared = Emulator(args.out / "emulator-shared", port) if shared_count else None
+        shared = Emulator(args.out / "emulator-shared", port, args.emulator_setup) if shared_count else None
         if shared:
             shared.start()
         try:
@@ -212,12 +227,12 @@ def main(argv: list[str] | None = None) -> int:
                 if fresh and shared is not None:  # the fresh emulators take over the soak's port
                     shared.stop()
                     shared = None
-                emulator = Emulator(args.out / f"emulator-{number:02d}", port) if fresh else shared
+                emulator = Emulator(args.out / f"emulator-{number:02d}", port, args.emulator_setup) if fresh else shared
                 assert emulator is not None
                 if fresh:
                     emulator.start()
                 try:
-                    ok, times = cycle(number, "fresh" if fresh else "shared", emulator, stack, args.out)
+                    ok, times = cycle(number, "fresh" if fresh else "shared", emulator, stack, args.out, sample_run)
                 finally:
                     if fresh:
                         emulator.stop()
@@ -226,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                     totals.append(sum(times.values()))
                 elif not fresh and shared is not None:
                     shared.stop()  # a failed cycle may have left state behind: go on with a clean one
-                    shared = Emulator(args.out / f"emulator-shared-{number:02d}", port)
+                    shared = Emulator(args.out / f"emulator-shared-{number:02d}", port, args.emulator_setup)
                     shared.start()
         finally:
             if shared:

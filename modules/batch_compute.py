@@ -31,6 +31,7 @@ from cdktf_cdktf_provider_aws.batch_job_queue import (
     BatchJobQueueJobStateTimeLimitAction,
 )
 from cdktf_cdktf_provider_aws.iam_instance_profile import IamInstanceProfile
+from cdktf_cdktf_provider_aws.iam_service_linked_role import IamServiceLinkedRole
 from cdktf_cdktf_provider_aws.launch_template import (
     LaunchTemplate,
     LaunchTemplateBlockDeviceMappings,
@@ -57,12 +58,26 @@ LAUNCHED_TAGGED = ("instance", "volume", "network-interface")
 # AWS services a Batch instance calls beyond what every ECS instance needs (tools/preflight.py reads it).
 STAGE_SERVICES = ("s3", "sts", "logs")
 ECS_INSTANCE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
-BATCH_SERVICE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBatchServiceRole"
+# Batch's service-linked role: with it (and an updatable allocation strategy) Batch changes a compute
+# environment's instance types, bid, tags or launch template in place; with a role of our own it cannot,
+# and provider 5.100 replaces the environment (internal/service/batch/compute_environment.go,
+# isUpdatableComputeEnvironment). https://docs.aws.amazon.com/batch/latest/userguide/infrastructure-updates.html
+BATCH_SERVICE = "batch.amazonaws.com"
+BATCH_SERVICE_LINKED_ROLE = "aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"
+# Provider 5.100 updates in place only BEST_FIT_PROGRESSIVE and SPOT_CAPACITY_OPTIMIZED environments
+# (isUpdatableAllocationStrategy), though AWS also updates SPOT_PRICE_CAPACITY_OPTIMIZED ones.
+SPOT_STRATEGY = "SPOT_CAPACITY_OPTIMIZED"
+ON_DEMAND_STRATEGY = "BEST_FIT_PROGRESSIVE"
 # Spot reclaims surface as "Host EC2 (instance i-...) terminated."; they and the stages' own
 # "transient" exit code (images/README.md) are worth a retry, nothing else is.
 RETRY_ON_STATUS_REASON = "Host EC2*"
 RETRY_EXIT_CODE = "75"
 RETRY_ATTEMPTS = 3
+
+
+def batch_service_linked_role(scope: Construct) -> IamServiceLinkedRole:
+    """AWSServiceRoleForBatch, which every compute environment of the account uses."""
+    return IamServiceLinkedRole(scope, "batch-service-linked-role", aws_service_name=BATCH_SERVICE)
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,7 @@ class BatchComputeProps:
     key: PipelineKey
     log_level: str
     cost_tags: dict[str, str]
+    create_service_linked_role: bool = False  # False: the account's state-bootstrap stack has it
 
 
 class BatchCompute(Construct):
@@ -101,17 +117,9 @@ class BatchCompute(Construct):
         self.instance_profile = IamInstanceProfile(
             self, "instance-profile", name=f"{p}-batch-instance", role=self.instance_role.role_name
         )
-        self.service_role = GrantableRole(
-            self,
-            "service-role",
-            GrantableRoleProps(
-                name=f"{p}-batch-service",
-                service="batch.amazonaws.com",
-                description="AWS Batch service role",
-                source_account=props.account_id,
-                managed_policy_arns=(BATCH_SERVICE_POLICY,),
-            ),
-        )
+        self.service_role_arn = f"arn:aws:iam::{props.account_id}:role/{BATCH_SERVICE_LINKED_ROLE}"
+        # One per account: the state-bootstrap stack creates it in the cloud, an emulator stack here.
+        self.service_linked_role = batch_service_linked_role(self) if props.create_service_linked_role else None
         props.repositories.grant_pull(self.instance_role)
         self.log_group = LogGroup(
             self,
@@ -222,11 +230,17 @@ class BatchCompute(Construct):
             compute_environment_name=f"{self.props.prefix}-{kind}",
             type="MANAGED",
             state="ENABLED",
-            service_role=self.service_role.role_arn,
-            depends_on=[self.service_role],
+            service_role=self.service_role_arn,
+            # An environment created before its roles can hold their policies comes up INVALID (and
+            # can stick in DELETING on destroy): Terraform sees no reference to the attachments.
+            depends_on=[
+                *self.instance_role.attachments,
+                self.instance_profile,
+                *([self.service_linked_role] if self.service_linked_role else []),
+            ],
             compute_resources=BatchComputeEnvironmentComputeResources(
                 type="SPOT" if spot else "EC2",
-                allocation_strategy="SPOT_PRICE_CAPACITY_OPTIMIZED" if spot else "BEST_FIT_PROGRESSIVE",
+                allocation_strategy=SPOT_STRATEGY if spot else ON_DEMAND_STRATEGY,
                 bid_percentage=settings.spot_bid_percentage if spot else None,
                 instance_type=list(instance_types),
                 min_vcpus=settings.min_vcpus,

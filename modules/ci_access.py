@@ -103,6 +103,41 @@ def boundary_document() -> dict:
     }
 
 
+def plan_decrypt_statements(props: CiAccessProps) -> list[dict]:
+    """kms:Decrypt with the env's pipeline key, which a refresh needs (ReadOnlyAccess has no Decrypt):
+    GetParameter WithDecryption of its SecureString parameters, DescribeStateMachine of its encrypted
+    state machine. The key lives in the env's stack, so this account-level stack names it by alias
+    (kms:ResourceAliases); each grant holds only through that service and for that env's resources
+    (kms:ViaService and the encryption context each service sends).
+    https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html
+    https://docs.aws.amazon.com/kms/latest/developerguide/services-parameter-store.html
+    https://docs.aws.amazon.com/step-functions/latest/dg/encryption-at-rest.html
+    """
+    keys = [f"arn:aws:kms:{props.region}:{props.account_id}:key/*"]  # the key's id is not known here
+    uses = {
+        "ssm": (
+            "kms:EncryptionContext:PARAMETER_ARN",
+            f"arn:aws:ssm:{props.region}:{props.account_id}:parameter{props.parameter_path}/*",
+        ),
+        "states": (
+            "kms:EncryptionContext:aws:states:stateMachineArn",
+            f"arn:aws:states:{props.region}:{props.account_id}:stateMachine:{props.prefix}-*",
+        ),
+    }
+    return [
+        statement(
+            ["kms:Decrypt"],
+            keys,
+            condition={
+                "ForAnyValue:StringEquals": {"kms:ResourceAliases": props.pipeline_key_alias},
+                "StringEquals": {"kms:ViaService": f"{service}.{props.region}.amazonaws.com"},
+                "StringLike": {context: arn},
+            },
+        )
+        for service, (context, arn) in uses.items()
+    ]
+
+
 class GithubOidc(Construct):
     """The account's one OIDC identity provider for GitHub Actions (one per URL per account)."""
 
@@ -127,6 +162,9 @@ class CiAccessProps:
     state_bucket: StateBucket
     state_key_prefix: str  # e.g. odins-ravne/prod
     oidc: GithubOidc
+    region: str  # the environment's region (its pipeline key, parameters and state machine)
+    parameter_path: str  # e.g. /odins-ravne/prod: the env's SSM parameters
+    pipeline_key_alias: str  # e.g. alias/odins-ravne-prod-pipeline (the key itself is in the env's stack)
 
 
 class CiAccess(Construct):
@@ -152,6 +190,7 @@ class CiAccess(Construct):
             ),
         )
         props.state_bucket.grant_read_state(self.plan_role, props.state_key_prefix)
+        self.plan_role.add_statements(*plan_decrypt_statements(props))
         self.deploy_role = GrantableRole(
             self,
             "deploy",

@@ -12,6 +12,7 @@ from cdktf import TerraformProvider
 from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfigurationRule,
     S3BucketLifecycleConfigurationRuleExpiration,
+    S3BucketLifecycleConfigurationRuleFilter,
     S3BucketLifecycleConfigurationRuleTransition,
 )
 from cdktf_cdktf_provider_aws.s3_bucket_notification import S3BucketNotification
@@ -40,6 +41,7 @@ from modules.secure_bucket import (
 
 DATA_BUCKETS = ("raw", "processed", "curated")
 REPLICATED = ("raw", "curated")
+ARCHIVED_PREFIX = "images/"  # the raw bucket's camera images; never manifests/
 
 
 @dataclass(frozen=True)
@@ -52,19 +54,39 @@ class DataLakeProps:
     replica_provider: TerraformProvider | None = None
 
 
-def lifecycle_rules(settings: DataLakeSettings, *, tiering: bool) -> tuple[S3BucketLifecycleConfigurationRule, ...]:
-    """Abort stale multipart uploads, expire old versions; raw images also tier down and archive."""
-    rules = list(housekeeping_rules(settings.abort_multipart_days, settings.noncurrent_expiration_days))
+def lifecycle_rules(
+    settings: DataLakeSettings,
+    *,
+    tiering: bool,
+    expire_days: int | None = None,
+    noncurrent_days: int | None = None,
+) -> tuple[S3BucketLifecycleConfigurationRule, ...]:
+    """Abort stale multipart uploads, expire old versions; raw images also tier down and archive.
+
+    Only ``images/`` goes to Glacier: the manifests next to them stay readable, or a re-run of an
+    old manifest fails with InvalidObjectState. ``expire_days`` ends current versions (processed:
+    intermediate stage outputs)."""
+    rules = list(
+        housekeeping_rules(settings.abort_multipart_days, noncurrent_days or settings.noncurrent_expiration_days)
+    )
     if tiering:
         rules.append(
-            whole_bucket_rule(
-                "tier-then-archive",
+            S3BucketLifecycleConfigurationRule(
+                id="tier-then-archive",
+                status="Enabled",
+                filter=[S3BucketLifecycleConfigurationRuleFilter(prefix=ARCHIVED_PREFIX)],
                 transition=[
                     S3BucketLifecycleConfigurationRuleTransition(
                         days=settings.intelligent_tiering_days, storage_class="INTELLIGENT_TIERING"
                     ),
                     S3BucketLifecycleConfigurationRuleTransition(days=settings.archive_days, storage_class="GLACIER"),
                 ],
+            )
+        )
+    if expire_days:
+        rules.append(
+            whole_bucket_rule(
+                "expire-objects", expiration=[S3BucketLifecycleConfigurationRuleExpiration(days=expire_days)]
             )
         )
     return tuple(rules)
@@ -89,7 +111,11 @@ class DataLake(Construct):
                     prevent_destroy=settings.prevent_destroy,
                     log_target=self.logs,
                     log_prefix=f"{name}/",
-                    lifecycle_rules=lifecycle_rules(settings, tiering=name == "raw"),
+                    lifecycle_rules=lifecycle_rules(
+                        settings,
+                        tiering=name == "raw",
+                        expire_days=settings.processed_expiration_days if name == "processed" else None,
+                    ),
                 ),
             )
         # New objects in raw (e.g. manifests/) become EventBridge events the workflow can start from.
@@ -176,7 +202,11 @@ class DataLake(Construct):
                     bucket_name=f"{props.prefix}-{name}-replica-{props.account_id}",
                     key=replica_key,
                     prevent_destroy=settings.prevent_destroy,
-                    lifecycle_rules=lifecycle_rules(settings, tiering=True),
+                    # A replica is the copy a deletion or overwrite in the source must not reach:
+                    # it keeps old versions longer than the source does.
+                    lifecycle_rules=lifecycle_rules(
+                        settings, tiering=True, noncurrent_days=settings.replica_noncurrent_expiration_days
+                    ),
                     log_target=self.replica_logs,
                     log_prefix=f"{name}-replica/",
                     provider=props.replica_provider,
@@ -204,8 +234,10 @@ class DataLake(Construct):
                         id=f"{name}-to-{settings.replica_region}",
                         status="Enabled",
                         filter=S3BucketReplicationConfigurationRuleFilter(prefix=""),
+                        # Deletions stay in the source: the replica keeps what was deleted there.
+                        # https://docs.aws.amazon.com/AmazonS3/latest/userguide/delete-marker-replication.html
                         delete_marker_replication=S3BucketReplicationConfigurationRuleDeleteMarkerReplication(
-                            status="Enabled"
+                            status="Disabled"
                         ),
                         source_selection_criteria=S3BucketReplicationConfigurationRuleSourceSelectionCriteria(
                             sse_kms_encrypted_objects=(

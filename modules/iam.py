@@ -118,8 +118,11 @@ class GrantableRole(Construct):
         )
         self.role_arn: str = self.role.arn
         self.role_name: str = self.role.name
-        for index, arn in enumerate(props.managed_policy_arns):
+        # What uses the role's managed policies must wait for these (IAM attaches them after the role).
+        self.attachments = [
             IamRolePolicyAttachment(self, f"managed-{index}", role=self.role_name, policy_arn=arn)
+            for index, arn in enumerate(props.managed_policy_arns)
+        ]
         self.statements: list[dict] = []
         self.policy: IamRolePolicy | None = None
         self.rendered = False

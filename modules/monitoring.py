@@ -286,10 +286,11 @@ class Monitoring(Construct):
             for m in ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed", "ExecutionsTimedOut")
         ]
         functions = list(props.functions.values())
+        # PutDashboard wants every "metrics" entry as an array, a math expression too: [{"expression": ...}].
         error_rate = []  # metric math: errors / invocations per function, in percent
         for i, f in enumerate(functions):
             error_rate += [
-                {"expression": f"100 * FILL(e{i}, 0) / i{i}", "label": f.function_name, "id": f"rate{i}"},
+                [{"expression": f"100 * FILL(e{i}, 0) / i{i}", "label": f.function_name, "id": f"rate{i}"}],
                 ["AWS/Lambda", "Errors", "FunctionName", f.function_name, {"id": f"e{i}", "visible": False}],
                 ["AWS/Lambda", "Invocations", "FunctionName", f.function_name, {"id": f"i{i}", "visible": False}],
             ]
@@ -330,13 +331,15 @@ class Monitoring(Construct):
             for metric in ("BytesDownloaded", "BytesUploaded")
         ]
         storage = [  # every storage class the bucket has bytes in, not only Standard
-            {
-                "expression": (
-                    'SEARCH(\'{AWS/S3,BucketName,StorageType} MetricName="BucketSizeBytes" '
-                    f"BucketName=\"{b.bucket_name}\"', 'Average', 86400)"
-                ),
-                "id": f"size{i}",
-            }
+            [
+                {
+                    "expression": (
+                        'SEARCH(\'{AWS/S3,BucketName,StorageType} MetricName="BucketSizeBytes" '
+                        f"BucketName=\"{b.bucket_name}\"', 'Average', 86400)"
+                    ),
+                    "id": f"size{i}",
+                }
+            ]
             for i, b in enumerate(buckets)
         ]
         runnable_limit = props.settings.runnable_alarm_minutes * 60

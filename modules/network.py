@@ -9,6 +9,7 @@ gateway endpoint, and ECS, ECR, CloudWatch Logs and STS either through interface
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 
 from cdktf import Fn
@@ -37,6 +38,35 @@ from modules.logs import LogGroup, LogGroupProps
 # (ecr.api, ecr.dkr; layers come from S3 through the gateway endpoint), awslogs (logs), and STS.
 INTERFACE_ENDPOINTS = ("ecs", "ecs-agent", "ecs-telemetry", "ecr.api", "ecr.dkr", "logs", "sts")
 HTTPS = 443
+
+
+def s3_endpoint_policy(account_id: str, region: str) -> dict:
+    """What the S3 gateway endpoint lets through: this account's buckets, and the bucket ECR keeps
+    image layers in (an image pull fetches layers from it via this endpoint). Without a policy, a
+    compromised stage could write to any bucket in the world through it.
+    https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-s3.html
+    https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html
+    """
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ThisAccountsBuckets",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": "*",  # any bucket, as long as this account owns it (the condition)
+                "Condition": {"StringEquals": {"aws:ResourceAccount": account_id}},
+            },
+            {
+                "Sid": "EcrImageLayers",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::prod-{region}-starport-layer-bucket/*",
+            },
+        ],
+    }
 
 
 @dataclass(frozen=True)
@@ -95,6 +125,7 @@ class Network(Construct):
             service_name=f"com.amazonaws.{props.region}.s3",
             vpc_endpoint_type="Gateway",
             route_table_ids=[self.private_route_table_id],
+            policy=json.dumps(s3_endpoint_policy(props.account_id, props.region)),
             tags={"Name": f"{props.prefix}-s3"},
         )
         self.batch_security_group = SecurityGroup(

@@ -1,7 +1,13 @@
 """SSM parameters of the pipeline: switches the handlers read and write, settings, and secrets.
 
-Values that operators or handlers change at run time (the kill switch, the shutdown state, the
-secrets) are created once with a placeholder; Terraform ignores later value changes.
+Values that operators or handlers change at run time (the kill switch, the shutdown state) are
+created once with a placeholder; Terraform ignores later value changes. A secret is created with a
+placeholder through the write-only ``value_wo`` (Terraform 1.11, provider 5.100): no value of it
+is ever stored in state, not even the one a refresh reads back (``ignore_changes`` keeps the read
+value in state). Its real value is set and rotated outside Terraform:
+
+    aws ssm put-parameter --overwrite --type SecureString --name /<project>/<env>/secrets/<name> \
+        --key-id alias/<project>-<env>-pipeline --value "$VALUE"
 """
 
 from __future__ import annotations
@@ -51,9 +57,9 @@ class PipelineParameters(Construct):
                 name=f"{self.path}/secrets/{name}",
                 type="SecureString",
                 key_id=props.key.key_arn,
-                value=PLACEHOLDER_SECRET,
-                description=f"{name}: set out of band; Terraform ignores the value",
-                lifecycle={"ignore_changes": ["value"]},
+                value_wo=PLACEHOLDER_SECRET,
+                value_wo_version=1,  # only a new version makes Terraform write value_wo again
+                description=f"{name}: set out of band (aws ssm put-parameter); never in Terraform state",
             )
             for name in props.secrets
         }

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tools import cli
+from tools.image_builds import dockerfile_for
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 REF = "${aws_ecr_repository."
@@ -37,20 +38,9 @@ class StageImage:
         return f"{registry}/{self.repository}:{self.tag}"
 
 
-def dockerfile_for(stage: str, images: Path = IMAGES_DIR) -> Path | None:
-    """``images/<stage>/Dockerfile``, or for a ``images/<stage>/`` without one the shared ``images/*.Dockerfile``
-    that takes ``ARG STAGE`` (gpu.Dockerfile builds stage1 and stage2); None if nothing builds the stage."""
-    own = images / stage / "Dockerfile"
-    if own.is_file():
-        return own
-    if (images / stage).is_dir():
-        return next((f for f in sorted(images.glob("*.Dockerfile")) if "ARG STAGE" in f.read_text()), None)
-    return None
-
-
 def dockerfile_args(stage: str) -> list[str]:
     """``docker build`` arguments for a stage: its own Dockerfile, or the shared one with a STAGE build arg."""
-    dockerfile = dockerfile_for(stage)
+    dockerfile = dockerfile_for(stage, IMAGES_DIR)
     if dockerfile is None:
         raise FileNotFoundError(f"images/{stage}/ (no Dockerfile builds {stage})")
     shared = dockerfile.parent == IMAGES_DIR

@@ -165,6 +165,14 @@ def ensure(models_dir: Path) -> None:
     _write(models_dir, detector(), classifier())
 
 
+def ensure_emulator() -> None:
+    """The emulator's set-up (``python -m local.emulator start --setup pipeline_ops.models:ensure_emulator``):
+    the models the Batch runner's stages load."""
+    from local import runners
+
+    ensure(runners.MODELS)
+
+
 def ensure_bench(models_dir: Path) -> dict[str, float]:
     """Write the bench models (and labels); returns GFLOPs per image (per crop for stage2)."""
     (det, det_gflops), (cls, cls_gflops) = bench_detector(), bench_classifier()

@@ -207,6 +207,12 @@ def visited_states(sfn: Any, execution_arn: str) -> list[str]:
     return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
 
 
+def sample() -> dict:
+    """One run of the sample for ``make soak-local`` (``python -m local.soak --sample pipeline_ops.run:sample``):
+    the execution's description."""
+    return run(timeout=300, wait_for_trigger=0.5)[1]
+
+
 def run(
     timeout: float = 300,
     wait_for_trigger: float = 3.0,

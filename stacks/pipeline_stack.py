@@ -116,6 +116,7 @@ class PipelineStack(TerraformStack):
                 key=self.key,
                 log_level=profile.log_level,
                 cost_tags=default_tags(profile),
+                create_service_linked_role=not profile.is_cloud,
             ),
         )
         self.alerts = AlertTopic(

@@ -8,6 +8,7 @@ from constructs import Construct
 
 from conf import Profile
 from modules.backend import local_backend, require_terraform, state_key
+from modules.batch_compute import batch_service_linked_role
 from modules.ci_access import CiAccess, CiAccessProps, GithubOidc
 from modules.iam import render_grants
 from modules.provider import pipeline_provider
@@ -47,6 +48,7 @@ class StateBootstrapStack(TerraformStack):
         )
         TerraformOutput(self, "state_bucket", value=bucket.bucket_name)
         oidc = GithubOidc(self, "github-oidc")
+        batch_service_linked_role(self)  # account-wide, used by every env's compute environments
         for env in profiles:
             access = CiAccess(
                 self,
@@ -59,6 +61,9 @@ class StateBootstrapStack(TerraformStack):
                     state_bucket=bucket,
                     state_key_prefix=state_key(env).rsplit("/", 1)[0],
                     oidc=oidc,
+                    region=env.region,
+                    parameter_path=f"/{env.project}/{env.name}",
+                    pipeline_key_alias=f"alias/{env.prefix}-pipeline",
                 ),
             )
             TerraformOutput(self, f"ci_plan_role_{env.name}", value=access.plan_role_arn)

@@ -18,6 +18,7 @@ import modules  # noqa: F401  (lean provider loader first)
 from local.emulator import free_port
 
 REPO = Path(__file__).resolve().parent.parent
+EMULATOR_SETUP = "pipeline_ops.models:ensure_emulator"  # as the Makefile's: the models the stages load
 os.environ.setdefault("CHECKPOINT_DISABLE", "1")
 # The same Terraform CLI config as the Makefile (provider mirror when the machine has one).
 if (REPO / "build" / "terraformrc").exists():
@@ -126,7 +127,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory):
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     started = subprocess.run(
-        [sys.executable, "-m", "local.emulator", "start", "--port", str(port)],
+        [sys.executable, "-m", "local.emulator", "start", "--port", str(port), "--setup", EMULATOR_SETUP],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -75,7 +75,11 @@ def test_lifecycle_from_profile(synth: SynthResult) -> None:
         {"days": 180, "storage_class": "GLACIER"},
     ]
     processed = bucket_parts(synth, "dev", "aws_s3_bucket_lifecycle_configuration")["processed"]
-    assert {r["id"] for r in processed["rule"]} == {"abort-incomplete-multipart", "expire-noncurrent-versions"}
+    assert {r["id"] for r in processed["rule"]} == {
+        "abort-incomplete-multipart",
+        "expire-noncurrent-versions",
+        "expire-objects",
+    }
 
 
 def test_replication_only_in_prod(synth: SynthResult) -> None:
@@ -153,7 +157,7 @@ def test_compute_environments(synth: SynthResult) -> None:
     }
     gpu = ces["gpu"]["compute_resources"]
     assert ces["gpu"]["type"] == "MANAGED"
-    assert gpu["type"] == "SPOT" and gpu["allocation_strategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
+    assert gpu["type"] == "SPOT" and gpu["allocation_strategy"] == "SPOT_CAPACITY_OPTIMIZED"
     assert gpu["instance_type"] == ["g4dn.xlarge", "g4dn.2xlarge"] and gpu["bid_percentage"] == 70
     assert (gpu["min_vcpus"], gpu["desired_vcpus"], gpu["max_vcpus"]) == (0, 0, 100)
     assert gpu["ec2_configuration"] == [{"image_type": "ECS_AL2023_NVIDIA"}]

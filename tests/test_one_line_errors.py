@@ -74,7 +74,9 @@ def test_emulator_down(target: str, tmp_path: Path) -> None:
     assert_one_line(proc, "emulator is not running", down, "make up-localstack")
 
 
-@pytest.mark.parametrize("target", ["plan", "drift", "apply-plan", "health", "integration", "budget-resume", "diff"])
+@pytest.mark.parametrize(
+    "target", ["plan", "drift", "apply-plan", "health", "integration", "budget-resume", "diff", "quotas"]
+)
 def test_no_credentials(target: str, tmp_path: Path) -> None:
     assert_one_line(make(target, "ENV=dev", tmp=tmp_path), "ENV=dev needs AWS credentials", "AWS_PROFILE")
 
@@ -114,7 +116,7 @@ def test_destroy_aws_refuses_prod_and_asks_for_confirmation(synth, tmp_path: Pat
     assert_one_line(confirmed, "ENV=dev needs AWS credentials")  # confirmed: only then are credentials needed
 
 
-@pytest.mark.parametrize("target", ["deploy-aws", "status-aws", "destroy-aws"])
+@pytest.mark.parametrize("target", ["deploy-aws", "status-aws", "destroy-aws", "quotas"])
 def test_cloud_targets_send_local_to_the_emulator_targets(target: str, tmp_path: Path) -> None:
     assert_one_line(make(target, "ENV=local", tmp=tmp_path), "ENV=local runs on the emulator", "-local")
 

@@ -20,15 +20,17 @@ from tools import preflight
 
 
 def run(config: dict, tmp_path: Path, images: Path | None = None) -> list[preflight.Finding]:
+    """Preflight's findings on ``config``."""
     folder = tmp_path / "stack"
     folder.mkdir(exist_ok=True)
     (folder / "cdk.tf.json").write_text(json.dumps(config))
     stack = preflight.Stack(folder)
     if images is None:
-        return preflight.findings(stack)
-    return [f for check, fn in preflight.CHECKS.items() if check != "images" for f in fn(stack)] + list(
-        preflight.check_images(stack, images)
-    )
+        found = preflight.findings(stack)
+    else:
+        found = [f for check, fn in preflight.CHECKS.items() if check != "images" for f in fn(stack)]
+        found += preflight.check_images(stack, images)
+    return found
 
 
 def lines(found: list[preflight.Finding]) -> str:
@@ -42,7 +44,12 @@ def named(config: dict, type_: str, fragment: str) -> str:
 @pytest.mark.parametrize("env", ["local", "dev", "staging", "prod"])
 def test_every_environment_passes(synth: SynthResult, env: str) -> None:
     stack = preflight.Stack(synth.outdir / "stacks" / f"pipeline-{env}")
-    assert preflight.findings(stack) == []
+    assert [f.line() for f in preflight.findings(stack)] == []
+
+
+@pytest.mark.parametrize("stack", ["state-bootstrap-111111111111", "state-bootstrap-333333333333"])
+def test_state_bootstrap_stacks_pass(synth: SynthResult, stack: str) -> None:
+    assert [f.line() for f in preflight.findings(preflight.Stack(synth.outdir / "stacks" / stack))] == []
 
 
 def test_prod_batch_reaches_the_ecs_agent_through_endpoints(synth: SynthResult) -> None:
@@ -187,7 +194,7 @@ def test_command_line_one_line_per_finding_and_exit_code(synth: SynthResult, tmp
     del config["resource"]["aws_vpc_endpoint"][named(config, "aws_vpc_endpoint", "endpoint-ecs-telemetry")]
     (tmp_path / "prod").mkdir()
     (tmp_path / "prod" / "cdk.tf.json").write_text(json.dumps(config))
-    good = synth.outdir / "stacks" / "pipeline-dev"
+    good = synth.outdir / "stacks" / "state-bootstrap-111111111111"
     proc = subprocess.run(
         [sys.executable, "-m", "tools.preflight", str(good), str(tmp_path / "prod" / "cdk.tf.json")],
         cwd=REPO,
@@ -200,7 +207,7 @@ def test_command_line_one_line_per_finding_and_exit_code(synth: SynthResult, tmp
     assert len(failures) == 2 and all(
         "ecs-telemetry" in ln and ln.startswith("prod: FAIL reachability") for ln in failures
     )
-    assert "preflight pipeline-dev: 0 finding(s)" in proc.stdout
+    assert "preflight state-bootstrap-111111111111: 0 finding(s)" in proc.stdout
     missing = subprocess.run(
         [sys.executable, "-m", "tools.preflight", str(tmp_path / "nowhere")], cwd=REPO, capture_output=True, text=True
     )

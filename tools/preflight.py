@@ -22,9 +22,20 @@ this shape. One line per finding (``FAIL <check> <address>: <what is wrong>; <wh
   state machines) has an instance type that fits the job, of the right class: a CPU job never
   reaches a GPU environment, a GPU job starts on a GPU one;
 - images: each job definition runs an image of an ECR repository this stack creates, with a
-  fixed tag, built from a Dockerfile under ``images/``.
+  fixed tag, built from a Dockerfile under the images folder (``--images``, default ``images/``;
+  layout in ``tools/image_builds.py``);
+- placeholders (cloud stacks, with ``--refuse-placeholders``: what ``make deploy-aws`` and a
+  single cloud env's ``make preflight ENV=<env>`` run): no alert address on a reserved domain
+  (example.org/.com/.net, *.example, *.invalid, *.test, localhost; RFC 2606, RFC 6761) and no
+  documentation account id (12 equal digits, 123456789012); one line per stack naming them and
+  where to set real ones. Without the flag they are listed as notes.
 
-What it cannot prove: service quotas, spot capacity, the contents of images, IAM at runtime.
+- the general AWS rules of ``tools/preflight_rules.py`` (``RULES``: policy documents, key and topic
+  policies for the services that use them, dashboards, names, ranges, Step Functions, Batch, S3 data,
+  endpoint policies, service roles), each named in ``docs/aws-contract.md``.
+
+What it cannot prove: service quotas (``tools/quotas.py`` reads them before ``make deploy-aws``'s
+plan), spot capacity, the contents of images, IAM at runtime.
 """
 
 from __future__ import annotations
@@ -39,8 +50,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_ops.images import dockerfile_for
 from tools import cli
+from tools.image_builds import dockerfile_for
+from tools.preflight_rules import RULES, Finding, as_list, first, publishers
 
 REPO = Path(__file__).resolve().parent.parent
 PRICES = REPO / "conf" / "prices"  # dated instance sizes and prices, one table per region
@@ -54,30 +66,6 @@ LAUNCH_TAGGED = ("instance", "volume", "network-interface")
 ECS_RESERVED_MIB = 512  # memory the ECS agent and OS keep from a container instance
 REF = re.compile(r"\$\{([a-z][a-z0-9_]*)\.([A-Za-z0-9_-]+)\.([a-z0-9_]+)\}")
 HTTPS = 443
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    address: str
-    problem: str
-    fix: str
-
-    def line(self) -> str:
-        return f"FAIL {self.check} {self.address}: {self.problem}; {self.fix}"
-
-
-def first(value: Any) -> dict:
-    """A nested block: cdktf writes single blocks as an object, Terraform JSON also allows a list."""
-    if isinstance(value, list):
-        return value[0] if value else {}
-    return value or {}
-
-
-def as_list(value: Any) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 class Stack:
@@ -412,23 +400,10 @@ def state_machine_topics(stack: Stack) -> list[tuple[str, str]]:
 
 
 def alert_routes(stack: Stack) -> Iterator[tuple[str, str, str]]:
-    """(address of the sender, topic name, the AWS service that publishes)."""
-    for type_ in ("aws_cloudwatch_metric_alarm", "aws_cloudwatch_composite_alarm"):
-        for name, alarm in stack.of(type_).items():
-            actions = [*as_list(alarm.get("alarm_actions")), *as_list(alarm.get("ok_actions"))]
-            for topic in stack.refs_to(actions, "aws_sns_topic"):
-                yield f"{type_}.{name}", topic, "cloudwatch.amazonaws.com"
-    for name, target in stack.of("aws_cloudwatch_event_target").items():
-        for topic in stack.refs_to(target.get("arn"), "aws_sns_topic"):
-            yield f"aws_cloudwatch_event_target.{name}", topic, "events.amazonaws.com"
-    for name, sub in stack.of("aws_ce_anomaly_subscription").items():
-        for subscriber in as_list(sub.get("subscriber")):
-            for topic in stack.refs_to(subscriber.get("address"), "aws_sns_topic"):
-                yield f"aws_ce_anomaly_subscription.{name}", topic, "costalerts.amazonaws.com"
-    for name, budget in stack.of("aws_budgets_budget").items():
-        for notification in as_list(budget.get("notification")):
-            for topic in stack.refs_to(notification.get("subscriber_sns_topic_arns"), "aws_sns_topic"):
-                yield f"aws_budgets_budget.{name}", topic, "budgets.amazonaws.com"
+    """(address of the sender, topic name, the AWS service that publishes): alarms, EventBridge targets,
+    budgets, anomaly subscriptions, and the state machines' failure notices (published with the
+    workflow role, so no service)."""
+    yield from (route for route in publishers(stack) if route[2] != "s3.amazonaws.com")
     for address, topic in state_machine_topics(stack):
         yield address, topic, ""
 
@@ -672,9 +647,70 @@ def check_images(stack: Stack, images: Path = IMAGES) -> Iterator[Finding]:
             yield Finding(
                 "images",
                 address,
-                f"no Dockerfile under images/ builds {repo_name}",
-                f"add images/{repo_name}/Dockerfile (or images/{repo_name}/ and a shared *.Dockerfile)",
+                f"no Dockerfile under {images.name}/ builds {repo_name}",
+                f"add {images.name}/{repo_name}/Dockerfile (or {images.name}/{repo_name}/ and a shared *.Dockerfile)",
             )
+
+
+# ----------------------------------------------------------------------------------------------
+# placeholders
+
+# Reserved for documentation and testing, never delivered: RFC 2606 (example.org/.com/.net, .example,
+# .invalid, .test, localhost) and RFC 6761.
+RESERVED_DOMAINS = ("example.org", "example.com", "example.net")
+RESERVED_TLDS = ("example", "invalid", "test", "localhost")
+DOCUMENTATION_ACCOUNT = "123456789012"  # the account id of AWS's own examples
+DEFAULT_PLACEHOLDER_HINT = "set real ones where this stack's settings come from"
+
+
+def reserved_address(address: str) -> bool:
+    domain = address.rpartition("@")[2].lower().rstrip(".")
+    return (
+        domain in RESERVED_DOMAINS
+        or any(domain.endswith("." + d) for d in RESERVED_DOMAINS)
+        or domain.rsplit(".", 1)[-1] in RESERVED_TLDS
+    )
+
+
+def fake_account(account: str) -> bool:
+    """An example profile's id: twelve equal digits (111111111111) or AWS's documentation id."""
+    return account == DOCUMENTATION_ACCOUNT or bool(re.fullmatch(r"(\d)\1{11}", account))
+
+
+def alert_addresses(stack: Stack) -> list[str]:
+    """Every e-mail address the stack sends alerts to: topic subscriptions, budget notifications,
+    anomaly subscriptions."""
+    found = [
+        str(s.get("endpoint"))
+        for s in stack.of("aws_sns_topic_subscription").values()
+        if s.get("protocol") in {"email", "email-json"}
+    ]
+    for budget in stack.of("aws_budgets_budget").values():
+        for notification in as_list(budget.get("notification")):
+            found += [str(a) for a in as_list(notification.get("subscriber_email_addresses"))]
+    for sub in stack.of("aws_ce_anomaly_subscription").values():
+        found += [str(s.get("address")) for s in as_list(sub.get("subscriber")) if s.get("type") == "EMAIL"]
+    return list(dict.fromkeys(found))
+
+
+def placeholders(stack: Stack) -> list[str]:
+    """The example values in a cloud stack (an emulator stack's are expected)."""
+    if stack.emulator:
+        return []
+    accounts = {
+        str(a)
+        for p in as_list(stack.config.get("provider", {}).get("aws"))
+        for a in as_list(p.get("allowed_account_ids"))
+    }
+    return [f"account id {a}" for a in sorted(accounts) if fake_account(a)] + [
+        f"alert address {a}" for a in alert_addresses(stack) if reserved_address(a)
+    ]
+
+
+def check_placeholders(stack: Stack, hint: str = DEFAULT_PLACEHOLDER_HINT) -> Iterator[Finding]:
+    found = placeholders(stack)
+    if found:
+        yield Finding("placeholders", "stack", f"example values would be deployed ({', '.join(found)})", hint)
 
 
 CHECKS = {
@@ -683,22 +719,34 @@ CHECKS = {
     "alerts": check_alerts,
     "placement": check_placement,
     "images": check_images,
+    **RULES,
 }
 
 
-def findings(stack: Stack) -> list[Finding]:
+def findings(stack: Stack, images: Path = IMAGES) -> list[Finding]:
     """Every check's findings, each once (a job sent to three queues of one environment is one problem)."""
-    return list(dict.fromkeys(finding for check in CHECKS.values() for finding in check(stack)))
+    checks = {**CHECKS, "images": lambda s: check_images(s, images)}
+    return list(dict.fromkeys(finding for check in checks.values() for finding in check(stack)))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.preflight", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path, help="synthesized stack folders or their cdk.tf.json")
+    parser.add_argument("--images", type=Path, default=IMAGES, help="folder of the image sources (default images/)")
+    parser.add_argument(
+        "--refuse-placeholders", action="store_true", help="fail on example account ids and alert addresses"
+    )
+    parser.add_argument("--placeholder-hint", default=DEFAULT_PLACEHOLDER_HINT, help="where to set real ones")
     args = parser.parse_args(argv)
     failed = 0
     for path in args.paths:
         stack = Stack(path)
-        found = findings(stack)
+        found = findings(stack, args.images)
+        if args.refuse_placeholders:
+            found += check_placeholders(stack, args.placeholder_hint)
+        else:
+            for value in placeholders(stack):
+                print(f"{stack.name}: NOTE placeholders: {value} (make deploy-aws refuses it)")
         for finding in found:
             print(f"{stack.name}: {finding.line()}")
         failed += len(found)

