@@ -84,7 +84,8 @@ def point_at_emulator(stack_dir: Path) -> None:
     its ``init``: an emulator on another port (tests, soak) needs its own endpoints here.
     """
     endpoint = emulator_env()["AWS_ENDPOINT_URL"]
-    providers = json.loads((stack_dir / "cdk.tf.json").read_text()).get("provider", {}).get("aws", [])
+    configs = [c for c in sorted(stack_dir.glob("*.tf.json")) if not c.name.endswith("override.tf.json")]
+    providers = [p for c in configs for p in json.loads(c.read_text()).get("provider", {}).get("aws", [])]
     overrides = [
         {**({"alias": p["alias"]} if p.get("alias") else {}), "endpoints": [dict.fromkeys(p["endpoints"][0], endpoint)]}
         for p in providers
