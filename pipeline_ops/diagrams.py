@@ -98,6 +98,18 @@ class Stack:
         return found
 
 
+def connections(stack: Stack) -> list[tuple[str, str, str]]:
+    """(from, to, connector type) for every resource that only connects two others (CONNECTORS)."""
+    found = []
+    for type_, (source, target) in CONNECTORS.items():
+        for address in stack.of(type_):
+            values = stack.resources[address]
+            froms, tos = stack.refs(values.get(source)), stack.refs(values.get(target))
+            if froms and tos:
+                found.append((froms[0], tos[0], type_))
+    return found
+
+
 def node_id(address: str) -> str:
     return address.replace(".", "__").replace("-", "_")
 
@@ -170,12 +182,9 @@ def overview(stack: Stack) -> graphviz.Digraph:
             other = box_of.get(target)
             if other and other != title and not target.startswith("aws_kms_key."):
                 edges.add((title, other, "uses"))
-    for type_, (source, target) in CONNECTORS.items():
-        for address in stack.of(type_):
-            values = stack.resources[address]
-            froms, tos = stack.refs(values.get(source)), stack.refs(values.get(target))
-            if froms and tos and froms[0] in box_of and tos[0] in box_of:
-                edges.add((box_of[froms[0]], box_of[tos[0]], "triggers"))
+    for source, target, _ in connections(stack):
+        if source in box_of and target in box_of:
+            edges.add((box_of[source], box_of[target], "triggers"))
     for source, target, verb in sorted(edges):
         style = {"style": "bold", "color": "darkorange"} if verb == "triggers" else {}
         graph.edge(node_id(source), node_id(target), **style)
@@ -214,12 +223,9 @@ def architecture(stack: Stack) -> graphviz.Digraph:
         for target in stack.refs({k: v for k, v in stack.resources[address].items() if k != "//"}):
             if target in main and target != address:
                 edges.add((address, target, ""))
-    for type_, (source, target) in CONNECTORS.items():
-        for address in stack.of(type_):
-            values = stack.resources[address]
-            froms, tos = stack.refs(values.get(source)), stack.refs(values.get(target))
-            if froms and tos and froms[0] in main and tos[0] in main:
-                edges.add((froms[0], tos[0], type_.removeprefix("aws_").replace("_", " ")))
+    for source, target, type_ in connections(stack):
+        if source in main and target in main:
+            edges.add((source, target, type_.removeprefix("aws_").replace("_", " ")))
     for source, target, label in sorted(edges):
         graph.edge(node_id(source), node_id(target), label=label)
     kinds = defaultdict(list)
@@ -413,16 +419,27 @@ def security_network(stack: Stack) -> graphviz.Digraph:
     return graph
 
 
-def cost_graph(stack: Stack, config: dict) -> graphviz.Digraph:
-    """What costs money while idle (from the price table) and per run (PlanFanOut's inputs)."""
+def region_prices(config: dict) -> tuple[str, dict]:
+    """The region of the config's default provider and its dated price table."""
     region = next(iter((config.get("provider") or {}).get("aws") or [{}])).get("region", "eu-north-1")
-    prices = json.loads((PRICES / f"{region}.json").read_text())
-    graph = new_graph("cost", f"Cost: idle per month and per run ({region} price table of {prices['date']})", "TB")
-    idle = defaultdict(float)
+    return region, json.loads((PRICES / f"{region}.json").read_text())
+
+
+def idle_costs(stack: Stack, prices: dict) -> dict[str, float]:
+    """USD per month of what costs money while idle, by kind of resource (the plan review's prices)."""
+    idle: dict[str, float] = defaultdict(float)
     for address, values in stack.resources.items():
         priced = monthly_cost(address.split(".")[0], values, {}, prices)
         if priced:
             idle[address.split(".")[0].removeprefix("aws_").replace("_", " ")] += priced[0]
+    return idle
+
+
+def cost_graph(stack: Stack, config: dict) -> graphviz.Digraph:
+    """What costs money while idle (from the price table) and per run (PlanFanOut's inputs)."""
+    region, prices = region_prices(config)
+    graph = new_graph("cost", f"Cost: idle per month and per run ({region} price table of {prices['date']})", "TB")
+    idle = idle_costs(stack, prices)
     graph.node("idle", f"idle: {sum(idle.values()):.2f} USD/month\\n(fixed-price resources)", shape="doubleoctagon")
     for kind, usd in sorted(idle.items(), key=lambda kv: -kv[1]):
         graph.node(f"idle_{node_id(kind)}", f"{kind}\\n{usd:.2f} USD/month", shape="box")
