@@ -37,17 +37,17 @@ EMULATOR_SETUP = pipeline_ops.models:ensure_emulator
 # The emulator's endpoint and region come from conf/profiles/local.yaml (one `python -m conf` for both).
 LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoint AWS_DEFAULT_REGION=region)
 
-.PHONY: help setup test-unit synth diff deploy cdktf-deploy-local validate lint test cost docs bench-synth bench-stage bench-test bench-review soak-local clean images images-check preflight quotas deploy-aws status-aws destroy-aws up-localstack down-localstack \
-        synth-local deploy-local plan-local run-local status-local destroy-local budget-resume \
+.PHONY: help setup test-unit synth diff deploy cdktf-deploy-local validate lint test cost docs bench-synth bench-stage bench-post bench-test bench-review soak-local clean images images-check preflight quotas deploy-aws status-aws destroy-aws up-localstack down-localstack \
+        synth-local deploy-local plan-local run-local status-local destroy-local budget-resume emergency-stop cost-tags \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration iam-check
 
 # make help's groups (tools/make_help.py); a target in none is listed under "other".
 HELP_DEFAULTS := ENV=local  IMAGES=100000  TEST_WORKERS=3  LOCAL_EMULATOR=moto  (ENV: local|dev|staging|prod)
 HELP_daily  := help setup test-unit test lint synth plan cost docs clean
 HELP_local  := up-localstack deploy-local run-local status-local plan-local destroy-local down-localstack leftovers-local soak-local
-HELP_cloud  := deploy diff deploy-aws apply-plan health status-aws drift images images-check preflight quotas integration budget-resume destroy-aws
+HELP_cloud  := deploy diff deploy-aws apply-plan health status-aws drift images images-check preflight quotas integration budget-resume emergency-stop cost-tags destroy-aws
 HELP_checks := validate security iam-check lint-workflows
-HELP_bench  := bench-synth bench-stage bench-test bench-review bench-deploy
+HELP_bench  := bench-synth bench-stage bench-post bench-test bench-review bench-deploy
 
 help: ## This list: targets by group, one line each (defaults first)
 	@python3 -m tools.make_help $(firstword $(MAKEFILE_LIST))
@@ -146,10 +146,10 @@ EMULATOR_UP = @$(LOCAL_ENV) $(PY) -m tools.cli check-env local --reachable
 EMU_FLAG   = $(if $(filter local,$(ENV)),--emulator)
 LOCK      ?= true
 
-plan: setup ## Plan ENV=<env> + review: build/plan/pipeline-<env>/review.md (exit 2 = BLOCKING; ALLOW_DESTROY=addr,...; LOCK=false for read-only roles; REFRESH=false trusts the state)
+plan: setup ## Plan ENV=<env> + review: build/plan/pipeline-<env>/review.md (exit 2 = BLOCKING; approve destroys in plan-approvals.yaml; FAIL_ON=review fails on REVIEW too; LOCK=false for read-only roles; REFRESH=false trusts the state)
 	$(REACHABLE)
 	SYNTH_ENVS=$(ENV) $(SYNTH)
-	@$(ENV_PREFIX) $(PY) -m tools.plan plan $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock) $(if $(filter false,$(REFRESH)),--no-refresh); status=$$?; \
+	@$(ENV_PREFIX) $(PY) -m tools.plan plan $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock) $(if $(filter false,$(REFRESH)),--no-refresh) $(if $(FAIL_ON),--fail-on $(FAIL_ON)); status=$$?; \
 	  if [ $$status -ne 1 ]; then $(PY) -m pipeline_ops.cost build/plan/pipeline-$(ENV)/plan.json \
 	    $(if $(IMAGES),--images $(IMAGES)) --append build/plan/pipeline-$(ENV)/review.md || exit 1; fi; exit $$status
 
@@ -167,8 +167,10 @@ drift: setup ## Refresh-only plan of ENV=<env> and a summary of what changed out
 	SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(ENV_PREFIX) $(PY) -m tools.plan drift $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock)
 
-apply-plan: setup ## Apply exactly the reviewed build/plan/pipeline-<env>/plan.tfplan (ENV=<env>); refuses a BLOCKING review.json
+apply-plan: setup ## Apply exactly the reviewed build/plan/pipeline-<env>/plan.tfplan (ENV=<env>); refused when its review.json is missing or BLOCKING, or while the kill switch is on
 	$(REACHABLE)
+	@$(PY) -m tools.plan apply $(STACK_DIR) --out $(PLAN_DIR) --check-only
+	$(ENV_PREFIX) $(PY) -m pipeline_ops.kill_switch check $(STACK_DIR)
 	$(ENV_PREFIX) $(PY) -m tools.plan apply $(STACK_DIR) --out $(PLAN_DIR) $(EMU_FLAG)
 
 health: setup ## ENV=<env>: state machine ACTIVE, queues/compute envs ENABLED+VALID, no alarm in ALARM, last execution
@@ -183,6 +185,7 @@ deploy-aws: setup ## ENV=<cloud env>: preflight -> quotas -> plan + review (BLOC
 	$(call CLOUD_ONLY,deploy)
 	$(MAKE) --no-print-directory preflight ENV=$(ENV)
 	$(REACHABLE)
+	$(PY) -m pipeline_ops.kill_switch check $(STACK_DIR)
 	$(MAKE) --no-print-directory quotas ENV=$(ENV)
 	$(MAKE) --no-print-directory plan ENV=$(ENV)
 	$(MAKE) --no-print-directory images ENV=$(ENV)
@@ -217,7 +220,7 @@ integration: setup ## Run the sample manifest through a deployed cloud env (ENV=
 	$(REACHABLE)
 	$(PY) -m pipeline_ops.integration
 
-bench-review: setup ## Review time of a generated plan of 1,000 changes (target < 2 s; bench/review.py)
+bench-review: setup ## Review time of a generated plan of 5,000 changes (target < 2 CPU s; bench/review.py)
 	$(PY) bench/review.py
 
 bench-synth: setup ## Cold/warm synth time and peak memory vs the jsii floor
@@ -225,6 +228,9 @@ bench-synth: setup ## Cold/warm synth time and peak memory vs the jsii floor
 
 bench-stage: setup ## GPU stages on IMAGES=N (default 64) camera-trap JPEGs (CPU provider): end to end vs model-only images/s, peak RSS (target ratio <= 1.25)
 	$(PY) bench/stage.py --images $(or $(IMAGES),64)
+
+bench-post: setup ## WeatherEnrichment + WriteParquet on IMAGES=275000 SITES=500 DAYS=120 (loopback weather 150 ms, 5 % 429s): time and memory vs the functions' settings (target worst <= 0.5)
+	$(PY) bench/post.py --images $(or $(IMAGES),275000) --sites $(or $(SITES),500) --days $(or $(DAYS),120)
 
 images: setup ## Build + push the stage images ECR lacks (ENV=<env>; needs Docker; tags from the profile, immutable)
 	$(CHECK_ENV)
@@ -285,6 +291,17 @@ run-local: setup ## Run the workflow on the sample (IMAGES=N: N generated images
 budget-resume: setup ## Undo a budget shutdown (ENV=<env>: queues on, vCPU limits back, kill switch off)
 	$(REACHABLE)
 	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.budget_resume $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR))
+
+emergency-stop: setup ## ENV=<env> CONFIRM=<env> [REASON=...]: the budget shutdown by hand (kill switch on, queues off, 0 vCPUs, executions stopped, jobs terminated)
+	$(REACHABLE)
+	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.kill_switch stop $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR)) \
+	  --confirm '$(CONFIRM)' $(if $(REASON),--reason '$(REASON)')
+
+cost-tags: setup ## ENV=<cloud env>: activate the cost allocation tags (CostScope, Stage) once they exist; safe to repeat
+	$(CHECK_ENV)
+	@if [ "$(ENV)" = local ]; then echo "error: local has no Cost Explorer: cost allocation tags live in a cloud account (make cost-tags ENV=dev)" >&2; exit 2; fi
+	$(REACHABLE)
+	$(PY) -m pipeline_ops.cost_tags $(ENV)
 
 leftovers-local: setup ## List anything the stack left on the emulator (after destroy-local: nothing)
 	$(EMULATOR_UP)

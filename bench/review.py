@@ -1,10 +1,12 @@
-"""Plan-review benchmark: a generated plan of 1,000 resource changes, reviewed and rendered.
+"""Plan-review benchmark: a generated plan of 5,000 resource changes, checked, reviewed and rendered.
 
-Target (issue: plan review): under 2 s for 1,000 changes. Mixes what a big plan holds: creates,
-policy updates (statement diffs), replaces of stateful resources, security-group rule deletes,
-moves and imports.
+Target (issue 28): under 2 s for 5,000 changes (check, redaction, review, the full Markdown, the
+PR comment parts and the JSON). Mixes what a big plan holds: creates, policy updates (statement
+diffs), replaces of stateful resources, security-group rule deletes, moves, sensitive values and
+retention updates. Prints every run's wall and CPU time: the target is judged on CPU time (what the review costs);
+wall time on this shared 2-core host adds the waits for everyone else's processes.
 
-    python bench/review.py [--changes 1000] [--runs 3]
+    python bench/review.py [--changes 5000] [--runs 7]
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ def change(address: str, actions: list[str], before: dict | None, after: dict | 
         "type": type_,
         "name": address.split(".")[1],
         "provider_name": "registry.terraform.io/hashicorp/aws",
-        "change": {"actions": actions, "before": before, "after": after, "after_unknown": {}},
+        "change": {
+            "actions": actions,
+            "before": before,
+            "after": after,
+            "after_unknown": {},
+            "after_sensitive": {"tags": {"owner": True}},
+        },
         **extra,
     }
 
@@ -44,8 +52,11 @@ def big_plan(count: int) -> dict:
     changes = []
     for i in range(count):
         kind = i % 10
-        if kind < 4:
-            changes.append(change(f"aws_sqs_queue.q{i}", ["create"], None, {"name": f"q{i}"}))
+        if kind < 3:
+            changes.append(change(f"aws_sqs_queue.q{i}", ["create"], None, {"name": f"q{i}", "tags": {"owner": "x"}}))
+        elif kind == 3:
+            before, after = {"retention_in_days": 30}, {"retention_in_days": 7}
+            changes.append(change(f"aws_cloudwatch_log_group.l{i}", ["update"], before, after))
         elif kind < 6:
             before = {"policy": doc(["s3:GetObject"], [f"arn:aws:s3:::b{i}/*"])}
             after = {"policy": doc(["s3:GetObject", "s3:PutObject", f"sqs:Send{i}"], [f"arn:aws:s3:::b{i}/*", "*"])}
@@ -59,32 +70,47 @@ def big_plan(count: int) -> dict:
             changes.append(change(f"aws_vpc_security_group_ingress_rule.r{i}", ["delete"], rule, None))
         else:
             changes.append(change(f"aws_sns_topic.t{i}", ["no-op"], {}, {}, previous_address=f"aws_sns_topic.old{i}"))
-    return {"format_version": "1.2", "resource_changes": changes, "planned_values": {}, "configuration": {}}
+    return {
+        "format_version": "1.2",
+        "terraform_version": "1.11.4",
+        "applyable": True,
+        "complete": True,
+        "resource_changes": changes,
+        "planned_values": {},
+        "configuration": {},
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--changes", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--changes", type=int, default=5000)
+    parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    plan = big_plan(args.changes)
+    text = json.dumps(big_plan(args.changes))
     prices = json.loads(plan_review.DEFAULT_PRICES.read_text())
-    times = []
+    times, cpu = [], []
     for _ in range(args.runs):
-        started = time.perf_counter()
-        result = plan_review.review(plan, title="bench", allow_destroy=set(), prices=prices)
-        parts = plan_review.split_comment(plan_review.markdown(result), "bench")
+        started, cpu_started = time.perf_counter(), time.process_time()
+        checked = plan_review.check_plan(json.loads(text), "bench")
+        result = plan_review.review(checked, title="bench", prices=prices)
+        report = plan_review.markdown(result)
+        parts = plan_review.split_comment(report, "bench")
         json.dumps(result.as_dict())
         times.append(time.perf_counter() - started)
-    wall = statistics.median(times)
+        cpu.append(time.process_time() - cpu_started)
+    wall, busy = statistics.median(times), statistics.median(cpu)
     print(
         f"reviewed {args.changes} changes: {len(result.blocking)} blocking, "
         f"{sum(bool(p['widening']) for p in result.policies)} widening, {len(result.network)} network, "
         f"{len(parts)} comment part(s)"
     )
+    for label, runs, median in (("wall", times, wall), ("CPU ", cpu, busy)):
+        listed = ", ".join(f"{t:.2f}" for t in runs)
+        print(f"{label}: {listed} s (median {median:.2f}, min {min(runs):.2f}, max {max(runs):.2f})")
+    # The CPU time is what the review costs; the wall time adds waiting for the other processes of a shared host.
     print(
-        f"review + markdown + JSON: {wall:.2f}s (median of {args.runs}; target < 2.00s) -> "
-        f"{'OK' if wall < 2 else 'OVER TARGET'}"
+        f"parse + check + review + markdown + parts + JSON: {busy:.2f} CPU s (median of {args.runs}; "
+        f"target < 2.00 s) -> {'OK' if busy < 2 else 'OVER TARGET'}"
     )
     return 0
 

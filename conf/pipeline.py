@@ -62,6 +62,8 @@ class Step:
     runs_on: Literal["lambda", "batch"]
     reads: tuple[Location, ...] = ()
     writes: Location | None = None
+    # A prefix the step both reads and writes across executions (a cache): CACHE_PREFIX, read+write.
+    cache: Location | None = None
     fan_out: Literal["once", "per_shard"] = "once"
     resources: Resources | None = None  # Batch steps
     # A Lambda that sizes the fan-out and refuses what cannot finish (gets FAN_OUT).
@@ -319,6 +321,7 @@ PIPELINE = PipelineSpec(
             runs_on="lambda",
             reads=(Location("processed", "stage2"),),
             writes=Location("processed", "weather"),
+            cache=Location("processed", "weather-cache"),
             outputs=("enriched", "failed"),
             result_key="weather",
             description="Adds hourly weather to detection records",

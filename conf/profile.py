@@ -265,6 +265,9 @@ class DataLakeSettings(_Frozen):
     replica_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
     force_destroy: bool
     prevent_destroy: bool
+    # The Glue table, Athena workgroup, saved queries and query policy over the curated detections
+    # (modules/dataset.py).
+    catalog: bool
 
     @field_validator("prevent_destroy")
     @classmethod
@@ -333,8 +336,11 @@ class WeatherSettings(_Frozen):
     connect_timeout_seconds: float = Field(gt=0, le=30)
     read_timeout_seconds: float = Field(gt=0, le=60)
     max_retries: int = Field(ge=0, le=5)
-    # Site-days failed in a row after which one invocation takes the provider as down.
+    # Requests failed in a row after which one invocation takes the provider as down.
     give_up_after: int = Field(ge=1, le=1000)
+    max_in_flight: int = Field(ge=1, le=64)  # requests at once
+    sites_per_request: int = Field(ge=1, le=1000)  # Open-Meteo takes up to 1,000 locations a request
+    max_retry_after_seconds: float = Field(ge=0, le=300)  # the longest 429 Retry-After waited
 
 
 class MonitoringSettings(_Frozen):

@@ -47,10 +47,19 @@ def leftovers(aws: dict[str, Any]) -> list[str]:
     ]
     found += [f"event rule {r['Name']}" for r in aws["events"].list_rules()["Rules"]]
     found += [f"vpc {v['VpcId']}" for v in aws["ec2"].describe_vpcs()["Vpcs"] if not v["IsDefault"]]
+    # AWS-managed keys (alias/aws/<service>) belong to AWS, which creates them on first use and never
+    # deletes them (https://docs.aws.amazon.com/kms/latest/developerguide/concepts.html#aws-managed-key):
+    # the provider's read of a DynamoDB table describes alias/aws/dynamodb, and moto then creates it.
+    aws_managed = {
+        a["TargetKeyId"]
+        for a in aws["kms"].list_aliases()["Aliases"]
+        if a["AliasName"].startswith("alias/aws/") and "TargetKeyId" in a
+    }
     found += [
         f"kms key {k['KeyId']}"
         for k in aws["kms"].list_keys()["Keys"]
-        if aws["kms"].describe_key(KeyId=k["KeyId"])["KeyMetadata"]["KeyState"] != "PendingDeletion"
+        if k["KeyId"] not in aws_managed
+        and aws["kms"].describe_key(KeyId=k["KeyId"])["KeyMetadata"]["KeyState"] != "PendingDeletion"
     ]
     return found
 

@@ -366,10 +366,12 @@ def batch_runs_stage_code() -> None:
     """A Batch job runs its stage's entrypoint (moto without Docker marks every job SUCCEEDED unseen)."""
     from moto.batch_simple.models import BatchSimpleBackend
 
-    from local.runners import run_stage_job
+    from local.runners import held, run_stage_job
 
     def finish(self: Any, include_start_attempt: bool, job: Any) -> None:
         self.backend._jobs[job.job_id] = job
+        if held(job.job_definition.name):
+            return  # in flight (moto moves it SUBMITTED -> ... -> RUNNING as it is described) until terminated
         job.job_started_at = datetime.datetime.now()
         job.log_stream_name = job._stream_name
         if include_start_attempt:
@@ -389,6 +391,92 @@ def batch_runs_stage_code() -> None:
         job._mark_stopped(success=ok)
 
     BatchSimpleBackend._mark_job_as_finished = finish
+
+
+@fill
+def sns_lambda_event_names_its_topic() -> None:
+    """SNS hands a subscribed function ``TopicArn: arn:aws:sns:EXAMPLE`` and a fixed message id;
+    AWS sends the publishing topic's ARN, the subscription's ARN and the message's id
+    (https://docs.aws.amazon.com/lambda/latest/dg/with-sns.html). budget_shutdown acts only on its
+    budget topic's messages, so it needs the real ARN."""
+    import threading
+
+    from moto.awslambda.models import LambdaBackend
+    from moto.sns.models import Subscription
+
+    delivering = threading.local()
+    publish, send = Subscription.publish, LambdaBackend.send_sns_message
+
+    def publish_from_topic(self: Any, message: str, message_id: str, *args: Any, **kwargs: Any) -> None:
+        delivering.names = (self.topic.arn, self.arn, message_id)
+        try:
+            publish(self, message, message_id, *args, **kwargs)
+        finally:
+            delivering.names = None
+
+    def send_named(
+        self: Any, function_name: str, message: str, subject: str | None = None, qualifier: Any = None
+    ) -> None:
+        names = getattr(delivering, "names", None)
+        if not names:
+            return send(self, function_name, message, subject=subject, qualifier=qualifier)
+        topic, subscription, message_id = names
+        sns = {
+            "Type": "Notification",
+            "MessageId": message_id,
+            "TopicArn": topic,
+            "Subject": subject,
+            "Message": message,
+            "Timestamp": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "SignatureVersion": "1",
+            "MessageAttributes": {},
+        }
+        event = {
+            "Records": [
+                {"EventVersion": "1.0", "EventSubscriptionArn": subscription, "EventSource": "aws:sns", "Sns": sns}
+            ]
+        }
+        function = self._lambdas.get_function_by_name_or_arn_with_qualifier(function_name, qualifier)
+        function.invoke(json.dumps(event), {}, {})
+        return None
+
+    Subscription.publish = publish_from_topic
+    LambdaBackend.send_sns_message = send_named
+
+
+@fill
+def batch_terminate_ends_the_job() -> None:
+    """TerminateJob only flags a job that no Docker thread runs: it would stay RUNNING forever. AWS
+    moves every unfinished job it terminates to FAILED with the given reason
+    (https://docs.aws.amazon.com/batch/latest/APIReference/API_TerminateJob.html)."""
+    from moto.batch.models import BatchBackend
+
+    terminate = BatchBackend.terminate_job
+
+    def terminate_and_end(self: Any, job_id: str, reason: str) -> None:
+        terminate(self, job_id, reason)
+        job = self.get_job_by_id(job_id)
+        if job is not None and not job.job_stopped and not job.is_alive():
+            job._mark_stopped(success=False)
+            job.job_stopped_reason = reason
+
+    BatchBackend.terminate_job = terminate_and_end
+
+
+@fill
+def budgets_update_budget() -> None:
+    """UpdateBudget is missing. It replaces the budget like AWS; a ``CalculatedSpend`` in it is kept,
+    which is how tests set the spend that AWS computes from billing data."""
+    from moto.budgets.responses import BudgetsResponse
+
+    def update_budget(self: Any) -> str:
+        new = self._get_param("NewBudget")
+        budget = self.backend.budgets[self._get_param("AccountId")][new["BudgetName"]]
+        budget.budget.update(new)
+        budget.budget["LastUpdatedTime"] = datetime.datetime.now(datetime.UTC).timestamp()
+        return json.dumps({})
+
+    BudgetsResponse.update_budget = update_budget
 
 
 @fill

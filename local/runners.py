@@ -27,6 +27,7 @@ CACHE = REPO / ".state" / "emulator" / "functions"
 BOOTSTRAP = Path(__file__).resolve().parent / "lambda_bootstrap.py"
 MODELS = REPO / ".state" / "emulator" / "models"
 FAILURES_FILE = STATE_DIR / "batch-failures.json"
+HOLDS_FILE = STATE_DIR / "batch-holds.json"
 # Process environment a child may inherit; everything else comes from the function or job.
 INHERITED = ("PATH", "HOME", "LANG", "TMPDIR", "SYSTEMROOT")
 
@@ -122,6 +123,16 @@ def forced_failure(job_definition_name: str) -> bool:
     """Tests make jobs of one definition fail by listing it in .state/emulator/batch-failures.json."""
     try:
         names = json.loads(FAILURES_FILE.read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    return job_definition_name in names
+
+
+def held(job_definition_name: str) -> bool:
+    """Tests keep jobs of one definition in flight (never placed, until terminated) by listing it in
+    .state/emulator/batch-holds.json: what a job waiting for an instance looks like."""
+    try:
+        names = json.loads(HOLDS_FILE.read_text())
     except (FileNotFoundError, ValueError):
         return False
     return job_definition_name in names

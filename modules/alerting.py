@@ -27,6 +27,8 @@ class AlertTopicProps:
     account_id: str
     key: PipelineKey
     email_subscribers: tuple[str, ...] = ()
+    name: str = "alerts"  # the topic is ``<prefix>-<name>``
+    publishing_services: tuple[str, ...] = PUBLISHING_SERVICES
 
 
 class AlertTopic(Construct):
@@ -39,9 +41,10 @@ class AlertTopic(Construct):
 
     def __init__(self, scope: Construct, id_: str, props: AlertTopicProps) -> None:
         super().__init__(scope, id_)
-        self.topic = SnsTopic(self, "topic", name=f"{props.prefix}-alerts", kms_master_key_id=props.key.key_arn)
+        self.topic = SnsTopic(self, "topic", name=f"{props.prefix}-{props.name}", kms_master_key_id=props.key.key_arn)
         self.topic_arn: str = self.topic.arn
         self.account_id = props.account_id
+        self.services = props.publishing_services
         self.publishers: list[str] = []
         self.policy = SnsTopicPolicy(self, "policy", arn=self.topic.arn, policy=self._policy())
         for index, address in enumerate(props.email_subscribers):
@@ -53,7 +56,7 @@ class AlertTopic(Construct):
             {
                 "Sid": "AlertingServicesOfThisAccount",
                 "Effect": "Allow",
-                "Principal": {"Service": list(PUBLISHING_SERVICES)},
+                "Principal": {"Service": list(self.services)},
                 "Action": "sns:Publish",
                 "Resource": self.topic_arn,
                 "Condition": {"StringEquals": {"aws:SourceAccount": self.account_id}},

@@ -370,3 +370,11 @@ class BatchCompute(Construct):
             # Describe* calls of Batch support no resource-level permissions.
             statement(["batch:DescribeComputeEnvironments", "batch:DescribeJobQueues"], ["*"]),
         )
+
+    def grant_stop_jobs(self, role: GrantableRole) -> None:
+        """List the queues' jobs and terminate them (budget shutdown)."""
+        role.add_statements(
+            # ListJobs supports no resource-level permissions.
+            statement(["batch:ListJobs"], ["*"]),
+            statement(["batch:TerminateJob"], [f"arn:aws:batch:{self.props.region}:{self.props.account_id}:job/*"]),
+        )

@@ -1,7 +1,10 @@
-"""The environment's cost budget: alerts to the alert topic, and the automatic shutdown at 100 %.
+"""The environment's cost budget, its topic, the anomaly monitor and the automatic shutdown at 100 %.
 
-The budget only counts spend tagged with this project and environment (cost allocation tags),
-so two environments in one account each see their own spend.
+The budget and the anomaly monitor select the environment's spend by one tag, ``CostScope``,
+whose value is unique per environment (provider default tags and everything Batch launches carry
+it), so two environments in one account each see their own spend. Budgets notifications go to a
+topic of their own (its e-mail subscribers and budget_shutdown): the shutdown acts on any message
+of that topic and on no other.
 """
 
 from __future__ import annotations
@@ -22,37 +25,52 @@ from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
 
 from conf.profile import BudgetSettings
-from modules.alerting import AlertTopic
+from modules.alerting import AlertTopic, AlertTopicProps
+from modules.encryption import PipelineKey
 from modules.functions import PythonFunction
 from modules.iam import GrantableRole, statement
+
+# Budgets accepts no FORECASTED notification on a DAILY budget ("forecasted alerts aren't available
+# for daily budgets": https://docs.aws.amazon.com/cost-management/latest/userguide/budgets-create.html).
+FORECAST_PERIODS = ("MONTHLY", "QUARTERLY", "ANNUALLY")
+
+
+def notifications(settings: BudgetSettings) -> list[tuple[str, float]]:
+    """(type, threshold %) of each notification the budget's time unit allows; 100 % ACTUAL is the
+    automatic shutdown."""
+    wanted = [("ACTUAL", settings.alert_threshold_pct), ("ACTUAL", 100.0)]
+    if settings.period in FORECAST_PERIODS:
+        wanted.insert(1, ("FORECASTED", settings.forecast_threshold_pct))
+    return list(dict.fromkeys(wanted))
 
 
 @dataclass(frozen=True)
 class PipelineBudgetProps:
     prefix: str
-    project: str
-    environment: str
+    cost_scope_tag: str
+    cost_scope: str
     account_id: str
     settings: BudgetSettings
-    alerts: AlertTopic
+    key: PipelineKey
 
 
 class PipelineBudget(Construct):
     def __init__(self, scope: Construct, id_: str, props: PipelineBudgetProps) -> None:
         super().__init__(scope, id_)
-        settings, topic = props.settings, [props.alerts.topic_arn]
-        emails = list(settings.subscribers) or None
-
-        def notify(kind: str, threshold: float, *, to_email: bool) -> BudgetsBudgetNotification:
-            return BudgetsBudgetNotification(
-                notification_type=kind,
-                comparison_operator="GREATER_THAN",
-                threshold=threshold,
-                threshold_type="PERCENTAGE",
-                subscriber_sns_topic_arns=topic,
-                subscriber_email_addresses=emails if to_email else None,
-            )
-
+        settings = props.settings
+        self.topic = AlertTopic(
+            self,
+            "topic",
+            AlertTopicProps(
+                prefix=props.prefix,
+                account_id=props.account_id,
+                key=props.key,
+                email_subscribers=settings.subscribers,
+                name="budget",
+                publishing_services=("budgets.amazonaws.com",),
+            ),
+        )
+        self.cost_scope_tag, self.cost_scope = props.cost_scope_tag, props.cost_scope
         self.budget = BudgetsBudget(
             self,
             "budget",
@@ -62,24 +80,27 @@ class PipelineBudget(Construct):
             limit_unit="USD",
             time_unit=settings.period,
             account_id=props.account_id,
+            # TagKeyValue values are "user:<key>$<value>"; several values of one dimension are ORed,
+            # so the one env-unique tag alone selects the environment.
             cost_filter=[
-                BudgetsBudgetCostFilter(
-                    name="TagKeyValue",
-                    values=[f"user:Project${props.project}", f"user:Environment${props.environment}"],
-                )
+                BudgetsBudgetCostFilter(name="TagKeyValue", values=[f"user:{self.cost_scope_tag}${self.cost_scope}"])
             ],
             notification=[
-                notify("ACTUAL", settings.alert_threshold_pct, to_email=True),
-                notify("FORECASTED", settings.forecast_threshold_pct, to_email=True),
-                # 100 % ACTUAL reaches budget_shutdown through the topic: the automatic shutdown.
-                notify("ACTUAL", 100, to_email=True),
+                BudgetsBudgetNotification(
+                    notification_type=kind,
+                    comparison_operator="GREATER_THAN",
+                    threshold=threshold,
+                    threshold_type="PERCENTAGE",
+                    subscriber_sns_topic_arns=[self.topic.topic_arn],
+                )
+                for kind, threshold in notifications(settings)
             ],
         )
         self.budget_name: str = self.budget.name
         self.budget_arn: str = self.budget.arn
         self.account_id = props.account_id
 
-    def detect_anomalies(self, *, project: str, environment: str, threshold_usd: float, alerts: AlertTopic) -> None:
+    def detect_anomalies(self, *, threshold_usd: float, alerts: AlertTopic) -> None:
         """A Cost Anomaly Detection monitor over this environment's tagged spend, alerting the topic."""
         monitor = CeAnomalyMonitor(
             self,
@@ -87,12 +108,7 @@ class PipelineBudget(Construct):
             name=f"{self.budget_name}-anomalies",
             monitor_type="CUSTOM",
             monitor_specification=json.dumps(
-                {
-                    "And": [
-                        {"Tags": {"Key": "Project", "Values": [project], "MatchOptions": ["EQUALS"]}},
-                        {"Tags": {"Key": "Environment", "Values": [environment], "MatchOptions": ["EQUALS"]}},
-                    ]
-                }
+                {"Tags": {"Key": self.cost_scope_tag, "Values": [self.cost_scope], "MatchOptions": ["EQUALS"]}}
             ),
         )
         CeAnomalySubscription(
@@ -111,20 +127,20 @@ class PipelineBudget(Construct):
             ),
         )
 
-    def shut_down_with(self, function: PythonFunction, alerts: AlertTopic) -> None:
-        """Subscribe the shutdown function to the alert topic (budget alerts reach it there)."""
+    def shut_down_with(self, function: PythonFunction) -> None:
+        """Subscribe the shutdown function to the budget topic (Budgets alone publishes there)."""
         permission = LambdaPermission(
             self,
             "topic-invokes-shutdown",
             action="lambda:InvokeFunction",
             function_name=function.function_name,
             principal="sns.amazonaws.com",
-            source_arn=alerts.topic_arn,
+            source_arn=self.topic.topic_arn,
         )
         SnsTopicSubscription(
             self,
             "shutdown-subscription",
-            topic_arn=alerts.topic_arn,
+            topic_arn=self.topic.topic_arn,
             protocol="lambda",
             endpoint=function.function_arn,
             depends_on=[permission],

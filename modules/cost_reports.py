@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdktf import TerraformProvider
-from cdktf_cdktf_provider_aws.athena_named_query import AthenaNamedQuery
 from cdktf_cdktf_provider_aws.athena_workgroup import (
     AthenaWorkgroup,
     AthenaWorkgroupConfiguration,
@@ -42,6 +41,7 @@ from cdktf_cdktf_provider_aws.glue_catalog_table import (
 )
 from constructs import Construct
 
+from modules.dataset import save_queries
 from modules.secure_bucket import SecureBucket, SecureBucketProps, housekeeping_rules
 
 # The CUR 2.0 columns the queries need (Data Exports takes no SELECT *).
@@ -60,7 +60,6 @@ CUR_COLUMNS = {
     "split_line_item_split_cost": "double",
     "split_line_item_unused_cost": "double",
 }
-DETECTION_COLUMNS = {"image_key": "string", "site_id": "string", "captured_at": "timestamp", "execution_id": "string"}
 PARQUET = {
     "input_format": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
     "output_format": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
@@ -82,8 +81,7 @@ class CostReportsProps:
     account_id: str
     region: str
     log_target: SecureBucket
-    curated: SecureBucket  # the detections, for cost per 1,000 images
-    detections_prefix: str
+    detections_table: str | None  # <database>.<table> of the curated detections (modules/dataset.py), if any
     billing_provider: TerraformProvider  # us-east-1, where Data Exports lives
     force_destroy: bool
     prevent_destroy: bool
@@ -199,21 +197,6 @@ class CostReports(Construct):
                 **PARQUET,
             ),
         )
-        GlueCatalogTable(
-            self,
-            "detections-table",
-            name="detections",
-            database_name=database.name,
-            table_type="EXTERNAL_TABLE",
-            parameters={"classification": "parquet"},
-            storage_descriptor=GlueCatalogTableStorageDescriptor(
-                location=f"s3://{props.curated.bucket_name}/{props.detections_prefix}/",
-                columns=[
-                    GlueCatalogTableStorageDescriptorColumns(name=k, type=v) for k, v in DETECTION_COLUMNS.items()
-                ],
-                **PARQUET,
-            ),
-        )
         self.workgroup = AthenaWorkgroup(
             self,
             "workgroup",
@@ -230,21 +213,13 @@ class CostReports(Construct):
                 ),
             ),
         )
-        for query, (description, sql) in self.queries(props.environment).items():
-            AthenaNamedQuery(
-                self,
-                f"query-{query}",
-                name=f"{props.prefix}-{query}",
-                description=description,
-                database=database.name,
-                workgroup=self.workgroup.name,
-                query=sql,
-            )
-        self.names: list[str] = [f"{props.prefix}-{q}" for q in self.queries(props.environment)]
+        saved = self.queries(props.environment, props.detections_table)
+        self.names = save_queries(self, props.prefix, saved, database.name, self.workgroup.name)
 
     @staticmethod
-    def queries(environment: str) -> dict[str, tuple[str, str]]:
-        """The saved queries: name -> (description, SQL), every one limited to this environment."""
+    def queries(environment: str, detections_table: str | None) -> dict[str, tuple[str, str]]:
+        """The saved queries: name -> (description, SQL), every one limited to this environment;
+        cost per 1,000 images where the curated detections have a table."""
         mine = f"{tag('Environment')} = '{environment}'"
         cost = "line_item_unblended_cost"
         period = {
@@ -270,17 +245,18 @@ class CostReports(Construct):
             f"FROM cur2 WHERE {mine} AND split_line_item_parent_resource_id IS NOT NULL "
             "AND line_item_usage_start_date >= current_date - interval '35' day GROUP BY 1, 2 ORDER BY 1 DESC, 2",
         )
-        out["cost-per-1000-images"] = (
-            f"Cost of {environment} per day and per 1,000 images processed that day (curated detections)",
-            "WITH spend AS (SELECT date_trunc('day', line_item_usage_start_date) AS day, "
-            f"sum(line_item_unblended_cost) AS usd FROM cur2 WHERE {mine} "
-            "AND line_item_usage_start_date >= current_date - interval '35' day GROUP BY 1), "
-            "images AS (SELECT date_trunc('day', captured_at) AS day, count(DISTINCT image_key) AS n "
-            "FROM detections GROUP BY 1) "
-            "SELECT spend.day, round(spend.usd, 2) AS usd, images.n AS images, "
-            "round(1000 * spend.usd / nullif(images.n, 0), 4) AS usd_per_1000_images "
-            "FROM spend LEFT JOIN images ON spend.day = images.day ORDER BY 1 DESC",
-        )
+        if detections_table:
+            out["cost-per-1000-images"] = (
+                f"Cost of {environment} per day and per 1,000 images processed that day (curated detections)",
+                "WITH spend AS (SELECT date_trunc('day', line_item_usage_start_date) AS day, "
+                f"sum(line_item_unblended_cost) AS usd FROM cur2 WHERE {mine} "
+                "AND line_item_usage_start_date >= current_date - interval '35' day GROUP BY 1), "
+                "images AS (SELECT date_trunc('day', captured_at) AS day, count(DISTINCT image_key) AS n "
+                f"FROM {detections_table} GROUP BY 1) "
+                "SELECT spend.day, round(spend.usd, 2) AS usd, images.n AS images, "
+                "round(1000 * spend.usd / nullif(images.n, 0), 4) AS usd_per_1000_images "
+                "FROM spend LEFT JOIN images ON spend.day = images.day ORDER BY 1 DESC",
+            )
         out["spot-savings"] = (
             f"Spot savings of {environment} per day: the on-demand equivalent minus what was paid",
             "SELECT date_trunc('day', line_item_usage_start_date) AS day, "

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from cdktf_cdktf_provider_aws.iam_policy import IamPolicy
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
@@ -103,7 +104,7 @@ class GrantableRole(Construct):
     """An IAM role with one inline policy built from grants (created by :func:`render_grants`)."""
 
     # Roles whose policy is not rendered yet: those of the stack under construction.
-    unrendered: ClassVar[list[GrantableRole]] = []
+    unrendered: ClassVar[list[GrantableRole | GrantablePolicy]] = []
 
     def __init__(self, scope: Construct, id_: str, props: GrantableRoleProps) -> None:
         super().__init__(scope, id_)
@@ -140,6 +141,27 @@ class GrantableRole(Construct):
         if self.statements and not self.rendered:
             document = json.dumps({"Version": "2012-10-17", "Statement": self.statements})
             self.policy = IamRolePolicy(self, "grants", name="grants", role=self.role_name, policy=document)
+        self.rendered = True
+
+
+class GrantablePolicy(Construct):
+    """A customer-managed policy built from grants, like a :class:`GrantableRole`'s inline one, for
+    principals this stack does not define (people's roles, groups): they attach it by name."""
+
+    def __init__(self, scope: Construct, id_: str, *, name: str, description: str) -> None:
+        super().__init__(scope, id_)
+        self.name, self.description = name, description
+        self.statements: list[dict] = []
+        self.policy: IamPolicy | None = None
+        self.rendered = False
+        GrantableRole.unrendered.append(self)
+
+    add_statements = GrantableRole.add_statements
+
+    def render(self) -> None:
+        if self.statements and not self.rendered:
+            document = json.dumps({"Version": "2012-10-17", "Statement": self.statements})
+            self.policy = IamPolicy(self, "policy", name=self.name, description=self.description, policy=document)
         self.rendered = True
 
 

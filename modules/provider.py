@@ -19,9 +19,18 @@ EMULATOR_SERVICES = (
 )  # fmt: skip
 
 
+COST_SCOPE_TAG = "CostScope"  # the one tag the budget and the anomaly monitor select on
+
+
+def cost_scope(profile: Profile) -> str:
+    """The environment's value of ``CostScope``: unique per environment, so one tag alone selects it."""
+    return profile.prefix
+
+
 def default_tags(profile: Profile) -> dict[str, str]:
     """Cost allocation tags put on every taggable resource of the environment."""
     return {
+        COST_SCOPE_TAG: cost_scope(profile),
         "Project": profile.project,
         "Environment": profile.name,
         "ManagedBy": "cdktf",

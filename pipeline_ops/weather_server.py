@@ -1,11 +1,15 @@
 """A loopback stand-in for the Open-Meteo archive API, for runs and tests without the internet.
 
 Same request and response shape as ``/v1/archive?latitude=..&longitude=..&start_date=..
-&end_date=..&hourly=..&timezone=UTC``; values are computed deterministically from place and
-hour. ``start(failures=N)`` makes the first N requests answer 503 (retry tests), or another
-``failure_status``.
+&end_date=..&hourly=..&timezone=UTC``, including several locations at once (comma-separated
+``latitude``/``longitude`` lists answered with a JSON list, one object per location, as Open-Meteo
+does: https://openmeteo.substack.com/p/weather-data-for-multiple-locations); values are computed
+deterministically from place and hour. Faults to inject: ``failures=N`` makes the first N requests
+answer ``failure_status`` (503: an outage; 429 comes with ``Retry-After``), ``latency`` delays every
+answer, ``throttle_rate`` answers that fraction of requests 429 with ``Retry-After: retry_after``
+(seeded, so a run is repeatable).
 
-    python -m pipeline_ops.weather_server [--port 8765]
+    python -m pipeline_ops.weather_server [--port 8765] [--latency-ms 150] [--throttle-rate 0.05]
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import signal
 import socket
 import subprocess
@@ -52,33 +57,36 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        if self.server.failures_left > 0:  # type: ignore[attr-defined]
-            self.server.failures_left -= 1  # type: ignore[attr-defined]
-            status = self.server.failure_status  # type: ignore[attr-defined]
-            self._send(status, {"error": True, "reason": "temporarily unavailable" if status >= 500 else "refused"})
+        server: Server = self.server  # type: ignore[assignment]
+        if server.latency:
+            time.sleep(server.latency)
+        status = server.fault()
+        if status:
+            reason = "temporarily unavailable" if status >= 500 else "too many requests" if status == 429 else "refused"
+            self._send(status, {"error": True, "reason": reason}, server.retry_after if status == 429 else None)
             return
         try:
-            body = {
-                "latitude": float(query["latitude"]),
-                "longitude": float(query["longitude"]),
-                "timezone": "UTC",
-                "hourly": hourly(
-                    float(query["latitude"]),
-                    float(query["longitude"]),
-                    date.fromisoformat(query["start_date"]),
-                    date.fromisoformat(query["end_date"]),
-                    query.get("hourly", "temperature_2m").split(","),
-                ),
-            }
+            places = list(zip(*(map(float, query[k].split(",")) for k in ("latitude", "longitude")), strict=True))
+            start, end = date.fromisoformat(query["start_date"]), date.fromisoformat(query["end_date"])
+            if end < start:
+                raise ValueError("end_date before start_date")
+            fields = query.get("hourly", "temperature_2m").split(",")
+            answers = [
+                {"latitude": lat, "longitude": lon, "timezone": "UTC", "hourly": hourly(lat, lon, start, end, fields)}
+                for lat, lon in places
+            ]
         except (KeyError, ValueError) as exc:
             self._send(400, {"error": True, "reason": f"bad request: {exc}"})
             return
-        self.server.requests += 1  # type: ignore[attr-defined]
-        self._send(200, body)
+        with server.lock:
+            server.requests += 1
+        self._send(200, answers if len(answers) > 1 else answers[0])
 
-    def _send(self, status: int, body: dict) -> None:
+    def _send(self, status: int, body: dict | list, retry_after: int | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
+        if retry_after is not None:
+            self.send_header("Retry-After", str(retry_after))
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -86,26 +94,55 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         """One line per request on stderr (a run's log: ``.state/emulator/weather-server.log``)."""
+        if getattr(self.server, "quiet", False):
+            return
         sys.stderr.write(f"{time.strftime('%H:%M:%S')} {self.address_string()} {format % args}\n")
         sys.stderr.flush()
 
 
 class Server(ThreadingHTTPServer):
-    """The first ``failures`` requests are answered ``failure_status``; ``requests`` counts answers."""
+    """The first ``failures`` requests are answered ``failure_status``, then a ``throttle_rate``
+    share 429; every answer waits ``latency`` s first; ``requests`` counts the 200 answers."""
 
     # A busy machine accepts late: with the default backlog of 5, a burst of lookups overflows it,
     # the kernel drops SYNs and clients wait in connect back-off past their time-outs.
     request_queue_size = 128
 
-    def __init__(self, port: int, failures: int = 0, failure_status: int = 503) -> None:
+    daemon_threads = True
+
+    def __init__(
+        self,
+        port: int,
+        failures: int = 0,
+        failure_status: int = 503,
+        *,
+        latency: float = 0.0,
+        throttle_rate: float = 0.0,
+        retry_after: int = 1,
+        seed: int = 2026,
+    ) -> None:
         super().__init__((HOST, port), Handler)
         self.failures_left, self.failure_status, self.requests = failures, failure_status, 0
+        self.latency, self.throttle_rate, self.retry_after = latency, throttle_rate, retry_after
+        self.lock, self.random, self.throttled = threading.Lock(), random.Random(seed), 0  # noqa: S311 - fault injection
+
+    def fault(self) -> int | None:
+        """The status of an injected failure for this request, or None to answer it."""
+        with self.lock:
+            if self.failures_left > 0:
+                self.failures_left -= 1
+                return self.failure_status
+            if self.throttle_rate and self.random.random() < self.throttle_rate:
+                self.throttled += 1
+                return 429
+        return None
 
 
-def start(port: int = 0, failures: int = 0, failure_status: int = 503) -> Server:
+def start(port: int = 0, failures: int = 0, failure_status: int = 503, **faults: float) -> Server:
     """Serve in a daemon thread; ``server.server_address[1]`` is the port, :func:`stop` stops it.
-    The first ``failures`` requests are answered ``failure_status``."""
-    server = Server(port, failures, failure_status)
+    The first ``failures`` requests are answered ``failure_status``; ``faults``: ``latency``,
+    ``throttle_rate``, ``retry_after`` (see :class:`Server`)."""
+    server = Server(port, failures, failure_status, **faults)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -116,15 +153,17 @@ def listening(port: int) -> bool:
         return probe.connect_ex((HOST, port)) == 0
 
 
-def spawn(port: int, wait_seconds: float = 10.0, log: Path | None = None) -> subprocess.Popen:
+def spawn(
+    port: int, wait_seconds: float = 10.0, log: Path | None = None, args: tuple[str, ...] = ()
+) -> subprocess.Popen:
     """The server in a process of its own (a run's lookups must not wait for the caller's GIL:
     in a busy test worker an in-process server answered in seconds, past the client's time-outs).
-    Its stderr goes to ``log`` (appended), so an exit can be explained."""
+    Its stderr goes to ``log`` (appended), so an exit can be explained; ``args``: the fault options."""
     if log:
         log.parent.mkdir(parents=True, exist_ok=True)
     sink = log.open("ab") if log else subprocess.DEVNULL
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline_ops.weather_server", "--port", str(port)],
+        [sys.executable, "-m", "pipeline_ops.weather_server", "--port", str(port), *args],
         cwd=Path(__file__).resolve().parent.parent,
         stdout=subprocess.DEVNULL,
         stderr=sink,
@@ -154,7 +193,21 @@ def stop(server: Server | subprocess.Popen) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay of every answer")
+    parser.add_argument("--throttle-rate", type=float, default=0.0, help="share of requests answered 429")
+    parser.add_argument("--retry-after", type=int, default=1, help="the 429's Retry-After, seconds")
+    parser.add_argument("--fail-first", type=int, default=0, help="answer the first N requests --failure-status")
+    parser.add_argument("--failure-status", type=int, default=503)
+    parser.add_argument("--quiet", action="store_true", help="no line per request")
     args = parser.parse_args()
-    server = Server(args.port)
+    server = Server(
+        args.port,
+        args.fail_first,
+        args.failure_status,
+        latency=args.latency_ms / 1000,
+        throttle_rate=args.throttle_rate,
+        retry_after=args.retry_after,
+    )
+    server.quiet = args.quiet
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.serve_forever()

@@ -17,13 +17,15 @@ from modules.budget import PipelineBudget, PipelineBudgetProps
 from modules.container_registry import StageRepositories, StageRepositoriesProps
 from modules.cost_reports import CostReports, CostReportsProps
 from modules.data_lake import DataLake, DataLakeProps
+from modules.dataset import Dataset, DatasetProps
 from modules.encryption import PipelineKey, PipelineKeyProps
 from modules.functions import PythonFunction, PythonFunctionProps
-from modules.iam import apply_permissions_boundary, render_grants
+from modules.iam import apply_permissions_boundary, render_grants, statement
 from modules.monitoring import METRIC_NAMESPACE, Monitoring, MonitoringProps
 from modules.network import Network, NetworkProps
 from modules.parameters import PipelineParameters, PipelineParametersProps
-from modules.provider import default_tags, pipeline_provider
+from modules.provider import COST_SCOPE_TAG, cost_scope, default_tags, pipeline_provider
+from modules.spend_ledger import SpendLedger, SpendLedgerProps
 from modules.workflow import Workflow, WorkflowProps
 
 
@@ -134,12 +136,17 @@ class PipelineStack(TerraformStack):
             "budget",
             PipelineBudgetProps(
                 prefix=prefix,
-                project=profile.project,
-                environment=profile.name,
+                cost_scope_tag=COST_SCOPE_TAG,
+                cost_scope=cost_scope(profile),
                 account_id=account_id,
                 settings=profile.budget,
-                alerts=self.alerts,
+                key=self.key,
             ),
+        )
+        self.ledger = SpendLedger(
+            self,
+            "spend-ledger",
+            SpendLedgerProps(prefix=prefix, key=self.key, prevent_destroy=profile.data_lake.prevent_destroy),
         )
         self.parameters = PipelineParameters(
             self,
@@ -153,8 +160,6 @@ class PipelineStack(TerraformStack):
         )
         if profile.monitoring.anomaly_detection:
             self.budget.detect_anomalies(
-                project=profile.project,
-                environment=profile.name,
                 threshold_usd=profile.monitoring.anomaly_threshold_usd,
                 alerts=self.alerts,
             )
@@ -195,6 +200,26 @@ class PipelineStack(TerraformStack):
                 budget_limit_usd=profile.budget.amount_usd,
             ),
         )
+        self.dataset = None
+        if profile.data_lake.catalog:
+            self.dataset = Dataset(
+                self,
+                "dataset",
+                DatasetProps(
+                    prefix=prefix,
+                    region=profile.region,
+                    account_id=account_id,
+                    curated=self.data_lake.curated,
+                    detections_prefix=self.spec.step("write_parquet").writes.prefix,
+                    results=self.data_lake.processed,
+                    key=self.key,
+                    force_destroy=profile.data_lake.force_destroy,
+                ),
+            )
+            TerraformOutput(self, "dataset_table", value=self.dataset.qualified_table)
+            TerraformOutput(self, "dataset_workgroup", value=self.dataset.workgroup.name)
+            TerraformOutput(self, "dataset_queries", value=self.dataset.query_names)
+            TerraformOutput(self, "dataset_query_policy", value=self.dataset.query_policy.name)
         if profile.monitoring.cost_reports:
             self.cost_reports = CostReports(
                 self,
@@ -205,8 +230,7 @@ class PipelineStack(TerraformStack):
                     account_id=account_id,
                     region=profile.region,
                     log_target=self.data_lake.logs,
-                    curated=self.data_lake.curated,
-                    detections_prefix=self.spec.step("write_parquet").writes.prefix,
+                    detections_table=self.dataset.qualified_table if self.dataset else None,
                     billing_provider=pipeline_provider(self, profile, region="us-east-1", alias="billing"),
                     force_destroy=profile.data_lake.force_destroy,
                     prevent_destroy=profile.data_lake.prevent_destroy,
@@ -217,6 +241,8 @@ class PipelineStack(TerraformStack):
         TerraformOutput(self, "dashboard_url", value=self.monitoring.dashboard_url)
         TerraformOutput(self, "state_machine_arn", value=self.workflow.state_machine_arn)
         TerraformOutput(self, "alert_topic_arn", value=self.alerts.topic_arn)
+        TerraformOutput(self, "budget_topic_arn", value=self.budget.topic.topic_arn)
+        TerraformOutput(self, "kill_switch_parameter", value=self.parameters.kill_switch.name)
         TerraformOutput(self, "budget_name", value=self.budget.budget_name)
         for name, function in self.functions.items():
             TerraformOutput(self, f"function_{name}", value=function.function_name)
@@ -239,6 +265,11 @@ class PipelineStack(TerraformStack):
             },
         )
         render_grants()
+
+    @staticmethod
+    def _state_machine_arn(profile: Profile, account_id: str) -> str:
+        """The workflow's state machine ARN from its name (modules/workflow.py names it ``<prefix>-pipeline``)."""
+        return f"arn:aws:states:{profile.region}:{account_id}:stateMachine:{profile.prefix}-pipeline"
 
     @staticmethod
     def _planner_environment(profile: Profile, spec: PipelineSpec) -> dict[str, dict[str, str]]:
@@ -270,6 +301,7 @@ class PipelineStack(TerraformStack):
                 "ACCOUNT_ID": account_id,
                 "KILL_SWITCH_PARAMETER": params.kill_switch.name,
                 "GUARD_THRESHOLD_PCT": "100",
+                "LEDGER_TABLE": self.ledger.table_name,
             },
             "write_parquet": {"METRIC_NAMESPACE": METRIC_NAMESPACE, "PIPELINE_ENV": profile.name},
             "weather_enrichment": {
@@ -278,6 +310,9 @@ class PipelineStack(TerraformStack):
                 "WEATHER_READ_TIMEOUT": str(weather.read_timeout_seconds),
                 "WEATHER_MAX_RETRIES": str(weather.max_retries),
                 "WEATHER_GIVE_UP_AFTER": str(weather.give_up_after),
+                "WEATHER_MAX_IN_FLIGHT": str(weather.max_in_flight),
+                "WEATHER_SITES_PER_REQUEST": str(weather.sites_per_request),
+                "WEATHER_MAX_RETRY_AFTER": str(weather.max_retry_after_seconds),
             },
             "batch_metrics": {
                 "JOB_QUEUES": ",".join(f"{name}={arn}" for name, arn in batch.queue_arns.items()),
@@ -286,6 +321,12 @@ class PipelineStack(TerraformStack):
                 "PIPELINE_ENV": profile.name,
             },
             "budget_shutdown": {
+                "BUDGET_NAME": self.budget.budget_name,
+                "ACCOUNT_ID": account_id,
+                "BUDGET_TOPIC_ARN": self.budget.topic.topic_arn,
+                "ALERT_TOPIC_ARN": self.alerts.topic_arn,
+                # Built, not referenced: the state machine refers to the functions (a reference back is a cycle).
+                "STATE_MACHINE_ARN": self._state_machine_arn(profile, account_id),
                 "JOB_QUEUES": ",".join(batch.queue_arns.values()),
                 "COMPUTE_ENVIRONMENTS": ",".join(batch.compute_environment_arns),
                 "KILL_SWITCH_PARAMETER": params.kill_switch.name,
@@ -302,12 +343,14 @@ class PipelineStack(TerraformStack):
             step = steps.get(name)
             data = {}
             if step is not None:
-                touched = {loc.bucket for loc in (*step.reads, *filter(None, [step.writes]))}
+                touched = {loc.bucket for loc in (*step.reads, *filter(None, [step.writes, step.cache]))}
                 data = {f"{bucket.upper()}_BUCKET": lake.bucket(bucket).bucket_name for bucket in sorted(touched)}
                 if step.reads:
                     data["INPUT_PREFIX"] = step.reads[0].prefix
                 if step.writes:
                     data["OUTPUT_PREFIX"] = step.writes.prefix
+                if step.cache:
+                    data["CACHE_PREFIX"] = step.cache.prefix
             functions[name] = PythonFunction(
                 self,
                 f"fn-{name.replace('_', '-')}",
@@ -329,10 +372,23 @@ class PipelineStack(TerraformStack):
                 lake.bucket(location.bucket).grant_read(functions[name].role, location.prefix)
             if step and step.writes:
                 lake.bucket(step.writes.bucket).grant_write(functions[name].role, step.writes.prefix)
+            if step and step.cache:
+                lake.bucket(step.cache.bucket).grant_read(functions[name].role, step.cache.prefix)
+                lake.bucket(step.cache.bucket).grant_write(functions[name].role, step.cache.prefix)
         self.budget.grant_view(functions["guard_budget"].role)
         params.grant_read(functions["guard_budget"].role, params.kill_switch)
-        batch.grant_scale(functions["budget_shutdown"].role)
+        self.ledger.grant_reserve(functions["guard_budget"].role)
+        shutdown = functions["budget_shutdown"].role
+        batch.grant_scale(shutdown)
+        batch.grant_stop_jobs(shutdown)
+        self.budget.grant_view(shutdown)
+        self.alerts.grant_publish(shutdown)
+        machine = self._state_machine_arn(profile, account_id)
+        shutdown.add_statements(
+            statement(["states:ListExecutions"], [machine]),
+            statement(["states:StopExecution"], [f"{machine.replace(':stateMachine:', ':execution:')}:*"]),
+        )
         batch.grant_observe(functions["batch_metrics"].role)
         params.grant_write(functions["budget_shutdown"].role, params.kill_switch, params.shutdown_state)
-        self.budget.shut_down_with(functions["budget_shutdown"], self.alerts)
+        self.budget.shut_down_with(functions["budget_shutdown"])
         return functions

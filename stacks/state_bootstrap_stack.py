@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from cdktf import TerraformOutput, TerraformStack
-from cdktf_cdktf_provider_aws.ce_cost_allocation_tag import CeCostAllocationTag
 from constructs import Construct
 
 from conf import Profile
@@ -13,9 +12,6 @@ from modules.ci_access import CiAccess, CiAccessProps, GithubOidc
 from modules.iam import render_grants
 from modules.provider import pipeline_provider
 from modules.state_bucket import StateBucket, StateBucketProps
-
-# Stage: job definitions propagate it to their ECS tasks (cost per stage in the cost reports).
-COST_ALLOCATION_TAGS = ("Project", "Environment", "CostCenter", "Stage")
 
 
 def bootstrap_stack_id(profile: Profile) -> str:
@@ -68,8 +64,6 @@ class StateBootstrapStack(TerraformStack):
             )
             TerraformOutput(self, f"ci_plan_role_{env.name}", value=access.plan_role_arn)
             TerraformOutput(self, f"ci_deploy_role_{env.name}", value=access.deploy_role_arn)
-        if profile.monitoring.cost_allocation_tags:
-            # Account-wide, so here (once per account) rather than in each environment's stack.
-            for tag in COST_ALLOCATION_TAGS:
-                CeCostAllocationTag(self, f"cost-tag-{tag.lower()}", tag_key=tag, status="Active")
+        # Cost allocation tags are not activated here: a key cannot be activated before tagged usage
+        # makes it exist (up to 24 h), so a first apply would fail. `make cost-tags ENV=<env>` does it.
         render_grants()

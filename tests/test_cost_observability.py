@@ -18,26 +18,44 @@ ENVS = ("local", "dev", "staging", "prod")
 def test_budget_amounts_filters_and_notifications(synth: SynthResult, env: str, amount: str, period: str) -> None:
     budget = synth.only(env, "aws_budgets_budget")
     assert (budget["limit_amount"], budget["limit_unit"], budget["time_unit"]) == (amount, "USD", period)
+    # One env-unique tag alone: values of one TagKeyValue filter are ORed, so two tags there would
+    # select either environment's spend (the budget's old Project + Environment filter did).
     (cost_filter,) = budget["cost_filter"]
-    assert cost_filter == {"name": "TagKeyValue", "values": ["user:Project$odins-ravne", f"user:Environment${env}"]}
+    assert cost_filter == {"name": "TagKeyValue", "values": [f"user:CostScope$odins-ravne-{env}"]}
+    assert synth.pipeline(env)["provider"]["aws"][0]["default_tags"][0]["tags"]["CostScope"] == f"odins-ravne-{env}"
     notes = {(n["notification_type"], n["threshold"]) for n in budget["notification"]}
-    assert notes == {("ACTUAL", 80), ("FORECASTED", 100), ("ACTUAL", 100)}
-    assert all("aws_sns_topic.alerts" in n["subscriber_sns_topic_arns"][0] for n in budget["notification"])
+    # A DAILY budget takes no FORECASTED notification (Budgets rejects it).
+    forecast = set() if period == "DAILY" else {("FORECASTED", 100)}
+    assert notes == {("ACTUAL", 80), ("ACTUAL", 100)} | forecast
+    assert all("aws_sns_topic.budget_topic" in n["subscriber_sns_topic_arns"][0] for n in budget["notification"])
+    assert all(not n.get("subscriber_email_addresses") for n in budget["notification"]), "e-mail via the topic"
 
 
-def test_shutdown_subscribed_to_alert_topic(synth: SynthResult) -> None:
+def test_shutdown_subscribed_to_the_budget_topic_only(synth: SynthResult) -> None:
     subs = [s for s in synth.resources("dev", "aws_sns_topic_subscription").values() if s["protocol"] == "lambda"]
     assert len(subs) == 1 and "budget-shutdown" in subs[0]["endpoint"]
+    assert "aws_sns_topic.budget_topic" in subs[0]["topic_arn"]
     [permission] = [
         p for p in synth.resources("dev", "aws_lambda_permission").values() if "budget-shutdown" in p["function_name"]
     ]
-    assert permission["principal"] == "sns.amazonaws.com" and "aws_sns_topic.alerts" in permission["source_arn"]
+    assert permission["principal"] == "sns.amazonaws.com" and "aws_sns_topic.budget_topic" in permission["source_arn"]
+    topics = {t["name"]: t for t in synth.resources("dev", "aws_sns_topic").values()}
+    assert set(topics) == {"odins-ravne-dev-alerts", "odins-ravne-dev-budget"}
+    emails = {
+        s["endpoint"]
+        for s in synth.resources("dev", "aws_sns_topic_subscription").values()
+        if s["protocol"] == "email" and "budget_topic" in s["topic_arn"]
+    }
+    assert emails == {"odins-ravne-dev-alerts@example.org"}
 
 
 def test_alert_topic_encrypted_and_restricted(synth: SynthResult) -> None:
-    topic = synth.only("prod", "aws_sns_topic")
-    assert topic["kms_master_key_id"].startswith("${aws_kms_key.")
-    allow, deny = json.loads(synth.only("prod", "aws_sns_topic_policy")["policy"])["Statement"]
+    topics = {t["name"]: t for t in synth.resources("prod", "aws_sns_topic").values()}
+    assert all(t["kms_master_key_id"].startswith("${aws_kms_key.") for t in topics.values())
+    policies = [json.loads(p["policy"])["Statement"] for p in synth.resources("prod", "aws_sns_topic_policy").values()]
+    [[allow, deny]] = [p for p in policies if len(p) == 2]
+    [[budget_allow]] = [p for p in policies if len(p) == 1]
+    assert budget_allow["Principal"] == {"Service": ["budgets.amazonaws.com"]}
     assert allow["Principal"] == {
         "Service": [
             "budgets.amazonaws.com",
@@ -48,19 +66,22 @@ def test_alert_topic_encrypted_and_restricted(synth: SynthResult) -> None:
     }
     assert allow["Condition"] == {"StringEquals": {"aws:SourceAccount": "333333333333"}}
     assert deny["Effect"] == "Deny" and deny["Condition"]["Null"] == {"aws:PrincipalServiceName": "true"}
-    (publisher,) = deny["Condition"]["StringNotLike"]["aws:PrincipalArn"]
-    assert publisher.startswith("${aws_iam_role.workflow_role_") and publisher.endswith(".arn}")
+    publishers = deny["Condition"]["StringNotLike"]["aws:PrincipalArn"]
+    assert len(publishers) == 2 and all(p.endswith(".arn}") for p in publishers)
+    roles = {p.split("_role_")[0] for p in publishers}
+    assert roles == {"${aws_iam_role.workflow", "${aws_iam_role.fn-budget-shutdown"}
 
 
 def test_cost_explorer_switches(synth: SynthResult) -> None:
     assert not synth.resources("local", "aws_ce_anomaly_monitor")
     monitor = synth.only("prod", "aws_ce_anomaly_monitor")
     spec = json.loads(monitor["monitor_specification"])
-    assert {"Tags": {"Key": "Environment", "Values": ["prod"], "MatchOptions": ["EQUALS"]}} in spec["And"]
+    assert spec == {"Tags": {"Key": "CostScope", "Values": ["odins-ravne-prod"], "MatchOptions": ["EQUALS"]}}
     subscription = synth.only("prod", "aws_ce_anomaly_subscription")
     assert subscription["subscriber"][0]["type"] == "SNS"
-    tags = synth.stack("state-bootstrap-333333333333")["resource"]["aws_ce_cost_allocation_tag"].values()
-    assert {t["tag_key"] for t in tags} == {"Project", "Environment", "CostCenter", "Stage"}
+    # Activating tag keys fails until they exist (up to 24 h after first tagged use): not in any
+    # apply, but `make cost-tags ENV=<env>` (pipeline_ops/cost_tags.py).
+    assert "aws_ce_cost_allocation_tag" not in synth.stack("state-bootstrap-333333333333")["resource"]
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -230,7 +251,8 @@ def test_cost_reports_export_cur2_and_save_the_queries(synth: SynthResult) -> No
     import sqlglot
     from sqlglot import exp
 
-    from modules.cost_reports import CUR_COLUMNS, DETECTION_COLUMNS
+    from modules.cost_reports import CUR_COLUMNS
+    from modules.dataset import COLUMNS as DETECTION_COLUMNS
 
     [export] = synth.only("prod", "aws_bcmdataexports_export")["export"]
     query = export["data_query"][0]
@@ -251,12 +273,14 @@ def test_cost_reports_export_cur2_and_save_the_queries(synth: SynthResult) -> No
     table = next(t for t in synth.resources("prod", "aws_glue_catalog_table").values() if t["name"] == "cur2")
     assert table["parameters"]["projection.enabled"] == "true"
     assert table["parameters"]["storage.location.template"].endswith("/data/BILLING_PERIOD=$${billing_period}")
-    workgroup = synth.only("prod", "aws_athena_workgroup")["configuration"]
+    workgroups = synth.resources("prod", "aws_athena_workgroup").values()
+    workgroup = next(w for w in workgroups if w["name"] == "odins-ravne-prod-cost")["configuration"]
     assert workgroup["enforce_workgroup_configuration"] is True
     assert workgroup["result_configuration"]["encryption_configuration"]["encryption_option"] == "SSE_S3"
     queries = {
         q["name"].removeprefix("odins-ravne-prod-"): q
         for q in synth.resources("prod", "aws_athena_named_query").values()
+        if q["workgroup"].startswith("${aws_athena_workgroup.cost-reports_")
     }
     assert set(queries) == {
         "cost-daily",
@@ -277,7 +301,7 @@ def test_cost_reports_export_cur2_and_save_the_queries(synth: SynthResult) -> No
         and "pricing_public_on_demand_cost" in queries["spot-savings"]["query"]
     )
     assert "'user_stage')" in queries["cost-per-stage"]["query"]
-    assert "FROM detections" in queries["cost-per-1000-images"]["query"]
+    assert "FROM odins_ravne_prod_dataset.detections" in queries["cost-per-1000-images"]["query"]
     jobdefs = synth.resources("prod", "aws_batch_job_definition").values()
     assert {j["tags"]["Stage"] for j in jobdefs} == {"stage0", "stage1", "stage2"} and all(
         j["propagate_tags"] for j in jobdefs

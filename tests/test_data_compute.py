@@ -168,6 +168,7 @@ def test_compute_environments(synth: SynthResult) -> None:
     assert template["block_device_mappings"][0]["ebs"]["encrypted"] == "true"
     # What Batch launches carries the cost tags (default_tags reach neither launched instances nor volumes).
     cost = {"Project": "odins-ravne", "Environment": "prod", "CostCenter": "wildlife-research", "ManagedBy": "cdktf"}
+    cost["CostScope"] = "odins-ravne-prod"  # the one tag the budget and the anomaly monitor select on
     assert {s["resource_type"]: s["tags"] for s in template["tag_specifications"]} == {
         "instance": cost,
         "volume": cost,

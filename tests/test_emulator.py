@@ -37,8 +37,8 @@ def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) 
     assert output["weather"] == {"enriched": 3, "failed": 0}, weather_statuses(aws, execution_arn)
     curated = next(b["Name"] for b in aws["s3"].list_buckets()["Buckets"] if "-curated-" in b["Name"])
     keys = {o["Key"] for o in aws["s3"].list_objects_v2(Bucket=curated)["Contents"]}
-    assert set(output["parquet"]["objects"]) <= keys and len(output["parquet"]["objects"]) == 2
-    assert all(k.endswith(".parquet") and "/date=2026-06-0" in k for k in output["parquet"]["objects"])
+    assert set(output["parquet"]["objects"]) <= keys and len(output["parquet"]["objects"]) == 1
+    assert all(k.endswith(".parquet") and "/month=2026-06/" in k for k in output["parquet"]["objects"])
 
     from pipeline_ops import health
 
@@ -125,49 +125,120 @@ def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
     assert "Stage0" not in visited_states(aws["stepfunctions"], execution_arn)
 
 
-def test_budget_alert_shuts_down_and_guard_refuses(aws, deployed: Path, capsys) -> None:
-    from pipeline_ops.run import visited_states
-
-    topic = next(t["TopicArn"] for t in aws["sns"].list_topics()["Topics"] if t["TopicArn"].endswith("-alerts"))
-    aws["sns"].publish(
-        TopicArn=topic,
-        Subject="AWS Budgets: odins-ravne-local-cost has exceeded your alert threshold",
-        Message="You requested that we alert you when the ACTUAL Cost associated with your "
-        "odins-ravne-local-cost budget is greater than 100.00% for the current DAILY period.",
-    )
-    queues = aws["batch"].describe_job_queues()["jobQueues"]
-    deadline = time.monotonic() + 30
-    while any(q["state"] != "DISABLED" for q in queues) and time.monotonic() < deadline:
-        time.sleep(0.5)
-        queues = aws["batch"].describe_job_queues()["jobQueues"]
-    assert {q["state"] for q in queues} == {"DISABLED"}, "the alert reached budget_shutdown through the topic"
-    assert {
-        c["computeResources"]["maxvCpus"] for c in aws["batch"].describe_compute_environments()["computeEnvironments"]
-    } == {0}
-    from pipeline_ops import health
-
-    capsys.readouterr()
-    assert health.main([str(deployed), "--emulator"]) == 1, "a shut-down pipeline is not healthy"
-    assert capsys.readouterr().out.count("FAIL job queue") == 4
-    execution_arn, described = run_pipeline()
-    assert described["status"] == "FAILED" and described["error"] == "BudgetExceeded"
-    assert visited_states(aws["stepfunctions"], execution_arn) == [
-        "PlanFanOut",
-        "PlanFanOutAllowed",
-        "GuardBudget",
-        "GuardBudgetAllowed",
-        "NotifyBudgetExceeded",
-        "BudgetExceeded",
+def unfinished_jobs(aws) -> list[dict]:
+    states = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+    queues = [q["jobQueueArn"] for q in aws["batch"].describe_job_queues()["jobQueues"]]
+    return [
+        j for q in queues for s in states for j in aws["batch"].list_jobs(jobQueue=q, jobStatus=s)["jobSummaryList"]
     ]
-    assert described["cause"].startswith("kill switch"), described["cause"]
-    function = next(
-        f["FunctionName"]
-        for f in aws["lambda"].list_functions()["Functions"]
-        if f["FunctionName"].endswith("budget-shutdown")
+
+
+def set_budget_spend(aws, name: str, actual: str) -> None:
+    """What AWS computes from billing data, set through UpdateBudget (moto fill budgets_update_budget)."""
+    budget = aws["budgets"].describe_budget(AccountId=aws["account"], BudgetName=name)["Budget"]
+    new = {k: budget[k] for k in ("BudgetName", "BudgetLimit", "TimeUnit", "BudgetType")}
+    aws["budgets"].update_budget(
+        AccountId=aws["account"],
+        NewBudget={**new, "CalculatedSpend": {"ActualSpend": {"Amount": actual, "Unit": "USD"}}},
     )
-    resumed = json.loads(aws["lambda"].invoke(FunctionName=function, Payload=b'{"action": "resume"}')["Payload"].read())
-    assert resumed == {"action": "resume", "compute_environments_restored": 2}
+
+
+def test_budget_at_100_percent_stops_jobs_and_executions_in_flight(
+    aws, deployed: Path, emulator, capsys, monkeypatch
+) -> None:
+    """An execution waits on its stage0 job and more jobs sit on the GPU queues (held in flight:
+    local/runners.py). Budgets publishes its notification: the shutdown leaves no running execution,
+    no unfinished job, the queues disabled and the compute environments at 0; applies are refused
+    while the switch is on; budget-resume restores the saved limits."""
+    from local.deploy import emulator_env
+    from pipeline_ops import budget_resume, health, kill_switch
+    from pipeline_ops.run import upload_sample, visited_states
+
+    holds = Path(emulator["state"]) / "batch-holds.json"
+    holds.write_text(json.dumps(["odins-ravne-local-stage0", "odins-ravne-local-stage1"]))
+    budget = "odins-ravne-local-cost"
+    try:
+        raw = next(b["Name"] for b in aws["s3"].list_buckets()["Buckets"] if "-raw-" in b["Name"])
+        machine = next(m["stateMachineArn"] for m in aws["stepfunctions"].list_state_machines()["stateMachines"])
+        manifest = upload_sample(aws["s3"], raw, "budget-kill", None)
+        execution_arn = aws["stepfunctions"].start_execution(
+            stateMachineArn=machine, input=json.dumps({"manifest": manifest, "priority": "high"})
+        )["executionArn"]
+        definition = next(
+            d["jobDefinitionArn"]
+            for d in aws["batch"].describe_job_definitions(status="ACTIVE")["jobDefinitions"]
+            if d["jobDefinitionName"] == "odins-ravne-local-stage1"
+        )
+        for queue in ("high", "low"):
+            aws["batch"].submit_job(
+                jobName=f"held-{queue}", jobQueue=f"odins-ravne-local-{queue}", jobDefinition=definition
+            )
+        deadline = time.monotonic() + 60
+        while len(unfinished_jobs(aws)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        in_flight = unfinished_jobs(aws)
+        assert len(in_flight) == 3, "the execution's stage0 job and the two submitted jobs are in flight"
+        assert aws["stepfunctions"].describe_execution(executionArn=execution_arn)["status"] == "RUNNING"
+        saved_limits = {
+            c["computeEnvironmentName"]: c["computeResources"]["maxvCpus"]
+            for c in aws["batch"].describe_compute_environments()["computeEnvironments"]
+        }
+
+        set_budget_spend(aws, budget, "1000000.00")  # far past the limit
+        topic = next(t["TopicArn"] for t in aws["sns"].list_topics()["Topics"] if t["TopicArn"].endswith("-budget"))
+        aws["sns"].publish(
+            TopicArn=topic,
+            Subject=f"AWS Budgets: {budget} has exceeded your alert threshold",
+            Message=f"You requested that we alert you when the ACTUAL Cost associated with your {budget} budget is "
+            "greater than $10.00 for the current day. The ACTUAL Cost associated with this budget is $1000000.00.",
+        )
+        deadline = time.monotonic() + 60
+        while (
+            unfinished_jobs(aws)
+            or aws["stepfunctions"].list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]
+        ) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert unfinished_jobs(aws) == [], "every job in flight was terminated"
+        described = aws["batch"].describe_jobs(jobs=[j["jobId"] for j in in_flight])["jobs"]
+        assert {j["status"] for j in described} == {"FAILED"}
+        assert all(j["statusReason"].startswith(f"budget {budget} reached its limit") for j in described)
+        assert aws["stepfunctions"].list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"] == []
+        assert aws["stepfunctions"].describe_execution(executionArn=execution_arn)["status"] == "ABORTED"
+        assert {q["state"] for q in aws["batch"].describe_job_queues()["jobQueues"]} == {"DISABLED"}
+        assert {
+            c["computeResources"]["maxvCpus"]
+            for c in aws["batch"].describe_compute_environments()["computeEnvironments"]
+        } == {0}
+        capsys.readouterr()
+        assert health.main([str(deployed), "--emulator"]) == 1, "a shut-down pipeline is not healthy"
+        assert capsys.readouterr().out.count("FAIL job queue") == 4
+
+        # Terraform would re-enable everything: the apply is refused while the switch is on.
+        assert kill_switch.check(deployed, aws["ssm"]) == 1
+        refusal = capsys.readouterr().err.strip()
+        assert refusal.startswith("error: kill switch /odins-ravne/local/kill-switch is 'on'") and "\n" not in refusal
+        assert "make budget-resume ENV=local" in refusal
+
+        set_budget_spend(aws, budget, "0")
+        execution_arn, described = run_pipeline()
+        assert described["status"] == "FAILED" and described["error"] == "BudgetExceeded"
+        assert visited_states(aws["stepfunctions"], execution_arn)[-2:] == ["NotifyBudgetExceeded", "BudgetExceeded"]
+        assert described["cause"].startswith("kill switch"), described["cause"]
+    finally:
+        holds.unlink()
+        set_budget_spend(aws, budget, "0")
+    for key, value in emulator_env().items():
+        monkeypatch.setenv(key, value)
+    assert budget_resume.main([str(deployed)]) == 0
+    assert "compute_environments_restored" in capsys.readouterr().out
     assert {q["state"] for q in aws["batch"].describe_job_queues()["jobQueues"]} == {"ENABLED"}
+    restored = {
+        c["computeEnvironmentName"]: c["computeResources"]["maxvCpus"]
+        for c in aws["batch"].describe_compute_environments()["computeEnvironments"]
+    }
+    assert restored == saved_limits
+    assert kill_switch.check(deployed, aws["ssm"]) == 0
+    assert run_pipeline()[1]["status"] == "SUCCEEDED", "resumed: a run goes through again"
 
 
 def test_images_check_names_each_missing_tag(deployed: Path, aws, capsys) -> None:

@@ -49,6 +49,7 @@ def test_provider_guards_and_tags(synth: SynthResult) -> None:
         provider = next(p for p in synth.pipeline(env)["provider"]["aws"] if "alias" not in p)
         tags = provider["default_tags"][0]["tags"]
         assert tags == {
+            "CostScope": f"odins-ravne-{env}",
             "Project": "odins-ravne",
             "Environment": env,
             "ManagedBy": "cdktf",

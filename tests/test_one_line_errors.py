@@ -75,7 +75,19 @@ def test_emulator_down(target: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "target", ["plan", "drift", "apply-plan", "health", "integration", "budget-resume", "diff", "quotas"]
+    "target",
+    [
+        "plan",
+        "drift",
+        "apply-plan",
+        "health",
+        "integration",
+        "budget-resume",
+        "diff",
+        "quotas",
+        "emergency-stop",
+        "cost-tags",
+    ],
 )
 def test_no_credentials(target: str, tmp_path: Path) -> None:
     assert_one_line(make(target, "ENV=dev", tmp=tmp_path), "ENV=dev needs AWS credentials", "AWS_PROFILE")
@@ -103,6 +115,19 @@ def test_missing_synth_output(target: str, tmp_path: Path) -> None:
     missing = tmp_path / "cdktf.out" / "stacks" / "pipeline-dev"
     proc = make(target, "ENV=dev", f"STACK_DIR={missing}", env=credentials, tmp=tmp_path)
     assert_one_line(proc, f"{missing}/cdk.tf.json not found", "make synth")
+
+
+def test_emergency_stop_asks_for_confirmation(synth, tmp_path: Path) -> None:
+    credentials = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "example"}
+    dev = synth.outdir / "stacks" / "pipeline-dev"
+    for confirm in ([], ["CONFIRM=prod"]):
+        proc = make("emergency-stop", "ENV=dev", f"STACK_DIR={dev}", *confirm, env=credentials, tmp=tmp_path)
+        assert_one_line(proc, "terminates every job and execution of dev", "re-run with CONFIRM=dev")
+
+
+def test_cost_tags_on_the_emulator_env(tmp_path: Path) -> None:
+    proc = make("cost-tags", "ENV=local", tmp=tmp_path)
+    assert_one_line(proc, "local has no Cost Explorer")
 
 
 def test_destroy_aws_refuses_prod_and_asks_for_confirmation(synth, tmp_path: Path) -> None:
@@ -142,8 +167,12 @@ def test_no_refresh_is_for_plan_only(command: str, tmp_path: Path) -> None:
     ("review", "expected"),
     [
         (
-            {"verdict": "BLOCKING", "blocking": [{"address": "aws_s3_bucket.raw", "action": "delete"}]},
-            ("is BLOCKING", "make apply-plan refuses it", "ALLOW_DESTROY=aws_s3_bucket.raw"),
+            {
+                "verdict": "BLOCKING",
+                "blocking": [{"address": "aws_s3_bucket.raw", "action": "delete"}],
+                "approvals_needed": [{"address": "aws_s3_bucket.raw", "digest": "sha256:0123"}],
+            },
+            ("is BLOCKING", "e.g. aws_s3_bucket.raw", "make apply-plan refuses it", "plan-approvals.yaml"),
         ),
         (None, ("review.json not found", "make plan ENV=dev")),
     ],

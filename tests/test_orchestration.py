@@ -26,6 +26,7 @@ STAR_ALLOWED = {
     ): "X-Ray has no resource-level permissions",
     ("ecr:GetAuthorizationToken",): "ECR's token is account-wide",
     ("batch:DescribeJobs",): "Batch Describe* support no resource-level permissions",
+    ("batch:ListJobs",): "Batch ListJobs supports no resource-level permissions (budget shutdown)",
     ("batch:DescribeComputeEnvironments", "batch:ListJobs"): "Batch ListJobs and Describe* support no "
     "resource-level permissions (queue-depth metrics)",
     ("batch:DescribeComputeEnvironments", "batch:DescribeJobQueues"): "Batch Describe* are not resource-scoped",
@@ -182,7 +183,7 @@ def test_zip_is_reproducible() -> None:
     assert source_hash(first) == expected
     import zipfile, io  # noqa: E401, I001
 
-    assert sorted(zipfile.ZipFile(io.BytesIO(first)).namelist()) == ["handler.py", "pipeline_log.py"]
+    assert sorted(zipfile.ZipFile(io.BytesIO(first)).namelist()) == ["handler.py", "pipeline_log.py", "shards.py"]
 
 
 def _documents(stack: dict) -> list[tuple[str, dict]]:

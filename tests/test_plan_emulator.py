@@ -79,7 +79,7 @@ def test_replan_has_no_changes_reviews_clean_and_passes_checkov(deployed: Path, 
     assert int(out.split("checkov total: ")[1].split(" passed")[0]) > 100
 
 
-def test_replacing_the_raw_bucket_is_blocking(deployed: Path, tmp_path: Path, monkeypatch) -> None:
+def test_replacing_the_raw_bucket_is_blocking(deployed: Path, tmp_path: Path) -> None:
     def rename(config: dict) -> None:
         _, bucket = named(config, "aws_s3_bucket", "raw_bucket")
         bucket["bucket"] = bucket["bucket"].replace("-raw-", "-raw2-")
@@ -90,13 +90,16 @@ def test_replacing_the_raw_bucket_is_blocking(deployed: Path, tmp_path: Path, mo
         [finding] = [b for b in summary["blocking"] if "raw_bucket" in b["address"]]
         assert finding["action"] == "replace" and finding["forced_by"] == ["bucket"]
         assert summary["counts"]["replace"] >= 1
-    # Naming the blocked addresses in ALLOW_DESTROY clears the review of this same plan (tools.plan
-    # hands the review the environment as it is; planning again would only repeat the plan).
-    monkeypatch.setenv("ALLOW_DESTROY", ",".join(b["address"] for b in summary["blocking"]))
+    # Approving the blocked changes (address and digest) in plan-approvals.yaml clears the review of this
+    # same plan (planning again would only repeat the plan).
+    approvals = tmp_path / "plan-approvals.yaml"
+    approvals.write_text(json.dumps({"t": summary["approvals_needed"]}))  # JSON is YAML
     allowed = tmp_path / "allowed"
-    code = plan_review.main([str(tmp_path / "plan.json"), "--json", str(allowed), "--markdown", str(allowed) + ".md"])
+    code = plan_review.main(
+        [str(tmp_path / "plan.json"), "--title", "t", "--approvals", str(approvals), "--json", str(allowed)]
+    )
     summary = json.loads(allowed.read_text())
-    assert code == 0 and summary["blocking"] == [] and summary["allowed_destroys"]
+    assert code == 0 and summary["blocking"] == [] and summary["approved_destroys"]
 
 
 def test_iam_widening_is_flagged(deployed: Path, tmp_path: Path) -> None:
@@ -132,7 +135,7 @@ def test_drift_reports_an_out_of_band_change(deployed: Path, aws, tmp_path: Path
     [item] = json.loads((tmp_path / "drift-summary.json").read_text())["drifted"]
     assert item["address"].startswith("aws_cloudwatch_log_group.batch_logs")
     assert item["attributes"] == [{"path": "retention_in_days", "recorded": recorded, "actual": 1}]
-    assert "retention_in_days" in (tmp_path / "drift.md").read_text()
+    assert plan_review.esc("retention_in_days") in (tmp_path / "drift.md").read_text()  # escaped Markdown
 
 
 def test_fan_out_runs_shards_at_once_on_the_priority_queue(aws) -> None:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tools import drift_report, plan_review
 
@@ -41,8 +42,8 @@ def allow(actions, resources) -> dict:
     return {"Effect": "Allow", "Action": actions, "Resource": resources}
 
 
-def review(p: dict, allow_destroy: set[str] | None = None) -> plan_review.Review:
-    return plan_review.review(p, title="t", allow_destroy=allow_destroy or set(), prices=PRICES)
+def review(p: dict, approvals: list[dict] | None = None) -> plan_review.Review:
+    return plan_review.review(p, title="t", approvals=approvals, prices=PRICES)
 
 
 def run_main(tmp_path: Path, p: dict, *args: str) -> tuple[int, dict, str]:
@@ -65,7 +66,6 @@ def test_counts_every_action_and_skips_reads_and_no_ops() -> None:
             rc("aws_sns_topic.f", ["no-op"], {}, {}),
             dict(rc("aws_region.g", ["read"], None, {}), mode="data"),
         ),
-        allow_destroy={"aws_sqs_queue.c"},
     )
     expected = {"add": 1, "change": 1, "replace": 2, "destroy": 1, "read": 1}
     assert result.counts == {**dict.fromkeys(plan_review.ACTIONS, 0), **expected}
@@ -79,31 +79,41 @@ def test_counts_every_action_and_skips_reads_and_no_ops() -> None:
     ]
 
 
-def test_replacing_a_bucket_is_blocking_until_allowed(tmp_path: Path, monkeypatch) -> None:
-    replaced = rc(
-        "aws_s3_bucket.raw",
-        ["delete", "create"],
-        {"bucket": "a"},
-        {"bucket": "b"},
-        change={"replace_paths": [["bucket"]]},
-    )
+def test_replacing_a_bucket_is_blocking_until_approved_in_the_committed_file(tmp_path: Path) -> None:
+    """Approvals name the address (any characters) and the change's digest: approving one change
+    approves neither another address nor the same address with a different change."""
+    key = 'aws_s3_bucket.raw["a,b \\"c\\" \'d\'"]'
+    replaced = rc(key, ["delete", "create"], {"bucket": "a"}, {"bucket": "b"}, change={"replace_paths": [["bucket"]]})
+    replaced["type"] = "aws_s3_bucket"
     gone_key = rc("aws_kms_key.k", ["delete"], {"key_id": "x"}, None)
     code, summary, report = run_main(tmp_path, plan(replaced, gone_key))
     assert code == 2 and summary["verdict"] == "BLOCKING"
     assert {(b["address"], b["action"]) for b in summary["blocking"]} == {
-        ("aws_s3_bucket.raw", "replace"),
+        (key, "replace"),
         ("aws_kms_key.k", "destroy"),
     }
     assert summary["blocking"][0]["forced_by"] == ["bucket"]
-    assert "ALLOW_DESTROY=aws_s3_bucket.raw,aws_kms_key.k" in report
+    needed = summary["approvals_needed"]
+    assert {n["address"] for n in needed} == {key, "aws_kms_key.k"} and "plan-approvals.yaml" in report
 
-    monkeypatch.setenv("ALLOW_DESTROY", "aws_s3_bucket.raw")
-    code, summary, _ = run_main(tmp_path, plan(replaced, gone_key))
-    assert code == 2, "every stateful destroy must be named, not just one"
-    code, summary, report = run_main(tmp_path, plan(replaced, gone_key), "--allow-destroy", "aws_kms_key.k,aws_x.y")
+    approvals = tmp_path / "plan-approvals.yaml"
+    approvals.write_text(yaml.safe_dump({"t": [dict(needed[0], reason="renamed on purpose")]}))
+    code, summary, _ = run_main(tmp_path, plan(replaced, gone_key), "--approvals", str(approvals), "--title", "t")
+    assert code == 2, "every data-losing change must be approved, not just one"
+    stale = {"address": "aws_x.y", "digest": needed[1]["digest"]}
+    approvals.write_text(yaml.safe_dump({"t": [*needed, stale], "other-stack": [stale]}))
+    code, summary, report = run_main(tmp_path, plan(replaced, gone_key), "--approvals", str(approvals), "--title", "t")
     assert code == 0 and summary["verdict"] == "REVIEW"
-    assert {a["address"] for a in summary["allowed_destroys"]} == {"aws_s3_bucket.raw", "aws_kms_key.k"}
-    assert summary["unused_allowances"] == ["aws_x.y"] and "aws_x.y" in report
+    assert {a["address"] for a in summary["approved_destroys"]} == {key, "aws_kms_key.k"}
+    assert summary["unused_approvals"] == [stale] and "match no change" in report
+    changed = rc(key, ["delete", "create"], {"bucket": "other"}, {"bucket": "b"})
+    changed["type"] = "aws_s3_bucket"
+    code, summary, _ = run_main(tmp_path, plan(changed, gone_key), "--approvals", str(approvals), "--title", "t")
+    assert code == 2 and [b["address"] for b in summary["blocking"]] == [key], "approval is for that change only"
+    code, _, _ = run_main(
+        tmp_path, plan(replaced, gone_key), "--approvals", str(approvals), "--title", "t", "--fail-on", "review"
+    )
+    assert code == 3, "--fail-on review: an approved destroy still needs a reviewer"
 
 
 def test_destroying_stateless_resources_is_not_blocking() -> None:
@@ -454,7 +464,7 @@ def test_unclassified_and_foreign_types_need_review_never_pass() -> None:
         "aws_network_interface.eni",
     }
     assert all("unclassified type" in f["why"] for f in result.unclassified)
-    assert "Unclassified types destroyed or replaced" in plan_review.markdown(result)
+    assert "unclassified type google\\_sql\\_database\\_instance" in plan_review.markdown(result)
 
 
 def test_every_action_terraform_can_plan_has_its_section() -> None:
@@ -488,7 +498,7 @@ def test_every_action_terraform_can_plan_has_its_section() -> None:
     assert counts == {"replace": 2, "destroy": 1, "forget": 1, "move": 1, "import": 1, "read": 1}
     assert result.moves == [{"from": "aws_sqs_queue.old", "to": "aws_sqs_queue.new"}]
     assert result.imports == [{"address": "aws_s3_bucket.adopted", "id": "legacy-bucket"}]
-    assert result.forgets == [{"address": "aws_kms_key.kept", "type": "aws_kms_key", "stateful": True}]
+    assert [(f["address"], f["stateful"]) for f in result.forgets] == [("aws_kms_key.kept", True)]
     reasons = {c["address"]: c.get("reason") for c in result.changes}
     assert reasons["aws_sqs_queue.t"] == "tainted" and reasons["aws_sns_topic.r"] == "requested with -replace"
     assert reasons["aws_sns_topic.n[1]"] == "count shrank"
@@ -506,15 +516,6 @@ def test_every_action_terraform_can_plan_has_its_section() -> None:
     assert "orphaned and still billed" in text and "`b`" not in text  # the sensitive value never shows
     assert result.verdict == "BLOCKING"  # the tainted SQS queue (stateful) is replaced
     assert review(plan(forgotten)).verdict == "REVIEW"  # a stateful resource left orphaned needs a reviewer
-
-
-def test_long_reviews_are_split_into_numbered_comments_not_cut() -> None:
-    text = "".join(f"- `aws_sqs_queue.q{i}` add: {'x' * 90}\n" for i in range(1500))  # ~150,000 characters
-    parts = plan_review.split_comment(text, "pipeline-dev")
-    assert len(parts) == 3 and all(len(p) <= plan_review.COMMENT_LIMIT for p in parts)
-    assert [p.split("\n", 1)[0] for p in parts] == [f"**Plan review: pipeline-dev (part {i}/3)**" for i in (1, 2, 3)]
-    assert "".join(p.split("\n\n", 1)[1] for p in parts) == text  # nothing lost, cut between lines
-    assert plan_review.split_comment("short", "t") == ["short"]
 
 
 def test_json_report_lists_every_finding_with_rule_and_address(tmp_path: Path) -> None:
@@ -535,3 +536,137 @@ def test_json_report_lists_every_finding_with_rule_and_address(tmp_path: Path) -
         ("iam-widening", "aws_iam_role_policy.p"),
     }
     assert (tmp_path / "r.part-1.md").read_text() == (tmp_path / "r.md").read_text()
+
+
+def test_one_redaction_applies_sensitive_marks_at_any_depth() -> None:
+    value = {"a": ["x", {"k": "secret"}], "doc": '{"ExternalId": "secret"}', "n": 1, "m": {"deep": ["s"]}}
+    marks = {"a": [False, {"k": True}], "doc": True, "m": {"deep": [True]}}
+    assert plan_review.redact(value, marks) == {
+        "a": ["x", {"k": "(sensitive)"}],
+        "doc": "(sensitive)",
+        "n": 1,
+        "m": {"deep": ["(sensitive)"]},
+    }
+    assert plan_review.redact("secret", {"any": True}) == "(sensitive)", "a partly marked scalar is hidden whole"
+    assert plan_review.redact(value, None) == value and plan_review.redact(value, False) == value
+
+
+def test_drift_and_prior_state_values_are_redacted() -> None:
+    drift = rc("aws_ssm_parameter.p", ["update"], {"value": "old"}, {"value": "new-secret"})
+    drift["change"].update(before_sensitive={"value": True}, after_sensitive={"value": True})
+    items, ignored = drift_report.drifted(drift_plan(drift))
+    assert "new-secret" not in json.dumps([items, ignored]) and "new-secret" not in drift_report.markdown("t", items)
+
+
+def test_escaping_makes_plan_text_inert() -> None:
+    esc = plan_review.esc
+    assert esc("a|b") == "a\\|b" and esc("<!--") == "\\<\\!--" and esc("`x`") == "\\`x\\`"
+    assert esc("@octocat #12") == "\\@\u200boctocat \\#\u200b12"
+    assert esc("a\nb\u202ec\x1b") == "a\\\\nb\\\\u202ec\\\\u001b"
+    assert esc("::error::x", markdown=False) == "::error::x" and "\n" not in esc("x\n::error::y", markdown=False)
+    assert esc("v" * 1000, limit=10) == "vvvvvvvvvv... \\(1,000 chars\\)"
+    assert esc({"k": ["v"]}) == '\\{"k": \\["v"\\]\\}'
+
+
+@pytest.mark.parametrize("name", ["aws", "hashicorp/aws", "registry.terraform.io/-/aws", "-/aws", None])
+def test_legacy_provider_names_map_to_the_same_classes(name: str | None) -> None:
+    from tools import resource_classes
+
+    assert resource_classes.classify("aws_db_instance", name) == "stateful"
+    assert resource_classes.classify("aws_iam_role_policy", name) == "stateless"
+    assert resource_classes.classify("aws_db_instance", "registry.terraform.io/evil/aws") == "unknown"
+
+
+def test_every_stateless_family_has_its_reason_and_data_holders_are_stateful() -> None:
+    from tools import resource_classes
+
+    assert all(len(reason) > 40 for reason in resource_classes.STATELESS_FAMILY_REASONS)
+    for type_ in (
+        "aws_eks_cluster",
+        "aws_emr_cluster",
+        "aws_mwaa_environment",
+        "aws_organizations_organization",
+        "aws_dx_connection",
+        "aws_cloudwatch_log_stream",
+        "aws_glue_registry",
+        "aws_swf_domain",
+    ):
+        assert resource_classes.classify(type_) == "stateful" and resource_classes.rule_class(type_) == "stateful"
+    classes = resource_classes.table()["classes"]
+    assert all(classes[t] == "stateful" for t in resource_classes.STATEFUL_TYPES)
+
+
+def test_the_ci_artifact_holds_no_plan_json_or_binary_plan() -> None:
+    workflow = yaml.safe_load(
+        (Path(__file__).resolve().parent.parent / ".github/workflows/pull-request.yml").read_text()
+    )
+    steps = workflow["jobs"]["plan"]["steps"]
+    [upload] = [s for s in steps if "upload-artifact" in s.get("uses", "")]
+    paths = upload["with"]["path"].split("\n")
+    paths = [p.strip() for p in paths if p.strip()]
+    assert sorted(Path(p).name for p in paths) == ["plan.txt", "review.json", "review.md"]
+    plan_step = next(s for s in steps if s.get("id") == "plan")
+    assert 'FAIL_ON="$FAIL_ON"' in plan_step["run"] and "review" in workflow["jobs"]["plan"]["env"]["FAIL_ON"]
+
+
+def _mutations():
+    from hypothesis import strategies as st
+
+    leaf = st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+    junk = st.recursive(
+        leaf,
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=3), kids, max_size=3),
+        max_leaves=6,
+    )
+    return st.lists(st.tuples(st.integers(min_value=0, max_value=10_000), junk), min_size=1, max_size=3)
+
+
+def _nodes(value, path=()):
+    yield path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _nodes(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _nodes(v, (*path, i))
+
+
+def test_broken_structure_is_one_line_never_a_traceback(tmp_path_factory) -> None:
+    """Fuzz: any node of a rich plan replaced by any JSON value gives a review or one error line, exit 1."""
+    from hypothesis import HealthCheck, given, settings
+
+    from tests.plans import hostile
+
+    base = hostile.cases()["injection-pr-text"]
+    base["resource_changes"] += hostile.cases()["update-retention-cut"]["resource_changes"]
+    base["deferred_changes"] = hostile.cases()["incomplete-deferred-db-destroy"]["deferred_changes"]
+    paths = [p for p in _nodes(base) if p]
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(_mutations())
+    def check(mutations) -> None:
+        import copy
+        import io
+        from contextlib import redirect_stderr
+
+        plan = copy.deepcopy(base)
+        for index, junk in mutations:
+            path = paths[index % len(paths)]
+            node = plan
+            try:
+                for key in path[:-1]:
+                    node = node[key]
+                node[path[-1]] = junk
+            except (KeyError, IndexError, TypeError):
+                continue
+        folder = tmp_path_factory.mktemp("fuzz")
+        (folder / "plan.json").write_text(json.dumps(plan))
+        err = io.StringIO()
+        with redirect_stderr(err):
+            code = plan_review.main([str(folder / "plan.json"), "--markdown", str(folder / "r.md")])
+        assert code in (0, 1, 2)
+        if code == 1:
+            lines = err.getvalue().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), lines
+
+    check()

@@ -98,7 +98,7 @@ def test_untagged_launch_template_and_compute_environment(synth: SynthResult, tm
     found = run(config, tmp_path)
     text = lines(found)
     assert {f.check for f in found} == {"cost"}
-    assert "instances it launches lack Project=odins-ravne, Environment=dev" in text
+    assert "instances it launches lack CostScope=odins-ravne-dev" in text
     for kind in ("instances", "volumes", "network-interfaces"):
         assert f"{kind} launched by" in text
 
@@ -212,3 +212,19 @@ def test_command_line_one_line_per_finding_and_exit_code(synth: SynthResult, tmp
         [sys.executable, "-m", "tools.preflight", str(tmp_path / "nowhere")], cwd=REPO, capture_output=True, text=True
     )
     assert missing.returncode == 2 and missing.stderr.startswith("error:") and "Traceback" not in missing.stderr
+
+
+def test_daily_budget_with_a_forecast_and_ored_tags(synth: SynthResult, tmp_path: Path) -> None:
+    """dev's budget is DAILY: Budgets rejects a FORECASTED notification on it (the old dev budget could
+    not be created), and two values of one TagKeyValue filter select either tag's spend."""
+    config = copy.deepcopy(synth.pipeline("dev"))
+    (budget,) = config["resource"]["aws_budgets_budget"].values()
+    assert budget["time_unit"] == "DAILY"
+    budget["notification"].append({**budget["notification"][0], "notification_type": "FORECASTED", "threshold": 100})
+    budget["cost_filter"][0]["values"] = ["user:Project$odins-ravne", "user:Environment$dev"]
+    found = run(config, tmp_path)
+    assert {f.check for f in found} >= {"budgets"}, lines(found)
+    budgets = [f for f in found if f.check == "budgets"]
+    assert len(budgets) == 2, lines(found)
+    assert "FORECASTED notification at 100 % on a DAILY budget" in budgets[0].problem
+    assert "are ORed" in budgets[1].problem and "user:CostScope$" in budgets[1].fix

@@ -131,7 +131,7 @@ def topic_without_budgets(config: dict) -> None:
             if "budgets.amazonaws.com" in services(statement):
                 statement["Principal"]["Service"] = [s for s in services(statement) if s != "budgets.amazonaws.com"]
 
-    edit_json(one(config, "aws_sns_topic_policy", "alerts_policy"), "policy", change)
+    edit_json(one(config, "aws_sns_topic_policy", "budget_topic_policy"), "policy", change)
 
 
 def topic_publish_without_source(config: dict) -> None:

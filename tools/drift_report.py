@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tools import cli
-from tools.plan_review import PlanError, config_resources, load_plan
+from tools.plan_review import PlanError, config_resources, esc, load_plan, sanitized
+from tools.plan_review import drift_flatten as flatten
 
 MAX_VALUE = 80
 # Falsy values a provider writes back on refresh for an attribute that was never set.
@@ -53,20 +54,8 @@ MIRRORS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": [1]}}`` -> ``{"a.b[0]": 1}``; empty containers stay as leaves."""
-    if isinstance(value, dict) and value:
-        return {
-            k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}.{key}" if prefix else key).items()
-        }
-    if isinstance(value, list) and value:
-        return {k: v for i, item in enumerate(value) for k, v in flatten(item, f"{prefix}[{i}]").items()}
-    return {prefix: value}
-
-
 def _short(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 3] + "..."
+    return esc(value, limit=MAX_VALUE)
 
 
 # Computed attributes that only count changes of another one (an SSM parameter's ``version`` goes
@@ -96,6 +85,7 @@ def drifted(plan: dict, ignore_changes: dict[str, set[str]] | None = None) -> tu
     others change (``ignore_changes``, e.g. the kill switch the budget shutdown writes).
     """
     ignore_changes = ignore_changes or {}
+    plan = sanitized(plan)
     root = (plan.get("configuration") or {}).get("root_module") or {}
     configured = {r["type"] for r in config_resources(root).values()}
     found, ignored = [], []
@@ -123,12 +113,12 @@ def drifted(plan: dict, ignore_changes: dict[str, set[str]] | None = None) -> tu
 
 def markdown(title: str, items: list[dict]) -> str:
     if not items:
-        return f"## Drift: {title}\n\nNo drift: the real resources match the recorded state.\n"
-    out = [f"## Drift: {title}", "", f"**{len(items)} resource(s) drifted.**", ""]
+        return f"## Drift: {esc(title)}\n\nNo drift: the real resources match the recorded state.\n"
+    out = [f"## Drift: {esc(title)}", "", f"**{len(items)} resource(s) drifted.**", ""]
     for item in items:
-        out.append(f"- `{item['address']}`: {item['kind']}")
+        out.append(f"- {esc(item['address'])}: {item['kind']}")
         out += [
-            f"  - `{a['path']}`: recorded {_short(a['recorded'])}, actual {_short(a['actual'])}"
+            f"  - {esc(a['path'])}: recorded {_short(a['recorded'])}, actual {_short(a['actual'])}"
             for a in item["attributes"]
         ]
     out += ["", "Fix: `make deploy ENV=<env>` puts the recorded configuration back, or change the code to match."]

@@ -6,8 +6,11 @@
     (add --emulator for a stack deployed to the local emulator)
 
 ``plan`` runs ``terraform init`` (committed lock file, read-only), ``plan -out``, ``show -json``
-and ``tools.plan_review``; it leaves ``tfplan``, ``plan.json``, ``plan.txt``, ``review.md`` and
-``review.json`` in the output folder and exits like the review (2 = blocking); ``--no-refresh``
+and ``tools.plan_review``; it leaves ``tfplan``, ``plan.json``, ``plan.txt`` (Terraform's text,
+sensitive values hidden), ``review.md`` and ``review.json`` in the output folder and exits like
+the review (2 = blocking, 3 = REVIEW with ``--fail-on review``; destroys approved in
+``plan-approvals.yaml`` pass). Only review.md, review.json and plan.txt may leave the machine:
+plan.json and the tfplan hold every sensitive value in clear. ``--no-refresh``
 plans against the recorded state without reading every resource back (``-refresh=false``: a
 quicker review of a config change, blind to drift). ``drift`` runs
 ``plan -refresh-only -detailed-exitcode`` and ``tools.drift_report`` (2 = drifted).
@@ -31,6 +34,7 @@ from tools import cli, drift_report, plan_review, progress, tf_validate
 
 REPO = Path(__file__).resolve().parent.parent
 LONG = {"plan", "apply", "destroy"}  # the commands that take minutes: progress and a log
+APPROVALS = REPO / "plan-approvals.yaml"
 
 
 class Terraform:
@@ -85,6 +89,8 @@ def make_plan(tf: Terraform, out: Path, *, lock: bool, refresh_only: bool, refre
     if not lock:
         args.append("-lock=false")
     proc = tf.run(*args, ok=(0, 2))
+    # What a reviewer may download: Terraform's text of the plan (the renderer `terraform show`
+    # uses), every value marked sensitive printed as "(sensitive value)".
     (out / f"{name}.txt").write_text(proc.stdout)
     shown = tf.run("show", "-json", str(planfile))
     json_path = out / f"{name}.json"
@@ -120,10 +126,12 @@ def apply_refusal(out: Path, env: str) -> str | None:
     review = json.loads(review_path.read_text())
     if review.get("verdict") != "BLOCKING":
         return None
-    addresses = [finding["address"] for finding in review.get("blocking", [])]
+    needed = review.get("approvals_needed") or review.get("blocking") or []
+    first = needed[0]["address"] if needed else "?"
     return (
-        f"{review_path} is BLOCKING ({len(addresses)} stateful destroy(s), e.g. {addresses[0] if addresses else '?'}): "
-        f"make apply-plan refuses it; approve them with `make plan ENV={env} ALLOW_DESTROY={','.join(addresses)}`"
+        f"{review_path} is BLOCKING ({len(needed)} change(s) nobody approved, e.g. {first}): make apply-plan "
+        f"refuses it; approve them in plan-approvals.yaml (address and digest from review.json's "
+        f"approvals_needed), then run `make plan ENV={env}` again"
     )
 
 
@@ -138,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-refresh", action="store_true", help="plan: trust the recorded state, read nothing back (no drift seen)"
     )
     parser.add_argument("--confirm", default="", help="destroy: the environment's name, typed again")
-    parser.add_argument("--check-only", action="store_true", help="destroy: only the refusals, no terraform")
+    parser.add_argument(
+        "--fail-on", choices=["blocking", "review"], default="blocking", help="plan: review = exit 3 on REVIEW too"
+    )
+    parser.add_argument("--approvals", type=Path, default=APPROVALS, help="plan: destroys approved in the PR")
+    parser.add_argument("--check-only", action="store_true", help="apply/destroy: only the refusals, no terraform")
     args = parser.parse_args(argv)
     if args.no_refresh and args.command != "plan":
         print(f"error: --no-refresh is for plan only (make plan REFRESH=false), not {args.command}", file=sys.stderr)
@@ -166,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         if refusal:
             print(f"error: {refusal}", file=sys.stderr)
             return 2
+        if args.check_only:
+            return 0
     tf = Terraform(args.stack_dir, emulator=args.emulator)
     tf.init()
     if args.command == "apply":
@@ -195,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     _, json_path = make_plan(tf, out, lock=not args.no_lock, refresh_only=False, refresh=not args.no_refresh)
     code = plan_review.main(
-        [str(json_path), "--title", title, "--markdown", str(out / "review.md"), "--json", str(out / "review.json")]
+        [
+            str(json_path),
+            *("--title", title, "--markdown", str(out / "review.md"), "--json", str(out / "review.json")),
+            *("--approvals", str(args.approvals), "--fail-on", args.fail_on),
+        ]
     )
     print((out / "review.md").read_text())
     print(f"plan: {out}/plan.tfplan (apply exactly this with `terraform apply {out}/plan.tfplan`)", file=sys.stderr)

@@ -1,36 +1,41 @@
 """Review a Terraform plan for a pull request: what changes, what is dangerous, what it costs.
 
     python -m tools.plan_review plan.json [--markdown review.md] [--json review.json] [--title T]
-                                          [--allow-destroy ADDR,ADDR] [--prices conf/prices/eu-north-1.json]
+        [--approvals plan-approvals.yaml] [--fail-on blocking|review] [--max-parts 5] [--prices P]
 
-``plan.json`` is ``terraform show -json <planfile>``. The review finds:
+``plan.json`` is ``terraform show -json <planfile>``; anything else (a state, an errored plan, a
+plan Terraform calls not applyable, format 2.x, broken structure) is refused in one line naming
+what it is or the JSON path that is wrong. The review finds:
 
 - counts of every action Terraform plans (add, change, replace, destroy, forget, move, import,
-  deferred data read) and every changed address with its action and Terraform's reason (a
-  replace because the resource cannot be updated, is tainted, was requested with ``-replace`` or
-  by ``replace_triggered_by``; a destroy because its config, count/for_each key or module went);
-- moves (old -> new address), imports, forgets (``removed`` blocks: a stateful resource left
-  unmanaged needs review), output changes (sensitive values masked) and the plan's own drift;
-- BLOCKING: destroy or replace of a stateful resource (data would be lost), unless each address
-  is named in ``--allow-destroy`` or the ``ALLOW_DESTROY`` environment variable (exit code 2).
-  Every type of the provider schema has a class (``tools/resource_classes.json``); a destroy or
-  replace of an unclassified type, or of any other provider's type, needs review, never passes;
-- IAM and resource-policy changes as statements added / removed, with widening ones flagged;
-- security-group, public-access and bucket-policy changes;
+  deferred data read) and every changed address with its action and Terraform's reason;
+- moves, imports, forgets (a stateful resource left unmanaged needs review), changes deferred to a
+  later plan, output changes and the plan's own drift;
+- BLOCKING: destroy or replace of a stateful resource, an in-place update that deletes data
+  (retention or expiry cut, PITR off), an action list it does not know, an incomplete plan, a
+  deferred stateful destroy; unless the change is approved by address and digest in
+  ``plan-approvals.yaml`` (then REVIEW). Every type of the provider schema has a class
+  (``tools/resource_classes.json``); an unclassified or foreign type's destroy needs review;
+- REVIEW: protection against a later loss removed, widening IAM and resource policies,
+  security-group, public-access and bucket-policy changes;
 - an estimated monthly cost delta and a per-job-hour Batch figure from a dated price table.
 
-Works on any plan JSON; imports nothing of the CDKTF app. Exit codes: 0 reviewed, 2 blocking,
-1 unreadable input.
+Every value is redacted by its sensitive marks before it is read (``redact``) and every string of
+the plan is printed through ``esc``; see docs/plan-review.md. Works on any plan JSON; imports
+nothing of the CDKTF app. Exit codes: 0 reviewed, 1 refused input, 2 blocking, 3 REVIEW with
+``--fail-on review``.
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import json
 import os
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,11 +108,7 @@ class PlanError(Exception):
 @dataclass
 class Review:
     title: str
-    counts: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(
-            ("add", "change", "replace", "destroy", "forget", "move", "import", "read"), 0
-        )
-    )
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ACTIONS, 0))
     changes: list[dict] = field(default_factory=list)
     blocking: list[dict] = field(default_factory=list)
     allowed: list[dict] = field(default_factory=list)
@@ -116,29 +117,37 @@ class Review:
     imports: list[dict] = field(default_factory=list)
     forgets: list[dict] = field(default_factory=list)
     deferred_reads: list[dict] = field(default_factory=list)
+    deferred: list[dict] = field(default_factory=list)
     outputs: list[dict] = field(default_factory=list)
     drift: list[dict] = field(default_factory=list)
-    unused_allowances: list[str] = field(default_factory=list)
+    # Other findings: {"rule", "severity" (blocking/review), "address", "why"}: unknown actions, an
+    # incomplete plan, a deferred stateful destroy, data-losing in-place updates.
+    flags: list[dict] = field(default_factory=list)
+    unused_approvals: list[dict] = field(default_factory=list)
     policies: list[dict] = field(default_factory=list)
     network: list[dict] = field(default_factory=list)
     cost: dict = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
-        if self.blocking:
+        findings = self.findings()
+        if any(f["severity"] == "blocking" for f in findings):
             return "BLOCKING"
-        # Every bucket-policy and network-rule change needs a reviewer, widening or not.
-        flagged = any(p["widening"] or p["type"] == "aws_s3_bucket_policy" for p in self.policies)
-        orphaned = any(f["stateful"] for f in self.forgets)
-        return "REVIEW" if flagged or self.network or self.allowed or self.unclassified or orphaned else "OK"
+        if findings:
+            return "REVIEW"
+        # Terraform calls a plan without changes not applyable; it is reported as such, never as "ok".
+        touched = self.changes or self.outputs or self.drift or self.moves or self.imports or self.deferred_reads
+        return "OK" if touched else "NO CHANGES"
 
     def findings(self) -> list[dict]:
-        """Every finding with its rule id and address, for tools that consume the JSON report."""
+        """Every finding with its rule id, severity and address, for tools that consume the JSON report."""
         out = [{"rule": "stateful-destroy", "severity": "blocking", **f} for f in self.blocking]
-        out += [{"rule": "stateful-destroy-allowed", "severity": "review", **f} for f in self.allowed]
+        out += [f for f in self.flags if f["severity"] == "blocking"]
+        out += [{"rule": "stateful-destroy-approved", "severity": "review", **f} for f in self.allowed]
         out += [{"rule": "unclassified-destroy", "severity": "review", **f} for f in self.unclassified]
+        out += [f for f in self.flags if f["severity"] != "blocking"]
         out += [
-            {"rule": "forget-stateful", "severity": "review", "address": f["address"], "why": "left orphaned"}
+            {"rule": "forget-stateful", "severity": "review", "address": f["address"], "why": f["why"]}
             for f in self.forgets
             if f["stateful"]
         ]
@@ -162,7 +171,12 @@ class Review:
                     }
                 )
         out += [
-            {"rule": "network-change", "severity": "review", "address": n["address"], "why": "; ".join(n["flags"])}
+            {
+                "rule": "network-change",
+                "severity": "review",
+                "address": n["address"],
+                "why": "; ".join(n["flags"]) or "network rule or public access changed",
+            }
             for n in self.network
         ]
         return out
@@ -174,36 +188,48 @@ class Review:
             "counts": self.counts,
             "changes": self.changes,
             "blocking": self.blocking,
-            "allowed_destroys": self.allowed,
+            "approved_destroys": self.allowed,
             "unclassified_destroys": self.unclassified,
             "moves": self.moves,
             "imports": self.imports,
             "forgets": self.forgets,
             "deferred_reads": self.deferred_reads,
+            "deferred_changes": self.deferred,
             "outputs": self.outputs,
             "drift": self.drift,
             "findings": self.findings(),
-            "unused_allowances": self.unused_allowances,
+            "approvals_needed": [
+                {"address": f["address"], "digest": f["digest"]}
+                for f in self.findings()
+                if f["severity"] == "blocking" and f.get("digest")
+            ],
+            "unused_approvals": self.unused_approvals,
             "policies": self.policies,
             "network": self.network,
             "cost": self.cost,
         }
 
 
+# Terraform's action lists (json-format: "change representation"), as one word. ["forget"] (a
+# ``removed`` block with ``destroy = false``, Terraform 1.7+) and ["create", "forget"] (the old
+# object of a replace forgotten instead of destroyed) delete nothing in AWS: the object stays,
+# unmanaged; a stateful one needs review (orphaned, still billed), never a block.
+KNOWN_ACTIONS = {
+    ("create",): "add",
+    ("update",): "change",
+    ("delete", "create"): "replace",
+    ("create", "delete"): "replace",
+    ("delete",): "destroy",
+    ("forget",): "forget",
+    ("create", "forget"): "replace-forget",
+    ("no-op",): None,
+    ("read",): None,
+}
+
+
 def action_of(actions: list[str]) -> str | None:
-    """Terraform's action list as one word; None for no-op and data-source reads."""
-    match sorted(actions):
-        case ["create"]:
-            return "add"
-        case ["update"]:
-            return "change"
-        case ["create", "delete"]:
-            return "replace"
-        case ["delete"]:
-            return "destroy"
-        case ["forget"]:
-            return "forget"
-    return None
+    """Terraform's action list as one word; None for no-op and reads; ``unknown`` for any other list."""
+    return KNOWN_ACTIONS.get(tuple(actions), "unknown")
 
 
 # Terraform's action_reason values, as a reviewer reads them.
@@ -224,12 +250,78 @@ REASONS = {
 }
 
 
-def _masked(value: Any, sensitive: Any) -> Any:
-    return "(sensitive)" if sensitive is True else value
+SENSITIVE = "(sensitive)"
+UNKNOWN = "(known after apply)"
+
+
+def redact(value: Any, marks: Any) -> Any:
+    """``value`` with every part Terraform marks sensitive replaced by ``(sensitive)``, at any depth.
+
+    ``marks`` is a ``before_sensitive`` / ``after_sensitive`` / ``sensitive_values`` tree of the
+    same shape (``true`` = this whole value). A string (e.g. a ``jsonencode()`` policy document)
+    marked wholly or in any part is hidden whole: its secret sits somewhere inside the text.
+    The one place a plan value is made safe to print; everything the review reads went through it.
+    """
+    if value is None:  # nothing to hide (a destroyed object's after, an unset attribute)
+        return None
+    if marks is True:
+        return SENSITIVE
+    if not marks:
+        return value
+    if isinstance(value, dict):
+        sub = marks if isinstance(marks, dict) else {}
+        return {k: redact(v, sub.get(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        sub = marks if isinstance(marks, list) else []
+        return [redact(v, sub[i] if i < len(sub) else None) for i, v in enumerate(value)]
+    return SENSITIVE  # a scalar under a partial mark: hide it rather than guess
+
+
+def _redact_change(change: dict) -> dict:
+    return dict(
+        change,
+        before=redact(change.get("before"), change.get("before_sensitive")),
+        after=redact(change.get("after"), change.get("after_sensitive")),
+    )
+
+
+def _redact_module(module: dict) -> dict:
+    return dict(
+        module,
+        resources=[
+            dict(r, values=redact(r.get("values"), r.get("sensitive_values"))) for r in module.get("resources") or []
+        ],
+        child_modules=[_redact_module(m) for m in module.get("child_modules") or []],
+    )
+
+
+def sanitized(plan: dict) -> dict:
+    """The plan with every sensitive value redacted (resources, drift, deferred, outputs, planned and
+    prior state) and ``variables`` dropped (Terraform writes sensitive variables there in clear)."""
+    out = {k: v for k, v in plan.items() if k != "variables"}
+    for key in ("resource_changes", "resource_drift"):
+        out[key] = [dict(rc, change=_redact_change(rc["change"])) for rc in plan.get(key) or []]
+    out["deferred_changes"] = [
+        dict(d, resource_change=dict(d["resource_change"], change=_redact_change(d["resource_change"]["change"])))
+        for d in plan.get("deferred_changes") or []
+    ]
+    out["output_changes"] = {k: _redact_change(v) for k, v in (plan.get("output_changes") or {}).items()}
+    for key in ("planned_values", "prior_state"):
+        values = plan.get(key) or {}
+        if key == "prior_state":
+            values = values.get("values") or {}
+        redacted = dict(values, root_module=_redact_module(values.get("root_module") or {}))
+        if "outputs" in values:
+            redacted["outputs"] = {
+                k: dict(o, value=SENSITIVE if o.get("sensitive") else o.get("value"))
+                for k, o in (values.get("outputs") or {}).items()
+            }
+        out[key] = redacted if key == "planned_values" else dict(plan.get(key) or {}, values=redacted)
+    return out
 
 
 def plan_level_changes(plan: dict, result: Review) -> None:
-    """Output changes (sensitive values masked) and the plan's resource_drift, beside the changes."""
+    """Output changes and the plan's resource_drift, beside the changes (values already redacted)."""
     for name, change in sorted((plan.get("output_changes") or {}).items()):
         action = action_of(change.get("actions", []))
         if action:
@@ -237,14 +329,150 @@ def plan_level_changes(plan: dict, result: Review) -> None:
                 {
                     "name": name,
                     "action": action,
-                    "before": _masked(change.get("before"), change.get("before_sensitive")),
-                    "after": "(known after apply)"
-                    if change.get("after_unknown") is True
-                    else _masked(change.get("after"), change.get("after_sensitive")),
+                    "before": change.get("before"),
+                    "after": UNKNOWN if change.get("after_unknown") is True else change.get("after"),
                 }
             )
     for rc in plan.get("resource_drift") or []:
         result.drift.append({"address": rc["address"], "actions": rc["change"]["actions"]})
+
+
+# --- printing what came from the plan -------------------------------------------------------------
+
+MAX_TEXT = 160  # characters of one value shown; the rest is cut and its length given
+# Markdown-active characters backslash-escaped; @ and # also followed by a zero-width space.
+_MARKDOWN = tuple((c, "\\" + c + ("\u200b" if c in "@#" else "")) for c in "\\`*_{}[]()<>#+!|~&^=$@")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _visible(ch: str) -> str:
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    if unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in {"Zl", "Zp"}:
+        return f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
+    return ch
+
+
+def esc(value: Any, limit: int = MAX_TEXT, *, markdown: bool = True) -> str:
+    """Anything that came from the plan (keys, values, ids, paths, messages), made inert text.
+
+    Inert in GitHub-flavoured Markdown and in the Actions log: every Markdown-active character is
+    backslash-escaped (no HTML, no fence, comment, table or link breakout), ``@`` and ``#`` get a
+    zero-width space after them (no mentions, no issue links), control, format and bidi characters
+    are shown as ``\\uXXXX`` escapes (no new lines, so no ``::`` command at a line start), and a value
+    longer than ``limit`` is cut with its length given. ``markdown=False``: for a plain log line
+    (the Markdown escapes left out, the rest kept).
+    """
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text):,} chars)"
+    if not (text.isascii() and text.isprintable()):
+        text = "".join(map(_visible, text))
+    if markdown:
+        for char, escaped in _MARKDOWN:  # the backslash first; str.replace is ~5x str.translate here
+            if char in text:
+                text = text.replace(char, escaped)
+    return text
+
+
+# --- what the input is -------------------------------------------------------------------------
+
+_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "true/false"}
+
+
+def _expect(value: Any, kind: type, path: str, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        got = "null" if value is None else _TYPES.get(type(value), type(value).__name__)
+        raise PlanError(f"{path} is {got}, expected {_TYPES[kind]}: not `terraform show -json` output of a plan")
+
+
+def _check_change(rc: Any, path: str) -> None:
+    _expect(rc, dict, path, optional=False)
+    for key in ("address", "type"):
+        _expect(rc.get(key), str, f"{path}.{key}", optional=False)
+    for key in ("mode", "name", "provider_name", "previous_address", "action_reason", "module_address"):
+        _expect(rc.get(key), str, f"{path}.{key}")
+    change = rc.get("change")
+    _expect(change, dict, f"{path}.change", optional=False)
+    _expect(change.get("actions"), list, f"{path}.change.actions", optional=False)
+    for i, action in enumerate(change["actions"]):
+        _expect(action, str, f"{path}.change.actions[{i}]", optional=False)
+    if rc.get("mode", "managed") == "managed":
+        for key in ("before", "after"):
+            _expect(change.get(key), dict, f"{path}.change.{key}")
+    _expect(change.get("importing"), dict, f"{path}.change.importing")
+    _expect(change.get("replace_paths"), list, f"{path}.change.replace_paths")
+    for i, item in enumerate(change.get("replace_paths") or []):
+        _expect(item, list, f"{path}.change.replace_paths[{i}]", optional=False)
+
+
+def _check_module(module: Any, path: str) -> None:
+    _expect(module, dict, path)
+    module = module or {}
+    _expect(module.get("resources"), list, f"{path}.resources")
+    for i, res in enumerate(module.get("resources") or []):
+        _expect(res, dict, f"{path}.resources[{i}]", optional=False)
+        _expect(res.get("type"), str, f"{path}.resources[{i}].type")
+        _expect(res.get("address"), str, f"{path}.resources[{i}].address")
+        _expect(res.get("values"), dict, f"{path}.resources[{i}].values")
+        _expect(res.get("expressions"), dict, f"{path}.resources[{i}].expressions")
+    _expect(module.get("child_modules"), list, f"{path}.child_modules")
+    for i, child in enumerate(module.get("child_modules") or []):
+        _check_module(child, f"{path}.child_modules[{i}]")
+    _expect(module.get("module_calls"), dict, f"{path}.module_calls")
+    for name, call in (module.get("module_calls") or {}).items():
+        _expect(call, dict, f"{path}.module_calls.{name}", optional=False)
+        _check_module(call.get("module"), f"{path}.module_calls.{name}.module")
+
+
+def check_plan(plan: Any, source: str) -> dict:
+    """The plan if it is an applyable, error-free plan of a known format version; else PlanError naming
+    what it is or which JSON path is wrong (fields: developer.hashicorp.com/terraform/internals/json-format)."""
+    if not isinstance(plan, dict) or "format_version" not in plan:
+        raise PlanError(f"{source}: not a Terraform plan (no format_version); pass `terraform show -json <planfile>`")
+    version = str(plan["format_version"])
+    if version.split(".")[0] != "1":
+        raise PlanError(f"{source}: JSON format_version {version} is not 1.x, which this review reads; refusing it")
+    if "values" in plan and not any(k in plan for k in ("resource_changes", "planned_values", "output_changes")):
+        raise PlanError(
+            f"{source}: a Terraform state, not a plan (it has `values`, no `resource_changes`/`planned_values`); "
+            "pass `terraform show -json <planfile>`"
+        )
+    if plan.get("errored") is True:
+        raise PlanError(
+            f"{source}: an errored plan (errored: true: a failed precondition or provider error stopped planning); "
+            "fix the error `terraform plan` printed and plan again"
+        )
+    for key in ("resource_changes", "resource_drift", "deferred_changes"):
+        _expect(plan.get(key), list, key, optional=key not in plan)
+    for i, rc in enumerate(plan.get("resource_changes") or []):
+        _check_change(rc, f"resource_changes[{i}]")
+    for i, rc in enumerate(plan.get("resource_drift") or []):
+        _check_change(rc, f"resource_drift[{i}]")
+    for i, deferred in enumerate(plan.get("deferred_changes") or []):
+        _expect(deferred, dict, f"deferred_changes[{i}]", optional=False)
+        _expect(deferred.get("reason"), str, f"deferred_changes[{i}].reason")
+        _check_change(deferred.get("resource_change"), f"deferred_changes[{i}].resource_change")
+    _expect(plan.get("output_changes"), dict, "output_changes", optional="output_changes" not in plan)
+    for name, change in (plan.get("output_changes") or {}).items():
+        _expect(change, dict, f"output_changes.{name}", optional=False)
+        _expect(change.get("actions"), list, f"output_changes.{name}.actions", optional=False)
+        for i, action in enumerate(change["actions"]):
+            _expect(action, str, f"output_changes.{name}.actions[{i}]", optional=False)
+    for key in ("planned_values", "configuration"):
+        _expect(plan.get(key), dict, key)
+        _check_module((plan.get(key) or {}).get("root_module"), f"{key}.root_module")
+    _expect(plan.get("prior_state"), dict, "prior_state")
+    _expect((plan.get("prior_state") or {}).get("values"), dict, "prior_state.values")
+    _check_module(
+        ((plan.get("prior_state") or {}).get("values") or {}).get("root_module"), "prior_state.values.root_module"
+    )
+    changes = [rc for rc in plan.get("resource_changes") or [] if set(rc["change"]["actions"]) - {"no-op", "read"}]
+    if plan.get("applyable") is False and changes:
+        raise PlanError(f"{source}: Terraform marks this plan not applyable (applyable: false) although it has changes")
+    return plan
 
 
 def load_plan(path: Path) -> dict:
@@ -252,13 +480,18 @@ def load_plan(path: Path) -> dict:
         plan = json.loads(path.read_text())
     except FileNotFoundError:
         raise PlanError(f"{path}: no such file; make it with `terraform show -json <planfile> > {path}`") from None
+    except UnicodeDecodeError:
+        raise PlanError(f"{path}: not UTF-8 text; pass `terraform show -json <planfile>` output") from None
     except json.JSONDecodeError as exc:
         raise PlanError(
             f"{path}: not JSON ({exc.msg} at line {exc.lineno}); pass `terraform show -json` output"
         ) from None
-    if not isinstance(plan, dict) or "format_version" not in plan or "terraform_version" not in plan:
-        raise PlanError(f"{path}: not a Terraform plan (no format_version); pass `terraform show -json <planfile>`")
-    return plan
+    except RecursionError:
+        raise PlanError(f"{path}: JSON nested too deeply to be a plan") from None
+    try:
+        return check_plan(plan, str(path))
+    except RecursionError:
+        raise PlanError(f"{path}: modules nested too deeply to be a plan") from None
 
 
 # --- policies -------------------------------------------------------------------------------
@@ -298,9 +531,12 @@ def statements(document: Any) -> list[dict] | None:
         return None
     try:
         parsed = json.loads(document)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
-    return [normalise_statement(s) for s in _as_list(parsed.get("Statement"))]
+    found = _as_list(parsed.get("Statement")) if isinstance(parsed, dict) else None
+    if found is None or not all(isinstance(s, dict) for s in found):
+        return None
+    return [normalise_statement(s) for s in found]
 
 
 def _key(stmt: dict) -> str:
@@ -381,6 +617,10 @@ def policy_changes(rc: dict, action: str, configured: set[str] | None = None) ->
     for attr, old_doc, new_doc, is_unknown in documents:
         if old_doc == new_doc and not is_unknown:
             continue
+        if SENSITIVE in (old_doc, new_doc):
+            note = "the document is sensitive: its statements are not shown"
+            found.append(_policy_row(rc, attr, action, [], [], ["sensitive policy changed: review the source"], note))
+            continue
         old, new = statements(old_doc), ([] if action == "destroy" else statements(new_doc))
         if is_unknown or new is None:
             if configured is not None and attr not in configured:
@@ -438,9 +678,10 @@ def _rule_text(rule: dict, direction: str) -> str:
 
 
 def _open_ingress(rule: dict) -> bool:
+    """Open to the internet, or not knowable: a sensitive CIDR may be 0.0.0.0/0."""
     cidrs = set(_as_list(rule.get("cidr_blocks")) + _as_list(rule.get("ipv6_cidr_blocks")))
     cidrs |= {rule.get("cidr_ipv4"), rule.get("cidr_ipv6")}
-    return bool(cidrs & OPEN_CIDRS)
+    return bool(cidrs & (OPEN_CIDRS | {SENSITIVE}))
 
 
 def _group_rules(values: dict) -> dict[str, dict]:
@@ -609,204 +850,592 @@ def per_job_hour(plan: dict, prices: dict) -> list[dict]:
 # --- the review ------------------------------------------------------------------------------
 
 
-def review(plan: dict, *, title: str, allow_destroy: set[str], prices: dict) -> Review:
-    result = Review(title=title)
-    configs = config_resources((plan.get("configuration") or {}).get("root_module") or {})
-    for rc in plan.get("resource_changes", []):
-        change = rc["change"]
-        if rc.get("mode") == "data":
-            if change["actions"] == ["read"]:  # a data source deferred to apply time
-                result.counts["read"] += 1
-                reason = REASONS.get(rc.get("action_reason", ""), rc.get("action_reason", ""))
-                result.deferred_reads.append({"address": rc["address"], "reason": reason})
+# --- in-place updates that lose data ---------------------------------------------------------------
+
+# (attribute path pattern with list indexes dropped, what counts as the loss, severity, why). BLOCKING:
+# the apply itself deletes data (records past a shorter retention or expiry, PITR history);
+# REVIEW: a guard against a later loss goes (protection off, force_destroy on, ...).
+DATA_LOSS_RULES: tuple[tuple[re.Pattern, str, str, str], ...] = tuple(
+    (re.compile(pattern), loss, severity, why)
+    for pattern, loss, severity, why in (
+        (
+            r"(^|\.)(retention_in_days|message_retention_seconds|backup_retention_period|retention_period"
+            r"|retention_period_hours|retention_period_in_days|snapshot_retention_limit|data_retention_in_hours"
+            r"|log_retention_days|retention_days|retention)$",
+            "cut",
+            "blocking",
+            "retention cut: data older than the new period is deleted",
+        ),
+        (
+            r"(^|\.)(expiration\.days|noncurrent_version_expiration\.noncurrent_days|lifecycle\.delete_after"
+            r"|expiration_in_days)$",
+            "cut",
+            "blocking",
+            "expiry shortened or added: objects or backups past it are deleted",
+        ),
+        (r"(^|\.)point_in_time_recovery\.enabled$", "off", "blocking", "point-in-time recovery turned off"),
+        (r"(^|\.)deletion_protection(_enabled)?$", "off", "review", "deletion protection turned off"),
+        (r"(^|\.)force_destroy$", "on", "review", "force_destroy turned on: a destroy deletes the contents too"),
+        (r"(^|\.)skip_final_snapshot$", "on", "review", "skip_final_snapshot turned on: no snapshot on delete"),
+        (r"(^|\.)deletion_window_in_days$", "cut", "review", "KMS key deletion window shortened"),
+        (r"(^|\.)versioning_configuration\.status$", "suspended", "review", "versioning suspended"),
+        (r"^versioning\.enabled$", "off", "review", "versioning turned off"),
+    )
+)
+# A retention of 0 or none means "keep forever" for these (e.g. CloudWatch Logs retention_in_days).
+FOREVER_WHEN_ZERO = ("retention_in_days", "expiration.days", "noncurrent_days", "delete_after")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _lost(loss: str, path: str, old: Any, new: Any) -> bool:
+    if loss == "off":
+        return old is True and new is not True
+    if loss == "on":
+        return new is True and old is not True
+    if loss == "suspended":
+        return old == "Enabled" and new != "Enabled"
+    before, after = _number(old), _number(new)
+    forever = path.endswith(FOREVER_WHEN_ZERO)
+    if forever:
+        before, after = before or None, after or None
+        return after is not None and (before is None or after < before)
+    return before is not None and after is not None and after < before
+
+
+def data_loss_updates(rc: dict) -> list[dict]:
+    """In-place updates that delete data or drop a guard against losing it, one finding each."""
+    before = drift_flatten(rc["change"].get("before") or {})
+    after = drift_flatten(rc["change"].get("after") or {})
+    found = []
+    for path in sorted(set(before) | set(after)):
+        old, new = before.get(path), after.get(path)
+        if old == new:
             continue
-        if rc.get("previous_address") and rc["previous_address"] != rc["address"]:
-            result.counts["move"] += 1
-            result.moves.append({"from": rc["previous_address"], "to": rc["address"]})
-        if change.get("importing") is not None:
-            result.counts["import"] += 1
-            result.imports.append({"address": rc["address"], "id": change["importing"].get("id")})
-        action = action_of(change["actions"])
-        if action is None:
-            continue
-        result.counts[action] += 1
-        row = {"address": rc["address"], "type": rc["type"], "action": action}
-        if rc.get("action_reason"):
-            row["reason"] = REASONS.get(rc["action_reason"], rc["action_reason"])
-        result.changes.append(row)
-        if action == "forget":
-            stateful = resource_classes.classify(rc["type"], rc.get("provider_name")) != "stateless"
-            result.forgets.append({"address": rc["address"], "type": rc["type"], "stateful": stateful})
-        kind = (
-            resource_classes.classify(rc["type"], rc.get("provider_name")) if action in {"destroy", "replace"} else ""
+        bare = re.sub(r"\[\d+\]", "", path)
+        for pattern, loss, severity, why in DATA_LOSS_RULES:
+            if pattern.search(bare) and _lost(loss, bare, old, new):
+                found.append(
+                    {
+                        "rule": "data-loss-update",
+                        "severity": severity,
+                        "address": rc["address"],
+                        "why": f"{why} ({path}: {json.dumps(old)} -> {json.dumps(new)})",
+                    }
+                )
+                break
+    return found
+
+
+def drift_flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": [1]}}`` -> ``{"a.b[0]": 1}``; empty containers stay as leaves."""
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(drift_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list) and value:
+        out = {}
+        for i, item in enumerate(value):
+            out.update(drift_flatten(item, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+# --- approvals ------------------------------------------------------------------------------------
+
+
+def change_digest(rc: dict) -> str:
+    """What an approval names besides the address: a hash of the change (address, type, actions and the
+    redacted prior values), stable across re-plans of the same change, different for any other."""
+    body = {k: rc.get(k) for k in ("address", "type")}
+    body.update(actions=rc["change"]["actions"], before=rc["change"].get("before"))
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def load_approvals(path: Path | None, title: str) -> list[dict]:
+    """``plan-approvals.yaml``'s entries for this stack: ``{<stack>: [{address, digest, reason}]}``."""
+    if path is None or not path.exists():
+        return []
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise PlanError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise PlanError(f"{path}: expected a mapping of stack name -> list of approvals")
+    entries = data.get(title) or []
+    if not isinstance(entries, list):
+        raise PlanError(f"{path}: {title} is not a list of approvals")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("address", "digest")):
+            raise PlanError(f"{path}: {title}[{i}] needs `address` and `digest` strings (from review.json)")
+    return entries
+
+
+# --- the review ------------------------------------------------------------------------------
+
+
+_MODULE = re.compile(r'^((?:module\.[A-Za-z0-9_-]+(?:\[(?:\d+|"(?:[^"\\]|\\.)*")\])?\.)*)')
+
+
+def module_of(address: str) -> str:
+    """``module.a["k.1"].aws_x.y`` -> ``module.a["k.1"]``; the root module's resources -> ``(root module)``."""
+    return _MODULE.match(address).group(1).rstrip(".") or "(root module)"
+
+
+def _module_of(rc: dict) -> str:
+    return rc.get("module_address") or module_of(rc["address"])
+
+
+def _review_change(rc: dict, result: Review, configs: dict, approved: set[tuple[str, str]]) -> None:
+    change = rc["change"]
+    action = action_of(change["actions"])
+    if rc.get("mode") == "data":
+        if change["actions"] == ["read"]:  # a data source deferred to apply time
+            result.counts["read"] += 1
+            reason = REASONS.get(rc.get("action_reason", ""), rc.get("action_reason", ""))
+            result.deferred_reads.append({"address": rc["address"], "reason": reason})
+        elif action == "unknown":
+            result.flags.append(_unknown_action(rc))
+        return
+    if rc.get("previous_address") and rc["previous_address"] != rc["address"]:
+        result.counts["move"] += 1
+        result.moves.append({"from": rc["previous_address"], "to": rc["address"]})
+    if change.get("importing") is not None:
+        result.counts["import"] += 1
+        result.imports.append({"address": rc["address"], "id": change["importing"].get("id")})
+    if action is None:
+        return
+    if action == "unknown":
+        result.flags.append(_unknown_action(rc))
+        result.changes.append(
+            {"address": rc["address"], "type": rc["type"], "action": "unknown", "module": _module_of(rc)}
         )
-        if kind in {"stateful", "unknown"}:
-            why = STATEFUL_REASONS.get(rc["type"]) or (
+        return
+    kind = resource_classes.classify(rc["type"], rc.get("provider_name"))
+    for counted in ("add", "forget") if action == "replace-forget" else (action,):
+        result.counts[counted] += 1
+    row = {"address": rc["address"], "type": rc["type"], "action": action, "module": _module_of(rc)}
+    if rc.get("action_reason"):
+        row["reason"] = REASONS.get(rc["action_reason"], rc["action_reason"])
+    result.changes.append(row)
+    if action in {"forget", "replace-forget"}:
+        stateful = kind != "stateless"
+        why = "left in AWS, unmanaged: it stays, orphaned and still billed"
+        result.forgets.append({"address": rc["address"], "type": rc["type"], "stateful": stateful, "why": why})
+    if action in {"destroy", "replace"} and kind in {"stateful", "unknown"}:
+        lost = resource_classes.STATEFUL_TYPES.get(rc["type"])
+        why = (
+            STATEFUL_REASONS.get(rc["type"])
+            or (f"{rc['type']}: {lost}" if lost else None)
+            or (
                 f"{rc['type']}: holds data or identity that a destroy loses (tools/resource_classes.json)"
                 if kind == "stateful"
                 else f"unclassified type {rc['type']} ({rc.get('provider_name', 'unknown provider')}): "
                 "check what its destroy loses"
             )
-            finding = {"address": rc["address"], "action": action, "why": why}
-            if action == "replace":
-                paths = rc["change"].get("replace_paths") or []
-                finding["forced_by"] = [".".join(map(str, p)) for p in paths]
-            if kind == "unknown":
-                result.unclassified.append(finding)
-            else:
-                (result.allowed if rc["address"] in allow_destroy else result.blocking).append(finding)
-        config = configs.get(re.sub(r"\[[^\]]*\]", "", rc["address"]))
-        result.policies += policy_changes(rc, action, set(config.get("expressions", {})) if config else None)
-        net = network_changes(rc, action)
-        if net and (net["added"] or net["removed"] or net["flags"]):
-            result.network.append(net)
-    touched = {f["address"] for f in result.blocking + result.allowed}
-    result.unused_allowances = sorted(allow_destroy - touched)
-    result.cost = cost_delta(plan, prices)
+        )
+        finding = {"address": rc["address"], "action": action, "why": why, "module": _module_of(rc)}
+        if action == "replace":
+            finding["forced_by"] = [".".join(map(str, p)) for p in change.get("replace_paths") or []]
+        finding["digest"] = change_digest(rc)
+        if kind == "unknown":
+            result.unclassified.append(finding)
+        else:
+            (result.allowed if (rc["address"], finding["digest"]) in approved else result.blocking).append(finding)
+    if action == "change":
+        for flag in data_loss_updates(rc):
+            flag.update(module=_module_of(rc), digest=change_digest(rc))
+            if flag["severity"] == "blocking" and (rc["address"], flag["digest"]) in approved:
+                flag.update(severity="review", rule="data-loss-update-approved")
+            result.flags.append(flag)
+    config = configs.get(re.sub(r"\[[^\]]*\]", "", rc["address"]))
+    result.policies += policy_changes(rc, action, set(config.get("expressions") or {}) if config else None)
+    net = network_changes(rc, action)
+    if net and (net["added"] or net["removed"] or net["flags"]):
+        result.network.append(net)
+
+
+def _unknown_action(rc: dict) -> dict:
+    return {
+        "rule": "unknown-action",
+        "severity": "blocking",
+        "address": rc["address"],
+        "module": _module_of(rc),
+        "why": f"action list {json.dumps(rc['change']['actions'])} is not one this review knows: "
+        "read the plan before applying",
+    }
+
+
+BROKEN = (AttributeError, KeyError, TypeError, ValueError, IndexError, RecursionError)
+
+
+def review(plan: dict, *, title: str, approvals: list[dict] | None = None, prices: dict) -> Review:
+    """The review of a plan that passed ``check_plan``; a value of an unexpected shape deeper down
+    is a PlanError naming the part of the plan it is in, never a traceback."""
+    try:
+        return _review(plan, title=title, approvals=approvals or [], prices=prices)
+    except BROKEN as exc:
+        raise PlanError(f"a value of an unexpected shape in the plan ({type(exc).__name__}: {exc})") from None
+
+
+def _review(plan: dict, *, title: str, approvals: list[dict], prices: dict) -> Review:
+    """Every value redacted first (``sanitized``), then each change, deferred change and output."""
+    plan = sanitized(plan)
+    result = Review(title=title)
+    approved = {(a["address"], a["digest"]) for a in approvals}
+    configs = config_resources((plan.get("configuration") or {}).get("root_module") or {})
+    for index, rc in enumerate(plan.get("resource_changes") or []):
+        try:
+            _review_change(rc, result, configs, approved)
+        except BROKEN as exc:
+            raise PlanError(
+                f"resource_changes[{index}] ({rc.get('address')}): "
+                f"a value of an unexpected shape ({type(exc).__name__})"
+            ) from None
+    for deferred in plan.get("deferred_changes") or []:
+        rc = deferred["resource_change"]
+        action = action_of(rc["change"]["actions"])
+        row = {
+            "address": rc["address"],
+            "action": action,
+            "reason": deferred.get("reason", ""),
+            "module": _module_of(rc),
+        }
+        result.deferred.append(row)
+        stateful = resource_classes.classify(rc["type"], rc.get("provider_name")) != "stateless"
+        if action in {"destroy", "replace", "unknown"} and stateful:
+            why = (
+                f"deferred {action} of {rc['type']} ({deferred.get('reason', '')}): data would be lost in a later apply"
+            )
+            result.flags.append(
+                {
+                    "rule": "deferred-stateful-destroy",
+                    "severity": "blocking",
+                    "address": rc["address"],
+                    "module": row["module"],
+                    "why": why,
+                }
+            )
+    if plan.get("complete") is False:
+        result.flags.append(
+            {
+                "rule": "incomplete-plan",
+                "severity": "blocking",
+                "address": "(plan)",
+                "module": "(root module)",
+                "why": f"the plan is incomplete (complete: false, {len(result.deferred)} deferred change(s)): "
+                "apply, plan again and review the rest before trusting it",
+            }
+        )
+    used = {(f["address"], f["digest"]) for f in result.allowed}
+    used |= {(f["address"], f["digest"]) for f in result.flags if f["rule"] == "data-loss-update-approved"}
+    result.unused_approvals = [a for a in approvals if (a["address"], a["digest"]) not in used]
+    try:
+        result.cost = cost_delta(plan, prices)
+    except BROKEN as exc:
+        raise PlanError(
+            f"planned_values: a resource the cost estimate reads has an unexpected value ({type(exc).__name__})"
+        ) from None
     plan_level_changes(plan, result)
     return result
 
 
+# --- the Markdown --------------------------------------------------------------------------------
+
+
+@dataclass
+class Section:
+    """A part of the report: a heading, lines, and a table header repeated when a part re-opens it."""
+
+    heading: str
+    lines: list[str]
+    header: list[str] = field(default_factory=list)
+    intro: list[str] = field(default_factory=list)
+
+
 def _stmt_text(stmt: dict) -> str:
-    body = {k: v for k, v in stmt.items() if k != "Sid"}
-    return f"`{json.dumps(body, sort_keys=True)}`"
+    return esc({k: v for k, v in stmt.items() if k != "Sid"}, limit=400)
 
 
-def markdown(result: Review) -> str:
+def _finding_line(f: dict) -> str:
+    forced = f" (forced by {', '.join(esc(p) for p in f['forced_by'])})" if f.get("forced_by") else ""
+    action = f" **{esc(f['action'])}**" if f.get("action") else ""
+    return f"- {esc(f['address'])}{action}: {esc(f['why'], limit=300)}{forced}"
+
+
+FINDINGS_BUDGET = 40_000  # of part 1's characters, for the blocking and review items
+
+
+def findings_section(result: Review) -> list[Section]:
+    """Every blocking and review item grouped by module; compacted per module and rule if too long."""
+    sections = []
+    for severity, heading in (("blocking", "BLOCKING"), ("review", "Needs review")):
+        items = [f for f in result.findings() if f["severity"] == severity]
+        if not items:
+            continue
+        by_module: dict[str, list[dict]] = {}
+        for f in items:
+            by_module.setdefault(f.get("module") or module_of(f["address"]), []).append(f)
+        lines = []
+        for module, found in sorted(by_module.items()):
+            lines += [f"**{esc(module)}**", ""] + [_finding_line(f) for f in found] + [""]
+        if sum(map(len, lines)) > FINDINGS_BUDGET // 2:
+            lines = []
+            for module, found in sorted(by_module.items()):
+                groups: dict[str, list[dict]] = {}
+                for f in found:
+                    groups.setdefault(f["rule"], []).append(f)
+                lines.append(f"**{esc(module)}**: {len(found)} item(s)")
+                for rule, group in sorted(groups.items()):
+                    names = ", ".join(esc(f["address"], limit=60) for f in group[:5])
+                    more = f" and {len(group) - 5} more" if len(group) > 5 else ""
+                    lines.append(f"- {len(group)} x {esc(rule)}: {names}{more} (all in review.json)")
+            lines.append("")
+        sections.append(Section(f"### {heading}: {len(items)} item(s)", lines))
+    return sections
+
+
+def _summary(result: Review) -> list[str]:
     c = result.counts
-    icon = {"BLOCKING": "BLOCKING", "REVIEW": "needs review", "OK": "ok"}[result.verdict]
-    out = [
-        f"## Plan review: {result.title}",
-        "",
+    icon = {"BLOCKING": "BLOCKING", "REVIEW": "needs review", "OK": "ok", "NO CHANGES": "no changes"}[result.verdict]
+    line = (
         f"**Verdict: {icon}** - {c['add']} to add, {c['change']} to change, "
         f"{c['replace']} to replace, {c['destroy']} to destroy"
         + "".join(f", {c[k]} to {k}" for k in ("forget", "move", "import") if c[k])
         + (f", {c['read']} data reads deferred to apply" if c["read"] else "")
-        + ".",
-        "",
-    ]
-    if result.blocking:
-        out += ["### BLOCKING: stateful resources destroyed or replaced", ""]
+        + (f", {len(result.deferred)} change(s) deferred to a later plan" if result.deferred else "")
+        + "."
+    )
+    out = [line, ""]
+    needed = [f for f in result.findings() if f["severity"] == "blocking" and f.get("digest")]
+    if needed:
         out += [
-            f"- `{f['address']}` **{f['action']}**: {f['why']}"
-            + (f" (forced by {', '.join(f['forced_by'])})" if f.get("forced_by") else "")
-            for f in result.blocking
-        ]
-        out += [
-            "",
-            "Data would be lost. If that is intended, re-run with "
-            f"`ALLOW_DESTROY={','.join(f['address'] for f in result.blocking)}`.",
+            f"{len(needed)} change(s) lose data. If intended, approve each in `plan-approvals.yaml` under "
+            f"{esc(result.title)} (address and digest: `approvals_needed` in review.json), commit; CI reviews again.",
             "",
         ]
-    if result.unclassified:
-        out += ["### Unclassified types destroyed or replaced: review what each loses", ""]
-        out += [f"- `{f['address']}` **{f['action']}**: {f['why']}" for f in result.unclassified]
-        out += [""]
-    if result.forgets:
-        out += ["### Forgotten: Terraform stops managing these and leaves them in AWS", ""]
+    if result.unused_approvals:
         out += [
-            f"- `{f['address']}`" + (" - **stateful: it stays, orphaned and still billed**" if f["stateful"] else "")
-            for f in result.forgets
-        ] + [""]
-    if result.moves:
-        out += ["### Moved", ""] + [f"- `{m['from']}` -> `{m['to']}`" for m in result.moves] + [""]
-    if result.imports:
-        out += ["### Imported", ""] + [f"- `{i['address']}` from id `{i['id']}`" for i in result.imports] + [""]
-    if result.allowed:
-        out += ["### Allowed destroys (named in ALLOW_DESTROY)", ""]
-        out += [f"- `{f['address']}` {f['action']}: {f['why']}" for f in result.allowed] + [""]
-    if result.unused_allowances:
-        out += [f"ALLOW_DESTROY names addresses this plan does not destroy: {', '.join(result.unused_allowances)}", ""]
-    if result.policies:
-        out += ["### IAM and resource policies", ""]
-        for p in result.policies:
-            flag = f" - **widening: {'; '.join(p['widening'])}**" if p["widening"] else ""
-            if p["type"] == "aws_s3_bucket_policy":
-                flag = " - **bucket policy changed**" + flag
-            out.append(f"- `{p['address']}` {p['kind']} `{p['attribute']}` ({p['action']}){flag}")
-            if p["note"]:
-                out.append(f"  - {p['note']}")
-            out += [f"  - added {_stmt_text(s)}" for s in p["added"]]
-            out += [f"  - removed {_stmt_text(s)}" for s in p["removed"]]
-        out.append("")
-    if result.network:
-        out += ["### Security groups, network ACLs and public access", ""]
-        for n in result.network:
-            flag = f" - **{'; '.join(n['flags'])}**" if n["flags"] else ""
-            out.append(f"- `{n['address']}` ({n['action']}){flag}")
-            out += [f"  - added {r}" for r in n["added"]] + [f"  - removed {r}" for r in n["removed"]]
-        out.append("")
-    cost = result.cost
-    out += [
-        "### Estimated cost",
-        "",
+            f"{len(result.unused_approvals)} approval(s) in plan-approvals.yaml match no change of this plan "
+            "(address or digest differ): remove them.",
+            "",
+        ]
+    return out
+
+
+def _listed(heading: str, lines: list[str]) -> list[Section]:
+    """A bullet-list section, or none when there is nothing to list."""
+    return [Section(heading, [*lines, ""])] if lines else []
+
+
+def sections(result: Review) -> tuple[list[str], list[Section]]:
+    """(the head of part 1, the sections in order); part 1 always holds the findings."""
+    out = findings_section(result)
+    out += _listed(
+        "### Deferred to a later plan",
+        [f"- {esc(d['address'])} {esc(d['action'])}: {esc(d['reason'])}" for d in result.deferred],
+    )
+    orphaned = " - **stateful: it stays, orphaned and still billed**"
+    out += _listed(
+        "### Forgotten: Terraform stops managing these and leaves them in AWS",
+        [f"- {esc(f['address'])}{orphaned if f['stateful'] else ''}" for f in result.forgets],
+    )
+    out += _listed("### Moved", [f"- {esc(m['from'])} -> {esc(m['to'])}" for m in result.moves])
+    out += _listed("### Imported", [f"- {esc(i['address'])} from id {esc(i['id'])}" for i in result.imports])
+    lines = []
+    for p in result.policies:
+        flag = f" - **widening: {esc('; '.join(p['widening']), limit=400)}**" if p["widening"] else ""
+        if p["type"] == "aws_s3_bucket_policy":
+            flag = " - **bucket policy changed**" + flag
+        lines.append(f"- {esc(p['address'])} {p['kind']} {esc(p['attribute'])} ({p['action']}){flag}")
+        if p["note"]:
+            lines.append(f"  - {esc(p['note'], limit=300)}")
+        lines += [f"  - added {_stmt_text(s)}" for s in p["added"]]
+        lines += [f"  - removed {_stmt_text(s)}" for s in p["removed"]]
+    out += _listed("### IAM and resource policies", lines)
+    lines = []
+    for n in result.network:
+        flag = f" - **{esc('; '.join(n['flags']), limit=300)}**" if n["flags"] else ""
+        lines.append(f"- {esc(n['address'])} ({n['action']}){flag}")
+        lines += [f"  - added {esc(r)}" for r in n["added"]] + [f"  - removed {esc(r)}" for r in n["removed"]]
+    out += _listed("### Security groups, network ACLs and public access", lines)
+    out += cost_sections(result.cost)
+    out += _listed(
+        "### Outputs",
+        [f"- {esc(o['name'])} {o['action']}: {esc(o['before'])} -> {esc(o['after'])}" for o in result.outputs],
+    )
+    out += _listed(
+        "### Data sources read at apply time",
+        [f"- {esc(d['address'])}: {esc(d['reason'])}" for d in result.deferred_reads],
+    )
+    out += _listed(
+        "### Drift Terraform found while planning (changed outside Terraform)",
+        [f"- {esc(d['address'])} ({esc(', '.join(d['actions']))})" for d in result.drift],
+    )
+    if result.changes:
+        out.append(
+            Section(
+                "### Every change",
+                [f"| {esc(ch['address'])} | {ch['action']} | {esc(ch.get('reason', ''))} |" for ch in result.changes]
+                + [""],
+                header=["| address | action | why |", "|---|---|---|"],
+            )
+        )
+    return _summary(result), out
+
+
+def cost_sections(cost: dict) -> list[Section]:
+    intro = [
         f"Estimated monthly delta: **{cost['monthly_delta_usd']:+.2f} USD** (fixed-price resources only; "
         f"usage such as data transfer, requests and compute is not included). "
-        f"This is an estimate from the {cost['region']} price table dated {cost['price_date']}.",
+        f"This is an estimate from the {esc(cost['region'])} price table dated {esc(cost['price_date'])}.",
         "",
     ]
-    if cost["items"]:
-        out += ["| address | action | USD/month | basis |", "|---|---|---:|---|"]
-        out += [f"| `{i['address']}` | {i['action']} | {i['monthly_usd']:+.2f} | {i['basis']} |" for i in cost["items"]]
-        out.append("")
+    rows = [
+        f"| {esc(i['address'])} | {i['action']} | {i['monthly_usd']:+.2f} | {esc(i['basis'])} |" for i in cost["items"]
+    ]
+    out = [
+        Section(
+            "### Estimated cost",
+            rows + ([""] if rows else []),
+            header=["| address | action | USD/month | basis |", "|---|---|---:|---|"] if rows else [],
+            intro=intro,
+        )
+    ]
     priced = [r for r in cost["per_job_hour"] if r.get("instance_type")]
     if priced:
-        out += [
-            "Per run (Batch, separate from the monthly figure): one job-hour of each stage on the cheapest "
-            "instance that fits it.",
-            "",
-            "| job definition | instance | on-demand USD/h | spot USD/h (typical) |",
-            "|---|---|---:|---:|",
-        ]
-        out += [
-            f"| {r['job_definition']} | {r['instance_type']} | {r['on_demand_usd']:.4f} | {r['spot_usd']:.4f} |"
+        rows = [
+            f"| {esc(r['job_definition'])} | {esc(r['instance_type'])} | {r['on_demand_usd']:.4f} "
+            f"| {r['spot_usd']:.4f} |"
             for r in priced
         ]
-        out += [
+        rows += [
             f"| **one job-hour of every stage** | | {sum(r['on_demand_usd'] for r in priced):.4f} | "
             f"{sum(r['spot_usd'] for r in priced):.4f} |",
             "",
         ]
-    if result.outputs:
-        out += ["### Outputs", ""]
-        out += [f"- `{o['name']}` {o['action']}: `{o['before']}` -> `{o['after']}`" for o in result.outputs] + [""]
-    if result.deferred_reads:
-        out += ["### Data sources read at apply time", ""]
-        out += [f"- `{d['address']}`: {d['reason']}" for d in result.deferred_reads] + [""]
-    if result.drift:
-        out += ["### Drift Terraform found while planning (changed outside Terraform)", ""]
-        out += [f"- `{d['address']}` ({', '.join(d['actions'])})" for d in result.drift] + [""]
-    if result.changes:
-        out += ["<details><summary>Every change</summary>", "", "| address | action | why |", "|---|---|---|"]
-        out += [f"| `{ch['address']}` | {ch['action']} | {ch.get('reason', '')} |" for ch in result.changes]
-        out += ["", "</details>", ""]
-    return "\n".join(out)
-
-
-def parse_allow(values: list[str | None]) -> set[str]:
-    return {a.strip() for v in values if v for a in v.split(",") if a.strip()}
+        out.append(
+            Section(
+                "### Per run (Batch)",
+                rows,
+                header=[
+                    "| job definition | instance | on-demand USD/h | spot USD/h (typical) |",
+                    "|---|---:|---:|---:|",
+                ],
+                intro=[
+                    "One job-hour of each stage on the cheapest instance that fits it "
+                    "(separate from the monthly figure).",
+                    "",
+                ],
+            )
+        )
+    return out
 
 
 COMMENT_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
+MAX_PARTS = 5
+FULL_REVIEW = "the full review is review.md in this job's summary and in the plan artifact"
 
 
-def split_comment(text: str, title: str, limit: int = COMMENT_LIMIT) -> list[str]:
-    """The report as numbered PR comments of at most ``limit`` characters, cut between lines."""
+_TABLE_RULE = re.compile(r"^\|[-:| ]+\|$")
+
+
+def _split_sections(text: str) -> tuple[list[str], list[Section]]:
+    """Review Markdown back into (head, sections): a section starts at a ``### `` line; its table
+    header is the row before the first ``|---|`` rule, re-opened wherever a part cuts the table."""
+    head: list[str] = []
+    found: list[Section] = []
+    for line in text.rstrip("\n").split("\n"):
+        if line.startswith("### "):
+            found.append(Section(line, []))
+        elif found:
+            sec = found[-1]
+            if not sec.header and _TABLE_RULE.match(line) and sec.lines and sec.lines[-1].startswith("|"):
+                sec.header = [sec.lines.pop(), line]
+                sec.intro, sec.lines = sec.lines, []
+            else:
+                sec.lines.append(line)
+        else:
+            head.append(line)
+    return head, found
+
+
+def split_comment(
+    text: str, title: str, limit: int = COMMENT_LIMIT, max_parts: int | None = MAX_PARTS, pointer: str | None = None
+) -> list[str]:
+    """Review Markdown as PR comments of at most ``limit`` characters, cut between lines: part 1 holds
+    everything before the first section cut (the verdict, the counts, every blocking and review
+    item); a section cut over parts re-opens with its heading (and its table header inside a table);
+    after ``max_parts`` (None: no cap) the last part says where the full review is."""
     if len(text) <= limit:
         return [text]
-    room = limit - 200  # for the part header
-    parts, current = [], ""
-    for line in text.splitlines(keepends=True):
-        while len(line) > room:  # a single line longer than a comment: cut it
-            parts.append(current + line[: room - len(current)])
-            line, current = line[room - len(current) :], ""
-        if len(current) + len(line) > room:
-            parts.append(current)
-            current = ""
-        current += line
-    parts.append(current)
-    total = len(parts)
-    return [f"**Plan review: {title} (part {i}/{total})**\n\n{part}" for i, part in enumerate(parts, 1)]
+    pointer = pointer or os.environ.get("PLAN_REVIEW_FULL_URL") or FULL_REVIEW
+    head, secs = _split_sections(text)
+    parts: list[list[str]] = [head]
+    sizes = [sum(len(x) + 1 for x in head)]
+    room = limit - 1_000  # the part header and the pointer
+
+    def add(lines: list[str], new_part: bool = False) -> None:
+        if new_part:
+            parts.append([])
+            sizes.append(0)
+        parts[-1].extend(lines)
+        sizes[-1] += sum(len(x) + 1 for x in lines)
+
+    for sec in secs:
+        opening = [sec.heading, *sec.intro, *sec.header]
+        first = len(sec.lines[0]) if sec.lines else 0
+        add(opening, new_part=sizes[-1] + sum(len(x) + 1 for x in opening) + first > room)
+        for line in sec.lines:
+            if len(line) > room // 2:  # never from the review (its values are cut); from an appended section
+                line = f"{line[: room // 2]}... (line of {len(line):,} chars cut)"
+            if sizes[-1] + len(line) + 1 > room:
+                table = sec.header and line.startswith("|")
+                add([f"{sec.heading} (continued)", "", *(sec.header if table else [])], new_part=True)
+            add([line])
+        if max_parts and len(parts) > max_parts:
+            del parts[max_parts:]
+            parts[-1] += ["", f"**Review cut after part {max_parts}: {esc(pointer, limit=300)}.**"]
+            break
+    texts = ["\n".join(p).rstrip("\n") + "\n" for p in parts]
+    return [f"**Plan review: {esc(title)} (part {i}/{len(texts)})**\n\n{t}" for i, t in enumerate(texts, 1)]
+
+
+def render(result: Review, limit: int = COMMENT_LIMIT, max_parts: int | None = MAX_PARTS) -> list[str]:
+    """The review's PR comment parts (``split_comment`` of its Markdown)."""
+    return split_comment(markdown(result), result.title, limit, max_parts)
+
+
+def _join(head: list[str], secs: list[Section]) -> str:
+    lines = list(head)
+    for sec in secs:
+        lines += [sec.heading, "", *sec.intro, *sec.header, *sec.lines]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def markdown(result: Review, built: tuple[list[str], list[Section]] | None = None) -> str:
+    """The whole review in one document (review.md, the job summary)."""
+    head, secs = built or sections(result)
+    return _join([f"## Plan review: {esc(result.title)}", "", *head], secs)
+
+
+def _fail_code(result: Review, fail_on: str) -> int:
+    if result.verdict == "BLOCKING":
+        return 2
+    return 3 if fail_on == "review" and result.verdict == "REVIEW" else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -814,27 +1443,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("plan", type=Path, help="terraform show -json output")
     parser.add_argument("--markdown", type=Path, help="write the Markdown report here (default: stdout)")
     parser.add_argument("--json", type=Path, help="write the JSON summary here")
-    parser.add_argument("--title", help="report title (default: the plan file's folder)")
-    parser.add_argument("--allow-destroy", default=None, help="comma-separated addresses allowed to be destroyed")
+    parser.add_argument("--title", help="report title and plan-approvals.yaml key (default: the plan file's folder)")
+    parser.add_argument("--approvals", type=Path, help="plan-approvals.yaml: destroys approved in the PR")
+    parser.add_argument(
+        "--fail-on", choices=["blocking", "review"], default="blocking", help="review: exit 3 on REVIEW"
+    )
+    parser.add_argument("--max-parts", type=int, default=MAX_PARTS, help="PR comment parts at most (default 5)")
     parser.add_argument("--prices", type=Path, default=DEFAULT_PRICES, help="price table JSON")
     args = parser.parse_args(argv)
+    title = args.title or args.plan.resolve().parent.name
     try:
         plan = load_plan(args.plan)
+        approvals = load_approvals(args.approvals, title)
         prices = json.loads(args.prices.read_text())
+        result = review(plan, title=title, approvals=approvals, prices=prices)
     except PlanError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {esc(str(exc), limit=400, markdown=False)}", file=sys.stderr)
         return 1
     except (OSError, json.JSONDecodeError) as exc:
         print(f"error: price table {args.prices}: {exc}", file=sys.stderr)
         return 1
-    allow = parse_allow([args.allow_destroy, os.environ.get("ALLOW_DESTROY")])
-    result = review(plan, title=args.title or args.plan.resolve().parent.name, allow_destroy=allow, prices=prices)
     report = markdown(result)
     if args.markdown:
         args.markdown.write_text(report)
         for stale in args.markdown.parent.glob(f"{args.markdown.stem}.part-*.md"):
             stale.unlink()
-        for index, part in enumerate(split_comment(report, result.title), 1):
+        for index, part in enumerate(split_comment(report, title, max_parts=args.max_parts), 1):
             args.markdown.with_name(f"{args.markdown.stem}.part-{index}.md").write_text(part)
     else:
         print(report)
@@ -843,14 +1477,20 @@ def main(argv: list[str] | None = None) -> int:
     c = result.counts
     print(
         f"plan review: {result.verdict}: +{c['add']} ~{c['change']} -/+{c['replace']} -{c['destroy']}, "
-        f"{len(result.blocking)} blocking, {sum(bool(p['widening']) for p in result.policies)} widening policy "
+        f"{sum(f['severity'] == 'blocking' for f in result.findings())} blocking, "
+        f"{sum(bool(p['widening']) for p in result.policies)} widening policy "
         f"change(s), {sum(bool(n['flags']) for n in result.network)} flagged network change(s), "
-        f"cost {result.cost['monthly_delta_usd']:+.2f} USD/month (estimate, prices of {result.cost['price_date']})",
+        f"cost {result.cost['monthly_delta_usd']:+.2f} USD/month "
+        f"(estimate, prices of {esc(result.cost['price_date'], markdown=False)})",
         file=sys.stderr,
     )
-    for finding in result.blocking:
-        print(f"BLOCKING: {finding['action']} {finding['address']} ({finding['why']})", file=sys.stderr)
-    return 2 if result.blocking else 0
+    for finding in result.findings()[:50]:
+        if finding["severity"] == "blocking":
+            print(
+                f"BLOCKING: {esc(finding['address'], markdown=False)} ({esc(finding['why'], 200, markdown=False)})",
+                file=sys.stderr,
+            )
+    return _fail_code(result, args.fail_on)
 
 
 if __name__ == "__main__":

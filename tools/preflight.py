@@ -29,6 +29,9 @@ this shape. One line per finding (``FAIL <check> <address>: <what is wrong>; <wh
   (example.org/.com/.net, *.example, *.invalid, *.test, localhost; RFC 2606, RFC 6761) and no
   documentation account id (12 equal digits, 123456789012); one line per stack naming them and
   where to set real ones. Without the flag they are listed as notes.
+- budgets: each budget is one Budgets accepts for its time unit (no FORECASTED notification on a
+  DAILY budget, at most 10 notifications, one SNS and 10 e-mail subscribers each), and a tag
+  filter selects by one tag value (values of one ``TagKeyValue`` filter are ORed).
 
 - the general AWS rules of ``tools/preflight_rules.py`` (``RULES``: policy documents, key and topic
   policies for the services that use them, dashboards, names, ranges, Step Functions, Batch, S3 data,
@@ -713,12 +716,56 @@ def check_placeholders(stack: Stack, hint: str = DEFAULT_PLACEHOLDER_HINT) -> It
         yield Finding("placeholders", "stack", f"example values would be deployed ({', '.join(found)})", hint)
 
 
+# budgets Budgets accepts
+# https://docs.aws.amazon.com/cost-management/latest/userguide/budgets-create.html (no forecasted
+# alerts on daily budgets), https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_budgets_Notification.html
+# (up to ten notifications, one SNS and up to 10 e-mail subscribers each),
+# https://docs.aws.amazon.com/cost-management/latest/userguide/budgets-create-filters.html (filter values are ORed)
+
+MAX_NOTIFICATIONS, MAX_EMAILS = 10, 10
+
+
+def check_budgets(stack: Stack) -> Iterator[Finding]:
+    for name, budget in stack.of("aws_budgets_budget").items():
+        address, unit = f"aws_budgets_budget.{name}", budget.get("time_unit")
+        notes = as_list(budget.get("notification"))
+        for note in notes:
+            if note.get("notification_type") == "FORECASTED" and unit == "DAILY":
+                yield Finding(
+                    "budgets",
+                    address,
+                    f"a FORECASTED notification at {note.get('threshold')} % on a DAILY budget (Budgets rejects it)",
+                    "use ACTUAL notifications only on DAILY budgets, or a MONTHLY budget",
+                )
+            if (
+                len(as_list(note.get("subscriber_sns_topic_arns"))) > 1
+                or len(as_list(note.get("subscriber_email_addresses"))) > MAX_EMAILS
+            ):
+                yield Finding(
+                    "budgets",
+                    address,
+                    "a notification with more than 1 SNS or 10 e-mail subscribers",
+                    "subscribe more through the topic",
+                )
+        if len(notes) > MAX_NOTIFICATIONS:
+            yield Finding("budgets", address, f"{len(notes)} notifications (at most 10)", "drop some thresholds")
+        for item in as_list(budget.get("cost_filter")):
+            if item.get("name") == "TagKeyValue" and len(item.get("values", [])) > 1:
+                yield Finding(
+                    "budgets",
+                    address,
+                    f"TagKeyValue values {item['values']} are ORed: the budget counts spend carrying any one of them",
+                    "filter on one environment-unique tag (user:CostScope$<project>-<env>)",
+                )
+
+
 CHECKS = {
     "reachability": check_reachability,
     "cost": check_cost,
     "alerts": check_alerts,
     "placement": check_placement,
     "images": check_images,
+    "budgets": check_budgets,
     **RULES,
 }
 

@@ -378,6 +378,9 @@ class NameRule:
 B = "https://docs.aws.amazon.com/"
 NAMES = {
     "aws_iam_role": NameRule("name", 1, 64, r"[\w+=,.@-]+", B + "IAM/latest/APIReference/API_CreateRole.html"),
+    "aws_dynamodb_table": NameRule(
+        "name", 3, 255, r"[a-zA-Z0-9_.-]+", B + "amazondynamodb/latest/APIReference/API_CreateTable.html"
+    ),
     "aws_iam_policy": NameRule("name", 1, 128, r"[\w+=,.@-]+", B + "IAM/latest/APIReference/API_CreatePolicy.html"),
     "aws_iam_role_policy": NameRule(
         "name", 1, 128, r"[\w+=,.@-]+", B + "IAM/latest/APIReference/API_PutRolePolicy.html"

@@ -1,12 +1,22 @@
-"""BudgetShutdown: stops the pipeline from spending when the budget's ACTUAL spend reaches 100 %.
+"""BudgetShutdown: stops the pipeline's spending when the budget's ACTUAL spend reaches its limit.
 
-Subscribed to the alert topic. On a Budgets notification for ACTUAL spend at or above 100 % it
-turns the kill switch on (GuardBudget then refuses new executions), disables every job queue
-and sets every compute environment's max vCPUs to 0, after saving the previous values in an SSM
-parameter. Idempotent: a second alert changes nothing and keeps the saved values. Invoked with
-``{"action": "resume"}`` (``make budget-resume ENV=<env>``) it restores them.
+Subscribed to the budget topic, to which only AWS Budgets publishes. Budgets sends plain text with
+the threshold in dollars, so the message is not parsed: on any message from that topic the
+function reads the budget itself (DescribeBudget: CalculatedSpend.ActualSpend vs BudgetLimit) and
+shuts down when actual >= 100 %. Messages from any other topic (alarms, anomaly alerts) change
+nothing.
 
-Environment: JOB_QUEUES, COMPUTE_ENVIRONMENTS (comma-separated ARNs), KILL_SWITCH_PARAMETER,
+Shutdown, in this order so nothing new starts while the rest stops: the kill switch on
+(GuardBudget refuses new executions), every job queue DISABLED, every compute environment to 0
+vCPUs (the previous limits saved once in an SSM parameter), every RUNNING execution of this
+environment's state machine stopped, every SUBMITTED/PENDING/RUNNABLE/STARTING/RUNNING job on the
+queues terminated with a reason naming the budget, and a summary to the alert topic. Idempotent: a
+second run keeps the saved limits and finds nothing left to stop.
+
+Events: an SNS event (the budget topic); ``{"action": "shutdown", "reason": ...}`` (``make
+emergency-stop``, no budget check); ``{"action": "resume"}`` (``make budget-resume``).
+Environment: BUDGET_NAME, ACCOUNT_ID, BUDGET_TOPIC_ARN, ALERT_TOPIC_ARN, STATE_MACHINE_ARN,
+JOB_QUEUES, COMPUTE_ENVIRONMENTS (comma-separated ARNs), KILL_SWITCH_PARAMETER,
 SHUTDOWN_STATE_PARAMETER.
 """
 
@@ -14,67 +24,117 @@ from __future__ import annotations
 
 import json
 import os
-import re
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline_log import execution_id_of, get_logger
 
-ACTUAL_OVER = re.compile(r"ACTUAL\b.*?(?:greater than|exceeded|>=?)\s*(\d+(?:\.\d+)?)\s*%", re.IGNORECASE | re.DOTALL)
+# Every state of a job that has not ended (TerminateJob ends each of them; CancelJob only the first three).
+# https://docs.aws.amazon.com/batch/latest/userguide/job_states.html
+UNFINISHED_JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+SAVED_LIMITS = ("minvCpus", "maxvCpus")
 
 
-def alert_percentage(message: str) -> float | None:
-    """The threshold percentage of an ACTUAL-spend Budgets alert, or None for anything else."""
-    try:
-        data = json.loads(message)
-    except ValueError:
-        data = None
-    if isinstance(data, dict) and str(data.get("notificationType", "")).upper() == "ACTUAL":
-        return float(data.get("threshold", 0))
-    match = ACTUAL_OVER.search(message)
-    return float(match.group(1)) if match else None
+@dataclass(frozen=True)
+class Spend:
+    actual: float
+    limit: float
 
+    @property
+    def over(self) -> bool:
+        return self.limit > 0 and self.actual >= self.limit
 
-def should_shut_down(event: dict) -> bool:
-    for record in event.get("Records", []):
-        percentage = alert_percentage(record.get("Sns", {}).get("Message", ""))
-        if percentage is not None and percentage >= 100:
-            return True
-    return False
+    def text(self) -> str:
+        return (
+            f"actual {self.actual:.2f} USD of the {self.limit:.2f} USD limit ({100 * self.actual / self.limit:.0f} %)"
+        )
 
 
 def _split(name: str) -> list[str]:
     return [item for item in os.environ.get(name, "").split(",") if item]
 
 
-def shutdown(batch: Any, ssm: Any) -> dict:
-    state_name = os.environ["SHUTDOWN_STATE_PARAMETER"]
+def from_budget_topic(event: dict) -> bool:
+    """True when any SNS record of the event came from the budget topic."""
+    topic = os.environ["BUDGET_TOPIC_ARN"]
+    return any(record.get("Sns", {}).get("TopicArn") == topic for record in event.get("Records", []))
+
+
+def read_spend(budgets: Any) -> Spend:
+    budget = budgets.describe_budget(AccountId=os.environ["ACCOUNT_ID"], BudgetName=os.environ["BUDGET_NAME"])["Budget"]
+    actual = budget.get("CalculatedSpend", {}).get("ActualSpend", {}).get("Amount", "0")
+    return Spend(actual=float(actual), limit=float(budget["BudgetLimit"]["Amount"]))
+
+
+def _unfinished_jobs(batch: Any, queue: str) -> list[str]:
+    jobs = []
+    for status in UNFINISHED_JOB_STATES:
+        for page in batch.get_paginator("list_jobs").paginate(jobQueue=queue, jobStatus=status):
+            jobs += [job["jobId"] for job in page["jobSummaryList"]]
+    return jobs
+
+
+def _running_executions(sfn: Any) -> list[str]:
+    pages = sfn.get_paginator("list_executions").paginate(
+        stateMachineArn=os.environ["STATE_MACHINE_ARN"], statusFilter="RUNNING"
+    )
+    return [execution["executionArn"] for page in pages for execution in page["executions"]]
+
+
+def shutdown(clients: dict[str, Any], reason: str) -> dict:
+    batch, ssm, sfn = clients["batch"], clients["ssm"], clients["stepfunctions"]
+    state_name, switch = os.environ["SHUTDOWN_STATE_PARAMETER"], os.environ["KILL_SWITCH_PARAMETER"]
+    was_on = ssm.get_parameter(Name=switch)["Parameter"]["Value"].strip().lower() == "on"
+    ssm.put_parameter(Name=switch, Value="on", Overwrite=True)
     saved = json.loads(ssm.get_parameter(Name=state_name)["Parameter"]["Value"] or "{}")
     if not saved.get("compute_environments"):
         described = batch.describe_compute_environments(computeEnvironments=_split("COMPUTE_ENVIRONMENTS"))
         saved = {
             "compute_environments": {
-                ce["computeEnvironmentArn"]: ce["computeResources"]["maxvCpus"]
+                ce["computeEnvironmentArn"]: {k: ce["computeResources"].get(k, 0) for k in SAVED_LIMITS}
                 for ce in described["computeEnvironments"]
             }
         }
         ssm.put_parameter(Name=state_name, Value=json.dumps(saved, sort_keys=True), Overwrite=True)
-    ssm.put_parameter(Name=os.environ["KILL_SWITCH_PARAMETER"], Value="on", Overwrite=True)
-    for queue in _split("JOB_QUEUES"):
+    queues = _split("JOB_QUEUES")
+    for queue in queues:
         batch.update_job_queue(jobQueue=queue, state="DISABLED")
     for ce in saved["compute_environments"]:
-        batch.update_compute_environment(computeEnvironment=ce, computeResources={"maxvCpus": 0})
-    return {
+        batch.update_compute_environment(computeEnvironment=ce, computeResources={"minvCpus": 0, "maxvCpus": 0})
+    executions = _running_executions(sfn)
+    for execution in executions:
+        sfn.stop_execution(executionArn=execution, error="BudgetExceeded", cause=reason[:32768])
+    jobs = [job for queue in queues for job in _unfinished_jobs(batch, queue)]
+    for job in jobs:
+        batch.terminate_job(jobId=job, reason=reason[:1024])
+    result = {
         "action": "shutdown",
-        "queues_disabled": len(_split("JOB_QUEUES")),
+        "reason": reason,
+        "queues_disabled": len(queues),
         "compute_environments_zeroed": len(saved["compute_environments"]),
+        "executions_stopped": len(executions),
+        "jobs_terminated": len(jobs),
     }
+    if not was_on or executions or jobs:
+        clients["sns"].publish(
+            TopicArn=os.environ["ALERT_TOPIC_ARN"],
+            Subject="Odins Ravne budget kill switch: pipeline stopped"[:100],
+            Message=(
+                f"{reason}\nKill switch {switch} is on. Stopped {len(executions)} execution(s), terminated "
+                f"{len(jobs)} job(s), disabled {len(queues)} job queue(s), set "
+                f"{len(saved['compute_environments'])} compute environment(s) to 0 vCPUs.\n"
+                "Resume with: make budget-resume ENV=<env> (docs/runbooks/budget-kill-switch.md)."
+            ),
+        )
+    return result
 
 
 def resume(batch: Any, ssm: Any) -> dict:
     state_name = os.environ["SHUTDOWN_STATE_PARAMETER"]
     saved = json.loads(ssm.get_parameter(Name=state_name)["Parameter"]["Value"] or "{}")
-    for ce, max_vcpus in saved.get("compute_environments", {}).items():
-        batch.update_compute_environment(computeEnvironment=ce, computeResources={"maxvCpus": max_vcpus})
+    for ce, limits in saved.get("compute_environments", {}).items():
+        limits = limits if isinstance(limits, dict) else {"maxvCpus": limits}  # saved by an earlier version
+        batch.update_compute_environment(computeEnvironment=ce, computeResources=limits)
     for queue in _split("JOB_QUEUES"):
         batch.update_job_queue(jobQueue=queue, state="ENABLED")
     ssm.put_parameter(Name=os.environ["KILL_SWITCH_PARAMETER"], Value="off", Overwrite=True)
@@ -82,17 +142,27 @@ def resume(batch: Any, ssm: Any) -> dict:
     return {"action": "resume", "compute_environments_restored": len(saved.get("compute_environments", {}))}
 
 
-def handler(event: dict, context: Any, *, batch: Any = None, ssm: Any = None) -> dict:
+def handle(event: dict, clients: dict[str, Any]) -> dict:
+    budget = os.environ["BUDGET_NAME"]
+    if event.get("action") == "resume":
+        return resume(clients["batch"], clients["ssm"])
+    if event.get("action") == "shutdown":
+        return shutdown(clients, f"emergency stop of budget {budget}'s pipeline: {event.get('reason') or 'by hand'}")
+    if not from_budget_topic(event):
+        return {"action": "none", "reason": "not a message from the budget topic"}
+    spend = read_spend(clients["budgets"])
+    if not spend.over:
+        return {"action": "none", "reason": f"budget {budget}: {spend.text()}, below 100 %"}
+    return shutdown(clients, f"budget {budget} reached its limit: {spend.text()}")
+
+
+def handler(event: dict, context: Any, *, clients: dict[str, Any] | None = None) -> dict:
     log = get_logger("budget_shutdown", execution_id_of(event))
-    if batch is None or ssm is None:
+    if clients is None:
         import boto3
 
-        batch, ssm = batch or boto3.client("batch"), ssm or boto3.client("ssm")
-    if event.get("action") == "resume":
-        result = resume(batch, ssm)
-    elif should_shut_down(event):
-        result = shutdown(batch, ssm)
-    else:
-        result = {"action": "none", "reason": "not an ACTUAL alert at or above 100 %"}
+        clients = {name: boto3.client(name) for name in ("batch", "ssm", "stepfunctions", "sns")}
+        clients["budgets"] = boto3.client("budgets")
+    result = handle(event, clients)
     log.info("budget shutdown handled", **result)
     return result

@@ -1,47 +1,83 @@
 """WeatherEnrichment: hourly weather for every detection record of an execution.
 
 Reads ``$INPUT_PREFIX/<execution_id>/shard-<n>.json`` from the processed bucket for each of the
-execution's ``shard_count`` shards, asks the weather provider once per site and day (a day's
-response holds all 24 hours, so every site-hour is fetched at most once), and writes
-``$OUTPUT_PREFIX/<execution_id>/shard-<n>.json``. A failed lookup marks the record
-(``weather_status``); it never drops it. A site-day that failed is not asked again in the same
-invocation, and after ``WEATHER_GIVE_UP_AFTER`` site-days failed in a row for want of an answer
-(no connection, time-outs, 429/5xx) the provider is taken as down for the rest of it: the records
-are marked at once instead of each paying the retries (an outage would otherwise run the function
-into its time-out and fail the whole step).
+execution's ``shard_count`` shards twice, one at a time (memory stays one shard plus the weather):
+first to list the site-days the records need, then to enrich them and write
+``$OUTPUT_PREFIX/<execution_id>/shard-<n>.json``.
 
-Environment: PROCESSED_BUCKET, INPUT_PREFIX, OUTPUT_PREFIX (from conf/pipeline.py),
+Between the two passes it gets those site-days' hourly weather: first from the site-day cache
+(``$CACHE_PREFIX/<lat>,<lon>/<YYYY-MM>.json`` in the processed bucket, one object per site and
+month), then from the provider for the rest, one request per calendar month of days missing and up
+to ``WEATHER_SITES_PER_REQUEST`` sites with the same range at once (Open-Meteo's archive answers a
+``start_date``/``end_date`` range and comma-separated location lists:
+https://open-meteo.com/en/docs/historical-weather-api), at most ``WEATHER_MAX_IN_FLIGHT`` requests
+at a time. What it fetched goes back into the cache (complete days only), so a retry or an
+overlapping manifest does not ask again and a warm rerun makes no request. A 429 waits its
+``Retry-After`` (at most ``WEATHER_MAX_RETRY_AFTER`` s); other failures back off exponentially.
+
+A failed lookup marks the record (``weather_status``); it never drops it. After
+``WEATHER_GIVE_UP_AFTER`` requests failed in a row for want of an answer (no connection,
+time-outs, 429/5xx) the provider is taken as down for the rest of the invocation, and lookups stop
+when the function's remaining time nears what writing the shards needs: the records are marked at
+once instead of the step timing out after the GPU money is spent.
+
+Environment: PROCESSED_BUCKET, INPUT_PREFIX, OUTPUT_PREFIX, CACHE_PREFIX (from conf/pipeline.py),
 WEATHER_BASE_URL, WEATHER_CONNECT_TIMEOUT, WEATHER_READ_TIMEOUT, WEATHER_MAX_RETRIES,
-WEATHER_GIVE_UP_AFTER. Every failed attempt is logged with its error and duration. The default
-provider is Open-Meteo's historical archive API.
+WEATHER_GIVE_UP_AFTER, WEATHER_MAX_IN_FLIGHT, WEATHER_SITES_PER_REQUEST, WEATHER_MAX_RETRY_AFTER.
+Every failed attempt is logged with its error and duration.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import random
+import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from array import array
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from pipeline_log import execution_id_of, get_logger
+from shards import read_shards
 
 HOURLY = ("temperature_2m", "precipitation", "wind_speed_10m", "cloud_cover")
 RETRY_STATUS = {429, 500, 502, 503, 504}
+Site = tuple[float, float]  # (lat, lon) rounded to 0.01 degree, ~1 km: finer than the reanalysis grid
+SiteDay = tuple[Site, str]  # (site, "YYYY-MM-DD")
 
 
 class WeatherError(Exception):
-    """The provider could not answer for one site-day; ``provider_down`` when that looks like an
-    outage (no connection, time-outs, 429/5xx), not like a refusal of this one request."""
+    """The provider could not answer a request; ``provider_down`` when that looks like an outage
+    (no connection, time-outs, 429/5xx), not like a refusal of this one request."""
 
     def __init__(self, message: str, *, provider_down: bool = False) -> None:
         super().__init__(message)
         self.provider_down = provider_down
+
+
+def site_of(lat: float, lon: float) -> Site:
+    return (round(lat, 2), round(lon, 2))
+
+
+def day_values(series: dict[str, list], offset: int) -> array:
+    """24 hours x HOURLY of one day from an answer's ``hourly`` series, NaN where it has none."""
+    out = array("d", [math.nan]) * (24 * len(HOURLY))
+    for h in range(24):
+        for i, name in enumerate(HOURLY):
+            values = series.get(name) or ()
+            value = values[offset + h] if offset + h < len(values) else None
+            if value is not None:
+                out[h * len(HOURLY) + i] = float(value)
+    return out
 
 
 @dataclass
@@ -52,79 +88,142 @@ class WeatherClient:
     max_retries: int = 3
     backoff_base: float = 0.5
     give_up_after: int = 5
+    max_in_flight: int = 4
+    sites_per_request: int = 50
+    max_retry_after: float = 60.0
+    deadline: float = math.inf  # time.monotonic() after which no request starts
     sleep: Callable[[float], None] = time.sleep
     log: Callable[..., None] = lambda message, **fields: None
-    cache: dict[tuple[float, float, str], dict[str, Any]] = field(default_factory=dict)
-    failed: dict[tuple[float, float, str], str] = field(default_factory=dict)
+    days: dict[SiteDay, array] = field(default_factory=dict)
+    failed: dict[SiteDay, str] = field(default_factory=dict)
     failed_in_a_row: int = 0
     requests: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def hour(self, lat: float, lon: float, when: datetime) -> dict[str, Any]:
-        """Weather at ``when`` (UTC, truncated to the hour) for a site; cached per site-day, and so
-        is a failure."""
-        day = when.strftime("%Y-%m-%d")
-        key = (round(lat, 2), round(lon, 2), day)
+        """Weather at ``when`` (UTC, truncated to the hour) for a site, fetched if not known yet."""
+        key = (site_of(lat, lon), when.strftime("%Y-%m-%d"))
+        if key not in self.days and key not in self.failed:
+            self.fetch([key])
         if key in self.failed:
             raise WeatherError(self.failed[key])
-        if key not in self.cache:
-            if self.failed_in_a_row >= self.give_up_after:
-                raise WeatherError(f"provider taken as down after {self.failed_in_a_row} site-days failed in a row")
-            try:
-                self.cache[key] = self._fetch_day(*key)
-            except WeatherError as exc:
-                self.failed[key] = str(exc)
-                self.failed_in_a_row = self.failed_in_a_row + 1 if exc.provider_down else 0
-                raise
-            self.failed_in_a_row = 0
-        series = self.cache[key]
-        stamp = when.strftime("%Y-%m-%dT%H:00")
-        try:
-            index = series["time"].index(stamp)
-        except ValueError as exc:
-            raise WeatherError(f"no hour {stamp} in the provider's answer") from exc
-        return {name: series[name][index] for name in HOURLY if name in series}
+        values = self.days[key]
+        row = {name: values[when.hour * len(HOURLY) + i] for i, name in enumerate(HOURLY)}
+        if all(math.isnan(v) for v in row.values()):
+            raise WeatherError(f"no hour {when.strftime('%Y-%m-%dT%H:00')} in the provider's answer")
+        return {name: None if math.isnan(v) else v for name, v in row.items()}
 
-    def _fetch_day(self, lat: float, lon: float, day: str) -> dict[str, Any]:
+    def fetch(self, wanted: Iterable[SiteDay]) -> None:
+        """Fetch the site-days not known yet: one request per range chunk (a calendar month's
+        missing days of a site) for up to ``sites_per_request`` sites with the same range."""
+        months: dict[tuple[Site, str], list[str]] = defaultdict(list)
+        for site, day in wanted:
+            if (site, day) not in self.days and (site, day) not in self.failed:
+                months[site, day[:7]].append(day)
+        ranges: dict[tuple[str, str], list[Site]] = defaultdict(list)
+        for (site, _), days in sorted(months.items()):
+            ranges[min(days), max(days)].append(site)
+        batches = [
+            (start, end, sites[i : i + self.sites_per_request])
+            for (start, end), sites in sorted(ranges.items())
+            for i in range(0, len(sites), self.sites_per_request)
+        ]
+        if self.max_in_flight <= 1 or len(batches) <= 1:
+            for batch in batches:
+                self._batch(*batch)
+            return
+        with ThreadPoolExecutor(self.max_in_flight) as pool:
+            list(pool.map(lambda batch: self._batch(*batch), batches))
+
+    def _batch(self, start: str, end: str, sites: list[Site]) -> None:
+        span = [d.strftime("%Y-%m-%d") for d in _days(start, end)]
+        try:
+            with self._lock:
+                if self.failed_in_a_row >= self.give_up_after:
+                    raise WeatherError(f"provider taken as down after {self.failed_in_a_row} requests failed in a row")
+            if time.monotonic() >= self.deadline:
+                raise WeatherError("no time left in the invocation to ask the provider")
+            answers = self._fetch(sites, start, end)
+        except WeatherError as exc:
+            with self._lock:
+                if exc.provider_down:
+                    self.failed_in_a_row += 1
+                for site in sites:
+                    for day in span:
+                        self.failed.setdefault((site, day), str(exc))
+            return
+        with self._lock:
+            self.failed_in_a_row = 0
+            for site, series in zip(sites, answers, strict=True):
+                times = series.get("time") or []
+                for day in span:
+                    stamp = f"{day}T00:00"
+                    if stamp in times:
+                        self.days[site, day] = day_values(series, times.index(stamp))
+                    else:
+                        self.failed[site, day] = f"no day {day} in the provider's answer"
+
+    def _fetch(self, sites: list[Site], start: str, end: str) -> list[dict]:
+        """The ``hourly`` series of each site for start..end, in order."""
         query = urllib.parse.urlencode(
             {
-                "latitude": lat,
-                "longitude": lon,
-                "start_date": day,
-                "end_date": day,
+                "latitude": ",".join(f"{lat:g}" for lat, _ in sites),
+                "longitude": ",".join(f"{lon:g}" for _, lon in sites),
+                "start_date": start,
+                "end_date": end,
                 "hourly": ",".join(HOURLY),
                 "timezone": "UTC",
             }
         )
         url = urllib.parse.urlsplit(f"{self.base_url}?{query}")
-        last_error = "no attempt"
+        last_error, wait = "no attempt", 0.0
         for attempt in range(self.max_retries + 1):
             if attempt:
-                self.sleep(self.backoff_base * 2 ** (attempt - 1) * (1 + random.random()))  # noqa: S311 - jitter
+                wait = wait or self.backoff_base * 2 ** (attempt - 1) * (1 + random.random())  # noqa: S311 - jitter
+                if time.monotonic() + wait >= self.deadline:
+                    break
+                self.sleep(wait)
             started = time.monotonic()
             try:
-                status, body = self._get(url)
+                status, headers, body = self._get(url)
             except (OSError, http.client.HTTPException) as exc:
-                last_error = f"{exc.__class__.__name__}: {exc}"
-                self._failed_attempt(attempt, last_error, started, lat, lon, day)
+                last_error, wait = f"{exc.__class__.__name__}: {exc}", 0.0
+                self._failed_attempt(attempt, last_error, started, sites, start, end)
                 continue
             if status == 200:
                 try:
-                    return json.loads(body)["hourly"]
-                except (ValueError, KeyError) as exc:
+                    answer = json.loads(body)
+                    answers = answer if isinstance(answer, list) else [answer]
+                    if len(answers) != len(sites):
+                        raise ValueError(f"{len(answers)} locations answered for {len(sites)} asked")
+                    return [a["hourly"] for a in answers]
+                except (ValueError, KeyError, TypeError) as exc:
                     raise WeatherError(f"unexpected answer: {exc}") from exc
             last_error = f"HTTP {status}"
-            self._failed_attempt(attempt, last_error, started, lat, lon, day)
+            self._failed_attempt(attempt, last_error, started, sites, start, end)
             if status not in RETRY_STATUS:
                 raise WeatherError(last_error)  # it answered: a refusal of this request, not an outage
+            wait = retry_after(headers.get("retry-after"), self.max_retry_after) if status == 429 else 0.0
         raise WeatherError(last_error, provider_down=True)
 
-    def _failed_attempt(self, attempt: int, error: str, started: float, lat: float, lon: float, day: str) -> None:
-        seconds = round(time.monotonic() - started, 3)
-        self.log("weather lookup failed", attempt=attempt + 1, error=error, seconds=seconds, lat=lat, lon=lon, day=day)
+    def _failed_attempt(self, attempt: int, error: str, started: float, sites: list[Site], *span: str) -> None:
+        start, end = span
+        self.log(
+            "weather lookup failed",
+            attempt=attempt + 1,
+            error=error,
+            seconds=round(time.monotonic() - started, 3),
+            sites=len(sites),
+            lat=sites[0][0],
+            lon=sites[0][1],
+            day=start,
+            end=end,
+        )
 
-    def _get(self, url: urllib.parse.SplitResult) -> tuple[int, bytes]:
+    def _get(self, url: urllib.parse.SplitResult) -> tuple[int, dict[str, str], bytes]:
         """One GET with separate connect and read time-outs."""
-        self.requests += 1
+        with self._lock:
+            self.requests += 1
         cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
         conn = cls(url.hostname, url.port, timeout=self.connect_timeout)
         try:
@@ -132,9 +231,79 @@ class WeatherClient:
             conn.sock.settimeout(self.read_timeout)
             conn.request("GET", f"{url.path}?{url.query}", headers={"Accept": "application/json"})
             response = conn.getresponse()
-            return response.status, response.read()
+            headers = {k.lower(): v for k, v in response.getheaders()}
+            return response.status, headers, response.read()
         finally:
             conn.close()
+
+
+def retry_after(value: str | None, cap: float) -> float:
+    """Seconds a 429's ``Retry-After`` asks for (delay-seconds or an HTTP date, RFC 9110 10.2.3),
+    at most ``cap``; 0 (the client's own back-off) when absent or unreadable."""
+    if not value:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return 0.0
+    return min(max(seconds, 0.0), cap)
+
+
+def _days(start: str, end: str) -> Iterator[datetime]:
+    day = datetime.fromisoformat(start)
+    while day.strftime("%Y-%m-%d") <= end:
+        yield day
+        day = datetime.fromordinal(day.toordinal() + 1)
+
+
+class SiteDayCache:
+    """Fetched weather kept in the processed bucket, one object per site and month:
+    ``{"fields": HOURLY, "days": {"YYYY-MM-DD": [24 x len(HOURLY) values]}}``. Two executions
+    writing the same month at once may lose one's days: a later miss, asked again, not an error."""
+
+    def __init__(self, s3: Any, bucket: str, prefix: str, threads: int = 16) -> None:
+        self.s3, self.bucket, self.prefix, self.threads = s3, bucket, prefix, threads
+
+    def key(self, site: Site, month: str) -> str:
+        return f"{self.prefix}/{site[0]:.2f},{site[1]:.2f}/{month}.json"
+
+    def load(self, months: Iterable[tuple[Site, str]], client: WeatherClient) -> int:
+        """Every cached day of these site-months into ``client.days``; how many were read."""
+
+        def one(site_month: tuple[Site, str]) -> int:
+            try:
+                body = self.s3.get_object(Bucket=self.bucket, Key=self.key(*site_month))["Body"].read()
+            except self.s3.exceptions.NoSuchKey:
+                return 0
+            stored = json.loads(body)
+            if tuple(stored.get("fields", ())) != HOURLY:
+                return 0  # another set of variables: fetched again and overwritten
+            for day, values in stored["days"].items():
+                client.days[site_month[0], day] = array("d", values)
+            return len(stored["days"])
+
+        with ThreadPoolExecutor(self.threads) as pool:
+            return sum(pool.map(one, sorted(months)))
+
+    def store(self, months: Iterable[tuple[Site, str]], client: WeatherClient) -> None:
+        """Write back these site-months with every complete day the client holds for them (each
+        object built in its own turn: all of them at once were hundreds of MB of Python floats)."""
+        wanted, days_of = set(months), defaultdict(list)
+        for site, day in client.days:
+            if (site, day[:7]) in wanted:
+                days_of[site, day[:7]].append(day)
+
+        def one(site_month: tuple[Site, str]) -> None:
+            values = {day: client.days[site_month[0], day] for day in sorted(days_of[site_month])}
+            complete = {day: v.tolist() for day, v in values.items() if not any(math.isnan(x) for x in v)}
+            body = json.dumps({"fields": HOURLY, "days": complete}).encode()
+            self.s3.put_object(Bucket=self.bucket, Key=self.key(*site_month), Body=body, ContentType="application/json")
+
+        with ThreadPoolExecutor(self.threads) as pool:
+            list(pool.map(one, sorted(days_of)))
 
 
 def parse_time(value: str) -> datetime:
@@ -142,8 +311,24 @@ def parse_time(value: str) -> datetime:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+def site_day(record: dict) -> SiteDay:
+    return site_of(float(record["lat"]), float(record["lon"])), parse_time(record["captured_at"]).strftime("%Y-%m-%d")
+
+
+def needed(records: Iterable[dict]) -> set[SiteDay]:
+    """The site-days these records need (a record that names none is marked later, by enrich)."""
+    out = set()
+    for record in records:
+        try:
+            out.add(site_day(record))
+        except (KeyError, ValueError, TypeError, AttributeError):
+            continue
+    return out
+
+
 def enrich(records: list[dict], client: WeatherClient) -> dict[str, int]:
     counts = {"records": len(records), "enriched": 0, "failed": 0}
+    client.fetch(needed(records))
     for record in records:
         try:
             record["weather"] = client.hour(
@@ -151,22 +336,32 @@ def enrich(records: list[dict], client: WeatherClient) -> dict[str, int]:
             )
             record["weather_status"] = "ok"
             counts["enriched"] += 1
-        except (WeatherError, KeyError, ValueError) as exc:
+        except (WeatherError, KeyError, ValueError, TypeError, AttributeError) as exc:
             record["weather"] = None
             record["weather_status"] = f"failed: {exc}"
             counts["failed"] += 1
     return counts
 
 
-def client_from_env(log: Callable[..., None]) -> WeatherClient:
+def client_from_env(log: Callable[..., None], deadline: float = math.inf) -> WeatherClient:
+    env = os.environ.get
     return WeatherClient(
         base_url=os.environ["WEATHER_BASE_URL"],
-        connect_timeout=float(os.environ.get("WEATHER_CONNECT_TIMEOUT", "3")),
-        read_timeout=float(os.environ.get("WEATHER_READ_TIMEOUT", "10")),
-        max_retries=int(os.environ.get("WEATHER_MAX_RETRIES", "3")),
-        give_up_after=int(os.environ.get("WEATHER_GIVE_UP_AFTER", "5")),
+        connect_timeout=float(env("WEATHER_CONNECT_TIMEOUT", "3")),
+        read_timeout=float(env("WEATHER_READ_TIMEOUT", "10")),
+        max_retries=int(env("WEATHER_MAX_RETRIES", "3")),
+        give_up_after=int(env("WEATHER_GIVE_UP_AFTER", "5")),
+        max_in_flight=int(env("WEATHER_MAX_IN_FLIGHT", "4")),
+        sites_per_request=int(env("WEATHER_SITES_PER_REQUEST", "50")),
+        max_retry_after=float(env("WEATHER_MAX_RETRY_AFTER", "60")),
+        deadline=deadline,
         log=log,
     )
+
+
+# Of the function's time, what the second pass (read, enrich, write every shard) is left; the
+# lookups stop before it.
+WRITE_RESERVE = 0.25
 
 
 def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient | None = None) -> dict:
@@ -176,24 +371,40 @@ def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient 
         import boto3
 
         s3 = boto3.client("s3")
-    bucket, client = os.environ["PROCESSED_BUCKET"], client or client_from_env(log.warning)
-    source, target = os.environ["INPUT_PREFIX"], os.environ["OUTPUT_PREFIX"]
+    remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else math.inf
+    deadline = time.monotonic() + remaining * (1 - WRITE_RESERVE)
+    bucket, client = os.environ["PROCESSED_BUCKET"], client or client_from_env(log.warning, deadline)
+    source = f"{os.environ['INPUT_PREFIX']}/{execution_id}"
+    target = os.environ["OUTPUT_PREFIX"]
+    count = int(event["shard_count"])
+    wanted: set[SiteDay] = set()
+    for _, records in read_shards(s3, bucket, source, count):
+        wanted |= needed(records)
+    months = {(site, day[:7]) for site, day in wanted}
+    cache = SiteDayCache(s3, bucket, os.environ["CACHE_PREFIX"]) if os.environ.get("CACHE_PREFIX") else None
+    cached = cache.load(months, client) if cache else 0
+    missing = wanted - client.days.keys()
+    client.fetch(missing)
+    fetched = {(site, day[:7]) for site, day in missing if (site, day) in client.days}
+    if cache and fetched:
+        cache.store(fetched, client)
     totals = {"records": 0, "enriched": 0, "failed": 0, "shards": 0}
-    for shard in range(int(event["shard_count"])):
-        try:
-            key = f"{source}/{execution_id}/shard-{shard}.json"
-            records = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())["records"]
-        except s3.exceptions.NoSuchKey:
-            continue  # stage0 made fewer shards than the maximum: nothing to enrich
-        counts = enrich(records, client)
-        s3.put_object(
-            Bucket=bucket,
-            Key=f"{target}/{execution_id}/shard-{shard}.json",
-            Body=json.dumps({"records": records}, sort_keys=True).encode(),
-            ContentType="application/json",
-        )
-        totals = {k: totals[k] + counts.get(k, 0) for k in totals}
-        totals["shards"] += 1
-    totals["requests"] = client.requests
-    log.info("weather enrichment done", **totals)
+    with ThreadPoolExecutor(2) as writes:  # a shard's PUT runs while the next is enriched
+        pending: list = []
+        for shard, records in read_shards(s3, bucket, source, count):
+            counts = enrich(records, client)
+            body = json.dumps({"records": records}, sort_keys=True).encode()
+            key = f"{target}/{execution_id}/shard-{shard}.json"
+            pending.append(
+                writes.submit(s3.put_object, Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+            )
+            del records, body
+            while len(pending) > 2:
+                pending.pop(0).result()
+            totals = {k: totals[k] + counts.get(k, 0) for k in totals}
+            totals["shards"] += 1
+        for write in pending:
+            write.result()
+    totals.update(requests=client.requests, site_days=len(wanted), from_cache=len(wanted) - len(missing))
+    log.info("weather enrichment done", cached_days_read=cached, **totals)
     return totals

@@ -1,15 +1,26 @@
 """WriteParquet: the curated dataset, one row per detection (or per empty image), in Parquet.
 
-Why a Lambda and not a Batch CPU job: an execution's enriched metadata is megabytes, written in
-seconds; a Batch job would spend minutes starting an instance from zero for that. pyarrow does
-not fit a plain zip, so the function uses the AWS-managed "AWS SDK for pandas" layer (ARN per
-region in the profile); the local emulator runs this same code with the project's own pyarrow.
+Why a Lambda and not a Batch CPU job: the largest execution the fan-out accepts (~275,000 images)
+is a few hundred MB of enriched JSON read shard by shard and ~20 MB of Parquet, written in about a
+minute within a fraction of the function's memory (``make bench-post``); a Batch job would spend
+minutes starting an instance from zero for that. pyarrow does not fit a plain zip, so the function
+uses the AWS-managed "AWS SDK for pandas" layer (ARN per region in the profile); the local emulator
+runs this same code with the project's own pyarrow.
 
 Input: ``s3://$PROCESSED_BUCKET/$INPUT_PREFIX/<execution_id>/shard-<n>.json`` for each of the
-execution's ``shard_count`` shards. Output:
-``s3://$CURATED_BUCKET/$OUTPUT_PREFIX/date=<YYYY-MM-DD>/site=<site_id>/part-<execution>.parquet``,
-zstd-compressed, with the explicit SCHEMA below. Rows are sorted and the file name derives from the
-execution id, so a retry rewrites identical objects (idempotent).
+execution's ``shard_count`` shards, read one at a time. Output, for Athena (the Glue table
+``detections`` of modules/dataset.py, partition projection on ``month``):
+``s3://$CURATED_BUCKET/$OUTPUT_PREFIX/month=<YYYY-MM>/part-<execution digest>-<n>.parquet``,
+zstd, with the explicit SCHEMA below, the site a column. A month, not a day, per partition: a
+season's execution has ~2,000 images a day, a few hundred kB of Parquet, and engines are slowest
+on many small files; a month of it is files of MB to tens of MB, and the row groups' min/max of
+``captured_at`` still let a query skip what it does not need. Memory is bounded: rows wait in
+Arrow buffers of at most ``BUFFER_ROWS`` in all (the largest month is flushed as a sorted row group
+when they are full), files grow on local disk (``/tmp``) and are uploaded when they reach
+``ROWS_PER_FILE`` rows or at the end, at most ``MAX_OPEN_FILES`` open at once. Files per
+execution: one per month touched plus one per ``ROWS_PER_FILE`` rows (more only past
+``MAX_OPEN_FILES`` months). Everything derives from the execution id and the shards' order, so a
+retry rewrites identical objects (idempotent).
 
 Environment: PROCESSED_BUCKET, CURATED_BUCKET, INPUT_PREFIX, OUTPUT_PREFIX (from conf/pipeline.py).
 """
@@ -17,17 +28,20 @@ Environment: PROCESSED_BUCKET, CURATED_BUCKET, INPUT_PREFIX, OUTPUT_PREFIX (from
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
+import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pipeline_log import emf, execution_id_of, get_logger
+from shards import read_shards
 
 SCHEMA = pa.schema(
     [
@@ -50,6 +64,11 @@ SCHEMA = pa.schema(
         pa.field("weather_status", pa.string(), nullable=False),
     ]
 )
+PARTITION = "month"  # Hive-style key of the object paths: month=YYYY-MM
+BUFFER_ROWS = 200_000  # rows held in Arrow buffers over all months (~100 B each)
+ROWS_PER_FILE = 2_000_000  # ~40 B a row after zstd: files of tens of MB at most
+MAX_OPEN_FILES = 24
+SORT_KEYS = [("captured_at", "ascending"), ("site_id", "ascending"), ("image_key", "ascending")]
 
 
 def captured(record: dict) -> datetime:
@@ -99,25 +118,88 @@ def rows_of(record: dict, execution_id: str) -> list[dict]:
     ]
 
 
-def partitions(records: list[dict], execution_id: str) -> dict[tuple[str, str], list[dict]]:
-    grouped: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for record in records:
-        for row in rows_of(record, execution_id):
-            grouped[(row["captured_at"].strftime("%Y-%m-%d"), row["site_id"])].append(row)
-    return grouped
+def by_month(records: list[dict], execution_id: str) -> dict[str, pa.Table]:
+    """One shard's rows as an Arrow table per month of capture."""
+    rows = [row for record in records for row in rows_of(record, execution_id)]
+    if not rows:
+        return {}
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    indices: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        indices[row["captured_at"].strftime("%Y-%m")].append(i)
+    return {month: table.take(pa.array(positions)) for month, positions in indices.items()}
 
 
-def to_parquet(rows: list[dict]) -> bytes:
-    ordered = sorted(rows, key=lambda r: (r["image_key"], -1 if r["detection_index"] is None else r["detection_index"]))
-    table = pa.Table.from_pylist(ordered, schema=SCHEMA)
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", write_statistics=True)
-    return sink.getvalue()
-
-
-def object_key(prefix: str, date: str, site: str, execution_id: str) -> str:
+def object_key(prefix: str, month: str, execution_id: str, part: int) -> str:
     digest = hashlib.sha256(execution_id.encode()).hexdigest()[:16]
-    return f"{prefix}/date={date}/site={site}/part-{digest}.parquet"
+    return f"{prefix}/{PARTITION}={month}/part-{digest}-{part:03d}.parquet"
+
+
+@dataclass
+class _File:
+    path: Path
+    writer: pq.ParquetWriter
+    rows: int = 0
+
+
+@dataclass
+class DatasetWriter:
+    """Month-partitioned Parquet of one execution, streamed: ``add`` a shard's tables, ``close``."""
+
+    s3: Any
+    bucket: str
+    prefix: str
+    execution_id: str
+    folder: Path
+    buffer_rows: int = BUFFER_ROWS
+    rows_per_file: int = ROWS_PER_FILE
+    max_open_files: int = MAX_OPEN_FILES
+    keys: list[str] = field(default_factory=list)
+    bytes_written: int = 0
+    _buffers: dict[str, list[pa.Table]] = field(default_factory=lambda: defaultdict(list))
+    _buffered: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _files: dict[str, _File] = field(default_factory=dict)
+    _parts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, tables: dict[str, pa.Table]) -> None:
+        for month, table in sorted(tables.items()):
+            self._buffers[month].append(table)
+            self._buffered[month] += table.num_rows
+        while sum(self._buffered.values()) > self.buffer_rows:
+            self._flush(max(sorted(self._buffered), key=self._buffered.__getitem__))
+
+    def close(self) -> list[str]:
+        for month in sorted(self._buffered):
+            self._flush(month)
+        for month in sorted(self._files):
+            self._upload(month)
+        return self.keys
+
+    def _flush(self, month: str) -> None:
+        """The month's buffered rows as one sorted row group of its open file."""
+        table = pa.concat_tables(self._buffers.pop(month)).sort_by(SORT_KEYS)
+        del self._buffered[month]
+        if month not in self._files:
+            if len(self._files) >= self.max_open_files:
+                self._upload(max(sorted(self._files), key=lambda m: self._files[m].rows))
+            path = self.folder / f"{month}-{self._parts[month]:03d}.parquet"
+            self._files[month] = _File(path, pq.ParquetWriter(path, SCHEMA, compression="zstd", write_statistics=True))
+        file = self._files[month]
+        file.writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        file.rows += table.num_rows
+        if file.rows >= self.rows_per_file:
+            self._upload(month)
+
+    def _upload(self, month: str) -> None:
+        file = self._files.pop(month)
+        file.writer.close()
+        key = object_key(self.prefix, month, self.execution_id, self._parts[month])
+        self._parts[month] += 1
+        with file.path.open("rb") as body:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/vnd.apache.parquet")
+        self.bytes_written += file.path.stat().st_size
+        file.path.unlink()
+        self.keys.append(key)
 
 
 def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
@@ -129,22 +211,19 @@ def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
         s3 = boto3.client("s3")
     processed, curated = os.environ["PROCESSED_BUCKET"], os.environ["CURATED_BUCKET"]
     source, target = os.environ["INPUT_PREFIX"], os.environ["OUTPUT_PREFIX"]
-    records: list[dict] = []
-    for shard in range(int(event["shard_count"])):
-        try:
-            body = s3.get_object(Bucket=processed, Key=f"{source}/{execution_id}/shard-{shard}.json")["Body"].read()
-        except s3.exceptions.NoSuchKey:
-            continue
-        records.extend(json.loads(body)["records"])
-    keys = []
-    for (date, site), rows in sorted(partitions(records, execution_id).items()):
-        key = object_key(target, date, site, execution_id)
-        s3.put_object(Bucket=curated, Key=key, Body=to_parquet(rows), ContentType="application/vnd.apache.parquet")
-        keys.append(key)
-    result = {"objects": keys, "rows": sum(len(rows_of(r, execution_id)) for r in records), "images": len(records)}
-    log.info("parquet written", **result)
+    images = rows = 0
+    with tempfile.TemporaryDirectory(prefix="write-parquet-") as folder:
+        writer = DatasetWriter(s3, curated, target, execution_id, Path(folder))
+        for _, records in read_shards(s3, processed, f"{source}/{execution_id}", int(event["shard_count"])):
+            tables = by_month(records, execution_id)
+            images += len(records)
+            rows += sum(t.num_rows for t in tables.values())
+            writer.add(tables)
+        keys = writer.close()
+    result = {"objects": sorted(keys), "rows": rows, "images": images}
+    log.info("parquet written", bytes=writer.bytes_written, **result)
     if os.environ.get("METRIC_NAMESPACE"):  # images processed per execution, for the dashboard
-        figures = {"ImagesProcessed": len(records), "DetectionRows": result["rows"]}
+        figures = {"ImagesProcessed": images, "DetectionRows": rows}
         dimensions = {"Environment": os.environ.get("PIPELINE_ENV", "unknown")}
         print(json.dumps(emf(os.environ["METRIC_NAMESPACE"], dimensions, figures, int(time.time() * 1000))), flush=True)
     return result

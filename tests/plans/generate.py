@@ -1,6 +1,6 @@
 """Make the plan-review corpus: real ``terraform plan`` JSON against the emulator, one file per case.
 
-    python -m tests.plans.generate            # starts its own emulator, writes tests/plans/real/*.json
+    python -m tests.plans.generate [CASE ...]  # starts its own emulator, writes tests/plans/real/*.json
 
 A small config (bucket, queue, key, table, log group, parameter, role + policy, VPC + security
 group rule, topics with count, outputs) is applied to the emulator; each case changes the config,
@@ -220,6 +220,41 @@ def imported(c: dict) -> None:
     c["import"] = [{"to": "aws_sqs_queue.adopted", "id": "corpus-adopted-url"}]
 
 
+# Secrets of the sensitive cases: none may appear in any file the review writes (tests/test_plan_corpus.py).
+SECRETS = {"external_id": "XID-4242-corpus-secret", "office_cidr": "203.0.113.77/32", "token": "tok-9f8e7d-corpus"}
+
+
+def sensitive_variables(c: dict) -> None:
+    """Sensitive values inside attributes: a jsonencode()d trust policy (Terraform marks the whole
+    attribute), a security-group rule's cidr_blocks ([true]) and a nested output value."""
+    c["variable"] = {name: {"type": "string", "sensitive": True, "default": v} for name, v in SECRETS.items()}
+    trust = copy.deepcopy(ROLE_TRUST)
+    trust["Statement"][0]["Condition"] = {"StringEquals": {"sts:ExternalId": "EXTERNAL_ID"}}
+    c["resource"]["aws_iam_role"]["partner"] = {
+        "name": "corpus-partner",
+        "assume_role_policy": "${jsonencode(" + json.dumps(trust).replace('"EXTERNAL_ID"', "var.external_id") + ")}",
+    }
+    c["resource"]["aws_security_group_rule"] = {
+        "office": {
+            "type": "ingress",
+            "security_group_id": "${aws_security_group.web.id}",
+            "protocol": "tcp",
+            "from_port": 22,
+            "to_port": 22,
+            "cidr_blocks": ["${var.office_cidr}"],
+        }
+    }
+    c["output"]["partner"] = {"value": {"token": "${var.token}", "role": "corpus-partner"}, "sensitive": True}
+
+
+def precondition(c: dict) -> None:
+    """A failed precondition: Terraform 1.11 still writes the plan file, marked errored."""
+    c["variable"] = {"stage": {"type": "string", "default": "prod"}}
+    c["resource"]["aws_sqs_queue"]["jobs"]["lifecycle"] = {
+        "precondition": [{"condition": '${var.stage == "dev"}', "error_message": "jobs queue is dev-only"}]
+    }
+
+
 def mixed(c: dict) -> None:
     c["resource"]["aws_sqs_queue"]["extra"] = {"name": "corpus-extra"}
     c["resource"]["aws_sns_topic"].pop("alerts")
@@ -277,7 +312,12 @@ CASES: dict[str, tuple[Callable[[dict], dict], list[str], str | None]] = {
     "import-queue": (edit(imported), [], "create-queue corpus-adopted"),
     "drift-queue": (edit(lambda c: None), [], "drift-queue"),
     "mixed-add-destroy-change": (edit(mixed), [], None),
+    "sensitive-variables": (edit(sensitive_variables), [], None),
+    "errored-precondition": (edit(precondition), [], None),
+    "state-not-plan": (edit(lambda c: None), [], "state"),
 }
+# Keys of ``terraform show -json`` kept besides the changes: what the review checks before reading.
+KEPT = ("format_version", "terraform_version", "applyable", "complete", "errored", "variables", "deferred_changes")
 
 
 def keep_relevant(plan: dict) -> dict:
@@ -289,9 +329,10 @@ def keep_relevant(plan: dict) -> dict:
     ]
     addresses = {rc["address"] for rc in changed}
     config = plan.get("configuration", {}).get("root_module", {})
+    if "values" in plan:  # a state, kept whole
+        return plan
     return {
-        "format_version": plan["format_version"],
-        "terraform_version": plan["terraform_version"],
+        **{key: plan[key] for key in KEPT if key in plan},
         "resource_changes": changed,
         "resource_drift": plan.get("resource_drift", []),
         "output_changes": plan.get("output_changes", {}),
@@ -345,9 +386,9 @@ def main() -> int:
         (base / "main.tf.json").write_text(json.dumps(BASE, indent=1))
         shutil.copyfile(REPO / ".terraform.lock.hcl", base / ".terraform.lock.hcl")
 
-        def tf(folder: Path, *args: str) -> subprocess.CompletedProcess:
+        def tf(folder: Path, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
             proc = subprocess.run(["terraform", *args], cwd=folder, env=tf_env, capture_output=True, text=True)
-            if proc.returncode:
+            if proc.returncode not in ok:
                 raise SystemExit(f"terraform {args[0]} failed in {folder.name}: {proc.stderr[-1500:]}")
             return proc
 
@@ -355,7 +396,8 @@ def main() -> int:
             tf(base, "init", "-input=false", "-no-color", "-lockfile=readonly")
         tf(base, "apply", "-auto-approve", "-input=false", "-no-color")
         OUT.mkdir(parents=True, exist_ok=True)
-        for name, (change, plan_args, prepare) in CASES.items():
+        wanted = sys.argv[1:] or list(CASES)
+        for name, (change, plan_args, prepare) in ((n, CASES[n]) for n in wanted):
             case = work / name
             shutil.copytree(base, case, symlinks=True)
             (case / "main.tf.json").write_text(json.dumps(change(BASE), indent=1))
@@ -371,8 +413,12 @@ def main() -> int:
                 sqs.set_queue_attributes(QueueUrl=url, Attributes={"MessageRetentionPeriod": "3600"})
             # Only the drift case needs a refresh; the others plan from the state as the base apply left it.
             refresh = [] if prepare == "drift-queue" else ["-refresh=false"]
-            tf(case, "plan", "-input=false", "-no-color", "-out=plan.tfplan", *refresh, *plan_args)
-            shown = json.loads(tf(case, "show", "-json", "plan.tfplan").stdout)
+            if prepare == "state":  # `terraform show -json` of a state, which is no plan
+                shown = json.loads(tf(case, "show", "-json", "terraform.tfstate").stdout)
+            else:
+                # An errored plan (exit 1) is still written: its file is what the review must refuse.
+                tf(case, "plan", "-input=false", "-no-color", "-out=plan.tfplan", *refresh, *plan_args, ok=(0, 1))
+                shown = json.loads(tf(case, "show", "-json", "plan.tfplan").stdout)
             (OUT / f"{name}.json").write_text(json.dumps(keep_relevant(shown), indent=1, sort_keys=True) + "\n")
             if prepare == "drift-queue":  # put the emulator back for the next cases
                 sqs.set_queue_attributes(QueueUrl=url, Attributes={"MessageRetentionPeriod": "345600"})
