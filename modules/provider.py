@@ -14,7 +14,7 @@ LOCAL_MAX_RETRIES = 5
 # resource type of the local stack calls an API missing here, which would otherwise go to real AWS.
 # Python keyword arguments of the binding: ``lambda_`` is the provider's ``lambda``.
 EMULATOR_SERVICES = (
-    "athena", "batch", "bcmdataexports", "budgets", "ce", "cloudwatch", "ec2", "ecr", "events", "glue",
+    "athena", "batch", "bcmdataexports", "budgets", "ce", "cloudwatch", "dynamodb", "ec2", "ecr", "events", "glue",
     "iam", "kms", "lambda_", "logs", "s3", "sfn", "sns", "sqs", "ssm", "sts", "xray",
 )  # fmt: skip
 

@@ -71,6 +71,7 @@ def test_provider_guards_and_tags(synth: SynthResult) -> None:
 ENDPOINT_OF_PREFIX = {
     "aws_athena": "athena", "aws_batch": "batch", "aws_bcmdataexports": "bcmdataexports", "aws_budgets": "budgets",
     "aws_ce": "ce", "aws_cloudwatch_dashboard": "cloudwatch", "aws_cloudwatch_metric_alarm": "cloudwatch",
+    "aws_dynamodb": "dynamodb",
     "aws_cloudwatch_event": "events", "aws_cloudwatch_log": "logs", "aws_ecr": "ecr", "aws_glue": "glue",
     "aws_iam": "iam", "aws_kms": "kms", "aws_lambda": "lambda", "aws_s3": "s3", "aws_sfn": "sfn", "aws_sns": "sns",
     "aws_sqs": "sqs", "aws_ssm": "ssm", "aws_caller_identity": "sts", "aws_xray": "xray",
