@@ -153,9 +153,10 @@ plan: setup ## Plan ENV=<env> + review: build/plan/pipeline-<env>/review.md (exi
 	  if [ $$status -ne 1 ]; then $(PY) -m pipeline_ops.cost build/plan/pipeline-$(ENV)/plan.json \
 	    $(if $(IMAGES),--images $(IMAGES)) --append build/plan/pipeline-$(ENV)/review.md || exit 1; fi; exit $$status
 
-docs: setup ## Architecture, data-flow, security and cost diagrams of ENV (default prod) from its synthesized config: docs/diagrams/*.dot|svg|png (needs Graphviz: apt-get install graphviz)
-	@SYNTH_ENVS=$(or $(filter-out local,$(ENV)),prod) $(SYNTH)
+docs: setup ## Diagrams of ENV (default prod) into docs/diagrams/ and the README's generated figures and tables, from the synthesized configs (needs Graphviz: apt-get install graphviz)
+	@env -u SYNTH_ENVS $(SYNTH)
 	@$(PY) -m pipeline_ops.diagrams $(STACKS_OUT)/pipeline-$(or $(filter-out local,$(ENV)),prod)/cdk.tf.json --out docs/diagrams --render
+	@$(PY) -m pipeline_ops.readme $(STACKS_OUT)
 
 cost: setup ## USD per 1,000 images and a manifest's cost + wall time (IMAGES=N, default 100000) from ENV=<env>'s synthesized config, offline
 	$(CHECK_ENV)

@@ -9,7 +9,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TARGETS = set(re.findall(r"^([a-z][a-z0-9-]*):", (REPO / "Makefile").read_text(), re.MULTILINE))
-DOCS = [*sorted((REPO / "docs" / "runbooks").glob("*.md")), REPO / "README.md", REPO / "CONTRIBUTING.md"]
+DOCS = [
+    *sorted((REPO / "docs" / "runbooks").glob("*.md")),
+    *(REPO / "docs" / name for name in ("reference.md", "benchmarks.md", "troubleshooting.md")),
+    REPO / "README.md",
+    REPO / "CONTRIBUTING.md",
+]
 RUNBOOKS = {"first-deploy", "deploy-and-rollback", "alert-response", "troubleshooting", "maintenance"}
 
 
@@ -68,3 +73,26 @@ def test_no_stale_diagram_files() -> None:
     """A diagram that is no longer drawn (e.g. the old single security view) is not left behind."""
     drawn = {f"{name}.{ext}" for name in NAMES for ext in ("dot", "svg", "png")}
     assert {p.name for p in DIAGRAMS.iterdir()} == drawn
+
+
+def test_readme_figures_and_tables_are_what_the_code_gives(synth) -> None:
+    """Every generated block of the README (figures, daily targets, functions) is current: `make docs`."""
+    from pipeline_ops import readme
+
+    configs = {env: synth.pipeline(env) for env in readme.ENVS}
+    text = (REPO / "README.md").read_text()
+    assert {m.group(2) for m in readme.BLOCK.finditer(text)} == {"figures", "daily", "functions"}
+    assert readme.render(text, readme.blocks(configs)) == text, "README's generated blocks are stale: run `make docs`"
+
+
+def test_readme_layout_lists_every_top_level_folder() -> None:
+    """The layout table names each tracked top-level folder, and only folders that exist."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    folders = {path.split("/")[0] for path in tracked.splitlines() if "/" in path}
+    text = (REPO / "README.md").read_text()
+    layout = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([^`/]+)/`", layout, re.M))
+    assert listed == folders, f"missing: {sorted(folders - listed)}, gone: {sorted(listed - folders)}"
+    assert len(text.splitlines()) < 250, "the README is a front door: under 250 lines"
