@@ -37,7 +37,7 @@ EMULATOR_SETUP = pipeline_ops.models:ensure_emulator
 # The emulator's endpoint and region come from conf/profiles/local.yaml (one `python -m conf` for both).
 LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoint AWS_DEFAULT_REGION=region)
 
-.PHONY: help setup test-unit synth diff deploy cdktf-deploy-local validate lint test cost docs bench-synth bench-stage bench-post bench-test bench-review soak-local clean images images-check preflight quotas deploy-aws status-aws destroy-aws up-localstack down-localstack \
+.PHONY: help setup test-unit synth diff deploy cdktf-deploy-local validate lint test cost docs bench-synth bench-stage bench-post bench-test bench-review soak-local clean images images-check preflight quotas rerun-shards deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume emergency-stop cost-tags \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration iam-check
 
@@ -45,7 +45,7 @@ LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoi
 HELP_DEFAULTS := ENV=local  IMAGES=100000  TEST_WORKERS=3  LOCAL_EMULATOR=moto  (ENV: local|dev|staging|prod)
 HELP_daily  := help setup test-unit test lint synth plan cost docs clean
 HELP_local  := up-localstack deploy-local run-local status-local plan-local destroy-local down-localstack leftovers-local soak-local
-HELP_cloud  := deploy diff deploy-aws apply-plan health status-aws drift images images-check preflight quotas integration budget-resume emergency-stop cost-tags destroy-aws
+HELP_cloud  := deploy diff deploy-aws apply-plan health status-aws drift images images-check preflight quotas integration rerun-shards budget-resume emergency-stop cost-tags destroy-aws
 HELP_checks := validate security iam-check lint-workflows
 HELP_bench  := bench-synth bench-stage bench-post bench-test bench-review bench-deploy
 
@@ -288,6 +288,11 @@ run-local: setup ## Run the workflow on the sample (IMAGES=N: N generated images
 	$(EMULATOR_UP)
 	$(LOCAL_ENV) $(PY) -m pipeline_ops.run $(if $(IMAGES),--images $(IMAGES)) $(if $(PRIORITY),--priority $(PRIORITY)) \
 	  $(if $(IMAGES_PER_SHARD),--images-per-shard $(IMAGES_PER_SHARD))
+
+rerun-shards: setup ## ENV=<env> EXECUTION=<name>: a manifest of just the shards that execution lost (its notice names them); START=1 starts it here
+	@test -n "$(EXECUTION)" || { echo "error: EXECUTION is not set; give the execution's name from its notice: make rerun-shards ENV=$(ENV) EXECUTION=<name>" >&2; exit 2; }
+	$(REACHABLE)
+	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.rerun_shards $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR)) $(EXECUTION) $(if $(START),--start)
 
 budget-resume: setup ## Undo a budget shutdown (ENV=<env>: queues on, vCPU limits back, kill switch off)
 	$(REACHABLE)

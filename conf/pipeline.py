@@ -23,6 +23,49 @@ from typing import Literal
 
 Bucket = Literal["raw", "processed", "curated"]
 EXECUTION_TIMEOUT_SECONDS = 7200  # the seed's 2 hour limit of one execution
+# What PlanFanOut leaves unplanned of the 2 h beyond its estimate (retry included): estimates of job
+# overhead and fleet start are planning values, and an execution past its time-out ends TIMED_OUT,
+# which no Catch sees (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
+PLAN_MARGIN_SECONDS = 720  # 10 % of the 2 h
+
+# A Lambda step's answer: each key with its kind. Only scalars, and text has a bound: an answer's
+# size must not grow with the data (a state's input or output over 256 KiB fails the execution with
+# States.DataLimitExceeded, which no Catch takes:
+# https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html#service-limits-task-executions).
+# A large list goes to S3; the answer carries its key and counts.
+AnswerKind = Literal["bool", "int", "number", "text"]
+TEXT_BOUND = 2048  # characters of one text value of an answer
+KIND_BOUND = {"bool": 5, "int": 20, "number": 32, "text": TEXT_BOUND + 2}  # its JSON, at most
+
+
+def answer_bound(answer: tuple[tuple[str, AnswerKind], ...]) -> int:
+    """The most bytes an answer of this shape takes as JSON (keys, quotes, separators included)."""
+    return 2 + sum(len(key) + 4 + KIND_BOUND[kind] for key, kind in answer)
+
+
+def answer_problems(answer: tuple[tuple[str, AnswerKind], ...], value: object) -> list[str]:
+    """How ``value`` (one return of a handler) breaks its declared answer: a key it lacks (a
+    ResultSelector or Choice that selects it raises States.Runtime), a value of another kind, a
+    list or text that grows with the data."""
+    if not isinstance(value, dict):
+        return [f"answer is {type(value).__name__}, not a JSON object"]
+    out = []
+    for key, kind in answer:
+        if key not in value:
+            out.append(f"lacks {key!r}")
+            continue
+        item = value[key]
+        ok = {
+            "bool": isinstance(item, bool),
+            "int": isinstance(item, int) and not isinstance(item, bool),
+            "number": isinstance(item, int | float) and not isinstance(item, bool),
+            "text": isinstance(item, str) and len(item) <= TEXT_BOUND,
+        }[kind]
+        if not ok:
+            shown = f"{type(item).__name__} of {len(item)}" if isinstance(item, str | list | dict) else repr(item)
+            out.append(f"{key!r} should be {kind}{' (bounded)' if kind == 'text' else ''}, is {shown}")
+    out += [f"{key!r} is not declared" for key in value if key not in dict(answer)]
+    return out
 
 
 @dataclass(frozen=True)
@@ -73,9 +116,16 @@ class Step:
     # A Lambda whose ``allowed``/``reason`` answer decides whether the execution goes on; a refusal
     # ends it with this error name and the reason as its cause.
     gate: str | None = None
+    # A Lambda's answer, every key with its kind: every return path of its handler carries them all
+    # (tests/test_answers.py), and the state machine selects only these (tools/asl_contract.py).
+    answer: tuple[tuple[str, AnswerKind], ...] = ()
     outputs: tuple[str, ...] = ()  # keys of a Lambda's answer kept in the execution state
     result_key: str | None = None  # where in the state they go (default: the step name)
     uses: tuple[str, ...] = ()  # result keys of earlier Lambda steps this Lambda is given
+    # A Lambda after the fan-out whose answer's ``shards`` counts the shards that finished it and
+    # ``missing`` names the others: fewer than stage0 cut (failures within
+    # workflow.tolerated_shard_failure_pct) is notified.
+    counts_shards: bool = False
     pandas_layer: bool = False  # a Lambda that imports pyarrow: gets the profile's AWS SDK for pandas layer
     description: str = ""
 
@@ -127,6 +177,23 @@ class PipelineSpec:
                 available.add(step.writes)
             if step.outputs:
                 answers.add(step.result_key or step.name)
+            declared = dict(step.answer)
+            out += [
+                f"{step.name!r} keeps {key!r}, which its answer does not declare"
+                for key in step.outputs
+                if key not in declared
+            ]
+            if step.counts_shards and (
+                not sharded
+                or (declared.get("shards"), declared.get("missing")) != ("int", "text")
+                or not {"shards", "missing"} <= set(step.outputs)
+            ):
+                out.append(
+                    f"{step.name!r} counts the shards: it must come after the fan-out and keep 'shards' (int) "
+                    "and 'missing' (text)"
+                )
+            if step.gate and (declared.get("allowed"), declared.get("reason")) != ("bool", "text"):
+                out.append(f"{step.name!r} is a gate: its answer must declare allowed (bool) and reason (text)")
             sharded = sharded or step.writes_shards
         return out
 
@@ -145,6 +212,10 @@ class PipelineSpec:
     @property
     def sharder(self) -> Step | None:
         return next((s for s in self.steps if s.writes_shards), None)
+
+    @property
+    def shard_counter(self) -> Step | None:
+        return next((s for s in self.steps if s.counts_shards), None)
 
     @property
     def shard_steps(self) -> tuple[Step, ...]:
@@ -176,6 +247,7 @@ def fan_out_settings(
     concurrency: int,
     job_overhead_seconds: int,
     fleet_start_seconds: int,
+    retry_interval_seconds: int,
     function_timeouts: dict[str, int],
     costs: dict[str, dict],
     price_date: str,
@@ -186,7 +258,8 @@ def fan_out_settings(
     throughput, whether it runs per shard (else once over every image, as stage0) and its job-hour
     price (``costs``: expected, i.e. the typical spot price where its environment is spot, and
     on-demand); ``reserve_seconds``: what the steps after the fan-out may take, their time-outs
-    (plus the 30 s the workflow adds to a Lambda task's)."""
+    (plus the 30 s the workflow adds to a Lambda task's); ``retry_interval_seconds``: the wait before a
+    failed job runs again (the estimate counts one such retry); ``margin_seconds``: left unplanned."""
     last = max((i for i, s in enumerate(spec.steps) if s.fan_out == "per_shard"), default=len(spec.steps) - 1)
     start = next((i + 1 for i, s in enumerate(spec.steps) if s.plans_shards), 0)
     reserve = sum(
@@ -211,11 +284,30 @@ def fan_out_settings(
         "steps": steps,
         "job_overhead_seconds": job_overhead_seconds,
         "fleet_start_seconds": fleet_start_seconds,
+        "retry_interval_seconds": retry_interval_seconds,
+        "margin_seconds": PLAN_MARGIN_SECONDS,
         "execution_timeout_seconds": EXECUTION_TIMEOUT_SECONDS,
         "reserve_seconds": reserve,
         "price_date": price_date,
     }
 
+
+# PlanFanOut's answer (lambda_src/plan_fan_out: every key on every path); the workflow keeps it all.
+PLAN_ANSWER: tuple[tuple[str, AnswerKind], ...] = (
+    ("allowed", "bool"),
+    ("reason", "text"),
+    ("images", "int"),
+    ("images_per_shard", "int"),
+    ("shards", "int"),
+    ("concurrency", "int"),
+    ("estimated_seconds", "int"),
+    ("remaining_seconds", "int"),
+    ("margin_seconds", "int"),
+    ("largest_manifest", "int"),
+    ("estimated_usd", "number"),
+    ("estimated_usd_on_demand", "number"),
+    ("prices", "text"),
+)
 
 # Lambda functions outside the workflow (lambda_src/<name>/), with what they are for.
 SUPPORT_FUNCTIONS = {
@@ -229,22 +321,11 @@ PIPELINE = PipelineSpec(
             name="plan_fan_out",
             runs_on="lambda",
             reads=(Location("raw", "manifests"),),
+            writes=Location("processed", "claims"),  # one run per manifest version (its claim)
             plans_shards=True,
             gate="ManifestRefused",
-            outputs=(
-                "allowed",
-                "reason",
-                "images",
-                "images_per_shard",
-                "shards",
-                "concurrency",
-                "estimated_seconds",
-                "remaining_seconds",
-                "largest_manifest",
-                "estimated_usd",
-                "estimated_usd_on_demand",
-                "prices",
-            ),
+            answer=PLAN_ANSWER,
+            outputs=tuple(key for key, _ in PLAN_ANSWER),
             result_key="plan",
             description="Counts and prices the manifest; refuses one the fan-out cannot finish in the execution's time",
         ),
@@ -252,6 +333,15 @@ PIPELINE = PipelineSpec(
             name="guard_budget",
             runs_on="lambda",
             gate="BudgetExceeded",
+            answer=(
+                ("allowed", "bool"),
+                ("reason", "text"),
+                ("spent", "number"),
+                ("estimate", "number"),
+                ("forecast", "number"),
+                ("limit", "number"),
+                ("threshold_pct", "number"),
+            ),
             outputs=("allowed", "reason", "spent", "estimate", "limit"),
             result_key="guard",
             uses=("plan",),
@@ -322,7 +412,18 @@ PIPELINE = PipelineSpec(
             reads=(Location("processed", "stage2"),),
             writes=Location("processed", "weather"),
             cache=Location("processed", "weather-cache"),
-            outputs=("enriched", "failed"),
+            answer=(
+                ("records", "int"),
+                ("enriched", "int"),
+                ("failed", "int"),
+                ("shards", "int"),
+                ("missing", "text"),
+                ("requests", "int"),
+                ("site_days", "int"),
+                ("from_cache", "int"),
+            ),
+            outputs=("enriched", "failed", "shards", "missing"),
+            counts_shards=True,
             result_key="weather",
             description="Adds hourly weather to detection records",
         ),
@@ -331,7 +432,16 @@ PIPELINE = PipelineSpec(
             runs_on="lambda",
             reads=(Location("processed", "weather"),),
             writes=Location("curated", "detections"),
-            outputs=("objects", "rows"),
+            # The Parquet objects are named, not listed: their number grows with the data; each is
+            # <prefix>/month=<YYYY-MM>/<part_prefix><NNN>.parquet.
+            answer=(
+                ("objects", "int"),
+                ("rows", "int"),
+                ("images", "int"),
+                ("prefix", "text"),
+                ("part_prefix", "text"),
+            ),
+            outputs=("objects", "rows", "prefix", "part_prefix"),
             result_key="parquet",
             pandas_layer=True,
             description="Writes the curated Parquet dataset",

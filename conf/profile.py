@@ -329,6 +329,10 @@ class WorkflowSettings(_Frozen):
     max_attempts: int = Field(ge=1, le=10)
     # A failed Batch job is submitted once more after this many seconds.
     job_retry_interval_seconds: int = Field(ge=1, le=3600)
+    # Shards that may fail (after their retries) without failing the execution: the Distributed
+    # Map's ToleratedFailurePercentage. Within it the run writes what it has and notifies the failed
+    # shards; beyond it the execution fails with States.ExceedToleratedFailureThreshold.
+    tolerated_shard_failure_pct: float = Field(default=0, ge=0, le=100)
 
 
 class WeatherSettings(_Frozen):

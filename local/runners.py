@@ -119,13 +119,19 @@ def _error(message: str, kind: str) -> bytes:
     return json.dumps({"errorMessage": message, "errorType": kind}).encode()
 
 
-def forced_failure(job_definition_name: str) -> bool:
-    """Tests make jobs of one definition fail by listing it in .state/emulator/batch-failures.json."""
+def forced_failure(job_definition_name: str, parameters: dict[str, str] | None = None) -> bool:
+    """Tests make jobs fail by listing them in .state/emulator/batch-failures.json: a job definition
+    name fails all its jobs, ``<name>:<parameter>=<value>`` only those given that parameter (one shard)."""
     try:
         names = json.loads(FAILURES_FILE.read_text())
     except (FileNotFoundError, ValueError):
         return False
-    return job_definition_name in names
+    for entry in names:
+        name, _, condition = entry.partition(":")
+        key, _, value = condition.partition("=")
+        if name == job_definition_name and (not condition or (parameters or {}).get(key) == value):
+            return True
+    return False
 
 
 def held(job_definition_name: str) -> bool:
@@ -149,7 +155,7 @@ def run_stage_job(
     timeout: int,
 ) -> tuple[bool, str]:
     """Run the job's stage entrypoint; returns (succeeded, status reason)."""
-    if forced_failure(job_definition_name):
+    if forced_failure(job_definition_name, parameters):
         return False, "Essential container in task exited (forced failure, batch-failures.json)"
     env = {e["name"]: e["value"] for e in container.get("environment", [])}
     env.update({e["name"]: e["value"] for e in (overrides or {}).get("environment", [])})

@@ -17,6 +17,10 @@ LAMBDA_TRANSIENT = [
     "Lambda.TooManyRequestsException",
 ]
 BATCH_TRANSIENT = ["Batch.AWSBatchException", "Batch.ServerException", "Batch.TooManyRequestsException"]
+# A Distributed Map raises only States.* errors of its own (a failed child is counted against the
+# tolerated failures, then States.ExceedToleratedFailureThreshold); reading the item list from S3
+# may fail transiently (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
+MAP_TRANSIENT = ["States.ItemReaderFailed"]
 SNS_TRANSIENT = ["SNS.SdkClientException", "SNS.InternalErrorException", "SNS.ThrottledException"]
 
 
@@ -98,10 +102,12 @@ def distributed_map(
     processor_start: str,
     processor_states: dict[str, dict],
     max_concurrency: int,
+    tolerated_failure_percentage: float = 0,
 ) -> dict:
     """Run ``processor_states`` as one child execution per item of a JSON array in S3 (read by
     reference, never through the state), at most ``max_concurrency`` at a time. Children are
-    STANDARD executions: EXPRESS ones cannot wait for a job (``.sync``)."""
+    STANDARD executions: EXPRESS ones cannot wait for a job (``.sync``). Up to
+    ``tolerated_failure_percentage`` of the children may fail without failing the Map."""
     return {
         "Type": "Map",
         "ItemReader": {
@@ -111,6 +117,7 @@ def distributed_map(
         },
         "ItemSelector": item_selector,
         "MaxConcurrency": max_concurrency,
+        "ToleratedFailurePercentage": tolerated_failure_percentage,
         "ItemProcessor": {
             "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
             "StartAt": processor_start,

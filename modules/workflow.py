@@ -60,6 +60,9 @@ from modules.logs import LogGroup, LogGroupProps
 BATCH_EVENTS_RULE = "StepFunctionsGetEventsForBatchJobsRule"
 EXECUTION_ID = "$$.Execution.Name"  # the short id; S3 prefixes and every log line carry it
 DEFAULT_PRIORITY = "normal"
+RUNBOOK = "docs/runbooks/alert-response.md"
+FAILED_ERROR = "States.Format('{}: {}', $.failed_state, $.error.Error)"  # the final Fail's error
+END_NOTIFIED = ["FAILED", "TIMED_OUT", "ABORTED"]  # execution statuses told by EventBridge
 
 
 @dataclass(frozen=True)
@@ -97,17 +100,21 @@ class Built:
 
 
 def _guarded(name: str, state: dict, transient: list[str], next_state: str, attempts: int) -> dict[str, dict]:
-    """A Task (or Map) with retries and a catch that records this state's name for NotifyFailure."""
+    """A Task (or Map) with retries (``transient``, after any the state has) and a catch that
+    records this state's name for NotifyFailure."""
+    retried = asl.retrying(state, transient, max_attempts=attempts) if transient else state
     return {
-        name: asl.then(
-            asl.catching(asl.retrying(state, transient, max_attempts=attempts), f"{name}Failed"), next_state
-        ),
+        name: asl.then(asl.catching(retried, f"{name}Failed"), next_state),
         f"{name}Failed": asl.mark_failed(name, "NotifyFailure"),
     }
 
 
 def _notify(t: Targets, subject: str, message: str, args: list[str], then: str, attempts: int) -> dict:
-    """Publish to the alert topic, then go on to ``then`` whether or not the publish worked."""
+    """Publish to the alert topic, then go on to ``then`` whether or not the publish worked. Every
+    notice ends with the execution's console link and the runbook."""
+    link = f"https://{t.region}.console.aws.amazon.com/states/home?region={t.region}#/v2/executions/details/{{}}"
+    message = f"{message} Execution: {link} Runbook: {RUNBOOK}"
+    args = [*args, "$$.Execution.Id"]
     publish = asl.sns_publish_task(t.topic_arn, subject=subject, message_format=message, message_args=args)
     return asl.then(asl.catching(asl.retrying(publish, asl.SNS_TRANSIENT, max_attempts=attempts), then), then)
 
@@ -151,10 +158,22 @@ def lambda_step(step: Step, t: Targets, *, sharded: bool, next_state: str, attem
 
 
 def batch_job(
-    step: Step, t: Targets, *, ids: dict, queue_path: str, shard: dict, environment: list[dict], retry_after: int
+    step: Step,
+    t: Targets,
+    *,
+    ids: dict,
+    queue_path: str,
+    shard: dict,
+    environment: list[dict],
+    retry_after: int,
+    attempts: int,
 ) -> tuple[dict, list]:
-    """One job of ``step``; Batch retries spot reclaims itself, the workflow retries once more
-    ``retry_after`` seconds later (``workflow.job_retry_interval_seconds``).
+    """One job of ``step``; Batch retries spot reclaims itself, the workflow retries Batch's API
+    errors with backoff and then any other failure once more ``retry_after`` seconds later
+    (``workflow.job_retry_interval_seconds``). In that order: the first retrier whose ErrorEquals
+    matches takes the error, and States.TaskFailed matches every error but States.Timeout, so a
+    specific retrier after it never fires
+    (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
     A GPU step goes to the queue the execution's priority picked (``queue_path``), a CPU step to
     the cpu queue. Returns the state and what submitting it and waiting for it (``.sync``) needs."""
     definition_arn, definition_prefix = t.job_definitions[step.name]
@@ -171,6 +190,7 @@ def batch_job(
         job["Parameters"].pop("JobQueue")
         job["Parameters"]["JobQueue.$"] = queue_path
     queues = list(t.priority_queues.values()) if gpu else [t.cpu_queue]
+    job = asl.retrying(job, asl.BATCH_TRANSIENT, max_attempts=attempts)
     return asl.retrying(job, ["States.TaskFailed"], max_attempts=1, interval=retry_after), [
         statement(["batch:SubmitJob"], [*queues, f"{definition_prefix}:*"]),
         # Batch supports no resource-level permissions for DescribeJobs; TerminateJob takes job ARNs.
@@ -199,8 +219,9 @@ def once_step(
         shard={"shard": "0"},
         environment=environment,
         retry_after=settings.job_retry_interval_seconds,
+        attempts=settings.max_attempts,
     )
-    return _guarded(step.state, state, asl.BATCH_TRANSIENT, next_state, settings.max_attempts), statements
+    return _guarded(step.state, state, [], next_state, settings.max_attempts), statements
 
 
 def read_shards(sharder: Step, t: Targets, *, next_state: str, attempts: int) -> tuple[dict, list]:
@@ -233,6 +254,7 @@ def shard_map(group: tuple[Step, ...], sharder: Step, t: Targets, settings: Work
             shard={"shard.$": "$.shard"},
             environment=[],
             retry_after=settings.job_retry_interval_seconds,
+            attempts=settings.max_attempts,
         )
         last = index == len(group) - 1
         # A child's output is {}: a Map gathers every child's output, 10,000 of them must stay small.
@@ -253,6 +275,7 @@ def shard_map(group: tuple[Step, ...], sharder: Step, t: Targets, settings: Work
         processor_start=group[0].state,
         processor_states=states,
         max_concurrency=settings.max_concurrency,
+        tolerated_failure_percentage=settings.tolerated_shard_failure_pct,
     )
     executions = f"arn:aws:states:{t.region}:{t.account_id}:execution:{t.state_machine_name}/*"
     statements += [
@@ -278,41 +301,117 @@ def build_definition(spec: PipelineSpec, t: Targets, settings: WorkflowSettings)
         else:
             units.append((step,) if step.fan_out == "per_shard" else step)
     names = [map_name(u) if isinstance(u, tuple) else u.state for u in units]
-    # Priority routing comes right before the first Batch step (the first unit that needs a queue).
-    first_batch = next(i for i, u in enumerate(units) if isinstance(u, tuple) or u.runs_on == "batch")
-    built.add(routing(t, first=names[first_batch]))
+    # The input is validated first, before any Lambda runs: the trigger's event or the given
+    # manifest, then priority routing.
+    built.add(from_trigger(next_state="Route"))
+    built.add(routing(t, first=names[0], attempts=attempts))
+    last = "ShardsComplete" if spec.shard_counter else "Succeeded"
 
     sharded = False
     for index, unit in enumerate(units):
-        following = names[index + 1] if index + 1 < len(units) else "Succeeded"
-        following = "Route" if index + 1 == first_batch else following
+        following = names[index + 1] if index + 1 < len(units) else last
         if isinstance(unit, tuple):
             state, needs = shard_map(unit, spec.sharder, t, settings)
-            built.add(_guarded(names[index], state, asl.BATCH_TRANSIENT, following, attempts), needs)
+            built.add(_guarded(names[index], state, asl.MAP_TRANSIENT, following, attempts), needs)
         elif unit.runs_on == "lambda":
             built.add(*lambda_step(unit, t, sharded=sharded, next_state=following, attempts=attempts))
         else:
             after = "ReadShards" if unit.writes_shards else following
             built.add(*once_step(unit, spec, t, settings, next_state=after))
             if unit.writes_shards:
-                built.add(*read_shards(unit, t, next_state=following, attempts=attempts))
+                built.add(*read_shards(unit, t, next_state="AnyShards", attempts=attempts))
+                built.add(no_shards(t, following, attempts))
                 sharded = True
+    if spec.shard_counter:
+        built.add(shards_complete(spec.shard_counter, t, attempts))
     built.add(failure_states(t, attempts))
     built.states["Succeeded"] = {"Type": "Succeed"}
     return built
 
 
+def no_shards(t: Targets, next_state: str, attempts: int) -> dict[str, dict]:
+    """A manifest with no usable image (empty, or every image rejected) is told, then ends: nothing
+    to run or write."""
+    return {
+        "AnyShards": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.shards.summary.count", "NumericEquals": 0, "Next": "NotifyNothingToProcess"}],
+            "Default": next_state,
+        },
+        "NotifyNothingToProcess": _notify(
+            t,
+            "Odins Ravne: nothing to process",
+            "Execution {} had no image to process: {} valid, {} rejected (see rejected.json beside the shards).",
+            [EXECUTION_ID, "$.shards.summary.valid", "$.shards.summary.rejected"],
+            "NothingToProcess",
+            attempts,
+        ),
+        "NothingToProcess": {"Type": "Succeed"},
+    }
+
+
+def shards_complete(counter: Step, t: Targets, attempts: int) -> dict[str, dict]:
+    """Shards that failed within the tolerated percentage: the run wrote what it has; this tells
+    which are missing and how to run just those again."""
+    done = f"{counter.result_path}.shards"
+    return {
+        "ShardsComplete": {
+            "Type": "Choice",
+            "Choices": [
+                {"Variable": done, "NumericLessThanPath": "$.shards.summary.count", "Next": "NotifyFailedShards"}
+            ],
+            "Default": "Succeeded",
+        },
+        "NotifyFailedShards": _notify(
+            t,
+            "Odins Ravne: shards failed",
+            "Execution {} succeeded with {} of {} shards; failed shards: {}. Run just those again: "
+            "make rerun-shards ENV=<env> EXECUTION={}.",
+            [EXECUTION_ID, done, "$.shards.summary.count", f"{counter.result_path}.missing", EXECUTION_ID],
+            "Succeeded",
+            attempts,
+        ),
+    }
+
+
+def from_trigger(*, next_state: str) -> dict[str, dict]:
+    """An execution the manifest trigger started gets the whole S3 event as ``$.event`` (the rule's
+    input is ``<aws.events.event.json>``: EventBridge inserts the event as JSON, so a key with
+    quotes, spaces or non-ASCII characters arrives intact,
+    https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html); its
+    manifest URI is built here from the bucket and key (values of a JSONPath, never parsed as
+    text). A started-by-hand execution gives ``manifest`` itself."""
+    detail = "$.event.detail"
+    return {
+        "FromTrigger": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.event", "IsPresent": True, "Next": "ManifestFromEvent"}],
+            "Default": next_state,
+        },
+        "ManifestFromEvent": {
+            "Type": "Pass",
+            "Parameters": {
+                "manifest.$": f"States.Format('s3://{{}}/{{}}', {detail}.bucket.name, {detail}.object.key)",
+                "object.$": f"{detail}.object",
+            },
+            "Next": next_state,
+        },
+    }
+
+
 def definition(built: Built, spec: PipelineSpec) -> dict:
     return {
         "Comment": "Odins Ravne: " + " -> ".join(s.state for s in spec.steps),
-        "StartAt": spec.steps[0].state if spec.steps[0].runs_on == "lambda" else "Route",
+        "StartAt": "FromTrigger",
         "TimeoutSeconds": EXECUTION_TIMEOUT_SECONDS,
         "States": built.states,
     }
 
 
-def routing(t: Targets, *, first: str) -> dict[str, dict]:
-    """``priority`` (absent: normal) puts the GPU queue into ``$.route``; anything else is refused."""
+def routing(t: Targets, *, first: str, attempts: int) -> dict[str, dict]:
+    """``priority`` (absent: normal) puts the GPU queue into ``$.route``; anything else is refused
+    and told, before any Lambda runs."""
+    cause = f"priority must be one of {', '.join(PRIORITY_QUEUES)} (or absent for {DEFAULT_PRIORITY})"
     states: dict[str, dict] = {
         "Route": {
             "Type": "Choice",
@@ -323,13 +422,17 @@ def routing(t: Targets, *, first: str) -> dict[str, dict]:
                     for p in PRIORITY_QUEUES
                 ),
             ],
-            "Default": "InvalidPriority",
+            "Default": "NotifyInvalidInput",
         },
-        "InvalidPriority": {
-            "Type": "Fail",
-            "Error": "InvalidInput",
-            "Cause": f"priority must be one of {', '.join(PRIORITY_QUEUES)} (or absent for {DEFAULT_PRIORITY})",
-        },
+        "NotifyInvalidInput": _notify(
+            t,
+            "Odins Ravne: invalid input",
+            f"Execution {{}} refused: {cause} (priority {{}}).",
+            [EXECUTION_ID, "States.JsonToString($.priority)"],
+            "InvalidInput",
+            attempts,
+        ),
+        "InvalidInput": {"Type": "Fail", "Error": "InvalidInput", "Cause": cause},
     }
     for priority in PRIORITY_QUEUES:
         states[f"Priority{priority.title()}"] = {
@@ -342,20 +445,21 @@ def routing(t: Targets, *, first: str) -> dict[str, dict]:
 
 
 def failure_states(t: Targets, attempts: int) -> dict[str, dict]:
+    """A caught failure: told with its state, error and cause, then the execution fails with the
+    state and that error, and that cause (ErrorPath/CausePath, an intrinsic function allowed:
+    https://docs.aws.amazon.com/step-functions/latest/dg/state-fail.html)."""
     return {
         "NotifyFailure": _notify(
             t,
             "Odins Ravne: pipeline execution failed",
-            "Execution {} failed in state {}: {}",
-            [EXECUTION_ID, "$.failed_state", "$.error.Error"],
+            "Execution {} failed in state {}: {}: {}.",
+            [EXECUTION_ID, "$.failed_state", "$.error.Error", "$.error.Cause"],
             "Failed",
             attempts,
         ),
-        "Failed": {
-            "Type": "Fail",
-            "Error": "PipelineFailed",
-            "Cause": "A pipeline state failed (see the alert topic)",
-        },
+        # "<state>: <error>": a custom error name must not begin with "States." (the ASL spec; the
+        # caught error often does, e.g. States.ExceedToleratedFailureThreshold).
+        "Failed": {"Type": "Fail", "ErrorPath": FAILED_ERROR, "CausePath": "$.error.Cause"},
     }
 
 
@@ -408,6 +512,10 @@ class Workflow(Construct):
             routed=frozenset(s.name for s in props.spec.batch_steps if batch.queues_for(s.name) == PRIORITY_QUEUES),
             buckets={n: (b.bucket_name, b.bucket_arn) for n, b in lake.buckets.items()},
         )
+        # Each workflow function's declared answer, for the static check of what the states select
+        # (tools/asl_contract.py); "//" is a comment to Terraform.
+        for step in props.spec.lambda_steps:
+            props.functions[step.name].function.add_override("//.answer", dict(step.answer))
         built = build_definition(props.spec, targets, props.settings)
         self.definition = definition(built, props.spec)
         self.role.add_statements(
@@ -468,11 +576,47 @@ class Workflow(Construct):
         )
         self.state_machine_arn: str = self.state_machine.arn
         self.state_machine_name: str = self.state_machine.name
+        self._tell_every_end(props)
         if props.settings.start_on_new_manifest:
             self._start_on_manifest(props)
 
+    def _tell_every_end(self, props: WorkflowProps) -> None:
+        """An execution that ends FAILED, TIMED_OUT or ABORTED is told on the alert topic, whatever
+        ended it: a time-out, an abort and an uncatchable error (States.Runtime,
+        States.DataLimitExceeded) never reach NotifyFailure. The event carries no error or cause
+        (https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html); the notice links the
+        execution, whose history has them. The topic's policy admits events.amazonaws.com for this
+        account and the pipeline key lets EventBridge use it (modules/alerting.py, encryption.py)."""
+        rule = CloudwatchEventRule(
+            self,
+            "on-end",
+            name=f"{props.prefix}-pipeline-ended-badly",
+            description="Pipeline executions that ended FAILED, TIMED_OUT or ABORTED",
+            event_pattern=json.dumps(
+                {
+                    "source": ["aws.states"],
+                    "detail-type": ["Step Functions Execution Status Change"],
+                    "detail": {"status": END_NOTIFIED, "stateMachineArn": [self.state_machine_arn]},
+                }
+            ),
+        )
+        link = f"https://{props.region}.console.aws.amazon.com/states/home?region={props.region}"
+        CloudwatchEventTarget(
+            self,
+            "on-end-to-topic",
+            rule=rule.name,
+            arn=props.alerts.topic_arn,
+            input_transformer=CloudwatchEventTargetInputTransformer(
+                input_paths={"name": "$.detail.name", "status": "$.detail.status", "arn": "$.detail.executionArn"},
+                input_template=json.dumps(
+                    f"Odins Ravne: execution <name> ended <status>. Error and cause: its history. "
+                    f"Execution: {link}#/v2/executions/details/<arn> Runbook: {RUNBOOK}"
+                ),
+            ),
+        )
+
     def _start_on_manifest(self, props: WorkflowProps) -> None:
-        """A new ``raw/manifests/*.json`` object starts one execution with its URI as input."""
+        """A new ``raw/manifests/*.json`` object starts one execution with its S3 event as input."""
         rule = CloudwatchEventRule(
             self,
             "on-manifest",
@@ -506,8 +650,9 @@ class Workflow(Construct):
             rule=rule.name,
             arn=self.state_machine_arn,
             role_arn=role.role_arn,
+            # The whole event as JSON (state FromTrigger makes the manifest URI of it): a key never
+            # goes into a template string, where a quote would break the input.
             input_transformer=CloudwatchEventTargetInputTransformer(
-                input_paths={"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"},
-                input_template='{"manifest": "s3://<bucket>/<key>"}',
+                input_paths={}, input_template='{"event": <aws.events.event.json>}'
             ),
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipeline_ops.run import run
+from pipeline_ops.run import curated_objects, run
 from tools import cli
 
 SERVICES = ("s3", "stepfunctions", "lambda")
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     aws = {name: session.client(name) for name in SERVICES}
     _, described = run(timeout=args.timeout, wait_for_trigger=30, aws=aws)
     status = described["status"]
-    objects = json.loads(described.get("output") or "{}").get("parquet", {}).get("objects", [])
+    objects = curated_objects(aws["s3"], json.loads(described.get("output") or "{}"))
     print(f"integration: execution {status}, {len(objects)} Parquet object(s) in curated")
     return 0 if status == "SUCCEEDED" and objects else 1
 

@@ -259,6 +259,22 @@ def run(
     return execution_arn, described
 
 
+def curated_objects(s3: Any, output: dict) -> list[str]:
+    """The Parquet keys an execution wrote: its answer names them (prefix, the start of each object name), a list of
+    them would grow with the data (conf/pipeline.py, the answer of write_parquet)."""
+    parquet = output.get("parquet") or {}
+    if not parquet.get("objects"):
+        return []
+    curated = find([b["Name"] for b in s3.list_buckets()["Buckets"]], "-curated-")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=curated, Prefix=f"{parquet['prefix']}/")
+    return [
+        o["Key"]
+        for page in pages
+        for o in page.get("Contents", [])
+        if o["Key"].rsplit("/", 1)[-1].startswith(parquet["part_prefix"])
+    ]
+
+
 def positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
@@ -307,7 +323,7 @@ def main(argv: list[str]) -> int:
     report(aws, execution_arn, described)
     if described["status"] == "SUCCEEDED":
         output = json.loads(described.get("output") or "{}")
-        for key in output.get("parquet", {}).get("objects", []):
+        for key in curated_objects(aws["s3"], output):
             print(f"  curated: {key}")
     return 0 if described["status"] == "SUCCEEDED" else 1
 

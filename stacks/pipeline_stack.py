@@ -284,6 +284,7 @@ class PipelineStack(TerraformStack):
             concurrency=profile.workflow.max_concurrency,
             job_overhead_seconds=profile.workflow.job_overhead_seconds,
             fleet_start_seconds=profile.workflow.fleet_start_seconds,
+            retry_interval_seconds=profile.workflow.job_retry_interval_seconds,
             function_timeouts={n: f.timeout_seconds for n, f in profile.functions.specs.items()},
             costs=profile.batch.job_hour_costs(profile.prices, spec),
             price_date=f"{profile.region} price table of {profile.prices['date']}",

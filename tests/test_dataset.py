@@ -55,7 +55,8 @@ def written(monkeypatch: pytest.MonkeyPatch) -> tuple[str, pa.Schema]:
     with mock_aws():
         s3 = curated_buckets(monkeypatch)
         s3.put_object(Bucket="proc", Key="weather/ex1/shard-0.json", Body=json.dumps({"records": ENRICHED}))
-        [key] = parquet.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3)["objects"]
+        assert parquet.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3)["objects"] == 1
+        [key] = [o["Key"] for o in s3.list_objects_v2(Bucket="cur")["Contents"]]
         body = boto3.client("s3", region_name=REGION).get_object(Bucket="cur", Key=key)["Body"].read()
     return key, pq.ParquetFile(io.BytesIO(body)).schema_arrow
 

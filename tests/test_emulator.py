@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runs import run_pipeline, weather_statuses
+from tests.runs import alert_queue, messages, run_pipeline, s3_event, weather_statuses
 
 pytestmark = pytest.mark.emulator
 
@@ -21,7 +21,7 @@ TOP = ["PlanFanOut", "GuardBudget", "Stage0", "Stage1ToStage2", "WeatherEnrichme
 
 
 def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) -> None:
-    from pipeline_ops.run import visited_states
+    from pipeline_ops.run import curated_objects, visited_states
 
     execution_arn, described = run_pipeline()
     assert described["status"] == "SUCCEEDED", described
@@ -34,11 +34,12 @@ def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) 
         3,
     )
     assert output["guard"]["allowed"] is True
-    assert output["weather"] == {"enriched": 3, "failed": 0}, weather_statuses(aws, execution_arn)
-    curated = next(b["Name"] for b in aws["s3"].list_buckets()["Buckets"] if "-curated-" in b["Name"])
-    keys = {o["Key"] for o in aws["s3"].list_objects_v2(Bucket=curated)["Contents"]}
-    assert set(output["parquet"]["objects"]) <= keys and len(output["parquet"]["objects"]) == 1
-    assert all(k.endswith(".parquet") and "/month=2026-06/" in k for k in output["parquet"]["objects"])
+    assert output["weather"] == {"enriched": 3, "failed": 0, "shards": 1, "missing": "none"}, weather_statuses(
+        aws, execution_arn
+    )
+    written = curated_objects(aws["s3"], output)
+    assert output["parquet"]["objects"] == len(written) == 1
+    assert all(k.endswith(".parquet") and "/month=2026-06/" in k for k in written)
 
     from pipeline_ops import health
 
@@ -47,25 +48,25 @@ def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) 
     report = capsys.readouterr().out
     assert "last execution SUCCEEDED" in report and report.count("ok   job queue") == 4  # high, normal, low + cpu
     assert report.count("ok   compute environment") == 2 and "in ALARM: none" in report
+    # An alarm in ALARM fails make health and is named (set_alarm_state, as CloudWatch does:
+    # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_SetAlarmState.html).
+    from local.status import clients
+
+    cloudwatch = clients(("cloudwatch",))["cloudwatch"]
+    alarm = next(
+        a["AlarmName"] for a in cloudwatch.describe_alarms()["MetricAlarms"] if a["AlarmName"].endswith("-errors")
+    )
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="test: a function failed")
+    try:
+        assert health.main([str(deployed), "--emulator"]) == 1
+    finally:
+        cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="test over")
+    assert f"in ALARM: {alarm}" in capsys.readouterr().out
     # status-aws's view (same code, --status): recent executions, budget spend, kill switch
     assert health.main([str(deployed), "--emulator", "--status"]) == 0
     status = capsys.readouterr().out
     assert f"execution {execution_arn.rsplit(':', 1)[-1]}: SUCCEEDED" in status
     assert "budget odins-ravne-local-cost:" in status and "kill switch /odins-ravne/local/kill-switch: off" in status
-
-
-def alert_queue(aws) -> str:
-    """An SQS queue subscribed to the alert topic, to read what the workflow published."""
-    topic = next(t["TopicArn"] for t in aws["sns"].list_topics()["Topics"] if t["TopicArn"].endswith("-alerts"))
-    url = aws["sqs"].create_queue(QueueName=f"alerts-{time.monotonic_ns()}")["QueueUrl"]
-    arn = aws["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    aws["sns"].subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-    return url
-
-
-def messages(aws, url: str) -> list[str]:
-    received = aws["sqs"].receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-    return [json.loads(m["Body"])["Message"] for m in received.get("Messages", [])]
 
 
 def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:
@@ -78,7 +79,11 @@ def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:
         execution_arn, described = run_pipeline()
     finally:
         failures.unlink()
-    assert described["status"] == "FAILED" and described["error"] == "PipelineFailed"
+    # The one shard failed: past the tolerated share, so the Map fails, and the execution with its
+    # real error (the final Fail state's ErrorPath).
+    assert described["status"] == "FAILED"
+    assert described["error"] == "Stage1ToStage2: States.ExceedToleratedFailureThreshold"
+    assert "1 of 1 items failed" in described["cause"]
     visited = visited_states(aws["stepfunctions"], execution_arn)
     assert visited[-3:] == ["Stage1ToStage2Failed", "NotifyFailure", "Failed"]
     execution_id = execution_arn.rsplit(":", 1)[-1]
@@ -99,22 +104,27 @@ def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
         {"key": f"images/x/{i}.jpg", "site_id": "x", "lat": 60, "lon": 10, "captured_at": "2026-06-01T00:00:00Z"}
         for i in range(1000)
     ]
-    aws["s3"].put_object(Bucket=raw, Key="manifests/too-large.json", Body=json.dumps({"images": records}).encode())
+    # A key with a space, quotes and non-ASCII characters, given as the trigger gives it: the S3
+    # Object Created event (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html) as
+    # the rule's <aws.events.event.json> input; PlanFanOut reads that very object.
+    key = 'manifests/too large "x" \u00e6 \u00d8rsta.json'
+    put = aws["s3"].put_object(Bucket=raw, Key=key, Body=json.dumps({"images": records}).encode())
+    event = s3_event(raw, key, put["ETag"].strip('"'))
     execution_arn = aws["stepfunctions"].start_execution(
         stateMachineArn=next(m["stateMachineArn"] for m in aws["stepfunctions"].list_state_machines()["stateMachines"]),
-        input=json.dumps({"manifest": f"s3://{raw}/manifests/too-large.json", "images_per_shard": 1}),
+        input=json.dumps({"event": event, "images_per_shard": 1}),
     )["executionArn"]
     from pipeline_ops.run import follow
 
     described = follow(aws["stepfunctions"], execution_arn, 120)
     assert (described["status"], described["error"]) == ("FAILED", "ManifestRefused")
-    assert described["cause"].startswith("1000 images make 1000 shards of up to 1, 12 at a time: about 4.3 h")
-    assert "split it into manifests of at most 372 images" in described["cause"]
-    assert visited_states(aws["stepfunctions"], execution_arn)[-3:] == [
-        "PlanFanOutAllowed",
-        "NotifyManifestRefused",
-        "ManifestRefused",
-    ]
+    assert described["cause"].startswith(
+        "1000 images make 1000 shards of up to 1, 12 at a time: about 4.4 h of work with one job retry"
+    )
+    assert "after a margin of 12 min; split it into manifests of at most 324 images" in described["cause"]
+    visited = visited_states(aws["stepfunctions"], execution_arn)
+    assert visited[:3] == ["FromTrigger", "ManifestFromEvent", "Route"]
+    assert visited[-3:] == ["PlanFanOutAllowed", "NotifyManifestRefused", "ManifestRefused"]
     for stage in ("stage0", "stage1"):
         assert shard_jobs(aws["batch"], execution_arn.rsplit(":", 1)[-1], stage) == [], f"no {stage} job"
     assert any("refused" in m and "split it into manifests" in m for m in messages(aws, url))
@@ -122,7 +132,13 @@ def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
     execution_arn, described = run_pipeline(options={"priority": "urgent"})
     assert (described["status"], described["error"]) == ("FAILED", "InvalidInput")
     assert described["cause"] == "priority must be one of high, normal, low (or absent for normal)"
-    assert "Stage0" not in visited_states(aws["stepfunctions"], execution_arn)
+    assert visited_states(aws["stepfunctions"], execution_arn) == [
+        "FromTrigger",
+        "Route",
+        "NotifyInvalidInput",
+        "InvalidInput",
+    ]
+    assert any("refused: priority must be one of" in m and '"urgent"' in m for m in messages(aws, url))
 
 
 def unfinished_jobs(aws) -> list[dict]:

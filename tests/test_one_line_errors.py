@@ -141,6 +141,10 @@ def test_destroy_aws_refuses_prod_and_asks_for_confirmation(synth, tmp_path: Pat
     assert_one_line(confirmed, "ENV=dev needs AWS credentials")  # confirmed: only then are credentials needed
 
 
+def test_rerun_shards_names_the_execution_it_needs(tmp_path: Path) -> None:
+    assert_one_line(make("rerun-shards", "ENV=dev", tmp=tmp_path), "EXECUTION is not set", "EXECUTION=<name>")
+
+
 @pytest.mark.parametrize("target", ["deploy-aws", "status-aws", "destroy-aws", "quotas"])
 def test_cloud_targets_send_local_to_the_emulator_targets(target: str, tmp_path: Path) -> None:
     assert_one_line(make(target, "ENV=local", tmp=tmp_path), "ENV=local runs on the emulator", "-local")

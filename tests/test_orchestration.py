@@ -50,28 +50,31 @@ def definition(synth: SynthResult, env: str) -> dict:
 @pytest.mark.parametrize("env", ENVS)
 def test_definition_shape(synth: SynthResult, env: str) -> None:
     doc = definition(synth, env)
-    assert doc["TimeoutSeconds"] == 7200 and doc["StartAt"] == "PlanFanOut"
+    assert doc["TimeoutSeconds"] == 7200 and doc["StartAt"] == "FromTrigger", "the input is checked before any Lambda"
     assert asl.reachable(doc) == set(doc["States"]), "every state is reachable"
     for name, state in doc["States"].items():
         if state["Type"] in ("Task", "Map"):
             assert state.get("Retry") and state.get("Catch"), f"{name} lacks Retry or Catch"
             for rule in state["Retry"]:
                 assert rule["MaxAttempts"] <= 10 and rule["BackoffRate"] >= 1 and rule["JitterStrategy"] == "FULL"
-    path, name = [], "PlanFanOut"
+    path, name = [], "Route"
     while name in doc["States"]:
         path.append(name)
         state = doc["States"][name]
-        name = state.get("Next") or next((c["Next"] for c in state.get("Choices", [])), None)
+        # The way on: a gate's first choice (allowed), a check's default (shards to run, all done).
+        forward = state.get("Default") if name in ("AnyShards", "ShardsComplete") else None
+        name = state.get("Next") or forward or next((c["Next"] for c in state.get("Choices", [])), None)
     assert [s for s in path if s in TOP] == TOP
-    assert path[path.index("PlanFanOut") : path.index("Stage0")] == [
+    assert path[: path.index("Stage0")] == [
+        "Route",
+        "PriorityNormal",
         "PlanFanOut",
         "PlanFanOutAllowed",
         "GuardBudget",
         "GuardBudgetAllowed",
-        "Route",
-        "PriorityNormal",
     ]
-    assert path[path.index("Stage0") : path.index("Stage1ToStage2")] == ["Stage0", "ReadShards"]
+    assert path[path.index("Stage0") : path.index("Stage1ToStage2")] == ["Stage0", "ReadShards", "AnyShards"]
+    assert path[path.index("WriteParquet") :] == ["WriteParquet", "ShardsComplete", "Succeeded"]
     # Each gate: a refusal is notified, then ends the execution with its reason as the cause;
     # the plan's comes before any Batch job.
     for gate, error, reason in (
@@ -106,7 +109,13 @@ def test_definition_shape(synth: SynthResult, env: str) -> None:
     assert "aws_batch_job_queue.batch_queue-cpu_" in stage0["JobQueue"]
     routes = {c.get("StringEquals"): c["Next"] for c in doc["States"]["Route"]["Choices"]}
     assert routes == {None: "PriorityNormal", "high": "PriorityHigh", "normal": "PriorityNormal", "low": "PriorityLow"}
-    assert doc["States"]["Route"]["Default"] == "InvalidPriority"
+    assert doc["States"]["Route"]["Default"] == "NotifyInvalidInput"
+    assert doc["States"]["NotifyInvalidInput"]["Next"] == "InvalidInput"
+    # Shards may fail up to the profile's share; fewer shards done than cut is told.
+    assert fan_out["ToleratedFailurePercentage"] == (20 if env == "local" else 2)
+    assert doc["States"]["ShardsComplete"]["Choices"] == [
+        {"Variable": "$.weather.shards", "NumericLessThanPath": "$.shards.summary.count", "Next": "NotifyFailedShards"}
+    ]
     for priority in ("high", "normal", "low"):
         assert f"batch_queue-{priority}_" in doc["States"][f"Priority{priority.title()}"]["Result"]["queue"]
 
@@ -141,7 +150,18 @@ def test_manifest_rule_starts_executions(synth: SynthResult) -> None:
         t for t in synth.resources("dev", "aws_cloudwatch_event_target").values() if "on-manifest" in t["rule"]
     ]
     assert "aws_sfn_state_machine" in target["arn"]
-    assert target["input_transformer"]["input_template"] == '{"manifest": "s3://<bucket>/<key>"}'
+    assert target["input_transformer"]["input_template"] == '{"event": <aws.events.event.json>}'
+    # What EventBridge makes of it for a key with a space, quotes and non-ASCII characters: the
+    # event inserted as JSON (eb-transform-target-input.html: aws.events.event.json, not escaped,
+    # only as a JSON value), so the input parses and the key is the key.
+    key = 'manifests/site 7/it\'s "the" Ørsta batch.json'
+    event = {"source": "aws.s3", "detail-type": "Object Created", "detail": {"object": {"key": key}}}
+    given = json.loads(
+        target["input_transformer"]["input_template"].replace("<aws.events.event.json>", json.dumps(event))
+    )
+    assert given["event"]["detail"]["object"]["key"] == key
+    doc = definition(synth, "dev")
+    assert doc["StartAt"] == "FromTrigger" and doc["States"]["FromTrigger"]["Default"] == "Route"
 
 
 def test_functions(synth: SynthResult) -> None:

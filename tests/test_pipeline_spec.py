@@ -146,6 +146,7 @@ FAN_OUT = fan_out_settings(
     concurrency=25,
     job_overhead_seconds=90,
     fleet_start_seconds=420,
+    retry_interval_seconds=30,
     function_timeouts={"weather_enrichment": 300, "write_parquet": 600},
     costs=DEV.batch.job_hour_costs(DEV.prices),
     price_date="eu-north-1 price table of 2026-11-26",
@@ -185,6 +186,8 @@ def test_fan_out_settings_come_from_the_spec_and_profile() -> None:
         ],
         "job_overhead_seconds": 90,
         "fleet_start_seconds": 420,
+        "retry_interval_seconds": 30,
+        "margin_seconds": 720,
         "execution_timeout_seconds": 7200,
         "reserve_seconds": 960,  # WeatherEnrichment 300 + 30, WriteParquet 600 + 30
         "price_date": "eu-north-1 price table of 2026-11-26",
@@ -192,20 +195,35 @@ def test_fan_out_settings_come_from_the_spec_and_profile() -> None:
 
 
 PER_SHARD = 2 * 90 + 1000 / 4.2 + 1000 / 20  # seconds of one shard through stage1 and stage2
+RETRY = 30 + 90 + 1000 / 4.2  # the last wave's longest job (stage1) failing at its end, run once more
 
 
 def test_a_season_is_refused_with_the_largest_manifest_that_fits() -> None:
     """500,000 images: stage0 ~18 min, then 500 shards, 25 at a time, ~7.8 min each, in ~2.6 h."""
     verdict = planner.plan(500_000, FAN_OUT, 1000, elapsed=120)
     assert verdict["allowed"] is False and verdict["shards"] == 500
-    assert verdict["estimated_seconds"] == round(90 + 500_000 / 500 + 420 + 20 * PER_SHARD)
-    # Eleven waves of 25,000 would need 6,309 s of the 6,120 left; ten (250,000 images) need 5,691.
-    assert verdict["largest_manifest"] == 10 * 25 * 1000
+    assert verdict["estimated_seconds"] == round(90 + 500_000 / 500 + 420 + 20 * PER_SHARD + RETRY)
+    assert verdict["remaining_seconds"] == 7200 - 120 - 960 - 720 and verdict["margin_seconds"] == 720
+    # Nine waves of 25,000 would need 5,531 s of the 5,400 left; eight (200,000 images) need 5,013.
+    assert verdict["largest_manifest"] == 8 * 25 * 1000
     assert verdict["reason"] == (
-        "500000 images make 500 shards of up to 1000, 25 at a time: about 3.0 h of work, but 102 min of "
-        "the 2 h execution are left for it; split it into manifests of at most 250000 images "
-        "(or raise batch.max_vcpus and workflow.max_concurrency)"
+        "500000 images make 500 shards of up to 1000, 25 at a time: about 3.1 h of work with one job retry, but "
+        "90 min of the 2 h execution are left for it after a margin of 12 min; split it into manifests of at most "
+        "200000 images (or raise batch.max_vcpus and workflow.max_concurrency)"
     )
+
+
+@pytest.mark.parametrize("elapsed", [0, 120, 600])
+def test_the_largest_accepted_manifest_fits_with_a_retry_and_the_margin(elapsed: int) -> None:
+    """At the largest manifest PlanFanOut accepts, its work, one retry of the last wave's longest
+    job, the steps after the fan-out and the stated margin fit in the 2 h; one shard more does not."""
+    largest = planner.plan(500_000, FAN_OUT, 1000, elapsed=elapsed)["largest_manifest"]
+    verdict = planner.plan(largest, FAN_OUT, 1000, elapsed=elapsed)
+    waves = -(-largest // 1000 // 25)
+    work = 90 + largest / 500 + 420 + waves * PER_SHARD
+    assert verdict["allowed"] and verdict["estimated_seconds"] == round(work + RETRY)
+    assert elapsed + work + RETRY + 960 + 720 <= 7200
+    assert not planner.plan(largest + 25 * 1000, FAN_OUT, 1000, elapsed=elapsed)["allowed"]
 
 
 def test_a_run_is_priced_from_the_job_hours_it_bills() -> None:
@@ -224,15 +242,15 @@ def test_a_run_is_priced_from_the_job_hours_it_bills() -> None:
     assert planner.plan(0, FAN_OUT, 1000, elapsed=0)["estimated_usd"] == 0
 
 
-@pytest.mark.parametrize(("images", "shards"), [(0, 0), (1, 1), (1000, 1), (1001, 2), (250_000, 250)])
+@pytest.mark.parametrize(("images", "shards"), [(0, 0), (1, 1), (1000, 1), (1001, 2), (200_000, 200)])
 def test_what_fits_is_accepted(images: int, shards: int) -> None:
     verdict = planner.plan(images, FAN_OUT, 1000, elapsed=60)
     assert verdict["allowed"] is True and verdict["shards"] == shards and verdict["reason"] == ""
 
 
 def test_time_already_spent_counts() -> None:
-    assert planner.plan(250_000, FAN_OUT, 1000, elapsed=60)["allowed"] is True
-    assert planner.plan(250_000, FAN_OUT, 1000, elapsed=600)["allowed"] is False
+    assert planner.plan(200_000, FAN_OUT, 1000, elapsed=60)["allowed"] is True
+    assert planner.plan(200_000, FAN_OUT, 1000, elapsed=600)["allowed"] is False
 
 
 def test_one_shard_that_cannot_fit_says_to_make_shards_smaller() -> None:
@@ -294,10 +312,11 @@ def test_the_planner_refuses_before_any_batch_job(monkeypatch: pytest.MonkeyPatc
     event = {"execution_id": "e1", "manifest": "s3://raw/m/big.json", "input": {}, "started_at": None}
     verdict = planner.handler(event, None, s3=s3)
     assert (verdict["allowed"], verdict["images"], verdict["shards"]) == (False, 300_000, 300)
-    assert planner.handler({**event, "manifest": "s3://raw/m/bad.json"}, None, s3=s3) == {
-        "allowed": False,
-        "reason": "manifest s3://raw/m/bad.json is not a JSON object with an 'images' list",
-    }
+    bad = planner.handler({**event, "manifest": "s3://raw/m/bad.json"}, None, s3=s3)
+    assert (bad["allowed"], bad["reason"]) == (
+        False,
+        "manifest s3://raw/m/bad.json is not a JSON object with an 'images' list",
+    )
     assert planner.handler({**event, "manifest": "s3://raw/m/gone.json"}, None, s3=s3)["reason"] == (
         "manifest s3://raw/m/gone.json does not exist"
     )

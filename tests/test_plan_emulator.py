@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runs import run_pipeline, weather_statuses
+from tests.runs import alert_queue, messages, run_pipeline, weather_statuses
 from tools import plan as plan_tool
 from tools import plan_review, security_scan
 
@@ -138,22 +138,43 @@ def test_drift_reports_an_out_of_band_change(deployed: Path, aws, tmp_path: Path
     assert plan_review.esc("retention_in_days") in (tmp_path / "drift.md").read_text()  # escaped Markdown
 
 
-def test_fan_out_runs_shards_at_once_on_the_priority_queue(aws) -> None:
-    """60 images in shards of 10 (the run's own size): six shards, side by side, all on high."""
-    from pipeline_ops.run import most_at_once, shard_jobs
+def test_fan_out_runs_shards_at_once_and_tolerates_a_failed_shard(aws, emulator) -> None:
+    """60 images in shards of 10 (the run's own size): six shards, side by side, all on high. Shard
+    3's stage2 fails (twice: the retry too): one of six is within the local tolerance (20 %), so
+    the run succeeds with the other five written, and its notice names shard 3 and the re-run."""
+    from pipeline_ops import rerun_shards
+    from pipeline_ops.run import curated_objects, most_at_once, shard_jobs
 
-    # Twelve Batch jobs and three Lambda steps, each a local process: under `make test`, beside two
+    url = alert_queue(aws)
+    failures = Path(emulator["state"]) / "batch-failures.json"
+    failures.write_text(json.dumps(["odins-ravne-local-stage2:shard=3"]))
+    # Thirteen Batch jobs and three Lambda steps, each a local process: under `make test`, beside two
     # busy workers on two cores, this run has taken over 240 s (it asserts concurrency, not speed).
-    execution_arn, described = run_pipeline(
-        timeout=480, images=60, options={"priority": "high", "images_per_shard": 10}
-    )
+    try:
+        execution_arn, described = run_pipeline(
+            timeout=480, images=60, options={"priority": "high", "images_per_shard": 10}
+        )
+    finally:
+        failures.unlink()
     assert described["status"] == "SUCCEEDED", described
     output = json.loads(described["output"])
     assert (output["route"]["priority"], output["shards"]["summary"]["count"]) == ("high", 6)
-    assert output["weather"] == {"enriched": 60, "failed": 0}, weather_statuses(aws, execution_arn)
+    assert output["weather"] == {"enriched": 50, "failed": 0, "shards": 5, "missing": "3"}, weather_statuses(
+        aws, execution_arn
+    )
+    assert output["parquet"]["rows"] >= 50 and curated_objects(aws["s3"], output)
     execution_id = execution_arn.rsplit(":", 1)[-1]
-    for stage in ("stage1", "stage2"):
+    for stage, tries in (("stage1", list(range(6))), ("stage2", [0, 1, 2, 3, 3, 4, 5])):
         jobs = shard_jobs(aws["batch"], execution_id, stage)
-        assert sorted(int(j["parameters"]["shard"]) for j in jobs) == list(range(6))
+        assert sorted(int(j["parameters"]["shard"]) for j in jobs) == tries
         assert {j["jobQueue"].rsplit("/", 1)[-1] for j in jobs} == {"odins-ravne-local-high"}
     assert most_at_once(shard_jobs(aws["batch"], execution_id, "stage1")) >= 3, "shards run side by side"
+    told = [m for m in messages(aws, url) if "shards failed" in m or "failed shards" in m]
+    assert told and f"Execution {execution_id} succeeded with 5 of 6 shards; failed shards: 3." in told[0], told
+    assert f"make rerun-shards ENV=<env> EXECUTION={execution_id}" in told[0]
+    buckets = [b["Name"] for b in aws["s3"].list_buckets()["Buckets"]]
+    processed, raw = (next(b for b in buckets if f"-{n}-" in b) for n in ("processed", "raw"))
+    manifest, shards = rerun_shards.rerun_manifest(aws["s3"], processed, raw, execution_id)
+    assert shards == [3] and manifest.endswith(f"manifests/rerun-{execution_id}.json")
+    body = json.loads(aws["s3"].get_object(Bucket=raw, Key=manifest.split("/", 3)[3])["Body"].read())
+    assert len(body["images"]) == 10

@@ -21,6 +21,9 @@ this shape. One line per finding (``FAIL <check> <address>: <what is wrong>; <wh
 - placement: the first compute environment of each queue a job is submitted to (read from the
   state machines) has an instance type that fits the job, of the right class: a CPU job never
   reaches a GPU environment, a GPU job starts on a GPU one;
+- workflow: the ASL contract of every state machine (``tools/asl_contract.py``): what each Lambda
+  state selects is in its function's declared answer, answers are bounded, retriers are ordered
+  specific-first, every Fail state is notified;
 - images: each job definition runs an image of an ECR repository this stack creates, with a
   fixed tag, built from a Dockerfile under the images folder (``--images``, default ``images/``;
   layout in ``tools/image_builds.py``);
@@ -53,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools import cli
+from tools import asl_contract, cli
 from tools.image_builds import dockerfile_for
 from tools.preflight_rules import RULES, Finding, as_list, first, publishers
 
@@ -759,11 +762,41 @@ def check_budgets(stack: Stack) -> Iterator[Finding]:
                 )
 
 
+WORKFLOW_FIXES = {
+    "retry-order": "order the Retry/Catch rules specific-first, States.ALL alone and last",
+    "selected": "declare the key in the function's answer and return it on every path, or stop selecting it",
+    "bounded": "answer counts and an S3 key instead of the list",
+    "notified": "route the failure through an SNS publish of the alert topic",
+}
+
+
+def check_workflow(stack: Stack) -> Iterator[Finding]:
+    """The ASL contract (tools/asl_contract.py) of every state machine of the stack."""
+    functions = stack.of("aws_lambda_function")
+    declared = {
+        f"aws_lambda_function.{name}": function["//"]["answer"]
+        for name, function in functions.items()
+        if isinstance(function.get("//"), dict) and "answer" in function["//"]
+    }
+
+    def answer_of(value: Any) -> dict | None:
+        address = stack.ref(value)
+        return declared.get(f"{address[0]}.{address[1]}") if address else None
+
+    for name, machine in stack.of("aws_sfn_state_machine").items():
+        document = asl_contract.definition_of(machine)
+        for rule, where, problem in asl_contract.problems(document, declared, answer_of):
+            yield Finding(
+                "workflow", f"aws_sfn_state_machine.{name}", f"{rule}: {where}: {problem}", WORKFLOW_FIXES[rule]
+            )
+
+
 CHECKS = {
     "reachability": check_reachability,
     "cost": check_cost,
     "alerts": check_alerts,
     "placement": check_placement,
+    "workflow": check_workflow,
     "images": check_images,
     "budgets": check_budgets,
     **RULES,

@@ -13,16 +13,19 @@ largest manifest that would fit; the workflow then ends as ManifestRefused befor
 Event: ``{"execution_id", "manifest": "s3://...", "input": <the execution's input>,
 "started_at": <ISO 8601>}``; the input may ask for smaller shards (``images_per_shard``).
 Answer: ``{"allowed", "reason", "images", "images_per_shard", "shards", "concurrency",
-"estimated_seconds", "remaining_seconds", "largest_manifest", "estimated_usd",
-"estimated_usd_on_demand", "prices"}``: the cost is what the Batch jobs of this manifest will be
-billed (job-hour prices from the dated price table, set at synth), which GuardBudget adds to the
-month's actual spend before it lets the execution go on.
+"estimated_seconds", "remaining_seconds", "margin_seconds", "largest_manifest", "estimated_usd",
+"estimated_usd_on_demand", "prices"}``, every key on every path (a refusal carries zeros): the
+cost is what the Batch jobs of this manifest will be billed (job-hour prices from the dated price
+table, set at synth), which GuardBudget adds to the month's actual spend before it lets the
+execution go on.
 
-Environment: FAN_OUT (JSON).
+Environment: FAN_OUT (JSON); PROCESSED_BUCKET and OUTPUT_PREFIX: where a triggered run claims its
+manifest's version (``claim``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -34,6 +37,7 @@ from typing import Any
 from pipeline_log import execution_id_of, get_logger
 
 # Strings (escapes included) and the JSON punctuation: everything the count needs, nothing else.
+REASON_BOUND = 2048  # conf/pipeline.py TEXT_BOUND: a reason quotes the manifest's URI (up to 1,024 bytes of key)
 TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},:]')
 
 
@@ -112,23 +116,30 @@ def per_thousand(fan_out: dict[str, Any], price: str = "usd_per_hour") -> float:
 
 def plan(images: int, fan_out: dict[str, Any], images_per_shard: int, elapsed: float) -> dict[str, Any]:
     """Whether ``images`` can go through the fan-out in what is left of the execution, why not,
-    and what they will cost (expected and on-demand USD, for GuardBudget)."""
+    and what they will cost (expected and on-demand USD, for GuardBudget).
+
+    The estimate includes the retry the workflow configures for a failed job: the longest per-shard
+    job of the last wave failing at its end and run once more after ``retry_interval_seconds``
+    (nothing else would catch it: an execution past its time-out ends TIMED_OUT). What is left keeps
+    ``margin_seconds`` of the execution unused besides."""
     concurrency = int(fan_out["concurrency"])
     overhead, fleet_start = float(fan_out["job_overhead_seconds"]), float(fan_out["fleet_start_seconds"])
-    remaining = float(fan_out["execution_timeout_seconds"]) - elapsed - float(fan_out["reserve_seconds"])
-    per_shard = sum(
-        overhead + images_per_shard / float(s["images_per_second"]) for s in fan_out["steps"] if s["per_shard"]
-    )
+    margin = float(fan_out.get("margin_seconds", 0))
+    remaining = float(fan_out["execution_timeout_seconds"]) - elapsed - float(fan_out["reserve_seconds"]) - margin
+    jobs = [overhead + images_per_shard / float(s["images_per_second"]) for s in fan_out["steps"] if s["per_shard"]]
+    per_shard = sum(jobs)
+    retry = float(fan_out.get("retry_interval_seconds", 0)) + max(jobs, default=0.0)
 
     def estimate(count: int) -> float:
-        """Steps before the fan-out (every image once), then waves of shards after the fleet starts."""
+        """Steps before the fan-out (every image once), then waves of shards after the fleet starts,
+        then one retry of the last wave's longest job."""
         if not count:
             return 0.0
         before = sum(overhead + count / float(s["images_per_second"]) for s in fan_out["steps"] if not s["per_shard"])
-        return before + fleet_start + math.ceil(math.ceil(count / images_per_shard) / concurrency) * per_shard
+        return before + fleet_start + math.ceil(math.ceil(count / images_per_shard) / concurrency) * per_shard + retry
 
     wall = estimate(images)
-    waves = max(0, math.floor((remaining - fleet_start) / per_shard))
+    waves = max(0, math.floor((remaining - fleet_start - retry) / per_shard))
     largest = next(
         (
             w * concurrency * images_per_shard
@@ -139,14 +150,15 @@ def plan(images: int, fan_out: dict[str, Any], images_per_shard: int, elapsed: f
     )
     count = math.ceil(images / images_per_shard) if images else 0
     out = {
+        **answer(),
         "allowed": wall <= remaining,
-        "reason": "",
         "images": images,
         "images_per_shard": images_per_shard,
         "shards": count,
         "concurrency": concurrency,
         "estimated_seconds": round(wall),
         "remaining_seconds": round(remaining),
+        "margin_seconds": round(margin),
         "largest_manifest": largest,
         "estimated_usd": round(cost_usd(images, fan_out, images_per_shard), 2),
         "estimated_usd_on_demand": round(cost_usd(images, fan_out, images_per_shard, "on_demand_usd_per_hour"), 2),
@@ -161,14 +173,70 @@ def plan(images: int, fan_out: dict[str, Any], images_per_shard: int, elapsed: f
         )
         out["reason"] = (
             f"{images} images make {count} shards of up to {images_per_shard}, {concurrency} at a time: "
-            f"about {wall / 3600:.1f} h of work, but {max(remaining, 0) / 60:.0f} min of the "
-            f"{hours:g} h execution are left for it; {fix} (or raise batch.max_vcpus and workflow.max_concurrency)"
+            f"about {wall / 3600:.1f} h of work with one job retry, but {max(remaining, 0) / 60:.0f} min of the "
+            f"{hours:g} h execution are left for it after a margin of {margin / 60:.0f} min; {fix} "
+            "(or raise batch.max_vcpus and workflow.max_concurrency)"
         )
     return out
 
 
+def answer(**values: Any) -> dict[str, Any]:
+    """The answer's every key (conf/pipeline.py declares them; the workflow selects them all): a
+    refusal before the count carries zeros, never fewer keys."""
+    base = dict.fromkeys(
+        (
+            "images",
+            "images_per_shard",
+            "shards",
+            "concurrency",
+            "estimated_seconds",
+            "remaining_seconds",
+            "margin_seconds",
+            "largest_manifest",
+        ),
+        0,
+    )
+    return {
+        "allowed": False,
+        "reason": "",
+        **base,
+        "estimated_usd": 0.0,
+        "estimated_usd_on_demand": 0.0,
+        "prices": "",
+        **values,
+    }
+
+
 def refused(reason: str) -> dict[str, Any]:
-    return {"allowed": False, "reason": reason}
+    """A refusal before any estimate: every key of the answer, the reason cut to its bound."""
+    return answer(reason=reason[:REASON_BOUND])
+
+
+def claim(s3: Any, event: dict, uri: str) -> str | None:
+    """One run per manifest version: a run the manifest trigger started (its input is the S3 event)
+    claims ``<OUTPUT_PREFIX>/<sha256 of bucket/key>/<ETag>.json`` with a conditional put
+    (If-None-Match: *, https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html);
+    a second delivery of the event, or the same content uploaded again, finds it taken and is
+    refused before any Batch job. A run started by hand claims nothing: the deliberate re-run.
+    Returns the refusal, or None."""
+    given = event.get("input") if isinstance(event.get("input"), dict) else {}
+    detail = given.get("event", {}).get("detail", {}) if isinstance(given.get("event"), dict) else {}
+    version = (detail.get("object") or {}).get("etag") or (detail.get("object") or {}).get("version-id")
+    if not version or not os.environ.get("OUTPUT_PREFIX"):
+        return None
+    name = hashlib.sha256(uri.encode()).hexdigest()[:32]
+    key = f"{os.environ['OUTPUT_PREFIX']}/{name}/{version}.json"
+    body = json.dumps({"manifest": uri, "execution_id": event.get("execution_id")}).encode()
+    try:
+        s3.put_object(Bucket=os.environ["PROCESSED_BUCKET"], Key=key, Body=body, IfNoneMatch="*")
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise
+        return (
+            f"manifest {uri} (ETag {version}) already started a run (claim {key} in the processed bucket): "
+            "one run per version; to run it again on purpose, start the workflow by hand with this manifest"
+        )[:REASON_BOUND]
+    return None
 
 
 def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
@@ -193,5 +261,8 @@ def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
     if images is None:
         return refused(f"manifest {uri} is not a JSON object with an 'images' list")
     verdict = plan(images, fan_out, size, elapsed_since(event.get("started_at")))
+    taken = claim(s3, event, uri) if verdict["allowed"] else None
+    if taken:
+        return refused(taken)
     log.info("fan-out planned", **{k: v for k, v in verdict.items() if k != "reason"}, reason=verdict["reason"])
     return verdict

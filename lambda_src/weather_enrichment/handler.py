@@ -391,7 +391,9 @@ def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient 
     totals = {"records": 0, "enriched": 0, "failed": 0, "shards": 0}
     with ThreadPoolExecutor(2) as writes:  # a shard's PUT runs while the next is enriched
         pending: list = []
+        found: set[int] = set()
         for shard, records in read_shards(s3, bucket, source, count):
+            found.add(shard)
             counts = enrich(records, client)
             body = json.dumps({"records": records}, sort_keys=True).encode()
             key = f"{target}/{execution_id}/shard-{shard}.json"
@@ -405,6 +407,20 @@ def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient 
             totals["shards"] += 1
         for write in pending:
             write.result()
-    totals.update(requests=client.requests, site_days=len(wanted), from_cache=len(wanted) - len(missing))
+    # a shard missing here failed within the tolerated failures (its Map child): nothing to enrich
+    lost = sorted(set(range(count)) - found)
+    totals.update(
+        requests=client.requests, site_days=len(wanted), from_cache=len(wanted) - len(missing), missing=listed(lost)
+    )
     log.info("weather enrichment done", cached_days_read=cached, **totals)
     return totals
+
+
+def listed(numbers: list[int], bound: int = 2048) -> str:
+    """Shard numbers as text within ``bound`` characters (the answer's size must not grow with the
+    data, conf/pipeline.py): the rest counted, never listed."""
+    text = ", ".join(map(str, numbers)) or "none"
+    if len(text) <= bound:
+        return text
+    cut = text[: bound - 40].rsplit(", ", 1)[0]
+    return f"{cut} and {len(numbers) - cut.count(', ') - 1} more"

@@ -130,9 +130,13 @@ def by_month(records: list[dict], execution_id: str) -> dict[str, pa.Table]:
     return {month: table.take(pa.array(positions)) for month, positions in indices.items()}
 
 
+def part_prefix(execution_id: str) -> str:
+    """The start of every object name an execution writes (its retry writes the same names)."""
+    return f"part-{hashlib.sha256(execution_id.encode()).hexdigest()[:16]}-"
+
+
 def object_key(prefix: str, month: str, execution_id: str, part: int) -> str:
-    digest = hashlib.sha256(execution_id.encode()).hexdigest()[:16]
-    return f"{prefix}/{PARTITION}={month}/part-{digest}-{part:03d}.parquet"
+    return f"{prefix}/{PARTITION}={month}/{part_prefix(execution_id)}{part:03d}.parquet"
 
 
 @dataclass
@@ -220,7 +224,15 @@ def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
             rows += sum(t.num_rows for t in tables.values())
             writer.add(tables)
         keys = writer.close()
-    result = {"objects": sorted(keys), "rows": rows, "images": images}
+    # Counts and names, never the list of keys: their number grows with the data (an answer over
+    # 256 KiB fails the execution with States.DataLimitExceeded, which no Catch takes).
+    result = {
+        "objects": len(keys),
+        "rows": rows,
+        "images": images,
+        "prefix": target,
+        "part_prefix": part_prefix(execution_id),
+    }
     log.info("parquet written", bytes=writer.bytes_written, **result)
     if os.environ.get("METRIC_NAMESPACE"):  # images processed per execution, for the dashboard
         figures = {"ImagesProcessed": images, "DetectionRows": rows}

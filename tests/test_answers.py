@@ -1,0 +1,251 @@
+"""Every return path of every workflow Lambda carries the answer its step declares (conf/pipeline.py).
+
+The state machine selects the declared keys from the answer (ResultSelector, then Choice): a key one
+path lacks raises States.Runtime, which no Catch takes; a value that grows with the data ends in
+States.DataLimitExceeded, likewise uncatchable
+(https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html). So each handler
+runs here on cases that together reach every ``return`` of its ``handler`` (traced, not assumed),
+with the event its state sends: built from the synthesized Payload template and the context object
+Step Functions documents (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-contextobject.html:
+``$$.Execution.StartTime`` is an ISO 8601 string, ``$$.Execution.Input`` the execution's input).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import re
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from conf.pipeline import PIPELINE, TEXT_BOUND, answer_bound, answer_problems
+from tests.conftest import SynthResult
+from tests.runs import s3_event
+from tests.test_handlers import ENRICHED, REGION, create_budget, guard, parquet, weather
+from tests.test_pipeline_spec import FAN_OUT, planner
+
+EXECUTION = "3f1c2a9e-0d5b-4c1e-9a7f-2b6d8e4f1a30"
+# The context object's fields the Payloads read, as the documentation's example gives them
+# (StartTime and Input are set per event).
+CONTEXT = {
+    "Execution": {
+        "Id": f"arn:aws:states:{REGION}:123456789012:execution:odins-ravne-dev-pipeline:{EXECUTION}",
+        "Name": EXECUTION,
+    }
+}
+
+
+def resolve(path: str, state: dict, context: dict) -> object:
+    """A JSONPath of the Payload templates (``$.a.b``, ``$$.Execution.X``) against state/context."""
+    value: object = context if path.startswith("$$.") else state
+    for part in path.removeprefix("$$.").removeprefix("$.").split("."):
+        value = value[part]  # type: ignore[index]
+    return value
+
+
+def event_for(synth: SynthResult, state_name: str, state: dict, execution_input: dict | None = None) -> dict:
+    """What the workflow's state sends its function for this execution state (dev's definition);
+    the execution's input is ``execution_input`` (default: just the manifest, as EventBridge sends)."""
+    document = json.loads(synth.only("dev", "aws_sfn_state_machine")["definition"])
+    payload = document["States"][state_name]["Parameters"]["Payload"]
+    given = execution_input if execution_input is not None else {"manifest": state["manifest"]}
+    started = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")  # just started
+    context = {"Execution": {**CONTEXT["Execution"], "Input": given, "StartTime": started}}
+    return {key.removesuffix(".$"): resolve(path, state, context) for key, path in payload.items()}
+
+
+def returns_reached(handler: Callable, run_cases: Callable[[], list]) -> tuple[list, set[int], set[int]]:
+    """Run the cases, tracing which ``return`` lines of ``handler`` ran; every one must have."""
+    source, first = inspect.getsourcelines(handler)
+    tree = ast.parse("".join(source))
+    wanted = {first + node.lineno - 1 for node in ast.walk(tree) if isinstance(node, ast.Return)}
+    code, ran = handler.__code__, set()
+
+    def tracer(frame, event, arg):
+        if frame.f_code is not code:
+            return None
+
+        def lines(frame, event, arg):
+            if event == "line":
+                ran.add(frame.f_lineno)
+            return lines
+
+        return lines
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        answers = run_cases()
+    finally:
+        sys.settrace(previous)
+    return answers, wanted, ran
+
+
+def assert_answers(step_name: str, answers: list, wanted: set[int], ran: set[int]) -> None:
+    step = PIPELINE.step(step_name)
+    assert wanted and wanted <= ran, f"{step_name}: return lines never reached: {sorted(wanted - ran)}"
+    for answer in answers:
+        assert answer_problems(step.answer, answer) == [], (step_name, answer)
+        assert len(json.dumps(answer)) <= answer_bound(step.answer)
+
+
+@mock_aws
+def test_every_plan_fan_out_return_carries_the_answer(synth: SynthResult, monkeypatch: pytest.MonkeyPatch) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in ("raw", "proc"):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    put = s3.put_object(Bucket="raw", Key="manifests/ok.json", Body=b'{"images": [{"key": "images/a.jpg"}]}')
+    s3.put_object(Bucket="raw", Key="manifests/bad.json", Body=b'{"photos": []}')
+    for key, value in {"FAN_OUT": json.dumps(FAN_OUT), "PROCESSED_BUCKET": "proc", "OUTPUT_PREFIX": "claims"}.items():
+        monkeypatch.setenv(key, value)
+    long_key = "manifests/" + "x" * 1000 + ".json"  # S3 keys go to 1,024 bytes; the reason quotes it
+    triggered = {"event": s3_event("raw", "manifests/ok.json", put["ETag"].strip('"'))}
+
+    def cases() -> list:
+        out = []
+        for manifest, execution_input in (
+            ("s3://raw/manifests/ok.json", {"manifest": "s3://raw/manifests/ok.json"}),  # allowed, by hand
+            ("s3://raw/manifests/ok.json", triggered),  # allowed: the trigger claims this version
+            ("s3://raw/manifests/ok.json", triggered),  # the same event again: refused
+            ("s3://raw/manifests/ok.json", {"images_per_shard": 0}),  # bad shard size
+            ("raw/manifests/ok.json", {}),  # not an s3 URI
+            (f"s3://raw/{long_key}", {}),  # no such key, a long one
+            ("s3://raw/manifests/bad.json", {}),  # no images list
+        ):
+            state = {"manifest": manifest, "route": {"priority": "normal"}}
+            event = event_for(synth, "PlanFanOut", state, execution_input)
+            out.append(planner.handler(event, None, s3=s3))
+        return out
+
+    answers, wanted, ran = returns_reached(planner.handler, cases)
+    assert [a["allowed"] for a in answers] == [True, True] + [False] * 5
+    assert (
+        answers[2]["reason"].startswith("manifest s3://raw/manifests/ok.json (ETag ")
+        and "one run per version" in (answers[2]["reason"])
+    )
+    assert_answers("plan_fan_out", answers, wanted, ran)
+
+
+@mock_aws
+def test_every_guard_budget_return_carries_the_answer(synth: SynthResult, monkeypatch: pytest.MonkeyPatch) -> None:
+    budgets, ssm = boto3.client("budgets", region_name="us-east-1"), boto3.client("ssm", region_name=REGION)
+    create_budget(budgets, spent="5")
+    ssm.put_parameter(Name="/p/kill", Value="off", Type="String")
+    for key, value in {"ACCOUNT_ID": "123456789012", "BUDGET_NAME": "b", "KILL_SWITCH_PARAMETER": "/p/kill"}.items():
+        monkeypatch.setenv(key, value)
+    plan = planner.plan(1000, FAN_OUT, 1000, elapsed=0)
+
+    def cases() -> list:
+        event = event_for(synth, "GuardBudget", {"manifest": "s3://r/m.json", "plan": plan})
+        allowed = guard.handler(event, None, budgets=budgets, ssm=ssm)
+        ssm.put_parameter(Name="/p/kill", Value="on", Type="String", Overwrite=True)
+        return [allowed, guard.handler(event, None, budgets=budgets, ssm=ssm)]
+
+    answers, wanted, ran = returns_reached(guard.handler, cases)
+    assert [a["allowed"] for a in answers] == [True, False]
+    assert_answers("guard_budget", answers, wanted, ran)
+
+
+@mock_aws
+def test_every_weather_return_carries_a_bounded_answer(synth: SynthResult, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three shards cut, one written (the others failed within the tolerance): the answer counts
+    the shard written and names the missing ones; 10,000 missing shards still fit its bound."""
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="proc", Key=f"stage2/{EXECUTION}/shard-1.json", Body=json.dumps({"records": []}))
+    for key, value in {"PROCESSED_BUCKET": "proc", "INPUT_PREFIX": "stage2", "OUTPUT_PREFIX": "weather"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("WEATHER_BASE_URL", "http://127.0.0.1:9/v1/archive")  # no record asks it
+    state = {"manifest": "s3://r/m.json", "shards": {"summary": {"count": 3}}}
+    answers, wanted, ran = returns_reached(
+        weather.handler, lambda: [weather.handler(event_for(synth, "WeatherEnrichment", state), None, s3=s3)]
+    )
+    assert (answers[0]["shards"], answers[0]["missing"]) == (1, "0, 2")
+    assert_answers("weather_enrichment", answers, wanted, ran)
+    many = weather.listed(list(range(10_000)))
+    assert len(many) <= TEXT_BOUND and many.startswith("0, 1, 2") and many.endswith(" more")
+    assert int(many.rsplit(" and ", 1)[1].split()[0]) + many.count(", ") + 1 == 10_000
+
+
+@mock_aws
+def test_the_parquet_answer_does_not_grow_with_the_partitions(
+    synth: SynthResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two partitions or sixty (one object per date and site): the same answer but for its counts."""
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in ("proc", "cur"):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    for key, value in {
+        "PROCESSED_BUCKET": "proc",
+        "CURATED_BUCKET": "cur",
+        "INPUT_PREFIX": "weather",
+        "OUTPUT_PREFIX": "detections",
+    }.items():
+        monkeypatch.setenv(key, value)
+    many = [dict(ENRICHED[1], key=f"images/{n}.jpg", site_id=f"s{n}") for n in range(60)]
+    state = {"manifest": "s3://r/m.json", "shards": {"summary": {"count": 1}}}
+
+    def cases() -> list:
+        out = []
+        for records in (ENRICHED, many):
+            s3.put_object(Bucket="proc", Key=f"weather/{EXECUTION}/shard-0.json", Body=json.dumps({"records": records}))
+            out.append(parquet.handler(event_for(synth, "WriteParquet", state), None, s3=s3))
+        return out
+
+    answers, wanted, ran = returns_reached(parquet.handler, cases)
+    assert [a["objects"] for a in answers] == [1, 1]  # one month each: 2 and 60 sites
+    shape = [re.sub(r"\d+", "N", json.dumps(dict(a, part_prefix=""))) for a in answers]
+    assert shape[0] == shape[1]
+    assert_answers("write_parquet", answers, wanted, ran)
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        ({"allowed": False, "reason": "manifest is gone"}, "lacks 'images'"),  # yesterday's refusal path
+        ({"objects": ["detections/date=2026-06-01/site=s1/part-1.parquet"]}, "'objects' should be int, is list of 1"),
+        ({"reason": "x" * (TEXT_BOUND + 1)}, "'reason' should be text (bounded), is str of 2049"),
+        ({"allowed": 1}, "'allowed' should be bool, is 1"),
+        ({"allowed": True, "surprise": 1}, "'surprise' is not declared"),
+    ],
+)
+def test_an_answer_off_its_declaration_is_told(answer: dict, problem: str) -> None:
+    declared = (("allowed", "bool"), ("reason", "text"), ("images", "int"), ("objects", "int"))
+    assert problem in answer_problems(declared, answer)
+
+
+def test_every_workflow_lambda_declares_a_bounded_answer() -> None:
+    """The spec refuses a kept key its answer lacks, and every answer is well inside 256 KiB."""
+    for step in PIPELINE.lambda_steps:
+        assert step.answer and set(step.outputs) <= dict(step.answer).keys(), step.name
+        assert answer_bound(step.answer) < 256 * 1024 // 8, step.name
+
+
+@mock_aws
+def test_the_lost_shards_become_one_manifest_to_run_again() -> None:
+    """Shard 1 of three failed within the tolerance (no stage2 output): ``make rerun-shards``
+    gathers exactly its images into a new manifest; with nothing lost it writes none."""
+    from pipeline_ops import rerun_shards
+
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in ("proc", "raw"):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    listing = [{"shard": n, "images": 1} for n in range(3)]
+    s3.put_object(Bucket="proc", Key=f"stage0/{EXECUTION}/shards.json", Body=json.dumps(listing))
+    for n in range(3):
+        records = {"records": [dict(ENRICHED[0], key=f"images/{n}.jpg")]}
+        s3.put_object(Bucket="proc", Key=f"stage0/{EXECUTION}/shard-{n}.json", Body=json.dumps(records))
+    for n in (0, 2):
+        s3.put_object(Bucket="proc", Key=f"stage2/{EXECUTION}/shard-{n}.json", Body=b'{"records": []}')
+    manifest, shards = rerun_shards.rerun_manifest(s3, "proc", "raw", EXECUTION)
+    assert (manifest, shards) == (f"s3://raw/manifests/rerun-{EXECUTION}.json", [1])
+    written = json.loads(s3.get_object(Bucket="raw", Key=f"manifests/rerun-{EXECUTION}.json")["Body"].read())
+    assert [r["key"] for r in written["images"]] == ["images/1.jpg"]
+    s3.put_object(Bucket="proc", Key=f"stage2/{EXECUTION}/shard-1.json", Body=b'{"records": []}')
+    assert rerun_shards.rerun_manifest(s3, "proc", "raw", EXECUTION) == ("", [])

@@ -1,0 +1,200 @@
+"""The ASL contract (tools/asl_contract.py, preflight check ``workflow``) on the synthesized stacks.
+
+Each red test breaks one thing in a synthesized state machine that moto runs anyway and real Step
+Functions does not (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html):
+a retrier that never fires, a selected key the answer lacks, an answer that grows with the data, a
+Fail state nobody hears of. Among them, the defects the workflow had until this check existed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SynthResult
+from tools import asl_contract, preflight
+
+BATCH_TRANSIENT = ["Batch.AWSBatchException", "Batch.ServerException", "Batch.TooManyRequestsException"]
+
+
+def machine(config: dict) -> dict:
+    (name,) = config["resource"]["aws_sfn_state_machine"]
+    return config["resource"]["aws_sfn_state_machine"][name]
+
+
+def edited(synth: SynthResult, env: str, change) -> dict:
+    """The env's stack with ``change(definition, config)`` applied to its state machine."""
+    config = copy.deepcopy(synth.pipeline(env))
+    document = json.loads(machine(config)["definition"])
+    change(document, config)
+    machine(config)["definition"] = json.dumps(document)
+    return config
+
+
+def found(config: dict, tmp_path: Path) -> list[str]:
+    folder = tmp_path / "stack"
+    folder.mkdir(exist_ok=True)
+    (folder / "cdk.tf.json").write_text(json.dumps(config))
+    return [f.problem for f in preflight.check_workflow(preflight.Stack(folder))]
+
+
+def function_of(config: dict, fragment: str) -> dict:
+    functions = config["resource"]["aws_lambda_function"]
+    return functions[next(n for n in functions if fragment in n)]
+
+
+@pytest.mark.parametrize("env", ["local", "dev", "staging", "prod"])
+def test_every_environment_keeps_the_contract(synth: SynthResult, env: str, tmp_path: Path) -> None:
+    assert found(synth.pipeline(env), tmp_path) == []
+    document = json.loads(machine(synth.pipeline(env))["definition"])
+    # The workflow's own retriers: Batch API errors before the catch-all retry of a failed job.
+    assert [r["ErrorEquals"] for r in document["States"]["Stage0"]["Retry"]] == [BATCH_TRANSIENT, ["States.TaskFailed"]]
+    children = document["States"]["Stage1ToStage2"]["ItemProcessor"]["States"]
+    assert all(
+        [r["ErrorEquals"] for r in s["Retry"]] == [BATCH_TRANSIENT, ["States.TaskFailed"]] for s in children.values()
+    )
+    assert [r["ErrorEquals"] for r in document["States"]["Stage1ToStage2"]["Retry"]] == [["States.ItemReaderFailed"]]
+
+
+def test_a_reordered_retrier_is_found(synth: SynthResult, tmp_path: Path) -> None:
+    """Yesterday's Stage0: States.TaskFailed first shadows the Batch retrier after it."""
+
+    def reorder(document: dict, _: dict) -> None:
+        document["States"]["Stage0"]["Retry"].reverse()
+
+    problems = found(edited(synth, "dev", reorder), tmp_path)
+    assert problems == [
+        "retry-order: Stage0: Retrier 2 "
+        "['Batch.AWSBatchException', 'Batch.ServerException', 'Batch.TooManyRequestsException'] never applies: "
+        "an earlier retrier (States.TaskFailed) takes it first; put the specific one first"
+    ]
+
+
+def test_a_reordered_retrier_in_a_map_child_is_found(synth: SynthResult, tmp_path: Path) -> None:
+    def reorder(document: dict, _: dict) -> None:
+        document["States"]["Stage1ToStage2"]["ItemProcessor"]["States"]["Stage2"]["Retry"].reverse()
+
+    assert [p.split(":")[1].strip() for p in found(edited(synth, "dev", reorder), tmp_path)] == [
+        "Stage1ToStage2/Stage2"
+    ]
+
+
+def test_a_batch_retrier_on_the_map_is_found(synth: SynthResult, tmp_path: Path) -> None:
+    """Yesterday's Distributed Map retried Batch.* errors, which a Map never raises."""
+
+    def batch_retrier(document: dict, _: dict) -> None:
+        document["States"]["Stage1ToStage2"]["Retry"][0]["ErrorEquals"] = BATCH_TRANSIENT
+
+    (problem,) = found(edited(synth, "dev", batch_retrier), tmp_path)
+    assert problem.startswith("retry-order: Stage1ToStage2: Retrier 1 ") and "raises only States.* errors" in problem
+
+
+def test_states_all_before_another_retrier_is_found() -> None:
+    rules = [{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["States.Timeout"]}]
+    problems = asl_contract.order_problems("Retrier", rules, composite=False)
+    assert problems[0] == "Retrier 1 names States.ALL, which must be alone in the last retrier"
+    assert "comes after States.ALL" in problems[1]
+    fine = [
+        {"ErrorEquals": ["States.TaskFailed"]},
+        {"ErrorEquals": ["States.Timeout"]},
+        {"ErrorEquals": ["States.ALL"]},
+    ]
+    assert asl_contract.order_problems("Catcher", fine, composite=False) == []
+
+
+def test_a_selected_key_the_answer_lacks_is_found(synth: SynthResult, tmp_path: Path) -> None:
+    """PlanFanOut selects every key of its answer; an answer that declares one less (as the
+    refusal path returned until now: allowed and reason only) is a States.Runtime waiting."""
+
+    def drop(_: dict, config: dict) -> None:
+        del function_of(config, "plan-fan-out")["//"]["answer"]["images"]
+
+    (problem,) = found(edited(synth, "dev", drop), tmp_path)
+    assert problem == (
+        "selected: PlanFanOut: ResultSelector selects 'images', which the function's answer does not declare "
+        "(States.Runtime, no Catch takes it)"
+    )
+
+
+def test_a_choice_on_a_key_not_kept_is_found(synth: SynthResult, tmp_path: Path) -> None:
+    def unkeep(document: dict, _: dict) -> None:
+        del document["States"]["GuardBudget"]["ResultSelector"]["allowed.$"]
+
+    (problem,) = found(edited(synth, "dev", unkeep), tmp_path)
+    assert problem.startswith("selected: GuardBudgetAllowed: chooses on $.guard.allowed, which the state")
+
+
+def test_an_answer_that_grows_with_the_data_is_found(synth: SynthResult, tmp_path: Path) -> None:
+    """WriteParquet answered the list of its objects (one per date and site) until now."""
+
+    def listed(_: dict, config: dict) -> None:
+        function_of(config, "write-parquet")["//"]["answer"]["objects"] = "list"
+
+    (problem,) = found(edited(synth, "dev", listed), tmp_path)
+    assert problem.startswith("bounded: ") and "['list'] grow with the data" in problem
+
+
+def test_a_function_without_a_declared_answer_is_found(synth: SynthResult, tmp_path: Path) -> None:
+    def undeclared(_: dict, config: dict) -> None:
+        del function_of(config, "weather")["//"]["answer"]
+
+    (problem,) = found(edited(synth, "dev", undeclared), tmp_path)
+    assert problem.startswith("selected: WeatherEnrichment: its function (") and "declares no answer" in problem
+
+
+def test_a_silent_fail_state_is_found(synth: SynthResult, tmp_path: Path) -> None:
+    """Yesterday's InvalidPriority: the Choice went straight to a Fail state, no notice."""
+
+    def silent(document: dict, _: dict) -> None:
+        document["States"]["Route"]["Default"] = "InvalidInput"
+
+    (problem,) = found(edited(synth, "dev", silent), tmp_path)
+    assert problem == (
+        "notified: InvalidInput: reached from Route by its Next/Choice without a notice: put an SNS publish before it"
+    )
+
+
+def test_every_failure_ends_with_the_real_error_and_cause(synth: SynthResult) -> None:
+    """The final Fail passes on the caught error and cause (ErrorPath/CausePath,
+    https://docs.aws.amazon.com/step-functions/latest/dg/state-fail.html); every notice carries the
+    execution's console link and the runbook."""
+    document = json.loads(machine(synth.pipeline("prod"))["definition"])
+    assert document["States"]["Failed"] == {
+        "Type": "Fail",
+        "ErrorPath": "States.Format('{}: {}', $.failed_state, $.error.Error)",
+        "CausePath": "$.error.Cause",
+    }
+    notices = {n: s for n, s in document["States"].items() if s.get("Resource") == asl_contract.SNS_PUBLISH}
+    assert set(notices) >= {"NotifyFailure", "NotifyInvalidInput", "NotifyNothingToProcess", "NotifyFailedShards"}
+    for name, state in notices.items():
+        message = state["Parameters"]["Message.$"]
+        assert "console.aws.amazon.com/states/home" in message and "$$.Execution.Id" in message, name
+        assert "Runbook: docs/runbooks/alert-response.md" in message, name
+    failure = notices["NotifyFailure"]["Parameters"]["Message.$"]
+    assert "$.error.Error, $.error.Cause" in failure
+
+
+def test_every_bad_end_is_told_by_eventbridge(synth: SynthResult) -> None:
+    """A time-out, an abort or an uncatchable error never reaches NotifyFailure: an EventBridge rule
+    on the machine's Execution Status Change (https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html)
+    sends those ends to the alert topic (the preflight's alerts check proves topic and key admit it)."""
+    config = synth.pipeline("prod")
+    rules = config["resource"]["aws_cloudwatch_event_rule"]
+    (name,) = [n for n in rules if "on-end" in n]
+    pattern = json.loads(rules[name]["event_pattern"])
+    assert pattern["source"] == ["aws.states"] and pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert pattern["detail"]["status"] == ["FAILED", "TIMED_OUT", "ABORTED"]
+    (machine_name,) = config["resource"]["aws_sfn_state_machine"]
+    assert pattern["detail"]["stateMachineArn"] == [f"${{aws_sfn_state_machine.{machine_name}.arn}}"]
+    (target,) = [t for t in config["resource"]["aws_cloudwatch_event_target"].values() if name in t["rule"]]
+    assert target["arn"].startswith("${aws_sns_topic.alerts_topic_")
+    message = json.loads(target["input_transformer"]["input_template"])
+    assert "<name> ended <status>" in message and "details/<arn>" in message and "alert-response.md" in message
+    assert set(target["input_transformer"]["input_paths"].values()) <= {
+        "$.detail.name",
+        "$.detail.status",
+        "$.detail.executionArn",
+    }
