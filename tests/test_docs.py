@@ -96,3 +96,10 @@ def test_readme_layout_lists_every_top_level_folder() -> None:
     listed = set(re.findall(r"^\| `([^`/]+)/`", layout, re.M))
     assert listed == folders, f"missing: {sorted(folders - listed)}, gone: {sorted(listed - folders)}"
     assert len(text.splitlines()) < 250, "the README is a front door: under 250 lines"
+
+
+def test_lambda_readme_lists_every_function() -> None:
+    """lambda_src/README.md's table names every handler folder (it once left batch_metrics out)."""
+    text = (REPO / "lambda_src" / "README.md").read_text()
+    for handler in sorted((REPO / "lambda_src").glob("*/handler.py")):
+        assert f"| `{handler.parent.name}` |" in text, handler.parent.name
