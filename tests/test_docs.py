@@ -103,3 +103,14 @@ def test_lambda_readme_lists_every_function() -> None:
     text = (REPO / "lambda_src" / "README.md").read_text()
     for handler in sorted((REPO / "lambda_src").glob("*/handler.py")):
         assert f"| `{handler.parent.name}` |" in text, handler.parent.name
+
+
+def test_readme_prerequisites_are_the_pins() -> None:
+    """The README's versions are .tool-versions' (the one place they are pinned)."""
+    from tools import toolchain
+
+    pins = toolchain.pins()
+    prerequisites = (REPO / "README.md").read_text().split("## Prerequisites", 1)[1].split("\n## ", 1)[0]
+    assert f"| Python | {pins['python']} |" in prerequisites
+    assert f"| Terraform | {pins['terraform']} |" in prerequisites
+    assert f"({pins['nodejs']})" in prerequisites and f"| Node.js | {pins['nodejs'].split('.')[0]} LTS" in prerequisites
