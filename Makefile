@@ -11,7 +11,7 @@ ENV     ?= local
 # precompile and PYTHONDONTWRITEBYTECODE (below) would forbid (tools/synth.py does the same).
 CDKTF   := env -u PYTHONDONTWRITEBYTECODE node_modules/.bin/cdktf
 # cdktf synth into cdktf.out/, skipped when its inputs are unchanged (tools/synth.py); FORCE_SYNTH=1 redoes it.
-SYNTH    = $(PY) -m tools.synth $(if $(FORCE_SYNTH),--force)
+SYNTH    = $(PY) -m tools.synth $(if $(FORCE_SYNTH),--force) $(if $(QUIET),--quiet)
 
 # The machine's environment may preset TF_CLI_CONFIG_FILE to a missing file: override it with ours.
 export TF_CLI_CONFIG_FILE := $(abspath $(BUILD)/terraformrc)
@@ -179,15 +179,16 @@ health: setup ## ENV=<env>: state machine ACTIVE, queues/compute envs ENABLED+VA
 	@test -f $(STACK_DIR)/cdk.tf.json || SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(ENV_PREFIX) $(PY) -m pipeline_ops.health $(STACK_DIR) $(EMU_FLAG)
 
-CLOUD_ONLY = @if [ "$(ENV)" = local ]; then echo "error: ENV=local runs on the emulator: use make $(1)-local" >&2; exit 2; fi
+# $(1): what to do instead.
+CLOUD_ONLY = @if [ "$(ENV)" = local ]; then echo "error: ENV=local runs on the emulator: $(1)" >&2; exit 2; fi
 
 deploy-aws: setup ## ENV=<cloud env>: preflight -> quotas -> plan + review (BLOCKING stops) -> push images -> apply that plan -> image check -> health
 	$(CHECK_ENV)
-	$(call CLOUD_ONLY,deploy)
-	$(MAKE) --no-print-directory preflight ENV=$(ENV)
+	$(call CLOUD_ONLY,use make deploy-local)
+	@$(MAKE) --no-print-directory preflight ENV=$(ENV) QUIET=1
 	$(REACHABLE)
 	$(PY) -m pipeline_ops.kill_switch check $(STACK_DIR)
-	$(MAKE) --no-print-directory quotas ENV=$(ENV)
+	@$(MAKE) --no-print-directory quotas ENV=$(ENV) QUIET=1
 	$(MAKE) --no-print-directory plan ENV=$(ENV)
 	$(MAKE) --no-print-directory images ENV=$(ENV)
 	$(MAKE) --no-print-directory apply-plan ENV=$(ENV)
@@ -197,21 +198,21 @@ deploy-aws: setup ## ENV=<cloud env>: preflight -> quotas -> plan + review (BLOC
 
 quotas: setup ## ENV=<cloud env>: the account's Service Quotas hold what the stack needs (Lambda concurrency, Spot/On-Demand vCPUs, Batch counts); one line per shortfall, exit 2
 	$(CHECK_ENV)
-	$(call CLOUD_ONLY,deploy)
+	$(call CLOUD_ONLY,the emulator has no Service Quotas; check a cloud env: make quotas ENV=dev|staging|prod)
 	$(REACHABLE)
 	@SYNTH_ENVS=$(ENV) $(SYNTH)
-	@$(PY) -m tools.quotas $(STACK_DIR)
+	@$(PY) -m tools.quotas $(STACK_DIR) $(QUOTA_ARGS)
 
 status-aws: setup ## ENV=<cloud env>: health checks + recent executions, budget spent vs limit, kill switch
 	$(CHECK_ENV)
-	$(call CLOUD_ONLY,status)
+	$(call CLOUD_ONLY,use make status-local)
 	$(REACHABLE)
 	@test -f $(STACK_DIR)/cdk.tf.json || SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(PY) -m pipeline_ops.health $(STACK_DIR) --status
 
 destroy-aws: setup ## ENV=<cloud env> CONFIRM=<env>: terraform destroy; refuses any stack with prevent_destroy (prod)
 	$(CHECK_ENV)
-	$(call CLOUD_ONLY,destroy)
+	$(call CLOUD_ONLY,use make destroy-local)
 	@test -f $(STACK_DIR)/cdk.tf.json || SYNTH_ENVS=$(ENV) $(SYNTH)
 	@$(PY) -m tools.plan destroy $(STACK_DIR) --confirm '$(CONFIRM)' --check-only
 	$(REACHABLE)
@@ -253,10 +254,15 @@ PREFLIGHT_ENVS = $(if $(filter command line environment,$(origin ENV)),$(ENV),$(
 PLACEHOLDERS   = $(if $(filter command line environment,$(origin ENV)),--refuse-placeholders \
   --placeholder-hint "set account_id and budget.subscribers in conf/profiles/$(ENV).yaml to the env's real account and the team's addresses")
 
-preflight: setup ## Prove on the synthesized config what the emulator cannot see: reachability, cost tags, alert delivery, placement, images, the AWS rules of docs/aws-contract.md
+# The state-bootstrap stack of each cloud env's account (permissions boundary, CI roles, OIDC provider,
+# state bucket policy) is preflighted with the env's pipeline stack.
+BOOTSTRAP_STACKS = $$(for e in $(PREFLIGHT_ENVS); do $(PY) -m conf $$e account_id; done \
+  | grep -v '^null$$' | sort -u | sed 's|^|$(STACKS_OUT)/state-bootstrap-|')
+
+preflight: setup ## Prove on the synthesized config (pipeline and state-bootstrap stacks) what the emulator cannot see: reachability, cost tags, alert delivery, placement, images, the AWS rules of docs/aws-contract.md
 	@$(foreach e,$(PREFLIGHT_ENVS),$(PY) -m tools.cli check-env $(e) &&) true
 	@SYNTH_ENVS=$(subst $(space),$(comma),$(strip $(PREFLIGHT_ENVS))) $(SYNTH)
-	$(PY) -m tools.preflight $(PLACEHOLDERS) $(foreach e,$(PREFLIGHT_ENVS),$(STACKS_OUT)/pipeline-$(e))
+	@$(PY) -m tools.preflight $(PLACEHOLDERS) $(foreach e,$(PREFLIGHT_ENVS),$(STACKS_OUT)/pipeline-$(e)) $(BOOTSTRAP_STACKS)
 
 IAM_ENVS = $(if $(filter command line environment,$(origin ENV)),$(ENV),$(ALL_ENVS))
 

@@ -5,8 +5,10 @@
 Found statically, so a new call is checked without anyone listing it: an AST scan of each Lambda
 folder (``lambda_src/<fn>/`` + ``_shared``) and each stage image (``images/<stage>/`` + ``runtime``)
 finds the names bound to ``boto3.client("<service>")`` and every ``<name>.<operation>(...)`` /
-``<name>.get_paginator("<operation>")`` on them; botocore's service model turns the method into
-its API operation, ``tools.iam_check.iam_action`` into the IAM action.
+``<name>.get_paginator("<operation>")`` on them (and ``boto3.client("<service>").<operation>(...)``);
+botocore's service model turns the method into its API operation, ``tools.iam_check.sdk_action``
+into the IAM action. It fails closed: a boto3 use it cannot follow (a service in a variable,
+``getattr``, a client in a container, boto3's resource API) is an error naming file:line.
 
 Which resource a call touches: a ``Name=``/``jobQueue=``-style argument read from ``os.environ``
 is that variable of the deployed unit; otherwise every ARN or name in the unit's environment
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from conf.pipeline import PIPELINE, PipelineSpec, Step
 from tools import cli
-from tools.iam_check import Call, Config, IamCheckError, check, iam_action, report, resource_formats
+from tools.iam_check import Call, Config, IamCheckError, check, report, resource_formats, sdk_action
 
 REPO = Path(__file__).resolve().parent.parent
 S3_READ_OPS = {"GetObject", "HeadObject", "GetObjectVersion"}
@@ -78,28 +80,83 @@ def _operations(service: str) -> dict[str, str]:
     return {xform_name(name): name for name in model.operation_names}
 
 
-@cache
-def iam_prefix(service: str) -> str:
-    import botocore.session
+def _is_client_call(node: ast.AST) -> bool:
+    """``boto3.client(...)``."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "client"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "boto3"
+    )
 
-    model = botocore.session.get_session().get_service_model(service)
-    return model.metadata.get("signingName") or model.endpoint_prefix
+
+def _literal_service(node: ast.Call) -> str | None:
+    """The service of ``boto3.client("s3")`` / ``boto3.client(service_name="s3")``; None when not a literal."""
+    given = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "service_name"), None)
+    return given.value if isinstance(given, ast.Constant) and isinstance(given.value, str) else None
 
 
 def _client_service(node: ast.AST) -> str | None:
     """``boto3.client("s3")`` anywhere inside ``node`` (e.g. ``s3 or boto3.client("s3")``)."""
     for sub in ast.walk(node):
-        if (
-            isinstance(sub, ast.Call)
-            and isinstance(sub.func, ast.Attribute)
-            and sub.func.attr == "client"
-            and isinstance(sub.func.value, ast.Name)
-            and sub.func.value.id == "boto3"
-            and sub.args
-            and isinstance(sub.args[0], ast.Constant)
-        ):
-            return sub.args[0].value
+        if _is_client_call(sub) and _literal_service(sub):
+            return _literal_service(sub)
     return None
+
+
+def _unfollowed(path: Path, tree: ast.AST, clients: dict[str, str]) -> Iterator[str]:
+    """Every use of boto3 the scan cannot follow, as ``file:line: what``: it fails closed, a call it
+    cannot see is never silently left unchecked. It follows a client from ``boto3.client("<literal>")``
+    bound to a name (directly, or in ``x or ...`` / ``... if ... else ...``), or called at once
+    (``boto3.client("s3").get_object(...)``), and its calls ``name.<operation>(...)``."""
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    for node in ast.walk(tree):
+        where = f"{path}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "boto3":
+            yield f"{where}: from {node.module} import ... is not scanned; import boto3 and call boto3.client(...)"
+        if isinstance(node, ast.Import) and any(a.name == "boto3" and a.asname for a in node.names):
+            yield f"{where}: boto3 imported under another name is not scanned; import boto3"
+        if isinstance(node, ast.Attribute) and ast.unparse(node) in (
+            "boto3.resource",
+            "boto3.Session",
+            "boto3.session",
+        ):
+            yield f"{where}: {ast.unparse(node)} is not scanned; use boto3.client(...)"
+        if _is_client_call(node):
+            if not _literal_service(node):
+                yield f"{where}: {ast.unparse(node)} names its service in a variable; write the service name literally"
+                continue
+            up = parents.get(node)
+            while isinstance(up, (ast.BoolOp, ast.IfExp)):
+                up = parents.get(up)
+            chained = isinstance(parents.get(node), ast.Attribute) and isinstance(parents.get(parents[node]), ast.Call)
+            bound = isinstance(up, (ast.Assign, ast.AnnAssign)) and all(
+                isinstance(t, ast.Name) for t in (up.targets if isinstance(up, ast.Assign) else [up.target])
+            )
+            paired = isinstance(up, ast.Tuple) and isinstance(parents.get(up), ast.Assign)
+            if not (chained or bound or paired):
+                yield (
+                    f"{where}: a client held in {ast.unparse(up) if up else 'an expression'} is not scanned; "
+                    "bind it to a name"
+                )
+        if (
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func) == "getattr"
+            and node.args
+            and isinstance(node.args[0], ast.Name)
+            and node.args[0].id in clients
+        ):
+            yield f"{where}: {ast.unparse(node)} names an operation at run time; call {node.args[0].id}.<op>(...)"
+        if isinstance(node, (ast.Dict, ast.List, ast.Set)) or (
+            isinstance(node, ast.Tuple)
+            and isinstance(node.ctx, ast.Load)
+            and not isinstance(parents.get(node), ast.Assign)
+        ):
+            items = [*node.values] if isinstance(node, ast.Dict) else node.elts
+            held = [i.id for i in items if isinstance(i, ast.Name) and i.id in clients]
+            if held:
+                yield f"{where}: client {held[0]} held in {ast.unparse(node)} is not scanned; call it by its name"
 
 
 def _environ_name(node: ast.AST) -> str | None:
@@ -124,26 +181,17 @@ def scan(files: list[Path]) -> list[Found]:
     clients in the others too, as the stage runtime passes its S3 client to each stage)."""
     trees = {path: ast.parse(path.read_text(), filename=str(path)) for path in files}
     clients: dict[str, str] = {}
-    for path, tree in trees.items():
+    for tree in trees.values():
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and ast.unparse(node) in (
-                "boto3.resource",
-                "boto3.Session",
-                "boto3.session",
-            ):
-                raise IamCheckError(f"{path}:{node.lineno}: {ast.unparse(node)} is not scanned; use boto3.client(...)")
-            if isinstance(node, ast.Assign):
-                for target in node.targets:
-                    pairs = list(_pairs(target, node.value))
-                    for name, value in pairs:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    for name, value in _pairs(target, node.value):
                         service = _client_service(value)
                         if service:
                             clients[name] = service
-                    if not pairs and _client_service(node.value):
-                        where = f"{path}:{node.lineno}"
-                        raise IamCheckError(
-                            f"{where}: a client bound to {ast.unparse(target)} is not scanned; bind it to a name"
-                        )
+    problems = [line for path, tree in trees.items() for line in _unfollowed(_shown(path), tree, clients)]
+    if problems:
+        raise IamCheckError(problems[0] if len(problems) == 1 else f"{problems[0]} (and {len(problems) - 1} more)")
     found: list[Found] = []
     for path, tree in trees.items():
         env_of: dict[str, str] = {}
@@ -160,10 +208,14 @@ def scan(files: list[Path]) -> list[Found]:
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             owner = node.func.value
-            if not (isinstance(owner, ast.Name) and owner.id in clients):
+            if isinstance(owner, ast.Name) and owner.id in clients:
+                service = clients[owner.id]
+            elif _is_client_call(owner):  # boto3.client("s3").get_object(...)
+                service = _literal_service(owner)
+            else:
                 continue
-            service, method = clients[owner.id], node.func.attr
-            where = f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}:{node.lineno}"
+            method = node.func.attr
+            where = f"{_shown(path)}:{node.lineno}"
             if method == "get_paginator" and node.args and isinstance(node.args[0], ast.Constant):
                 method = node.args[0].value
             elif method in NOT_CALLS:
@@ -172,7 +224,7 @@ def scan(files: list[Path]) -> list[Found]:
                 TRANSFERS.get(method) if service == "s3" and method in TRANSFERS else _operations(service).get(method)
             )
             if operation is None:
-                raise IamCheckError(f"{where}: {owner.id}.{method} is no {service} API operation botocore knows")
+                raise IamCheckError(f"{where}: {ast.unparse(node.func)} is no {service} API operation botocore knows")
             env_arg = None
             args: dict[str, str | None] = {}
             for keyword in node.keywords:
@@ -186,6 +238,10 @@ def scan(files: list[Path]) -> list[Found]:
                     args["Key"] = _key_prefix_env(keyword.value, env_of, fstrings)
             found.append(Found(service, operation, where, env_arg, args.get("Bucket"), args.get("Key")))
     return found
+
+
+def _shown(path: Path) -> Path:
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
 
 
 def _key_prefix_env(node: ast.AST, env_of: dict[str, str], fstrings: dict[str, ast.JoinedStr]) -> str | None:
@@ -242,11 +298,20 @@ def _arn_pattern(fmt: str) -> re.Pattern:
     return re.compile("^" + "[^ ]+?".join(re.escape(p) for p in parts) + "$")
 
 
+# Resources the code gets from a list call on one the unit names, never from its environment: an
+# execution of its state machine (ListExecutions) and a job on its queues (ListJobs; a Batch job's
+# ARN carries no queue, so any job of the account and region).
+DERIVED = (
+    (":stateMachine:", lambda arn: arn.replace(":stateMachine:", ":execution:", 1) + ":*"),
+    (":job-queue/", lambda arn: arn.split(":job-queue/", 1)[0] + ":job/*"),
+)
+
+
 def unit_calls(config: Config, unit: Unit, found: list[Found]) -> Iterator[Call]:
     by_name = config.arns_by_name()
     tokens = [t for value in unit.env.values() for t in re.split(r"[,=\s]", value) if t]
     for call in found:
-        action = iam_action(iam_prefix(call.service), call.operation)
+        action = sdk_action(call.service, call.operation)
         where = f"{unit.name}: {call.where}"
         if call.service == "s3":
             yield from s3_calls(unit, call, action, where)
@@ -255,9 +320,22 @@ def unit_calls(config: Config, unit: Unit, found: list[Found]) -> Iterator[Call]
         if not formats:
             yield Call.of(unit.role, action, "*", where)
             continue
-        pattern = _arn_pattern(formats[0])
+        # An action may take several resource types, the required one first (UpdateJobQueue: a job
+        # queue, a compute environment only when the order changes): the first type the unit names
+        # (ListExecutions: a map run or a state machine), else one derived from those it names.
         given = [unit.env[call.env_arg]] if call.env_arg in unit.env else tokens
-        resources = sorted({arn for t in given for arn in [by_name.get(t, t)] if pattern.match(arn)})
+        named = {by_name.get(t, t) for t in given}
+        derived = {make(arn) for arn in named for marker, make in DERIVED if marker in arn}
+        resources = next(
+            (
+                found
+                for candidates in (named, derived)
+                for pattern in map(_arn_pattern, formats)
+                for found in [sorted(arn for arn in candidates if pattern.match(arn))]
+                if found
+            ),
+            [],
+        )
         if not resources:
             raise IamCheckError(
                 f"{where}: {action} names no resource of the form {formats[0]} in {unit.name}'s environment"

@@ -291,6 +291,9 @@ def test_deploy_aws_refuses_placeholders_in_one_line_before_anything_else(synth:
     assert "account id 111111111111" in line and "odins-ravne-dev-alerts@example.org" in line
     assert "set account_id and budget.subscribers in conf/profiles/dev.yaml" in line
     assert "credentials" not in output and "tools.plan" not in output and "pipeline_ops.images" not in output, output
+    # Only that line and make's own trailer (review of issue 26, item 18): no synth output, no recipe echo.
+    assert [ln for ln in output.splitlines() if ln != line and not ln.startswith("make")] == [], output
+    assert len(output.splitlines()) <= 3, output
     every = make("preflight", "SYNTH=true", f"STACKS_OUT={stacks}", tmp=tmp_path)
     assert every.returncode == 0, every.stdout + every.stderr  # all envs at once: the examples are notes
     assert "pipeline-dev: NOTE placeholders: account id 111111111111" in every.stdout

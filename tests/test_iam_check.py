@@ -1,10 +1,10 @@
 """The IAM call check (``make iam-check``): every AWS call of the code and of AWS on its behalf is
 allowed on prod/dev/staging, and the check sees a removed grant, an explicit deny and a new call.
 
-The evaluation itself is principalmapper's simulator of AWS's documented logic
+The evaluation is ``tools/iam_eval.py``, AWS's documented logic
 (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html);
-the tests on small configs below check the cases of that page this stack relies on, and the
-reason each denial names (our code).
+the tests on small configs below check the cases of that page and of the condition pages, and the
+reason each denial names.
 """
 
 from __future__ import annotations
@@ -153,7 +153,11 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/app"
 
 
 def minimal(
-    identity: list[dict], *, boundary: list[dict] | None = None, key_policy: list[dict] | None = None
+    identity: list[dict],
+    *,
+    boundary: list[dict] | None = None,
+    key_policy: list[dict] | None = None,
+    bucket_policy: list[dict] | None = None,
 ) -> Config:
     role = {"name": "app", "assume_role_policy": "{}"}
     resource: dict = {
@@ -167,6 +171,11 @@ def minimal(
         resource["aws_iam_policy"] = {"cap": {"name": "cap", "policy": json.dumps({"Statement": boundary})}}
     if key_policy is not None:
         resource["aws_kms_key"] = {"k": {"policy": json.dumps({"Statement": key_policy})}}
+    if bucket_policy is not None:
+        resource["aws_s3_bucket"] = {"b": {"bucket": "b"}}
+        resource["aws_s3_bucket_policy"] = {
+            "b": {"bucket": "${aws_s3_bucket.b.id}", "policy": json.dumps({"Statement": bucket_policy})}
+        }
     return Config(
         [{"provider": {"aws": [{"region": "eu-west-1", "allowed_account_ids": [ACCOUNT]}]}, "resource": resource}]
     )
@@ -336,3 +345,199 @@ def test_an_aws_managed_policy_counts_by_name(synth: SynthResult) -> None:
     lines = denied(stack_config(synth, "staging", detach))
     assert lines and all(" ecs:" in line and "odins-ravne-staging-batch-instance" in line for line in lines)
     assert len(lines) == 8
+
+
+@pytest.mark.parametrize(
+    ("service", "operation", "action"),
+    [
+        ("cloudwatch", "PutMetricData", "cloudwatch:PutMetricData"),  # signs as "monitoring"
+        ("stepfunctions", "StartExecution", "states:StartExecution"),
+        ("sesv2", "SendEmail", "ses:SendEmail"),
+        ("ses", "SendEmail", "ses:SendEmail"),  # endpoint prefix "email"
+        ("opensearch", "CreateDomain", "es:CreateDomain"),
+        ("iot-data", "Publish", "iot:Publish"),
+        ("s3", "HeadObject", "s3:GetObject"),
+        ("logs", "PutLogEvents", "logs:PutLogEvents"),
+    ],
+)
+def test_the_iam_prefix_is_the_services_iam_namespace_not_its_signing_name(
+    service: str, operation: str, action: str
+) -> None:
+    """https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html lists
+    PutMetricData as cloudwatch:PutMetricData; botocore signs CloudWatch requests as "monitoring"."""
+    from tools.iam_check import sdk_action
+
+    assert sdk_action(service, operation) == action
+
+
+def test_an_operation_without_an_iam_action_is_an_error() -> None:
+    from tools.iam_check import IamCheckError, sdk_action
+
+    with pytest.raises(IamCheckError, match=r"cloudwatch\.NoSuchOperation: no IAM action under monitoring, cloudwatch"):
+        sdk_action("cloudwatch", "NoSuchOperation")
+
+
+# The review of issue 26 (item 11): calls the scan missed silently. Each is now an error naming
+# file:line, or (a chained literal call) found.
+UNFOLLOWED = {
+    "variable-service": ('SERVICE = "s3"\nclient = boto3.client(SERVICE)\n', "names its service in a variable"),
+    "getattr": ('sns = boto3.client("sns")\ngetattr(sns, "publish")(TopicArn="t", Message="m")\n', "getattr(sns"),
+    "dict": ('clients = {"s3": boto3.client("s3")}\nclients["s3"].delete_object(Bucket="b", Key="k")\n', "held in"),
+    "list": ('s3 = boto3.client("s3")\npool = [s3]\npool[0].delete_object(Bucket="b", Key="k")\n', "held in [s3]"),
+    "resource": ('bucket = boto3.resource("s3").Bucket("b")\n', "boto3.resource is not scanned"),
+    "from-import": ('from boto3 import client\nclient("s3").delete_object(Bucket="b", Key="k")\n', "from boto3 import"),
+    "argument": ('handle(boto3.client("s3"))\n', "held in handle("),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNFOLLOWED))
+def test_the_call_scan_fails_closed_on_what_it_cannot_follow(case: str, tmp_path: Path) -> None:
+    code, expected = UNFOLLOWED[case]
+    module = tmp_path / "handler.py"
+    module.write_text("import boto3\n" + code)
+    with pytest.raises(iam_calls.IamCheckError) as raised:
+        iam_calls.scan([module])
+    assert f"{module}:" in str(raised.value) and expected in str(raised.value), str(raised.value)
+
+
+def test_a_chained_client_call_is_found(tmp_path: Path) -> None:
+    module = tmp_path / "handler.py"
+    module.write_text('import boto3\n\nboto3.client("s3").delete_object(Bucket="b", Key="k")\n')
+    (found,) = iam_calls.scan([module])
+    assert (found.service, found.operation, found.where) == ("s3", "DeleteObject", f"{module}:3")
+
+
+# The evaluator's four unsound cases of the review of issue 26 (item 10), each reproduced on a
+# minimal config, then AWS's documented examples of the evaluation and condition logic.
+
+
+def test_resources_match_case_sensitively_and_actions_do_not() -> None:
+    """https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_resource.html: ARNs are
+    case-sensitive; https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_action.html:
+    action names are not."""
+    config = minimal([allow("S3:getobject", "arn:aws:s3:::Photos/*")])
+    assert verdict(config, "s3:GetObject", "arn:aws:s3:::Photos/k") == "allowed"
+    assert verdict(config, "s3:GetObject", "arn:aws:s3:::photos/k").startswith("no identity policy allows it")
+
+
+def test_a_negated_operator_on_an_absent_key_matches() -> None:
+    """https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html:
+    with a negated operator (StringNotLike, ...) a key the request lacks matches, so this Deny applies."""
+    deny = {
+        "Sid": "OnlyTeamA",
+        "Effect": "Deny",
+        "Action": "s3:*",
+        "Resource": "*",
+        "Condition": {"StringNotLike": {"aws:PrincipalTag/team": "a-*"}},
+    }
+    config = minimal([allow("s3:*"), deny])
+    assert verdict(config, "s3:GetObject", "arn:aws:s3:::b/k") == "explicit deny in inline p (Sid OnlyTeamA)"
+    tagged = Call.of(ROLE, "s3:GetObject", "arn:aws:s3:::b/k", "test", **{"aws:PrincipalTag/team": "a-1"})
+    assert evaluate(config, [tagged])[0].allowed
+
+
+def test_the_boundary_caps_a_bucket_policy_that_names_the_role() -> None:
+    """https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_boundaries.html: a resource policy
+    naming the role ARN allows without an identity policy, but the role's boundary still limits it; one
+    naming the account only delegates to the identity policies
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html)."""
+    to_role = [
+        {"Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}
+    ]
+    assert verdict(minimal([], bucket_policy=to_role), "s3:GetObject", "arn:aws:s3:::b/k") == "allowed"
+    capped = minimal([], bucket_policy=to_role, boundary=[allow("sqs:*")])
+    assert verdict(capped, "s3:GetObject", "arn:aws:s3:::b/k") == (
+        "boundary arn:aws:iam::111122223333:policy/cap allows no such action"
+    )
+    to_account = [{**to_role[0], "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}}]
+    assert verdict(minimal([], bucket_policy=to_account), "s3:GetObject", "arn:aws:s3:::b/k").startswith(
+        "no identity policy allows it"
+    )
+
+
+def test_regex_characters_in_an_arn_are_literal() -> None:
+    """Only ``*`` and ``?`` are wildcards: ``+`` and ``.`` match themselves."""
+    config = minimal([allow("s3:GetObject", "arn:aws:s3:::b/a+b.c/*")])
+    assert verdict(config, "s3:GetObject", "arn:aws:s3:::b/a+b.c/k") == "allowed"
+    assert verdict(config, "s3:GetObject", "arn:aws:s3:::b/aab.c/k").startswith("no identity policy")
+    assert verdict(config, "s3:GetObject", "arn:aws:s3:::b/a+bxc/k").startswith("no identity policy")
+
+
+def test_not_action_and_not_resource() -> None:
+    """The NotAction example (allow everything but IAM) of
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notaction.html and a
+    NotResource deny (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notresource.html)."""
+    config = minimal(
+        [
+            {"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:*", "NotResource": ["arn:aws:s3:::b", "arn:aws:s3:::b/*"]},
+        ]
+    )
+    assert verdict(config, "s3:GetObject", "arn:aws:s3:::b/k") == "allowed"
+    assert verdict(config, "iam:CreateUser", "*").startswith("no identity policy allows it")
+    assert verdict(config, "s3:GetObject", "arn:aws:s3:::other/k") == "explicit deny in inline p"
+
+
+def test_condition_operators_as_documented() -> None:
+    """https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html
+    (IfExists, Null, Bool, Arn*, IpAddress) and
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-single-vs-multi-valued-context-keys.html
+    (ForAnyValue fails and ForAllValues holds on an absent key); keys are case-insensitive, values of one
+    key are ORed, keys and operators ANDed
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-logic-multiple-context-keys-or-values.html)."""
+    from tools.iam_eval import condition_holds
+
+    assert condition_holds({"StringEqualsIfExists": {"ec2:InstanceType": ["t2.micro"]}}, {})
+    assert not condition_holds({"StringEquals": {"ec2:InstanceType": ["t2.micro"]}}, {})
+    assert condition_holds(
+        {"StringEquals": {"EC2:instancetype": ["t2.small", "t2.micro"]}}, {"ec2:InstanceType": "t2.micro"}
+    )
+    assert not condition_holds(
+        {"StringEquals": {"ec2:InstanceType": "t2.micro", "aws:RequestedRegion": "eu-west-1"}},
+        {"ec2:InstanceType": "t2.micro", "aws:RequestedRegion": "us-east-1"},
+    )
+    assert not condition_holds({"ForAnyValue:StringEquals": {"aws:TagKeys": ["env"]}}, {})
+    assert condition_holds({"ForAllValues:StringEquals": {"aws:TagKeys": ["env"]}}, {})
+    assert not condition_holds({"ForAllValues:StringEquals": {"aws:TagKeys": ["env"]}}, {"aws:TagKeys": ["env", "x"]})
+    assert condition_holds({"ForAnyValue:StringLike": {"aws:TagKeys": ["e*"]}}, {"aws:TagKeys": ["x", "env"]})
+    assert condition_holds({"Null": {"aws:TokenIssueTime": "true"}}, {})
+    assert not condition_holds({"Null": {"aws:TokenIssueTime": "true"}}, {"aws:TokenIssueTime": "2026-12-06T00:00:00Z"})
+    assert condition_holds({"Bool": {"aws:SecureTransport": "false"}}, {"aws:SecureTransport": "false"})
+    assert not condition_holds({"Bool": {"aws:SecureTransport": "false"}}, {"aws:SecureTransport": "true"})
+    arn = "arn:aws:sns:eu-west-1:111122223333:topic"
+    assert condition_holds({"ArnLike": {"aws:SourceArn": "arn:aws:sns:*:111122223333:*"}}, {"aws:SourceArn": arn})
+    assert not condition_holds({"ArnLike": {"aws:SourceArn": "arn:aws:sns:*:444455556666:*"}}, {"aws:SourceArn": arn})
+    assert condition_holds({"ArnNotEquals": {"aws:SourceArn": arn}}, {})
+    assert condition_holds({"IpAddress": {"aws:SourceIp": "203.0.113.0/24"}}, {"aws:SourceIp": "203.0.113.7"})
+    assert condition_holds({"NotIpAddress": {"aws:SourceIp": "203.0.113.0/24"}}, {"aws:SourceIp": "198.51.100.1"})
+    assert condition_holds({"NumericLessThanEquals": {"s3:max-keys": "10"}}, {"s3:max-keys": "7"})
+    assert condition_holds(
+        {"DateGreaterThan": {"aws:CurrentTime": "2026-01-01T00:00:00Z"}}, {"aws:CurrentTime": "2026-12-06T00:00:00Z"}
+    )
+    assert condition_holds(
+        {"StringLike": {"s3:prefix": "home/${aws:username}/*"}}, {"s3:prefix": "home/ann/x", "aws:username": "ann"}
+    )
+    assert not condition_holds({"StringLike": {"s3:prefix": "home/${aws:username}/*"}}, {"s3:prefix": "home/ann/x"})
+
+
+def test_an_unknown_condition_operator_is_an_error_not_a_guess() -> None:
+    from tools.iam_check import IamCheckError
+
+    config = minimal([{**allow("s3:*"), "Condition": {"StringSortOf": {"aws:SourceIp": "x"}}}])
+    with pytest.raises(IamCheckError, match="StringSortOf"):
+        verdict(config, "s3:GetObject", "arn:aws:s3:::b/k")
+
+
+def test_not_principal_and_service_principals_in_a_resource_policy() -> None:
+    """https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html: a
+    Deny with NotPrincipal applies to every principal it does not name."""
+    from tools.iam_eval import principal_match
+
+    deny_others = {"Effect": "Deny", "NotPrincipal": {"AWS": ROLE}, "Action": "s3:*", "Resource": "*"}
+    assert principal_match(deny_others, ROLE, ACCOUNT) is None
+    assert principal_match(deny_others, f"arn:aws:iam::{ACCOUNT}:role/other", ACCOUNT) == "direct"
+    service = {"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage"}
+    assert principal_match(service, "sns.amazonaws.com", ACCOUNT) == "direct"
+    assert principal_match(service, "events.amazonaws.com", ACCOUNT) is None
+    assert principal_match({"Principal": {"AWS": ACCOUNT}}, ROLE, ACCOUNT) == "account"
+    assert principal_match({"Principal": {"AWS": ACCOUNT}}, "arn:aws:iam::444455556666:role/x", ACCOUNT) is None

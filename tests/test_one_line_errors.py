@@ -147,7 +147,15 @@ def test_rerun_shards_names_the_execution_it_needs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", ["deploy-aws", "status-aws", "destroy-aws", "quotas"])
 def test_cloud_targets_send_local_to_the_emulator_targets(target: str, tmp_path: Path) -> None:
-    assert_one_line(make(target, "ENV=local", tmp=tmp_path), "ENV=local runs on the emulator", "-local")
+    local = target.replace("-aws", "-local")
+    assert_one_line(make(target, "ENV=local", tmp=tmp_path), "ENV=local runs on the emulator", f"use make {local}")
+
+
+def test_quotas_of_local_say_the_emulator_has_none(tmp_path: Path) -> None:
+    """Not "use make deploy-local" (review of issue 26, item 17): there is no local quotas target."""
+    proc = make("quotas", "ENV=local", tmp=tmp_path)
+    assert_one_line(proc, "the emulator has no Service Quotas", "make quotas ENV=dev|staging|prod")
+    assert "deploy-local" not in proc.stderr
 
 
 @pytest.mark.parametrize("command", ["drift", "apply", "destroy"])

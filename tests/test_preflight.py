@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -228,3 +229,26 @@ def test_daily_budget_with_a_forecast_and_ored_tags(synth: SynthResult, tmp_path
     assert len(budgets) == 2, lines(found)
     assert "FORECASTED notification at 100 % on a DAILY budget" in budgets[0].problem
     assert "are ORed" in budgets[1].problem and "user:CostScope$" in budgets[1].fix
+
+
+def test_make_preflight_checks_the_state_bootstrap_stacks(synth: SynthResult, tmp_path: Path) -> None:
+    """The permissions boundary, CI roles, OIDC provider and state bucket policy live in the state-bootstrap
+    stacks: `make preflight` checks each cloud env's with its pipeline stack (review of issue 26, item 8).
+    A boundary policy in a Version IAM refuses fails it."""
+    from tests.test_one_line_errors import make
+
+    stacks = tmp_path / "stacks"
+    shutil.copytree(synth.outdir / "stacks", stacks)
+    every = make("preflight", "SYNTH=true", f"STACKS_OUT={stacks}", tmp=tmp_path)
+    assert every.returncode == 0, every.stdout + every.stderr
+    for account in ("111111111111", "222222222222", "333333333333"):
+        assert f"preflight state-bootstrap-{account}: 0 finding(s)" in every.stdout
+    bootstrap = stacks / "state-bootstrap-111111111111" / "cdk.tf.json"
+    config = json.loads(bootstrap.read_text())
+    boundary = config["resource"]["aws_iam_policy"][named(config, "aws_iam_policy", "boundary")]
+    boundary["policy"] = json.dumps({**json.loads(boundary["policy"]), "Version": "2008-10-17"})
+    bootstrap.write_text(json.dumps(config))
+    broken = make("preflight", "SYNTH=true", f"STACKS_OUT={stacks}", tmp=tmp_path)
+    assert broken.returncode != 0
+    (line,) = [ln for ln in broken.stdout.splitlines() if " FAIL " in ln]
+    assert line.startswith("state-bootstrap-111111111111: FAIL policy-shape aws_iam_policy.ci-dev_boundary"), line

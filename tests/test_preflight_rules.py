@@ -248,8 +248,13 @@ def queue_with_four_environments(config: dict) -> None:
     queue["compute_environment_order"] = [{**order[0], "order": i} for i in range(4)]
 
 
-def environment_before_its_role(config: dict) -> None:
-    """A service role of the stack and its attachment; the compute environment does not wait for it."""
+def environment_before_its_instance_role(config: dict) -> None:
+    """defect 2 of issue 26: nothing orders the environment after its instance profile and role's policies."""
+    one(config, "aws_batch_compute_environment", "ce-gpu")["depends_on"] = []
+
+
+def environment_before_its_service_role(config: dict) -> None:
+    """A custom service role of the stack and its attachment; the compute environment does not wait for it."""
     config["resource"]["aws_iam_role"]["svc"] = {"name": "svc", "assume_role_policy": "{}"}
     config["resource"]["aws_iam_role_policy_attachment"]["svc-managed"] = {
         "role": "${aws_iam_role.svc.name}",
@@ -257,7 +262,6 @@ def environment_before_its_role(config: dict) -> None:
     }
     environment = one(config, "aws_batch_compute_environment", "ce-gpu")
     environment["service_role"] = "${aws_iam_role.svc.arn}"
-    environment["depends_on"] = []
 
 
 # -- s3-logging, invoke-permissions ------------------------------------------------------------
@@ -338,6 +342,35 @@ def open_gateway_endpoint(config: dict) -> None:
     }
 
 
+def s3_endpoint_with(*statements: dict) -> Mutation:
+    """The S3 gateway endpoint with one statement of the review of issue 26 (item 9) added."""
+
+    def mutate(config: dict) -> None:
+        edit_json(
+            one(config, "aws_vpc_endpoint", "s3-endpoint"),
+            "policy",
+            lambda doc: doc["Statement"].extend({"Effect": "Allow", "Principal": "*", **s} for s in statements),
+        )
+
+    return mutate
+
+
+S3_ANY_BUCKET = s3_endpoint_with({"Action": "s3:*", "Resource": ["arn:aws:s3:::*", "arn:aws:s3:::*/*"]})
+S3_MEANINGLESS_CONDITION = s3_endpoint_with(
+    {"Action": "s3:*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "true"}}}
+)
+S3_READ_WRITE_ANYWHERE = s3_endpoint_with({"Action": ["s3:PutObject", "s3:GetObject"], "Resource": "*"})
+S3_IF_EXISTS = s3_endpoint_with(
+    {"Action": "s3:*", "Resource": "*", "Condition": {"StringEqualsIfExists": {"aws:ResourceAccount": "111111111111"}}}
+)
+S3_OTHER_ACCOUNT = s3_endpoint_with(
+    {"Action": "s3:*", "Resource": "*", "Condition": {"StringEquals": {"aws:ResourceAccount": "999999999999"}}}
+)
+S3_WRITE_ECR_LAYERS = s3_endpoint_with(
+    {"Action": "s3:PutObject", "Resource": "arn:aws:s3:::prod-eu-north-1-starport-layer-bucket/*"}
+)
+
+
 # -- service-roles -----------------------------------------------------------------------------
 
 
@@ -388,7 +421,16 @@ RED: dict[str, tuple[str, Mutation, str] | tuple[str, Mutation, str, str]] = {
     "sfn-destination": ("step-functions", log_destination_without_star, "lacks ':*'"),
     "sfn-vendedlogs": ("step-functions", log_group_outside_vendedlogs, "outside /aws/vendedlogs/"),
     "queue-four": ("batch", queue_with_four_environments, "4 compute environments"),
-    "ce-before-role": ("batch", environment_before_its_role, "does not depend on its service role's"),
+    "ce-no-depends": (
+        "batch",
+        environment_before_its_instance_role,
+        "does not wait for aws_iam_role_policy_attachment.batch_instance-role",
+    ),
+    "ce-before-role": (
+        "batch",
+        environment_before_its_service_role,
+        "does not wait for aws_iam_role_policy_attachment.svc",
+    ),
     "log-bucket-kms": ("s3-logging", log_bucket_with_kms, "S3 delivers no access logs to it"),
     "log-bucket-policy": ("s3-logging", log_bucket_without_delivery, "does not let logging.s3.amazonaws.com"),
     "no-permission": ("invoke-permissions", event_target_without_permission, "events.amazonaws.com may not invoke"),
@@ -396,6 +438,12 @@ RED: dict[str, tuple[str, Mutation, str] | tuple[str, Mutation, str, str]] = {
     "unversioned-source": ("s3-data", replication_of_unversioned_source, "is not versioned", "prod"),
     "replica-no-backup": ("s3-data", replica_that_is_no_backup, "a deletion leaves no copy", "prod"),
     "open-endpoint": ("endpoint-policy", open_gateway_endpoint, "allows every action on every resource"),
+    "s3-any-bucket": ("endpoint-policy", S3_ANY_BUCKET, "reach buckets of any account (arn:aws:s3:::*, arn:aws"),
+    "s3-meaningless-condition": ("endpoint-policy", S3_MEANINGLESS_CONDITION, "reach buckets of any account (*)"),
+    "s3-read-write-anywhere": ("endpoint-policy", S3_READ_WRITE_ANYWHERE, "reach buckets of any account (*)"),
+    "s3-if-exists": ("endpoint-policy", S3_IF_EXISTS, "reach buckets of any account (*)"),
+    "s3-other-account": ("endpoint-policy", S3_OTHER_ACCOUNT, "reach buckets of any account (*)"),
+    "s3-write-ecr-layers": ("endpoint-policy", S3_WRITE_ECR_LAYERS, "(arn:aws:s3:::prod-eu-north-1-starport"),
     "trust-wrong": ("service-roles", workflow_role_trusts_lambda, "does not let states.amazonaws.com assume it"),
     "events-no-start": (
         "service-roles",

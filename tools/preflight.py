@@ -713,10 +713,14 @@ def placeholders(stack: Stack) -> list[str]:
     ]
 
 
+def placeholder_refusal(found: list[str], hint: str) -> Finding:
+    return Finding("placeholders", "stack", f"example values would be deployed ({', '.join(found)})", hint)
+
+
 def check_placeholders(stack: Stack, hint: str = DEFAULT_PLACEHOLDER_HINT) -> Iterator[Finding]:
     found = placeholders(stack)
     if found:
-        yield Finding("placeholders", "stack", f"example values would be deployed ({', '.join(found)})", hint)
+        yield placeholder_refusal(found, hint)
 
 
 # budgets Budgets accepts
@@ -818,13 +822,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--placeholder-hint", default=DEFAULT_PLACEHOLDER_HINT, help="where to set real ones")
     args = parser.parse_args(argv)
+    stacks = [Stack(path) for path in args.paths]
+    if args.refuse_placeholders:
+        # Example values stop a deployment before anything else: one line for every stack given.
+        found = list(dict.fromkeys(value for stack in stacks for value in placeholders(stack)))
+        if found:
+            first_stack = next(stack for stack in stacks if placeholders(stack))
+            refusal = placeholder_refusal(found, args.placeholder_hint)
+            print(f"{first_stack.name}: {refusal.line()}")
+            return 1
     failed = 0
-    for path in args.paths:
-        stack = Stack(path)
+    for stack in stacks:
         found = findings(stack, args.images)
-        if args.refuse_placeholders:
-            found += check_placeholders(stack, args.placeholder_hint)
-        else:
+        if not args.refuse_placeholders:
             for value in placeholders(stack):
                 print(f"{stack.name}: NOTE placeholders: {value} (make deploy-aws refuses it)")
         for finding in found:

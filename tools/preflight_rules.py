@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 INTERPOLATION = re.compile(r"\$\{[^}]*\}")
+# type.name inside an interpolation (a resource the expression reads).
+RESOURCE_NAME = re.compile(r"\b([a-z][a-z0-9_]*)\.([A-Za-z0-9_-]+)")
+# The role Batch uses without a service role: https://docs.aws.amazon.com/batch/latest/userguide/using-service-linked-roles.html
+BATCH_SLR = "AWSServiceRoleForBatch"
 
 
 @dataclass(frozen=True)
@@ -727,10 +731,13 @@ def check_step_functions(stack: Any) -> Iterator[Finding]:
 
 
 def check_batch(stack: Any) -> Iterator[Finding]:
-    """A job queue has 1-3 compute environments with distinct orders; a compute environment with a service
-    role of this stack waits (``depends_on``) for that role's policy attachments, or it can be created
+    """A job queue has 1-3 compute environments with distinct orders. A compute environment waits
+    (``depends_on`` or a reference, directly or through other resources) for its instance profile and
+    the policy attachments of the profile's role, and, with a custom service role of this stack, for that
+    role's attachments (or for a service-linked role the stack creates): otherwise it can be created
     INVALID and stick in DELETING on destroy.
     https://docs.aws.amazon.com/batch/latest/APIReference/API_CreateJobQueue.html,
+    https://docs.aws.amazon.com/batch/latest/userguide/invalid_compute_environment.html,
     https://registry.terraform.io/providers/hashicorp/aws/5.100.0/docs/resources/batch_compute_environment"""
     for name, queue in stack.of("aws_batch_job_queue").items():
         order = as_list(queue.get("compute_environment_order"))
@@ -743,23 +750,64 @@ def check_batch(stack: Any) -> Iterator[Finding]:
                 "use 1-3 compute environments with distinct orders",
             )
     for name, env in stack.of("aws_batch_compute_environment").items():
-        role = stack.ref(env.get("service_role"))
-        if not role or role[0] != "aws_iam_role":
-            continue
-        attachments = [
-            f"aws_iam_role_policy_attachment.{n}"
-            for n, a in stack.of("aws_iam_role_policy_attachment").items()
-            if stack.ref(a.get("role")) == role
-        ]
-        waits = set(as_list(env.get("depends_on")))
-        missing = [a for a in attachments if a not in waits]
+        waits = dependencies(stack, f"aws_batch_compute_environment.{name}")
+        missing = [a for a in environment_needs(stack, env) if a not in waits]
         if missing:
             yield Finding(
                 "batch",
                 f"aws_batch_compute_environment.{name}",
-                f"does not depend on its service role's {', '.join(missing)}",
+                f"does not wait for {', '.join(missing)} (its roles' policies and instance profile)",
                 "add them to depends_on",
             )
+
+
+def environment_needs(stack: Any, env: dict) -> list[str]:
+    """What a compute environment must be created after: its instance profile and the managed-policy
+    attachments of the profile's role; its service role's attachments when that is a role of the stack;
+    a Batch service-linked role the stack creates when it uses that (no or the SLR's service role)."""
+    needs: list[str] = []
+    roles: list[tuple[str, str]] = []
+    profile = stack.ref(first(env.get("compute_resources")).get("instance_role"))
+    if profile and profile[0] == "aws_iam_instance_profile":
+        needs.append(".".join(profile))
+        role = stack.ref((stack.of(profile[0]).get(profile[1]) or {}).get("role"))
+        roles += [role] if role and role[0] == "aws_iam_role" else []
+    service = env.get("service_role")
+    role = stack.ref(service)
+    if role and role[0] == "aws_iam_role":
+        roles.append(role)
+    elif not role and (
+        not service
+        or str(service).endswith(f"role/aws-service-role/batch.amazonaws.com/{BATCH_SLR}")
+        or str(service).endswith(f":role/{BATCH_SLR}")
+    ):
+        needs += [
+            f"aws_iam_service_linked_role.{n}"
+            for n, slr in stack.of("aws_iam_service_linked_role").items()
+            if slr.get("aws_service_name") == "batch.amazonaws.com"
+        ]
+    needs += [
+        f"aws_iam_role_policy_attachment.{n}"
+        for n, attachment in stack.of("aws_iam_role_policy_attachment").items()
+        if stack.ref(attachment.get("role")) in roles
+    ]
+    return needs
+
+
+def dependencies(stack: Any, address: str) -> set[str]:
+    """Every resource of the stack that ``address`` waits for: through references and ``depends_on``,
+    transitively (Terraform orders creation along both)."""
+    seen: set[str] = set()
+    todo = [address]
+    while todo:
+        type_, _, name = todo.pop().partition(".")
+        body = dict(stack.of(type_).get(name) or {})
+        direct = {d for d in as_list(body.pop("depends_on", None)) if isinstance(d, str)}
+        for expression in INTERPOLATION.findall(json.dumps(body)):
+            direct |= {f"{t}.{n}" for t, n in RESOURCE_NAME.findall(expression) if n in stack.of(t)}
+        todo += sorted(direct - seen)
+        seen |= direct
+    return seen
 
 
 # ----------------------------------------------------------------------------------------------
@@ -944,11 +992,83 @@ def noncurrent_days(stack: Any, bucket: tuple[str, str] | None) -> int | None:
     return min((d for d in days if isinstance(d, int) and d > 0), default=None)
 
 
+# Buckets AWS owns that compute in a private subnet needs through the S3 gateway endpoint (read only):
+# ECR image layers (https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html#ecr-setting-up-s3-gateway),
+# the Amazon Linux 2 and 2023 package repositories
+# (https://repost.aws/knowledge-center/ec2-al1-al2-update-yum-without-internet,
+# https://docs.aws.amazon.com/linux/al2023/ug/managing-repos-os-updates.html).
+AWS_OWNED_BUCKETS = (
+    "prod-{region}-starport-layer-bucket",
+    "amazonlinux.{region}.amazonaws.com",
+    "amazonlinux-2-repos-{region}",
+    "al2023-repos-{region}-de612dc2",
+)
+AWS_OWNED_ACTIONS = {"s3:getobject"}
+# Condition keys that pin a request to the resource's owner (account or organization):
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-resourceaccount
+OWNER_KEYS = {"aws:resourceaccount", "aws:resourceorgid"}
+
+
+def stack_accounts(stack: Any) -> set[str]:
+    """The accounts the stack's AWS providers may deploy to (``allowed_account_ids``)."""
+    return {
+        str(a)
+        for p in as_list(getattr(stack, "config", {}).get("provider", {}).get("aws"))
+        for a in as_list(p.get("allowed_account_ids"))
+    }
+
+
+def pinned_to_owner(statement: dict, accounts: set[str]) -> bool:
+    """The statement's condition limits it to resources of this account (or organization): a plain
+    ``StringEquals`` on aws:ResourceAccount / aws:ResourceOrgID (``...IfExists`` and set operators let a
+    request without the key through). Extra operators only narrow a statement further."""
+    for operator, block in (statement.get("Condition") or {}).items():
+        if operator != "StringEquals" or not isinstance(block, dict):
+            continue
+        for key, values in block.items():
+            values = [str(v) for v in as_list(values)]
+            if key.lower() == "aws:resourceorgid" and values and all(v.startswith("o-") for v in values):
+                return True
+            if key.lower() == "aws:resourceaccount" and values:
+                known = accounts or {v for v in values if re.fullmatch(r"\d{12}|\$\{.*\}", v)}
+                if all(v in known for v in values):
+                    return True
+    return False
+
+
+def foreign_s3_resources(statement: dict, region: str, accounts: set[str], ours: set[str]) -> list[str]:
+    """The resources of an Allow statement of an S3 endpoint policy that reach beyond this account's buckets."""
+    if statement.get("Effect") != "Allow" or pinned_to_owner(statement, accounts):
+        return []
+    negated = [f"{k} {statement[k]}" for k in ("NotResource", "NotAction") if k in statement]
+    if negated:
+        return negated
+    actions = {str(a).lower() for a in as_list(statement.get("Action"))}
+    if not any(a in ("*", "s3:*") or a.startswith("s3:") for a in actions):
+        return []
+    owned = {b.format(region=region) for b in AWS_OWNED_BUCKETS}
+    foreign = []
+    for resource in as_list(statement.get("Resource")):
+        text = str(resource)
+        bucket = text.removeprefix("arn:aws:s3:::").split("/")[0] if text.startswith("arn:aws:s3:::") else "*"
+        if "${" in bucket:  # a bucket of the stack (a reference)
+            continue
+        if bucket in ours or (bucket in owned and actions <= AWS_OWNED_ACTIONS):
+            continue
+        foreign.append(text)
+    return foreign
+
+
 def check_endpoint_policy(stack: Any) -> Iterator[Finding]:
     """A gateway endpoint (S3, DynamoDB) without a policy, or whose policy allows every action on every
-    resource without a condition, lets compute in the VPC reach any bucket or table of any account.
+    resource without a condition, lets compute in the VPC reach any bucket or table of any account. An S3
+    endpoint's Allow statements name this stack's buckets, or pin ``*`` to this account with StringEquals
+    on aws:ResourceAccount (or the organization with aws:ResourceOrgID), or read a documented AWS-owned
+    bucket (ECR layers, Amazon Linux repositories).
     https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-access.html,
     https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-s3.html#vpc-endpoints-policies-s3"""
+    accounts = stack_accounts(stack)
+    ours = {str(b.get("bucket")) for b in stack.of("aws_s3_bucket").values() if b.get("bucket")}
     for name, endpoint in stack.of("aws_vpc_endpoint").items():
         if endpoint.get("vpc_endpoint_type", "Gateway") != "Gateway":
             continue
@@ -972,6 +1092,17 @@ def check_endpoint_policy(stack: Any) -> Iterator[Finding]:
                 f"aws_vpc_endpoint.{name}",
                 "its policy allows every action on every resource (no policy is full access)",
                 "allow only the stack's buckets and the regional buckets image pulls need",
+            )
+            continue
+        if not str(endpoint.get("service_name", "")).endswith(".s3"):
+            continue
+        foreign = [r for s in statements for r in foreign_s3_resources(s, stack.region, accounts, ours)]
+        if foreign:
+            yield Finding(
+                "endpoint-policy",
+                f"aws_vpc_endpoint.{name}",
+                f"its policy lets S3 requests reach buckets of any account ({', '.join(sorted(set(foreign)))})",
+                "name this stack's buckets, or add StringEquals aws:ResourceAccount = this account",
             )
 
 

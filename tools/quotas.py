@@ -15,7 +15,14 @@ The needs:
   https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/using-spot-limits.html); a family no quota below
   covers is refused too, so that a new family is looked up, not guessed;
 - Batch: compute environments and job queues per account and region, counting what the account already
-  has besides this stack's (https://docs.aws.amazon.com/batch/latest/userguide/service_limits.html).
+  has besides this stack's (https://docs.aws.amazon.com/batch/latest/userguide/service_limits.html);
+- Step Functions (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html): registered
+  state machines per account and region (the account's plus this stack's), and each Distributed Map's
+  MaxConcurrency within the 10,000 parallel child executions a Map Run can have (a hard limit). The
+  other limits that apply are not checked here: docs/aws-contract.md ("Quotas") says which and why.
+
+``--answers FILE`` (tests only: Service Quotas does not run here) reads the quota values from
+``{"<service>/<quota code>": value}`` instead of asking Service Quotas.
 """
 
 from __future__ import annotations
@@ -53,6 +60,10 @@ STANDARD_FAMILIES = set("acdhimrtz")
 # Batch's fixed per-account, per-region limits (not in Service Quotas).
 BATCH_LIMITS = {"compute environments": 50, "job queues": 50}
 BATCH_DOC = "https://docs.aws.amazon.com/batch/latest/userguide/service_limits.html"
+SFN_DOC = "https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html"
+# Step Functions' per-account, per-region limits this stack touches (default values; see SFN_DOC).
+SFN_STATE_MACHINES = 10_000
+SFN_MAP_RUN_CHILDREN = 10_000  # parallel child executions of one Map Run: not adjustable
 
 
 @dataclass(frozen=True)
@@ -129,7 +140,63 @@ def needs(config: dict) -> tuple[list[Need], list[str]]:
             vcpus.setdefault(key, []).append(f"{label} max_vcpus {compute.get('max_vcpus')}")
             amounts[key] = amounts.get(key, 0) + int(compute.get("max_vcpus") or 0)
     found += [Need(*key, amounts[key], ", ".join(whys)) for key, whys in vcpus.items()]
-    return found, problems
+    return found, problems + list(map_concurrency(config))
+
+
+def map_concurrency(config: dict) -> Iterator[str]:
+    """Each Distributed Map's MaxConcurrency fits the parallel child executions of one Map Run."""
+    for name, machine in config.get("resource", {}).get("aws_sfn_state_machine", {}).items():
+        try:
+            definition = json.loads(machine.get("definition") or "{}")
+        except ValueError:
+            continue  # not JSON until apply (a reference): preflight's rules read it
+        pending = [definition.get("States", {})]
+        while pending:
+            for state_name, state in pending.pop().items():
+                processor = state.get("ItemProcessor") or {}
+                pending += [processor.get("States", {})] + [b.get("States", {}) for b in state.get("Branches", [])]
+                mode = (processor.get("ProcessorConfig") or {}).get("Mode")
+                wanted = state.get("MaxConcurrency")
+                if mode == "DISTRIBUTED" and isinstance(wanted, int) and wanted > SFN_MAP_RUN_CHILDREN:
+                    yield (
+                        f"aws_sfn_state_machine.{name}: Map state {state_name} asks for MaxConcurrency {wanted}; "
+                        f"a Map Run runs at most {SFN_MAP_RUN_CHILDREN} child executions at once, not adjustable "
+                        f"({SFN_DOC}); lower it"
+                    )
+
+
+def state_machine_count(client: Any, config: dict, limit: int = SFN_STATE_MACHINES) -> Iterator[str]:
+    """Registered state machines: the account's others plus this stack's, within the default quota."""
+    ours = {m.get("name") for m in config.get("resource", {}).get("aws_sfn_state_machine", {}).values()}
+    listed = {
+        m["name"] for page in client.get_paginator("list_state_machines").paginate() for m in page["stateMachines"]
+    }
+    total = len(listed | ours)
+    if ours and total > limit:
+        yield (
+            f"Step Functions allows {limit} state machines per account and region by default; the "
+            f"account has {len(listed)} and this stack adds {len(ours - listed)} ({total}); remove unused ones "
+            f"or request more ({SFN_DOC})"
+        )
+
+
+class AnswerFile:
+    """Service Quotas answers from ``{"<service>/<quota code>": value}`` (tests: no Service Quotas here),
+    in the shape of GetServiceQuota's answer; a quota the file lacks is an error, never a default."""
+
+    class exceptions:  # where a botocore client keeps its error classes
+        class NoSuchResourceException(Exception):
+            pass
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.values = json.loads(path.read_text())
+
+    def get_service_quota(self, ServiceCode: str, QuotaCode: str) -> dict:  # boto3's argument names
+        key = f"{ServiceCode}/{QuotaCode}"
+        if key not in self.values:
+            raise LookupError(f"{self.path} has no answer for {key}")
+        return {"Quota": {"ServiceCode": ServiceCode, "QuotaCode": QuotaCode, "Value": float(self.values[key])}}
 
 
 def applied(client: Any, need: Need) -> float:
@@ -171,7 +238,7 @@ def batch_counts(client: Any, config: dict) -> Iterator[str]:
             )
 
 
-def check(config: dict, region: str, quotas: Any, batch: Any) -> list[str]:
+def check(config: dict, region: str, quotas: Any, batch: Any, states: Any = None) -> list[str]:
     """Every refusal line (empty when everything fits)."""
     wanted, lines = needs(config)
     for need in wanted:
@@ -180,6 +247,8 @@ def check(config: dict, region: str, quotas: Any, batch: Any) -> list[str]:
             lines.append(Shortfall(need, value, region).line())
     if batch is not None:
         lines += batch_counts(batch, config)
+    if states is not None:
+        lines += state_machine_count(states, config)
     return lines
 
 
@@ -194,15 +263,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.quotas", description=__doc__.splitlines()[0])
     parser.add_argument("stack", type=Path, help="a synthesized stack folder or its cdk.tf.json")
     parser.add_argument("--region", help="default: the stack's provider region")
+    parser.add_argument("--answers", type=Path, help=argparse.SUPPRESS)  # tests: quota values from a file
     args = parser.parse_args(argv)
     file = args.stack / "cdk.tf.json" if args.stack.is_dir() else args.stack
     if not file.is_file():
         raise FileNotFoundError(str(file))
     config = json.loads(file.read_text())
     region = args.region or region_of(config) or "us-east-1"
-    lines = check(
-        config, region, boto3.client("service-quotas", region_name=region), boto3.client("batch", region_name=region)
-    )
+    service_quotas = AnswerFile(args.answers) if args.answers else boto3.client("service-quotas", region_name=region)
+    try:
+        lines = check(
+            config,
+            region,
+            service_quotas,
+            boto3.client("batch", region_name=region),
+            boto3.client("stepfunctions", region_name=region),
+        )
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for line in lines:
         print(f"error: {line}", file=sys.stderr)
     if not lines:

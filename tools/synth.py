@@ -103,7 +103,7 @@ def up_to_date(output: Path, digest: str) -> bool:
     return recorded.get("inputs") == digest and bool(fingerprint) and recorded.get("outputs") == fingerprint
 
 
-def synthesize(output: Path) -> int:
+def synthesize(output: Path, quiet: bool = False) -> int:
     cdktf = REPO / "node_modules" / ".bin" / "cdktf"
     if not cdktf.exists():
         print("error: the cdktf CLI is not installed; run `make setup`", file=sys.stderr)
@@ -113,6 +113,11 @@ def synthesize(output: Path) -> int:
     # first run write it (``.opt-1.pyc``), or every synth recompiles the binding it imports (~6 s).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     cmd = [str(cdktf), "synth", "--output", str(output)]
+    if quiet:  # quiet hides the CLI's progress, never its failure
+        proc = subprocess.run(cmd, cwd=REPO, env=env, check=False, capture_output=True, text=True)
+        if proc.returncode:
+            sys.stderr.write(ANSI.sub("", proc.stdout + proc.stderr))
+        return proc.returncode
     if sys.stdout.isatty():  # the CLI's own spinner
         return subprocess.run(cmd, cwd=REPO, env=env, check=False).returncode
     # Not a terminal (CI, a pipe): the CLI's spinner would be escape codes; keep them in the log.
@@ -127,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "cdktf.out")
     parser.add_argument("--force", action="store_true", help="synthesize even when nothing changed")
     parser.add_argument("--check", action="store_true", help="exit 1 if a synth is due, 0 if not; change nothing")
+    parser.add_argument("--quiet", action="store_true", help="print nothing unless the synth fails")
     args = parser.parse_args(argv)
     output = args.output if args.output.is_absolute() else REPO / args.output
     digest = inputs_digest()
@@ -135,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"synth: {'up to date' if current else 'due'} ({digest[:12]})")
         return 0 if current else 1
     if current and not args.force:
-        print(f"synth: up to date, inputs unchanged ({digest[:12]}); `make synth FORCE_SYNTH=1` redoes it")
+        if not args.quiet:
+            print(f"synth: up to date, inputs unchanged ({digest[:12]}); `make synth FORCE_SYNTH=1` redoes it")
         return 0
-    code = synthesize(output)
+    code = synthesize(output, args.quiet)
     if code == 0:
         stamp = {"inputs": digest, "outputs": output_fingerprint(output)}
         (output / STAMP).write_text(json.dumps(stamp, indent=1))

@@ -122,9 +122,9 @@ def main(argv: list[str]) -> int:
     cache.mkdir(parents=True, exist_ok=True)
     mirror = find_mirror()
     text = render(mirror, cache)
-    if not out.exists() or out.read_text() != text:
+    if not out.exists() or out.read_text() != text:  # said once, when it changes (every make target runs this)
         out.write_text(text)
-    print(f"terraform: providers from {'mirror ' + str(mirror) if mirror else 'the public registry'} ({out})")
+        print(f"terraform: providers from {'mirror ' + str(mirror) if mirror else 'the public registry'} ({out})")
     return 0
 
 

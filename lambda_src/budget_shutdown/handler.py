@@ -116,7 +116,8 @@ def shutdown(clients: dict[str, Any], reason: str) -> dict:
         "jobs_terminated": len(jobs),
     }
     if not was_on or executions or jobs:
-        clients["sns"].publish(
+        sns = clients["sns"]
+        sns.publish(
             TopicArn=os.environ["ALERT_TOPIC_ARN"],
             Subject="Odins Ravne budget kill switch: pipeline stopped"[:100],
             Message=(
@@ -161,8 +162,10 @@ def handler(event: dict, context: Any, *, clients: dict[str, Any] | None = None)
     if clients is None:
         import boto3
 
-        clients = {name: boto3.client(name) for name in ("batch", "ssm", "stepfunctions", "sns")}
-        clients["budgets"] = boto3.client("budgets")
+        # one name per client: make iam-check finds the calls made on each (pipeline_ops/iam_calls.py)
+        batch, ssm, sfn = boto3.client("batch"), boto3.client("ssm"), boto3.client("stepfunctions")
+        sns, budgets = boto3.client("sns"), boto3.client("budgets")
+        clients = {"batch": batch, "ssm": ssm, "stepfunctions": sfn, "sns": sns, "budgets": budgets}
     result = handle(event, clients)
     log.info("budget shutdown handled", **result)
     return result
