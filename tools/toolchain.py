@@ -61,7 +61,8 @@ def ensure_node(pinned: str) -> tuple[str, str]:
         return system, shutil.which("node") or "node"
     if shutil.which("npm") is None:
         raise SystemExit(f"error: Node {pinned} is needed and npm is missing to install it: install Node {pinned}")
-    print(f"toolchain: Node {system or 'none'} on PATH; installing Node {pinned} into {NODE_PREFIX.name}/ (npm)")
+    where = NODE_PREFIX.relative_to(REPO)
+    print(f"toolchain: Node {system or 'none'} on PATH; installing Node {pinned} into {where}/ (npm)")
     proc = subprocess.run(
         [
             "npm",
