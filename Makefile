@@ -39,13 +39,13 @@ LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoi
 
 .PHONY: help setup test-unit synth diff deploy cdktf-deploy-local validate lint test cost docs bench-synth bench-stage bench-post bench-test bench-review soak-local clean images images-check preflight quotas rerun-shards deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume emergency-stop cost-tags \
-        leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration iam-check
+        leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration iam-check weather-key
 
 # make help's groups (tools/make_help.py); a target in none is listed under "other".
 HELP_DEFAULTS := ENV=local  IMAGES=100000  TEST_WORKERS=3  LOCAL_EMULATOR=moto  (ENV: local|dev|staging|prod)
 HELP_daily  := help setup test-unit test lint synth plan cost docs clean
 HELP_local  := up-localstack deploy-local run-local status-local plan-local destroy-local down-localstack leftovers-local soak-local
-HELP_cloud  := deploy diff deploy-aws apply-plan health status-aws drift images images-check preflight quotas integration rerun-shards budget-resume emergency-stop cost-tags destroy-aws
+HELP_cloud  := deploy diff deploy-aws apply-plan health status-aws drift images images-check preflight quotas integration rerun-shards weather-key budget-resume emergency-stop cost-tags destroy-aws
 HELP_checks := validate security iam-check lint-workflows
 HELP_bench  := bench-synth bench-stage bench-post bench-test bench-review bench-deploy
 
@@ -282,8 +282,9 @@ down-localstack: ## Stop the local emulator (by PID)
 synth-local: setup
 	SYNTH_ENVS=local $(SYNTH)
 
-deploy-local: up-localstack synth-local ## Deploy the whole local stack to the emulator (tflocal init + apply)
+deploy-local: up-localstack synth-local ## Deploy the whole local stack to the emulator (tflocal init + apply) + a dummy weather key
 	$(LOCAL_ENV) $(PY) -m local.deploy apply $(LOCAL_STACK)
+	$(LOCAL_ENV) $(ENV_AWS) $(PY) -m pipeline_ops.weather_key local --dummy
 
 plan-local: setup ## Plan against the emulator (exit 0 = no changes)
 	$(EMULATOR_UP)
@@ -299,6 +300,10 @@ rerun-shards: setup ## ENV=<env> EXECUTION=<name>: a manifest of just the shards
 	@test -n "$(EXECUTION)" || { echo "error: EXECUTION is not set; give the execution's name from its notice: make rerun-shards ENV=$(ENV) EXECUTION=<name>" >&2; exit 2; }
 	$(REACHABLE)
 	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.rerun_shards $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR)) $(EXECUTION) $(if $(START),--start)
+
+weather-key: setup ## Set/rotate ENV=<env>'s weather API key (SecureString, pipeline key; the value on stdin or a prompt, never argv)
+	$(CHECK_ENV)
+	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.weather_key $(ENV)
 
 budget-resume: setup ## Undo a budget shutdown (ENV=<env>: queues on, vCPU limits back, kill switch off)
 	$(REACHABLE)

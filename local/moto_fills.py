@@ -540,6 +540,29 @@ def iam_batch_service_linked_role_name() -> None:
 
 
 @fill
+def batch_default_service_linked_role() -> None:
+    """CreateComputeEnvironment without serviceRole is refused ("ServiceRole is required"); AWS uses
+    the account's AWSServiceRoleForBatch then and creates it when missing.
+    https://docs.aws.amazon.com/batch/latest/APIReference/API_CreateComputeEnvironment.html"""
+    from moto.batch.models import BatchBackend
+    from moto.iam.exceptions import NotFoundException as IAMNotFoundException
+
+    iam_batch_service_linked_role_name()
+    create = BatchBackend.create_compute_environment
+
+    def with_linked_role(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("service_role"):
+            try:
+                role = self.iam_backend.get_role("AWSServiceRoleForBatch")
+            except IAMNotFoundException:
+                role = self.iam_backend.create_service_linked_role("batch.amazonaws.com", "", "")
+            kwargs["service_role"] = role.arn
+        return create(self, *args, **kwargs)
+
+    BatchBackend.create_compute_environment = with_linked_role
+
+
+@fill
 def batch_update_compute_resources() -> None:
     """UpdateComputeEnvironment ignores ``computeResources`` (vCPU limits): budget shutdown could not work."""
     from moto.batch.models import BatchBackend

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from cdktf import Token
 from cdktf_cdktf_provider_aws.batch_compute_environment import (
     BatchComputeEnvironment,
     BatchComputeEnvironmentComputeResources,
@@ -31,7 +32,6 @@ from cdktf_cdktf_provider_aws.batch_job_queue import (
     BatchJobQueueJobStateTimeLimitAction,
 )
 from cdktf_cdktf_provider_aws.iam_instance_profile import IamInstanceProfile
-from cdktf_cdktf_provider_aws.iam_service_linked_role import IamServiceLinkedRole
 from cdktf_cdktf_provider_aws.launch_template import (
     LaunchTemplate,
     LaunchTemplateBlockDeviceMappings,
@@ -62,8 +62,6 @@ ECS_INSTANCE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerSe
 # environment's instance types, bid, tags or launch template in place; with a role of our own it cannot,
 # and provider 5.100 replaces the environment (internal/service/batch/compute_environment.go,
 # isUpdatableComputeEnvironment). https://docs.aws.amazon.com/batch/latest/userguide/infrastructure-updates.html
-BATCH_SERVICE = "batch.amazonaws.com"
-BATCH_SERVICE_LINKED_ROLE = "aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"
 # Provider 5.100 updates in place only BEST_FIT_PROGRESSIVE and SPOT_CAPACITY_OPTIMIZED environments
 # (isUpdatableAllocationStrategy), though AWS also updates SPOT_PRICE_CAPACITY_OPTIMIZED ones.
 SPOT_STRATEGY = "SPOT_CAPACITY_OPTIMIZED"
@@ -73,11 +71,6 @@ ON_DEMAND_STRATEGY = "BEST_FIT_PROGRESSIVE"
 RETRY_ON_STATUS_REASON = "Host EC2*"
 RETRY_EXIT_CODE = "75"
 RETRY_ATTEMPTS = 3
-
-
-def batch_service_linked_role(scope: Construct) -> IamServiceLinkedRole:
-    """AWSServiceRoleForBatch, which every compute environment of the account uses."""
-    return IamServiceLinkedRole(scope, "batch-service-linked-role", aws_service_name=BATCH_SERVICE)
 
 
 @dataclass(frozen=True)
@@ -96,7 +89,6 @@ class BatchComputeProps:
     key: PipelineKey
     log_level: str
     cost_tags: dict[str, str]
-    create_service_linked_role: bool = False  # False: the account's state-bootstrap stack has it
 
 
 class BatchCompute(Construct):
@@ -117,9 +109,6 @@ class BatchCompute(Construct):
         self.instance_profile = IamInstanceProfile(
             self, "instance-profile", name=f"{p}-batch-instance", role=self.instance_role.role_name
         )
-        self.service_role_arn = f"arn:aws:iam::{props.account_id}:role/{BATCH_SERVICE_LINKED_ROLE}"
-        # One per account: the state-bootstrap stack creates it in the cloud, an emulator stack here.
-        self.service_linked_role = batch_service_linked_role(self) if props.create_service_linked_role else None
         props.repositories.grant_pull(self.instance_role)
         self.log_group = LogGroup(
             self,
@@ -230,14 +219,11 @@ class BatchCompute(Construct):
             compute_environment_name=f"{self.props.prefix}-{kind}",
             type="MANAGED",
             state="ENABLED",
-            service_role=self.service_role_arn,
+            # No service_role: Batch uses the account's AWSServiceRoleForBatch and creates it when missing
+            # (an account that ever used Batch has it, so a stack creating it fails there).
             # An environment created before its roles can hold their policies comes up INVALID (and
             # can stick in DELETING on destroy): Terraform sees no reference to the attachments.
-            depends_on=[
-                *self.instance_role.attachments,
-                self.instance_profile,
-                *([self.service_linked_role] if self.service_linked_role else []),
-            ],
+            depends_on=[*self.instance_role.attachments, self.instance_profile],
             compute_resources=BatchComputeEnvironmentComputeResources(
                 type="SPOT" if spot else "EC2",
                 allocation_strategy=SPOT_STRATEGY if spot else ON_DEMAND_STRATEGY,
@@ -251,8 +237,10 @@ class BatchCompute(Construct):
                 instance_role=self.instance_profile.arn,
                 tags=self.props.cost_tags,
                 ec2_configuration=[BatchComputeEnvironmentComputeResourcesEc2Configuration(image_type=image_type)],
+                # A pinned version: "$Latest" is resolved only at an infrastructure update, so a new
+                # template version alone would never reach the environment.
                 launch_template=BatchComputeEnvironmentComputeResourcesLaunchTemplate(
-                    launch_template_id=launch_template.id, version="$Latest"
+                    launch_template_id=launch_template.id, version=Token.as_string(launch_template.latest_version)
                 ),
             ),
         )

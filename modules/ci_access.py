@@ -105,19 +105,22 @@ def boundary_document() -> dict:
 
 def plan_decrypt_statements(props: CiAccessProps) -> list[dict]:
     """kms:Decrypt with the env's pipeline key, which a refresh needs (ReadOnlyAccess has no Decrypt):
-    GetParameter WithDecryption of its SecureString parameters, DescribeStateMachine of its encrypted
-    state machine. The key lives in the env's stack, so this account-level stack names it by alias
-    (kms:ResourceAliases); each grant holds only through that service and for that env's resources
-    (kms:ViaService and the encryption context each service sends).
+    DescribeStateMachine of its encrypted state machine, GetFunction of its functions, whose
+    environments (no secrets: tests/test_aws_defects.py) are encrypted with it (AWS does not document
+    what a caller without Decrypt gets back; a missing variable map would be a permanent diff). Never via SSM: pull
+    requests assume this role, and the env's SecureString parameters hold its secrets. The key lives
+    in the env's stack, so this account-level stack names it by alias (kms:ResourceAliases); each
+    grant holds only through that service and for that env's resources (kms:ViaService and the
+    encryption context each service sends).
     https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html
-    https://docs.aws.amazon.com/kms/latest/developerguide/services-parameter-store.html
     https://docs.aws.amazon.com/step-functions/latest/dg/encryption-at-rest.html
+    https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars-encryption.html
     """
     keys = [f"arn:aws:kms:{props.region}:{props.account_id}:key/*"]  # the key's id is not known here
     uses = {
-        "ssm": (
-            "kms:EncryptionContext:PARAMETER_ARN",
-            f"arn:aws:ssm:{props.region}:{props.account_id}:parameter{props.parameter_path}/*",
+        "lambda": (
+            "kms:EncryptionContext:aws:lambda:FunctionArn",
+            f"arn:aws:lambda:{props.region}:{props.account_id}:function:{props.prefix}-*",
         ),
         "states": (
             "kms:EncryptionContext:aws:states:stateMachineArn",
@@ -162,8 +165,7 @@ class CiAccessProps:
     state_bucket: StateBucket
     state_key_prefix: str  # e.g. odins-ravne/prod
     oidc: GithubOidc
-    region: str  # the environment's region (its pipeline key, parameters and state machine)
-    parameter_path: str  # e.g. /odins-ravne/prod: the env's SSM parameters
+    region: str  # the environment's region (its pipeline key, functions and state machine)
     pipeline_key_alias: str  # e.g. alias/odins-ravne-prod-pipeline (the key itself is in the env's stack)
 
 

@@ -63,9 +63,10 @@ def lifecycle_rules(
 ) -> tuple[S3BucketLifecycleConfigurationRule, ...]:
     """Abort stale multipart uploads, expire old versions; raw images also tier down and archive.
 
-    Only ``images/`` goes to Glacier: the manifests next to them stay readable, or a re-run of an
-    old manifest fails with InvalidObjectState. ``expire_days`` ends current versions (processed:
-    intermediate stage outputs)."""
+    Only ``images/`` is archived, and to Glacier Instant Retrieval: GetObject reads it at once
+    (GLACIER would need a restore first, InvalidObjectState, and a re-run of an old manifest reads
+    its images); camera-trap images are above its 128 KB minimum billable size. ``expire_days``
+    ends current versions (processed: intermediate stage outputs)."""
     rules = list(
         housekeeping_rules(settings.abort_multipart_days, noncurrent_days or settings.noncurrent_expiration_days)
     )
@@ -79,7 +80,9 @@ def lifecycle_rules(
                     S3BucketLifecycleConfigurationRuleTransition(
                         days=settings.intelligent_tiering_days, storage_class="INTELLIGENT_TIERING"
                     ),
-                    S3BucketLifecycleConfigurationRuleTransition(days=settings.archive_days, storage_class="GLACIER"),
+                    S3BucketLifecycleConfigurationRuleTransition(
+                        days=settings.archive_days, storage_class="GLACIER_IR"
+                    ),
                 ],
             )
         )

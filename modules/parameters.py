@@ -1,13 +1,11 @@
 """SSM parameters of the pipeline: switches the handlers read and write, settings, and secrets.
 
 Values that operators or handlers change at run time (the kill switch, the shutdown state) are
-created once with a placeholder; Terraform ignores later value changes. A secret is created with a
-placeholder through the write-only ``value_wo`` (Terraform 1.11, provider 5.100): no value of it
-is ever stored in state, not even the one a refresh reads back (``ignore_changes`` keeps the read
-value in state). Its real value is set and rotated outside Terraform:
-
-    aws ssm put-parameter --overwrite --type SecureString --name /<project>/<env>/secrets/<name> \
-        --key-id alias/<project>-<env>-pipeline --value "$VALUE"
+created once with a placeholder; Terraform ignores later value changes. Secrets (the weather API
+key) are not Terraform's at all: ``value`` would land in state, and the write-only ``value_wo``
+breaks every later update of the parameter (provider 5.100 sends the empty ``value``). Terraform
+knows only their names (the functions' grants and settings); ``make weather-key ENV=<env>`` sets
+and rotates a value as a SecureString with the pipeline key.
 """
 
 from __future__ import annotations
@@ -21,13 +19,13 @@ from constructs import Construct
 from modules.encryption import PipelineKey
 from modules.iam import GrantableRole, statement
 
-PLACEHOLDER_SECRET = "set-out-of-band"  # noqa: S105 - a marker, replaced with `aws ssm put-parameter`
-
 
 @dataclass(frozen=True)
 class PipelineParametersProps:
     project: str
     environment: str
+    region: str
+    account_id: str
     key: PipelineKey
     settings: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ("weather-api-key",)
@@ -50,19 +48,8 @@ class PipelineParameters(Construct):
             value=json.dumps(props.settings, sort_keys=True),
             description="Pipeline settings (bucket names, queues, state machine)",
         )
-        self.secrets = {
-            name: SsmParameter(
-                self,
-                f"secret-{name}",
-                name=f"{self.path}/secrets/{name}",
-                type="SecureString",
-                key_id=props.key.key_arn,
-                value_wo=PLACEHOLDER_SECRET,
-                value_wo_version=1,  # only a new version makes Terraform write value_wo again
-                description=f"{name}: set out of band (aws ssm put-parameter); never in Terraform state",
-            )
-            for name in props.secrets
-        }
+        self.parameter_arn_prefix = f"arn:aws:ssm:{props.region}:{props.account_id}:parameter"
+        self.secrets = {name: f"{self.path}/secrets/{name}" for name in props.secrets}
 
     def _mutable(self, name: str, initial: str, description: str) -> SsmParameter:
         return SsmParameter(
@@ -77,8 +64,11 @@ class PipelineParameters(Construct):
 
     def grant_read(self, role: GrantableRole, *parameters: SsmParameter) -> None:
         role.add_statements(statement(["ssm:GetParameter"], [p.arn for p in parameters]))
-        if any(p in self.secrets.values() for p in parameters):
-            self.key.grant_decrypt(role)
+
+    def grant_read_secret(self, role: GrantableRole, name: str) -> None:
+        """GetParameter (WithDecryption) of one secret, by the ARN its name makes."""
+        role.add_statements(statement(["ssm:GetParameter"], [f"{self.parameter_arn_prefix}{self.secrets[name]}"]))
+        self.key.grant_decrypt(role)
 
     def grant_write(self, role: GrantableRole, *parameters: SsmParameter) -> None:
         role.add_statements(statement(["ssm:GetParameter", "ssm:PutParameter"], [p.arn for p in parameters]))

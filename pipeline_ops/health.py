@@ -85,7 +85,29 @@ def checks(resources: list[dict], aws: dict[str, Any]) -> list[tuple[bool, str]]
         found = aws["cloudwatch"].describe_alarms(AlarmNames=names[start : start + 100])["MetricAlarms"]
         alarming += [a["AlarmName"] for a in found if a["StateValue"] == "ALARM"]
     out.append((not alarming, f"alarms: {len(names)} checked, in ALARM: {', '.join(alarming) or 'none'}"))
+    out += secret_lines(resources, aws["ssm"])
     return out
+
+
+def secret_lines(resources: list[dict], ssm: Any) -> list[tuple[bool, str]]:
+    """Secrets are set outside Terraform (``make weather-key``): say which is missing. A note, not a
+    failure: the default weather provider answers without a key."""
+    names = sorted(
+        {
+            value
+            for function in managed(resources, "aws_lambda_function")
+            for environment in function.get("environment") or []
+            for key, value in (environment.get("variables") or {}).items()
+            if key.endswith("_API_KEY_PARAMETER")
+        }
+    )
+    found = set()
+    for start in range(0, len(names), 10):  # a ParameterFilters value list takes at most 10 names
+        filters = [{"Key": "Name", "Option": "Equals", "Values": names[start : start + 10]}]
+        found |= {p["Name"] for p in ssm.describe_parameters(ParameterFilters=filters)["Parameters"]}
+    return [
+        (True, f"secret {name}: {'set' if name in found else 'NOT SET (make weather-key ENV=<env>)'}") for name in names
+    ]
 
 
 def status_lines(resources: list[dict], aws: dict[str, Any]) -> list[str]:

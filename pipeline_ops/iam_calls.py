@@ -148,6 +148,28 @@ def _unfollowed(path: Path, tree: ast.AST, clients: dict[str, str]) -> Iterator[
             and node.args[0].id in clients
         ):
             yield f"{where}: {ast.unparse(node)} names an operation at run time; call {node.args[0].id}.<op>(...)"
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in clients
+            and node.attr not in NOT_CALLS
+            and not (isinstance(parents.get(node), ast.Call) and parents[node].func is node)
+        ):
+            yield f"{where}: {ast.unparse(node)} is passed on, not called; call it where it runs"
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr in clients
+            and node.attr not in NOT_CALLS
+        ):
+            yield f"{where}: {ast.unparse(node)} reaches a client through an attribute; bind it to a name first"
+        if (
+            isinstance(node, ast.Assign)
+            and any(not isinstance(t, ast.Name) for t in node.targets)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in clients
+        ):
+            yield f"{where}: client {node.value.id} stored in {ast.unparse(node.targets[0])} is not scanned"
         if isinstance(node, (ast.Dict, ast.List, ast.Set)) or (
             isinstance(node, ast.Tuple)
             and isinstance(node.ctx, ast.Load)
@@ -353,10 +375,12 @@ def s3_calls(unit: Unit, call: Found, action: str, where: str) -> Iterator[Call]
     step = unit.step
     if step is None:
         raise IamCheckError(f"{where}: S3 {call.operation} in code that runs no step of conf/pipeline.py")
+    # a cache the step keeps across executions is read and written as well (its keys are built at run time)
+    cache = (step.cache,) if step.cache else ()
     if call.operation in S3_READ_OPS:
-        locations = step.reads
+        locations = (*step.reads, *cache)
     elif call.operation in S3_WRITE_OPS:
-        locations = (step.writes,) if step.writes else ()
+        locations = ((step.writes,) if step.writes else ()) + cache
     else:
         raise IamCheckError(f"{where}: S3 {call.operation} is neither a read nor a write of the step's data")
     for location in locations:

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from tools import cli
+from tools.quotas import region_of
 
 SWITCH_ON = {"on", "true", "1", "stop"}  # what GuardBudget also reads as on
 
@@ -52,6 +53,11 @@ def check(stack: Path, ssm: object) -> int:
     return 0
 
 
+def region(stack: Path) -> str | None:
+    """The stack's own region (its provider's), so no AWS_DEFAULT_REGION is needed."""
+    return region_of(json.loads((stack / "cdk.tf.json").read_text()))
+
+
 def invoke(stack: Path, payload: dict) -> int:
     proc = subprocess.run(
         ["terraform", "output", "-raw", "function_budget_shutdown"],
@@ -65,7 +71,9 @@ def invoke(stack: Path, payload: dict) -> int:
         return 2
     import boto3
 
-    response = boto3.client("lambda").invoke(FunctionName=proc.stdout.strip(), Payload=json.dumps(payload).encode())
+    response = boto3.client("lambda", region_name=region(stack)).invoke(
+        FunctionName=proc.stdout.strip(), Payload=json.dumps(payload).encode()
+    )
     result = json.loads(response["Payload"].read() or b"{}")
     if response.get("FunctionError"):
         print(f"error: {payload['action']} failed: {result.get('errorMessage', result)}", file=sys.stderr)
@@ -86,7 +94,7 @@ def main(argv: list[str]) -> int:
     if args.command == "check":
         import boto3
 
-        return check(args.stack_dir, boto3.client("ssm"))
+        return check(args.stack_dir, boto3.client("ssm", region_name=region(args.stack_dir)))
     if args.command == "stop":
         env = args.stack_dir.name.removeprefix("pipeline-")
         if args.confirm != env:

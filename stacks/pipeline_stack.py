@@ -118,7 +118,6 @@ class PipelineStack(TerraformStack):
                 key=self.key,
                 log_level=profile.log_level,
                 cost_tags=default_tags(profile),
-                create_service_linked_role=not profile.is_cloud,
             ),
         )
         self.alerts = AlertTopic(
@@ -154,6 +153,8 @@ class PipelineStack(TerraformStack):
             PipelineParametersProps(
                 project=profile.project,
                 environment=profile.name,
+                region=profile.region,
+                account_id=account_id,
                 key=self.key,
                 settings={f"bucket_{n}": b.bucket_name for n, b in self.data_lake.buckets.items()},
             ),
@@ -314,6 +315,7 @@ class PipelineStack(TerraformStack):
                 "WEATHER_MAX_IN_FLIGHT": str(weather.max_in_flight),
                 "WEATHER_SITES_PER_REQUEST": str(weather.sites_per_request),
                 "WEATHER_MAX_RETRY_AFTER": str(weather.max_retry_after_seconds),
+                "WEATHER_API_KEY_PARAMETER": params.secrets["weather-api-key"],
             },
             "batch_metrics": {
                 "JOB_QUEUES": ",".join(f"{name}={arn}" for name, arn in batch.queue_arns.items()),
@@ -378,6 +380,7 @@ class PipelineStack(TerraformStack):
                 lake.bucket(step.cache.bucket).grant_write(functions[name].role, step.cache.prefix)
         self.budget.grant_view(functions["guard_budget"].role)
         params.grant_read(functions["guard_budget"].role, params.kill_switch)
+        params.grant_read_secret(functions["weather_enrichment"].role, "weather-api-key")
         self.ledger.grant_reserve(functions["guard_budget"].role)
         shutdown = functions["budget_shutdown"].role
         batch.grant_scale(shutdown)

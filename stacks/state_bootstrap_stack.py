@@ -7,7 +7,6 @@ from constructs import Construct
 
 from conf import Profile
 from modules.backend import local_backend, require_terraform, state_key
-from modules.batch_compute import batch_service_linked_role
 from modules.ci_access import CiAccess, CiAccessProps, GithubOidc
 from modules.iam import render_grants
 from modules.provider import pipeline_provider
@@ -44,7 +43,6 @@ class StateBootstrapStack(TerraformStack):
         )
         TerraformOutput(self, "state_bucket", value=bucket.bucket_name)
         oidc = GithubOidc(self, "github-oidc")
-        batch_service_linked_role(self)  # account-wide, used by every env's compute environments
         for env in profiles:
             access = CiAccess(
                 self,
@@ -58,7 +56,6 @@ class StateBootstrapStack(TerraformStack):
                     state_key_prefix=state_key(env).rsplit("/", 1)[0],
                     oidc=oidc,
                     region=env.region,
-                    parameter_path=f"/{env.project}/{env.name}",
                     pipeline_key_alias=f"alias/{env.prefix}-pipeline",
                 ),
             )

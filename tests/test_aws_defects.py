@@ -65,24 +65,62 @@ def test_compute_environments_wait_for_their_roles(synth: SynthResult, env: str)
 def test_compute_environments_use_the_batch_service_linked_role(synth: SynthResult, env: str) -> None:
     """Infrastructure updates (instance types, bid, tags, launch template) happen in place only with
     AWSServiceRoleForBatch and an updatable allocation strategy; provider 5.100 replaces the
-    environment otherwise (isUpdatableComputeEnvironment: BEST_FIT_PROGRESSIVE, SPOT_CAPACITY_OPTIMIZED).
+    environment otherwise (isUpdatableComputeEnvironment: BEST_FIT_PROGRESSIVE, SPOT_CAPACITY_OPTIMIZED;
+    isServiceLinkedRole("") is true). No service_role: Batch uses the account's AWSServiceRoleForBatch
+    and creates it when missing.
     https://docs.aws.amazon.com/batch/latest/userguide/infrastructure-updates.html
+    https://docs.aws.amazon.com/batch/latest/APIReference/API_CreateComputeEnvironment.html
     """
     for name, ce in synth.resources(env, "aws_batch_compute_environment").items():
-        assert ce["service_role"].endswith(":role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"), name
+        assert not ce.get("service_role"), name
         strategy = ce["compute_resources"]["allocation_strategy"]
         assert strategy in {"BEST_FIT_PROGRESSIVE", "SPOT_CAPACITY_OPTIMIZED"}, (name, strategy)
     roles = synth.resources(env, "aws_iam_role").values()
     assert not [r["name"] for r in roles if "batch.amazonaws.com" in r["assume_role_policy"]]
 
 
-def test_the_batch_service_linked_role_exists_once_per_account(synth: SynthResult) -> None:
-    """The cloud envs' role comes from their account's bootstrap stack, the emulator's from its own."""
+def test_no_stack_creates_the_batch_service_linked_role(synth: SynthResult) -> None:
+    """An account that ever used Batch already has AWSServiceRoleForBatch: CreateServiceLinkedRole
+    fails there (InvalidInput: role name has been taken), so no stack creates it; Batch does.
+    https://docs.aws.amazon.com/batch/latest/userguide/using-service-linked-roles.html
+    """
     for name, stack in synth.stacks.items():
-        linked = stack.get("resource", {}).get("aws_iam_service_linked_role", {}).values()
-        batch = [r for r in linked if r["aws_service_name"] == "batch.amazonaws.com"]
-        expected = 1 if name.startswith("state-bootstrap-") or name == "pipeline-local" else 0
-        assert len(batch) == expected, name
+        assert not stack.get("resource", {}).get("aws_iam_service_linked_role"), name
+
+
+@pytest.mark.parametrize("env", CLOUD)
+def test_deploy_role_may_have_batch_create_its_service_linked_role(synth: SynthResult, env: str) -> None:
+    """Batch creates AWSServiceRoleForBatch as the caller of CreateComputeEnvironment: that caller
+    needs iam:CreateServiceLinkedRole for batch.amazonaws.com (no iam:PassRole: no role is passed).
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/using-service-linked-roles.html#service-linked-role-permissions
+    """
+    accounts = {"dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}
+    stack = synth.stack(f"state-bootstrap-{accounts[env]}")["resource"]
+    role = next(n for n, r in stack["aws_iam_role"].items() if r["name"] == f"odins-ravne-{env}-ci-deploy")
+    statements = [
+        s
+        for p in stack["aws_iam_role_policy"].values()
+        if p["role"] == f"${{aws_iam_role.{role}.name}}"
+        for s in json.loads(p["policy"])["Statement"]
+        if "iam:CreateServiceLinkedRole" in s["Action"]
+    ]
+    (linked,) = statements
+    assert "batch.amazonaws.com" in linked["Condition"]["StringLike"]["iam:AWSServiceName"]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_compute_environments_pin_their_launch_template_version(synth: SynthResult, env: str) -> None:
+    """``$Latest`` is resolved only at an infrastructure update, and a new template version changes
+    nothing Terraform compares: the environment would keep the old one. The template's
+    latest_version makes a new version an in-place update.
+    https://docs.aws.amazon.com/batch/latest/APIReference/API_LaunchTemplateSpecification.html
+    """
+    templates = synth.resources(env, "aws_launch_template")
+    for name, ce in synth.resources(env, "aws_batch_compute_environment").items():
+        spec = ce["compute_resources"]["launch_template"]
+        template = spec["launch_template_id"].removeprefix("${aws_launch_template.").removesuffix(".id}")
+        assert template in templates, name
+        assert spec["version"] == f"${{aws_launch_template.{template}.latest_version}}", name
 
 
 @pytest.mark.parametrize("env", CLOUD)
@@ -99,40 +137,59 @@ def test_no_function_reserves_concurrency_by_default(synth: SynthResult, env: st
     assert reserved == {}
 
 
-@pytest.mark.parametrize("env", CLOUD)
-def test_plan_role_decrypts_with_the_pipeline_key_only_through_ssm_and_states(synth: SynthResult, env: str) -> None:
-    """A refresh reads the SecureString WithDecryption and describes the CMK-encrypted state machine,
-    both kms:Decrypt (ReadOnlyAccess has none); scoped by alias, service and encryption context.
-    https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html
-    """
+def plan_role_statements(synth: SynthResult, env: str) -> tuple[str, list[dict]]:
     accounts = {"dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}
     account = accounts[env]
     stack = synth.stack(f"state-bootstrap-{account}")["resource"]
     role = next(n for n, r in stack["aws_iam_role"].items() if r["name"] == f"odins-ravne-{env}-ci-plan")
     policy = next(p for p in stack["aws_iam_role_policy"].values() if p["role"] == f"${{aws_iam_role.{role}.name}}")
+    return account, json.loads(policy["policy"])["Statement"]
+
+
+@pytest.mark.parametrize("env", CLOUD)
+def test_plan_role_decrypts_with_the_pipeline_key_only_through_states_and_lambda(synth: SynthResult, env: str) -> None:
+    """A refresh describes the CMK-encrypted state machine and reads the functions' CMK-encrypted
+    environments (ReadOnlyAccess has no kms:Decrypt); scoped by alias, service and encryption context.
+    Pull requests assume this role, so it must never decrypt an SSM parameter (the weather API key).
+    https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html
+    https://docs.aws.amazon.com/step-functions/latest/dg/encryption-at-rest.html
+    https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars-encryption.html
+    """
+    account, statements = plan_role_statements(synth, env)
+    decrypt = [s for s in statements if "kms:Decrypt" in s["Action"] or "kms:*" in s["Action"]]
     any_key = [f"arn:aws:kms:eu-north-1:{account}:key/*"]  # the state key's grant names its own ARN
-    decrypt = [s for s in json.loads(policy["policy"])["Statement"] if s["Resource"] == any_key]
-    via = sorted(s["Condition"]["StringEquals"]["kms:ViaService"] for s in decrypt)
-    assert via == ["ssm.eu-north-1.amazonaws.com", "states.eu-north-1.amazonaws.com"]
+    via = sorted(s["Condition"]["StringEquals"]["kms:ViaService"] for s in decrypt if s["Resource"] == any_key)
+    assert via == ["lambda.eu-north-1.amazonaws.com", "states.eu-north-1.amazonaws.com"]
     for s in decrypt:
-        assert s["Action"] == ["kms:Decrypt"]
-        assert s["Condition"]["ForAnyValue:StringEquals"] == {
-            "kms:ResourceAliases": f"alias/odins-ravne-{env}-pipeline"
-        }
-        (context,) = s["Condition"]["StringLike"].values()
-        assert f":{account}:" in context and (f"/odins-ravne/{env}/" in context or f"odins-ravne-{env}-" in context)
+        condition = s.get("Condition", {})
+        assert not condition.get("StringEquals", {}).get("kms:ViaService", "").startswith("ssm."), s
+    for s in decrypt:
+        if s["Resource"] == any_key:
+            assert s["Action"] == ["kms:Decrypt"]
+            assert s["Condition"]["ForAnyValue:StringEquals"] == {
+                "kms:ResourceAliases": f"alias/odins-ravne-{env}-pipeline"
+            }
+            (context,) = s["Condition"]["StringLike"].values()
+            assert f":{account}:" in context and f"odins-ravne-{env}-" in context
     aliases = [a["name"] for a in synth.resources(env, "aws_kms_alias").values()]
     assert f"alias/odins-ravne-{env}-pipeline" in aliases
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_secrets_never_reach_terraform_state(synth: SynthResult, env: str) -> None:
-    """``value`` (even under ignore_changes) is stored in state and refreshed from AWS; the
-    write-only ``value_wo`` (provider 5.100, Terraform 1.11) never is."""
-    secrets = [p for p in synth.resources(env, "aws_ssm_parameter").values() if p["type"] == "SecureString"]
-    assert secrets
-    for secret in secrets:
-        assert "value" not in secret and secret["value_wo"] and secret["value_wo_version"] >= 1
+def test_no_secure_string_is_in_the_configuration(synth: SynthResult, env: str) -> None:
+    """Terraform never holds a SecureString: ``value`` lands in state, and ``value_wo`` breaks every
+    later update (provider 5.100 resourceParameterUpdate sends the empty ``value``). The weather API
+    key is set with ``make weather-key``; the weather function gets its name and may read only it.
+    https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-securestring.html
+    """
+    params = synth.resources(env, "aws_ssm_parameter").values()
+    assert params and not [p["name"] for p in params if p["type"] == "SecureString" or "value_wo" in p]
+    functions = synth.resources(env, "aws_lambda_function").values()
+    (weather,) = [f for f in functions if f["function_name"].endswith("weather-enrichment")]
+    name = weather["environment"]["variables"]["WEATHER_API_KEY_PARAMETER"]
+    assert name == f"/odins-ravne/{env}/secrets/weather-api-key"
+    grants = json.dumps(synth.resources(env, "aws_iam_role_policy"))
+    assert f"parameter{name}" in grants
 
 
 def lifecycle(synth: SynthResult, env: str, bucket_suffix: str) -> list[dict]:
@@ -172,15 +229,20 @@ def test_replica_keeps_what_a_deletion_removes(synth: SynthResult) -> None:
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_manifests_are_never_archived(synth: SynthResult, env: str) -> None:
-    """An object in GLACIER cannot be read without a restore (GetObject: InvalidObjectState); a
-    re-run reads its manifest, so only images/ goes there.
+def test_nothing_is_archived_where_get_object_needs_a_restore(synth: SynthResult, env: str) -> None:
+    """An object in GLACIER or DEEP_ARCHIVE cannot be read without a restore (GetObject:
+    InvalidObjectState); a re-run of an old manifest reads it and its images. images/ goes to
+    GLACIER_IR (read at once, 128 KB minimum billable size, 90 days minimum duration); manifests
+    stay where they are.
     https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-transition-general-considerations.html
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/storage-class-intro.html
     """
     buckets = synth.resources(env, "aws_s3_bucket").values()
     for suffix in {b["bucket"].split("odins-ravne-" + env, 1)[1] for b in buckets if "-raw-" in b["bucket"]}:
         for rule in lifecycle(synth, env, suffix):
-            if any(t.get("storage_class") in {"GLACIER", "DEEP_ARCHIVE"} for t in rule.get("transition", [])):
+            classes = {t.get("storage_class") for t in rule.get("transition", [])}
+            assert not classes & {"GLACIER", "DEEP_ARCHIVE"}, rule
+            if "GLACIER_IR" in classes:
                 assert rule["filter"][0]["prefix"] == "images/", rule
 
 
@@ -297,3 +359,16 @@ def test_deploy_aws_refuses_placeholders_in_one_line_before_anything_else(synth:
     every = make("preflight", "SYNTH=true", f"STACKS_OUT={stacks}", tmp=tmp_path)
     assert every.returncode == 0, every.stdout + every.stderr  # all envs at once: the examples are notes
     assert "pipeline-dev: NOTE placeholders: account id 111111111111" in every.stdout
+
+
+@pytest.mark.parametrize("env", CLOUD)
+def test_batch_instances_reach_no_internet_in_any_cloud_env(synth: SynthResult, env: str) -> None:
+    """Through a NAT gateway a compromised stage image reaches any HTTPS host and any bucket of any
+    account (the S3 gateway endpoint's policy covers only the routes to S3 of this region). Every
+    cloud env uses interface endpoints: dev and staging pay ~78 USD/month more each than one NAT
+    gateway (conf/prices: 7 endpoints x 2 AZs x 0.011 USD/h against 0.046 USD/h).
+    https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-access.html
+    """
+    assert not synth.resources(env, "aws_nat_gateway")
+    rules = synth.resources(env, "aws_vpc_security_group_egress_rule").values()
+    assert rules and not [r for r in rules if r.get("cidr_ipv4") == "0.0.0.0/0"]

@@ -72,7 +72,7 @@ def test_lifecycle_from_profile(synth: SynthResult) -> None:
     assert rules["expire-noncurrent-versions"]["noncurrent_version_expiration"] == [{"noncurrent_days": 30}]
     assert rules["tier-then-archive"]["transition"] == [
         {"days": 30, "storage_class": "INTELLIGENT_TIERING"},
-        {"days": 180, "storage_class": "GLACIER"},
+        {"days": 180, "storage_class": "GLACIER_IR"},
     ]
     processed = bucket_parts(synth, "dev", "aws_s3_bucket_lifecycle_configuration")["processed"]
     assert {r["id"] for r in processed["rule"]} == {
@@ -116,7 +116,7 @@ def test_raw_bucket_sends_eventbridge_events(synth: SynthResult) -> None:
 
 
 def test_network(synth: SynthResult) -> None:
-    for env, azs, egress in (("dev", 2, "nat"), ("prod", 3, "endpoints")):
+    for env, azs, egress in (("local", 2, "nat"), ("dev", 2, "endpoints"), ("prod", 3, "endpoints")):
         subnets = synth.resources(env, "aws_subnet").values()
         private = [s for s in subnets if s["tags"]["Tier"] == "private"]
         assert len(private) == azs and all(s["map_public_ip_on_launch"] is False for s in private)

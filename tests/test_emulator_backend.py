@@ -155,3 +155,26 @@ def test_backends_are_found_without_listing_the_package_again(monkeypatch: pytes
     monkeypatch.setattr(os, "listdir", no_listing)
     dispatcher = DomainDispatcherApplication(create_backend_app)
     assert [dispatcher.get_backend_for_host(name) for name in ("s3", "batch", "iam")] == ["s3", "batch", "iam"]
+
+
+def test_compute_environments_without_a_service_role_get_batchs_service_linked_role(monkeypatch) -> None:
+    """AWS uses (and creates once) AWSServiceRoleForBatch when CreateComputeEnvironment names no
+    serviceRole; moto refuses the call without the fill.
+    https://docs.aws.amazon.com/batch/latest/APIReference/API_CreateComputeEnvironment.html
+    """
+    import boto3
+    from moto import mock_aws
+
+    from local import moto_fills
+
+    moto_fills.batch_default_service_linked_role()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    with mock_aws():
+        batch = boto3.client("batch", region_name="eu-north-1")
+        for name in ("ce-one", "ce-two"):
+            batch.create_compute_environment(computeEnvironmentName=name, type="UNMANAGED", state="ENABLED")
+        roles = {c["serviceRole"] for c in batch.describe_compute_environments()["computeEnvironments"]}
+        assert roles == {"arn:aws:iam::123456789012:role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"}
+        linked = boto3.client("iam").list_roles(PathPrefix="/aws-service-role/batch.amazonaws.com/")["Roles"]
+        assert [r["RoleName"] for r in linked] == ["AWSServiceRoleForBatch"]

@@ -75,6 +75,9 @@ def test_no_call_is_denied_in_any_env(synth: SynthResult, env: str) -> None:
     assert any("kms:ReEncrypt*" in line for line in unused), "unused grants are listed for tightening"
 
 
+GUARD = REPO / "lambda_src" / "guard_budget" / "handler.py"
+
+
 def test_removing_a_grant_is_a_denied_call(synth: SynthResult) -> None:
     """Red: the guard's budgets:ViewBudget grant removed from the synthesized JSON."""
 
@@ -84,10 +87,11 @@ def test_removing_a_grant_is_a_denied_call(synth: SynthResult) -> None:
         )
 
     lines = denied(stack_config(synth, "prod", drop))
+    call = next(n for n, text in enumerate(GUARD.read_text().splitlines(), 1) if ".describe_budget(" in text)
     assert lines == [
         "DENIED arn:aws:iam::333333333333:role/odins-ravne-prod-guard-budget-fn budgets:ViewBudget "
         "arn:aws:budgets::333333333333:budget/odins-ravne-prod-cost: no identity policy allows it "
-        "(has: inline grants) [odins-ravne-prod-guard-budget: lambda_src/guard_budget/handler.py:81]"
+        f"(has: inline grants) [odins-ravne-prod-guard-budget: lambda_src/guard_budget/handler.py:{call}]"
     ]
 
 
@@ -122,7 +126,8 @@ def test_an_explicit_deny_in_the_bucket_policy_wins(synth: SynthResult) -> None:
     lines = denied(stack_config(synth, "prod", deny_stage_writes))
     writers = {line.split()[1].rsplit("/", 1)[-1] for line in lines}
     assert writers == {
-        f"odins-ravne-prod-{w}" for w in ("stage0-job", "stage1-job", "stage2-job", "weather-enrichment-fn")
+        f"odins-ravne-prod-{w}"
+        for w in ("stage0-job", "stage1-job", "stage2-job", "weather-enrichment-fn", "plan-fan-out-fn")
     }
     assert all(
         "explicit deny in bucket policy data-lake_processed_policy" in line and "(Sid Frozen)" in line for line in lines
@@ -135,9 +140,9 @@ def test_a_new_call_in_the_code_is_found_and_checked(synth: SynthResult, tmp_pat
         shutil.copytree(REPO / folder, tmp_path / folder)
     handler = tmp_path / "lambda_src" / "write_parquet" / "handler.py"
     text = handler.read_text()
-    call = "        s3.put_object(Bucket=curated, Key=key,"
+    call = "            s3.put_object(Bucket=self.bucket, Key=key,"
     assert call in text
-    handler.write_text(text.replace(call, "        s3.delete_object(Bucket=curated, Key=key)\n" + call))
+    handler.write_text(text.replace(call, "            s3.delete_object(Bucket=self.bucket, Key=key)\n" + call))
     lines = denied(stack_config(synth, "prod"), root=tmp_path)
     assert len(lines) == 1
     assert (
@@ -294,18 +299,19 @@ def test_the_generic_engine_imports_no_pipeline_code() -> None:
 
 
 def test_the_bucket_and_prefix_the_code_names_are_the_ones_checked(synth: SynthResult, tmp_path: Path) -> None:
-    """write_parquet reading its shards from the curated bucket (a mix-up) is denied: the bucket
-    and the key's prefix come from the code's own ``os.environ`` reads, not from the spec."""
+    """weather_enrichment writing its output under its input's prefix (a mix-up) is denied: the
+    bucket and the key's prefix come from the code's own ``os.environ`` reads, not from the spec."""
     for folder in ("lambda_src", "images"):
         shutil.copytree(REPO / folder, tmp_path / folder)
-    handler = tmp_path / "lambda_src" / "write_parquet" / "handler.py"
-    read = 's3.get_object(Bucket=processed, Key=f"{source}/'
-    assert read in handler.read_text()
-    handler.write_text(handler.read_text().replace(read, 's3.get_object(Bucket=curated, Key=f"{source}/'))
+    handler = tmp_path / "lambda_src" / "weather_enrichment" / "handler.py"
+    target = 'target = os.environ["OUTPUT_PREFIX"]'
+    assert target in handler.read_text()
+    handler.write_text(handler.read_text().replace(target, 'target = os.environ["INPUT_PREFIX"]'))
     lines = denied(stack_config(synth, "dev"), root=tmp_path)
-    assert len(lines) == 1
+    assert len(lines) == 1, lines
     assert (
-        "odins-ravne-dev-write-parquet-fn s3:GetObject arn:aws:s3:::odins-ravne-dev-curated-111111111111/weather/*: "
+        "odins-ravne-dev-weather-enrichment-fn s3:PutObject "
+        "arn:aws:s3:::odins-ravne-dev-processed-111111111111/stage2/*: "
         "no identity policy allows it"
     ) in lines[0]
 
@@ -387,6 +393,14 @@ UNFOLLOWED = {
     "resource": ('bucket = boto3.resource("s3").Bucket("b")\n', "boto3.resource is not scanned"),
     "from-import": ('from boto3 import client\nclient("s3").delete_object(Bucket="b", Key="k")\n', "from boto3 import"),
     "argument": ('handle(boto3.client("s3"))\n', "held in handle("),
+    # what the first merge of issues 27 and 30 wrote, found then by no call check: an operation
+    # handed to a thread pool, a client kept on an object, a client stored in an attribute
+    "passed-on": (
+        's3 = boto3.client("s3")\npool.submit(s3.put_object, Bucket="b", Key="k")\n',
+        "s3.put_object is passed on, not called",
+    ),
+    "attribute": ('s3 = boto3.client("s3")\nself.s3.put_object(Bucket="b", Key="k")\n', "reaches a client through"),
+    "stored": ('s3 = boto3.client("s3")\nwriter.s3 = s3\n', "client s3 stored in writer.s3"),
 }
 
 

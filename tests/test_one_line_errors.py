@@ -145,7 +145,7 @@ def test_rerun_shards_names_the_execution_it_needs(tmp_path: Path) -> None:
     assert_one_line(make("rerun-shards", "ENV=dev", tmp=tmp_path), "EXECUTION is not set", "EXECUTION=<name>")
 
 
-@pytest.mark.parametrize("target", ["deploy-aws", "status-aws", "destroy-aws", "quotas"])
+@pytest.mark.parametrize("target", ["deploy-aws", "status-aws", "destroy-aws"])
 def test_cloud_targets_send_local_to_the_emulator_targets(target: str, tmp_path: Path) -> None:
     local = target.replace("-aws", "-local")
     assert_one_line(make(target, "ENV=local", tmp=tmp_path), "ENV=local runs on the emulator", f"use make {local}")

@@ -84,7 +84,7 @@ def test_endpoint_without_private_dns(synth: SynthResult, tmp_path: Path) -> Non
 
 
 def test_nat_without_internet_gateway_route(synth: SynthResult, tmp_path: Path) -> None:
-    config = copy.deepcopy(synth.pipeline("dev"))
+    config = copy.deepcopy(synth.pipeline("local"))  # the one env with a NAT gateway
     del config["resource"]["aws_route"][named(config, "aws_route", "public-default")]
     found = run(config, tmp_path)
     assert any(f.check == "reachability" and "cannot reach ecs-agent" in f.problem for f in found), lines(found)

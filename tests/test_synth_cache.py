@@ -51,7 +51,7 @@ def test_same_inputs_same_hash_and_unrelated_files_do_not_count(tree) -> None:
 def test_changed_profile_value_resynthesizes(tree) -> None:
     before = digest(tree)
     profile = tree["root"] / "conf" / "profiles" / "dev.yaml"
-    profile.write_text(profile.read_text().replace("egress: nat", "egress: endpoints"))
+    profile.write_text(profile.read_text().replace("egress: endpoints", "egress: nat"))
     assert digest(tree) != before
 
 

@@ -60,6 +60,7 @@ ARN_OF: dict[str, tuple[str, str, dict[str, str]]] = {
     "aws_iam_policy": ("iam", "policy", {"PolicyNameWithPath": "name"}),
     "aws_cloudwatch_event_rule": ("events", "rule", {"RuleName": "name"}),
     "aws_budgets_budget": ("budgets", "budget", {"BudgetName": "name"}),
+    "aws_dynamodb_table": ("dynamodb", "table", {"TableName": "name"}),
 }
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline_log import execution_id_of, get_logger
 
@@ -81,8 +81,18 @@ def _running_executions(sfn: Any) -> list[str]:
     return [execution["executionArn"] for page in pages for execution in page["executions"]]
 
 
-def shutdown(clients: dict[str, Any], reason: str) -> dict:
-    batch, ssm, sfn = clients["batch"], clients["ssm"], clients["stepfunctions"]
+class Clients(NamedTuple):
+    """The five clients the shutdown uses, each called by its name in the functions below."""
+
+    batch: Any
+    ssm: Any
+    sfn: Any
+    sns: Any
+    budgets: Any
+
+
+def shutdown(aws: Clients, reason: str) -> dict:
+    batch, ssm, sfn, sns = aws.batch, aws.ssm, aws.sfn, aws.sns
     state_name, switch = os.environ["SHUTDOWN_STATE_PARAMETER"], os.environ["KILL_SWITCH_PARAMETER"]
     was_on = ssm.get_parameter(Name=switch)["Parameter"]["Value"].strip().lower() == "on"
     ssm.put_parameter(Name=switch, Value="on", Overwrite=True)
@@ -116,7 +126,6 @@ def shutdown(clients: dict[str, Any], reason: str) -> dict:
         "jobs_terminated": len(jobs),
     }
     if not was_on or executions or jobs:
-        sns = clients["sns"]
         sns.publish(
             TopicArn=os.environ["ALERT_TOPIC_ARN"],
             Subject="Odins Ravne budget kill switch: pipeline stopped"[:100],
@@ -143,18 +152,19 @@ def resume(batch: Any, ssm: Any) -> dict:
     return {"action": "resume", "compute_environments_restored": len(saved.get("compute_environments", {}))}
 
 
-def handle(event: dict, clients: dict[str, Any]) -> dict:
+def handle(event: dict, aws: Clients) -> dict:
     budget = os.environ["BUDGET_NAME"]
     if event.get("action") == "resume":
-        return resume(clients["batch"], clients["ssm"])
+        return resume(aws.batch, aws.ssm)
     if event.get("action") == "shutdown":
-        return shutdown(clients, f"emergency stop of budget {budget}'s pipeline: {event.get('reason') or 'by hand'}")
+        return shutdown(aws, f"emergency stop of budget {budget}'s pipeline: {event.get('reason') or 'by hand'}")
     if not from_budget_topic(event):
         return {"action": "none", "reason": "not a message from the budget topic"}
-    spend = read_spend(clients["budgets"])
+    budgets = aws.budgets
+    spend = read_spend(budgets)
     if not spend.over:
         return {"action": "none", "reason": f"budget {budget}: {spend.text()}, below 100 %"}
-    return shutdown(clients, f"budget {budget} reached its limit: {spend.text()}")
+    return shutdown(aws, f"budget {budget} reached its limit: {spend.text()}")
 
 
 def handler(event: dict, context: Any, *, clients: dict[str, Any] | None = None) -> dict:
@@ -165,7 +175,8 @@ def handler(event: dict, context: Any, *, clients: dict[str, Any] | None = None)
         # one name per client: make iam-check finds the calls made on each (pipeline_ops/iam_calls.py)
         batch, ssm, sfn = boto3.client("batch"), boto3.client("ssm"), boto3.client("stepfunctions")
         sns, budgets = boto3.client("sns"), boto3.client("budgets")
-        clients = {"batch": batch, "ssm": ssm, "stepfunctions": sfn, "sns": sns, "budgets": budgets}
-    result = handle(event, clients)
+    else:  # tests and the emulator pass theirs by service name
+        batch, ssm, sfn, sns, budgets = (clients[k] for k in ("batch", "ssm", "stepfunctions", "sns", "budgets"))
+    result = handle(event, Clients(batch, ssm, sfn, sns, budgets))
     log.info("budget shutdown handled", **result)
     return result

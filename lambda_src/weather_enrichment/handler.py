@@ -274,9 +274,10 @@ class SiteDayCache:
         """Every cached day of these site-months into ``client.days``; how many were read."""
 
         def one(site_month: tuple[Site, str]) -> int:
+            s3 = self.s3  # called by its name: make iam-check follows names
             try:
-                body = self.s3.get_object(Bucket=self.bucket, Key=self.key(*site_month))["Body"].read()
-            except self.s3.exceptions.NoSuchKey:
+                body = s3.get_object(Bucket=self.bucket, Key=self.key(*site_month))["Body"].read()
+            except s3.exceptions.NoSuchKey:
                 return 0
             stored = json.loads(body)
             if tuple(stored.get("fields", ())) != HOURLY:
@@ -300,7 +301,8 @@ class SiteDayCache:
             values = {day: client.days[site_month[0], day] for day in sorted(days_of[site_month])}
             complete = {day: v.tolist() for day, v in values.items() if not any(math.isnan(x) for x in v)}
             body = json.dumps({"fields": HOURLY, "days": complete}).encode()
-            self.s3.put_object(Bucket=self.bucket, Key=self.key(*site_month), Body=body, ContentType="application/json")
+            s3 = self.s3
+            s3.put_object(Bucket=self.bucket, Key=self.key(*site_month), Body=body, ContentType="application/json")
 
         with ThreadPoolExecutor(self.threads) as pool:
             list(pool.map(one, sorted(days_of)))
@@ -389,6 +391,10 @@ def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient 
     if cache and fetched:
         cache.store(fetched, client)
     totals = {"records": 0, "enriched": 0, "failed": 0, "shards": 0}
+
+    def put(key: str, body: bytes) -> None:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+
     with ThreadPoolExecutor(2) as writes:  # a shard's PUT runs while the next is enriched
         pending: list = []
         found: set[int] = set()
@@ -397,9 +403,7 @@ def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient 
             counts = enrich(records, client)
             body = json.dumps({"records": records}, sort_keys=True).encode()
             key = f"{target}/{execution_id}/shard-{shard}.json"
-            pending.append(
-                writes.submit(s3.put_object, Bucket=bucket, Key=key, Body=body, ContentType="application/json")
-            )
+            pending.append(writes.submit(put, key, body))
             del records, body
             while len(pending) > 2:
                 pending.pop(0).result()

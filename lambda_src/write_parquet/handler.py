@@ -199,8 +199,9 @@ class DatasetWriter:
         file.writer.close()
         key = object_key(self.prefix, month, self.execution_id, self._parts[month])
         self._parts[month] += 1
+        s3 = self.s3  # called by its name: make iam-check follows names
         with file.path.open("rb") as body:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/vnd.apache.parquet")
+            s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/vnd.apache.parquet")
         self.bytes_written += file.path.stat().st_size
         file.path.unlink()
         self.keys.append(key)
