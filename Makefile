@@ -20,9 +20,14 @@ export CHECKPOINT_DISABLE := 1
 # their CPU by 13-20 % (a plan of the local stack 13.6 -> 11.8 CPU s, `show -json` 5.5 -> 4.4) for
 # ~170 MB more peak memory per process (315 -> 490 MB). Yours wins if set.
 export GOGC ?= 400
-export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
-export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
-export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+# Versions are pinned in .tool-versions and checked by make setup (tools/toolchain.py), which installs
+# the pinned Node LTS into .toolchain/node when PATH's is another major: the jsii kernel and the cdktf
+# CLI run on the first `node` on PATH. No jsii Node warning is silenced: the pinned Node is supported.
+NODE_BIN := $(abspath .toolchain/node/node_modules/.bin)
+export PATH := $(NODE_BIN):$(PATH)
+# NODE_COMPILE_CACHE (Node 22) is not set: it made the jsii floor slower here, not faster (the cache of
+# the provider's 2,135 modules is ~880 MB; reading it costs more than V8's lazy compile; docs/benchmarks.md).
+# Set it yourself to try: make bench-synth then measures with and without it.
 export PYTHONDONTWRITEBYTECODE := 1
 
 LOCAL_STACK     := cdktf.out/stacks/pipeline-local
@@ -32,14 +37,27 @@ EMULATOR_SETUP = pipeline_ops.models:ensure_emulator
 # The emulator's endpoint and region come from conf/profiles/local.yaml (one `python -m conf` for both).
 LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoint AWS_DEFAULT_REGION=region)
 
-.PHONY: help setup synth diff deploy validate lint test cost docs bench-synth bench-stage bench-post bench-test bench-review soak-local clean images images-check preflight quotas rerun-shards deploy-aws status-aws destroy-aws up-localstack down-localstack \
+.PHONY: help setup test-unit synth diff deploy cdktf-deploy-local validate lint test cost docs bench-synth bench-stage bench-post bench-test bench-review soak-local clean images images-check preflight quotas rerun-shards deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume emergency-stop cost-tags \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration iam-check weather-key
 
-help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
+# make help's groups (tools/make_help.py); a target in none is listed under "other".
+HELP_DEFAULTS := ENV=local  IMAGES=100000  TEST_WORKERS=3  LOCAL_EMULATOR=moto  (ENV: local|dev|staging|prod)
+HELP_daily  := help setup test-unit test lint synth plan cost docs clean
+HELP_local  := up-localstack deploy-local run-local status-local plan-local destroy-local down-localstack leftovers-local soak-local
+HELP_cloud  := deploy diff deploy-aws apply-plan health status-aws drift images images-check preflight quotas integration rerun-shards weather-key budget-resume emergency-stop cost-tags destroy-aws
+HELP_checks := validate security iam-check lint-workflows
+HELP_bench  := bench-synth bench-stage bench-post bench-test bench-review bench-deploy
 
-setup: $(VENV)/.installed $(SCAN)/.installed node_modules/.installed $(BUILD)/terraformrc ## Python venvs, cdktf CLI, Terraform CLI config (idempotent)
+help: ## This list: targets by group, one line each (defaults first)
+	@python3 -m tools.make_help $(firstword $(MAKEFILE_LIST))
+
+setup: .toolchain/.checked $(VENV)/.installed $(SCAN)/.installed node_modules/.installed $(BUILD)/terraformrc ## Toolchain check (+ Node LTS), Python venvs, cdktf CLI, Terraform CLI config (idempotent)
+	$(if $(filter setup,$(MAKECMDGOALS)),@python3 -m tools.toolchain --print)
+
+.toolchain/.checked: .tool-versions tools/toolchain.py
+	@python3 -m tools.toolchain
+	@touch $@
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -51,7 +69,7 @@ $(SCAN)/.installed: requirements-scan.txt
 	$(SCAN)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-scan.txt
 	touch $@
 
-node_modules/.installed: package.json package-lock.json
+node_modules/.installed: package.json package-lock.json | .toolchain/.checked
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -64,13 +82,17 @@ FORCE:
 synth: setup ## Synthesize every environment (SYNTH_ENVS=local,dev for some) into cdktf.out/; no-op when no input changed
 	@$(SYNTH)
 
-diff: setup ## cdktf diff of one env's pipeline stack (ENV=<env>; offline-safe --skip-provider-lock)
+# The local provider points every API at the profile's emulator (modules/provider.py): cdktf diff/deploy
+# of pipeline-local can only reach the emulator. A cloud env deploys only through deploy-aws's checks.
+diff: setup ## cdktf diff of ENV's pipeline stack (local: against the emulator; cloud: that account's credentials)
 	$(REACHABLE)
 	SYNTH_ENVS=$(ENV) $(CDKTF) diff pipeline-$(ENV) --skip-provider-lock
 
-deploy: setup ## cdktf deploy of one env's pipeline stack (ENV=<env>; asks before applying)
+deploy: $(if $(filter local,$(ENV)),cdktf-deploy-local,deploy-aws) ## ENV=local: cdktf deploy to the running emulator (asks first); a cloud ENV is make deploy-aws
+
+cdktf-deploy-local: setup
 	$(REACHABLE)
-	SYNTH_ENVS=$(ENV) $(CDKTF) deploy pipeline-$(ENV) --skip-provider-lock
+	SYNTH_ENVS=local $(CDKTF) deploy pipeline-local --skip-provider-lock
 
 validate: synth ## terraform init (offline, from the mirror) + validate every synthesized stack
 	$(PY) -m tools.tf_validate
@@ -92,6 +114,10 @@ test: setup ## Lint, synth once (shared by every worker), then the whole suite o
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure here" >&2; fi; \
 	  exit $$rc
 
+# No emulator, no Terraform CLI, no make target, no checkov (pytest markers in pyproject.toml).
+test-unit: setup ## The tests that need no emulator and no Terraform (-m "not emulator and not terraform"), on 2 workers
+	@$(PY) -m pytest -n 2 -m "not emulator and not terraform" -q $(PYTEST_ARGS)
+
 bench-test: setup ## Wall time of `make test`, its ten slowest tests and the busy core-seconds (bench/test_suite.py)
 	$(PY) bench/test_suite.py
 
@@ -101,11 +127,13 @@ security: synth ## checkov on every synthesized stack (+ PLAN_JSON=<plan.json>);
 lint-workflows: setup ## .github workflows and actions against GitHub's schemas (check-jsonschema) and zizmor, offline
 	$(SCAN)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(SCAN)/bin/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
+	$(SCAN)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
 	$(SCAN)/bin/zizmor --offline --no-progress .github
 
 # ENV=local plans against the emulator (make deploy-local first); cloud envs need AWS credentials.
 STACKS_OUT = cdktf.out/stacks
 STACK_DIR  = $(STACKS_OUT)/pipeline-$(ENV)
+PLAN_DIR   = $(BUILD)/plan/pipeline-$(ENV)
 comma     := ,
 space     := $(subst ,, )
 # boto3 tools aimed at the emulator for ENV=local (its endpoint and dummy credentials).
@@ -125,9 +153,10 @@ plan: setup ## Plan ENV=<env> + review: build/plan/pipeline-<env>/review.md (exi
 	  if [ $$status -ne 1 ]; then $(PY) -m pipeline_ops.cost build/plan/pipeline-$(ENV)/plan.json \
 	    $(if $(IMAGES),--images $(IMAGES)) --append build/plan/pipeline-$(ENV)/review.md || exit 1; fi; exit $$status
 
-docs: setup ## Architecture, data-flow, security and cost diagrams of ENV (default prod) from its synthesized config: docs/diagrams/*.dot|svg|png (needs Graphviz: apt-get install graphviz)
-	@SYNTH_ENVS=$(or $(filter-out local,$(ENV)),prod) $(SYNTH)
+docs: setup ## Diagrams of ENV (default prod) into docs/diagrams/ and the README's generated figures and tables, from the synthesized configs (needs Graphviz: apt-get install graphviz)
+	@env -u SYNTH_ENVS $(SYNTH)
 	@$(PY) -m pipeline_ops.diagrams $(STACKS_OUT)/pipeline-$(or $(filter-out local,$(ENV)),prod)/cdk.tf.json --out docs/diagrams --render
+	@$(PY) -m pipeline_ops.readme $(STACKS_OUT)
 
 cost: setup ## USD per 1,000 images and a manifest's cost + wall time (IMAGES=N, default 100000) from ENV=<env>'s synthesized config, offline
 	$(CHECK_ENV)
@@ -139,10 +168,11 @@ drift: setup ## Refresh-only plan of ENV=<env> and a summary of what changed out
 	SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(ENV_PREFIX) $(PY) -m tools.plan drift $(STACK_DIR) $(EMU_FLAG) $(if $(filter false,$(LOCK)),--no-lock)
 
-apply-plan: setup ## Apply exactly the reviewed build/plan/pipeline-<env>/plan.tfplan (ENV=<env>); refused while the kill switch is on
+apply-plan: setup ## Apply exactly the reviewed build/plan/pipeline-<env>/plan.tfplan (ENV=<env>); refused when its review.json is missing or BLOCKING, or while the kill switch is on
 	$(REACHABLE)
+	@$(PY) -m tools.plan apply $(STACK_DIR) --out $(PLAN_DIR) --check-only
 	$(ENV_PREFIX) $(PY) -m pipeline_ops.kill_switch check $(STACK_DIR)
-	$(ENV_PREFIX) $(PY) -m tools.plan apply $(STACK_DIR) $(EMU_FLAG)
+	$(ENV_PREFIX) $(PY) -m tools.plan apply $(STACK_DIR) --out $(PLAN_DIR) $(EMU_FLAG)
 
 health: setup ## ENV=<env>: state machine ACTIVE, queues/compute envs ENABLED+VALID, no alarm in ALARM, last execution
 	$(REACHABLE)

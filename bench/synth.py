@@ -5,7 +5,9 @@ command (``-O``: jsii's Python-side type checks off, as ``cdktf synth`` runs it)
 only starts the jsii kernel and loads the AWS provider assembly under the same flags, the least any
 synth must do. "cold" runs with an empty jsii package cache, "warm" with a populated one. Target:
 warm synth <= 1.3x warm floor, peak RSS of the Python process <= 100 MB. Last, the cost of
-``make synth`` when no input changed (<= 0.5 s).
+``make synth`` when no input changed (<= 0.5 s). With ``NODE_COMPILE_CACHE`` set (Node 22's
+on-disk cache of compiled modules; the Makefile leaves it unset, see docs/benchmarks.md), floor and
+synth are measured again without it, in the same run, and the ratio printed.
 
     python bench/synth.py [--runs 3]
 """
@@ -56,8 +58,12 @@ def app_flags(cdktf_json: Path = REPO / "cdktf.json") -> tuple[str, ...]:
     return tuple(words[1:-1])
 
 
-def run_once(script: str, code: str, cache_root: str, outdir: str) -> tuple[float, float, int]:
+def run_once(
+    script: str, code: str, cache_root: str, outdir: str, env_drop: tuple[str, ...] = ()
+) -> tuple[float, float, int]:
     env = dict(os.environ, JSII_RUNTIME_PACKAGE_CACHE_ROOT=cache_root, CDKTF_OUTDIR=outdir)
+    for name in env_drop:
+        env.pop(name, None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as tools.synth runs the app: its bytecode is cached
     started = time.perf_counter()
     proc = subprocess.run(
@@ -76,11 +82,11 @@ def run_once(script: str, code: str, cache_root: str, outdir: str) -> tuple[floa
     return wall, int(rss_kb) / 1024, int(calls)
 
 
-def measure(label: str, script: str, code: str, runs: int) -> dict[str, float]:
+def measure(label: str, script: str, code: str, runs: int, env_drop: tuple[str, ...] = ()) -> dict[str, float]:
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as cold_root, tempfile.TemporaryDirectory() as outdir:
-        out["cold_s"], _, _ = run_once(script, code, cold_root, outdir)
-        warm = [run_once(script, code, cold_root, outdir) for _ in range(runs)]
+        out["cold_s"], _, _ = run_once(script, code, cold_root, outdir, env_drop)
+        warm = [run_once(script, code, cold_root, outdir, env_drop) for _ in range(runs)]
     out["warm_s"] = statistics.median(w for w, _, _ in warm)
     out["peak_mb"] = max(m for _, m, _ in warm)
     out["kernel_calls"] = warm[-1][2]
@@ -113,6 +119,12 @@ def main() -> int:
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args()
     print(f"python flags of the app command (cdktf.json): {' '.join(app_flags()) or 'none'}")
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    print(f"node {node}; NODE_COMPILE_CACHE={os.environ.get('NODE_COMPILE_CACHE', '(unset)')}")
+    if os.environ.get("NODE_COMPILE_CACHE"):
+        plain = ("NODE_COMPILE_CACHE",)
+        floor_plain = measure("floor-nc", "", FLOOR, args.runs, plain)
+        synth_plain = measure("synth-nc", str(REPO / "main.py"), "", args.runs, plain)
     floor = measure("floor", "", FLOOR, args.runs)
     synth = measure("synth", str(REPO / "main.py"), "", args.runs)
     ratio = synth["warm_s"] / floor["warm_s"]
@@ -121,6 +133,12 @@ def main() -> int:
         f"ratio warm synth / warm floor = {ratio:.2f} (target <= 1.30); peak {synth['peak_mb']:.1f} MB "
         f"(target <= 100) -> {verdict}"
     )
+    if os.environ.get("NODE_COMPILE_CACHE"):
+        print(
+            f"compile cache: warm floor {floor['warm_s']:.2f}s vs {floor_plain['warm_s']:.2f}s without "
+            f"(x{floor['warm_s'] / floor_plain['warm_s']:.2f}), warm synth {synth['warm_s']:.2f}s vs "
+            f"{synth_plain['warm_s']:.2f}s (x{synth['warm_s'] / synth_plain['warm_s']:.2f})"
+        )
     unchanged = no_change(args.runs)
     print(f"no-change synth (make synth, inputs unchanged) {unchanged:.2f}s (target <= 0.50)")
     if args.json:

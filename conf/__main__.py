@@ -12,7 +12,12 @@ import json
 import sys
 from typing import Any
 
-from conf.profile import ProfileError, load_profile
+from conf.profile import INSTANCE_TYPES_FILE, ProfileError, botocore_instance_types, load_profile
+
+INSTANCE_TYPES_HEADER = (
+    "# The EC2 InstanceType enum of the pinned botocore (service-2.json): the instance types a profile may\n"
+    "# name. tests/test_profiles.py fails when botocore lists others; renew: python -m conf --write-instance-types\n"
+)
 
 
 def lookup(env: str, profile: dict[str, Any], path: str) -> Any:
@@ -37,10 +42,25 @@ def shell_words(env: str, profile: dict[str, Any], pairs: list[str]) -> str:
     return " ".join(words)
 
 
+USAGE = """usage: python -m conf <env> [key.path | --shell NAME=key.path ...]
+       python -m conf --write-instance-types
+
+Print an environment's profile (conf/profiles/<env>.yaml over defaults.yaml) as JSON, or one key
+of it (e.g. `python -m conf local emulator_endpoint`); --shell prints NAME=value words for
+`env $(...)`. --write-instance-types renews conf/ec2_instance_types.txt from the installed botocore."""
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
+    if argv == ["--write-instance-types"]:
+        INSTANCE_TYPES_FILE.write_text(INSTANCE_TYPES_HEADER + "\n".join(botocore_instance_types()) + "\n")
+        print(f"wrote {INSTANCE_TYPES_FILE}")
+        return 0
     shell = len(argv) >= 2 and argv[1] == "--shell"
-    if (shell and len(argv) < 3) or (not shell and not 1 <= len(argv) <= 2):
-        print("usage: python -m conf <env> [key.path | --shell NAME=key.path ...]", file=sys.stderr)
+    if (shell and len(argv) < 3) or (not shell and not 1 <= len(argv) <= 2) or argv[0].startswith("-"):
+        print(USAGE.splitlines()[0] + " (--help for more)", file=sys.stderr)
         return 2
     try:
         profile = load_profile(argv[0]).model_dump(mode="json")

@@ -7,11 +7,12 @@ allowed, so a typo in a profile never reaches Terraform.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -68,6 +69,38 @@ class ProfileError(Exception):
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _booleans_only_where_a_boolean_goes(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML's ``true`` would pass as 1 (``amount_usd: true`` a 1.0 USD budget): refused."""
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and annotation is not bool and bool not in get_args(annotation):
+            raise ValueError(f"{str(value).lower()} is a boolean; this key takes a {_type_name(annotation)}")
+        return value
+
+
+def _type_name(annotation: Any) -> str:
+    names = {int: "whole number", float: "number", str: "string"}
+    return names.get(annotation) or next((names[a] for a in get_args(annotation) if a in names), "value")
+
+
+# EC2 instance types AWS knows, from the pinned botocore's service model (conf/ec2_instance_types.txt,
+# checked against botocore by tests/test_profiles.py; `python -m conf --write-instance-types` renews it).
+INSTANCE_TYPES_FILE = Path(__file__).resolve().parent / "ec2_instance_types.txt"
+
+
+def botocore_instance_types() -> list[str]:
+    """The ``InstanceType`` enum of EC2's service-2.json as the installed botocore ships it (~3 s to load)."""
+    from botocore.loaders import Loader
+
+    return sorted(Loader().load_service_model("ec2", "service-2")["shapes"]["InstanceType"]["enum"])
+
+
+@functools.cache
+def known_instance_types() -> frozenset[str]:
+    lines = INSTANCE_TYPES_FILE.read_text().splitlines()
+    return frozenset(ln.strip() for ln in lines if ln.strip() and not ln.startswith("#"))
+
 
 class StageOverride(_Frozen):
     """A profile's changes to one Batch step's resources (defaults: conf/pipeline.py)."""
@@ -104,6 +137,16 @@ class BatchSettings(_Frozen):
     cpu_spot: bool
     runnable_timeout_seconds: int = Field(ge=600, le=86400)
     stages: dict[str, StageOverride] = {}
+
+    @field_validator("gpu_instance_types", "cpu_instance_types")
+    @classmethod
+    def _real_instance_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [t for t in value if t not in known_instance_types()]
+        if unknown:
+            raise ValueError(
+                f"{unknown[0]!r} is not an EC2 instance type (botocore's list: {INSTANCE_TYPES_FILE.name})"
+            )
+        return value
 
     @field_validator("min_vcpus")
     @classmethod
@@ -536,7 +579,8 @@ def load_profile_file(path: Path) -> Profile:
     except ValidationError as exc:
         raise ProfileError(_one_line(exc, path, defaults_path, own)) from None
     except _KeyError as exc:
-        raise ProfileError(f"{_display(path)}: {exc.key} = {exc.value!r}: {exc.allowed}") from None
+        source = _source(exc.key.split("."), path, defaults_path, own)
+        raise ProfileError(f"{_display(source)}: {exc.key} = {exc.value!r}: {exc.allowed}") from None
 
 
 # The owner's original description writes a profile as ``infrastructure: {provider, region,
@@ -580,11 +624,32 @@ def _from_seed_layout(own: dict[str, Any], path: Path) -> dict[str, Any]:
     return out
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (YAML 1.2 requires unique keys;
+    PyYAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise _DuplicateKey(f"key {key!r} appears twice (lines {seen[key]} and {line}); keep one")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ProfileError(f"{_display(path)}: profile file is missing; create it (see conf/profiles/dev.yaml)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except _DuplicateKey as exc:
+        raise ProfileError(f"{_display(path)}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -610,10 +675,11 @@ def _one_line(exc: ValidationError, path: Path, defaults_path: Path, own: dict[s
     err = exc.errors(include_url=False)[0]
     loc = [str(part) for part in err["loc"]]
     key = ".".join(loc) or "(top level)"
-    source = path if _has_key(own, loc) or not defaults_path.exists() else defaults_path
+    source = _source(loc, path, defaults_path, own)
     ctx_error = (err.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _KeyError):
-        return f"{_display(path)}: {ctx_error.key} = {ctx_error.value!r}: {ctx_error.allowed}"
+        source = _source(ctx_error.key.split("."), path, defaults_path, own)
+        return f"{_display(source)}: {ctx_error.key} = {ctx_error.value!r}: {ctx_error.allowed}"
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
         return f"{_display(source)}: unknown key {key!r}; allowed keys here: {', '.join(allowed)}"
@@ -621,6 +687,14 @@ def _one_line(exc: ValidationError, path: Path, defaults_path: Path, own: dict[s
         return f"{_display(source)}: {key} is required but missing"
     message = str(err["msg"]).removeprefix("Value error, ")
     return f"{_display(source)}: {key} = {err.get('input')!r}: {message}"
+
+
+def _source(loc: list[str], path: Path, defaults_path: Path, own: dict[str, Any]) -> Path:
+    """The file that set the value at ``loc``: defaults.yaml if only it has the key, else the env's own
+    file (which has it, or is where a missing key belongs)."""
+    if _has_key(own, loc) or not defaults_path.exists():
+        return path
+    return defaults_path if _has_key(_read_yaml(defaults_path), loc) else path
 
 
 def _has_key(data: Any, loc: list[str]) -> bool:

@@ -10,6 +10,7 @@ from the local profile). Works on any Terraform config; imports no construct.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from tools import cli
+from tools import cli, progress
 from tools.tf_cli_config import plugin_cache_lock
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,18 +62,45 @@ LOG: dict[str, Path | None] = {"path": None}
 
 
 def terraform(stack_dir: Path, *args: str, capture: bool = True) -> subprocess.CompletedProcess:
-    """Plain terraform once tflocal's override is in place (tflocal adds ~5 s to every command)."""
-    proc = subprocess.run(
-        ["terraform", *args], cwd=stack_dir, env=emulator_env(), text=True, capture_output=capture, check=False
-    )
-    if LOG["path"] is not None and capture:
-        with LOG["path"].open("a") as log:
-            log.write(f"$ terraform {' '.join(args)}  (exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}\n")
-    return proc
+    """Plain terraform once tflocal's override is in place (tflocal adds ~5 s to every command).
+
+    Captured runs show Terraform's progress and keep the whole output in a log under build/logs/
+    (or ``LOG["path"]``), whose path is printed when the command fails.
+    """
+    if not capture:
+        return subprocess.run(["terraform", *args], cwd=stack_dir, env=emulator_env(), text=True, check=False)
+    label = f"{stack_dir.name} {args[0]}"
+    return progress.run(["terraform", *args], cwd=stack_dir, env=emulator_env(), label=label, log=LOG["path"])
+
+
+OVERRIDE = "emulator_override.tf.json"
+
+
+def point_at_emulator(stack_dir: Path) -> None:
+    """Aim a config's own ``endpoints`` at this emulator (an override file Terraform merges in).
+
+    A provider block that names endpoints (the local profile's, so that a bare ``cdktf deploy``
+    reaches only the emulator) wins over ``AWS_ENDPOINT_URL``, and tflocal's override is gone after
+    its ``init``: an emulator on another port (tests, soak) needs its own endpoints here.
+    """
+    endpoint = emulator_env()["AWS_ENDPOINT_URL"]
+    configs = [c for c in sorted(stack_dir.glob("*.tf.json")) if not c.name.endswith("override.tf.json")]
+    providers = [p for c in configs for p in json.loads(c.read_text()).get("provider", {}).get("aws", [])]
+    overrides = [
+        {**({"alias": p["alias"]} if p.get("alias") else {}), "endpoints": [dict.fromkeys(p["endpoints"][0], endpoint)]}
+        for p in providers
+        if p.get("endpoints")
+    ]
+    target = stack_dir / OVERRIDE
+    if overrides:
+        target.write_text(json.dumps({"provider": {"aws": overrides}}, indent=1) + "\n")
+    else:
+        target.unlink(missing_ok=True)
 
 
 def init(stack_dir: Path) -> None:
     """``tflocal init`` unless the folder is initialised with the committed lock file already."""
+    point_at_emulator(stack_dir)
     lock = stack_dir / ".terraform.lock.hcl"
     overrides = stack_dir / "localstack_providers_override.tf"
     if (

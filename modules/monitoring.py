@@ -19,6 +19,7 @@ dashboard shows these with the AWS/States, AWS/Lambda (error rate by metric math
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
@@ -35,6 +36,29 @@ from modules.functions import PythonFunction
 from modules.secure_bucket import SecureBucket
 
 METRIC_NAMESPACE = "OdinsRavne/Pipeline"
+RUNBOOKS = "docs/runbooks"  # in this repository; tests/test_runbooks.py checks every link resolves
+# Alarm id pattern -> its runbook (one per kind of alarm; the alarm's name says the env and the member).
+RUNBOOK_OF_ALARM = (
+    (re.compile(r"^sfn-ExecutionsFailed$"), "workflow-failed"),
+    (re.compile(r"^sfn-ExecutionsTimedOut$"), "workflow-timed-out"),
+    (re.compile(r"^sfn-ExecutionThrottled$"), "workflow-throttled"),
+    (re.compile(r"^batch-jobs-failed$"), "batch-jobs-failed"),
+    (re.compile(r"^batch-.+-runnable$"), "batch-runnable"),
+    (re.compile(r"^s3-.+-5xx$"), "s3-5xx"),
+    (re.compile(r"-errors$"), "lambda-errors"),
+    (re.compile(r"-throttles$"), "lambda-throttles"),
+    (re.compile(r"-duration$"), "lambda-duration"),
+)
+
+
+def runbook_path(alarm_id: str) -> str:
+    """The runbook of an alarm id; an alarm without one is a programming error caught at synth."""
+    slug = next((slug for pattern, slug in RUNBOOK_OF_ALARM if pattern.search(alarm_id)), None)
+    if slug is None:
+        raise ValueError(f"alarm {alarm_id!r} has no runbook: add one to RUNBOOK_OF_ALARM and {RUNBOOKS}/")
+    return f"{RUNBOOKS}/{slug}.md"
+
+
 ACTIVE_JOB_STATES = ("Submitted", "Pending", "Runnable", "Starting", "Running")
 
 
@@ -141,7 +165,7 @@ class Monitoring(Construct):
             self,
             id_,
             alarm_name=f"{self.props.prefix}-{id_}",
-            alarm_description=description,
+            alarm_description=f"{description}. Runbook: {runbook_path(id_)} (ENV={self.props.environment})",
             namespace=namespace,
             metric_name=metric,
             dimensions=dimensions,
@@ -394,4 +418,39 @@ class Monitoring(Construct):
                 annotations={"horizontal": [{"label": "budget", "value": props.budget_limit_usd}]},
             ),
         ]
-        return {"widgets": widgets}
+        return {"widgets": self._alarm_widgets(props) + [_below(w, ALARM_ROWS) for w in widgets]}
+
+    def _alarm_widgets(self, props: MonitoringProps) -> list[dict]:
+        """Top row: every alarm's state (ALARM first) and where its runbook is. Widget types "alarm"
+        (1-100 alarm ARNs) and "text" (markdown): CloudWatch-Dashboard-Body-Structure.html."""
+        arns = [alarm.arn for alarm in self.alarms.values()]
+        if len(arns) > 100:
+            raise ValueError(f"{len(arns)} alarms: an alarm widget shows at most 100; split the widget")
+        books = sorted({runbook_path(id_) for id_ in self.alarms})
+        links = "\n".join(f"* [{b.rsplit('/', 1)[1].removesuffix('.md')}]({b})" for b in books)
+        text = (
+            f"## Runbooks ({props.environment})\n"
+            f"Each alarm's description names its runbook, in this repository under `{RUNBOOKS}/`:\n{links}"
+        )
+        return [
+            {
+                "type": "alarm",
+                "x": 0,
+                "y": 0,
+                "width": 16,
+                "height": ALARM_ROWS,
+                "properties": {
+                    "title": "Alarms (ALARM first)",
+                    "alarms": arns,
+                    "sortBy": "stateUpdatedTimestamp",
+                },
+            },
+            {"type": "text", "x": 16, "y": 0, "width": 8, "height": ALARM_ROWS, "properties": {"markdown": text}},
+        ]
+
+
+ALARM_ROWS = 6  # height of the alarm-status and runbook row above the metric widgets
+
+
+def _below(widget: dict, rows: int) -> dict:
+    return {**widget, "y": widget["y"] + rows}

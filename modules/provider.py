@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
+from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags, AwsProviderEndpoints
 from constructs import Construct
 
 from conf import Profile
 
 LOCAL_ACCESS_KEY = "test"  # moto and LocalStack accept any key; "test" is their convention
 LOCAL_MAX_RETRIES = 5
+# Every AWS API the stacks call, by the provider's endpoint key (canonical names, not their aliases:
+# the provider refuses an alias and its canonical key together). tests/test_foundation.py fails when a
+# resource type of the local stack calls an API missing here, which would otherwise go to real AWS.
+# Python keyword arguments of the binding: ``lambda_`` is the provider's ``lambda``.
+EMULATOR_SERVICES = (
+    "athena", "batch", "bcmdataexports", "budgets", "ce", "cloudwatch", "dynamodb", "ec2", "ecr", "events", "glue",
+    "iam", "kms", "lambda_", "logs", "s3", "sfn", "sns", "sqs", "ssm", "sts", "xray",
+)  # fmt: skip
 
 
 COST_SCOPE_TAG = "CostScope"  # the one tag the budget and the anomaly monitor select on
@@ -30,6 +38,11 @@ def default_tags(profile: Profile) -> dict[str, str]:
     }
 
 
+def _emulator_url(profile: Profile) -> str:
+    """The profile's endpoint as the provider should dial it: IPv4 (moto listens on 127.0.0.1 only)."""
+    return profile.emulator_endpoint.rstrip("/").replace("localhost", "127.0.0.1")
+
+
 def pipeline_provider(
     scope: Construct, profile: Profile, *, region: str | None = None, alias: str | None = None
 ) -> AwsProvider:
@@ -39,8 +52,9 @@ def pipeline_provider(
     ``LOCAL_MAX_RETRIES`` attempts: few, so a call the emulator does not support fails in seconds
     instead of minutes, and more than two, because on a busy machine the client sometimes drops an
     answered connection and then its retry's too (the emulator replays the answer to every retry).
-    The endpoint itself comes from ``AWS_ENDPOINT_URL`` or tflocal's override, so one config
-    serves both.
+    Every API the stacks call points at the profile's ``emulator_endpoint`` (``endpoints``), so a
+    plain ``cdktf deploy pipeline-local`` or ``terraform apply`` reaches the emulator and never AWS;
+    tflocal's override file replaces that block with its own port (tests run emulators on free ports).
     """
     common = {
         "region": region or profile.region,
@@ -61,5 +75,6 @@ def pipeline_provider(
         skip_metadata_api_check="true",
         skip_region_validation=True,
         max_retries=LOCAL_MAX_RETRIES,
+        endpoints=[AwsProviderEndpoints(**dict.fromkeys(EMULATOR_SERVICES, _emulator_url(profile)))],
         **common,
     )

@@ -98,6 +98,18 @@ class Stack:
         return found
 
 
+def connections(stack: Stack) -> list[tuple[str, str, str]]:
+    """(from, to, connector type) for every resource that only connects two others (CONNECTORS)."""
+    found = []
+    for type_, (source, target) in CONNECTORS.items():
+        for address in stack.of(type_):
+            values = stack.resources[address]
+            froms, tos = stack.refs(values.get(source)), stack.refs(values.get(target))
+            if froms and tos:
+                found.append((froms[0], tos[0], type_))
+    return found
+
+
 def node_id(address: str) -> str:
     return address.replace(".", "__").replace("-", "_")
 
@@ -107,6 +119,88 @@ def new_graph(name: str, title: str, rankdir: str = "LR") -> graphviz.Digraph:
     graph.attr("node", fontname="Helvetica", fontsize="10")
     graph.attr("edge", fontname="Helvetica", fontsize="8")
     return graph
+
+
+ROLE_STYLE = {"shape": "box", "style": "rounded,filled", "fillcolor": "mistyrose"}
+KEY_STYLE = {"shape": "hexagon", "style": "filled", "fillcolor": "lightblue"}
+
+
+def legend(graph: graphviz.Digraph, nodes: list[tuple[str, dict, str]], edges: list[tuple[str, str]]) -> None:
+    """A boxed legend: each node shape and edge style the diagram uses, and what it means."""
+    with graph.subgraph(name="cluster_legend") as box:
+        box.attr(label="Legend", style="rounded,dashed", color="grey50", fontsize="10")
+        for index, (shape, style, text) in enumerate(nodes):
+            box.node(f"legend_node_{index}", text, **{"shape": shape, **style, "fontsize": "8"})
+        for index, (style, text) in enumerate(edges):
+            box.node(f"legend_from_{index}", "", shape="point", width="0.05")
+            box.node(f"legend_to_{index}", "", shape="point", width="0.05")
+            box.edge(f"legend_from_{index}", f"legend_to_{index}", label=text, style=style)
+
+
+# The README's picture: one box per kind of resource (how many, of what), wired where any resource of
+# one kind references one of another. Type -> (box, shape); types not listed are left out.
+OVERVIEW = {
+    "aws_cloudwatch_event_rule": ("EventBridge rules", "cds"),
+    "aws_sfn_state_machine": ("Step Functions workflow", "component"),
+    "aws_lambda_function": ("Lambda functions", "box"),
+    "aws_batch_job_queue": ("Batch job queues", "parallelogram"),
+    "aws_batch_compute_environment": ("Batch compute (GPU spot, CPU)", "box3d"),
+    "aws_batch_job_definition": ("Batch stage jobs", "note"),
+    "aws_ecr_repository": ("ECR stage images", "folder"),
+    "aws_s3_bucket": ("S3 data lake", "cylinder"),
+    "aws_kms_key": ("KMS key", "hexagon"),
+    "aws_sns_topic": ("SNS alert topic", "cds"),
+    "aws_cloudwatch_metric_alarm": ("CloudWatch alarms", "octagon"),
+    "aws_budgets_budget": ("Budget + shutdown", "octagon"),
+    "aws_ssm_parameter": ("SSM parameters (kill switch)", "note"),
+    "aws_vpc": ("VPC (subnets, security groups, endpoints)", "box"),
+    "aws_subnet": ("VPC (subnets, security groups, endpoints)", "box"),
+    "aws_security_group": ("VPC (subnets, security groups, endpoints)", "box"),
+    "aws_vpc_endpoint": ("VPC (subnets, security groups, endpoints)", "box"),
+}
+
+
+def overview(stack: Stack) -> graphviz.Digraph:
+    """About a dozen boxes: each kind of resource with its count and names, and which kinds wire to which."""
+    graph = new_graph("overview", "Odins Ravne pipeline: what is deployed and how it is wired (KMS key: encrypts all)")
+    boxes: dict[str, list[str]] = defaultdict(list)
+    for type_, (title, _) in OVERVIEW.items():
+        boxes[title] += stack.of(type_)
+    shapes = {title: shape for title, shape in OVERVIEW.values()}
+    box_of = {a: title for title, addresses in boxes.items() for a in addresses}
+    for title, addresses in boxes.items():
+        if not addresses:
+            continue
+        names = sorted({stack.label(a).removeprefix(_prefix(stack)) for a in addresses if not a.startswith("aws_vpc")})
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        graph.node(
+            node_id(title), f"{title} ({len(addresses)})" + (f"\\n{shown}" if shown else ""), shape=shapes[title]
+        )
+    edges = set()
+    for address, title in box_of.items():
+        for target in stack.refs({k: v for k, v in stack.resources[address].items() if k != "//"}):
+            other = box_of.get(target)
+            if other and other != title and not target.startswith("aws_kms_key."):
+                edges.add((title, other, "uses"))
+    for source, target, _ in connections(stack):
+        if source in box_of and target in box_of:
+            edges.add((box_of[source], box_of[target], "triggers"))
+    for source, target, verb in sorted(edges):
+        style = {"style": "bold", "color": "darkorange"} if verb == "triggers" else {}
+        graph.edge(node_id(source), node_id(target), **style)
+    legend(
+        graph,
+        [("box", {}, "a kind of resource (count)\\nand some of its names")],
+        [("solid", "references (by name or ARN)"), ("bold", "an event triggers its target")],
+    )
+    return graph
+
+
+def _prefix(stack: Stack) -> str:
+    """``odins-ravne-<env>-`` of this stack's names (from its state machine), to keep labels short."""
+    machines = stack.of("aws_sfn_state_machine")
+    name = stack.label(machines[0]) if machines else ""
+    return name.rsplit("-", 1)[0] + "-" if "-" in name else ""
 
 
 def architecture(stack: Stack) -> graphviz.Digraph:
@@ -129,14 +223,19 @@ def architecture(stack: Stack) -> graphviz.Digraph:
         for target in stack.refs({k: v for k, v in stack.resources[address].items() if k != "//"}):
             if target in main and target != address:
                 edges.add((address, target, ""))
-    for type_, (source, target) in CONNECTORS.items():
-        for address in stack.of(type_):
-            values = stack.resources[address]
-            froms, tos = stack.refs(values.get(source)), stack.refs(values.get(target))
-            if froms and tos and froms[0] in main and tos[0] in main:
-                edges.add((froms[0], tos[0], type_.removeprefix("aws_").replace("_", " ")))
+    for source, target, type_ in connections(stack):
+        if source in main and target in main:
+            edges.add((source, target, type_.removeprefix("aws_").replace("_", " ")))
     for source, target, label in sorted(edges):
         graph.edge(node_id(source), node_id(target), label=label)
+    kinds = defaultdict(list)
+    for type_, (_, shape) in ARCHITECTURE.items():
+        kinds[shape].append(type_.removeprefix("aws_").replace("_", " "))
+    legend(
+        graph,
+        [(shape, {}, "\\n".join(names)) for shape, names in kinds.items()],
+        [("solid", "references (unlabelled) or connects (labelled: event target, subscription)")],
+    )
     return graph
 
 
@@ -212,6 +311,14 @@ def dataflow(stack: Stack) -> graphviz.Digraph:
 
     for source, target, verb in sorted(flows, key=lambda f: (name(f[0]), name(f[1]))):
         graph.edge(name(source), name(target), label=verb, color="darkgreen" if verb == "write" else "navy")
+    legend(
+        graph,
+        [
+            ("folder", {}, "bucket prefix"),
+            ("box", {"style": "filled", "fillcolor": "lightyellow"}, "function or Batch job"),
+        ],
+        [("solid", "read (navy: s3:GetObject) / write (green: s3:PutObject)")],
+    )
     return graph
 
 
@@ -224,9 +331,9 @@ def _actions(found: list[dict]) -> str:
     return "\\n".join(f"{s}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''}" for s, v in sorted(services.items()))
 
 
-def security(stack: Stack) -> graphviz.Digraph:
-    """Roles (who assumes them, what they may do on what), keys (what they encrypt), the network."""
-    graph = new_graph("security", "Security: roles and their grants, encryption keys, network boundaries")
+def security_iam(stack: Stack) -> graphviz.Digraph:
+    """Roles: who assumes each, and what it may do on which resource (its inline grants)."""
+    graph = new_graph("security-iam", "Security, IAM: each role, who assumes it, what it may do on what")
     owners = principals(stack)
     for role in stack.of("aws_iam_role"):
         values = stack.resources[role]
@@ -240,13 +347,7 @@ def security(stack: Stack) -> graphviz.Digraph:
             }
         )
         who = stack.label(owners[role]) if role in owners else ", ".join(services) or "federated (CI)"
-        graph.node(
-            node_id(role),
-            f"{stack.label(role)}\\nassumed by {who}",
-            shape="box",
-            style="rounded,filled",
-            fillcolor="mistyrose",
-        )
+        graph.node(node_id(role), f"{stack.label(role)}\\nassumed by {who}", **ROLE_STYLE)
     for role, found in sorted(statements(stack).items()):
         by_target = defaultdict(list)
         for statement in found:
@@ -262,17 +363,40 @@ def security(stack: Stack) -> graphviz.Digraph:
                 continue
             graph.node(node_id(target), stack.label(target), shape="ellipse")
             graph.edge(node_id(role), node_id(target), label=_actions(granted))
+    legend(
+        graph,
+        [("box", ROLE_STYLE, "IAM role (assumed by)"), ("ellipse", {}, "resource it may act on")],
+        [("solid", "actions granted on that resource"), ("dashed", "actions AWS does not scope (Resource *)")],
+    )
+    return graph
+
+
+def security_encryption(stack: Stack) -> graphviz.Digraph:
+    """KMS keys and what each encrypts (every reference from an encryption field)."""
+    graph = new_graph("security-encryption", "Security, encryption: each KMS key and what it encrypts")
     for key in stack.of("aws_kms_key"):
         description = stack.resources[key].get("description", "")
-        graph.node(node_id(key), f"KMS key\\n{description}", shape="hexagon", style="filled", fillcolor="lightblue")
+        graph.node(node_id(key), f"KMS key\\n{description}", **KEY_STYLE)
         for address, values in sorted(stack.resources.items()):
             fields = {k: values[k] for k in values if k in ENCRYPTION_FIELDS} | {
                 k: values[k] for k in ("rule",) if k in values and address.startswith("aws_s3_bucket_server_side")
             }
             if key in stack.refs(fields):
                 encrypted = next((r for r in stack.refs(values) if r.startswith("aws_s3_bucket.")), address)
-                graph.node(node_id(encrypted), stack.label(encrypted), shape="ellipse")
+                kind = encrypted.split(".")[0].removeprefix("aws_").replace("_", " ")
+                graph.node(node_id(encrypted), f"{stack.label(encrypted)}\\n({kind})", shape="ellipse")
                 graph.edge(node_id(key), node_id(encrypted), label="encrypts", color="steelblue", style="dotted")
+    legend(
+        graph,
+        [("hexagon", KEY_STYLE, "KMS key (customer managed)"), ("ellipse", {}, "encrypted resource")],
+        [("dotted", "the resource names the key (SSE-KMS, kms_key_id, ...)")],
+    )
+    return graph
+
+
+def security_network(stack: Stack) -> graphviz.Digraph:
+    """The VPC: subnets, security groups, endpoints, and where Batch runs."""
+    graph = new_graph("security-network", "Security, network: where compute runs, no inbound path")
     with graph.subgraph(name="cluster_network") as network:
         network.attr(label="VPC: private subnets, no inbound", style="rounded", color="grey40")
         for address in stack.of("aws_subnet") + stack.of("aws_security_group") + stack.of("aws_vpc_endpoint"):
@@ -287,19 +411,35 @@ def security(stack: Stack) -> graphviz.Digraph:
             for target in stack.refs(stack.resources[environment].get("compute_resources")):
                 if target.startswith(("aws_subnet.", "aws_security_group.")):
                     network.edge(node_id(environment), node_id(target), label="runs in")
+    legend(
+        graph,
+        [("box", {}, "subnet, security group or VPC endpoint"), ("box3d", {}, "Batch compute environment")],
+        [("solid", "runs in")],
+    )
     return graph
 
 
-def cost_graph(stack: Stack, config: dict) -> graphviz.Digraph:
-    """What costs money while idle (from the price table) and per run (PlanFanOut's inputs)."""
+def region_prices(config: dict) -> tuple[str, dict]:
+    """The region of the config's default provider and its dated price table."""
     region = next(iter((config.get("provider") or {}).get("aws") or [{}])).get("region", "eu-north-1")
-    prices = json.loads((PRICES / f"{region}.json").read_text())
-    graph = new_graph("cost", f"Cost: idle per month and per run ({region} price table of {prices['date']})", "TB")
-    idle = defaultdict(float)
+    return region, json.loads((PRICES / f"{region}.json").read_text())
+
+
+def idle_costs(stack: Stack, prices: dict) -> dict[str, float]:
+    """USD per month of what costs money while idle, by kind of resource (the plan review's prices)."""
+    idle: dict[str, float] = defaultdict(float)
     for address, values in stack.resources.items():
         priced = monthly_cost(address.split(".")[0], values, {}, prices)
         if priced:
             idle[address.split(".")[0].removeprefix("aws_").replace("_", " ")] += priced[0]
+    return idle
+
+
+def cost_graph(stack: Stack, config: dict) -> graphviz.Digraph:
+    """What costs money while idle (from the price table) and per run (PlanFanOut's inputs)."""
+    region, prices = region_prices(config)
+    graph = new_graph("cost", f"Cost: idle per month and per run ({region} price table of {prices['date']})", "TB")
+    idle = idle_costs(stack, prices)
     graph.node("idle", f"idle: {sum(idle.values()):.2f} USD/month\\n(fixed-price resources)", shape="doubleoctagon")
     for kind, usd in sorted(idle.items(), key=lambda kv: -kv[1]):
         graph.node(f"idle_{node_id(kind)}", f"{kind}\\n{usd:.2f} USD/month", shape="box")
@@ -332,13 +472,26 @@ def cost_graph(stack: Stack, config: dict) -> graphviz.Digraph:
             style="filled",
             fillcolor="lightyellow",
         )
+    legend(
+        graph,
+        [("doubleoctagon", {}, "total (idle per month, or per run)"), ("box", {}, "what it is made of")],
+        [("solid", "part of")],
+    )
     return graph
 
 
 def diagrams(config: dict) -> dict[str, str]:
-    """Name -> DOT source of the four diagrams."""
+    """Name -> DOT source of every diagram."""
     stack = Stack(config)
-    graphs = [architecture(stack), dataflow(stack), security(stack), cost_graph(stack, config)]
+    graphs = [
+        overview(stack),
+        architecture(stack),
+        dataflow(stack),
+        security_iam(stack),
+        security_encryption(stack),
+        security_network(stack),
+        cost_graph(stack, config),
+    ]
     return {g.name: g.source for g in graphs}
 
 

@@ -23,6 +23,9 @@ os.environ.setdefault("CHECKPOINT_DISABLE", "1")
 # The same Terraform CLI config as the Makefile (provider mirror when the machine has one).
 if (REPO / "build" / "terraformrc").exists():
     os.environ["TF_CLI_CONFIG_FILE"] = str(REPO / "build" / "terraformrc")
+# The same Node as the Makefile (the pinned LTS make setup installs when the machine's is older).
+if (REPO / ".toolchain" / "node" / "node_modules" / ".bin" / "node").exists():
+    os.environ["PATH"] = f"{REPO / '.toolchain' / 'node' / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"
 
 
 @dataclass

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conf import load_profile
 from tests.conftest import REPO, SynthResult
 
@@ -62,6 +64,39 @@ def test_provider_guards_and_tags(synth: SynthResult) -> None:
             assert provider["region"] == "eu-north-1"
             account = {"dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}[env]
             assert provider["allowed_account_ids"] == [account]
+
+
+# The provider's endpoint key of each resource type prefix the stacks use (the AWS provider's
+# custom-service-endpoints guide: https://registry.terraform.io/providers/hashicorp/aws/latest/docs/guides/custom-service-endpoints).
+ENDPOINT_OF_PREFIX = {
+    "aws_athena": "athena", "aws_batch": "batch", "aws_bcmdataexports": "bcmdataexports", "aws_budgets": "budgets",
+    "aws_ce": "ce", "aws_cloudwatch_dashboard": "cloudwatch", "aws_cloudwatch_metric_alarm": "cloudwatch",
+    "aws_dynamodb": "dynamodb",
+    "aws_cloudwatch_event": "events", "aws_cloudwatch_log": "logs", "aws_ecr": "ecr", "aws_glue": "glue",
+    "aws_iam": "iam", "aws_kms": "kms", "aws_lambda": "lambda", "aws_s3": "s3", "aws_sfn": "sfn", "aws_sns": "sns",
+    "aws_sqs": "sqs", "aws_ssm": "ssm", "aws_caller_identity": "sts", "aws_xray": "xray",
+    **dict.fromkeys(
+        ("aws_vpc", "aws_subnet", "aws_route", "aws_security_group", "aws_default_security_group", "aws_eip",
+         "aws_nat_gateway", "aws_internet_gateway", "aws_flow_log", "aws_launch_template", "aws_availability_zones"),
+        "ec2",
+    ),
+}  # fmt: skip
+
+
+def test_local_provider_reaches_only_the_emulator(synth: SynthResult) -> None:
+    """Every API the local stack calls points at the profile's emulator: `cdktf deploy pipeline-local`
+    (no tflocal, no AWS_ENDPOINT_URL) must never reach AWS."""
+    config = synth.pipeline("local")
+    endpoint = load_profile("local").emulator_endpoint.rstrip("/").replace("localhost", "127.0.0.1")
+    (provider,) = config["provider"]["aws"]
+    (endpoints,) = provider["endpoints"]
+    assert set(endpoints.values()) == {endpoint}
+    types = {*config["resource"], *config.get("data", {})}
+    for type_ in sorted(types):
+        prefix = max((p for p in ENDPOINT_OF_PREFIX if type_.startswith(p)), key=len, default=None)
+        assert prefix, f"{type_}: add its endpoint key to ENDPOINT_OF_PREFIX and modules/provider.py"
+        assert ENDPOINT_OF_PREFIX[prefix] in endpoints, f"{type_} calls {ENDPOINT_OF_PREFIX[prefix]}, not set"
+    assert "sts" in endpoints and provider["skip_credentials_validation"] is True
 
 
 def test_provider_pinned(synth: SynthResult) -> None:
@@ -151,6 +186,7 @@ def test_state_bootstrap_bucket(synth: SynthResult) -> None:
     assert "local" in stack["terraform"]["backend"]
 
 
+@pytest.mark.terraform
 def test_terraform_validate_every_stack(synth: SynthResult, tmp_path: Path) -> None:
     """Every stack validates; the stacks share one Terraform run, so an error is told by its stack
     (a broken copy of one, validated beside them, is the only one that fails)."""

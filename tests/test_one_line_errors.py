@@ -7,6 +7,7 @@ missing synthesized stack.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import pytest
 
 from local.emulator import free_port
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.terraform
 
 NO_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
 
@@ -170,3 +173,47 @@ def test_no_refresh_is_for_plan_only(command: str, tmp_path: Path) -> None:
     )
     assert_one_line(proc, "--no-refresh is for plan only")
     assert proc.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("review", "expected"),
+    [
+        (
+            {
+                "verdict": "BLOCKING",
+                "blocking": [{"address": "aws_s3_bucket.raw", "action": "delete"}],
+                "approvals_needed": [{"address": "aws_s3_bucket.raw", "digest": "sha256:0123"}],
+            },
+            ("is BLOCKING", "e.g. aws_s3_bucket.raw", "make apply-plan refuses it", "plan-approvals.yaml"),
+        ),
+        (None, ("review.json not found", "make plan ENV=dev")),
+    ],
+)
+def test_apply_plan_refuses_an_unreviewed_or_blocking_plan(synth, review, expected, tmp_path: Path) -> None:
+    """A BLOCKING plan (a stateful destroy nobody approved) is refused before Terraform starts, even
+    with credentials: the plan file alone never says it was reviewed."""
+    plan_dir = tmp_path / "plan"
+    plan_dir.mkdir()
+    (plan_dir / "plan.tfplan").write_bytes(b"PK\x03\x04 not applied")
+    if review is not None:
+        (plan_dir / "review.json").write_text(json.dumps({"title": "pipeline-dev", **review}))
+    dev = synth.outdir / "stacks" / "pipeline-dev"
+    credentials = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "example"}
+    proc = make("apply-plan", "ENV=dev", f"STACK_DIR={dev}", f"PLAN_DIR={plan_dir}", env=credentials, tmp=tmp_path)
+    assert_one_line(proc, *expected)
+    assert proc.returncode == 2 and "Initializing" not in proc.stdout + proc.stderr  # no terraform init ran
+
+
+def test_deploy_of_a_cloud_env_is_deploy_aws(tmp_path: Path) -> None:
+    """`make deploy ENV=prod` runs deploy-aws's checked path, never a bare `cdktf deploy`."""
+    dry = subprocess.run(
+        ["make", "-n", "--no-print-directory", "deploy", "ENV=prod"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "cdktf deploy" not in dry and "cdktf-deploy-local" not in dry
+    for step in ("preflight ENV=prod", "plan ENV=prod", "apply-plan ENV=prod", "health ENV=prod"):
+        assert f"make --no-print-directory {step}" in dry, step

@@ -256,3 +256,70 @@ def test_shell_words_for_the_makefile(capsys) -> None:
         captured = capsys.readouterr()
         assert captured.out == "" and message in captured.err and captured.err.count("\n") == 1
     assert main(["local", "--shell"]) == 2 and "usage:" in capsys.readouterr().err
+
+
+def _one_line_error(env: str, profile_dir: Path) -> str:
+    with pytest.raises(ProfileError) as caught:
+        load_profile(env, profile_dir)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_cross_field_error_names_the_file_that_set_the_value(profile_dir: Path) -> None:
+    """workflow.max_concurrency (25) comes from defaults.yaml; dev.yaml only lowered max_vcpus."""
+    _edit(profile_dir, "dev", "batch.max_vcpus", 8)
+    message = _one_line_error("dev", profile_dir)
+    assert message.startswith(f"{profile_dir / 'defaults.yaml'}: workflow.max_concurrency = 25:"), message
+
+
+def test_an_error_in_defaults_names_defaults(profile_dir: Path) -> None:
+    _edit(profile_dir, "defaults", "batch.runnable_timeout_seconds", 10)
+    message = _one_line_error("local", profile_dir)
+    assert message.startswith(f"{profile_dir / 'defaults.yaml'}: batch.runnable_timeout_seconds = 10:"), message
+
+
+@pytest.mark.parametrize("key", ["batch.gpu_instance_types", "batch.cpu_instance_types"])
+def test_instance_types_are_ones_ec2_knows(profile_dir: Path, key: str) -> None:
+    _edit(profile_dir, "dev", key, ["g4dn.xlarge", "g4dn.bogus"])
+    message = _one_line_error("dev", profile_dir)
+    assert message.endswith(
+        f"{key} = ['g4dn.xlarge', 'g4dn.bogus']: 'g4dn.bogus' is not an EC2 instance type "
+        "(botocore's list: ec2_instance_types.txt)"
+    ), message
+
+
+def test_instance_type_list_is_botocores() -> None:
+    """conf/ec2_instance_types.txt is exactly the InstanceType enum of the installed botocore."""
+    from conf.profile import botocore_instance_types, known_instance_types
+
+    assert sorted(known_instance_types()) == botocore_instance_types()
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [("budget.amount_usd", "number"), ("batch.max_vcpus", "whole number"), ("region", "string")],
+)
+def test_a_boolean_is_not_a_number(profile_dir: Path, key: str, kind: str) -> None:
+    """YAML `true` would otherwise pass as 1: `amount_usd: true` a 1.0 USD budget."""
+    _edit(profile_dir, "dev", key, True)
+    message = _one_line_error("dev", profile_dir)
+    assert message.endswith(f"{key} = True: true is a boolean; this key takes a {kind}"), message
+
+
+def test_a_key_given_twice_is_refused(profile_dir: Path) -> None:
+    defaults = profile_dir / "defaults.yaml"
+    text = defaults.read_text()
+    defaults.write_text(text.replace("  max_vcpus: 100\n", "  max_vcpus: 100\n  max_vcpus: 8\n", 1))
+    line = next(i for i, ln in enumerate(defaults.read_text().splitlines(), 1) if ln == "  max_vcpus: 100")
+    message = _one_line_error("dev", profile_dir)
+    assert message == f"{defaults}: key 'max_vcpus' appears twice (lines {line} and {line + 1}); keep one"
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_conf_help_prints_usage(flag: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "conf", flag], cwd=REPO, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m conf <env>")
+    assert "--help.yaml" not in proc.stdout + proc.stderr

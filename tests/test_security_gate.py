@@ -10,6 +10,8 @@ import pytest
 from tests.conftest import SynthResult
 from tools import security_scan
 
+pytestmark = pytest.mark.terraform
+
 # The tests that read the scan of every stack share one worker, so the scan runs once.
 EVERY_STACK = pytest.mark.xdist_group("checkov-every-stack")
 

@@ -11,6 +11,8 @@ import pytest
 from local import deploy
 from tools import tf_cli_config, tf_validate
 
+pytestmark = pytest.mark.terraform
+
 AWS_ONLY = {
     "terraform": {"required_providers": {"aws": {"source": "hashicorp/aws", "version": "5.100.0"}}},
     "provider": {"aws": [{"region": "eu-north-1", "skip_credentials_validation": True}]},

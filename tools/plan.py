@@ -15,8 +15,9 @@ plans against the recorded state without reading every resource back (``-refresh
 quicker review of a config change, blind to drift). ``drift`` runs
 ``plan -refresh-only -detailed-exitcode`` and ``tools.drift_report`` (2 = drifted).
 ``apply`` applies the saved ``plan.tfplan`` and nothing else: Terraform refuses it if the
-state moved since the plan was made. ``--no-lock`` is for read-only roles (prod's plan role
-may not write the S3 lock object).
+state moved since the plan was made, and ``apply`` refuses it when the ``review.json`` beside it
+is missing or BLOCKING (destroys nobody approved with ``ALLOW_DESTROY``). ``--no-lock`` is for
+read-only roles (prod's plan role may not write the S3 lock object).
 Works on any Terraform config; imports nothing of the CDKTF app.
 """
 
@@ -29,9 +30,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tools import cli, drift_report, plan_review, tf_validate
+from tools import cli, drift_report, plan_review, progress, tf_validate
 
 REPO = Path(__file__).resolve().parent.parent
+LONG = {"plan", "apply", "destroy"}  # the commands that take minutes: progress and a log
 APPROVALS = REPO / "plan-approvals.yaml"
 
 
@@ -58,10 +60,14 @@ class Terraform:
         except subprocess.CalledProcessError as exc:
             raise self._failed("init", exc.stderr or exc.stdout) from None
 
-    def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            ["terraform", *args], cwd=self.stack_dir, env=self.env, text=True, capture_output=True, check=False
-        )
+    def run(self, *args: str, ok: tuple[int, ...] = (0,), total: int | None = None) -> subprocess.CompletedProcess:
+        """``terraform <args>``; plan/apply/destroy show progress and log to build/logs/ (tools.progress)."""
+        cmd = ["terraform", *args]
+        if args[0] in LONG:
+            label = f"{self.stack_dir.name} {args[0]}"
+            proc = progress.run(cmd, cwd=self.stack_dir, env=self.env, label=label, total=total)
+        else:
+            proc = subprocess.run(cmd, cwd=self.stack_dir, env=self.env, text=True, capture_output=True, check=False)
         if proc.returncode not in ok:
             raise self._failed(args[0], proc.stderr or proc.stdout)
         return proc
@@ -112,6 +118,23 @@ def destroy_refusal(stack_dir: Path, confirm: str) -> str | None:
     return None
 
 
+def apply_refusal(out: Path, env: str) -> str | None:
+    """Why the plan in ``out`` must not be applied: no review next to it, or a BLOCKING one."""
+    review_path = out / "review.json"
+    if not review_path.exists():
+        return f"{review_path} not found: apply only a reviewed plan; run `make plan ENV={env}` first"
+    review = json.loads(review_path.read_text())
+    if review.get("verdict") != "BLOCKING":
+        return None
+    needed = review.get("approvals_needed") or review.get("blocking") or []
+    first = needed[0]["address"] if needed else "?"
+    return (
+        f"{review_path} is BLOCKING ({len(needed)} change(s) nobody approved, e.g. {first}): make apply-plan "
+        f"refuses it; approve them in plan-approvals.yaml (address and digest from review.json's "
+        f"approvals_needed), then run `make plan ENV={env}` again"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["plan", "drift", "apply", "destroy"])
@@ -127,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "--fail-on", choices=["blocking", "review"], default="blocking", help="plan: review = exit 3 on REVIEW too"
     )
     parser.add_argument("--approvals", type=Path, default=APPROVALS, help="plan: destroys approved in the PR")
-    parser.add_argument("--check-only", action="store_true", help="destroy: only the refusals, no terraform")
+    parser.add_argument("--check-only", action="store_true", help="apply/destroy: only the refusals, no terraform")
     args = parser.parse_args(argv)
     if args.no_refresh and args.command != "plan":
         print(f"error: --no-refresh is for plan only (make plan REFRESH=false), not {args.command}", file=sys.stderr)
@@ -144,8 +167,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     out = args.out or REPO / "build" / "plan" / title
     out.mkdir(parents=True, exist_ok=True)
-    tf = Terraform(args.stack_dir, emulator=args.emulator)
-    tf.init()
     if args.command == "apply":
         planfile = (out / "plan.tfplan").resolve()
         if not planfile.exists():
@@ -153,7 +174,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"error: {planfile} not found; run `make plan` (or download the reviewed plan) first", file=sys.stderr
             )
             return 1
-        proc = tf.run("apply", "-input=false", "-no-color", "-parallelism=30", str(planfile))
+        refusal = apply_refusal(out, title.removeprefix("pipeline-"))
+        if refusal:
+            print(f"error: {refusal}", file=sys.stderr)
+            return 2
+        if args.check_only:
+            return 0
+    tf = Terraform(args.stack_dir, emulator=args.emulator)
+    tf.init()
+    if args.command == "apply":
+        counts = json.loads((out / "review.json").read_text()).get("counts", {})
+        total = sum(counts.get(k, 0) for k in ("add", "change", "destroy")) + 2 * counts.get("replace", 0)
+        proc = tf.run("apply", "-input=false", "-no-color", "-parallelism=30", str(planfile), total=total)
         print("\n".join(ln for ln in proc.stdout.splitlines() if ln.startswith("Apply complete")))
         return 0
     if args.command == "destroy":

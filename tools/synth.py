@@ -19,13 +19,14 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from tools import cli
+from tools import cli, progress
 
 REPO = Path(__file__).resolve().parent.parent
 APP_FILES = ("main.py", "cdktf.json", "requirements.txt", "package-lock.json", ".terraform.lock.hcl")
@@ -35,6 +36,7 @@ ENV_PREFIXES = ("CDKTF_",)
 NPM_PACKAGES = ("cdktf", "cdktf-cli")
 SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 STAMP = ".synth-inputs.json"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")  # what a spinner leaves when its output is piped
 
 
 def _files(dirs: Iterable[Path], files: Iterable[Path]) -> list[Path]:
@@ -110,16 +112,18 @@ def synthesize(output: Path, quiet: bool = False) -> int:
     # The app runs as ``python -O`` (cdktf.json), whose bytecode pip does not precompile: let its
     # first run write it (``.opt-1.pyc``), or every synth recompiles the binding it imports (~6 s).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    proc = subprocess.run(
-        [str(cdktf), "synth", "--output", str(output)],
-        cwd=REPO,
-        env=env,
-        check=False,
-        capture_output=quiet,
-        text=True,
-    )
-    if quiet and proc.returncode:  # quiet hides the CLI's progress, never its failure
-        sys.stderr.write(proc.stdout + proc.stderr)
+    cmd = [str(cdktf), "synth", "--output", str(output)]
+    if quiet:  # quiet hides the CLI's progress, never its failure
+        proc = subprocess.run(cmd, cwd=REPO, env=env, check=False, capture_output=True, text=True)
+        if proc.returncode:
+            sys.stderr.write(ANSI.sub("", proc.stdout + proc.stderr))
+        return proc.returncode
+    if sys.stdout.isatty():  # the CLI's own spinner
+        return subprocess.run(cmd, cwd=REPO, env=env, check=False).returncode
+    # Not a terminal (CI, a pipe): the CLI's spinner would be escape codes; keep them in the log.
+    proc = progress.run(cmd, cwd=REPO, env=env, label="synth")
+    done = [ln for ln in ANSI.sub("", proc.stdout).splitlines() if ln.startswith("Generated Terraform code")]
+    print("\n".join(done) if proc.returncode == 0 else ANSI.sub("", proc.stderr or proc.stdout)[-2000:])
     return proc.returncode
 
 
