@@ -120,8 +120,14 @@ RULES: dict[str, list[tuple[str, Edit, str]]] = {
         ),
     ],
     "_every_step_has_a_price": [
-        ("dev", setting("dev", batch__gpu_instance_types=["g9.mega"]), "none that the price table knows fits stage1"),
+        ("dev", setting("dev", batch__gpu_instance_types=["g6.xlarge"]), "none that the price table knows fits stage1"),
         ("dev", setting("dev", region="us-west-2"), "no price table for region us-west-2"),
+    ],
+    "_real_instance_types": [
+        ("dev", setting("dev", batch__gpu_instance_types=["g4dn.xlarge", "g4dn.bogus"]), "'g4dn.bogus' is not an EC2"),
+    ],
+    "_booleans_only_where_a_boolean_goes": [
+        ("dev", setting("dev", budget__amount_usd=True), "true is a boolean; this key takes a"),
     ],
     "_replica_elsewhere": [
         ("prod", setting("prod", data_lake__replica_region="eu-north-1"), "data_lake.replica_region = 'eu-north-1'"),
