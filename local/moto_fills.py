@@ -948,8 +948,8 @@ def s3_eventbridge_starts_state_machines() -> None:
                     refused = role_may_start(account_id, target.get("RoleArn"), arn)
                     if refused:
                         raise PermissionError(refused)
-                    machine_region = arn.split(":")[3]
-                    execution = get_backend(account_id, machine_region).start_execution(arn, name=None, execution_input=given)
+                    states = get_backend(account_id, arn.split(":")[3])
+                    execution = states.start_execution(arn, name=None, execution_input=given)
                     told("eventbridge.start", rule=rule.name, execution=execution.execution_arn)
                 except Exception as exc:  # AWS counts a FailedInvocation; the upload stands
                     told("eventbridge.failed", rule=rule.name, target=arn, error=str(exc))
