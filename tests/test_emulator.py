@@ -93,10 +93,10 @@ def test_uploaded_manifest_starts_one_run_that_succeeds_in_order_with_parquet(aw
     assert "budget odins-ravne-local-cost:" in status and "kill switch /odins-ravne/local/kill-switch: off" in status
 
     # The same bytes uploaded again (same ETag): S3 sends a new Object Created event and EventBridge
-    # starts a second execution, as it would for a duplicate delivery (AWS delivers at least once,
-    # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html). No StartExecution
-    # can be kept from starting, so the workflow refuses it: PlanFanOut's claim on the manifest's
-    # ETag is taken, and the run ends ManifestRefused before any Batch job (no second billed run).
+    # starts a second execution, as it would for a duplicate delivery (durable delivery is at least
+    # once: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-delivery-level.html).
+    # No StartExecution can be kept from starting, so the workflow refuses it: PlanFanOut's claim on
+    # the manifest's ETag is taken, and the run ends ManifestRefused before any Batch job.
     body = aws["s3"].get_object(Bucket=raw, Key=key)["Body"].read()
     assert (
         aws["s3"].put_object(Bucket=raw, Key=key, Body=body)["ETag"].strip('"')
