@@ -911,7 +911,8 @@ def s3_eventbridge_starts_state_machines() -> None:
     every rule of every bus without the target's input, and a Step Functions target raises (and is
     swallowed). Here an Object Created event, in AWS's shape, goes to the default bus (where S3
     sends it: https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventBridge.html); every
-    ENABLED rule whose pattern matches (moto's own matcher) hands each target its input; a state
+    ENABLED rule whose pattern matches (moto's own matcher; moto's matches every event when a rule
+    has none, a schedule) hands each target its input; a state
     machine is started with that input once its role passes :func:`role_may_start`. Delivery is
     once per event (AWS: at least once, so the workflow claims each manifest version itself). A
     failed delivery is logged and leaves the upload alone, as on AWS. Other targets and other
@@ -934,7 +935,8 @@ def s3_eventbridge_starts_state_machines() -> None:
         event = object_created_event(account_id, bucket, event_name, key)
         bus = events_backends[account_id][bucket.region_name].event_buses.get("default")
         for rule in list(bus.rules.values()) if bus else []:
-            if rule.state != "ENABLED" or not rule.event_pattern.matches_event(event):
+            pattern = rule.event_pattern.get_pattern()  # a schedule-only rule has none and matches no event
+            if rule.state != "ENABLED" or not pattern or not rule.event_pattern.matches_event(event):
                 continue
             for target in list(rule.targets):
                 arn = target["Arn"]

@@ -234,8 +234,8 @@ def test_an_object_created_starts_the_rules_state_machine_with_its_role(monkeypa
     """S3 (EventBridge notifications on) -> a rule whose pattern matches -> its input transformer ->
     StartExecution with the target's role: the event in AWS's shape
     (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html), the key intact. moto
-    starts nothing without the fill. No start for a key the pattern does not match, for a disabled
-    rule, or for a role that may not start the machine."""
+    starts nothing without the fill. No start for a key the pattern does not match, for a rule
+    without a pattern (a schedule), for a disabled rule, or for a role that may not start the machine."""
     import boto3
     from moto import mock_aws
 
@@ -293,6 +293,9 @@ def test_an_object_created_starts_the_rules_state_machine_with_its_role(monkeypa
                 }
             ],
         )
+
+        events.put_rule(Name="every-minute", ScheduleExpression="rate(1 minute)")  # matches no S3 event
+        events.put_targets(Rule="every-minute", Targets=[{"Id": "start", "Arn": machine, "RoleArn": starter}])
 
         def inputs() -> list[dict]:
             listed = sfn.list_executions(stateMachineArn=machine)["executions"]
