@@ -291,10 +291,10 @@ plan-local: setup ## Plan against the emulator (exit 0 = no changes)
 	@SYNTH_ENVS=local $(SYNTH)
 	$(LOCAL_ENV) $(PY) -m local.deploy plan $(LOCAL_STACK)
 
-run-local: setup ## Run the workflow on the sample (IMAGES=N: N generated images; PRIORITY=high|normal|low) and follow it
+run-local: setup ## Upload the sample (IMAGES=N: N generated images) and follow the run its upload starts; PRIORITY/IMAGES_PER_SHARD or RERUN=s3://... start one by hand
 	$(EMULATOR_UP)
 	$(LOCAL_ENV) $(PY) -m pipeline_ops.run $(if $(IMAGES),--images $(IMAGES)) $(if $(PRIORITY),--priority $(PRIORITY)) \
-	  $(if $(IMAGES_PER_SHARD),--images-per-shard $(IMAGES_PER_SHARD))
+	  $(if $(IMAGES_PER_SHARD),--images-per-shard $(IMAGES_PER_SHARD)) $(if $(RERUN),--rerun '$(RERUN)')
 
 rerun-shards: setup ## ENV=<env> EXECUTION=<name>: a manifest of just the shards that execution lost (its notice names them); START=1 starts it here
 	@test -n "$(EXECUTION)" || { echo "error: EXECUTION is not set; give the execution's name from its notice: make rerun-shards ENV=$(ENV) EXECUTION=<name>" >&2; exit 2; }

@@ -728,3 +728,233 @@ def stepfunctions_distributed_map_fails_on_failed_items() -> None:
             )
 
     DistributedIterationComponent._map_run = failing
+
+
+# S3's event names (moto's) -> the ``reason`` of an Object Created event (ev-events.html).
+OBJECT_CREATED_REASONS = {
+    "s3:ObjectCreated:Put": "PutObject",
+    "s3:ObjectCreated:Post": "POST Object",
+    "s3:ObjectCreated:Copy": "CopyObject",
+    "s3:ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
+}
+WHOLE_EVENT = ("aws.events.event", "aws.events.event.json")
+
+
+def object_created_event(account_id: str, bucket: Any, event_name: str, key: Any) -> dict[str, Any]:
+    """The Object Created event S3 sends to EventBridge, in AWS's documented shape
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html): ``etag`` in lower case,
+    ``time`` ISO 8601, ``version-id`` only for a versioned object (moto sends ``eTag``, a Unix time
+    and ``version-id`` null). The key is sent as stored (unproven: whether AWS URL-encodes it)."""
+    import time
+    import uuid
+
+    obj: dict[str, Any] = {"key": key.name, "size": key.size, "etag": key.etag.strip('"')}
+    if key.version_id and key.version_id != "null":
+        obj["version-id"] = key.version_id
+    obj["sequencer"] = f"{time.time_ns():018X}"
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": account_id,
+        "time": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": bucket.region_name,
+        "resources": [bucket.arn],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket.name},
+            "object": obj,
+            "request-id": uuid.uuid4().hex[:16].upper(),
+            "requester": account_id,
+            "source-ip-address": "127.0.0.1",
+            "reason": OBJECT_CREATED_REASONS[event_name],
+        },
+    }
+
+
+def json_path(path: str, event: dict[str, Any]) -> tuple[bool, Any]:
+    """(found, value) of an input path: EventBridge's dot notation with dashes and array indices
+    (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html)."""
+    import re
+
+    value: Any = event
+    for name, index in re.findall(r"\.([^.\[\]]+)|\[(\d+)\]", path.removeprefix("$")):
+        if index and isinstance(value, list) and int(index) < len(value):
+            value = value[int(index)]
+        elif name and isinstance(value, dict) and name in value:
+            value = value[name]
+        else:
+            return False, None
+    return True, value
+
+
+def transformed_input(template: str, paths: dict[str, str], event: dict[str, Any], rule: Any) -> str:
+    """A target's input from its InputTransformer, as EventBridge documents it
+    (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html):
+    a variable as a JSON value is inserted as JSON (a string quoted); inside a quoted string it is
+    inserted as text, unescaped, an object or array without its inner quotes; a path the event
+    lacks creates no variable and inserts nothing; ``<aws.events.event>`` (the event without
+    ``detail``) and ``<aws.events.event.json>`` (the whole event) only as a JSON value; the rule's
+    ARN and name and the ingestion time are predefined. Raises ValueError where AWS fails the
+    delivery: a whole-event variable inside a string, or a result that is not JSON."""
+    values: dict[str, Any] = {
+        "aws.events.rule-arn": rule.arn,
+        "aws.events.rule-name": rule.name,
+        "aws.events.event.ingestion-time": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "aws.events.event": {k: v for k, v in event.items() if k != "detail"},
+        "aws.events.event.json": event,
+    }
+    missing = set()
+    for name, path in paths.items():
+        found, value = json_path(path, event)
+        if found:
+            values[name] = value
+        else:
+            missing.add(name)
+    out: list[str] = []
+    at, in_string = 0, False
+    while at < len(template):
+        char = template[at]
+        end = template.find(">", at) if char == "<" else -1
+        name = template[at + 1 : end] if end > at else None
+        if name in values or name in missing:
+            value = values.get(name, "")
+            if name in missing:
+                text = ""
+            elif not in_string:
+                text = json.dumps(value, ensure_ascii=False)
+            elif name in WHOLE_EVENT:
+                raise ValueError(f"<{name}> inside a string: it can only be the value of a JSON field")
+            elif isinstance(value, (dict, list)):
+                text = json.dumps(value, ensure_ascii=False).replace('"', "")
+            else:
+                text = value if isinstance(value, str) else json.dumps(value)
+            out.append(text)
+            at = end + 1
+            continue
+        if in_string and char == "\\":
+            out.append(template[at : at + 2])
+            at += 2
+            continue
+        if char == '"':
+            in_string = not in_string
+        out.append(char)
+        at += 1
+    text = "".join(out)
+    try:
+        return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
+    except ValueError as exc:
+        raise ValueError(f"the transformed input is not JSON ({exc}): {text[:200]}") from exc
+
+
+def target_input(target: dict[str, Any], event: dict[str, Any], rule: Any) -> str:
+    """What EventBridge hands a target: ``Input`` as given, the ``InputPath`` selection, the
+    ``InputTransformer``'s result, or the whole event
+    (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_Target.html)."""
+    if target.get("Input") is not None:
+        return target["Input"]
+    if target.get("InputPath"):
+        found, value = json_path(target["InputPath"], event)
+        return json.dumps(value if found else None, ensure_ascii=False)
+    transformer = target.get("InputTransformer")
+    if transformer:
+        return transformed_input(transformer["InputTemplate"], transformer.get("InputPathsMap") or {}, event, rule)
+    return json.dumps(event, ensure_ascii=False)
+
+
+def role_may_start(account_id: str, role_arn: str | None, machine_arn: str) -> str | None:
+    """Why EventBridge could not start ``machine_arn`` with the target's role, or None. AWS assumes
+    the role (its trust policy must admit events.amazonaws.com) and calls StartExecution with it:
+    the role's policies must allow ``states:StartExecution`` on the machine and its permissions
+    boundary too (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-identity-based.html,
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_boundaries.html)."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.iam.models import iam_backends
+
+    if not role_arn:
+        return "the target has no RoleArn (a Step Functions target needs one)"
+    iam = iam_backends[account_id]["global"]
+    role = next((r for r in iam.roles.values() if r.arn == role_arn), None)
+    if role is None:
+        return f"role {role_arn} does not exist"
+    trust = json.loads(role.assume_role_policy_document)
+    statements = trust["Statement"] if isinstance(trust["Statement"], list) else [trust["Statement"]]
+
+    def admits(s: dict[str, Any]) -> bool:
+        services = (s.get("Principal") or {}).get("Service", []) if isinstance(s.get("Principal"), dict) else []
+        actions = s.get("Action", [])
+        source = ((s.get("Condition") or {}).get("StringEquals") or {}).get("aws:SourceAccount", account_id)
+        return (
+            s.get("Effect") == "Allow"
+            and "events.amazonaws.com" in ([services] if isinstance(services, str) else services)
+            and "sts:AssumeRole" in ([actions] if isinstance(actions, str) else actions)
+            and account_id in ([source] if isinstance(source, str) else source)
+        )
+
+    if not any(admits(s) for s in statements):
+        return f"role {role_arn} does not trust events.amazonaws.com of account {account_id}"
+    documents = list(role.policies.values()) + [p for p in role.managed_policies.values()]
+    results = [IAMPolicy(d).is_action_permitted("states:StartExecution", machine_arn) for d in documents]
+    if PermissionResult.DENIED in results or PermissionResult.PERMITTED not in results:
+        return f"role {role_arn} is not allowed states:StartExecution on {machine_arn}"
+    if role.permissions_boundary_arn:
+        boundary = iam.get_policy(role.permissions_boundary_arn)
+        if IAMPolicy(boundary).is_action_permitted("states:StartExecution", machine_arn) != PermissionResult.PERMITTED:
+            return f"the permissions boundary of {role_arn} does not allow states:StartExecution on {machine_arn}"
+    return None
+
+
+@fill
+def s3_eventbridge_starts_state_machines() -> None:
+    """S3's EventBridge notifications start no state machine: moto sends its own event shape to
+    every rule of every bus without the target's input, and a Step Functions target raises (and is
+    swallowed). Here an Object Created event, in AWS's shape, goes to the default bus (where S3
+    sends it: https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventBridge.html); every
+    ENABLED rule whose pattern matches (moto's own matcher; moto's matches every event when a rule
+    has none, a schedule) hands each target its input; a state
+    machine is started with that input once its role passes :func:`role_may_start`. Delivery is
+    once per event (AWS: at least once, so the workflow claims each manifest version itself). A
+    failed delivery is logged and leaves the upload alone, as on AWS. Other targets and other
+    events go to moto's own delivery."""
+    import copy
+    import sys
+
+    from moto.events.models import events_backends
+    from moto.s3 import notifications
+    from moto.stepfunctions.responses import get_backend
+
+    original = notifications._send_event_bridge_message
+
+    def told(event: str, **fields: str) -> None:
+        print(json.dumps({"event": event, **fields}, ensure_ascii=False), file=sys.stderr, flush=True)
+
+    def deliver(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
+        if event_name not in OBJECT_CREATED_REASONS:
+            return original(account_id, bucket, event_name, key)
+        event = object_created_event(account_id, bucket, event_name, key)
+        bus = events_backends[account_id][bucket.region_name].event_buses.get("default")
+        for rule in list(bus.rules.values()) if bus else []:
+            pattern = rule.event_pattern.get_pattern()  # a schedule-only rule has none and matches no event
+            if rule.state != "ENABLED" or not pattern or not rule.event_pattern.matches_event(event):
+                continue
+            for target in list(rule.targets):
+                arn = target["Arn"]
+                try:
+                    if arn.split(":")[2:3] != ["states"]:
+                        one = copy.copy(rule)
+                        one.targets = [target]
+                        one.send_to_targets(copy.deepcopy(event), transform_input=False)
+                        continue
+                    given = target_input(target, event, rule)
+                    refused = role_may_start(account_id, target.get("RoleArn"), arn)
+                    if refused:
+                        raise PermissionError(refused)
+                    states = get_backend(account_id, arn.split(":")[3])
+                    execution = states.start_execution(arn, name=None, execution_input=given)
+                    told("eventbridge.start", rule=rule.name, execution=execution.execution_arn)
+                except Exception as exc:  # AWS counts a FailedInvocation; the upload stands
+                    told("eventbridge.failed", rule=rule.name, target=arn, error=str(exc))
+        return None
+
+    notifications._send_event_bridge_message = deliver

@@ -5,7 +5,7 @@ it has and its notice names the missing shards (NotifyFailedShards). This gather
 every shard of that execution with no output of the fan-out's last step (stage0's
 ``shard-<n>.json`` for each) into one new manifest, ``manifests/rerun-<execution>.json`` in the raw
 bucket. Like any new manifest it starts its own execution (EventBridge; ``--start`` starts it here,
-for an environment without the trigger, such as the emulator), which writes its own Parquet objects.
+for an environment without the trigger), which writes its own Parquet objects.
 A deliberate re-run, so a command of its own: nothing runs again by itself.
 
     python -m pipeline_ops.rerun_shards <stack-dir> <execution-name> [--start]

@@ -1,23 +1,26 @@
-"""``make run-local [IMAGES=N] [PRIORITY=high|normal|low]``: run the pipeline once on the emulator.
+"""``make run-local [IMAGES=N] [PRIORITY=high|normal|low] [RERUN=s3://...]``: run the pipeline once on the emulator.
 
 Uploads pipeline_ops/sample/ (3 images + a manifest with one missing image), or with ``IMAGES=N`` a
-generated manifest of N tiny JPEGs spread over sites and days, to the raw bucket; starts an
-execution (or picks up the one EventBridge started for the new manifest), follows it state by
-state and prints the final status, the plan (shards, shards in flight, estimate), how many shards
-ran at once and the curated objects. A refused manifest prints the plan's reason. Keeps the
-loopback weather API answering for the whole run on the port the deployed function was configured
-with (the local profile's; see ``Keeper``). Exit code 0 only if the execution SUCCEEDED.
-"""
+generated manifest of N tiny JPEGs spread over sites and days, to the raw bucket; the upload starts
+the execution, as in production (S3 -> EventBridge rule -> StartExecution, see ``run``); a priority,
+a shard size or ``RERUN`` (a manifest already uploaded: the deliberate re-run) start one by hand.
+Follows it state by state and prints the final status, the plan (shards, shards in flight,
+estimate), how many shards ran at once and the curated objects. A refused manifest prints the
+plan's reason. Keeps the loopback weather API answering for the whole run on the port the deployed
+function was configured with (the local profile's; see ``Keeper``). Exit code 0 only if the
+execution SUCCEEDED."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -210,20 +213,68 @@ def visited_states(sfn: Any, execution_arn: str) -> list[str]:
 def sample() -> dict:
     """One run of the sample for ``make soak-local`` (``python -m local.soak --sample pipeline_ops.run:sample``):
     the execution's description."""
-    return run(timeout=300, wait_for_trigger=0.5)[1]
+    return run(timeout=300)[1]
+
+
+def manifest_rule(events: Any) -> str | None:
+    """The manifest trigger's EventBridge rule (None when the profile has it off)."""
+    rules = [r["Name"] for r in events.list_rules()["Rules"] if r["Name"].endswith("-on-manifest")]
+    return rules[0] if rules else None
+
+
+@contextlib.contextmanager
+def trigger_paused(events: Any) -> Iterator[None]:
+    """Uploads inside start no execution: the manifest rule is disabled meanwhile (emulator only:
+    a run whose input the trigger cannot give, priority or shard size, is started by hand, and the
+    upload must not start a second one beside it). The rule is enabled again whatever happens."""
+    rule = manifest_rule(events)
+    if rule:
+        events.disable_rule(Name=rule)
+    try:
+        yield
+    finally:
+        if rule:
+            events.enable_rule(Name=rule)
+
+
+def triggered_execution(sfn: Any, machine: str, before: set[str], bucket: str, key: str, wait: float) -> str | None:
+    """The execution the trigger started for ``s3://bucket/key``: a new execution whose input is
+    the S3 event of that object (``{"event": ...}``, the rule's input template)."""
+    deadline = time.monotonic() + wait
+    while True:
+        for listed in sfn.list_executions(stateMachineArn=machine)["executions"]:
+            if listed["executionArn"] in before:
+                continue
+            given = json.loads(sfn.describe_execution(executionArn=listed["executionArn"]).get("input") or "{}")
+            detail = (given.get("event") or {}).get("detail") or {}
+            if (detail.get("bucket", {}).get("name"), detail.get("object", {}).get("key")) == (bucket, key):
+                return listed["executionArn"]
+            before.add(listed["executionArn"])
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.3)
 
 
 def run(
     timeout: float = 300,
-    wait_for_trigger: float = 3.0,
+    wait_for_trigger: float = 30.0,
     aws: dict[str, Any] | None = None,
     *,
     images: int | None = None,
     options: dict[str, Any] | None = None,
+    rerun: str | None = None,
+    name: str | None = None,
 ) -> tuple[str, dict]:
-    """Run once; ``aws`` are boto3 clients by service name (default: the emulator's). ``images``:
-    a generated manifest of that many images instead of the sample; ``options`` go into the input
-    (priority, images_per_shard), which also keeps EventBridge's start (no options) out of it."""
+    """Run once and follow it; ``aws`` are boto3 clients by service name (default: the emulator's).
+
+    As in production, uploading the manifest starts the run: S3 -> the EventBridge rule -> its
+    input transformer -> StartExecution (moto fill ``s3_eventbridge_starts_state_machines``); the
+    run is the execution whose input is that object's event. ``images``: a generated manifest of
+    that many images instead of the sample. ``options`` (priority, images_per_shard) are input the
+    trigger cannot give: such a run is started by hand, its upload with the trigger paused.
+    ``rerun``: a manifest URI already in the raw bucket, started by hand (the deliberate re-run:
+    it claims nothing, lambda_src/plan_fan_out ``claim``). ``name``: the manifest's name
+    (``manifests/<name>.json``; default: what it is and a random suffix)."""
     aws = aws or clients()
     s3, sfn = aws["s3"], aws["stepfunctions"]
     raw = find([b["Name"] for b in s3.list_buckets()["Buckets"]], "-raw-")
@@ -231,27 +282,30 @@ def run(
     keeper = Keeper(loopback_weather_port(aws["lambda"]))
     try:
         before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
-        name = f"{'sample' if images is None else f'generated-{images}'}-{uuid.uuid4().hex[:8]}"
-        started = time.monotonic()
-        manifest = upload_sample(s3, raw, name, images)
-        what = "the sample" if images is None else f"{images} generated images"
-        print(f"run-local: uploaded {what} to {manifest} in {time.monotonic() - started:.1f}s")
-        execution_arn = None
-        deadline = time.monotonic() + (0 if options else wait_for_trigger)
-        while time.monotonic() < deadline and not execution_arn:
-            started = [
-                e["executionArn"]
-                for e in sfn.list_executions(stateMachineArn=machine)["executions"]
-                if e["executionArn"] not in before
-            ]
-            execution_arn = started[0] if started else None
-            time.sleep(0.3)
-        if execution_arn:
-            print("run-local: EventBridge started the execution for the new manifest")
-        else:
+        by_hand = bool(options) or rerun is not None
+        manifest = rerun
+        if manifest is None:
+            name = name or f"{'sample' if images is None else f'generated-{images}'}-{uuid.uuid4().hex[:8]}"
+            started = time.monotonic()
+            with trigger_paused(aws["events"]) if by_hand else contextlib.nullcontext():
+                manifest = upload_sample(s3, raw, name, images)
+            what = "the sample" if images is None else f"{images} generated images"
+            print(f"run-local: uploaded {what} to {manifest} in {time.monotonic() - started:.1f}s")
+        if by_hand:
             execution_arn = sfn.start_execution(
                 stateMachineArn=machine, input=json.dumps({"manifest": manifest, **(options or {})})
             )["executionArn"]
+            print("run-local: started by hand" + (" (a deliberate re-run: claims nothing)" if rerun else ""))
+        else:
+            key = manifest.removeprefix(f"s3://{raw}/")
+            execution_arn = triggered_execution(sfn, machine, before, raw, key, wait_for_trigger)
+            if execution_arn is None:
+                raise SystemExit(
+                    f"error: no execution started for {manifest} within {wait_for_trigger:.0f}s: the manifest "
+                    "trigger did not fire (workflow.start_on_new_manifest off, or the rule disabled); "
+                    f"start it by hand: make run-local RERUN={manifest}"
+                )
+            print("run-local: EventBridge started the execution for the new manifest")
         print(f"run-local: following {execution_arn.rsplit(':', 1)[-1]}")
         described = follow(sfn, execution_arn, timeout)
     finally:
@@ -309,13 +363,20 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--priority", choices=("high", "normal", "low"), help="the execution's priority (queue)")
     parser.add_argument("--images-per-shard", type=positive, help="smaller shards than the profile's for this run")
+    parser.add_argument(
+        "--rerun",
+        metavar="S3_URI",
+        help="start the workflow by hand on this manifest, already uploaded: the deliberate re-run (claims nothing)",
+    )
     args = parser.parse_args(argv)
+    if args.rerun and (args.images or not args.rerun.startswith("s3://")):
+        raise SystemExit("error: --rerun takes the s3:// URI of a manifest already uploaded, without --images")
     options = {
         k: v for k, v in (("priority", args.priority), ("images_per_shard", args.images_per_shard)) if v is not None
     }
     aws = clients()
     timeout = args.timeout or 300 + 0.1 * (args.images or 0)
-    execution_arn, described = run(timeout, aws=aws, images=args.images, options=options)
+    execution_arn, described = run(timeout, aws=aws, images=args.images, options=options, rerun=args.rerun)
     print(
         f"run-local: execution {described['status']}"
         + (f" ({described.get('error')}: {described.get('cause')})" if described["status"] != "SUCCEEDED" else "")

@@ -9,7 +9,7 @@ import time
 def run_pipeline(timeout: int = 240, **kwargs):
     from pipeline_ops.run import run
 
-    return run(timeout=timeout, wait_for_trigger=0.5, **kwargs)
+    return run(timeout=timeout, **kwargs)
 
 
 def weather_statuses(aws, execution_arn: str) -> list[str]:

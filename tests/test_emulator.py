@@ -17,14 +17,38 @@ from tests.runs import alert_queue, messages, run_pipeline, s3_event, weather_st
 
 pytestmark = pytest.mark.emulator
 
+
+def executions_for(aws, bucket: str, key: str) -> list[str]:
+    """The executions whose input is the S3 event of this object (what the manifest rule starts)."""
+    from pipeline_ops.run import triggered_execution
+
+    machine = next(m["stateMachineArn"] for m in aws["stepfunctions"].list_state_machines()["stateMachines"])
+    found: list[str] = []
+    while (arn := triggered_execution(aws["stepfunctions"], machine, set(found), bucket, key, 0)) is not None:
+        found.append(arn)
+    return found
+
+
 TOP = ["PlanFanOut", "GuardBudget", "Stage0", "Stage1ToStage2", "WeatherEnrichment", "WriteParquet"]
 
 
-def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) -> None:
+def test_uploaded_manifest_starts_one_run_that_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) -> None:
+    """The run is started as production starts it: the manifest's upload -> S3's Object Created
+    event -> the stack's EventBridge rule and input transformer -> StartExecution with the rule's
+    role (moto fill s3_eventbridge_starts_state_machines); nothing calls StartExecution. Its key has
+    a space, quotes and non-ASCII characters and reaches the workflow intact."""
     from pipeline_ops.run import curated_objects, visited_states
 
-    execution_arn, described = run_pipeline()
+    name = f'sample "odd" \u00d8rsta {time.monotonic_ns()}'
+    execution_arn, described = run_pipeline(name=name)
     assert described["status"] == "SUCCEEDED", described
+    raw = next(b["Name"] for b in aws["s3"].list_buckets()["Buckets"] if "-raw-" in b["Name"])
+    key = f"manifests/{name}.json"
+    given = json.loads(described["input"])
+    assert given["event"]["detail-type"] == "Object Created" and given["event"]["detail"]["object"]["key"] == key
+    assert visited_states(aws["stepfunctions"], execution_arn)[:2] == ["FromTrigger", "ManifestFromEvent"]
+    assert json.loads(described["output"])["manifest"] == f"s3://{raw}/{key}"
+    assert len(executions_for(aws, raw, key)) == 1, "one upload, one execution"
     visited = [s for s in visited_states(aws["stepfunctions"], execution_arn) if s in TOP]
     assert visited == TOP
     output = json.loads(described["output"])
@@ -68,6 +92,24 @@ def test_sample_run_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) 
     assert f"execution {execution_arn.rsplit(':', 1)[-1]}: SUCCEEDED" in status
     assert "budget odins-ravne-local-cost:" in status and "kill switch /odins-ravne/local/kill-switch: off" in status
 
+    # The same bytes uploaded again (same ETag): S3 sends a new Object Created event and EventBridge
+    # starts a second execution, as it would for a duplicate delivery (durable delivery is at least
+    # once: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-delivery-level.html).
+    # No StartExecution can be kept from starting, so the workflow refuses it: PlanFanOut's claim on
+    # the manifest's ETag is taken, and the run ends ManifestRefused before any Batch job.
+    body = aws["s3"].get_object(Bucket=raw, Key=key)["Body"].read()
+    assert (
+        aws["s3"].put_object(Bucket=raw, Key=key, Body=body)["ETag"].strip('"')
+        == (given["event"]["detail"]["object"]["etag"])
+    )
+    (again,) = [e for e in executions_for(aws, raw, key) if e != execution_arn]
+    from pipeline_ops.run import follow, shard_jobs
+
+    refused = follow(aws["stepfunctions"], again, 120)
+    assert (refused["status"], refused["error"]) == ("FAILED", "ManifestRefused"), refused
+    assert "already started a run" in refused["cause"] and "one run per version" in refused["cause"]
+    assert shard_jobs(aws["batch"], again.rsplit(":", 1)[-1], "stage0") == [], "no Batch job for the re-upload"
+
 
 def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:
     from pipeline_ops.run import shard_jobs, visited_states
@@ -96,7 +138,7 @@ def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:
 def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
     """1,000 one-image shards need ~84 waves of 12 (3 min each): far past 2 h. Refused with the
     plan's reason before any Batch job; a bad priority stops before any Batch job too."""
-    from pipeline_ops.run import shard_jobs, visited_states
+    from pipeline_ops.run import shard_jobs, trigger_paused, visited_states
 
     url = alert_queue(aws)
     raw = next(b["Name"] for b in aws["s3"].list_buckets()["Buckets"] if "-raw-" in b["Name"])
@@ -106,9 +148,11 @@ def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
     ]
     # A key with a space, quotes and non-ASCII characters, given as the trigger gives it: the S3
     # Object Created event (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html) as
-    # the rule's <aws.events.event.json> input; PlanFanOut reads that very object.
+    # the rule's <aws.events.event.json> input; PlanFanOut reads that very object. Started by hand
+    # (the trigger cannot ask for one-image shards), so the upload starts no run of its own.
     key = 'manifests/too large "x" \u00e6 \u00d8rsta.json'
-    put = aws["s3"].put_object(Bucket=raw, Key=key, Body=json.dumps({"images": records}).encode())
+    with trigger_paused(aws["events"]):
+        put = aws["s3"].put_object(Bucket=raw, Key=key, Body=json.dumps({"images": records}).encode())
     event = s3_event(raw, key, put["ETag"].strip('"'))
     execution_arn = aws["stepfunctions"].start_execution(
         stateMachineArn=next(m["stateMachineArn"] for m in aws["stepfunctions"].list_state_machines()["stateMachines"]),
@@ -168,7 +212,7 @@ def test_budget_at_100_percent_stops_jobs_and_executions_in_flight(
     while the switch is on; budget-resume restores the saved limits."""
     from local.deploy import emulator_env
     from pipeline_ops import budget_resume, health, kill_switch
-    from pipeline_ops.run import upload_sample, visited_states
+    from pipeline_ops.run import trigger_paused, upload_sample, visited_states
 
     holds = Path(emulator["state"]) / "batch-holds.json"
     holds.write_text(json.dumps(["odins-ravne-local-stage0", "odins-ravne-local-stage1"]))
@@ -176,7 +220,8 @@ def test_budget_at_100_percent_stops_jobs_and_executions_in_flight(
     try:
         raw = next(b["Name"] for b in aws["s3"].list_buckets()["Buckets"] if "-raw-" in b["Name"])
         machine = next(m["stateMachineArn"] for m in aws["stepfunctions"].list_state_machines()["stateMachines"])
-        manifest = upload_sample(aws["s3"], raw, "budget-kill", None)
+        with trigger_paused(aws["events"]):  # started by hand below, with its priority
+            manifest = upload_sample(aws["s3"], raw, "budget-kill", None)
         execution_arn = aws["stepfunctions"].start_execution(
             stateMachineArn=machine, input=json.dumps({"manifest": manifest, "priority": "high"})
         )["executionArn"]

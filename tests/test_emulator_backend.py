@@ -178,3 +178,154 @@ def test_compute_environments_without_a_service_role_get_batchs_service_linked_r
         assert roles == {"arn:aws:iam::123456789012:role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"}
         linked = boto3.client("iam").list_roles(PathPrefix="/aws-service-role/batch.amazonaws.com/")["Roles"]
         assert [r["RoleName"] for r in linked] == ["AWSServiceRoleForBatch"]
+
+
+# The EC2 example event of https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html
+EC2_EVENT = {
+    "version": "0",
+    "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+    "detail-type": "EC2 Instance State-change Notification",
+    "source": "aws.ec2",
+    "account": "123456789012",
+    "time": "2015-11-11T21:29:54Z",
+    "region": "us-east-1",
+    "resources": ["arn:aws:ec2:us-east-1:123456789012:instance/i-abcd1111"],
+    "detail": {"instance-id": "i-0123456789", "state": "RUNNING"},
+}
+
+
+def test_input_transformer_follows_the_documented_examples() -> None:
+    """The examples of eb-transform-target-input.html (page above): a variable as a JSON value is
+    quoted, inside a string it is text; reserved variables; a path the event lacks inserts nothing;
+    the whole event only as a JSON value."""
+    from types import SimpleNamespace
+
+    from local.moto_fills import transformed_input
+
+    rule = SimpleNamespace(arn="arn:aws:events:us-east-2:123456789012:rule/example", name="example")
+    paths = {"timestamp": "$.time", "instance": "$.detail.instance-id", "state": "$.detail.state"}
+
+    def given(template: str, extra: dict | None = None) -> object:
+        return json.loads(transformed_input(template, {**paths, **(extra or {})}, EC2_EVENT, rule))
+
+    assert given('{"instance" : <instance>, "state": <state>}') == {"instance": "i-0123456789", "state": "RUNNING"}
+    assert given('{"state": [ 9, <state>, true ], "Transformed" : "Yes"}') == {
+        "state": [9, "RUNNING", True],
+        "Transformed": "Yes",
+    }
+    assert given(r'{"instanceStatus": "instance \"<instance>\" is in <state>"}') == {
+        "instanceStatus": 'instance "i-0123456789" is in RUNNING'
+    }
+    assert given('"<aws.events.rule-name> triggered"') == "example triggered"
+    assert given('{"ruleArn" : <aws.events.rule-arn>, "originalEvent" : <aws.events.event>}') == {
+        "ruleArn": rule.arn,
+        "originalEvent": {k: v for k, v in EC2_EVENT.items() if k != "detail"},
+    }
+    assert given('{"event": <aws.events.event.json>}') == {"event": EC2_EVENT}
+    assert given('{"d": "<detail>"}', {"detail": "$.detail"}) == {"d": "{instance-id: i-0123456789, state: RUNNING}"}
+    assert given('{"gone": "<gone>", "kept": <state>}', {"gone": "$.detail.nothing"}) == {"gone": "", "kept": "RUNNING"}
+    with pytest.raises(ValueError, match="only be the value of a JSON field"):
+        given('{"text": "event <aws.events.event.json>"}')
+    with pytest.raises(ValueError, match="not JSON"):
+        given("instance <instance> is in <state>")
+
+
+def test_an_object_created_starts_the_rules_state_machine_with_its_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 (EventBridge notifications on) -> a rule whose pattern matches -> its input transformer ->
+    StartExecution with the target's role: the event in AWS's shape
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html), the key intact. moto
+    starts nothing without the fill. No start for a key the pattern does not match, for a rule
+    without a pattern (a schedule), for a disabled rule, or for a role that may not start the machine."""
+    import boto3
+    from moto import mock_aws
+
+    from local import moto_fills
+
+    moto_fills.s3_eventbridge_starts_state_machines()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    with mock_aws():
+        region, account = "eu-north-1", "123456789012"
+        s3, iam = boto3.client("s3", region_name=region), boto3.client("iam")
+        sfn, events = boto3.client("stepfunctions", region_name=region), boto3.client("events", region_name=region)
+        s3.create_bucket(Bucket="raw", CreateBucketConfiguration={"LocationConstraint": region})
+        s3.put_bucket_notification_configuration(
+            Bucket="raw", NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+
+        def role(name: str, service: str) -> str:
+            trust = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": service},
+                        "Action": "sts:AssumeRole",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                    }
+                ],
+            }
+            return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+
+        machine = sfn.create_state_machine(
+            name="pipeline",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+            roleArn=role("states", "states.amazonaws.com"),
+        )["stateMachineArn"]
+        starter = role("start-pipeline", "events.amazonaws.com")
+        allow = {"Effect": "Allow", "Action": "states:StartExecution", "Resource": machine}
+        grants = {"Version": "2012-10-17", "Statement": [allow]}
+        iam.put_role_policy(RoleName="start-pipeline", PolicyName="grants", PolicyDocument=json.dumps(grants))
+        pattern = {
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": ["raw"]}, "object": {"key": [{"prefix": "manifests/"}]}},
+        }
+        events.put_rule(Name="on-manifest", EventPattern=json.dumps(pattern))
+        events.put_targets(
+            Rule="on-manifest",
+            Targets=[
+                {
+                    "Id": "start",
+                    "Arn": machine,
+                    "RoleArn": starter,
+                    "InputTransformer": {"InputPathsMap": {}, "InputTemplate": '{"event": <aws.events.event.json>}'},
+                }
+            ],
+        )
+
+        events.put_rule(Name="every-minute", ScheduleExpression="rate(1 minute)")  # matches no S3 event
+        events.put_targets(Rule="every-minute", Targets=[{"Id": "start", "Arn": machine, "RoleArn": starter}])
+
+        def inputs() -> list[dict]:
+            listed = sfn.list_executions(stateMachineArn=machine)["executions"]
+            return [json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"]) for e in listed]
+
+        key = 'manifests/site 7/it\'s "the" \u00d8rsta batch.json'
+        put = s3.put_object(Bucket="raw", Key=key, Body=b'{"images": []}')
+        (started,) = inputs()
+        event = started["event"]
+        assert (event["source"], event["detail-type"], event["resources"]) == (
+            "aws.s3",
+            "Object Created",
+            ["arn:aws:s3:::raw"],
+        )
+        assert event["detail"]["object"]["key"] == key
+        assert event["detail"]["object"]["etag"] == put["ETag"].strip('"')
+        assert event["detail"]["reason"] == "PutObject" and event["time"].endswith("Z")
+
+        s3.put_object(Bucket="raw", Key="images/a.jpg", Body=b"x")
+        events.disable_rule(Name="on-manifest")
+        s3.put_object(Bucket="raw", Key="manifests/while-disabled.json", Body=b"{}")
+        assert len(inputs()) == 1, "no start for a key outside the pattern or while the rule is disabled"
+        events.enable_rule(Name="on-manifest")
+        iam.put_role_policy(
+            RoleName="start-pipeline",
+            PolicyName="grants",
+            PolicyDocument=json.dumps({**grants, "Statement": [{**allow, "Resource": f"{machine}-other"}]}),
+        )
+        s3.put_object(Bucket="raw", Key="manifests/no-permission.json", Body=b"{}")
+        assert len(inputs()) == 1, "a role that may not start the machine starts nothing"
+        iam.put_role_policy(RoleName="start-pipeline", PolicyName="grants", PolicyDocument=json.dumps(grants))
+        s3.put_object(Bucket="raw", Key=key, Body=b'{"images": []}')
+        assert len(inputs()) == 2, "an overwrite is a new Object Created event: the workflow's claim refuses it"
