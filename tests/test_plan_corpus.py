@@ -202,3 +202,23 @@ def test_thousands_of_blocking_items_are_counted_per_module_in_part_1() -> None:
     assert "BLOCKING: 3000 item(s)" in first
     counted = [int(n) for n in re.findall(r"^(\d+) x stateful-destroy", first, re.MULTILINE)]
     assert len(counted) == 40 and sum(counted) == 3_000, "every module's blocking items counted in part 1"
+
+
+def test_cost_section_appended_to_the_review_is_inert(tmp_path: Path, capsys) -> None:
+    """``make plan`` appends ``pipeline_ops.cost``'s section to review.md: its price date, step names
+    and throughput sources come from the plan's FAN_OUT, so they are escaped like the review's own text."""
+    from pipeline_ops import cost
+
+    review = tmp_path / "review.md"
+    assert plan_review.main([str(FIXTURES["cost-fan-out-injection"]), "--title", "x", "--markdown", str(review)]) == 0
+    assert cost.main([str(FIXTURES["cost-fan-out-injection"]), "--append", str(review)]) == 0
+    err = capsys.readouterr().err
+    assert not any(line.lstrip().startswith("::") for line in err.splitlines())
+    parts = sorted(tmp_path.glob("review.part-*.md"))
+    for text in [review.read_text(), *(p.read_text() for p in parts)]:
+        html = rendered(text)
+        assert "Cost per 1,000 images" in html
+        for tag in ("<details", "<summary", "<!--"):
+            assert tag not in html
+        assert not LIVE_MENTION.search(text_of(html)), LIVE_MENTION.search(text_of(html))
+        assert not any(line.lstrip().startswith("::") for line in text.splitlines())

@@ -213,6 +213,33 @@ def injection() -> dict:
     return p
 
 
+def cost_injection() -> dict:
+    """A Lambda whose FAN_OUT (what ``pipeline_ops.cost --append`` prices) carries text that would fold
+    the comment, ping people or run a workflow command."""
+    step = {"images_per_second": 500.0, "on_demand_usd_per_hour": 0.0924, "per_shard": False, "usd_per_hour": 0.0323}
+    fan_out = {
+        "concurrency": 25,
+        "execution_timeout_seconds": 7200,
+        "fleet_start_seconds": 420,
+        "images_per_shard": 1000,
+        "job_overhead_seconds": 90,
+        "margin_seconds": 720,
+        "price_date": "x\n::error::pwned",
+        "reserve_seconds": 960,
+        "retry_interval_seconds": 30,
+        "steps": [
+            dict(step, name="stage0 <details><summary>x</summary> @octocat", throughput_source="<!-- hide"),
+            dict(step, name="stage1 https://evil.example/login", per_shard=True, throughput_source="GH-12"),
+        ],
+    }
+    values = {"function_name": "plan", "environment": [{"variables": {"FAN_OUT": json.dumps(fan_out)}}]}
+    p = plan(rc("aws_lambda_function.plan", ["create"], None, values))
+    p["planned_values"]["root_module"]["resources"] = [
+        {"address": "aws_lambda_function.plan", "mode": "managed", "type": "aws_lambda_function", "values": values}
+    ]
+    return p
+
+
 def long_value() -> dict:
     p = plan(rc("aws_ssm_parameter.big", ["create"], None, {"name": "big", "value": "v" * 100_000}))
     p["output_changes"] = {"big": {"actions": ["create"], "before": None, "after": "x" * 100_000}}
@@ -311,6 +338,7 @@ def cases() -> dict[str, dict]:
         "sensitive-inside-attributes": sensitive(),
         "injection-pr-text": injection(),
         "long-values": long_value(),
+        "cost-fan-out-injection": cost_injection(),
     }
 
 
