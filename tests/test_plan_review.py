@@ -103,9 +103,15 @@ def test_replacing_a_bucket_is_blocking_until_approved_in_the_committed_file(tmp
     stale = {"address": "aws_x.y", "digest": needed[1]["digest"]}
     approvals.write_text(yaml.safe_dump({"t": [*needed, stale], "other-stack": [stale]}))
     code, summary, report = run_main(tmp_path, plan(replaced, gone_key), "--approvals", str(approvals), "--title", "t")
-    assert code == 0 and summary["verdict"] == "REVIEW"
+    assert code == 2 and summary["verdict"] == "BLOCKING", "a leftover approval blocks until it is removed"
     assert {a["address"] for a in summary["approved_destroys"]} == {key, "aws_kms_key.k"}
     assert summary["unused_approvals"] == [stale] and "match no change" in report
+    assert [(f["rule"], f["address"]) for f in summary["findings"] if f["severity"] == "blocking"] == [
+        ("stale-approval", "aws_x.y")
+    ]
+    approvals.write_text(yaml.safe_dump({"t": needed, "other-stack": [stale]}))
+    code, summary, report = run_main(tmp_path, plan(replaced, gone_key), "--approvals", str(approvals), "--title", "t")
+    assert code == 0 and summary["verdict"] == "REVIEW" and summary["unused_approvals"] == []
     changed = rc(key, ["delete", "create"], {"bucket": "other"}, {"bucket": "b"})
     changed["type"] = "aws_s3_bucket"
     code, summary, _ = run_main(tmp_path, plan(changed, gone_key), "--approvals", str(approvals), "--title", "t")
@@ -114,6 +120,31 @@ def test_replacing_a_bucket_is_blocking_until_approved_in_the_committed_file(tmp
         tmp_path, plan(replaced, gone_key), "--approvals", str(approvals), "--title", "t", "--fail-on", "review"
     )
     assert code == 3, "--fail-on review: an approved destroy still needs a reviewer"
+
+
+@pytest.mark.parametrize(
+    ("approved", "planned"),
+    [
+        (("aws_s3_bucket.b", ["delete", "create"], {"bucket": "b1"}, {"bucket": "b2"}), {"bucket": "totally-other"}),
+        (
+            ("aws_cloudwatch_log_group.l", ["update"], {"retention_in_days": 365}, {"retention_in_days": 90}),
+            {"retention_in_days": 1},
+        ),
+    ],
+)
+def test_an_approval_is_for_the_planned_values_too(approved: tuple, planned: dict, tmp_path: Path) -> None:
+    """Same address, actions and prior values, other planned values: another change, so the approval
+    of the first does not approve it (and, matching nothing, blocks as a stale approval)."""
+    first = rc(*approved)
+    [needed] = review(plan(first)).as_dict()["approvals_needed"]
+    assert review(plan(first), [needed]).verdict == "REVIEW"
+    other = rc(*approved[:3], planned)
+    assert plan_review.change_digest(other) != needed["digest"]
+    result = review(plan(other), [needed])
+    assert result.verdict == "BLOCKING"
+    rules = sorted(f["rule"] for f in result.findings() if f["severity"] == "blocking")
+    lost = "data-loss-update" if approved[1] == ["update"] else "stateful-destroy"
+    assert rules == sorted([lost, "stale-approval"])
 
 
 def test_destroying_stateless_resources_is_not_blocking() -> None:

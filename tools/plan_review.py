@@ -955,10 +955,18 @@ def drift_flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def change_digest(rc: dict) -> str:
-    """What an approval names besides the address: a hash of the change (address, type, actions and the
-    redacted prior values), stable across re-plans of the same change, different for any other."""
+    """What an approval names besides the address: a hash of the whole change (address, type, actions,
+    the redacted prior and planned values and what is unknown until apply), stable across re-plans of
+    the same change, different for any other: an approval of "retention 365 -> 90" does not approve
+    "365 -> 1", one of a replace does not approve a replace into different values."""
+    change = rc["change"]
     body = {k: rc.get(k) for k in ("address", "type")}
-    body.update(actions=rc["change"]["actions"], before=rc["change"].get("before"))
+    body.update(
+        actions=change["actions"],
+        before=change.get("before"),
+        after=change.get("after"),
+        after_unknown=change.get("after_unknown"),
+    )
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
@@ -1143,6 +1151,17 @@ def _review(plan: dict, *, title: str, approvals: list[dict], prices: dict) -> R
     used = {(f["address"], f["digest"]) for f in result.allowed}
     used |= {(f["address"], f["digest"]) for f in result.flags if f["rule"] == "data-loss-update-approved"}
     result.unused_approvals = [a for a in approvals if (a["address"], a["digest"]) not in used]
+    for stale in result.unused_approvals:  # left in, it would approve the same change if it came back
+        result.flags.append(
+            {
+                "rule": "stale-approval",
+                "severity": "blocking",
+                "address": stale["address"],
+                "module": module_of(stale["address"]),
+                "why": f"plan-approvals.yaml approves {stale['digest']}, which matches no change of this plan "
+                "(the change differs or is gone): remove the entry, or approve the digest review.json gives now",
+            }
+        )
     try:
         result.cost = cost_delta(plan, prices)
     except BROKEN as exc:
@@ -1230,7 +1249,7 @@ def _summary(result: Review) -> list[str]:
     if result.unused_approvals:
         out += [
             f"{len(result.unused_approvals)} approval(s) in plan-approvals.yaml match no change of this plan "
-            "(address or digest differ): remove them.",
+            "(address or digest differ): they block until removed, so none can approve a later change.",
             "",
         ]
     return out
