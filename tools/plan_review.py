@@ -440,6 +440,13 @@ def check_plan(plan: Any, source: str) -> dict:
             f"{source}: a Terraform state, not a plan (it has `values`, no `resource_changes`/`planned_values`); "
             "pass `terraform show -json <planfile>`"
         )
+    missing = [k for k in ("terraform_version", "planned_values", "configuration") if k not in plan]
+    if missing:  # `terraform show -json` of a plan always writes these; `show -json` of no plan does not
+        raise PlanError(
+            f"{source}: not a complete Terraform plan (no {', '.join(missing)}); "
+            "pass `terraform show -json <planfile>` of a saved plan"
+        )
+    _expect(plan["terraform_version"], str, "terraform_version", optional=False)
     if plan.get("errored") is True:
         raise PlanError(
             f"{source}: an errored plan (errored: true: a failed precondition or provider error stopped planning); "

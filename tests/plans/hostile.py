@@ -272,6 +272,12 @@ def cases() -> dict[str, dict]:
         "refuse-format-2": dict(plan(QUEUE), format_version="2.0"),
         "refuse-state": state,
         "refuse-top-level-list": [plan(QUEUE)],
+        # `terraform show -json` with no plan file in an empty directory prints exactly this.
+        "refuse-show-no-plan": {"format_version": "1.0"},
+        "refuse-outputs-only": {
+            "format_version": "1.2",
+            "output_changes": {"x": {"actions": ["create"], "before": None, "after": "y", "after_unknown": False}},
+        },
         "broken-resource-changes-null": broken(["resource_changes"], None),
         "broken-resource-changes-dict": broken(["resource_changes"], {"aws_sqs_queue.q": QUEUE}),
         "broken-entry-no-change": broken(["resource_changes", 0, "change"], ...),
