@@ -152,6 +152,25 @@ def test_destroying_stateless_resources_is_not_blocking() -> None:
     assert result.blocking == [] and result.counts["destroy"] == 1
 
 
+def test_a_large_policy_update_costs_pattern_matches_in_proportion_to_its_size(monkeypatch) -> None:
+    """A managed policy near its 6,144-character limit holds thousands of action x resource pairs:
+    the widening check matches each new pair against the old policy's index, not against every old
+    pair (that took minutes). Counted in pattern matches, not timed; the verdict is unchanged."""
+    actions = [f"s3:Get{i}Object" for i in range(60)] + ["s3:List*"]
+    resources = [f"{BUCKET_ARN}/site{i}/*" for i in range(8)] + [BUCKET_ARN]
+    before = policy(allow(actions, resources), {"Effect": "Deny", "Action": actions, "Resource": resources})
+    after = policy(
+        allow([*actions, "s3:PutObject"], resources), {"Effect": "Deny", "Action": actions[1:], "Resource": resources}
+    )
+    calls = []
+    real = plan_review.fnmatch.fnmatchcase
+    monkeypatch.setattr(plan_review.fnmatch, "fnmatchcase", lambda *a: calls.append(a) or real(*a))
+    [row] = review(plan(rc("aws_iam_policy.p", ["update"], {"policy": before}, {"policy": after}))).policies
+    pairs = len(actions) * len(resources)
+    assert len(calls) <= 4 * pairs, f"{len(calls)} pattern matches for {pairs} pairs"
+    assert row["widening"] == ["new actions or resources for s3:putobject", "Deny removed for s3:get0object"]
+
+
 def test_iam_widening_is_flagged_with_the_statement() -> None:
     before = policy(allow(["s3:GetObject"], [f"{BUCKET_ARN}/manifests/*"]))
     after = policy(allow(["s3:GetObject"], [f"{BUCKET_ARN}/manifests/*"]), allow(["s3:*"], ["*"]))

@@ -560,9 +560,36 @@ def _pairs(stmts: list[dict], effect: str) -> set[tuple[str, str]]:
     }
 
 
-def _covered(pair: tuple[str, str], by: set[tuple[str, str]]) -> bool:
-    action, resource = pair
-    return any(fnmatch.fnmatchcase(action, a) and fnmatch.fnmatchcase(resource, r) for a, r in by)
+_WILD = re.compile(r"[*?\[]")
+
+
+class _Grants:
+    """(action, resource) patterns indexed both ways, so a covered-by check costs one set test after
+    each distinct action and resource is matched once against the old wildcards, not a match against
+    every old pair (a managed policy near its 6 KB limit has thousands of pairs: that took minutes)."""
+
+    def __init__(self, pairs: set[tuple[str, str]]) -> None:
+        self.by_action: dict[str, set[str]] = {}
+        for action, resource in pairs:
+            self.by_action.setdefault(action, set()).add(resource)
+        self._wild_actions = [a for a in self.by_action if _WILD.search(a)]
+        self._wild_resources = sorted({r for rs in self.by_action.values() for r in rs if _WILD.search(r)})
+        self._actions: dict[str, list[set[str]]] = {}
+        self._resources: dict[str, set[str]] = {}
+
+    def covers(self, action: str, resource: str) -> bool:
+        granted = self._actions.get(action)
+        if granted is None:
+            patterns = {a for a in self._wild_actions if fnmatch.fnmatchcase(action, a)}
+            patterns |= {action} & self.by_action.keys()
+            granted = self._actions[action] = [self.by_action[a] for a in patterns]
+        if not granted:
+            return False
+        matching = self._resources.get(resource)
+        if matching is None:  # the same text covers itself, wildcards or not
+            matching = {resource, *(r for r in self._wild_resources if fnmatch.fnmatchcase(resource, r))}
+            self._resources[resource] = matching
+        return any(not resources.isdisjoint(matching) for resources in granted)
 
 
 def _principals(stmt: dict) -> list[str]:
@@ -589,15 +616,23 @@ def widening(before: list[dict], after: list[dict]) -> list[str]:
             reasons.append("new Allow with NotAction/NotResource (allows everything not listed)")
         if "*" in _principals(stmt) or "AWS:*" in _principals(stmt):
             reasons.append('new Principal "*" (anyone)')
-    old_allow, new_allow = _pairs(before, "Allow"), _pairs(after, "Allow")
-    new_actions = sorted({a for a, r in new_allow if not _covered((a, r), old_allow)})
+    # A statement also in ``before`` grants nothing new: only the added statements' pairs are checked.
+    added = [s for s in after if _key(s) not in before_keys]
+    old_allow = _Grants(_pairs(before, "Allow"))
+    new_actions: set[str] = set()
+    for action, resource in _pairs(added, "Allow"):
+        if action not in new_actions and not old_allow.covers(action, resource):
+            new_actions.add(action)
     if new_actions:
-        reasons.append(f"new actions or resources for {', '.join(new_actions)}")
+        reasons.append(f"new actions or resources for {', '.join(sorted(new_actions))}")
     old_principals = {p for s in before if s["Effect"] == "Allow" for p in _principals(s)}
     new_principals = sorted({p for s in after if s["Effect"] == "Allow" for p in _principals(s)} - old_principals)
     if new_principals:
         reasons.append(f"new principals {', '.join(new_principals)}")
-    lost_denies = [p for p in _pairs(before, "Deny") if not _covered(p, _pairs(after, "Deny"))]
+    after_keys = {_key(s) for s in after}
+    new_deny = _Grants(_pairs(after, "Deny"))
+    removed = [s for s in before if _key(s) not in after_keys]
+    lost_denies = [(a, r) for a, r in _pairs(removed, "Deny") if not new_deny.covers(a, r)]
     if lost_denies:
         reasons.append(f"Deny removed for {', '.join(sorted({a for a, _ in lost_denies}))}")
     return list(dict.fromkeys(reasons))
