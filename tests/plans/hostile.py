@@ -309,6 +309,27 @@ def cases() -> dict[str, dict]:
                 )
             )
         ),
+        # Destroys that lose findings, whole stacks, identities, generated secrets or delegated name servers.
+        "losing-destroys-misclassed": plan(
+            *(
+                rc(f"{t}.x", ["delete"], {"id": "x"}, None)
+                for t in (
+                    "aws_guardduty_detector",
+                    "aws_detective_graph",
+                    "aws_securityhub_account",
+                    "aws_macie2_account",
+                    "aws_ssmincidents_replication_set",
+                    "aws_cloudformation_stack",
+                    "aws_servicecatalog_provisioned_product",
+                    "aws_iam_role",
+                    "aws_cognito_user_pool_client",
+                    "aws_grafana_workspace_api_key",
+                    "aws_wafv2_api_key",
+                    "aws_service_discovery_public_dns_namespace",
+                    "aws_route53_delegation_set",
+                )
+            )
+        ),
         "update-guards-off": plan(
             rc("aws_db_instance.db", ["update"], {"deletion_protection": True}, {"deletion_protection": False}),
             rc("aws_s3_bucket.b", ["update"], {"force_destroy": False}, {"force_destroy": True}),
