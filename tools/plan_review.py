@@ -897,9 +897,11 @@ def per_job_hour(plan: dict, prices: dict) -> list[dict]:
 # (attribute path pattern with list indexes dropped, what counts as the loss, severity, why). BLOCKING:
 # the apply itself deletes data (records past a shorter retention or expiry, PITR history);
 # REVIEW: a guard against a later loss goes (protection off, force_destroy on, ...).
-DATA_LOSS_RULES: tuple[tuple[re.Pattern, str, str, str], ...] = tuple(
-    (re.compile(pattern), loss, severity, why)
-    for pattern, loss, severity, why in (
+LIFECYCLE_TYPES = ("aws_s3_bucket_lifecycle_configuration", "aws_s3control_bucket_lifecycle_configuration")
+KMS_KEY_TYPES = ("aws_kms_key", "aws_kms_replica_key", "aws_kms_external_key", "aws_kms_replica_external_key")
+DATA_LOSS_RULES: tuple[tuple[re.Pattern, str, str, str, tuple[str, ...]], ...] = tuple(
+    (re.compile(pattern), loss, severity, why, *(types or [()]))
+    for pattern, loss, severity, why, *types in (
         (
             r"(^|\.)(retention_in_days|message_retention_seconds|backup_retention_period|retention_period"
             r"|retention_period_hours|retention_period_in_days|snapshot_retention_limit|data_retention_in_hours"
@@ -916,16 +918,64 @@ DATA_LOSS_RULES: tuple[tuple[re.Pattern, str, str, str], ...] = tuple(
             "expiry shortened or added: objects or backups past it are deleted",
         ),
         (r"(^|\.)point_in_time_recovery\.enabled$", "off", "blocking", "point-in-time recovery turned off"),
+        (
+            r"^ttl\.enabled$",
+            "on",
+            "blocking",
+            "TTL turned on: items past their expiry attribute are deleted",
+            ("aws_dynamodb_table",),
+        ),
+        (
+            r"^rule\.status$",
+            "enabled",
+            "blocking",
+            "lifecycle rule enabled: objects past its expiration are deleted",
+            LIFECYCLE_TYPES,
+        ),
+        (
+            r"^rule\.filter\.(and\.)?prefix$|^rule\.prefix$",
+            "widened",
+            "blocking",
+            "lifecycle rule's filter widened: its expiration now deletes objects under more keys",
+            LIFECYCLE_TYPES,
+        ),
         (r"(^|\.)deletion_protection(_enabled)?$", "off", "review", "deletion protection turned off"),
-        (r"(^|\.)force_destroy$", "on", "review", "force_destroy turned on: a destroy deletes the contents too"),
+        (
+            r"(^|\.)(force_destroy|force_delete)$",
+            "on",
+            "review",
+            "force_destroy/force_delete turned on: a destroy deletes the contents too",
+        ),
         (r"(^|\.)skip_final_snapshot$", "on", "review", "skip_final_snapshot turned on: no snapshot on delete"),
+        (
+            r"(^|\.)delete_automated_backups$",
+            "on",
+            "review",
+            "delete_automated_backups turned on: a destroy deletes the automated backups too",
+        ),
         (r"(^|\.)deletion_window_in_days$", "cut", "review", "KMS key deletion window shortened"),
+        (
+            r"^recovery_window_in_days$",
+            "cut",
+            "review",
+            "secret recovery window shortened (0: a delete is immediate, no recovery)",
+            ("aws_secretsmanager_secret",),
+        ),
+        (
+            r"^is_enabled$",
+            "off",
+            "review",
+            "KMS key disabled: data encrypted under it cannot be read until it is enabled again",
+            KMS_KEY_TYPES,
+        ),
         (r"(^|\.)versioning_configuration\.status$", "suspended", "review", "versioning suspended"),
         (r"^versioning\.enabled$", "off", "review", "versioning turned off"),
     )
 )
 # A retention of 0 or none means "keep forever" for these (e.g. CloudWatch Logs retention_in_days).
 FOREVER_WHEN_ZERO = ("retention_in_days", "expiration.days", "noncurrent_days", "delete_after")
+# Guards written as a string (Cognito deletion_protection ACTIVE/INACTIVE, S3 status Enabled).
+_ON = {True, "ACTIVE", "Enabled", "ENABLED"}
 
 
 def _number(value: Any) -> float | None:
@@ -939,13 +989,19 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def _is_on(value: Any) -> bool:
+    return isinstance(value, (bool, str)) and value in _ON
+
+
 def _lost(loss: str, path: str, old: Any, new: Any) -> bool:
     if loss == "off":
-        return old is True and new is not True
-    if loss == "on":
-        return new is True and old is not True
+        return _is_on(old) and not _is_on(new)
+    if loss in {"on", "enabled"}:
+        return _is_on(new) and not _is_on(old)
     if loss == "suspended":
         return old == "Enabled" and new != "Enabled"
+    if loss == "widened":
+        return isinstance(old, str) and bool(old) and (not new or (isinstance(new, str) and old.startswith(new)))
     before, after = _number(old), _number(new)
     forever = path.endswith(FOREVER_WHEN_ZERO)
     if forever:
@@ -954,27 +1010,70 @@ def _lost(loss: str, path: str, old: Any, new: Any) -> bool:
     return before is not None and after is not None and after < before
 
 
+# A list index, or the id a list of identified objects is keyed by (``rule.[id="raw"]``), in a path.
+_LIST_INDEX = re.compile(r'\.?\[(?:\d+|id="(?:[^"\\]|\\.)*")\]')
+
+
+def _by_id(value: Any) -> Any:
+    """Lists of objects with distinct ``id`` strings (lifecycle rules) keyed by id, so a reordered list
+    compares each rule with itself, not with whichever rule took its index."""
+    if isinstance(value, dict):
+        return {k: _by_id(v) for k, v in value.items()}
+    if isinstance(value, list):
+        ids = [item.get("id") for item in value if isinstance(item, dict)]
+        if value and len(ids) == len(value) and all(isinstance(i, str) for i in ids) and len(set(ids)) == len(ids):
+            return {f"[id={json.dumps(i)}]": _by_id(item) for i, item in zip(ids, value, strict=True)}
+        return [_by_id(v) for v in value]
+    return value
+
+
+_RULE = re.compile(r'^rule(?:\[\d+\]|\.\[id="(?:[^"\\]|\\.)*"\])\.')
+
+
+def _has_expiry(flat: dict[str, Any], path: str) -> bool:
+    """Whether the lifecycle rule holding ``path`` expires objects (has a non-empty expiration)."""
+    rule = _RULE.match(path)
+    return rule is None or any(
+        k.startswith(rule.group(0))
+        and re.match(r"(noncurrent_version_)?expiration\b", k[rule.end() :])
+        and v not in (None, [], {}, False)
+        for k, v in flat.items()
+    )
+
+
 def data_loss_updates(rc: dict) -> list[dict]:
-    """In-place updates that delete data or drop a guard against losing it, one finding each."""
-    before = drift_flatten(rc["change"].get("before") or {})
-    after = drift_flatten(rc["change"].get("after") or {})
+    """In-place updates that delete data or drop a guard against losing it, one finding each; a
+    guarded value that becomes unknown until apply is flagged for review (it may be any value)."""
+    change = rc["change"]
+    before = drift_flatten(_by_id(change.get("before") or {}))
+    after = drift_flatten(_by_id(change.get("after") or {}))
+    unknown = {p for p, v in drift_flatten(_by_id(change.get("after_unknown") or {})).items() if v is True}
     found = []
-    for path in sorted(set(before) | set(after)):
+    for path in sorted(set(before) | set(after) | unknown):
         old, new = before.get(path), after.get(path)
-        if old == new:
+        if old == new and path not in unknown:
             continue
-        bare = re.sub(r"\[\d+\]", "", path)
-        for pattern, loss, severity, why in DATA_LOSS_RULES:
-            if pattern.search(bare) and _lost(loss, bare, old, new):
-                found.append(
-                    {
-                        "rule": "data-loss-update",
-                        "severity": severity,
-                        "address": rc["address"],
-                        "why": f"{why} ({path}: {json.dumps(old)} -> {json.dumps(new)})",
-                    }
-                )
+        bare = _LIST_INDEX.sub("", path)
+        for pattern, loss, severity, why, types in DATA_LOSS_RULES:
+            if not pattern.search(bare) or (types and rc["type"] not in types):
+                continue
+            if path in unknown:
+                if old is None:
+                    break
+                shown, severity, why = f"{json.dumps(old)} -> {UNKNOWN}", "review", f"{why}? known only after apply"
+            elif _lost(loss, bare, old, new) and (loss not in {"enabled", "widened"} or _has_expiry(after, path)):
+                shown = f"{json.dumps(old)} -> {json.dumps(new)}"
+            else:
                 break
+            found.append(
+                {
+                    "rule": "data-loss-update",
+                    "severity": severity,
+                    "address": rc["address"],
+                    "why": f"{why} ({path}: {shown})",
+                }
+            )
+            break
     return found
 
 

@@ -358,6 +358,64 @@ def cases() -> dict[str, dict]:
                 {"rule": [{"id": "raw", "expiration": [{"days": 7}]}]},
             ),
         ),
+        "update-losses-missed": plan(
+            rc(
+                "aws_cognito_user_pool.p",
+                ["update"],
+                {"deletion_protection": "ACTIVE"},
+                {"deletion_protection": "INACTIVE"},
+            ),
+            rc("aws_ecr_repository.r", ["update"], {"force_delete": False}, {"force_delete": True}),
+            rc(
+                "aws_secretsmanager_secret.s",
+                ["update"],
+                {"recovery_window_in_days": 30},
+                {"recovery_window_in_days": 0},
+            ),
+            rc("aws_dynamodb_table.t", ["update"], {"ttl": [{"enabled": False}]}, {"ttl": [{"enabled": True}]}),
+            rc(
+                "aws_s3_bucket_lifecycle_configuration.off",
+                ["update"],
+                {"rule": [{"id": "raw", "status": "Disabled", "expiration": [{"days": 30}]}]},
+                {"rule": [{"id": "raw", "status": "Enabled", "expiration": [{"days": 30}]}]},
+            ),
+            rc(
+                "aws_s3_bucket_lifecycle_configuration.wide",
+                ["update"],
+                {
+                    "rule": [
+                        {"id": "tmp", "status": "Enabled", "filter": [{"prefix": "tmp/"}], "expiration": [{"days": 1}]}
+                    ]
+                },
+                {"rule": [{"id": "tmp", "status": "Enabled", "filter": [{"prefix": ""}], "expiration": [{"days": 1}]}]},
+            ),
+            rc(
+                "aws_s3_bucket_lifecycle_configuration.reordered",
+                ["update"],
+                {"rule": [{"id": "a", "expiration": [{"days": 7}]}, {"id": "b", "expiration": [{"days": 365}]}]},
+                {
+                    "rule": [
+                        {"id": "b", "expiration": [{"days": 365}]},
+                        {"id": "a", "expiration": [{"days": 7}]},
+                        {"id": "c", "status": "Enabled"},
+                    ]
+                },
+            ),
+            rc(
+                "aws_db_instance.db",
+                ["update"],
+                {"delete_automated_backups": False},
+                {"delete_automated_backups": True},
+            ),
+            rc("aws_kms_key.k", ["update"], {"is_enabled": True}, {"is_enabled": False}),
+            rc(
+                "aws_cloudwatch_log_group.l",
+                ["update"],
+                {"retention_in_days": 365},
+                {},
+                change={"after_unknown": {"retention_in_days": True}},
+            ),
+        ),
         "update-retention-raised": plan(
             rc("aws_cloudwatch_log_group.l", ["update"], {"retention_in_days": 7}, {"retention_in_days": 0}),
             rc("aws_db_instance.db", ["update"], {"deletion_protection": False}, {"deletion_protection": True}),
