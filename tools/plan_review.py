@@ -343,6 +343,15 @@ MAX_TEXT = 160  # characters of one value shown; the rest is cut and its length 
 # Markdown-active characters backslash-escaped; @ and # also followed by a zero-width space.
 _MARKDOWN = tuple((c, "\\" + c + ("\u200b" if c in "@#" else "")) for c in "\\`*_{}[]()<>#+!|~&^=$@")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# What GitHub turns into a link in plain text, each broken by a zero-width space: a scheme's "://"
+# and "mailto:"/"xmpp:", "www.", "GH-<n>", and a hex run a commit SHA could be (7+, a letter and a digit).
+_LINKS = re.compile(r"(?i)(?<=[a-z])(?=:/)|(?<=\bmailto)(?=:)|(?<=\bxmpp)(?=:)|(?<=\bwww)(?=\.)|(?<=\bgh)(?=-\d)")
+_HEX = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,}\b", re.IGNORECASE)
+
+
+def _unlinked(text: str) -> str:
+    text = _LINKS.sub("\u200b", text)
+    return _HEX.sub(lambda m: "\u200b".join(m[0][i : i + 6] for i in range(0, len(m[0]), 6)), text)
 
 
 def _visible(ch: str) -> str:
@@ -358,7 +367,8 @@ def esc(value: Any, limit: int = MAX_TEXT, *, markdown: bool = True) -> str:
 
     Inert in GitHub-flavoured Markdown and in the Actions log: every Markdown-active character is
     backslash-escaped (no HTML, no fence, comment, table or link breakout), ``@`` and ``#`` get a
-    zero-width space after them (no mentions, no issue links), control, format and bidi characters
+    zero-width space after them (no mentions, no issue links), so do URL schemes, ``www.``, ``GH-n``
+    and SHA-like hex runs (no autolinks), control, format and bidi characters
     are shown as ``\\uXXXX`` escapes (no new lines, so no ``::`` command at a line start), and a value
     longer than ``limit`` is cut with its length given. ``markdown=False``: for a plain log line
     (the Markdown escapes left out, the rest kept).
@@ -369,6 +379,7 @@ def esc(value: Any, limit: int = MAX_TEXT, *, markdown: bool = True) -> str:
     if not (text.isascii() and text.isprintable()):
         text = "".join(map(_visible, text))
     if markdown:
+        text = _unlinked(text)
         for char, escaped in _MARKDOWN:  # the backslash first; str.replace is ~5x str.translate here
             if char in text:
                 text = text.replace(char, escaped)

@@ -208,6 +208,13 @@ def injection() -> dict:
         "folded": {"actions": ["create"], "before": None, "after": "<details><summary>x</summary>"},
         "mention`": {"actions": ["create"], "before": None, "after": "`@octocat` and @org/team, see #1 &#64;x"},
         "html": {"actions": ["create"], "before": None, "after": "<img src=x onerror=alert(1)>[click](javascript:x)"},
+        "links": {
+            "actions": ["create"],
+            "before": None,
+            "after": "https://evil.example/login www.evil.example GH-12 3f2a9c1d4e5b6a7980c1d2e3f4a5b6c7d8e9f0a1 "
+            "https://github.com/o/r/issues/1 mailto:a@b.example",
+        },
+        "www.evil.example/https://x.example GH-7": {"actions": ["create"], "before": None, "after": "ok"},
     }
     p["resource_drift"] = [rc("aws_sqs_queue.d", ["update"], {"a": 1}, {"a": "\n::warning::drift"})]
     return p
