@@ -268,13 +268,13 @@ def redact(value: Any, marks: Any) -> Any:
         return SENSITIVE
     if not marks:
         return value
-    if isinstance(value, dict):
-        sub = marks if isinstance(marks, dict) else {}
-        return {k: redact(v, sub.get(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        sub = marks if isinstance(marks, list) else []
-        return [redact(v, sub[i] if i < len(sub) else None) for i, v in enumerate(value)]
-    return SENSITIVE  # a scalar under a partial mark: hide it rather than guess
+    if isinstance(value, dict) and isinstance(marks, dict):
+        return {k: redact(v, marks.get(k)) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(marks, list):
+        return [redact(v, marks[i] if i < len(marks) else None) for i, v in enumerate(value)]
+    # A scalar under a partial mark, or marks not of the value's shape (a map of marks on a list):
+    # hide it whole rather than guess which part is the secret.
+    return SENSITIVE
 
 
 def _redact_change(change: dict) -> dict:
@@ -324,6 +324,8 @@ def plan_level_changes(plan: dict, result: Review) -> None:
     """Output changes and the plan's resource_drift, beside the changes (values already redacted)."""
     for name, change in sorted((plan.get("output_changes") or {}).items()):
         action = action_of(change.get("actions", []))
+        if action == "unknown":
+            result.flags.append(_unknown_actions(f"output.{name}", "(root module)", change.get("actions")))
         if action:
             result.outputs.append(
                 {
@@ -1167,7 +1169,7 @@ def _review_change(rc: dict, result: Review, configs: dict, approved: set[tuple[
             result.counts["read"] += 1
             reason = REASONS.get(rc.get("action_reason", ""), rc.get("action_reason", ""))
             result.deferred_reads.append({"address": rc["address"], "reason": reason})
-        elif action == "unknown":
+        elif change["actions"] != ["no-op"]:  # a data source is only ever read: anything else is not a plan's
             result.flags.append(_unknown_action(rc))
         return
     if rc.get("previous_address") and rc["previous_address"] != rc["address"]:
@@ -1229,13 +1231,16 @@ def _review_change(rc: dict, result: Review, configs: dict, approved: set[tuple[
 
 
 def _unknown_action(rc: dict) -> dict:
+    return _unknown_actions(rc["address"], _module_of(rc), rc["change"]["actions"])
+
+
+def _unknown_actions(address: str, module: str, actions: Any) -> dict:
     return {
         "rule": "unknown-action",
         "severity": "blocking",
-        "address": rc["address"],
-        "module": _module_of(rc),
-        "why": f"action list {json.dumps(rc['change']['actions'])} is not one this review knows: "
-        "read the plan before applying",
+        "address": address,
+        "module": module,
+        "why": f"action list {json.dumps(actions)} is not one this review knows: read the plan before applying",
     }
 
 

@@ -502,8 +502,17 @@ def table() -> dict:
 
 
 # provider_name forms Terraform has written for hashicorp/aws: the full source address, the short
-# forms of older state ("aws", "-/aws" legacy namespace) and without the registry host.
-AWS_NAMES = {PROVIDER, "aws", "hashicorp/aws", "-/aws", "registry.terraform.io/-/aws", "provider.aws"}
+# forms of older state ("aws", "-/aws" legacy namespace) and without the registry host;
+# OpenTofu writes the same provider as registry.opentofu.org/hashicorp/aws.
+AWS_NAMES = {
+    PROVIDER,
+    "aws",
+    "hashicorp/aws",
+    "-/aws",
+    "registry.terraform.io/-/aws",
+    "provider.aws",
+    "registry.opentofu.org/hashicorp/aws",
+}
 
 
 def classify(type_: str, provider_name: str | None = None) -> str:

@@ -29,6 +29,8 @@ SECRETS = (
     "prior-secret-hand",
     "planned-secret-hand",
     "condition-secret-hand",
+    "SECRET-CIDR-LEAK-hand",
+    "scalar-under-partial-mark-hand",
 )
 
 
@@ -337,6 +339,33 @@ def cases() -> dict[str, dict]:
                 )
             )
         ),
+        # Sensitivity marks not of the value's shape: a map of marks on a list, a partial mark on a scalar.
+        "marks-of-another-shape": dict(
+            plan(
+                rc(
+                    "aws_security_group_rule.r",
+                    ["create"],
+                    None,
+                    {"type": "ingress", "cidr_blocks": ["SECRET-CIDR-LEAK-hand"], "from_port": 1, "to_port": 1},
+                    change={"after_sensitive": {"cidr_blocks": {"0": True}}},
+                ),
+            ),
+            output_changes={
+                "token": {
+                    "actions": ["update"],
+                    "before": "old",
+                    "after": "scalar-under-partial-mark-hand",
+                    "after_unknown": False,
+                    "after_sensitive": {"part": True},
+                }
+            },
+        ),
+        "data-source-delete": plan(dict(DB, mode="data")),
+        "output-unknown-action": dict(
+            plan(),
+            output_changes={"o": {"actions": ["purge"], "before": "a", "after": None, "after_unknown": False}},
+        ),
+        "opentofu-provider-destroy": plan(dict(DB, provider_name="registry.opentofu.org/hashicorp/aws")),
         "update-guards-off": plan(
             rc("aws_db_instance.db", ["update"], {"deletion_protection": True}, {"deletion_protection": False}),
             rc("aws_s3_bucket.b", ["update"], {"force_destroy": False}, {"force_destroy": True}),
