@@ -222,3 +222,20 @@ def test_cost_section_appended_to_the_review_is_inert(tmp_path: Path, capsys) ->
             assert tag not in html
         assert not LIVE_MENTION.search(text_of(html)), LIVE_MENTION.search(text_of(html))
         assert not any(line.lstrip().startswith("::") for line in text.splitlines())
+
+
+def test_thousands_of_module_instances_with_a_blocking_item_each_are_all_counted_in_part_1() -> None:
+    """3,000 for_each instances of one module call, one bucket destroy each: part 1 counts them per
+    module call (instance keys together), not one heading per instance cut after part 5."""
+    changes = []
+    for i in range(3_000):
+        module = f'module.site["camera-trap-{i:05d}"]'
+        changes.append(hostile.rc(f"{module}.aws_s3_bucket.data", ["delete"], {"bucket": f"b{i}"}, None))
+        changes[-1].update(module_address=module, type="aws_s3_bucket", name="data")
+    result = plan_review.review(hostile.plan(*changes), title="pipeline-prod", prices=PRICES)
+    parts = plan_review.render(result)
+    first = text_of(rendered(parts[0]))
+    assert "BLOCKING: 3000 item(s)" in first
+    counted = [int(n) for n in re.findall(r"^(\d+) x stateful-destroy", first, re.MULTILINE)]
+    assert counted == [3_000], "every blocking item counted in part 1"
+    assert "module.site[*]: 3000 item(s)" in first and "all in review.json" in first

@@ -36,6 +36,7 @@ import os
 import re
 import sys
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1355,8 +1356,17 @@ def _finding_line(f: dict) -> str:
 FINDINGS_BUDGET = 40_000  # of part 1's characters, for the blocking and review items
 
 
+_INSTANCE_KEY = re.compile(r'\[(?:\d+|"(?:[^"\\]|\\.)*")\]')
+
+
+def module_call(module: str) -> str:
+    """``module.site["a"].module.db[0]`` -> ``module.site[*].module.db[*]``: all instances of a call."""
+    return _INSTANCE_KEY.sub("[*]", module)
+
+
 def findings_section(result: Review) -> list[Section]:
-    """Every blocking and review item grouped by module; compacted per module and rule if too long."""
+    """Every blocking and review item grouped by module; if too long for part 1, counted per module
+    call (for_each/count instances together) and rule, or per rule alone, so part 1 accounts for all."""
     sections = []
     for severity, heading in (("blocking", "BLOCKING"), ("review", "Needs review")):
         items = [f for f in result.findings() if f["severity"] == severity]
@@ -1369,19 +1379,26 @@ def findings_section(result: Review) -> list[Section]:
         for module, found in sorted(by_module.items()):
             lines += [f"**{esc(module)}**", ""] + [_finding_line(f) for f in found] + [""]
         if sum(map(len, lines)) > FINDINGS_BUDGET // 2:
-            lines = []
-            for module, found in sorted(by_module.items()):
-                groups: dict[str, list[dict]] = {}
-                for f in found:
-                    groups.setdefault(f["rule"], []).append(f)
-                lines.append(f"**{esc(module)}**: {len(found)} item(s)")
-                for rule, group in sorted(groups.items()):
-                    names = ", ".join(esc(f["address"], limit=60) for f in group[:5])
-                    more = f" and {len(group) - 5} more" if len(group) > 5 else ""
-                    lines.append(f"- {len(group)} x {esc(rule)}: {names}{more} (all in review.json)")
-            lines.append("")
+            lines = _counted(items, lambda f: module_call(f.get("module") or module_of(f["address"])))
+        if sum(map(len, lines)) > FINDINGS_BUDGET // 2:
+            lines = _counted(items, lambda f: "every module")
         sections.append(Section(f"### {heading}: {len(items)} item(s)", lines))
     return sections
+
+
+def _counted(items: list[dict], group_of: Callable[[dict], str]) -> list[str]:
+    """Items counted per group and rule, five named each; the full list is in review.json."""
+    groups: dict[str, dict[str, list[dict]]] = {}
+    for f in items:
+        groups.setdefault(group_of(f), {}).setdefault(f["rule"], []).append(f)
+    lines = []
+    for group, rules in sorted(groups.items()):
+        lines.append(f"**{esc(group)}**: {sum(map(len, rules.values()))} item(s)")
+        for rule, found in sorted(rules.items()):
+            names = ", ".join(esc(f["address"], limit=60) for f in found[:5])
+            more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+            lines.append(f"- {len(found)} x {esc(rule)}: {names}{more} (all in review.json)")
+    return [*lines, ""]
 
 
 def _summary(result: Review) -> list[str]:
