@@ -1641,10 +1641,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fail-on", choices=["blocking", "review"], default="blocking", help="review: exit 3 on REVIEW"
     )
-    parser.add_argument("--max-parts", type=int, default=MAX_PARTS, help="PR comment parts at most (default 5)")
+    parser.add_argument(
+        "--max-parts", type=int, default=MAX_PARTS, help="PR comment parts at most, 1 or more (default 5)"
+    )
     parser.add_argument("--prices", type=Path, default=DEFAULT_PRICES, help="price table JSON")
     args = parser.parse_args(argv)
     title = args.title or args.plan.resolve().parent.name
+    if args.max_parts < 1:
+        print(f"error: --max-parts must be 1 or more (PR comment parts), got {args.max_parts}", file=sys.stderr)
+        return 2
+    if args.approvals is not None and args.approvals.is_dir():
+        print(f"error: --approvals {args.approvals} is a folder; pass the plan-approvals.yaml file", file=sys.stderr)
+        return 2
     try:
         plan = load_plan(args.plan)
         approvals = load_approvals(args.approvals, title)
