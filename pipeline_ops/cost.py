@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from tools import cli
-from tools.plan_review import esc, split_comment, value_resources
+from tools.plan_review import esc, value_resources, write_review
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGES = 100_000
@@ -114,14 +114,9 @@ def markdown(result: dict) -> str:
 
 
 def append(review: Path, section: str) -> None:
-    """Add ``section`` to the review and cut its PR-comment parts again (``review.part-N.md``)."""
+    """Add ``section`` to the review and cut its PR-comment parts and job-summary copy again."""
     text = review.read_text() if review.exists() else ""
-    text = text.rstrip("\n") + "\n\n" + section
-    review.write_text(text)
-    for stale in review.parent.glob(f"{review.stem}.part-*.md"):
-        stale.unlink()
-    for index, part in enumerate(split_comment(text, review.parent.name), 1):
-        review.with_name(f"{review.stem}.part-{index}.md").write_text(part)
+    write_review(review, text.rstrip("\n") + "\n\n" + section, review.parent.name)
 
 
 def main(argv: list[str] | None = None) -> int:

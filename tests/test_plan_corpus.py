@@ -239,3 +239,18 @@ def test_thousands_of_module_instances_with_a_blocking_item_each_are_all_counted
     counted = [int(n) for n in re.findall(r"^(\d+) x stateful-destroy", first, re.MULTILINE)]
     assert counted == [3_000], "every blocking item counted in part 1"
     assert "module.site[*]: 3000 item(s)" in first and "all in review.json" in first
+
+
+def test_the_job_summary_copy_of_a_big_review_is_cut_on_a_line_under_one_mebibyte(tmp_path: Path) -> None:
+    """GitHub refuses a step summary over 1 MiB: review.summary.md (what the workflows append to it)
+    is review.md cut at the last whole line under 1,000,000 UTF-8 bytes, saying where the rest is."""
+    result = plan_review.review(hostile.big_plan(20_000), title="pipeline-prod", prices=PRICES)
+    report = plan_review.markdown(result) + "\n" + "ä€ " * 400_000
+    plan_review.write_review(tmp_path / "review.md", report, "pipeline-prod")
+    summary = (tmp_path / "review.summary.md").read_text()
+    size = len(summary.encode())
+    assert len(report.encode()) > 2_000_000 and size <= plan_review.SUMMARY_LIMIT
+    body, note = summary.split("\n\n**Review cut here", 1)
+    assert report.startswith(body) and body.endswith("\n"), "cut after a whole line"
+    assert "the full review.md is in the plan artifact" in note
+    assert sorted(p.name for p in tmp_path.iterdir())[:2] == ["review.md", "review.part-1.md"]

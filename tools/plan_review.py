@@ -1631,6 +1631,34 @@ def _fail_code(result: Review, fail_on: str) -> int:
     return 3 if fail_on == "review" and result.verdict == "REVIEW" else 0
 
 
+SUMMARY_LIMIT = 1_000_000  # bytes: GitHub refuses a job summary over 1 MiB
+SUMMARY_CUT = (
+    "\n\n**Review cut here ({size:,} bytes; a job summary holds 1 MiB)**: the full review.md is in the plan artifact.\n"
+)
+
+
+def step_summary(text: str, limit: int = SUMMARY_LIMIT) -> str:
+    """The review for ``$GITHUB_STEP_SUMMARY``: whole if it fits in ``limit`` UTF-8 bytes, else cut
+    at the last whole line that fits, with a line saying so and where the full review is."""
+    size = len(text.encode())
+    if size <= limit:
+        return text
+    note = SUMMARY_CUT.format(size=size)
+    room = limit - len(note.encode())
+    head = text.encode()[:room].decode(errors="ignore")
+    return head[: head.rfind("\n") + 1] + note
+
+
+def write_review(path: Path, text: str, title: str, max_parts: int | None = MAX_PARTS) -> None:
+    """review.md, its PR-comment parts (review.part-N.md) and its job-summary cut (review.summary.md)."""
+    path.write_text(text)
+    for stale in path.parent.glob(f"{path.stem}.part-*.md"):
+        stale.unlink()
+    for index, part in enumerate(split_comment(text, title, max_parts=max_parts), 1):
+        path.with_name(f"{path.stem}.part-{index}.md").write_text(part)
+    path.with_name(f"{path.stem}.summary.md").write_text(step_summary(text))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.plan_review", description=__doc__.split("\n")[0])
     parser.add_argument("plan", type=Path, help="terraform show -json output")
@@ -1666,11 +1694,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     report = markdown(result)
     if args.markdown:
-        args.markdown.write_text(report)
-        for stale in args.markdown.parent.glob(f"{args.markdown.stem}.part-*.md"):
-            stale.unlink()
-        for index, part in enumerate(split_comment(report, title, max_parts=args.max_parts), 1):
-            args.markdown.with_name(f"{args.markdown.stem}.part-{index}.md").write_text(part)
+        write_review(args.markdown, report, title, max_parts=args.max_parts)
     else:
         print(report)
     if args.json:
