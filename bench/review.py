@@ -3,8 +3,10 @@
 Target (issue 28): under 2 s for 5,000 changes (check, redaction, review, the full Markdown, the
 PR comment parts and the JSON). Mixes what a big plan holds: creates, policy updates (statement
 diffs), replaces of stateful resources, security-group rule deletes, moves, sensitive values and
-retention updates. Prints every run's wall and CPU time: the target is judged on CPU time (what the review costs);
-wall time on this shared 2-core host adds the waits for everyone else's processes.
+retention updates, and every 250th policy update a managed policy near its 6 KB limit (hundreds of
+wildcard actions x resources: the statement diff's worst case). Prints every run's wall and CPU
+time: the target is judged on CPU time (what the review costs); wall time on this shared 2-core
+host adds the waits for everyone else's processes.
 
     python bench/review.py [--changes 5000] [--runs 7]
 """
@@ -43,6 +45,19 @@ def change(address: str, actions: list[str], before: dict | None, after: dict | 
     }
 
 
+def large_policy_update(i: int) -> tuple[dict, dict]:
+    """A managed policy near its 6,144-character limit (docs.aws.amazon.com/IAM/latest/UserGuide/
+    reference_iam-quotas.html): wildcard actions over per-site prefixes, a third more prefixes after."""
+    actions = [f"s3:{verb}{n}*" for verb in ("Get", "Put", "List") for n in range(25)]
+
+    def policy(sites: int) -> dict:
+        resources = [f"arn:aws:s3:::lake{i}/site{n}/*" for n in range(sites)]
+        statement = {"Effect": "Allow", "Action": actions, "Resource": resources}
+        return {"policy": json.dumps({"Version": "2012-10-17", "Statement": [statement]})}
+
+    return policy(120), policy(160)
+
+
 def big_plan(count: int) -> dict:
     def doc(actions: list[str], resources: list[str]) -> str:
         return json.dumps(
@@ -57,6 +72,8 @@ def big_plan(count: int) -> dict:
         elif kind == 3:
             before, after = {"retention_in_days": 30}, {"retention_in_days": 7}
             changes.append(change(f"aws_cloudwatch_log_group.l{i}", ["update"], before, after))
+        elif kind < 6 and i % 250 == 4:
+            changes.append(change(f"aws_iam_policy.big{i}", ["update"], *large_policy_update(i)))
         elif kind < 6:
             before = {"policy": doc(["s3:GetObject"], [f"arn:aws:s3:::b{i}/*"])}
             after = {"policy": doc(["s3:GetObject", "s3:PutObject", f"sqs:Send{i}"], [f"arn:aws:s3:::b{i}/*", "*"])}

@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from tools import cli
-from tools.plan_review import split_comment, value_resources
+from tools.plan_review import esc, value_resources, write_review
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGES = 100_000
@@ -76,6 +76,8 @@ def estimate(fan_out: dict, images: int) -> dict[str, Any]:
 
 
 def markdown(result: dict) -> str:
+    """The cost section of the review. Its strings (price date, step names, throughput sources) come from
+    the plan's FAN_OUT variable, so they go through the review's escaping like any other plan text."""
     hours = result["estimated_seconds"] / 3600
     fits = (
         "fits in one execution"
@@ -85,7 +87,7 @@ def markdown(result: dict) -> str:
     lines = [
         "### Cost per 1,000 images (pipeline estimate)",
         "",
-        f"From the planning inputs this configuration gives PlanFanOut, priced with the {result['prices']}; "
+        f"From the planning inputs this configuration gives PlanFanOut, priced with the {esc(result['prices'])}; "
         "the same estimator PlanFanOut runs and GuardBudget adds to the month's spend. Batch jobs only "
         "(each job billed its instance for its images plus its overhead, each GPU instance its boot).",
         "",
@@ -103,23 +105,18 @@ def markdown(result: dict) -> str:
         "|---|---|---|---|",
     ]
     for step in result["steps"]:
-        source = step.get("throughput_source", "")
+        source = esc(step.get("throughput_source", ""), 400)
         lines.append(
-            f"| {step['name']} | {'per shard' if step['per_shard'] else 'once'} | {step['images_per_second']:g}"
+            f"| {esc(step['name'])} | {'per shard' if step['per_shard'] else 'once'} | {step['images_per_second']:g}"
             f"{f' ({source})' if source else ''} | {step['usd_per_hour']:.4f} / {step['on_demand_usd_per_hour']:.4f} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def append(review: Path, section: str) -> None:
-    """Add ``section`` to the review and cut its PR-comment parts again (``review.part-N.md``)."""
+    """Add ``section`` to the review and cut its PR-comment parts and job-summary copy again."""
     text = review.read_text() if review.exists() else ""
-    text = text.rstrip("\n") + "\n\n" + section
-    review.write_text(text)
-    for stale in review.parent.glob(f"{review.stem}.part-*.md"):
-        stale.unlink()
-    for index, part in enumerate(split_comment(text, review.parent.name), 1):
-        review.with_name(f"{review.stem}.part-{index}.md").write_text(part)
+    write_review(review, text.rstrip("\n") + "\n\n" + section, review.parent.name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"cost: {result['usd_per_1000_images']:.4f} USD per 1,000 images on spot "
         f"({result['usd_per_1000_images_on_demand']:.4f} on-demand); {result['images']:,} images "
-        f"{result['estimated_usd']:.2f} USD in about {result['estimated_seconds'] / 3600:.1f} h ({result['prices']})",
+        f"{result['estimated_usd']:.2f} USD in about {result['estimated_seconds'] / 3600:.1f} h "
+        f"({esc(result['prices'], markdown=False)})",
         file=sys.stderr,
     )
     return 0

@@ -160,7 +160,7 @@ def test_rendered_comment_shows_every_section_and_the_full_change_table(name: st
     assert [a for _, a in rows] == [c["action"] for c in result.changes]
     for tag in ("<details", "<summary", "<!--", "<img", "</table>\n<p>", "<pre"):
         assert tag not in html
-    assert not re.search(r'href="(?!https?://)', html)
+    assert "<a " not in html, "no link from plan text (URL, www., GH-n, SHA) and the review adds none"
     visible = text_of(html)
     assert not LIVE_MENTION.search(visible), LIVE_MENTION.search(visible)
     assert not re.search("[\u202a-\u202e\u2066-\u2069]", "".join(parts)), "bidi controls are shown as escapes"
@@ -202,3 +202,55 @@ def test_thousands_of_blocking_items_are_counted_per_module_in_part_1() -> None:
     assert "BLOCKING: 3000 item(s)" in first
     counted = [int(n) for n in re.findall(r"^(\d+) x stateful-destroy", first, re.MULTILINE)]
     assert len(counted) == 40 and sum(counted) == 3_000, "every module's blocking items counted in part 1"
+
+
+def test_cost_section_appended_to_the_review_is_inert(tmp_path: Path, capsys) -> None:
+    """``make plan`` appends ``pipeline_ops.cost``'s section to review.md: its price date, step names
+    and throughput sources come from the plan's FAN_OUT, so they are escaped like the review's own text."""
+    from pipeline_ops import cost
+
+    review = tmp_path / "review.md"
+    assert plan_review.main([str(FIXTURES["cost-fan-out-injection"]), "--title", "x", "--markdown", str(review)]) == 0
+    assert cost.main([str(FIXTURES["cost-fan-out-injection"]), "--append", str(review)]) == 0
+    err = capsys.readouterr().err
+    assert not any(line.lstrip().startswith("::") for line in err.splitlines())
+    parts = sorted(tmp_path.glob("review.part-*.md"))
+    for text in [review.read_text(), *(p.read_text() for p in parts)]:
+        html = rendered(text)
+        assert "Cost per 1,000 images" in html
+        for tag in ("<details", "<summary", "<!--", "<a "):
+            assert tag not in html
+        assert not LIVE_MENTION.search(text_of(html)), LIVE_MENTION.search(text_of(html))
+        assert not any(line.lstrip().startswith("::") for line in text.splitlines())
+
+
+def test_thousands_of_module_instances_with_a_blocking_item_each_are_all_counted_in_part_1() -> None:
+    """3,000 for_each instances of one module call, one bucket destroy each: part 1 counts them per
+    module call (instance keys together), not one heading per instance cut after part 5."""
+    changes = []
+    for i in range(3_000):
+        module = f'module.site["camera-trap-{i:05d}"]'
+        changes.append(hostile.rc(f"{module}.aws_s3_bucket.data", ["delete"], {"bucket": f"b{i}"}, None))
+        changes[-1].update(module_address=module, type="aws_s3_bucket", name="data")
+    result = plan_review.review(hostile.plan(*changes), title="pipeline-prod", prices=PRICES)
+    parts = plan_review.render(result)
+    first = text_of(rendered(parts[0]))
+    assert "BLOCKING: 3000 item(s)" in first
+    counted = [int(n) for n in re.findall(r"^(\d+) x stateful-destroy", first, re.MULTILINE)]
+    assert counted == [3_000], "every blocking item counted in part 1"
+    assert "module.site[*]: 3000 item(s)" in first and "all in review.json" in first
+
+
+def test_the_job_summary_copy_of_a_big_review_is_cut_on_a_line_under_one_mebibyte(tmp_path: Path) -> None:
+    """GitHub refuses a step summary over 1 MiB: review.summary.md (what the workflows append to it)
+    is review.md cut at the last whole line under 1,000,000 UTF-8 bytes, saying where the rest is."""
+    result = plan_review.review(hostile.big_plan(20_000), title="pipeline-prod", prices=PRICES)
+    report = plan_review.markdown(result) + "\n" + "ä€ " * 400_000
+    plan_review.write_review(tmp_path / "review.md", report, "pipeline-prod")
+    summary = (tmp_path / "review.summary.md").read_text()
+    size = len(summary.encode())
+    assert len(report.encode()) > 2_000_000 and size <= plan_review.SUMMARY_LIMIT
+    body, note = summary.split("\n\n**Review cut here", 1)
+    assert report.startswith(body) and body.endswith("\n"), "cut after a whole line"
+    assert "the full review.md is in the plan artifact" in note
+    assert sorted(p.name for p in tmp_path.iterdir())[:2] == ["review.md", "review.part-1.md"]

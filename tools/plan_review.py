@@ -36,6 +36,7 @@ import os
 import re
 import sys
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,13 +269,13 @@ def redact(value: Any, marks: Any) -> Any:
         return SENSITIVE
     if not marks:
         return value
-    if isinstance(value, dict):
-        sub = marks if isinstance(marks, dict) else {}
-        return {k: redact(v, sub.get(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        sub = marks if isinstance(marks, list) else []
-        return [redact(v, sub[i] if i < len(sub) else None) for i, v in enumerate(value)]
-    return SENSITIVE  # a scalar under a partial mark: hide it rather than guess
+    if isinstance(value, dict) and isinstance(marks, dict):
+        return {k: redact(v, marks.get(k)) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(marks, list):
+        return [redact(v, marks[i] if i < len(marks) else None) for i, v in enumerate(value)]
+    # A scalar under a partial mark, or marks not of the value's shape (a map of marks on a list):
+    # hide it whole rather than guess which part is the secret.
+    return SENSITIVE
 
 
 def _redact_change(change: dict) -> dict:
@@ -324,6 +325,8 @@ def plan_level_changes(plan: dict, result: Review) -> None:
     """Output changes and the plan's resource_drift, beside the changes (values already redacted)."""
     for name, change in sorted((plan.get("output_changes") or {}).items()):
         action = action_of(change.get("actions", []))
+        if action == "unknown":
+            result.flags.append(_unknown_actions(f"output.{name}", "(root module)", change.get("actions")))
         if action:
             result.outputs.append(
                 {
@@ -343,6 +346,15 @@ MAX_TEXT = 160  # characters of one value shown; the rest is cut and its length 
 # Markdown-active characters backslash-escaped; @ and # also followed by a zero-width space.
 _MARKDOWN = tuple((c, "\\" + c + ("\u200b" if c in "@#" else "")) for c in "\\`*_{}[]()<>#+!|~&^=$@")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# What GitHub turns into a link in plain text, each broken by a zero-width space: a scheme's "://"
+# and "mailto:"/"xmpp:", "www.", "GH-<n>", and a hex run a commit SHA could be (7+, a letter and a digit).
+_LINKS = re.compile(r"(?i)(?<=[a-z])(?=:/)|(?<=\bmailto)(?=:)|(?<=\bxmpp)(?=:)|(?<=\bwww)(?=\.)|(?<=\bgh)(?=-\d)")
+_HEX = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,}\b", re.IGNORECASE)
+
+
+def _unlinked(text: str) -> str:
+    text = _LINKS.sub("\u200b", text)
+    return _HEX.sub(lambda m: "\u200b".join(m[0][i : i + 6] for i in range(0, len(m[0]), 6)), text)
 
 
 def _visible(ch: str) -> str:
@@ -358,7 +370,8 @@ def esc(value: Any, limit: int = MAX_TEXT, *, markdown: bool = True) -> str:
 
     Inert in GitHub-flavoured Markdown and in the Actions log: every Markdown-active character is
     backslash-escaped (no HTML, no fence, comment, table or link breakout), ``@`` and ``#`` get a
-    zero-width space after them (no mentions, no issue links), control, format and bidi characters
+    zero-width space after them (no mentions, no issue links), so do URL schemes, ``www.``, ``GH-n``
+    and SHA-like hex runs (no autolinks), control, format and bidi characters
     are shown as ``\\uXXXX`` escapes (no new lines, so no ``::`` command at a line start), and a value
     longer than ``limit`` is cut with its length given. ``markdown=False``: for a plain log line
     (the Markdown escapes left out, the rest kept).
@@ -369,6 +382,7 @@ def esc(value: Any, limit: int = MAX_TEXT, *, markdown: bool = True) -> str:
     if not (text.isascii() and text.isprintable()):
         text = "".join(map(_visible, text))
     if markdown:
+        text = _unlinked(text)
         for char, escaped in _MARKDOWN:  # the backslash first; str.replace is ~5x str.translate here
             if char in text:
                 text = text.replace(char, escaped)
@@ -440,6 +454,13 @@ def check_plan(plan: Any, source: str) -> dict:
             f"{source}: a Terraform state, not a plan (it has `values`, no `resource_changes`/`planned_values`); "
             "pass `terraform show -json <planfile>`"
         )
+    missing = [k for k in ("terraform_version", "planned_values", "configuration") if k not in plan]
+    if missing:  # `terraform show -json` of a plan always writes these; `show -json` of no plan does not
+        raise PlanError(
+            f"{source}: not a complete Terraform plan (no {', '.join(missing)}); "
+            "pass `terraform show -json <planfile>` of a saved plan"
+        )
+    _expect(plan["terraform_version"], str, "terraform_version", optional=False)
     if plan.get("errored") is True:
         raise PlanError(
             f"{source}: an errored plan (errored: true: a failed precondition or provider error stopped planning); "
@@ -553,9 +574,36 @@ def _pairs(stmts: list[dict], effect: str) -> set[tuple[str, str]]:
     }
 
 
-def _covered(pair: tuple[str, str], by: set[tuple[str, str]]) -> bool:
-    action, resource = pair
-    return any(fnmatch.fnmatchcase(action, a) and fnmatch.fnmatchcase(resource, r) for a, r in by)
+_WILD = re.compile(r"[*?\[]")
+
+
+class _Grants:
+    """(action, resource) patterns indexed both ways, so a covered-by check costs one set test after
+    each distinct action and resource is matched once against the old wildcards, not a match against
+    every old pair (a managed policy near its 6 KB limit has thousands of pairs: that took minutes)."""
+
+    def __init__(self, pairs: set[tuple[str, str]]) -> None:
+        self.by_action: dict[str, set[str]] = {}
+        for action, resource in pairs:
+            self.by_action.setdefault(action, set()).add(resource)
+        self._wild_actions = [a for a in self.by_action if _WILD.search(a)]
+        self._wild_resources = sorted({r for rs in self.by_action.values() for r in rs if _WILD.search(r)})
+        self._actions: dict[str, list[set[str]]] = {}
+        self._resources: dict[str, set[str]] = {}
+
+    def covers(self, action: str, resource: str) -> bool:
+        granted = self._actions.get(action)
+        if granted is None:
+            patterns = {a for a in self._wild_actions if fnmatch.fnmatchcase(action, a)}
+            patterns |= {action} & self.by_action.keys()
+            granted = self._actions[action] = [self.by_action[a] for a in patterns]
+        if not granted:
+            return False
+        matching = self._resources.get(resource)
+        if matching is None:  # the same text covers itself, wildcards or not
+            matching = {resource, *(r for r in self._wild_resources if fnmatch.fnmatchcase(resource, r))}
+            self._resources[resource] = matching
+        return any(not resources.isdisjoint(matching) for resources in granted)
 
 
 def _principals(stmt: dict) -> list[str]:
@@ -582,15 +630,23 @@ def widening(before: list[dict], after: list[dict]) -> list[str]:
             reasons.append("new Allow with NotAction/NotResource (allows everything not listed)")
         if "*" in _principals(stmt) or "AWS:*" in _principals(stmt):
             reasons.append('new Principal "*" (anyone)')
-    old_allow, new_allow = _pairs(before, "Allow"), _pairs(after, "Allow")
-    new_actions = sorted({a for a, r in new_allow if not _covered((a, r), old_allow)})
+    # A statement also in ``before`` grants nothing new: only the added statements' pairs are checked.
+    added = [s for s in after if _key(s) not in before_keys]
+    old_allow = _Grants(_pairs(before, "Allow"))
+    new_actions: set[str] = set()
+    for action, resource in _pairs(added, "Allow"):
+        if action not in new_actions and not old_allow.covers(action, resource):
+            new_actions.add(action)
     if new_actions:
-        reasons.append(f"new actions or resources for {', '.join(new_actions)}")
+        reasons.append(f"new actions or resources for {', '.join(sorted(new_actions))}")
     old_principals = {p for s in before if s["Effect"] == "Allow" for p in _principals(s)}
     new_principals = sorted({p for s in after if s["Effect"] == "Allow" for p in _principals(s)} - old_principals)
     if new_principals:
         reasons.append(f"new principals {', '.join(new_principals)}")
-    lost_denies = [p for p in _pairs(before, "Deny") if not _covered(p, _pairs(after, "Deny"))]
+    after_keys = {_key(s) for s in after}
+    new_deny = _Grants(_pairs(after, "Deny"))
+    removed = [s for s in before if _key(s) not in after_keys]
+    lost_denies = [(a, r) for a, r in _pairs(removed, "Deny") if not new_deny.covers(a, r)]
     if lost_denies:
         reasons.append(f"Deny removed for {', '.join(sorted({a for a, _ in lost_denies}))}")
     return list(dict.fromkeys(reasons))
@@ -855,9 +911,11 @@ def per_job_hour(plan: dict, prices: dict) -> list[dict]:
 # (attribute path pattern with list indexes dropped, what counts as the loss, severity, why). BLOCKING:
 # the apply itself deletes data (records past a shorter retention or expiry, PITR history);
 # REVIEW: a guard against a later loss goes (protection off, force_destroy on, ...).
-DATA_LOSS_RULES: tuple[tuple[re.Pattern, str, str, str], ...] = tuple(
-    (re.compile(pattern), loss, severity, why)
-    for pattern, loss, severity, why in (
+LIFECYCLE_TYPES = ("aws_s3_bucket_lifecycle_configuration", "aws_s3control_bucket_lifecycle_configuration")
+KMS_KEY_TYPES = ("aws_kms_key", "aws_kms_replica_key", "aws_kms_external_key", "aws_kms_replica_external_key")
+DATA_LOSS_RULES: tuple[tuple[re.Pattern, str, str, str, tuple[str, ...]], ...] = tuple(
+    (re.compile(pattern), loss, severity, why, *(types or [()]))
+    for pattern, loss, severity, why, *types in (
         (
             r"(^|\.)(retention_in_days|message_retention_seconds|backup_retention_period|retention_period"
             r"|retention_period_hours|retention_period_in_days|snapshot_retention_limit|data_retention_in_hours"
@@ -874,16 +932,64 @@ DATA_LOSS_RULES: tuple[tuple[re.Pattern, str, str, str], ...] = tuple(
             "expiry shortened or added: objects or backups past it are deleted",
         ),
         (r"(^|\.)point_in_time_recovery\.enabled$", "off", "blocking", "point-in-time recovery turned off"),
+        (
+            r"^ttl\.enabled$",
+            "on",
+            "blocking",
+            "TTL turned on: items past their expiry attribute are deleted",
+            ("aws_dynamodb_table",),
+        ),
+        (
+            r"^rule\.status$",
+            "enabled",
+            "blocking",
+            "lifecycle rule enabled: objects past its expiration are deleted",
+            LIFECYCLE_TYPES,
+        ),
+        (
+            r"^rule\.filter\.(and\.)?prefix$|^rule\.prefix$",
+            "widened",
+            "blocking",
+            "lifecycle rule's filter widened: its expiration now deletes objects under more keys",
+            LIFECYCLE_TYPES,
+        ),
         (r"(^|\.)deletion_protection(_enabled)?$", "off", "review", "deletion protection turned off"),
-        (r"(^|\.)force_destroy$", "on", "review", "force_destroy turned on: a destroy deletes the contents too"),
+        (
+            r"(^|\.)(force_destroy|force_delete)$",
+            "on",
+            "review",
+            "force_destroy/force_delete turned on: a destroy deletes the contents too",
+        ),
         (r"(^|\.)skip_final_snapshot$", "on", "review", "skip_final_snapshot turned on: no snapshot on delete"),
+        (
+            r"(^|\.)delete_automated_backups$",
+            "on",
+            "review",
+            "delete_automated_backups turned on: a destroy deletes the automated backups too",
+        ),
         (r"(^|\.)deletion_window_in_days$", "cut", "review", "KMS key deletion window shortened"),
+        (
+            r"^recovery_window_in_days$",
+            "cut",
+            "review",
+            "secret recovery window shortened (0: a delete is immediate, no recovery)",
+            ("aws_secretsmanager_secret",),
+        ),
+        (
+            r"^is_enabled$",
+            "off",
+            "review",
+            "KMS key disabled: data encrypted under it cannot be read until it is enabled again",
+            KMS_KEY_TYPES,
+        ),
         (r"(^|\.)versioning_configuration\.status$", "suspended", "review", "versioning suspended"),
         (r"^versioning\.enabled$", "off", "review", "versioning turned off"),
     )
 )
 # A retention of 0 or none means "keep forever" for these (e.g. CloudWatch Logs retention_in_days).
 FOREVER_WHEN_ZERO = ("retention_in_days", "expiration.days", "noncurrent_days", "delete_after")
+# Guards written as a string (Cognito deletion_protection ACTIVE/INACTIVE, S3 status Enabled).
+_ON = {True, "ACTIVE", "Enabled", "ENABLED"}
 
 
 def _number(value: Any) -> float | None:
@@ -897,13 +1003,19 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def _is_on(value: Any) -> bool:
+    return isinstance(value, (bool, str)) and value in _ON
+
+
 def _lost(loss: str, path: str, old: Any, new: Any) -> bool:
     if loss == "off":
-        return old is True and new is not True
-    if loss == "on":
-        return new is True and old is not True
+        return _is_on(old) and not _is_on(new)
+    if loss in {"on", "enabled"}:
+        return _is_on(new) and not _is_on(old)
     if loss == "suspended":
         return old == "Enabled" and new != "Enabled"
+    if loss == "widened":
+        return isinstance(old, str) and bool(old) and (not new or (isinstance(new, str) and old.startswith(new)))
     before, after = _number(old), _number(new)
     forever = path.endswith(FOREVER_WHEN_ZERO)
     if forever:
@@ -912,27 +1024,70 @@ def _lost(loss: str, path: str, old: Any, new: Any) -> bool:
     return before is not None and after is not None and after < before
 
 
+# A list index, or the id a list of identified objects is keyed by (``rule.[id="raw"]``), in a path.
+_LIST_INDEX = re.compile(r'\.?\[(?:\d+|id="(?:[^"\\]|\\.)*")\]')
+
+
+def _by_id(value: Any) -> Any:
+    """Lists of objects with distinct ``id`` strings (lifecycle rules) keyed by id, so a reordered list
+    compares each rule with itself, not with whichever rule took its index."""
+    if isinstance(value, dict):
+        return {k: _by_id(v) for k, v in value.items()}
+    if isinstance(value, list):
+        ids = [item.get("id") for item in value if isinstance(item, dict)]
+        if value and len(ids) == len(value) and all(isinstance(i, str) for i in ids) and len(set(ids)) == len(ids):
+            return {f"[id={json.dumps(i)}]": _by_id(item) for i, item in zip(ids, value, strict=True)}
+        return [_by_id(v) for v in value]
+    return value
+
+
+_RULE = re.compile(r'^rule(?:\[\d+\]|\.\[id="(?:[^"\\]|\\.)*"\])\.')
+
+
+def _has_expiry(flat: dict[str, Any], path: str) -> bool:
+    """Whether the lifecycle rule holding ``path`` expires objects (has a non-empty expiration)."""
+    rule = _RULE.match(path)
+    return rule is None or any(
+        k.startswith(rule.group(0))
+        and re.match(r"(noncurrent_version_)?expiration\b", k[rule.end() :])
+        and v not in (None, [], {}, False)
+        for k, v in flat.items()
+    )
+
+
 def data_loss_updates(rc: dict) -> list[dict]:
-    """In-place updates that delete data or drop a guard against losing it, one finding each."""
-    before = drift_flatten(rc["change"].get("before") or {})
-    after = drift_flatten(rc["change"].get("after") or {})
+    """In-place updates that delete data or drop a guard against losing it, one finding each; a
+    guarded value that becomes unknown until apply is flagged for review (it may be any value)."""
+    change = rc["change"]
+    before = drift_flatten(_by_id(change.get("before") or {}))
+    after = drift_flatten(_by_id(change.get("after") or {}))
+    unknown = {p for p, v in drift_flatten(_by_id(change.get("after_unknown") or {})).items() if v is True}
     found = []
-    for path in sorted(set(before) | set(after)):
+    for path in sorted(set(before) | set(after) | unknown):
         old, new = before.get(path), after.get(path)
-        if old == new:
+        if old == new and path not in unknown:
             continue
-        bare = re.sub(r"\[\d+\]", "", path)
-        for pattern, loss, severity, why in DATA_LOSS_RULES:
-            if pattern.search(bare) and _lost(loss, bare, old, new):
-                found.append(
-                    {
-                        "rule": "data-loss-update",
-                        "severity": severity,
-                        "address": rc["address"],
-                        "why": f"{why} ({path}: {json.dumps(old)} -> {json.dumps(new)})",
-                    }
-                )
+        bare = _LIST_INDEX.sub("", path)
+        for pattern, loss, severity, why, types in DATA_LOSS_RULES:
+            if not pattern.search(bare) or (types and rc["type"] not in types):
+                continue
+            if path in unknown:
+                if old is None:
+                    break
+                shown, severity, why = f"{json.dumps(old)} -> {UNKNOWN}", "review", f"{why}? known only after apply"
+            elif _lost(loss, bare, old, new) and (loss not in {"enabled", "widened"} or _has_expiry(after, path)):
+                shown = f"{json.dumps(old)} -> {json.dumps(new)}"
+            else:
                 break
+            found.append(
+                {
+                    "rule": "data-loss-update",
+                    "severity": severity,
+                    "address": rc["address"],
+                    "why": f"{why} ({path}: {shown})",
+                }
+            )
+            break
     return found
 
 
@@ -955,10 +1110,18 @@ def drift_flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def change_digest(rc: dict) -> str:
-    """What an approval names besides the address: a hash of the change (address, type, actions and the
-    redacted prior values), stable across re-plans of the same change, different for any other."""
+    """What an approval names besides the address: a hash of the whole change (address, type, actions,
+    the redacted prior and planned values and what is unknown until apply), stable across re-plans of
+    the same change, different for any other: an approval of "retention 365 -> 90" does not approve
+    "365 -> 1", one of a replace does not approve a replace into different values."""
+    change = rc["change"]
     body = {k: rc.get(k) for k in ("address", "type")}
-    body.update(actions=rc["change"]["actions"], before=rc["change"].get("before"))
+    body.update(
+        actions=change["actions"],
+        before=change.get("before"),
+        after=change.get("after"),
+        after_unknown=change.get("after_unknown"),
+    )
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
@@ -1007,7 +1170,7 @@ def _review_change(rc: dict, result: Review, configs: dict, approved: set[tuple[
             result.counts["read"] += 1
             reason = REASONS.get(rc.get("action_reason", ""), rc.get("action_reason", ""))
             result.deferred_reads.append({"address": rc["address"], "reason": reason})
-        elif action == "unknown":
+        elif change["actions"] != ["no-op"]:  # a data source is only ever read: anything else is not a plan's
             result.flags.append(_unknown_action(rc))
         return
     if rc.get("previous_address") and rc["previous_address"] != rc["address"]:
@@ -1069,13 +1232,16 @@ def _review_change(rc: dict, result: Review, configs: dict, approved: set[tuple[
 
 
 def _unknown_action(rc: dict) -> dict:
+    return _unknown_actions(rc["address"], _module_of(rc), rc["change"]["actions"])
+
+
+def _unknown_actions(address: str, module: str, actions: Any) -> dict:
     return {
         "rule": "unknown-action",
         "severity": "blocking",
-        "address": rc["address"],
-        "module": _module_of(rc),
-        "why": f"action list {json.dumps(rc['change']['actions'])} is not one this review knows: "
-        "read the plan before applying",
+        "address": address,
+        "module": module,
+        "why": f"action list {json.dumps(actions)} is not one this review knows: read the plan before applying",
     }
 
 
@@ -1143,6 +1309,17 @@ def _review(plan: dict, *, title: str, approvals: list[dict], prices: dict) -> R
     used = {(f["address"], f["digest"]) for f in result.allowed}
     used |= {(f["address"], f["digest"]) for f in result.flags if f["rule"] == "data-loss-update-approved"}
     result.unused_approvals = [a for a in approvals if (a["address"], a["digest"]) not in used]
+    for stale in result.unused_approvals:  # left in, it would approve the same change if it came back
+        result.flags.append(
+            {
+                "rule": "stale-approval",
+                "severity": "blocking",
+                "address": stale["address"],
+                "module": module_of(stale["address"]),
+                "why": f"plan-approvals.yaml approves {stale['digest']}, which matches no change of this plan "
+                "(the change differs or is gone): remove the entry, or approve the digest review.json gives now",
+            }
+        )
     try:
         result.cost = cost_delta(plan, prices)
     except BROKEN as exc:
@@ -1179,8 +1356,17 @@ def _finding_line(f: dict) -> str:
 FINDINGS_BUDGET = 40_000  # of part 1's characters, for the blocking and review items
 
 
+_INSTANCE_KEY = re.compile(r'\[(?:\d+|"(?:[^"\\]|\\.)*")\]')
+
+
+def module_call(module: str) -> str:
+    """``module.site["a"].module.db[0]`` -> ``module.site[*].module.db[*]``: all instances of a call."""
+    return _INSTANCE_KEY.sub("[*]", module)
+
+
 def findings_section(result: Review) -> list[Section]:
-    """Every blocking and review item grouped by module; compacted per module and rule if too long."""
+    """Every blocking and review item grouped by module; if too long for part 1, counted per module
+    call (for_each/count instances together) and rule, or per rule alone, so part 1 accounts for all."""
     sections = []
     for severity, heading in (("blocking", "BLOCKING"), ("review", "Needs review")):
         items = [f for f in result.findings() if f["severity"] == severity]
@@ -1193,19 +1379,26 @@ def findings_section(result: Review) -> list[Section]:
         for module, found in sorted(by_module.items()):
             lines += [f"**{esc(module)}**", ""] + [_finding_line(f) for f in found] + [""]
         if sum(map(len, lines)) > FINDINGS_BUDGET // 2:
-            lines = []
-            for module, found in sorted(by_module.items()):
-                groups: dict[str, list[dict]] = {}
-                for f in found:
-                    groups.setdefault(f["rule"], []).append(f)
-                lines.append(f"**{esc(module)}**: {len(found)} item(s)")
-                for rule, group in sorted(groups.items()):
-                    names = ", ".join(esc(f["address"], limit=60) for f in group[:5])
-                    more = f" and {len(group) - 5} more" if len(group) > 5 else ""
-                    lines.append(f"- {len(group)} x {esc(rule)}: {names}{more} (all in review.json)")
-            lines.append("")
+            lines = _counted(items, lambda f: module_call(f.get("module") or module_of(f["address"])))
+        if sum(map(len, lines)) > FINDINGS_BUDGET // 2:
+            lines = _counted(items, lambda f: "every module")
         sections.append(Section(f"### {heading}: {len(items)} item(s)", lines))
     return sections
+
+
+def _counted(items: list[dict], group_of: Callable[[dict], str]) -> list[str]:
+    """Items counted per group and rule, five named each; the full list is in review.json."""
+    groups: dict[str, dict[str, list[dict]]] = {}
+    for f in items:
+        groups.setdefault(group_of(f), {}).setdefault(f["rule"], []).append(f)
+    lines = []
+    for group, rules in sorted(groups.items()):
+        lines.append(f"**{esc(group)}**: {sum(map(len, rules.values()))} item(s)")
+        for rule, found in sorted(rules.items()):
+            names = ", ".join(esc(f["address"], limit=60) for f in found[:5])
+            more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+            lines.append(f"- {len(found)} x {esc(rule)}: {names}{more} (all in review.json)")
+    return [*lines, ""]
 
 
 def _summary(result: Review) -> list[str]:
@@ -1230,7 +1423,7 @@ def _summary(result: Review) -> list[str]:
     if result.unused_approvals:
         out += [
             f"{len(result.unused_approvals)} approval(s) in plan-approvals.yaml match no change of this plan "
-            "(address or digest differ): remove them.",
+            "(address or digest differ): they block until removed, so none can approve a later change.",
             "",
         ]
     return out
@@ -1438,6 +1631,34 @@ def _fail_code(result: Review, fail_on: str) -> int:
     return 3 if fail_on == "review" and result.verdict == "REVIEW" else 0
 
 
+SUMMARY_LIMIT = 1_000_000  # bytes: GitHub refuses a job summary over 1 MiB
+SUMMARY_CUT = (
+    "\n\n**Review cut here ({size:,} bytes; a job summary holds 1 MiB)**: the full review.md is in the plan artifact.\n"
+)
+
+
+def step_summary(text: str, limit: int = SUMMARY_LIMIT) -> str:
+    """The review for ``$GITHUB_STEP_SUMMARY``: whole if it fits in ``limit`` UTF-8 bytes, else cut
+    at the last whole line that fits, with a line saying so and where the full review is."""
+    size = len(text.encode())
+    if size <= limit:
+        return text
+    note = SUMMARY_CUT.format(size=size)
+    room = limit - len(note.encode())
+    head = text.encode()[:room].decode(errors="ignore")
+    return head[: head.rfind("\n") + 1] + note
+
+
+def write_review(path: Path, text: str, title: str, max_parts: int | None = MAX_PARTS) -> None:
+    """review.md, its PR-comment parts (review.part-N.md) and its job-summary cut (review.summary.md)."""
+    path.write_text(text)
+    for stale in path.parent.glob(f"{path.stem}.part-*.md"):
+        stale.unlink()
+    for index, part in enumerate(split_comment(text, title, max_parts=max_parts), 1):
+        path.with_name(f"{path.stem}.part-{index}.md").write_text(part)
+    path.with_name(f"{path.stem}.summary.md").write_text(step_summary(text))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.plan_review", description=__doc__.split("\n")[0])
     parser.add_argument("plan", type=Path, help="terraform show -json output")
@@ -1448,10 +1669,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fail-on", choices=["blocking", "review"], default="blocking", help="review: exit 3 on REVIEW"
     )
-    parser.add_argument("--max-parts", type=int, default=MAX_PARTS, help="PR comment parts at most (default 5)")
+    parser.add_argument(
+        "--max-parts", type=int, default=MAX_PARTS, help="PR comment parts at most, 1 or more (default 5)"
+    )
     parser.add_argument("--prices", type=Path, default=DEFAULT_PRICES, help="price table JSON")
     args = parser.parse_args(argv)
     title = args.title or args.plan.resolve().parent.name
+    if args.max_parts < 1:
+        print(f"error: --max-parts must be 1 or more (PR comment parts), got {args.max_parts}", file=sys.stderr)
+        return 2
+    if args.approvals is not None and args.approvals.is_dir():
+        print(f"error: --approvals {args.approvals} is a folder; pass the plan-approvals.yaml file", file=sys.stderr)
+        return 2
     try:
         plan = load_plan(args.plan)
         approvals = load_approvals(args.approvals, title)
@@ -1465,11 +1694,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     report = markdown(result)
     if args.markdown:
-        args.markdown.write_text(report)
-        for stale in args.markdown.parent.glob(f"{args.markdown.stem}.part-*.md"):
-            stale.unlink()
-        for index, part in enumerate(split_comment(report, title, max_parts=args.max_parts), 1):
-            args.markdown.with_name(f"{args.markdown.stem}.part-{index}.md").write_text(part)
+        write_review(args.markdown, report, title, max_parts=args.max_parts)
     else:
         print(report)
     if args.json:

@@ -230,14 +230,33 @@ STATEFUL_TYPES: dict[str, str] = {
     "aws_ssmcontacts_contact_channel": "the activation the contact confirmed by hand",
     "aws_pinpoint_app": "its endpoints, segments and analytics",
     "aws_sesv2_dedicated_ip_pool": "the warmed dedicated IPs and their reputation",
+    # Security services: disabling deletes what they found (guardduty_suspend-disable.html: "existing
+    # findings and the GuardDuty configuration are lost and can't be recovered"; the others alike).
+    "aws_guardduty_detector": "its findings and configuration, lost for good when the detector is deleted",
+    "aws_detective_graph": "the behaviour graph built from months of logs: a new graph starts empty",
+    "aws_securityhub_account": "its findings and standards results",
+    "aws_macie2_account": "its findings, discovery results and sensitive-data statistics",
+    "aws_ssmincidents_replication_set": "every response plan and incident record (deleting it deletes them)",
+    # Containers of other resources: their delete deletes everything inside.
+    "aws_cloudformation_stack": "every resource the stack created (a stack delete deletes them)",
+    "aws_cloudformation_stack_set_instance": "the stack instance and the resources it created in that account",
+    "aws_servicecatalog_provisioned_product": "every resource the product provisioned (terminate deletes them)",
+    # Identities and generated secrets: a re-created one has a new unique ID or a new secret.
+    "aws_iam_role": "its unique role ID: trust and resource policies naming the role stop matching a new one",
+    "aws_cognito_user_pool_client": "the generated client secret its apps hold",
+    "aws_grafana_workspace_api_key": "the generated key its clients hold",
+    "aws_wafv2_api_key": "the generated key its clients hold",
+    # DNS names delegated elsewhere: a new one gets new name servers the registrar does not list.
+    "aws_service_discovery_public_dns_namespace": "its hosted zone and the name servers the parent delegates to",
+    "aws_route53_delegation_set": "the reusable name servers registrars and parent zones point at",
 }
 
 # Whole families of configuration, each with why its destroy loses nothing an apply does not bring
 # back. Checked family by family; the data-holding types inside them are in STATEFUL_TYPES first.
 STATELESS_FAMILY_REASONS: dict[str, tuple[str, ...]] = {
     (
-        "identity and access configuration: roles, policies, groups and user settings are re-created from the "
-        "code (users and access keys, which hold identities, are stateful above)"
+        "identity and access configuration: policies, groups, attachments and user settings are re-created "
+        "from the code (users, roles and access keys, which hold identities, are stateful above)"
     ): (
         "aws_iam_",
         "aws_ssoadmin_",
@@ -382,8 +401,9 @@ STATELESS_FAMILY_REASONS: dict[str, tuple[str, ...]] = {
         "aws_finspace_",
     ),
     (
-        "monitoring, audit, security and cost settings: alarms, dashboards, detectors, budgets and their "
-        "targets are configuration (the logs they write go to log groups and buckets, classed stateful)"
+        "monitoring, audit, security and cost settings: alarms, dashboards, rules, budgets and their "
+        "targets are configuration (the logs they write go to log groups and buckets, and the detectors, "
+        "graphs and accounts that hold findings are classed stateful above)"
     ): (
         "aws_cloudwatch_",
         "aws_cloudtrail",
@@ -482,8 +502,17 @@ def table() -> dict:
 
 
 # provider_name forms Terraform has written for hashicorp/aws: the full source address, the short
-# forms of older state ("aws", "-/aws" legacy namespace) and without the registry host.
-AWS_NAMES = {PROVIDER, "aws", "hashicorp/aws", "-/aws", "registry.terraform.io/-/aws", "provider.aws"}
+# forms of older state ("aws", "-/aws" legacy namespace) and without the registry host;
+# OpenTofu writes the same provider as registry.opentofu.org/hashicorp/aws.
+AWS_NAMES = {
+    PROVIDER,
+    "aws",
+    "hashicorp/aws",
+    "-/aws",
+    "registry.terraform.io/-/aws",
+    "provider.aws",
+    "registry.opentofu.org/hashicorp/aws",
+}
 
 
 def classify(type_: str, provider_name: str | None = None) -> str:

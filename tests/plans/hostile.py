@@ -29,6 +29,8 @@ SECRETS = (
     "prior-secret-hand",
     "planned-secret-hand",
     "condition-secret-hand",
+    "SECRET-CIDR-LEAK-hand",
+    "scalar-under-partial-mark-hand",
 )
 
 
@@ -208,8 +210,42 @@ def injection() -> dict:
         "folded": {"actions": ["create"], "before": None, "after": "<details><summary>x</summary>"},
         "mention`": {"actions": ["create"], "before": None, "after": "`@octocat` and @org/team, see #1 &#64;x"},
         "html": {"actions": ["create"], "before": None, "after": "<img src=x onerror=alert(1)>[click](javascript:x)"},
+        "links": {
+            "actions": ["create"],
+            "before": None,
+            "after": "https://evil.example/login www.evil.example GH-12 3f2a9c1d4e5b6a7980c1d2e3f4a5b6c7d8e9f0a1 "
+            "https://github.com/o/r/issues/1 mailto:a@b.example",
+        },
+        "www.evil.example/https://x.example GH-7": {"actions": ["create"], "before": None, "after": "ok"},
     }
     p["resource_drift"] = [rc("aws_sqs_queue.d", ["update"], {"a": 1}, {"a": "\n::warning::drift"})]
+    return p
+
+
+def cost_injection() -> dict:
+    """A Lambda whose FAN_OUT (what ``pipeline_ops.cost --append`` prices) carries text that would fold
+    the comment, ping people or run a workflow command."""
+    step = {"images_per_second": 500.0, "on_demand_usd_per_hour": 0.0924, "per_shard": False, "usd_per_hour": 0.0323}
+    fan_out = {
+        "concurrency": 25,
+        "execution_timeout_seconds": 7200,
+        "fleet_start_seconds": 420,
+        "images_per_shard": 1000,
+        "job_overhead_seconds": 90,
+        "margin_seconds": 720,
+        "price_date": "x\n::error::pwned",
+        "reserve_seconds": 960,
+        "retry_interval_seconds": 30,
+        "steps": [
+            dict(step, name="stage0 <details><summary>x</summary> @octocat", throughput_source="<!-- hide"),
+            dict(step, name="stage1 https://evil.example/login", per_shard=True, throughput_source="GH-12"),
+        ],
+    }
+    values = {"function_name": "plan", "environment": [{"variables": {"FAN_OUT": json.dumps(fan_out)}}]}
+    p = plan(rc("aws_lambda_function.plan", ["create"], None, values))
+    p["planned_values"]["root_module"]["resources"] = [
+        {"address": "aws_lambda_function.plan", "mode": "managed", "type": "aws_lambda_function", "values": values}
+    ]
     return p
 
 
@@ -245,6 +281,12 @@ def cases() -> dict[str, dict]:
         "refuse-format-2": dict(plan(QUEUE), format_version="2.0"),
         "refuse-state": state,
         "refuse-top-level-list": [plan(QUEUE)],
+        # `terraform show -json` with no plan file in an empty directory prints exactly this.
+        "refuse-show-no-plan": {"format_version": "1.0"},
+        "refuse-outputs-only": {
+            "format_version": "1.2",
+            "output_changes": {"x": {"actions": ["create"], "before": None, "after": "y", "after_unknown": False}},
+        },
         "broken-resource-changes-null": broken(["resource_changes"], None),
         "broken-resource-changes-dict": broken(["resource_changes"], {"aws_sqs_queue.q": QUEUE}),
         "broken-entry-no-change": broken(["resource_changes", 0, "change"], ...),
@@ -276,6 +318,54 @@ def cases() -> dict[str, dict]:
                 )
             )
         ),
+        # Destroys that lose findings, whole stacks, identities, generated secrets or delegated name servers.
+        "losing-destroys-misclassed": plan(
+            *(
+                rc(f"{t}.x", ["delete"], {"id": "x"}, None)
+                for t in (
+                    "aws_guardduty_detector",
+                    "aws_detective_graph",
+                    "aws_securityhub_account",
+                    "aws_macie2_account",
+                    "aws_ssmincidents_replication_set",
+                    "aws_cloudformation_stack",
+                    "aws_servicecatalog_provisioned_product",
+                    "aws_iam_role",
+                    "aws_cognito_user_pool_client",
+                    "aws_grafana_workspace_api_key",
+                    "aws_wafv2_api_key",
+                    "aws_service_discovery_public_dns_namespace",
+                    "aws_route53_delegation_set",
+                )
+            )
+        ),
+        # Sensitivity marks not of the value's shape: a map of marks on a list, a partial mark on a scalar.
+        "marks-of-another-shape": dict(
+            plan(
+                rc(
+                    "aws_security_group_rule.r",
+                    ["create"],
+                    None,
+                    {"type": "ingress", "cidr_blocks": ["SECRET-CIDR-LEAK-hand"], "from_port": 1, "to_port": 1},
+                    change={"after_sensitive": {"cidr_blocks": {"0": True}}},
+                ),
+            ),
+            output_changes={
+                "token": {
+                    "actions": ["update"],
+                    "before": "old",
+                    "after": "scalar-under-partial-mark-hand",
+                    "after_unknown": False,
+                    "after_sensitive": {"part": True},
+                }
+            },
+        ),
+        "data-source-delete": plan(dict(DB, mode="data")),
+        "output-unknown-action": dict(
+            plan(),
+            output_changes={"o": {"actions": ["purge"], "before": "a", "after": None, "after_unknown": False}},
+        ),
+        "opentofu-provider-destroy": plan(dict(DB, provider_name="registry.opentofu.org/hashicorp/aws")),
         "update-guards-off": plan(
             rc("aws_db_instance.db", ["update"], {"deletion_protection": True}, {"deletion_protection": False}),
             rc("aws_s3_bucket.b", ["update"], {"force_destroy": False}, {"force_destroy": True}),
@@ -304,6 +394,64 @@ def cases() -> dict[str, dict]:
                 {"rule": [{"id": "raw", "expiration": [{"days": 7}]}]},
             ),
         ),
+        "update-losses-missed": plan(
+            rc(
+                "aws_cognito_user_pool.p",
+                ["update"],
+                {"deletion_protection": "ACTIVE"},
+                {"deletion_protection": "INACTIVE"},
+            ),
+            rc("aws_ecr_repository.r", ["update"], {"force_delete": False}, {"force_delete": True}),
+            rc(
+                "aws_secretsmanager_secret.s",
+                ["update"],
+                {"recovery_window_in_days": 30},
+                {"recovery_window_in_days": 0},
+            ),
+            rc("aws_dynamodb_table.t", ["update"], {"ttl": [{"enabled": False}]}, {"ttl": [{"enabled": True}]}),
+            rc(
+                "aws_s3_bucket_lifecycle_configuration.off",
+                ["update"],
+                {"rule": [{"id": "raw", "status": "Disabled", "expiration": [{"days": 30}]}]},
+                {"rule": [{"id": "raw", "status": "Enabled", "expiration": [{"days": 30}]}]},
+            ),
+            rc(
+                "aws_s3_bucket_lifecycle_configuration.wide",
+                ["update"],
+                {
+                    "rule": [
+                        {"id": "tmp", "status": "Enabled", "filter": [{"prefix": "tmp/"}], "expiration": [{"days": 1}]}
+                    ]
+                },
+                {"rule": [{"id": "tmp", "status": "Enabled", "filter": [{"prefix": ""}], "expiration": [{"days": 1}]}]},
+            ),
+            rc(
+                "aws_s3_bucket_lifecycle_configuration.reordered",
+                ["update"],
+                {"rule": [{"id": "a", "expiration": [{"days": 7}]}, {"id": "b", "expiration": [{"days": 365}]}]},
+                {
+                    "rule": [
+                        {"id": "b", "expiration": [{"days": 365}]},
+                        {"id": "a", "expiration": [{"days": 7}]},
+                        {"id": "c", "status": "Enabled"},
+                    ]
+                },
+            ),
+            rc(
+                "aws_db_instance.db",
+                ["update"],
+                {"delete_automated_backups": False},
+                {"delete_automated_backups": True},
+            ),
+            rc("aws_kms_key.k", ["update"], {"is_enabled": True}, {"is_enabled": False}),
+            rc(
+                "aws_cloudwatch_log_group.l",
+                ["update"],
+                {"retention_in_days": 365},
+                {},
+                change={"after_unknown": {"retention_in_days": True}},
+            ),
+        ),
         "update-retention-raised": plan(
             rc("aws_cloudwatch_log_group.l", ["update"], {"retention_in_days": 7}, {"retention_in_days": 0}),
             rc("aws_db_instance.db", ["update"], {"deletion_protection": False}, {"deletion_protection": True}),
@@ -311,6 +459,7 @@ def cases() -> dict[str, dict]:
         "sensitive-inside-attributes": sensitive(),
         "injection-pr-text": injection(),
         "long-values": long_value(),
+        "cost-fan-out-injection": cost_injection(),
     }
 
 
