@@ -970,3 +970,76 @@ def test_emergency_stop_needs_no_budget_reading(pipeline_in_flight) -> None:
     assert result["reason"] == "emergency stop of budget b's pipeline: runaway manifest"
     assert (result["executions_stopped"], result["jobs_terminated"]) == (1, 2)
     assert job_states(clients, pipeline_in_flight["jobs"]) == {"FAILED"}
+
+
+def only_compute_environment(clients: dict) -> dict:
+    (ce,) = clients["batch"].describe_compute_environments()["computeEnvironments"]
+    return ce
+
+
+def test_instances_still_running_do_not_keep_the_work_running(pipeline_in_flight) -> None:
+    """Batch has scaled out (desiredvCpus 4): AWS refuses maxvCpus 0 while those instances run
+    (https://docs.aws.amazon.com/batch/latest/userguide/error-desired-vcpus-update.html; moto fill
+    batch_update_compute_resources). The execution is stopped and the jobs terminated anyway, the
+    environment is DISABLED (no scale-out), the refusal is in the summary and the invocation fails,
+    so Lambda retries it once the instances are gone."""
+    clients = pipeline_in_flight["clients"]
+    ce = only_compute_environment(clients)["computeEnvironmentArn"]
+    clients["batch"].update_compute_environment(computeEnvironment=ce, computeResources={"desiredvCpus": 4})
+    with pytest.raises(shutdown.ShutdownIncomplete, match=r"to 0 vCPUs: .*Manually scaling down"):
+        shutdown.handler({"action": "shutdown", "reason": "runaway manifest"}, None, clients=clients)
+    assert job_states(clients, pipeline_in_flight["jobs"]) == {"FAILED"}
+    execution = clients["stepfunctions"].describe_execution(executionArn=pipeline_in_flight["execution"])
+    assert execution["status"] == "ABORTED"
+    assert only_compute_environment(clients)["state"] == "DISABLED"
+    (summary,) = pipeline_in_flight["inbox"]()
+    assert "terminated 2 job(s)" in summary and "FAILED: " in summary and "Manually scaling down" in summary
+    assert json.loads(clients["ssm"].get_parameter(Name="/p/state")["Parameter"]["Value"]) == {
+        "compute_environments": {ce: {"minvCpus": 0, "maxvCpus": 100}}
+    }
+
+
+class ShutdownRunsBetween:
+    """A batch client on which the first DescribeComputeEnvironments lets another shutdown run to its
+    end first: the 80 % and 100 % notifications (or an emergency stop) arriving together."""
+
+    def __init__(self, batch, other) -> None:
+        self._batch, self._other = batch, other
+
+    def __getattr__(self, name: str):
+        return getattr(self._batch, name)
+
+    def describe_compute_environments(self, **kwargs):
+        if self._other is not None:
+            other, self._other = self._other, None
+            other()
+        return self._batch.describe_compute_environments(**kwargs)
+
+
+def test_two_shutdowns_at_once_keep_the_limits_to_restore(pipeline_in_flight) -> None:
+    clients = pipeline_in_flight["clients"]
+
+    def first() -> None:
+        shutdown.handler({"action": "shutdown", "reason": "a"}, None, clients=clients)
+
+    second = {**clients, "batch": ShutdownRunsBetween(clients["batch"], first)}
+    shutdown.handler({"action": "shutdown", "reason": "b"}, None, clients=second)
+    assert only_compute_environment(clients)["computeResources"]["maxvCpus"] == 0
+    shutdown.handler({"action": "resume"}, None, clients=clients)
+    resumed = only_compute_environment(clients)
+    assert resumed["computeResources"]["maxvCpus"] == 100, "resume restores what the shutdowns saved, not 0"
+    assert resumed["state"] == "ENABLED"
+
+
+def test_a_switch_turned_off_by_hand_does_not_keep_stale_limits(pipeline_in_flight) -> None:
+    """After a shutdown the operator turned the switch off and raised the environment to 200 vCPUs by
+    hand instead of make budget-resume: the next shutdown saves 200, not the first shutdown's 100."""
+    clients = pipeline_in_flight["clients"]
+    batch, ssm = clients["batch"], clients["ssm"]
+    shutdown.handler({"action": "shutdown", "reason": "a"}, None, clients=clients)
+    ce = only_compute_environment(clients)["computeEnvironmentArn"]
+    batch.update_compute_environment(computeEnvironment=ce, state="ENABLED", computeResources={"maxvCpus": 200})
+    ssm.put_parameter(Name="/p/kill", Value="off", Overwrite=True)
+    shutdown.handler({"action": "shutdown", "reason": "b"}, None, clients=clients)
+    shutdown.handler({"action": "resume"}, None, clients=clients)
+    assert only_compute_environment(clients)["computeResources"]["maxvCpus"] == 200
