@@ -465,14 +465,18 @@ def batch_terminate_ends_the_job() -> None:
 
 @fill
 def budgets_update_budget() -> None:
-    """UpdateBudget is missing. It replaces the budget like AWS; a ``CalculatedSpend`` in it is kept,
-    which is how tests set the spend that AWS computes from billing data."""
+    """UpdateBudget is missing. It replaces the budget like AWS: LastUpdatedTime moves and the
+    calculatedSpend "drops to zero until AWS has new usage data"
+    (https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_budgets_UpdateBudget.html).
+    A ``CalculatedSpend`` in the request is kept, which is how tests set the spend that AWS computes
+    from billing data."""
     from moto.budgets.responses import BudgetsResponse
 
     def update_budget(self: Any) -> str:
         new = self._get_param("NewBudget")
         budget = self.backend.budgets[self._get_param("AccountId")][new["BudgetName"]]
-        budget.budget.update(new)
+        zero = {"ActualSpend": {"Amount": "0", "Unit": new.get("BudgetLimit", {}).get("Unit", "USD")}}
+        budget.budget.update({"CalculatedSpend": zero, **new})
         budget.budget["LastUpdatedTime"] = datetime.datetime.now(datetime.UTC).timestamp()
         return json.dumps({})
 

@@ -152,12 +152,19 @@ def test_guard_reads_budgets_and_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
     assert priced["allowed"] is False and priced["estimate"] == 46 and "estimated 46.00 USD" in priced["reason"]
 
 
+NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC).timestamp()
+
+
 @mock_aws
 def test_a_burst_of_manifests_cannot_pass_the_guard_together(monkeypatch: pytest.MonkeyPatch) -> None:
     """Budgets still says 5 of 50 USD spent (its data lags by hours); each manifest is estimated at
     20 USD. Two fit (5 + 2 x 20 = 45), the third would make 65: refused on the ledger's estimates,
-    although the budget itself has not moved. A retried invocation does not count twice; a new
-    Budgets update (new LastUpdatedTime, its spend now including the first two) starts a new sum."""
+    although the budget itself has not moved. A retried invocation does not count twice. Nothing
+    says when Budgets has the two executions' cost in its figure, so their reservations count for
+    24 h: through a refresh (spend 25, LastUpdatedTime unchanged, as AWS refreshes) and through an
+    UpdateBudget (which moves LastUpdatedTime and drops the spend to 0 until AWS has new data,
+    https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_budgets_UpdateBudget.html);
+    after 24 h they no longer count."""
     budgets, ssm = boto3.client("budgets", region_name="us-east-1"), boto3.client("ssm", region_name=REGION)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     create_budget(budgets, spent="5")
@@ -166,25 +173,30 @@ def test_a_burst_of_manifests_cannot_pass_the_guard_together(monkeypatch: pytest
     monkeypatch.setenv("LEDGER_TABLE", ledger_table())
     clients = {"budgets": budgets, "ssm": ssm, "dynamodb": dynamodb}
 
-    def run(execution: str) -> dict:
-        return guard.handler({"execution_id": execution, "plan": {"estimated_usd": 20}}, None, **clients)
+    def run(execution: str, hours: float = 0) -> dict:
+        event = {"execution_id": execution, "plan": {"estimated_usd": 20}}
+        return guard.handler(event, None, **clients, now=NOW + hours * 3600)
 
     first, second, retried, third = run("m1"), run("m2"), run("m2"), run("m3")
     assert (first["allowed"], second["allowed"], retried["allowed"], third["allowed"]) == (True, True, True, False)
     assert (first["reserved"], second["reserved"], third["reserved"]) == (0, 20, 40)
-    assert "plus 40.00 USD estimated for executions started since the budget's last update" in third["reason"]
-    set_spend(budgets, "45")  # Budgets catches up: the two executions' spend is in the figure now
-    assert run("m3")["allowed"] is False, "45 + 20 passes 50 on the budget's own figure"
-    set_spend(budgets, "25")
-    after = run("m3")
-    assert (after["allowed"], after["spent"], after["reserved"]) == (True, 25.0, 0.0)
+    assert "plus 40.00 USD estimated for executions Budgets may not have seen yet" in third["reason"]
+    refresh_spend(budgets, "25")  # Budgets has part of the two executions' cost now
+    refreshed = run("m3", hours=8)
+    assert (refreshed["allowed"], refreshed["spent"], refreshed["reserved"]) == (False, 25.0, 40.0)
+    budgets.update_budget(AccountId=ACCOUNT, NewBudget=BUDGET_B)  # an apply changes the budget: spend 0
+    changed = run("m3", hours=9)
+    assert (changed["allowed"], changed["spent"], changed["reserved"]) == (False, 0.0, 40.0)
+    refresh_spend(budgets, "25")
+    later = run("m3", hours=24.5)
+    assert (later["allowed"], later["spent"], later["reserved"]) == (True, 25.0, 0.0)
 
 
 def test_the_ledger_refuses_the_loser_of_a_race() -> None:
     """Two guards read the same sum; the conditional update lets only one take the last room."""
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        ledger = guard.Ledger(dynamodb, ledger_table(), "2026-12-06T00:00:00")
+        ledger = guard.Ledger(dynamodb, ledger_table(), "2026-12-06", NOW)
         assert ledger.reserve("a", 20.0, room=25.0) is True  # reserved 0 <= 25
         assert ledger.reserve("b", 20.0, room=25.0) is True  # reserved 20 <= 25
         assert ledger.reserve("c", 20.0, room=25.0) is False  # reserved 40 > 25: the loser
@@ -832,6 +844,16 @@ def sns_event(topic: str, message: str, subject: str | None = None) -> dict:
     (https://docs.aws.amazon.com/lambda/latest/dg/with-sns.html)."""
     sns = {"Type": "Notification", "TopicArn": topic, "Subject": subject, "Message": message}
     return {"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0", "Sns": sns}]}
+
+
+def refresh_spend(budgets, actual: str) -> None:
+    """What Budgets does several times a day from billing data: a new CalculatedSpend, no API call,
+    LastUpdatedTime untouched (it is when someone last updated the budget,
+    https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_budgets_Budget.html)."""
+    from moto.budgets.models import budgets_backends
+
+    backend = budgets_backends[ACCOUNT]["aws"]
+    backend.budgets[ACCOUNT]["b"].budget["CalculatedSpend"] = {"ActualSpend": {"Amount": actual, "Unit": "USD"}}
 
 
 def set_spend(budgets, actual: str) -> None:
