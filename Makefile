@@ -92,6 +92,8 @@ deploy: $(if $(filter local,$(ENV)),cdktf-deploy-local,deploy-aws) ## ENV=local:
 
 cdktf-deploy-local: setup
 	$(REACHABLE)
+	@SYNTH_ENVS=local $(SYNTH)
+	$(LOCAL_ENV) $(ENV_AWS) $(PY) -m pipeline_ops.kill_switch check $(LOCAL_STACK)
 	SYNTH_ENVS=local $(CDKTF) deploy pipeline-local --skip-provider-lock
 
 validate: synth ## terraform init (offline, from the mirror) + validate every synthesized stack
@@ -283,6 +285,7 @@ synth-local: setup
 	SYNTH_ENVS=local $(SYNTH)
 
 deploy-local: up-localstack synth-local ## Deploy the whole local stack to the emulator (tflocal init + apply) + a dummy weather key
+	$(LOCAL_ENV) $(ENV_AWS) $(PY) -m pipeline_ops.kill_switch check $(LOCAL_STACK)
 	$(LOCAL_ENV) $(PY) -m local.deploy apply $(LOCAL_STACK)
 	$(LOCAL_ENV) $(ENV_AWS) $(PY) -m pipeline_ops.weather_key local --dummy
 
