@@ -52,10 +52,18 @@ def test_shutdown_subscribed_to_the_budget_topic_only(synth: SynthResult) -> Non
 def test_alert_topic_encrypted_and_restricted(synth: SynthResult) -> None:
     topics = {t["name"]: t for t in synth.resources("prod", "aws_sns_topic").values()}
     assert all(t["kms_master_key_id"].startswith("${aws_kms_key.") for t in topics.values())
-    policies = [json.loads(p["policy"])["Statement"] for p in synth.resources("prod", "aws_sns_topic_policy").values()]
-    [[allow, deny]] = [p for p in policies if len(p) == 2]
-    [[budget_allow]] = [p for p in policies if len(p) == 1]
+    policies = {
+        "budget" if "aws_sns_topic.budget_topic" in p["arn"] else "alerts": json.loads(p["policy"])["Statement"]
+        for p in synth.resources("prod", "aws_sns_topic_policy").values()
+    }
+    allow, deny = policies["alerts"]
+    # Budgets alone publishes to the budget topic: the Deny covers every principal that is no AWS
+    # service (aws:PrincipalServiceName is in the request context only when a service principal
+    # calls, https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html).
+    budget_allow, budget_deny = policies["budget"]
     assert budget_allow["Principal"] == {"Service": ["budgets.amazonaws.com"]}
+    assert (budget_deny["Effect"], budget_deny["Principal"], budget_deny["Action"]) == ("Deny", "*", "sns:Publish")
+    assert budget_deny["Condition"] == {"Null": {"aws:PrincipalServiceName": "true"}}
     assert allow["Principal"] == {
         "Service": [
             "budgets.amazonaws.com",
