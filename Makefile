@@ -310,12 +310,14 @@ weather-key: setup ## Set/rotate ENV=<env>'s weather API key (SecureString, pipe
 
 budget-resume: setup ## Undo a budget shutdown (ENV=<env>: queues on, vCPU limits back, kill switch off)
 	$(REACHABLE)
+	@test -f $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR))/cdk.tf.json || SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.budget_resume $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR))
 
 emergency-stop: setup ## ENV=<env> CONFIRM=<env> [REASON=...]: the budget shutdown by hand (kill switch on, queues off, 0 vCPUs, executions stopped, jobs terminated)
 	$(REACHABLE)
+	@test -f $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR))/cdk.tf.json || SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.kill_switch stop $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR)) \
-	  --confirm '$(CONFIRM)' $(if $(REASON),--reason '$(REASON)')
+	  --confirm '$(CONFIRM)'
 
 cost-tags: setup ## ENV=<cloud env>: activate the cost allocation tags (CostScope, Stage) once they exist; safe to repeat
 	$(CHECK_ENV)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import boto3
@@ -37,13 +38,16 @@ def test_the_gate_reads_the_switch_named_in_the_config(synth: SynthResult, capsy
     )
 
 
-def recipe(target: str, env: str) -> list[str]:
+def recipe(target: str, env: str, *assignments: str) -> list[str]:
     """The commands ``make <target>`` runs (``make -n``: printed, not run)."""
     run = subprocess.run(
-        ["make", "-n", "--no-print-directory", target, f"ENV={env}"], cwd=REPO, capture_output=True, text=True
+        ["make", "-n", "--no-print-directory", target, f"ENV={env}", *assignments],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stderr
-    return run.stdout.splitlines()
+    return run.stdout.replace("\\\n", " ").splitlines()  # a command continued over lines is one
 
 
 def index_of(lines: list[str], needle: str) -> int:
@@ -83,3 +87,39 @@ def test_apply_plan_runs_the_gate_before_terraform_apply(synth: SynthResult, tmp
 def test_local_deploys_run_the_gate_first(target: str, deploys: str) -> None:
     lines = recipe(target, "local")
     assert index_of(lines, "pipeline_ops.kill_switch check cdktf.out/stacks/pipeline-local") < index_of(lines, deploys)
+
+
+def test_emergency_stop_needs_no_terraform_init(synth: SynthResult, tmp_path: Path) -> None:
+    """The function's name comes from the synthesized config: a stack directory never ``terraform
+    init``-ed reaches the Lambda call (here a moto server without the function: one line naming it)."""
+    dev = synth.outdir / "stacks" / "pipeline-dev"
+    assert not (dev / ".terraform").exists()
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        aws = {
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        }
+        run = subprocess.run(
+            [sys.executable, "-m", "pipeline_ops.kill_switch", "stop", str(dev), "--confirm", "dev"],
+            cwd=REPO,
+            env={**os.environ, **aws, "REASON": "it's a runaway"},
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        server.stop()
+    assert (run.returncode, run.stderr.strip()) == (
+        2,
+        "error: function odins-ravne-dev-budget-shutdown not found; is dev deployed? (make deploy ENV=dev)",
+    )
+
+
+def test_a_reason_with_an_apostrophe_is_no_shell_error() -> None:
+    """make passes REASON to the recipe's environment, not into its shell words."""
+    lines = recipe("emergency-stop", "dev", "CONFIRM=dev", "REASON=it's a runaway manifest")
+    line = lines[index_of(lines, "pipeline_ops.kill_switch stop")]
+    assert subprocess.run(["sh", "-n", "-c", line], capture_output=True).returncode == 0, line
