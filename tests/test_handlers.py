@@ -788,10 +788,9 @@ ALERT_TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:odins-ravne-dev-alerts"
 
 
 def budgets_text(threshold: str, actual: str) -> str:
-    """The plain-text notification AWS Budgets publishes to an SNS topic: the threshold in dollars, then
-    the budget's lines. Format as issue 27 quotes it from the Budgets user guide's SNS pages
-    (https://docs.aws.amazon.com/cost-management/latest/userguide/budgets-sns-policy.html); the handler
-    parses none of it."""
+    """A plain-text notification as AWS Budgets publishes it to an SNS topic, in the shape issue 27
+    quotes. No AWS page documents this text (budgets-sns-policy.html covers only the topic policy), so
+    the handler parses none of it: it reads the budget itself (DescribeBudget)."""
     return (
         "AWS Budget Notification December 06, 2026\nAWS Account 123456789012\n\nDear AWS Customer,\n\n"
         "You requested that we alert you when the ACTUAL Cost associated with your odins-ravne-dev-cost "
