@@ -1064,3 +1064,7 @@ def test_a_switch_turned_off_by_hand_does_not_keep_stale_limits(pipeline_in_flig
     shutdown.handler({"action": "shutdown", "reason": "b"}, None, clients=clients)
     shutdown.handler({"action": "resume"}, None, clients=clients)
     assert only_compute_environment(clients)["computeResources"]["maxvCpus"] == 200
+
+
+def test_a_budget_with_a_zero_limit_is_reported_not_divided_by() -> None:
+    assert shutdown.Spend(actual=3.0, limit=0.0).text() == "actual 3.00 USD of the 0.00 USD limit (no positive limit)"

@@ -47,9 +47,8 @@ class Spend:
         return self.limit > 0 and self.actual >= self.limit
 
     def text(self) -> str:
-        return (
-            f"actual {self.actual:.2f} USD of the {self.limit:.2f} USD limit ({100 * self.actual / self.limit:.0f} %)"
-        )
+        share = f"{100 * self.actual / self.limit:.0f} %" if self.limit > 0 else "no positive limit"
+        return f"actual {self.actual:.2f} USD of the {self.limit:.2f} USD limit ({share})"
 
 
 def _split(name: str) -> list[str]:
