@@ -92,6 +92,8 @@ deploy: $(if $(filter local,$(ENV)),cdktf-deploy-local,deploy-aws) ## ENV=local:
 
 cdktf-deploy-local: setup
 	$(REACHABLE)
+	@SYNTH_ENVS=local $(SYNTH)
+	$(LOCAL_ENV) $(ENV_AWS) $(PY) -m pipeline_ops.kill_switch check $(LOCAL_STACK)
 	SYNTH_ENVS=local $(CDKTF) deploy pipeline-local --skip-provider-lock
 
 validate: synth ## terraform init (offline, from the mirror) + validate every synthesized stack
@@ -283,6 +285,7 @@ synth-local: setup
 	SYNTH_ENVS=local $(SYNTH)
 
 deploy-local: up-localstack synth-local ## Deploy the whole local stack to the emulator (tflocal init + apply) + a dummy weather key
+	$(LOCAL_ENV) $(ENV_AWS) $(PY) -m pipeline_ops.kill_switch check $(LOCAL_STACK)
 	$(LOCAL_ENV) $(PY) -m local.deploy apply $(LOCAL_STACK)
 	$(LOCAL_ENV) $(ENV_AWS) $(PY) -m pipeline_ops.weather_key local --dummy
 
@@ -307,12 +310,14 @@ weather-key: setup ## Set/rotate ENV=<env>'s weather API key (SecureString, pipe
 
 budget-resume: setup ## Undo a budget shutdown (ENV=<env>: queues on, vCPU limits back, kill switch off)
 	$(REACHABLE)
+	@test -f $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR))/cdk.tf.json || SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.budget_resume $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR))
 
 emergency-stop: setup ## ENV=<env> CONFIRM=<env> [REASON=...]: the budget shutdown by hand (kill switch on, queues off, 0 vCPUs, executions stopped, jobs terminated)
 	$(REACHABLE)
+	@test -f $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR))/cdk.tf.json || SYNTH_ENVS=$(ENV) $(SYNTH)
 	$(ENV_PREFIX) $(ENV_AWS) $(PY) -m pipeline_ops.kill_switch stop $(if $(filter local,$(ENV)),$(LOCAL_STACK),$(STACK_DIR)) \
-	  --confirm '$(CONFIRM)' $(if $(REASON),--reason '$(REASON)')
+	  --confirm '$(CONFIRM)'
 
 cost-tags: setup ## ENV=<cloud env>: activate the cost allocation tags (CostScope, Stage) once they exist; safe to repeat
 	$(CHECK_ENV)

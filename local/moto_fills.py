@@ -465,14 +465,18 @@ def batch_terminate_ends_the_job() -> None:
 
 @fill
 def budgets_update_budget() -> None:
-    """UpdateBudget is missing. It replaces the budget like AWS; a ``CalculatedSpend`` in it is kept,
-    which is how tests set the spend that AWS computes from billing data."""
+    """UpdateBudget is missing. It replaces the budget like AWS: LastUpdatedTime moves and the
+    calculatedSpend "drops to zero until AWS has new usage data"
+    (https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_budgets_UpdateBudget.html).
+    A ``CalculatedSpend`` in the request is kept, which is how tests set the spend that AWS computes
+    from billing data."""
     from moto.budgets.responses import BudgetsResponse
 
     def update_budget(self: Any) -> str:
         new = self._get_param("NewBudget")
         budget = self.backend.budgets[self._get_param("AccountId")][new["BudgetName"]]
-        budget.budget.update(new)
+        zero = {"ActualSpend": {"Amount": "0", "Unit": new.get("BudgetLimit", {}).get("Unit", "USD")}}
+        budget.budget.update({"CalculatedSpend": zero, **new})
         budget.budget["LastUpdatedTime"] = datetime.datetime.now(datetime.UTC).timestamp()
         return json.dumps({})
 
@@ -564,7 +568,14 @@ def batch_default_service_linked_role() -> None:
 
 @fill
 def batch_update_compute_resources() -> None:
-    """UpdateComputeEnvironment ignores ``computeResources`` (vCPU limits): budget shutdown could not work."""
+    """UpdateComputeEnvironment ignores ``computeResources`` (vCPU limits): budget shutdown could not work.
+
+    AWS keeps desiredvCpus within [minvCpus, maxvCpus] and does not scale a compute environment down
+    by hand ("Manually scaling down compute environment is not supported",
+    https://docs.aws.amazon.com/batch/latest/userguide/error-desired-vcpus-update.html): an update
+    whose maxvCpus is below the environment's current desiredvCpus (instances still running) is
+    refused, as ASFHyP3 hit (https://github.com/ASFHyP3/hyp3/issues/2965)."""
+    from moto.batch.exceptions import ClientException
     from moto.batch.models import BatchBackend
 
     update = BatchBackend.update_compute_environment
@@ -576,8 +587,15 @@ def batch_update_compute_resources() -> None:
         compute_resources: Any | None,
         service_role: str | None,
     ) -> tuple[str, str]:
-        result = update(self, compute_environment_name, state, compute_resources, service_role)
         environment = self.get_compute_environment(compute_environment_name)
+        current = (environment.compute_resources or {}) if environment is not None else {}
+        desired = int((compute_resources or {}).get("desiredvCpus", current.get("desiredvCpus", 0)))
+        if compute_resources and "maxvCpus" in compute_resources and desired > int(compute_resources["maxvCpus"]):
+            raise ClientException(
+                "Manually scaling down compute environment is not supported. Disconnecting job queues from "
+                "compute environment will cause it to scale-down to minvCpus."
+            )
+        result = update(self, compute_environment_name, state, compute_resources, service_role)
         if compute_resources and environment.compute_resources is not None:
             environment.compute_resources.update(
                 {k: v for k, v in compute_resources.items() if k in {"minvCpus", "maxvCpus", "desiredvCpus"}}

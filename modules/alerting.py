@@ -62,20 +62,22 @@ class AlertTopic(Construct):
                 "Condition": {"StringEquals": {"aws:SourceAccount": self.account_id}},
             }
         ]
+        # Every principal that is no AWS service and no granted role is denied (aws:PrincipalServiceName
+        # is in the request context only when a service principal calls:
+        # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html).
+        condition: dict = {"Null": {"aws:PrincipalServiceName": "true"}}
         if self.publishers:
-            statements.append(
-                {
-                    "Sid": "OnlyGrantedRolesAmongPrincipals",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "sns:Publish",
-                    "Resource": self.topic_arn,
-                    "Condition": {
-                        "StringNotLike": {"aws:PrincipalArn": sorted(dict.fromkeys(self.publishers), key=token_blind)},
-                        "Null": {"aws:PrincipalServiceName": "true"},
-                    },
-                }
-            )
+            condition["StringNotLike"] = {"aws:PrincipalArn": sorted(dict.fromkeys(self.publishers), key=token_blind)}
+        statements.append(
+            {
+                "Sid": "OnlyGrantedRolesAmongPrincipals",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sns:Publish",
+                "Resource": self.topic_arn,
+                "Condition": condition,
+            }
+        )
         return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
     def grant_publish(self, role: GrantableRole) -> None:

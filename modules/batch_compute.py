@@ -356,7 +356,7 @@ class BatchCompute(Construct):
             statement(["batch:UpdateJobQueue"], list(self.queue_arns.values())),
             statement(["batch:UpdateComputeEnvironment"], self.compute_environment_arns),
             # Describe* calls of Batch support no resource-level permissions.
-            statement(["batch:DescribeComputeEnvironments", "batch:DescribeJobQueues"], ["*"]),
+            statement(["batch:DescribeComputeEnvironments"], ["*"]),
         )
 
     def grant_stop_jobs(self, role: GrantableRole) -> None:

@@ -100,6 +100,15 @@ class PipelineBudget(Construct):
         self.budget_arn: str = self.budget.arn
         self.account_id = props.account_id
 
+    def monitor_specification(self) -> dict:
+        """The tag expression in the shape the provider reads back (json.Marshal of the SDK's
+        Expression: every field, null when unset), so the ForceNew spec stays equal on the next plan
+        (internal/service/ce/anomaly_monitor.go; the provider's CUSTOM example lists the same nulls).
+        MatchOptions null: EQUALS is the default
+        (https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_TagValues.html)."""
+        tags = {"Key": self.cost_scope_tag, "MatchOptions": None, "Values": [self.cost_scope]}
+        return {"And": None, "CostCategories": None, "Dimensions": None, "Not": None, "Or": None, "Tags": tags}
+
     def detect_anomalies(self, *, threshold_usd: float, alerts: AlertTopic) -> None:
         """A Cost Anomaly Detection monitor over this environment's tagged spend, alerting the topic."""
         monitor = CeAnomalyMonitor(
@@ -107,9 +116,7 @@ class PipelineBudget(Construct):
             "anomaly-monitor",
             name=f"{self.budget_name}-anomalies",
             monitor_type="CUSTOM",
-            monitor_specification=json.dumps(
-                {"Tags": {"Key": self.cost_scope_tag, "Values": [self.cost_scope], "MatchOptions": ["EQUALS"]}}
-            ),
+            monitor_specification=json.dumps(self.monitor_specification()),
         )
         CeAnomalySubscription(
             self,

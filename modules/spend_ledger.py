@@ -2,11 +2,11 @@
 
 Budgets data lags by hours: a burst of manifests would each see the same stale spend and all pass
 the guard together. The guard therefore reserves each allowed execution's estimate here, in one
-item per Budgets update (keyed by the budget's ``LastUpdatedTime``), with a conditional update
-that adds the estimate only while the reserved sum still fits under the guard's ceiling. DynamoDB
-applies conditional writes one at a time, so two guards cannot both take the last room.
-(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/WorkingWithItems.html#WorkingWithItems.ConditionalUpdate)
-Items expire (TTL) two days after their last reservation.
+item per budget period (the key attribute keeps its first name, ``budget_updated``: renaming it
+would replace the table), written with a version condition so two guards cannot both take the last
+room (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/WorkingWithItems.html#WorkingWithItems.ConditionalUpdate).
+A reservation counts for 24 h (lambda_src/guard_budget/handler.py, LAG_SECONDS); items expire (TTL)
+two days after their last reservation.
 """
 
 from __future__ import annotations

@@ -5,11 +5,13 @@
     python -m pipeline_ops.kill_switch check <stack-dir>                                  # before every apply
 
 ``stop`` and ``resume`` invoke the environment's budget_shutdown function (its own scoped role does
-the work, the same code as the automatic shutdown); its name comes from the applied stack's
-outputs. ``check`` refuses (exit 1, one line) while the kill switch is on: the queues' ``ENABLED``
-and the compute environments' vCPU limits are in the Terraform config, so any apply would
-silently start everything again. ``make budget-resume`` first, then apply. The switch's name is
-read from the synthesized config (output ``kill_switch_parameter``); a switch that does not exist
+the work, the same code as the automatic shutdown); its name comes from the synthesized config, so
+no ``terraform init`` of the stack is needed; ``stop`` takes its reason from ``--reason`` or the
+REASON environment variable (``make emergency-stop REASON=...``, any quoting). ``check`` refuses
+(exit 1, one line) while the kill switch is on: the queues' ``ENABLED`` and the compute
+environments' vCPU limits are in the Terraform config, so any apply would silently start
+everything again. ``make budget-resume`` first, then apply. The switch's name is read from the
+synthesized config (output ``kill_switch_parameter``); a switch that does not exist
 yet (first deploy) lets the apply pass.
 """
 
@@ -17,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,12 +30,18 @@ from tools.quotas import region_of
 SWITCH_ON = {"on", "true", "1", "stop"}  # what GuardBudget also reads as on
 
 
-def switch_name(stack: Path) -> str:
-    """The kill switch parameter's name from the synthesized config, ``${aws_ssm_parameter.X.name}`` resolved."""
+def resolved_output(stack: Path, output: str) -> str:
+    """An output of the synthesized config whose value is ``${<type>.<name>.<attribute>}``, resolved to
+    that resource's literal attribute: no ``terraform init`` of the stack directory needed."""
     config = json.loads((stack / "cdk.tf.json").read_text())
-    reference = config["output"]["kill_switch_parameter"]["value"]
-    match = re.fullmatch(r"\$\{aws_ssm_parameter\.([\w-]+)\.name\}", reference)
-    return config["resource"]["aws_ssm_parameter"][match.group(1)]["name"] if match else reference
+    reference = config["output"][output]["value"]
+    match = re.fullmatch(r"\$\{(\w+)\.([\w-]+)\.(\w+)\}", reference)
+    return config["resource"][match.group(1)][match.group(2)][match.group(3)] if match else reference
+
+
+def switch_name(stack: Path) -> str:
+    """The kill switch parameter's name from the synthesized config."""
+    return resolved_output(stack, "kill_switch_parameter")
 
 
 def check(stack: Path, ssm: object) -> int:
@@ -59,21 +67,22 @@ def region(stack: Path) -> str | None:
 
 
 def invoke(stack: Path, payload: dict) -> int:
-    proc = subprocess.run(
-        ["terraform", "output", "-raw", "function_budget_shutdown"],
-        cwd=stack,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0 or not proc.stdout.strip():
-        print(f"error: no function_budget_shutdown output in {stack}; is the environment deployed?", file=sys.stderr)
+    try:
+        function = resolved_output(stack, "function_budget_shutdown")
+    except KeyError:
+        print(
+            f"error: {stack}/cdk.tf.json has no budget_shutdown function; synthesize it (make synth)", file=sys.stderr
+        )
         return 2
     import boto3
 
-    response = boto3.client("lambda", region_name=region(stack)).invoke(
-        FunctionName=proc.stdout.strip(), Payload=json.dumps(payload).encode()
-    )
+    client = boto3.client("lambda", region_name=region(stack))
+    try:
+        response = client.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
+    except client.exceptions.ResourceNotFoundException:
+        env = stack.name.removeprefix("pipeline-")
+        print(f"error: function {function} not found; is {env} deployed? (make deploy ENV={env})", file=sys.stderr)
+        return 2
     result = json.loads(response["Payload"].read() or b"{}")
     if response.get("FunctionError"):
         print(f"error: {payload['action']} failed: {result.get('errorMessage', result)}", file=sys.stderr)
@@ -87,7 +96,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("command", choices=("stop", "resume", "check"))
     parser.add_argument("stack_dir", type=Path)
     parser.add_argument("--confirm", default="", help="stop: the environment's name, typed again")
-    parser.add_argument("--reason", default="", help="stop: why (goes into every terminated job's reason)")
+    parser.add_argument(
+        "--reason",
+        default=os.environ.get("REASON", ""),
+        help="stop: why (goes into every terminated job's reason; default: $REASON)",
+    )
     args = parser.parse_args(argv)
     if cli.missing_stack(args.stack_dir):
         return 2

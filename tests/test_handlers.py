@@ -152,12 +152,19 @@ def test_guard_reads_budgets_and_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
     assert priced["allowed"] is False and priced["estimate"] == 46 and "estimated 46.00 USD" in priced["reason"]
 
 
+NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC).timestamp()
+
+
 @mock_aws
 def test_a_burst_of_manifests_cannot_pass_the_guard_together(monkeypatch: pytest.MonkeyPatch) -> None:
     """Budgets still says 5 of 50 USD spent (its data lags by hours); each manifest is estimated at
     20 USD. Two fit (5 + 2 x 20 = 45), the third would make 65: refused on the ledger's estimates,
-    although the budget itself has not moved. A retried invocation does not count twice; a new
-    Budgets update (new LastUpdatedTime, its spend now including the first two) starts a new sum."""
+    although the budget itself has not moved. A retried invocation does not count twice. Nothing
+    says when Budgets has the two executions' cost in its figure, so their reservations count for
+    24 h: through a refresh (spend 25, LastUpdatedTime unchanged, as AWS refreshes) and through an
+    UpdateBudget (which moves LastUpdatedTime and drops the spend to 0 until AWS has new data,
+    https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_budgets_UpdateBudget.html);
+    after 24 h they no longer count."""
     budgets, ssm = boto3.client("budgets", region_name="us-east-1"), boto3.client("ssm", region_name=REGION)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     create_budget(budgets, spent="5")
@@ -166,25 +173,30 @@ def test_a_burst_of_manifests_cannot_pass_the_guard_together(monkeypatch: pytest
     monkeypatch.setenv("LEDGER_TABLE", ledger_table())
     clients = {"budgets": budgets, "ssm": ssm, "dynamodb": dynamodb}
 
-    def run(execution: str) -> dict:
-        return guard.handler({"execution_id": execution, "plan": {"estimated_usd": 20}}, None, **clients)
+    def run(execution: str, hours: float = 0) -> dict:
+        event = {"execution_id": execution, "plan": {"estimated_usd": 20}}
+        return guard.handler(event, None, **clients, now=NOW + hours * 3600)
 
     first, second, retried, third = run("m1"), run("m2"), run("m2"), run("m3")
     assert (first["allowed"], second["allowed"], retried["allowed"], third["allowed"]) == (True, True, True, False)
     assert (first["reserved"], second["reserved"], third["reserved"]) == (0, 20, 40)
-    assert "plus 40.00 USD estimated for executions started since the budget's last update" in third["reason"]
-    set_spend(budgets, "45")  # Budgets catches up: the two executions' spend is in the figure now
-    assert run("m3")["allowed"] is False, "45 + 20 passes 50 on the budget's own figure"
-    set_spend(budgets, "25")
-    after = run("m3")
-    assert (after["allowed"], after["spent"], after["reserved"]) == (True, 25.0, 0.0)
+    assert "plus 40.00 USD estimated for executions Budgets may not have seen yet" in third["reason"]
+    refresh_spend(budgets, "25")  # Budgets has part of the two executions' cost now
+    refreshed = run("m3", hours=8)
+    assert (refreshed["allowed"], refreshed["spent"], refreshed["reserved"]) == (False, 25.0, 40.0)
+    budgets.update_budget(AccountId=ACCOUNT, NewBudget=BUDGET_B)  # an apply changes the budget: spend 0
+    changed = run("m3", hours=9)
+    assert (changed["allowed"], changed["spent"], changed["reserved"]) == (False, 0.0, 40.0)
+    refresh_spend(budgets, "25")
+    later = run("m3", hours=24.5)
+    assert (later["allowed"], later["spent"], later["reserved"]) == (True, 25.0, 0.0)
 
 
 def test_the_ledger_refuses_the_loser_of_a_race() -> None:
     """Two guards read the same sum; the conditional update lets only one take the last room."""
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        ledger = guard.Ledger(dynamodb, ledger_table(), "2026-12-06T00:00:00")
+        ledger = guard.Ledger(dynamodb, ledger_table(), "2026-12-06", NOW)
         assert ledger.reserve("a", 20.0, room=25.0) is True  # reserved 0 <= 25
         assert ledger.reserve("b", 20.0, room=25.0) is True  # reserved 20 <= 25
         assert ledger.reserve("c", 20.0, room=25.0) is False  # reserved 40 > 25: the loser
@@ -776,10 +788,9 @@ ALERT_TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:odins-ravne-dev-alerts"
 
 
 def budgets_text(threshold: str, actual: str) -> str:
-    """The plain-text notification AWS Budgets publishes to an SNS topic: the threshold in dollars, then
-    the budget's lines. Format as issue 27 quotes it from the Budgets user guide's SNS pages
-    (https://docs.aws.amazon.com/cost-management/latest/userguide/budgets-sns-policy.html); the handler
-    parses none of it."""
+    """A plain-text notification as AWS Budgets publishes it to an SNS topic, in the shape issue 27
+    quotes. No AWS page documents this text (budgets-sns-policy.html covers only the topic policy), so
+    the handler parses none of it: it reads the budget itself (DescribeBudget)."""
     return (
         "AWS Budget Notification December 06, 2026\nAWS Account 123456789012\n\nDear AWS Customer,\n\n"
         "You requested that we alert you when the ACTUAL Cost associated with your odins-ravne-dev-cost "
@@ -832,6 +843,16 @@ def sns_event(topic: str, message: str, subject: str | None = None) -> dict:
     (https://docs.aws.amazon.com/lambda/latest/dg/with-sns.html)."""
     sns = {"Type": "Notification", "TopicArn": topic, "Subject": subject, "Message": message}
     return {"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0", "Sns": sns}]}
+
+
+def refresh_spend(budgets, actual: str) -> None:
+    """What Budgets does several times a day from billing data: a new CalculatedSpend, no API call,
+    LastUpdatedTime untouched (it is when someone last updated the budget,
+    https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_budgets_Budget.html)."""
+    from moto.budgets.models import budgets_backends
+
+    backend = budgets_backends[ACCOUNT]["aws"]
+    backend.budgets[ACCOUNT]["b"].budget["CalculatedSpend"] = {"ActualSpend": {"Amount": actual, "Unit": "USD"}}
 
 
 def set_spend(budgets, actual: str) -> None:
@@ -970,3 +991,80 @@ def test_emergency_stop_needs_no_budget_reading(pipeline_in_flight) -> None:
     assert result["reason"] == "emergency stop of budget b's pipeline: runaway manifest"
     assert (result["executions_stopped"], result["jobs_terminated"]) == (1, 2)
     assert job_states(clients, pipeline_in_flight["jobs"]) == {"FAILED"}
+
+
+def only_compute_environment(clients: dict) -> dict:
+    (ce,) = clients["batch"].describe_compute_environments()["computeEnvironments"]
+    return ce
+
+
+def test_instances_still_running_do_not_keep_the_work_running(pipeline_in_flight) -> None:
+    """Batch has scaled out (desiredvCpus 4): AWS refuses maxvCpus 0 while those instances run
+    (https://docs.aws.amazon.com/batch/latest/userguide/error-desired-vcpus-update.html; moto fill
+    batch_update_compute_resources). The execution is stopped and the jobs terminated anyway, the
+    environment is DISABLED (no scale-out), the refusal is in the summary and the invocation fails,
+    so Lambda retries it once the instances are gone."""
+    clients = pipeline_in_flight["clients"]
+    ce = only_compute_environment(clients)["computeEnvironmentArn"]
+    clients["batch"].update_compute_environment(computeEnvironment=ce, computeResources={"desiredvCpus": 4})
+    with pytest.raises(shutdown.ShutdownIncomplete, match=r"to 0 vCPUs: .*Manually scaling down"):
+        shutdown.handler({"action": "shutdown", "reason": "runaway manifest"}, None, clients=clients)
+    assert job_states(clients, pipeline_in_flight["jobs"]) == {"FAILED"}
+    execution = clients["stepfunctions"].describe_execution(executionArn=pipeline_in_flight["execution"])
+    assert execution["status"] == "ABORTED"
+    assert only_compute_environment(clients)["state"] == "DISABLED"
+    (summary,) = pipeline_in_flight["inbox"]()
+    assert "terminated 2 job(s)" in summary and "FAILED: " in summary and "Manually scaling down" in summary
+    assert json.loads(clients["ssm"].get_parameter(Name="/p/state")["Parameter"]["Value"]) == {
+        "compute_environments": {ce: {"minvCpus": 0, "maxvCpus": 100}}
+    }
+
+
+class ShutdownRunsBetween:
+    """A batch client on which the first DescribeComputeEnvironments lets another shutdown run to its
+    end first: the 80 % and 100 % notifications (or an emergency stop) arriving together."""
+
+    def __init__(self, batch, other) -> None:
+        self._batch, self._other = batch, other
+
+    def __getattr__(self, name: str):
+        return getattr(self._batch, name)
+
+    def describe_compute_environments(self, **kwargs):
+        if self._other is not None:
+            other, self._other = self._other, None
+            other()
+        return self._batch.describe_compute_environments(**kwargs)
+
+
+def test_two_shutdowns_at_once_keep_the_limits_to_restore(pipeline_in_flight) -> None:
+    clients = pipeline_in_flight["clients"]
+
+    def first() -> None:
+        shutdown.handler({"action": "shutdown", "reason": "a"}, None, clients=clients)
+
+    second = {**clients, "batch": ShutdownRunsBetween(clients["batch"], first)}
+    shutdown.handler({"action": "shutdown", "reason": "b"}, None, clients=second)
+    assert only_compute_environment(clients)["computeResources"]["maxvCpus"] == 0
+    shutdown.handler({"action": "resume"}, None, clients=clients)
+    resumed = only_compute_environment(clients)
+    assert resumed["computeResources"]["maxvCpus"] == 100, "resume restores what the shutdowns saved, not 0"
+    assert resumed["state"] == "ENABLED"
+
+
+def test_a_switch_turned_off_by_hand_does_not_keep_stale_limits(pipeline_in_flight) -> None:
+    """After a shutdown the operator turned the switch off and raised the environment to 200 vCPUs by
+    hand instead of make budget-resume: the next shutdown saves 200, not the first shutdown's 100."""
+    clients = pipeline_in_flight["clients"]
+    batch, ssm = clients["batch"], clients["ssm"]
+    shutdown.handler({"action": "shutdown", "reason": "a"}, None, clients=clients)
+    ce = only_compute_environment(clients)["computeEnvironmentArn"]
+    batch.update_compute_environment(computeEnvironment=ce, state="ENABLED", computeResources={"maxvCpus": 200})
+    ssm.put_parameter(Name="/p/kill", Value="off", Overwrite=True)
+    shutdown.handler({"action": "shutdown", "reason": "b"}, None, clients=clients)
+    shutdown.handler({"action": "resume"}, None, clients=clients)
+    assert only_compute_environment(clients)["computeResources"]["maxvCpus"] == 200
+
+
+def test_a_budget_with_a_zero_limit_is_reported_not_divided_by() -> None:
+    assert shutdown.Spend(actual=3.0, limit=0.0).text() == "actual 3.00 USD of the 0.00 USD limit (no positive limit)"

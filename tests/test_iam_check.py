@@ -73,6 +73,8 @@ def test_no_call_is_denied_in_any_env(synth: SynthResult, env: str) -> None:
     ]:
         assert expected in found, expected
     assert any("kms:ReEncrypt*" in line for line in unused), "unused grants are listed for tightening"
+    shutdown_unused = [line for line in unused if "budget-shutdown" in line and " batch:" in line]
+    assert shutdown_unused == [], "the budget shutdown is granted only the Batch calls it makes"
 
 
 GUARD = REPO / "lambda_src" / "guard_budget" / "handler.py"

@@ -29,7 +29,7 @@ STAR_ALLOWED = {
     ("batch:ListJobs",): "Batch ListJobs supports no resource-level permissions (budget shutdown)",
     ("batch:DescribeComputeEnvironments", "batch:ListJobs"): "Batch ListJobs and Describe* support no "
     "resource-level permissions (queue-depth metrics)",
-    ("batch:DescribeComputeEnvironments", "batch:DescribeJobQueues"): "Batch Describe* are not resource-scoped",
+    ("batch:DescribeComputeEnvironments",): "Batch Describe* are not resource-scoped (budget shutdown)",
     (
         "logs:CreateLogDelivery",
         "logs:DeleteLogDelivery",

@@ -7,11 +7,13 @@ shuts down when actual >= 100 %. Messages from any other topic (alarms, anomaly 
 nothing.
 
 Shutdown, in this order so nothing new starts while the rest stops: the kill switch on
-(GuardBudget refuses new executions), every job queue DISABLED, every compute environment to 0
-vCPUs (the previous limits saved once in an SSM parameter), every RUNNING execution of this
+(GuardBudget refuses new executions), every job queue DISABLED, every RUNNING execution of this
 environment's state machine stopped, every SUBMITTED/PENDING/RUNNABLE/STARTING/RUNNING job on the
-queues terminated with a reason naming the budget, and a summary to the alert topic. Idempotent: a
-second run keeps the saved limits and finds nothing left to stop.
+queues terminated with a reason naming the budget, the vCPU limits saved (never a 0) in an SSM
+parameter, then every compute environment DISABLED and set to 0 vCPUs, and a summary to the alert
+topic. A failed step does not skip the others; failures are in the summary and fail the invocation
+afterwards (Lambda retries it). Idempotent: a second run keeps the saved limits and finds nothing
+left to stop.
 
 Events: an SNS event (the budget topic); ``{"action": "shutdown", "reason": ...}`` (``make
 emergency-stop``, no budget check); ``{"action": "resume"}`` (``make budget-resume``).
@@ -45,9 +47,8 @@ class Spend:
         return self.limit > 0 and self.actual >= self.limit
 
     def text(self) -> str:
-        return (
-            f"actual {self.actual:.2f} USD of the {self.limit:.2f} USD limit ({100 * self.actual / self.limit:.0f} %)"
-        )
+        share = f"{100 * self.actual / self.limit:.0f} %" if self.limit > 0 else "no positive limit"
+        return f"actual {self.actual:.2f} USD of the {self.limit:.2f} USD limit ({share})"
 
 
 def _split(name: str) -> list[str]:
@@ -81,6 +82,38 @@ def _running_executions(sfn: Any) -> list[str]:
     return [execution["executionArn"] for page in pages for execution in page["executions"]]
 
 
+def _described_limits(batch: Any) -> dict[str, dict[str, int]]:
+    described = batch.describe_compute_environments(computeEnvironments=_split("COMPUTE_ENVIRONMENTS"))
+    return {
+        ce["computeEnvironmentArn"]: {k: ce["computeResources"].get(k, 0) for k in SAVED_LIMITS}
+        for ce in described["computeEnvironments"]
+    }
+
+
+def _read_saved(ssm: Any, state_name: str) -> dict[str, Any]:
+    return json.loads(ssm.get_parameter(Name=state_name)["Parameter"]["Value"] or "{}").get("compute_environments", {})
+
+
+def save_limits(batch: Any, ssm: Any, *, stale: bool) -> dict[str, Any]:
+    """The limits resume restores, saved before any compute environment goes to 0.
+
+    A limit of 0 is never saved (a shutdown running beside another sees the 0 the other one set),
+    and an entry already saved is kept unless ``stale`` (the switch was off, so the entry is from a
+    shutdown ended by hand, not by resume). SSM has no conditional write: the merge onto a fresh read,
+    written only when it adds something, makes concurrent shutdowns write the same values."""
+    state_name = os.environ["SHUTDOWN_STATE_PARAMETER"]
+    current = _described_limits(batch)
+    saved = _read_saved(ssm, state_name)
+    merged = dict(saved)
+    for arn, limits in current.items():
+        if limits.get("maxvCpus", 0) > 0 and (stale or arn not in saved):
+            merged[arn] = limits
+    if merged != saved:
+        value = json.dumps({"compute_environments": merged}, sort_keys=True)
+        ssm.put_parameter(Name=state_name, Value=value, Overwrite=True)
+    return merged
+
+
 class Clients(NamedTuple):
     """The five clients the shutdown uses, each called by its name in the functions below."""
 
@@ -92,64 +125,105 @@ class Clients(NamedTuple):
 
 
 def shutdown(aws: Clients, reason: str) -> dict:
+    """Each step runs even when an earlier one failed (a failure is reported, then raised at the end):
+    running work is stopped before the compute environments are touched, since AWS refuses to take
+    maxvCpus below desiredvCpus while instances still run
+    (https://docs.aws.amazon.com/batch/latest/userguide/error-desired-vcpus-update.html)."""
     batch, ssm, sfn, sns = aws.batch, aws.ssm, aws.sfn, aws.sns
-    state_name, switch = os.environ["SHUTDOWN_STATE_PARAMETER"], os.environ["KILL_SWITCH_PARAMETER"]
-    was_on = ssm.get_parameter(Name=switch)["Parameter"]["Value"].strip().lower() == "on"
-    ssm.put_parameter(Name=switch, Value="on", Overwrite=True)
-    saved = json.loads(ssm.get_parameter(Name=state_name)["Parameter"]["Value"] or "{}")
-    if not saved.get("compute_environments"):
-        described = batch.describe_compute_environments(computeEnvironments=_split("COMPUTE_ENVIRONMENTS"))
-        saved = {
-            "compute_environments": {
-                ce["computeEnvironmentArn"]: {k: ce["computeResources"].get(k, 0) for k in SAVED_LIMITS}
-                for ce in described["computeEnvironments"]
-            }
-        }
-        ssm.put_parameter(Name=state_name, Value=json.dumps(saved, sort_keys=True), Overwrite=True)
+    switch = os.environ["KILL_SWITCH_PARAMETER"]
+    errors: list[str] = []
+    try:
+        was_on = ssm.get_parameter(Name=switch)["Parameter"]["Value"].strip().lower() == "on"
+    except ssm.exceptions.ParameterNotFound:
+        was_on = False
+    try:
+        ssm.put_parameter(Name=switch, Value="on", Overwrite=True)
+    except Exception as error:  # reported, raised after the other steps
+        errors.append(f"kill switch {switch}: {error}")
     queues = _split("JOB_QUEUES")
     for queue in queues:
-        batch.update_job_queue(jobQueue=queue, state="DISABLED")
-    for ce in saved["compute_environments"]:
-        batch.update_compute_environment(computeEnvironment=ce, computeResources={"minvCpus": 0, "maxvCpus": 0})
-    executions = _running_executions(sfn)
+        try:
+            batch.update_job_queue(jobQueue=queue, state="DISABLED")
+        except Exception as error:
+            errors.append(f"disable {queue}: {error}")
+    executions: list[str] = []
+    try:
+        executions = _running_executions(sfn)
+    except Exception as error:
+        errors.append(f"list executions: {error}")
     for execution in executions:
-        sfn.stop_execution(executionArn=execution, error="BudgetExceeded", cause=reason[:32768])
-    jobs = [job for queue in queues for job in _unfinished_jobs(batch, queue)]
+        try:
+            sfn.stop_execution(executionArn=execution, error="BudgetExceeded", cause=reason[:32768])
+        except Exception as error:
+            errors.append(f"stop {execution}: {error}")
+    jobs: list[str] = []
+    for queue in queues:
+        try:
+            jobs += _unfinished_jobs(batch, queue)
+        except Exception as error:
+            errors.append(f"list jobs of {queue}: {error}")
     for job in jobs:
-        batch.terminate_job(jobId=job, reason=reason[:1024])
+        try:
+            batch.terminate_job(jobId=job, reason=reason[:1024])
+        except Exception as error:
+            errors.append(f"terminate {job}: {error}")
+    try:
+        save_limits(batch, ssm, stale=not was_on)
+    except Exception as error:
+        errors.append(f"save vCPU limits: {error}")
+    environments = _split("COMPUTE_ENVIRONMENTS")
+    for ce in environments:
+        try:  # DISABLED: no scale-out, accepted while instances run
+            batch.update_compute_environment(computeEnvironment=ce, state="DISABLED")
+        except Exception as error:
+            errors.append(f"disable {ce}: {error}")
+        try:
+            batch.update_compute_environment(computeEnvironment=ce, computeResources={"minvCpus": 0, "maxvCpus": 0})
+        except Exception as error:
+            errors.append(f"{ce} to 0 vCPUs: {error}")
     result = {
         "action": "shutdown",
         "reason": reason,
         "queues_disabled": len(queues),
-        "compute_environments_zeroed": len(saved["compute_environments"]),
+        "compute_environments_zeroed": len(environments),
         "executions_stopped": len(executions),
         "jobs_terminated": len(jobs),
+        "errors": errors,
     }
-    if not was_on or executions or jobs:
+    if not was_on or executions or jobs or errors:
+        failed = "".join(f"\nFAILED: {error}" for error in errors)
         sns.publish(
             TopicArn=os.environ["ALERT_TOPIC_ARN"],
             Subject="Odins Ravne budget kill switch: pipeline stopped"[:100],
             Message=(
                 f"{reason}\nKill switch {switch} is on. Stopped {len(executions)} execution(s), terminated "
-                f"{len(jobs)} job(s), disabled {len(queues)} job queue(s), set "
-                f"{len(saved['compute_environments'])} compute environment(s) to 0 vCPUs.\n"
+                f"{len(jobs)} job(s), disabled {len(queues)} job queue(s) and {len(environments)} compute "
+                f"environment(s), set to 0 vCPUs.{failed}\n"
                 "Resume with: make budget-resume ENV=<env> (docs/runbooks/budget-kill-switch.md)."
             ),
         )
+    if errors:
+        raise ShutdownIncomplete(f"budget shutdown incomplete ({len(errors)} step(s) failed): " + "; ".join(errors))
     return result
+
+
+class ShutdownIncomplete(RuntimeError):
+    """Raised after every step ran: the invocation fails, so Lambda retries it (the steps are idempotent)."""
 
 
 def resume(batch: Any, ssm: Any) -> dict:
     state_name = os.environ["SHUTDOWN_STATE_PARAMETER"]
-    saved = json.loads(ssm.get_parameter(Name=state_name)["Parameter"]["Value"] or "{}")
-    for ce, limits in saved.get("compute_environments", {}).items():
+    saved = _read_saved(ssm, state_name)
+    for ce, limits in saved.items():
         limits = limits if isinstance(limits, dict) else {"maxvCpus": limits}  # saved by an earlier version
         batch.update_compute_environment(computeEnvironment=ce, computeResources=limits)
+    for ce in _split("COMPUTE_ENVIRONMENTS"):
+        batch.update_compute_environment(computeEnvironment=ce, state="ENABLED")
     for queue in _split("JOB_QUEUES"):
         batch.update_job_queue(jobQueue=queue, state="ENABLED")
     ssm.put_parameter(Name=os.environ["KILL_SWITCH_PARAMETER"], Value="off", Overwrite=True)
     ssm.put_parameter(Name=state_name, Value="{}", Overwrite=True)
-    return {"action": "resume", "compute_environments_restored": len(saved.get("compute_environments", {}))}
+    return {"action": "resume", "compute_environments_restored": len(saved)}
 
 
 def handle(event: dict, aws: Clients) -> dict:

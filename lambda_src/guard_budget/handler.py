@@ -3,11 +3,18 @@ that acts in real time: it refuses a new execution when the kill switch (an SSM 
 budget_shutdown and operators set) is on, when actual spend has reached the guard threshold, or
 when what this execution is estimated to cost (PlanFanOut's ``plan.estimated_usd``, from the
 manifest's size, the stages' throughput and the dated job-hour prices) plus the estimates of the
-executions allowed since the budget's last update would take spend past it.
+executions allowed that Budgets may not have seen yet would take spend past it.
 
-Those estimates live in the spend ledger (modules/spend_ledger.py): one DynamoDB item per Budgets
-update, to which an allowed execution adds its estimate with a conditional update that holds only
-while the sum still fits, so a burst of manifests cannot pass the guard together.
+Those estimates live in the spend ledger (modules/spend_ledger.py): one DynamoDB item per budget
+period (the day of a DAILY budget, the month of a MONTHLY one), holding each allowed execution's
+estimate and when it was reserved. A reservation counts for LAG_SECONDS (24 h): Budgets refreshes
+its spend only "several times a day"
+(https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_Operations_AWS_Budgets.html),
+and the budget's LastUpdatedTime is when someone last changed the budget, not when the spend was
+refreshed (https://docs.aws.amazon.com/aws-cost-management/latest/APIReference/API_budgets_Budget.html),
+so nothing tells the guard when an execution's cost is in the figure. Erring on the safe side, an
+execution may count twice (estimate and actual) until its reservation ages out. The item is
+written with a version condition, so two guards cannot both take the last room.
 
 Event: ``{"execution_id", "plan": {"estimated_usd", "images", ...}, ...}`` (no plan: an estimate of 0).
 Environment: BUDGET_NAME, ACCOUNT_ID, KILL_SWITCH_PARAMETER, GUARD_THRESHOLD_PCT, LEDGER_TABLE.
@@ -15,15 +22,19 @@ Environment: BUDGET_NAME, ACCOUNT_ID, KILL_SWITCH_PARAMETER, GUARD_THRESHOLD_PCT
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pipeline_log import execution_id_of, get_logger
 
 KILL_SWITCH_ON = {"on", "true", "1", "stop"}
-LEDGER_KEY, LEDGER_TTL_SECONDS = "budget_updated", 2 * 24 * 3600
+# The table's key attribute keeps its first name (renaming it replaces the table); it holds the period.
+LEDGER_KEY = "budget_updated"
+LAG_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,7 @@ def decide(
     reserved: float = 0.0,
 ) -> Decision:
     """Pure decision: kill switch first, then actual spend, then actual spend plus the estimates
-    reserved since the budget's last update plus this execution's, each against ``threshold_pct``
+    reserved in the last LAG_SECONDS plus this execution's, each against ``threshold_pct``
     of the limit."""
     values = {
         "spent": spent,
@@ -69,11 +80,7 @@ def decide(
             False, f"actual spend {spent:.2f} USD reached {threshold_pct:g}% of the {limit:.2f} USD limit", **values
         )
     if spent + reserved + estimate > ceiling:
-        others = (
-            f" plus {reserved:.2f} USD estimated for executions started since the budget's last update"
-            if reserved
-            else ""
-        )
+        others = f" plus {reserved:.2f} USD estimated for executions Budgets may not have seen yet" if reserved else ""
         return Decision(
             False,
             f"this execution's estimated {estimate:.2f} USD plus the actual spend {spent:.2f} USD{others} would pass "
@@ -99,44 +106,64 @@ def estimate_of(event: dict) -> float:
         return 0.0
 
 
-def read_budget(budgets: Any, account_id: str, name: str) -> tuple[float, float, float, str]:
-    """Limit, actual and forecast spend, and when Budgets last updated them (the ledger's key)."""
+def budget_period(time_unit: str, now: float) -> str:
+    """The budget period ``now`` falls in (Budgets' periods run in UTC), the ledger item's key."""
+    at = datetime.fromtimestamp(now, UTC)
+    return {
+        "DAILY": at.strftime("%Y-%m-%d"),
+        "MONTHLY": at.strftime("%Y-%m"),
+        "QUARTERLY": f"{at.year}-Q{(at.month - 1) // 3 + 1}",
+        "ANNUALLY": f"{at.year}",
+    }.get(time_unit, time_unit)
+
+
+def read_budget(budgets: Any, account_id: str, name: str, now: float) -> tuple[float, float, float, str]:
+    """Limit, actual and forecast spend, and the current budget period (the ledger's key)."""
     budget = budgets.describe_budget(AccountId=account_id, BudgetName=name)["Budget"]
     spend = budget.get("CalculatedSpend", {})
     limit = float(budget["BudgetLimit"]["Amount"])
     spent = float(spend.get("ActualSpend", {}).get("Amount", 0))
     forecast = float(spend.get("ForecastedSpend", {}).get("Amount", spent))
-    updated = budget.get("LastUpdatedTime")
-    return limit, spent, forecast, updated.isoformat() if hasattr(updated, "isoformat") else str(updated)
+    return limit, spent, forecast, budget_period(budget.get("TimeUnit", "MONTHLY"), now)
 
 
 class Ledger:
-    """The estimates reserved since one Budgets update (one DynamoDB item, low-level client)."""
+    """The estimates reserved in one budget period (one DynamoDB item, low-level client): a map of
+    execution id to ``[estimate, reserved at]`` in JSON, and a version for the conditional write."""
 
-    def __init__(self, dynamodb: Any, table: str, updated: str) -> None:
-        self.dynamodb, self.table, self.key = dynamodb, table, {LEDGER_KEY: {"S": updated}}
+    def __init__(self, dynamodb: Any, table: str, period: str, now: float) -> None:
+        self.dynamodb, self.table, self.key, self.now = dynamodb, table, {LEDGER_KEY: {"S": period}}, now
 
-    def read(self) -> tuple[float, set[str]]:
+    def _live(self) -> tuple[dict[str, list[float]], int]:
         dynamodb = self.dynamodb  # called by its name: make iam-check follows names
         item = dynamodb.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get("Item", {})
-        return float(item.get("reserved", {}).get("N", 0)), set(item.get("executions", {}).get("SS", []))
+        entries = json.loads(item.get("reservations", {}).get("S", "{}"))
+        live = {k: v for k, v in entries.items() if v[1] > self.now - LAG_SECONDS}
+        return live, int(item.get("version", {}).get("N", 0))
+
+    def read(self) -> tuple[float, set[str]]:
+        live, _ = self._live()
+        return sum(v[0] for v in live.values()), set(live)
 
     def reserve(self, execution_id: str, estimate: float, room: float) -> bool:
-        """Add ``estimate`` unless the reserved sum would pass ``room`` or the execution is in already."""
+        """Add ``estimate`` unless the reserved sum passes ``room``, the execution is in already, or
+        another guard wrote the item since it was read."""
+        live, version = self._live()
+        if execution_id in live or sum(v[0] for v in live.values()) > room:
+            return False
+        live[execution_id] = [estimate, self.now]
         dynamodb = self.dynamodb
         try:
             dynamodb.update_item(
                 TableName=self.table,
                 Key=self.key,
-                UpdateExpression="ADD reserved :e, executions :x SET expires = :t",
-                ConditionExpression="(attribute_not_exists(reserved) OR reserved <= :room) AND "
-                "(attribute_not_exists(executions) OR NOT contains(executions, :id))",
+                UpdateExpression="SET reservations = :r, version = :next, expires = :t",
+                ConditionExpression="attribute_not_exists(version) OR version = :v",
                 ExpressionAttributeValues={
-                    ":e": {"N": repr(estimate)},
-                    ":x": {"SS": [execution_id]},
-                    ":id": {"S": execution_id},
-                    ":room": {"N": repr(room)},
-                    ":t": {"N": str(int(time.time()) + LEDGER_TTL_SECONDS)},
+                    ":r": {"S": json.dumps(live, sort_keys=True)},
+                    ":v": {"N": str(version)},
+                    ":next": {"N": str(version + 1)},
+                    ":t": {"N": str(int(self.now) + 2 * LAG_SECONDS)},
                 },
             )
             return True
@@ -167,7 +194,15 @@ def read_kill_switch(ssm: Any, name: str) -> str:
         return "off"
 
 
-def handler(event: dict, context: Any, *, budgets: Any = None, ssm: Any = None, dynamodb: Any = None) -> dict:
+def handler(
+    event: dict,
+    context: Any,
+    *,
+    budgets: Any = None,
+    ssm: Any = None,
+    dynamodb: Any = None,
+    now: float | None = None,
+) -> dict:
     execution_id = execution_id_of(event) or "unnamed"
     log = get_logger("guard_budget", execution_id)
     if budgets is None or ssm is None or dynamodb is None:
@@ -175,9 +210,10 @@ def handler(event: dict, context: Any, *, budgets: Any = None, ssm: Any = None, 
 
         budgets, ssm = budgets or boto3.client("budgets"), ssm or boto3.client("ssm")
         dynamodb = dynamodb or boto3.client("dynamodb")
-    limit, spent, forecast, updated = read_budget(budgets, os.environ["ACCOUNT_ID"], os.environ["BUDGET_NAME"])
+    now = time.time() if now is None else now
+    limit, spent, forecast, period = read_budget(budgets, os.environ["ACCOUNT_ID"], os.environ["BUDGET_NAME"], now)
     decision = guard(
-        ledger=Ledger(dynamodb, os.environ["LEDGER_TABLE"], updated),
+        ledger=Ledger(dynamodb, os.environ["LEDGER_TABLE"], period, now),
         execution_id=execution_id,
         estimate=estimate_of(event),
         limit=limit,
