@@ -62,6 +62,10 @@ EXECUTION_ID = "$$.Execution.Name"  # the short id; S3 prefixes and every log li
 DEFAULT_PRIORITY = "normal"
 RUNBOOK = "docs/runbooks/alert-response.md"
 FAILED_ERROR = "States.Format('{}: {}', $.failed_state, $.error.Error)"  # the final Fail's error
+INPUT_WITHOUT_MANIFEST = (
+    'the input must be {"manifest": "s3://<bucket>/<key>"} (optional "priority") '
+    "or an S3 Object Created event with bucket name and object key"
+)
 END_NOTIFIED = ["FAILED", "TIMED_OUT", "ABORTED"]  # execution statuses told by EventBridge
 
 
@@ -116,7 +120,10 @@ def _notify(t: Targets, subject: str, message: str, args: list[str], then: str, 
     message = f"{message} Execution: {link} Runbook: {RUNBOOK}"
     args = [*args, "$$.Execution.Id"]
     publish = asl.sns_publish_task(t.topic_arn, subject=subject, message_format=message, message_args=args)
-    return asl.then(asl.catching(asl.retrying(publish, asl.SNS_TRANSIENT, max_attempts=attempts), then), then)
+    # The failed publish's error goes to its own path: the caught error ($.error) is what the final
+    # Fail reports.
+    retried = asl.retrying(publish, asl.SNS_TRANSIENT, max_attempts=attempts)
+    return asl.then(asl.catching(retried, then, result_path="$.notify_error"), then)
 
 
 def lambda_step(step: Step, t: Targets, *, sharded: bool, next_state: str, attempts: int) -> tuple[dict, list]:
@@ -303,7 +310,7 @@ def build_definition(spec: PipelineSpec, t: Targets, settings: WorkflowSettings)
     names = [map_name(u) if isinstance(u, tuple) else u.state for u in units]
     # The input is validated first, before any Lambda runs: the trigger's event or the given
     # manifest, then priority routing.
-    built.add(from_trigger(next_state="Route"))
+    built.add(from_trigger(t, next_state="Route", attempts=attempts))
     built.add(routing(t, first=names[0], attempts=attempts))
     last = "ShardsComplete" if spec.shard_counter else "Succeeded"
 
@@ -374,19 +381,35 @@ def shards_complete(counter: Step, t: Targets, attempts: int) -> dict[str, dict]
     }
 
 
-def from_trigger(*, next_state: str) -> dict[str, dict]:
+def from_trigger(t: Targets, *, next_state: str, attempts: int) -> dict[str, dict]:
     """An execution the manifest trigger started gets the whole S3 event as ``$.event`` (the rule's
     input is ``<aws.events.event.json>``: EventBridge inserts the event as JSON, so a key with
     quotes, spaces or non-ASCII characters arrives intact,
     https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html); its
     manifest URI is built here from the bucket and key (values of a JSONPath, never parsed as
-    text). A started-by-hand execution gives ``manifest`` itself."""
+    text). A started-by-hand execution gives ``manifest`` itself. Either is checked first: a path
+    the input lacks would be States.Runtime, which no Catch takes
+    (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html). The rules
+    of a Choice are tried in order, so each later rule reads a path an earlier one proved present
+    (https://docs.aws.amazon.com/step-functions/latest/dg/state-choice.html)."""
     detail = "$.event.detail"
+    refuse = "NotifyInputWithoutManifest"
+
+    def checks(*paths: str) -> list[dict]:
+        return [
+            {"Not": {"Variable": path, test: True}, "Next": refuse}
+            for path in paths
+            for test in ("IsPresent", "IsString")
+        ]
+
     return {
         "FromTrigger": {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.event", "IsPresent": True, "Next": "ManifestFromEvent"}],
-            "Default": next_state,
+            "Choices": [
+                {"Not": {"Variable": "$.event", "IsPresent": True}, "Next": "ManifestGiven"},
+                *checks(f"{detail}.bucket.name", f"{detail}.object.key"),
+            ],
+            "Default": "ManifestFromEvent",
         },
         "ManifestFromEvent": {
             "Type": "Pass",
@@ -396,6 +419,16 @@ def from_trigger(*, next_state: str) -> dict[str, dict]:
             },
             "Next": next_state,
         },
+        "ManifestGiven": {"Type": "Choice", "Choices": checks("$.manifest"), "Default": next_state},
+        refuse: _notify(
+            t,
+            "Odins Ravne: invalid input",
+            f"Execution {{}} refused: {INPUT_WITHOUT_MANIFEST}.",
+            [EXECUTION_ID],
+            "InputWithoutManifest",
+            attempts,
+        ),
+        "InputWithoutManifest": {"Type": "Fail", "Error": "InvalidInput", "Cause": INPUT_WITHOUT_MANIFEST},
     }
 
 

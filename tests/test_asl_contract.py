@@ -124,7 +124,7 @@ def test_a_choice_on_a_key_not_kept_is_found(synth: SynthResult, tmp_path: Path)
         del document["States"]["GuardBudget"]["ResultSelector"]["allowed.$"]
 
     (problem,) = found(edited(synth, "dev", unkeep), tmp_path)
-    assert problem.startswith("selected: GuardBudgetAllowed: chooses on $.guard.allowed, which the state")
+    assert problem.startswith("present: GuardBudgetAllowed: chooses on $.guard.allowed, which is not there")
 
 
 def test_an_answer_that_grows_with_the_data_is_found(synth: SynthResult, tmp_path: Path) -> None:
@@ -198,3 +198,75 @@ def test_every_bad_end_is_told_by_eventbridge(synth: SynthResult) -> None:
         "$.detail.status",
         "$.detail.executionArn",
     }
+
+
+def _absent(problems: list[str]) -> list[str]:
+    return [p for p in problems if p.startswith("present: ")]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda d: d["States"]["WeatherEnrichment"]["ResultSelector"].pop("missing.$"),
+            "present: NotifyFailedShards: Parameters Message.$ reads $.weather.missing, which is not there",
+        ),
+        (
+            lambda d: d["States"]["PlanFanOut"]["ResultSelector"].pop("images_per_shard.$"),
+            "present: Stage0: Parameters Value.$ reads $.plan.images_per_shard, which is not there",
+        ),
+        (
+            lambda d: d["States"]["Failed"].update(ErrorPath="$.nope"),
+            "present: Failed: ErrorPath reads $.nope, which is not there",
+        ),
+        (
+            lambda d: d["States"]["Stage1ToStage2"]["ItemSelector"].update({"queue.$": "$.route.nope"}),
+            "present: Stage1ToStage2: ItemSelector queue.$ reads $.route.nope, which is not there",
+        ),
+    ],
+    ids=["selector-missing", "selector-images-per-shard", "fail-error-path", "item-selector"],
+)
+def test_a_path_no_state_writes_is_found(synth: SynthResult, tmp_path: Path, change, expected: str) -> None:
+    """A JSONPath in Parameters, an ItemSelector or a Fail's ErrorPath that no state before it put
+    in the state data is States.Runtime, which no Catch takes
+    (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html)."""
+    (problem,) = _absent(found(edited(synth, "dev", lambda d, _: change(d)), tmp_path))
+    assert problem.startswith(expected) and problem.endswith("(States.Runtime, no Catch takes it)")
+
+
+def test_an_input_without_manifest_is_refused_before_any_lambda(synth: SynthResult, tmp_path: Path) -> None:
+    """The input is the one thing no state wrote: PlanFanOut's "manifest.$": "$.manifest" on an input
+    without it ({} or {"Manifest": ...}) is States.Runtime; an event that is not an S3 event
+    breaks ManifestFromEvent. The first states check both (IsPresent, IsString) and route to a notice."""
+
+    def unchecked(document: dict, _: dict) -> None:
+        document["States"]["ManifestGiven"]["Choices"] = [
+            {"Variable": "$.priority", "IsPresent": True, "Next": "Route"}
+        ]
+        document["States"]["FromTrigger"]["Choices"] = document["States"]["FromTrigger"]["Choices"][:1]
+
+    problems = _absent(found(edited(synth, "dev", unchecked), tmp_path))
+    assert {p.split(": ")[1] for p in problems} == {
+        "ManifestFromEvent",  # $.event.detail.bucket.name, .object.key, .object
+        "PlanFanOut",  # and every later state that reads $.manifest
+        "GuardBudget",
+        "Stage0",
+        "Stage1ToStage2",
+        "WeatherEnrichment",
+        "WriteParquet",
+    }
+
+
+def test_a_failed_notice_does_not_erase_the_error(synth: SynthResult, tmp_path: Path) -> None:
+    """NotifyFailure's Catch with the default "$.error" would overwrite the caught pipeline error with
+    SNS's, and Failed (ErrorPath/CausePath on $.error) would report that instead
+    (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultpath.html)."""
+    document = json.loads(machine(synth.pipeline("dev"))["definition"])
+    notices = [s for s in document["States"].values() if s.get("Resource") == asl_contract.SNS_PUBLISH]
+    assert notices and all(c["ResultPath"] == "$.notify_error" for s in notices for c in s["Catch"])
+
+    def shared(document: dict, _: dict) -> None:
+        document["States"]["NotifyFailure"]["Catch"][0]["ResultPath"] = "$.error"
+
+    (problem,) = found(edited(synth, "dev", shared), tmp_path)
+    assert problem.startswith("notified: Failed: reports $.error which the Catch of NotifyFailure overwrites")

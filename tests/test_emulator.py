@@ -134,11 +134,31 @@ def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
     assert described["cause"] == "priority must be one of high, normal, low (or absent for normal)"
     assert visited_states(aws["stepfunctions"], execution_arn) == [
         "FromTrigger",
+        "ManifestGiven",
         "Route",
         "NotifyInvalidInput",
         "InvalidInput",
     ]
     assert any("refused: priority must be one of" in m and '"urgent"' in m for m in messages(aws, url))
+
+    # No manifest ({"Manifest": ...} is not "manifest"), or an event that is not S3's: refused and
+    # told before any Lambda, not a States.Runtime at PlanFanOut or ManifestFromEvent.
+    machine = next(m["stateMachineArn"] for m in aws["stepfunctions"].list_state_machines()["stateMachines"])
+    for given, checked in (
+        ({"Manifest": f"s3://{raw}/manifests/x.json"}, "ManifestGiven"),
+        ({"event": {"source": "aws.s3", "detail": {"bucket": {"name": raw}}}}, "FromTrigger"),
+    ):
+        execution_arn = aws["stepfunctions"].start_execution(stateMachineArn=machine, input=json.dumps(given))[
+            "executionArn"
+        ]
+        described = follow(aws["stepfunctions"], execution_arn, 60)
+        assert (described["status"], described["error"]) == ("FAILED", "InvalidInput"), given
+        assert visited_states(aws["stepfunctions"], execution_arn)[-3:] == [
+            checked,
+            "NotifyInputWithoutManifest",
+            "InputWithoutManifest",
+        ], given
+    assert sum('the input must be {"manifest"' in m for m in messages(aws, url)) >= 1
 
 
 def unfinished_jobs(aws) -> list[dict]:

@@ -161,7 +161,7 @@ def test_manifest_rule_starts_executions(synth: SynthResult) -> None:
     )
     assert given["event"]["detail"]["object"]["key"] == key
     doc = definition(synth, "dev")
-    assert doc["StartAt"] == "FromTrigger" and doc["States"]["FromTrigger"]["Default"] == "Route"
+    assert doc["StartAt"] == "FromTrigger" and doc["States"]["ManifestGiven"]["Default"] == "Route"
 
 
 def test_functions(synth: SynthResult) -> None:
