@@ -18,7 +18,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from pathlib import Path
 
 import boto3
 import pytest
@@ -26,38 +26,10 @@ from moto import mock_aws
 
 from conf.pipeline import PIPELINE, TEXT_BOUND, answer_bound, answer_problems
 from tests.conftest import SynthResult
+from tests.events import EXECUTION, event_for
 from tests.runs import s3_event
 from tests.test_handlers import ENRICHED, REGION, create_budget, guard, ledger_table, parquet, weather
 from tests.test_pipeline_spec import FAN_OUT, planner
-
-EXECUTION = "3f1c2a9e-0d5b-4c1e-9a7f-2b6d8e4f1a30"
-# The context object's fields the Payloads read, as the documentation's example gives them
-# (StartTime and Input are set per event).
-CONTEXT = {
-    "Execution": {
-        "Id": f"arn:aws:states:{REGION}:123456789012:execution:odins-ravne-dev-pipeline:{EXECUTION}",
-        "Name": EXECUTION,
-    }
-}
-
-
-def resolve(path: str, state: dict, context: dict) -> object:
-    """A JSONPath of the Payload templates (``$.a.b``, ``$$.Execution.X``) against state/context."""
-    value: object = context if path.startswith("$$.") else state
-    for part in path.removeprefix("$$.").removeprefix("$.").split("."):
-        value = value[part]  # type: ignore[index]
-    return value
-
-
-def event_for(synth: SynthResult, state_name: str, state: dict, execution_input: dict | None = None) -> dict:
-    """What the workflow's state sends its function for this execution state (dev's definition);
-    the execution's input is ``execution_input`` (default: just the manifest, as EventBridge sends)."""
-    document = json.loads(synth.only("dev", "aws_sfn_state_machine")["definition"])
-    payload = document["States"][state_name]["Parameters"]["Payload"]
-    given = execution_input if execution_input is not None else {"manifest": state["manifest"]}
-    started = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")  # just started
-    context = {"Execution": {**CONTEXT["Execution"], "Input": given, "StartTime": started}}
-    return {key.removesuffix(".$"): resolve(path, state, context) for key, path in payload.items()}
 
 
 def returns_reached(handler: Callable, run_cases: Callable[[], list]) -> tuple[list, set[int], set[int]]:
@@ -251,3 +223,18 @@ def test_the_lost_shards_become_one_manifest_to_run_again() -> None:
     assert [r["key"] for r in written["images"]] == ["images/1.jpg"]
     s3.put_object(Bucket="proc", Key=f"stage2/{EXECUTION}/shard-1.json", Body=b'{"records": []}')
     assert rerun_shards.rerun_manifest(s3, "proc", "raw", EXECUTION) == ("", [])
+
+
+def test_no_handler_test_invents_its_event() -> None:
+    """Every test of a workflow Lambda gives it the event its state sends (tests/events.py), never a
+    dict written by hand (such as ``{"execution_id": "e1"}`` or ``"started_at": None``, which no
+    execution sends)."""
+    invented = re.compile(r"\b(guard|weather|parquet|planner)\.handler\(\s*\{")
+    tests = Path(__file__).resolve().parent
+    found = [
+        f"{path.name}:{number}"
+        for path in sorted(tests.glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if invented.search(line)
+    ]
+    assert found == []

@@ -301,26 +301,33 @@ def test_the_planner_counts_records_without_parsing_the_manifest(body: bytes, co
 
 
 @mock_aws
-def test_the_planner_refuses_before_any_batch_job(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The handler end to end on moto's S3: the count, the verdict, and one line for bad input."""
+def test_the_planner_refuses_before_any_batch_job(synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler end to end on moto's S3: the count, the verdict, and one line for bad input. Its
+    events are what PlanFanOut sends (tests/events.py: the synthesized Payload and the documented
+    context object, https://docs.aws.amazon.com/step-functions/latest/dg/input-output-contextobject.html)."""
+    from tests.events import event_for
+
     s3 = boto3.client("s3", region_name="eu-north-1")
     s3.create_bucket(Bucket="raw", CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
     records = ",".join('{"key": "k"}' for _ in range(300_000))
     s3.put_object(Bucket="raw", Key="m/big.json", Body=f'{{"images": [{records}]}}'.encode())
     s3.put_object(Bucket="raw", Key="m/bad.json", Body=b'{"photos": []}')
     monkeypatch.setenv("FAN_OUT", json.dumps(FAN_OUT))
-    event = {"execution_id": "e1", "manifest": "s3://raw/m/big.json", "input": {}, "started_at": None}
-    verdict = planner.handler(event, None, s3=s3)
+
+    def event(manifest: str, **options) -> dict:
+        return event_for(synth, "PlanFanOut", {"manifest": manifest}, {"manifest": manifest, **options})
+
+    verdict = planner.handler(event("s3://raw/m/big.json"), None, s3=s3)
     assert (verdict["allowed"], verdict["images"], verdict["shards"]) == (False, 300_000, 300)
-    bad = planner.handler({**event, "manifest": "s3://raw/m/bad.json"}, None, s3=s3)
+    bad = planner.handler(event("s3://raw/m/bad.json"), None, s3=s3)
     assert (bad["allowed"], bad["reason"]) == (
         False,
         "manifest s3://raw/m/bad.json is not a JSON object with an 'images' list",
     )
-    assert planner.handler({**event, "manifest": "s3://raw/m/gone.json"}, None, s3=s3)["reason"] == (
+    assert planner.handler(event("s3://raw/m/gone.json"), None, s3=s3)["reason"] == (
         "manifest s3://raw/m/gone.json does not exist"
     )
-    assert planner.handler({**event, "input": {"images_per_shard": -1}}, None, s3=s3)["reason"] == (
+    assert planner.handler(event("s3://raw/m/big.json", images_per_shard=-1), None, s3=s3)["reason"] == (
         "images_per_shard must be a whole number from 1 to 1000, got -1"
     )
 
