@@ -270,3 +270,27 @@ def test_a_failed_notice_does_not_erase_the_error(synth: SynthResult, tmp_path: 
 
     (problem,) = found(edited(synth, "dev", shared), tmp_path)
     assert problem.startswith("notified: Failed: reports $.error which the Catch of NotifyFailure overwrites")
+
+
+@pytest.mark.parametrize(
+    "errors",
+    [["States.TaskFailed"], ["States.ALL"], ["States.ExceedToleratedFailureThreshold"], ["States.ResultWriterFailed"]],
+)
+def test_a_map_retrier_that_reruns_every_shard_is_found(errors: list[str]) -> None:
+    """States.ALL and States.TaskFailed match States.ExceedToleratedFailureThreshold: retrying the Map
+    would run every shard again. Only States.ItemReaderFailed (no child ran yet) may be retried
+    (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html)."""
+    (problem,) = asl_contract.order_problems("Retrier", [{"ErrorEquals": errors}], composite="Map")
+    assert problem == (
+        f"Retrier 1 {errors} re-runs every child of the Map (States.ALL and States.TaskFailed match "
+        "States.ExceedToleratedFailureThreshold too): retry only States.ItemReaderFailed, raised before any child runs"
+    )
+    assert asl_contract.order_problems("Retrier", [{"ErrorEquals": ["States.ItemReaderFailed"]}], composite="Map") == []
+
+
+def test_a_map_retrier_on_all_errors_is_found_in_the_stack(synth: SynthResult, tmp_path: Path) -> None:
+    def everything(document: dict, _: dict) -> None:
+        document["States"]["Stage1ToStage2"]["Retry"][0]["ErrorEquals"] = ["States.ALL"]
+
+    (problem,) = found(edited(synth, "dev", everything), tmp_path)
+    assert problem.startswith("retry-order: Stage1ToStage2: Retrier 1 ['States.ALL'] re-runs every child")
