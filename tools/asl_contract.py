@@ -16,7 +16,9 @@ Each rule is a failure no Catch takes, or a Retry or notice that never happens:
 - retry order, on every Task, Map and Parallel, Map children included: States.ALL only alone and in
   the last retrier, no retrier after one that matches all its errors already (States.TaskFailed
   matches every error but States.Timeout), and a Map or Parallel retries only States.* errors (it
-  raises nothing else: a failed child counts against the tolerated failures). The first retrier
+  raises nothing else: a failed child counts against the tolerated failures), and a Map only
+  States.ItemReaderFailed (any other error, States.ALL and States.TaskFailed matching
+  States.ExceedToleratedFailureThreshold, would run every child again). The first retrier
   whose ErrorEquals matches is the one used (error-handling page above); the same for Catchers;
 - notified: every Fail state is reached only from an SNS publish (a notice) or from a Catch of
   one, so no terminal failure path is silent, and a failed publish's Catch does not overwrite the
@@ -44,6 +46,10 @@ LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
 PAYLOAD_KEY = re.compile(r"^\$\.Payload\.([A-Za-z0-9_]+)$")
 ALL_BUT_TIMEOUT = "States.TaskFailed"
+# The one error a Map raises before any child ran: reading the items failed. Every other (the
+# tolerance exceeded, the results not written, States.ALL/TaskFailed matching those) would run
+# every child again (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
+MAP_RETRIABLE = frozenset({"States.ItemReaderFailed"})
 
 
 def states_of(document: dict) -> Iterator[tuple[str, str, dict]]:
@@ -61,8 +67,9 @@ def _walk(document: dict, where: str) -> Iterator[tuple[str, str, dict]]:
             yield from _walk(branch, f"{where}{name}[{index}]/")
 
 
-def order_problems(kind: str, rules: list[dict], *, composite: bool) -> list[str]:
-    """Retriers or Catchers that can never be used, in the order Step Functions tries them."""
+def order_problems(kind: str, rules: list[dict], *, composite: bool | str) -> list[str]:
+    """Retriers or Catchers that can never be used, in the order Step Functions tries them, and a
+    Map's retriers that would run every child again. ``composite``: "Map", "Parallel" or False."""
     out, matched = [], set()
     for index, rule in enumerate(rules):
         errors = list(rule.get("ErrorEquals", []))
@@ -88,6 +95,13 @@ def order_problems(kind: str, rules: list[dict], *, composite: bool) -> list[str
                 out.append(
                     f"Retrier {index + 1} {foreign} never applies: a Map or Parallel raises only States.* "
                     "errors (a failed child is counted against ToleratedFailurePercentage)"
+                )
+            rerun = [e for e in errors if e.startswith("States.") and e not in MAP_RETRIABLE]
+            if composite == "Map" and rerun:
+                out.append(
+                    f"Retrier {index + 1} {rerun} re-runs every child of the Map (States.ALL and "
+                    "States.TaskFailed match States.ExceedToleratedFailureThreshold too): retry only "
+                    f"{', '.join(sorted(MAP_RETRIABLE))}, raised before any child runs"
                 )
         matched.update(errors)
     return out
@@ -394,7 +408,7 @@ def problems(document: dict, answers: dict[str, dict[str, str]], answer_of: Any)
     """``(rule, where, problem)`` for one state machine. ``answers``: declared answers by function
     (address), ``answer_of``: a task's FunctionName value -> its declared answer or None."""
     for where, name, state in states_of(document):
-        composite = state.get("Type") in ("Map", "Parallel")
+        composite = state.get("Type") if state.get("Type") in ("Map", "Parallel") else False
         for kind, field in (("Retrier", "Retry"), ("Catcher", "Catch")):
             for problem in order_problems(kind, state.get(field, []), composite=composite):
                 yield "retry-order", f"{where}{name}", problem
