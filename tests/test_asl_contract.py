@@ -294,3 +294,19 @@ def test_a_map_retrier_on_all_errors_is_found_in_the_stack(synth: SynthResult, t
 
     (problem,) = found(edited(synth, "dev", everything), tmp_path)
     assert problem.startswith("retry-order: Stage1ToStage2: Retrier 1 ['States.ALL'] re-runs every child")
+
+
+def test_a_task_without_a_catch_to_a_notice_is_found(synth: SynthResult, tmp_path: Path) -> None:
+    """Without its Catch, a failed Stage0 ends the execution with no notice from the workflow (only
+    the EventBridge backstop). A Catch that leads to the Fail directly is no notice either."""
+
+    def uncaught(document: dict, _: dict) -> None:
+        del document["States"]["Stage0"]["Catch"]
+        document["States"]["ReadShards"]["Catch"][0]["Next"] = "Failed"
+
+    problems = [p for p in found(edited(synth, "dev", uncaught), tmp_path) if p.startswith("notified: ")]
+    assert problems == [
+        "notified: Failed: reached from ReadShards by its Catch without a notice: put an SNS publish before it",
+        "notified: Stage0: can fail without a notice: give it a Catch of States.ALL that leads to an SNS publish",
+        "notified: ReadShards: can fail without a notice: give it a Catch of States.ALL that leads to an SNS publish",
+    ]

@@ -21,8 +21,9 @@ Each rule is a failure no Catch takes, or a Retry or notice that never happens:
   States.ExceedToleratedFailureThreshold, would run every child again). The first retrier
   whose ErrorEquals matches is the one used (error-handling page above); the same for Catchers;
 - notified: every Fail state is reached only from an SNS publish (a notice) or from a Catch of
-  one, so no terminal failure path is silent, and a failed publish's Catch does not overwrite the
-  error the Fail reports;
+  one, every top-level Task, Map and Parallel but the notices has a Catch of States.ALL leading to
+  a notice, and a failed publish's Catch does not overwrite the error the Fail reports. A publish
+  that fails still ends in its Fail: the EventBridge rule on the execution's end is the backstop;
 - present: every JSONPath a state reads (Parameters, ItemSelector, ItemReader, InputPath, Choice
   variables, intrinsic arguments, a Fail's ErrorPath/CausePath) is in the state data on every way
   to that state: what the Choice states proved of the input, or what an earlier state's
@@ -183,6 +184,25 @@ def silent_failures(document: dict) -> Iterator[tuple[str, str]]:
                         f"{where}{name}",
                         f"reached from {source} by {how} without a notice: put an SNS publish before it",
                     )
+
+
+def uncaught_failures(document: dict) -> Iterator[tuple[str, str]]:
+    """Top-level Tasks, Maps and Parallels whose failure reaches no notice: each needs a Catch of
+    States.ALL leading (through Pass states) to an SNS publish. The notices themselves are exempt:
+    a failed publish is told by the EventBridge rule on the execution's end, the backstop. Map
+    children are too: a failed child is counted against the tolerated failures, then the Map fails."""
+    states = document.get("States", {})
+    for name, state in states.items():
+        if state.get("Type") not in ("Task", "Map", "Parallel") or state.get("Resource") == SNS_PUBLISH:
+            continue
+        told = False
+        for catcher in state.get("Catch", []):
+            target = catcher["Next"] if "States.ALL" in catcher.get("ErrorEquals", []) else None
+            while target in states and states[target].get("Type") == "Pass":
+                target = states[target].get("Next")
+            told = told or (target in states and states[target].get("Resource") == SNS_PUBLISH)
+        if not told:
+            yield name, "can fail without a notice: give it a Catch of States.ALL that leads to an SNS publish"
 
 
 def _scopes(document: dict, where: str) -> Iterator[tuple[str, dict]]:
@@ -432,6 +452,8 @@ def problems(document: dict, answers: dict[str, dict[str, str]], answer_of: Any)
     for where, problem in absent_paths(document):
         yield "present", where, problem
     for where, problem in silent_failures(document):
+        yield "notified", where, problem
+    for where, problem in uncaught_failures(document):
         yield "notified", where, problem
 
 
