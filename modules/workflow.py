@@ -269,7 +269,8 @@ def shard_map(group: tuple[Step, ...], sharder: Step, t: Targets, settings: Work
             {**asl.then(state, None), "OutputPath": None} if last else asl.then(state, group[index + 1].state)
         )
         statements.extend(n for n in needs if n not in statements)
-    bucket, _ = t.buckets[sharder.writes.bucket]
+    bucket, bucket_arn = t.buckets[sharder.writes.bucket]
+    results = "map-results"
     machine = asl.distributed_map(
         bucket=bucket,
         key_path="$.shards.summary.key",
@@ -282,12 +283,19 @@ def shard_map(group: tuple[Step, ...], sharder: Step, t: Targets, settings: Work
         processor_start=group[0].state,
         processor_states=states,
         max_concurrency=settings.max_concurrency,
+        results_bucket=bucket,
+        results_prefix=results,
         tolerated_failure_percentage=settings.tolerated_shard_failure_pct,
     )
     executions = f"arn:aws:states:{t.region}:{t.account_id}:execution:{t.state_machine_name}/*"
     statements += [
         statement(["states:StartExecution"], [t.state_machine_arn]),
         statement(["states:DescribeExecution", "states:StopExecution"], [executions]),
+        # ResultWriter's own actions (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html).
+        statement(
+            ["s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+            [f"{bucket_arn}/{results}/*"],
+        ),
     ]
     return machine, statements
 

@@ -12,7 +12,10 @@ Each rule is a failure no Catch takes, or a Retry or notice that never happens:
   https://docs.aws.amazon.com/step-functions/latest/dg/input-output-inputpath-params.html);
 - bounded: every declared answer is scalars (a list or object grows with the data) and fits well
   inside the 256 KiB a state's input or output may hold (States.DataLimitExceeded, uncatchable:
-  https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html);
+  https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html); a Distributed Map writes
+  its children's outputs to S3 (ResultWriter): gathered in the state, the failed children's errors
+  and causes alone could pass the limit
+  (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html);
 - retry order, on every Task, Map and Parallel, Map children included: States.ALL only alone and in
   the last retrier, no retrier after one that matches all its errors already (States.TaskFailed
   matches every error but States.Timeout), and a Map or Parallel retries only States.* errors (it
@@ -432,6 +435,15 @@ def problems(document: dict, answers: dict[str, dict[str, str]], answer_of: Any)
         for kind, field in (("Retrier", "Retry"), ("Catcher", "Catch")):
             for problem in order_problems(kind, state.get(field, []), composite=composite):
                 yield "retry-order", f"{where}{name}", problem
+    for where, name, state in states_of(document):
+        mode = (state.get("ItemProcessor") or {}).get("ProcessorConfig", {}).get("Mode")
+        if state.get("Type") == "Map" and mode == "DISTRIBUTED" and "Resource" not in state.get("ResultWriter", {}):
+            yield (
+                "bounded",
+                f"{where}{name}",
+                "gathers every child's output (a failed child's error and cause too) in the state: "
+                "write them to S3 with a ResultWriter (Resource, Parameters)",
+            )
     for where, problem in selected_problems(document, answer_of):
         yield "selected", where, problem
     for function, answer in answers.items():
