@@ -84,22 +84,28 @@ def test_every_plan_fan_out_return_carries_the_answer(synth: SynthResult, monkey
         for manifest, execution_input in (
             ("s3://raw/manifests/ok.json", {"manifest": "s3://raw/manifests/ok.json"}),  # allowed, by hand
             ("s3://raw/manifests/ok.json", triggered),  # allowed: the trigger claims this version
-            ("s3://raw/manifests/ok.json", triggered),  # the same event again: refused
+            ("s3://raw/manifests/ok.json", triggered),  # this execution's retried invocation: its own claim
+            ("s3://raw/manifests/ok.json", triggered),  # the same event delivered again: refused
             ("s3://raw/manifests/ok.json", {"images_per_shard": 0}),  # bad shard size
             ("raw/manifests/ok.json", {}),  # not an s3 URI
             (f"s3://raw/{long_key}", {}),  # no such key, a long one
             ("s3://raw/manifests/bad.json", {}),  # no images list
         ):
             state = {"manifest": manifest, "route": {"priority": "normal"}}
-            event = event_for(synth, "PlanFanOut", state, execution_input)
+            # The duplicate delivery starts an execution of its own (another name).
+            execution = "second-delivery" if len(out) == 3 else EXECUTION
+            event = event_for(synth, "PlanFanOut", state, execution_input, execution=execution)
             out.append(planner.handler(event, None, s3=s3))
         return out
 
     answers, wanted, ran = returns_reached(planner.handler, cases)
-    assert [a["allowed"] for a in answers] == [True, True] + [False] * 5
+    assert [a["allowed"] for a in answers] == [True, True, True] + [False] * 5
+    # Keyed by the event's sequencer (the bucket is not versioned), not by the ETag.
     assert (
-        answers[2]["reason"].startswith("manifest s3://raw/manifests/ok.json (ETag ")
-        and "one run per version" in (answers[2]["reason"])
+        answers[3]["reason"].startswith(
+            "manifest s3://raw/manifests/ok.json (sequencer-00617F08299329D189) already started a run"
+        )
+        and "one run per delivered version" in (answers[3]["reason"])
     )
     assert_answers("plan_fan_out", answers, wanted, ran)
 

@@ -363,3 +363,40 @@ def test_prod_is_priced_per_1000_images_from_its_synthesized_config(synth, tmp_p
         capsys.readouterr().err.strip()
         == f"error: {tmp_path / 'missing.json'} not found; run `make synth` (or `make plan`) first"
     )
+
+
+@mock_aws
+def test_a_claim_dedupes_deliveries_of_one_version_not_uploads(synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The raw bucket is SSE-KMS: there an ETag is no MD5 of the content
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_Object.html), so the claim is keyed by what
+    names one version in the S3 event (ev-events.html: version-id, else sequencer). The same content
+    uploaded again (same ETag, a new sequencer) is a new run; a second delivery of one event is refused."""
+    from tests.events import event_for
+    from tests.runs import s3_event
+
+    s3 = boto3.client("s3", region_name="eu-north-1")
+    for bucket in ("raw", "proc"):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
+    put = s3.put_object(Bucket="raw", Key="manifests/m.json", Body=b'{"images": [{"key": "a.jpg"}]}')
+    for key, value in {"FAN_OUT": json.dumps(FAN_OUT), "PROCESSED_BUCKET": "proc", "OUTPUT_PREFIX": "claims"}.items():
+        monkeypatch.setenv(key, value)
+    uri = "s3://raw/manifests/m.json"
+
+    def run(execution: str, **object_fields) -> dict:
+        event = s3_event("raw", "manifests/m.json", put["ETag"].strip('"'))
+        event["detail"]["object"].update(object_fields)
+        return planner.handler(
+            event_for(synth, "PlanFanOut", {"manifest": uri}, {"event": event}, execution=execution), None, s3=s3
+        )
+
+    assert run("first")["allowed"] is True
+    assert run("reupload", sequencer="00617F0829932AAAAA")["allowed"] is True, "same ETag, a new upload"
+    duplicate = run("duplicate")
+    assert (
+        duplicate["allowed"] is False and "(sequencer-00617F08299329D189) already started a run" in duplicate["reason"]
+    )
+    assert run("versioned", **{"version-id": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"})["allowed"] is True
+    again = run(
+        "versioned-again", **{"version-id": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY", "sequencer": "00617F0829932BBBBB"}
+    )
+    assert again["allowed"] is False and "(version-id-3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY)" in again["reason"]
