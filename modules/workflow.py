@@ -152,6 +152,12 @@ def lambda_step(step: Step, t: Targets, *, sharded: bool, next_state: str, attem
         states[after] = asl.boolean_choice(
             f"{step.result_path}.allowed", if_true=next_state, otherwise=f"Notify{step.gate}"
         )
+        if "duplicate" in step.outputs:
+            # A duplicate delivery of the trigger's event is no failure: it ends SUCCEEDED, untold
+            # (the EventBridge rule tells only FAILED, TIMED_OUT and ABORTED).
+            duplicate = {"Variable": f"{step.result_path}.duplicate", "BooleanEquals": True, "Next": "Duplicate"}
+            states[after]["Choices"].append(duplicate)
+            states["Duplicate"] = {"Type": "Succeed"}
         states[f"Notify{step.gate}"] = _notify(
             t,
             f"Odins Ravne: {words}",

@@ -100,6 +100,7 @@ def test_every_plan_fan_out_return_carries_the_answer(synth: SynthResult, monkey
 
     answers, wanted, ran = returns_reached(planner.handler, cases)
     assert [a["allowed"] for a in answers] == [True, True, True] + [False] * 5
+    assert [a["duplicate"] for a in answers] == [False, False, False, True] + [False] * 4
     # Keyed by the event's sequencer (the bucket is not versioned), not by the ETag.
     assert (
         answers[3]["reason"].startswith(

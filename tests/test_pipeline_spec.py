@@ -395,8 +395,21 @@ def test_a_claim_dedupes_deliveries_of_one_version_not_uploads(synth, monkeypatc
     assert (
         duplicate["allowed"] is False and "(sequencer-00617F08299329D189) already started a run" in duplicate["reason"]
     )
+    assert duplicate["duplicate"] is True
     assert run("versioned", **{"version-id": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"})["allowed"] is True
     again = run(
         "versioned-again", **{"version-id": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY", "sequencer": "00617F0829932BBBBB"}
     )
     assert again["allowed"] is False and "(version-id-3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY)" in again["reason"]
+
+
+def test_a_duplicate_delivery_ends_quietly(synth) -> None:
+    """PlanFanOut's duplicate=true ends the run SUCCEEDED at Duplicate, not at the refusal notice:
+    no ManifestRefused, no page (the EventBridge rule tells only FAILED, TIMED_OUT and ABORTED)."""
+    (machine,) = synth.resources("dev", "aws_sfn_state_machine").values()
+    states = json.loads(machine["definition"])["States"]
+    assert states["PlanFanOutAllowed"]["Choices"][1:] == [
+        {"Variable": "$.plan.duplicate", "BooleanEquals": True, "Next": "Duplicate"}
+    ]
+    assert states["Duplicate"] == {"Type": "Succeed"}
+    assert states["PlanFanOut"]["ResultSelector"]["duplicate.$"] == "$.Payload.duplicate"

@@ -12,7 +12,7 @@ largest manifest that would fit; the workflow then ends as ManifestRefused befor
 
 Event: ``{"execution_id", "manifest": "s3://...", "input": <the execution's input>,
 "started_at": <ISO 8601>}``; the input may ask for smaller shards (``images_per_shard``).
-Answer: ``{"allowed", "reason", "images", "images_per_shard", "shards", "concurrency",
+Answer: ``{"allowed", "reason", "duplicate", "images", "images_per_shard", "shards", "concurrency",
 "estimated_seconds", "remaining_seconds", "margin_seconds", "largest_manifest", "estimated_usd",
 "estimated_usd_on_demand", "prices"}``, every key on every path (a refusal carries zeros): the
 cost is what the Batch jobs of this manifest will be billed (job-hour prices from the dated price
@@ -199,6 +199,7 @@ def answer(**values: Any) -> dict[str, Any]:
     return {
         "allowed": False,
         "reason": "",
+        "duplicate": False,
         **base,
         "estimated_usd": 0.0,
         "estimated_usd_on_demand": 0.0,
@@ -291,6 +292,7 @@ def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
     verdict = plan(images, fan_out, size, elapsed_since(event.get("started_at")))
     taken = claim(s3, event, uri) if verdict["allowed"] else None
     if taken:
-        return refused(taken)
+        # A duplicate delivery: the workflow ends it quietly (state Duplicate, SUCCEEDED, no notice).
+        return answer(reason=taken[:REASON_BOUND], duplicate=True)
     log.info("fan-out planned", **{k: v for k, v in verdict.items() if k != "reason"}, reason=verdict["reason"])
     return verdict
