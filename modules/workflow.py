@@ -655,7 +655,10 @@ class Workflow(Construct):
             arn=props.alerts.topic_arn,
             input_transformer=CloudwatchEventTargetInputTransformer(
                 input_paths={"name": "$.detail.name", "status": "$.detail.status", "arn": "$.detail.executionArn"},
-                input_template=json.dumps(
+                # Plain text, not a JSON string: EventBridge sends a template that is not JSON as
+                # it is, so the SNS message is the text itself, no quotes around it
+                # (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_InputTransformer.html).
+                input_template=(
                     f"Odins Ravne: execution <name> ended <status>. Error and cause: its history. "
                     f"Execution: {link}#/v2/executions/details/<arn> Runbook: {RUNBOOK}"
                 ),

@@ -191,7 +191,10 @@ def test_every_bad_end_is_told_by_eventbridge(synth: SynthResult) -> None:
     assert pattern["detail"]["stateMachineArn"] == [f"${{aws_sfn_state_machine.{machine_name}.arn}}"]
     (target,) = [t for t in config["resource"]["aws_cloudwatch_event_target"].values() if name in t["rule"]]
     assert target["arn"].startswith("${aws_sns_topic.alerts_topic_")
-    message = json.loads(target["input_transformer"]["input_template"])
+    # Plain text (API_InputTransformer.html: "<instance> is in state <status>"); a JSON string
+    # template would reach SNS with its quotes.
+    message = target["input_transformer"]["input_template"]
+    assert message.startswith("Odins Ravne: execution <name> ended <status>.") and not message.startswith('"')
     assert "<name> ended <status>" in message and "details/<arn>" in message and "alert-response.md" in message
     assert set(target["input_transformer"]["input_paths"].values()) <= {
         "$.detail.name",
