@@ -245,3 +245,23 @@ def test_no_handler_test_invents_its_event() -> None:
         if invented.search(line)
     ]
     assert found == []
+
+
+def test_a_rerun_starts_one_execution_where_the_trigger_is_on(synth: SynthResult, tmp_path: Path) -> None:
+    """The rerun manifest goes to manifests/, which the trigger watches (an S3 Object Created event
+    starts a run, https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html): with the
+    trigger, ``--start`` would start a second run of it; it starts one only without the trigger."""
+    from pipeline_ops import rerun_shards
+
+    for env in ("local", "dev", "prod"):
+        folder = tmp_path / env
+        folder.mkdir()
+        (folder / "cdk.tf.json").write_text(json.dumps(synth.pipeline(env)))
+        assert rerun_shards.has_trigger(folder), env
+    config = synth.pipeline("dev")
+    untriggered = {**config, "resource": {**config["resource"]}}
+    rules = untriggered["resource"]["aws_cloudwatch_event_rule"]
+    untriggered["resource"]["aws_cloudwatch_event_rule"] = {n: r for n, r in rules.items() if "on-manifest" not in n}
+    (tmp_path / "off").mkdir()
+    (tmp_path / "off" / "cdk.tf.json").write_text(json.dumps(untriggered))
+    assert not rerun_shards.has_trigger(tmp_path / "off")
