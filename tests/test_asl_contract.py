@@ -328,3 +328,14 @@ def test_a_distributed_map_without_result_writer_is_found(synth: SynthResult, tm
 
     (problem,) = found(edited(synth, "dev", unwritten), tmp_path)
     assert problem.startswith("bounded: Stage1ToStage2: gathers every child's output")
+
+
+def test_a_shadowed_retrier_names_the_retrier_that_takes_it() -> None:
+    """[Timeout, TaskFailed] then [Timeout]: the earlier States.Timeout takes it (TaskFailed never
+    matches States.Timeout, concepts-error-handling.html), so the message names the same error."""
+    rules = [{"ErrorEquals": ["States.Timeout", "States.TaskFailed"]}, {"ErrorEquals": ["States.Timeout"]}]
+    (problem,) = asl_contract.order_problems("Retrier", rules, composite=False)
+    assert problem == (
+        "Retrier 2 ['States.Timeout'] never applies: an earlier retrier (the same error) takes it first; "
+        "put the specific one first"
+    )

@@ -90,7 +90,7 @@ def order_problems(kind: str, rules: list[dict], *, composite: bool | str) -> li
         if shadowed:
             out.append(
                 f"{kind} {index + 1} {shadowed} never applies: an earlier {kind.lower()} "
-                f"({ALL_BUT_TIMEOUT if ALL_BUT_TIMEOUT in matched else 'the same error'}) takes it first; "
+                f"({'the same error' if all(e in matched for e in shadowed) else ALL_BUT_TIMEOUT}) takes it first; "
                 "put the specific one first"
             )
         if composite and kind == "Retrier":
