@@ -62,9 +62,10 @@ EXECUTION_ID = "$$.Execution.Name"  # the short id; S3 prefixes and every log li
 DEFAULT_PRIORITY = "normal"
 RUNBOOK = "docs/runbooks/alert-response.md"
 FAILED_ERROR = "States.Format('{}: {}', $.failed_state, $.error.Error)"  # the final Fail's error
+# No braces: the notice's text is a States.Format template, where they mark the arguments.
 INPUT_WITHOUT_MANIFEST = (
-    'the input must be {"manifest": "s3://<bucket>/<key>"} (optional "priority") '
-    "or an S3 Object Created event with bucket name and object key"
+    'the input must give "manifest": "s3://<bucket>/<key>" (optional "priority") '
+    "or be an S3 Object Created event with bucket name and object key"
 )
 END_NOTIFIED = ["FAILED", "TIMED_OUT", "ABORTED"]  # execution statuses told by EventBridge
 
@@ -103,13 +104,15 @@ class Built:
         self.statements.extend(s for s in statements if s not in self.statements)
 
 
-def _guarded(name: str, state: dict, transient: list[str], next_state: str, attempts: int) -> dict[str, dict]:
+def _guarded(
+    name: str, state: dict, transient: list[str], next_state: str, attempts: int, notice: str = "NotifyFailure"
+) -> dict[str, dict]:
     """A Task (or Map) with retries (``transient``, after any the state has) and a catch that
-    records this state's name for NotifyFailure."""
+    records this state's name for the notice (``notice``)."""
     retried = asl.retrying(state, transient, max_attempts=attempts) if transient else state
     return {
         name: asl.then(asl.catching(retried, f"{name}Failed"), next_state),
-        f"{name}Failed": asl.mark_failed(name, "NotifyFailure"),
+        f"{name}Failed": asl.mark_failed(name, notice),
     }
 
 
@@ -333,7 +336,9 @@ def build_definition(spec: PipelineSpec, t: Targets, settings: WorkflowSettings)
         following = names[index + 1] if index + 1 < len(units) else last
         if isinstance(unit, tuple):
             state, needs = shard_map(unit, spec.sharder, t, settings)
-            built.add(_guarded(names[index], state, asl.MAP_TRANSIENT, following, attempts), needs)
+            notice = "NotifyShardsFailed"
+            built.add(_guarded(names[index], state, asl.MAP_TRANSIENT, following, attempts, notice), needs)
+            built.add({notice: shards_failed(t, attempts)})
         elif unit.runs_on == "lambda":
             built.add(*lambda_step(unit, t, sharded=sharded, next_state=following, attempts=attempts))
         else:
@@ -393,6 +398,21 @@ def shards_complete(counter: Step, t: Targets, attempts: int) -> dict[str, dict]
             attempts,
         ),
     }
+
+
+def shards_failed(t: Targets, attempts: int) -> dict:
+    """More shards failed than tolerated (or the Map could not run): told with the error and cause
+    and the command that lists the failed shards and runs just those again (``rerun-shards`` reads
+    which shards have no output; the Map's results are in S3, not in the state)."""
+    return _notify(
+        t,
+        "Odins Ravne: pipeline execution failed",
+        "Execution {} failed in the fan-out: {}: {}. List the failed shards and run just those again: "
+        "make rerun-shards ENV=<env> EXECUTION={}.",
+        [EXECUTION_ID, "$.error.Error", "$.error.Cause", EXECUTION_ID],
+        "Failed",
+        attempts,
+    )
 
 
 def from_trigger(t: Targets, *, next_state: str, attempts: int) -> dict[str, dict]:

@@ -339,3 +339,33 @@ def test_a_shadowed_retrier_names_the_retrier_that_takes_it() -> None:
         "Retrier 2 ['States.Timeout'] never applies: an earlier retrier (the same error) takes it first; "
         "put the specific one first"
     )
+
+
+def test_a_fan_out_past_the_tolerance_names_how_to_list_the_failed_shards(synth: SynthResult) -> None:
+    """Beyond the tolerated failures the Map fails (States.ExceedToleratedFailureThreshold,
+    concepts-error-handling.html); its notice gives the error, cause and the command that lists the
+    failed shards of this execution and runs just those again."""
+    states = json.loads(machine(synth.pipeline("dev"))["definition"])["States"]
+    assert states["Stage1ToStage2Failed"]["Next"] == "NotifyShardsFailed"
+    notice = states["NotifyShardsFailed"]
+    message = notice["Parameters"]["Message.$"]
+    assert "make rerun-shards ENV=<env> EXECUTION={}" in message
+    assert message.endswith("$$.Execution.Name, $.error.Error, $.error.Cause, $$.Execution.Name, $$.Execution.Id)")
+    assert notice["Next"] == "Failed" and notice["Catch"][0]["Next"] == "Failed"
+
+
+def test_a_literal_brace_in_a_notice_template_is_found(synth: SynthResult, tmp_path: Path) -> None:
+    """In States.Format a brace marks an argument ({}) unless escaped
+    (https://docs.aws.amazon.com/step-functions/latest/dg/intrinsic-functions.html): the invalid-input
+    notice once quoted {"manifest": ...} in its text, and its publish failed on the emulator."""
+
+    def braced(document: dict, _: dict) -> None:
+        message = document["States"]["NotifyInputWithoutManifest"]["Parameters"]["Message.$"]
+        document["States"]["NotifyInputWithoutManifest"]["Parameters"]["Message.$"] = message.replace(
+            "the input must give", 'the input must be {"manifest": ...}, give'
+        )
+
+    (problem,) = _absent(found(edited(synth, "dev", braced), tmp_path))
+    assert problem.startswith(
+        "present: NotifyInputWithoutManifest: Parameters Message.$ has a States.Format template with a brace"
+    )
