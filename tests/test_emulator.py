@@ -158,7 +158,7 @@ def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
             "NotifyInputWithoutManifest",
             "InputWithoutManifest",
         ], given
-    assert sum('the input must be {"manifest"' in m for m in messages(aws, url)) >= 1
+    assert sum('the input must give "manifest"' in m for m in messages(aws, url)) >= 1
 
 
 def unfinished_jobs(aws) -> list[dict]:

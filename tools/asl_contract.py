@@ -222,6 +222,7 @@ def _scopes(document: dict, where: str) -> Iterator[tuple[str, dict]]:
 
 Path = tuple[str, ...]
 REFERENCE = re.compile(r"(?<![$\w])\$(?!\$)((?:\.[A-Za-z0-9_]+)*)")
+FORMAT_TEMPLATE = re.compile(r"States\.Format\(\s*'((?:[^'\\]|\\.)*)'")
 QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'")
 COMPARED_PATH = re.compile(r"^(String|Numeric|Boolean|Timestamp)\w*Path$")
 
@@ -282,6 +283,12 @@ def _template(template: Any, data: Data, where: str) -> Iterator[str]:
     if isinstance(template, dict):
         for field, value in template.items():
             if field.endswith(".$") and isinstance(value, str):
+                for template_text in FORMAT_TEMPLATE.findall(value):
+                    if "{" in template_text.replace("{}", "").replace("\\{", "").replace("\\}", "").replace("}", "{"):
+                        yield (
+                            f"{where} {field} has a States.Format template with a brace that is no {{}} "
+                            "placeholder (escape a literal one as \\{)"
+                        )
                 for path in references(value):
                     if not data.has(path):
                         yield f"{where} {field} reads {'$' + ''.join('.' + p for p in path)}, which is not there"
