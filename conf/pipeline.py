@@ -296,6 +296,7 @@ def fan_out_settings(
 PLAN_ANSWER: tuple[tuple[str, AnswerKind], ...] = (
     ("allowed", "bool"),
     ("reason", "text"),
+    ("duplicate", "bool"),  # a second delivery of one manifest version: the run ends quietly
     ("images", "int"),
     ("images_per_shard", "int"),
     ("shards", "int"),

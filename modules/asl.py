@@ -102,12 +102,17 @@ def distributed_map(
     processor_start: str,
     processor_states: dict[str, dict],
     max_concurrency: int,
+    results_bucket: str,
+    results_prefix: str,
     tolerated_failure_percentage: float = 0,
 ) -> dict:
     """Run ``processor_states`` as one child execution per item of a JSON array in S3 (read by
     reference, never through the state), at most ``max_concurrency`` at a time. Children are
     STANDARD executions: EXPRESS ones cannot wait for a job (``.sync``). Up to
-    ``tolerated_failure_percentage`` of the children may fail without failing the Map."""
+    ``tolerated_failure_percentage`` of the children may fail without failing the Map. The children's
+    results (a failed one's error and cause included) go to S3 under ``results_prefix`` (ResultWriter):
+    gathered in the state they could pass 256 KiB, States.DataLimitExceeded, which no Catch takes
+    (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html)."""
     return {
         "Type": "Map",
         "ItemReader": {
@@ -116,6 +121,10 @@ def distributed_map(
             "Parameters": {"Bucket": bucket, "Key.$": key_path},
         },
         "ItemSelector": item_selector,
+        "ResultWriter": {
+            "Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": results_bucket, "Prefix": results_prefix},
+        },
         "MaxConcurrency": max_concurrency,
         "ToleratedFailurePercentage": tolerated_failure_percentage,
         "ItemProcessor": {

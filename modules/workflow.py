@@ -62,6 +62,11 @@ EXECUTION_ID = "$$.Execution.Name"  # the short id; S3 prefixes and every log li
 DEFAULT_PRIORITY = "normal"
 RUNBOOK = "docs/runbooks/alert-response.md"
 FAILED_ERROR = "States.Format('{}: {}', $.failed_state, $.error.Error)"  # the final Fail's error
+# No braces: the notice's text is a States.Format template, where they mark the arguments.
+INPUT_WITHOUT_MANIFEST = (
+    'the input must give "manifest": "s3://<bucket>/<key>" (optional "priority") '
+    "or be an S3 Object Created event with bucket name and object key"
+)
 END_NOTIFIED = ["FAILED", "TIMED_OUT", "ABORTED"]  # execution statuses told by EventBridge
 
 
@@ -99,13 +104,15 @@ class Built:
         self.statements.extend(s for s in statements if s not in self.statements)
 
 
-def _guarded(name: str, state: dict, transient: list[str], next_state: str, attempts: int) -> dict[str, dict]:
+def _guarded(
+    name: str, state: dict, transient: list[str], next_state: str, attempts: int, notice: str = "NotifyFailure"
+) -> dict[str, dict]:
     """A Task (or Map) with retries (``transient``, after any the state has) and a catch that
-    records this state's name for NotifyFailure."""
+    records this state's name for the notice (``notice``)."""
     retried = asl.retrying(state, transient, max_attempts=attempts) if transient else state
     return {
         name: asl.then(asl.catching(retried, f"{name}Failed"), next_state),
-        f"{name}Failed": asl.mark_failed(name, "NotifyFailure"),
+        f"{name}Failed": asl.mark_failed(name, notice),
     }
 
 
@@ -116,7 +123,10 @@ def _notify(t: Targets, subject: str, message: str, args: list[str], then: str, 
     message = f"{message} Execution: {link} Runbook: {RUNBOOK}"
     args = [*args, "$$.Execution.Id"]
     publish = asl.sns_publish_task(t.topic_arn, subject=subject, message_format=message, message_args=args)
-    return asl.then(asl.catching(asl.retrying(publish, asl.SNS_TRANSIENT, max_attempts=attempts), then), then)
+    # The failed publish's error goes to its own path: the caught error ($.error) is what the final
+    # Fail reports.
+    retried = asl.retrying(publish, asl.SNS_TRANSIENT, max_attempts=attempts)
+    return asl.then(asl.catching(retried, then, result_path="$.notify_error"), then)
 
 
 def lambda_step(step: Step, t: Targets, *, sharded: bool, next_state: str, attempts: int) -> tuple[dict, list]:
@@ -145,6 +155,12 @@ def lambda_step(step: Step, t: Targets, *, sharded: bool, next_state: str, attem
         states[after] = asl.boolean_choice(
             f"{step.result_path}.allowed", if_true=next_state, otherwise=f"Notify{step.gate}"
         )
+        if "duplicate" in step.outputs:
+            # A duplicate delivery of the trigger's event is no failure: it ends SUCCEEDED, untold
+            # (the EventBridge rule tells only FAILED, TIMED_OUT and ABORTED).
+            duplicate = {"Variable": f"{step.result_path}.duplicate", "BooleanEquals": True, "Next": "Duplicate"}
+            states[after]["Choices"].append(duplicate)
+            states["Duplicate"] = {"Type": "Succeed"}
         states[f"Notify{step.gate}"] = _notify(
             t,
             f"Odins Ravne: {words}",
@@ -262,7 +278,8 @@ def shard_map(group: tuple[Step, ...], sharder: Step, t: Targets, settings: Work
             {**asl.then(state, None), "OutputPath": None} if last else asl.then(state, group[index + 1].state)
         )
         statements.extend(n for n in needs if n not in statements)
-    bucket, _ = t.buckets[sharder.writes.bucket]
+    bucket, bucket_arn = t.buckets[sharder.writes.bucket]
+    results = "map-results"
     machine = asl.distributed_map(
         bucket=bucket,
         key_path="$.shards.summary.key",
@@ -275,12 +292,19 @@ def shard_map(group: tuple[Step, ...], sharder: Step, t: Targets, settings: Work
         processor_start=group[0].state,
         processor_states=states,
         max_concurrency=settings.max_concurrency,
+        results_bucket=bucket,
+        results_prefix=results,
         tolerated_failure_percentage=settings.tolerated_shard_failure_pct,
     )
     executions = f"arn:aws:states:{t.region}:{t.account_id}:execution:{t.state_machine_name}/*"
     statements += [
         statement(["states:StartExecution"], [t.state_machine_arn]),
         statement(["states:DescribeExecution", "states:StopExecution"], [executions]),
+        # ResultWriter's own actions (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html).
+        statement(
+            ["s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+            [f"{bucket_arn}/{results}/*"],
+        ),
     ]
     return machine, statements
 
@@ -303,7 +327,7 @@ def build_definition(spec: PipelineSpec, t: Targets, settings: WorkflowSettings)
     names = [map_name(u) if isinstance(u, tuple) else u.state for u in units]
     # The input is validated first, before any Lambda runs: the trigger's event or the given
     # manifest, then priority routing.
-    built.add(from_trigger(next_state="Route"))
+    built.add(from_trigger(t, next_state="Route", attempts=attempts))
     built.add(routing(t, first=names[0], attempts=attempts))
     last = "ShardsComplete" if spec.shard_counter else "Succeeded"
 
@@ -312,7 +336,9 @@ def build_definition(spec: PipelineSpec, t: Targets, settings: WorkflowSettings)
         following = names[index + 1] if index + 1 < len(units) else last
         if isinstance(unit, tuple):
             state, needs = shard_map(unit, spec.sharder, t, settings)
-            built.add(_guarded(names[index], state, asl.MAP_TRANSIENT, following, attempts), needs)
+            notice = "NotifyShardsFailed"
+            built.add(_guarded(names[index], state, asl.MAP_TRANSIENT, following, attempts, notice), needs)
+            built.add({notice: shards_failed(t, attempts)})
         elif unit.runs_on == "lambda":
             built.add(*lambda_step(unit, t, sharded=sharded, next_state=following, attempts=attempts))
         else:
@@ -374,19 +400,50 @@ def shards_complete(counter: Step, t: Targets, attempts: int) -> dict[str, dict]
     }
 
 
-def from_trigger(*, next_state: str) -> dict[str, dict]:
+def shards_failed(t: Targets, attempts: int) -> dict:
+    """More shards failed than tolerated (or the Map could not run): told with the error and cause
+    and the command that lists the failed shards and runs just those again (``rerun-shards`` reads
+    which shards have no output; the Map's results are in S3, not in the state)."""
+    return _notify(
+        t,
+        "Odins Ravne: pipeline execution failed",
+        "Execution {} failed in the fan-out: {}: {}. List the failed shards and run just those again: "
+        "make rerun-shards ENV=<env> EXECUTION={}.",
+        [EXECUTION_ID, "$.error.Error", "$.error.Cause", EXECUTION_ID],
+        "Failed",
+        attempts,
+    )
+
+
+def from_trigger(t: Targets, *, next_state: str, attempts: int) -> dict[str, dict]:
     """An execution the manifest trigger started gets the whole S3 event as ``$.event`` (the rule's
     input is ``<aws.events.event.json>``: EventBridge inserts the event as JSON, so a key with
     quotes, spaces or non-ASCII characters arrives intact,
     https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html); its
     manifest URI is built here from the bucket and key (values of a JSONPath, never parsed as
-    text). A started-by-hand execution gives ``manifest`` itself."""
+    text). A started-by-hand execution gives ``manifest`` itself. Either is checked first: a path
+    the input lacks would be States.Runtime, which no Catch takes
+    (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html). The rules
+    of a Choice are tried in order, so each later rule reads a path an earlier one proved present
+    (https://docs.aws.amazon.com/step-functions/latest/dg/state-choice.html)."""
     detail = "$.event.detail"
+    refuse = "NotifyInputWithoutManifest"
+
+    def checks(*paths: str) -> list[dict]:
+        return [
+            {"Not": {"Variable": path, test: True}, "Next": refuse}
+            for path in paths
+            for test in ("IsPresent", "IsString")
+        ]
+
     return {
         "FromTrigger": {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.event", "IsPresent": True, "Next": "ManifestFromEvent"}],
-            "Default": next_state,
+            "Choices": [
+                {"Not": {"Variable": "$.event", "IsPresent": True}, "Next": "ManifestGiven"},
+                *checks(f"{detail}.bucket.name", f"{detail}.object.key"),
+            ],
+            "Default": "ManifestFromEvent",
         },
         "ManifestFromEvent": {
             "Type": "Pass",
@@ -396,6 +453,16 @@ def from_trigger(*, next_state: str) -> dict[str, dict]:
             },
             "Next": next_state,
         },
+        "ManifestGiven": {"Type": "Choice", "Choices": checks("$.manifest"), "Default": next_state},
+        refuse: _notify(
+            t,
+            "Odins Ravne: invalid input",
+            f"Execution {{}} refused: {INPUT_WITHOUT_MANIFEST}.",
+            [EXECUTION_ID],
+            "InputWithoutManifest",
+            attempts,
+        ),
+        "InputWithoutManifest": {"Type": "Fail", "Error": "InvalidInput", "Cause": INPUT_WITHOUT_MANIFEST},
     }
 
 
@@ -608,7 +675,10 @@ class Workflow(Construct):
             arn=props.alerts.topic_arn,
             input_transformer=CloudwatchEventTargetInputTransformer(
                 input_paths={"name": "$.detail.name", "status": "$.detail.status", "arn": "$.detail.executionArn"},
-                input_template=json.dumps(
+                # Plain text, not a JSON string: EventBridge sends a template that is not JSON as
+                # it is, so the SNS message is the text itself, no quotes around it
+                # (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_InputTransformer.html).
+                input_template=(
                     f"Odins Ravne: execution <name> ended <status>. Error and cause: its history. "
                     f"Execution: {link}#/v2/executions/details/<arn> Runbook: {RUNBOOK}"
                 ),

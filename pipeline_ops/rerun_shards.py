@@ -4,8 +4,9 @@ An execution whose shards failed within ``workflow.tolerated_shard_failure_pct``
 it has and its notice names the missing shards (NotifyFailedShards). This gathers the images of
 every shard of that execution with no output of the fan-out's last step (stage0's
 ``shard-<n>.json`` for each) into one new manifest, ``manifests/rerun-<execution>.json`` in the raw
-bucket. Like any new manifest it starts its own execution (EventBridge; ``--start`` starts it here,
-for an environment without the trigger), which writes its own Parquet objects.
+bucket. Like any new manifest it starts its own execution through the manifest trigger (EventBridge),
+which writes its own Parquet objects; ``--start`` starts it here only when the stack has no trigger
+(``workflow.start_on_new_manifest: false``): with both, two runs would start.
 A deliberate re-run, so a command of its own: nothing runs again by itself.
 
     python -m pipeline_ops.rerun_shards <stack-dir> <execution-name> [--start]
@@ -53,6 +54,16 @@ def rerun_manifest(
     return f"s3://{raw}/{key}", shards
 
 
+def has_trigger(stack: Path) -> bool:
+    """Whether the stack's EventBridge rules start an execution for a new S3 object (the manifest
+    trigger): then writing the rerun manifest starts its run."""
+    config = stack / "cdk.tf.json"
+    if not config.exists():
+        return False
+    rules = json.loads(config.read_text()).get("resource", {}).get("aws_cloudwatch_event_rule", {})
+    return any('"Object Created"' in str(rule.get("event_pattern", "")) for rule in rules.values())
+
+
 def outputs(stack: Path) -> dict[str, Any]:
     proc = subprocess.run(["terraform", "output", "-json"], cwd=stack, capture_output=True, text=True, check=False)
     return {k: v.get("value") for k, v in json.loads(proc.stdout or "{}").items()} if proc.returncode == 0 else {}
@@ -62,7 +73,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline_ops.rerun_shards", description=__doc__.splitlines()[0])
     parser.add_argument("stack", type=Path, help="the applied stack folder")
     parser.add_argument("execution", help="the execution's name (its id in the notice)")
-    parser.add_argument("--start", action="store_true", help="start the execution here (no EventBridge trigger)")
+    parser.add_argument(
+        "--start", action="store_true", help="start the execution here when the stack has no manifest trigger"
+    )
     args = parser.parse_args(argv)
     if cli.missing_stack(args.stack):
         return 2
@@ -82,7 +95,9 @@ def main(argv: list[str]) -> int:
         print(f"rerun-shards: every shard of {args.execution} finished; nothing to run again")
         return 0
     print(f"rerun-shards: shards {', '.join(map(str, shards))} of {args.execution} -> {manifest}")
-    if args.start:
+    if args.start and has_trigger(args.stack):
+        print("rerun-shards: the manifest trigger starts its execution (EventBridge); not starting a second here")
+    elif args.start:
         arn = boto3.client("stepfunctions").start_execution(
             stateMachineArn=values["state_machine_arn"], input=json.dumps({"manifest": manifest})
         )["executionArn"]

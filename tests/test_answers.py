@@ -18,7 +18,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from pathlib import Path
 
 import boto3
 import pytest
@@ -26,38 +26,10 @@ from moto import mock_aws
 
 from conf.pipeline import PIPELINE, TEXT_BOUND, answer_bound, answer_problems
 from tests.conftest import SynthResult
+from tests.events import EXECUTION, event_for
 from tests.runs import s3_event
 from tests.test_handlers import ENRICHED, REGION, create_budget, guard, ledger_table, parquet, weather
 from tests.test_pipeline_spec import FAN_OUT, planner
-
-EXECUTION = "3f1c2a9e-0d5b-4c1e-9a7f-2b6d8e4f1a30"
-# The context object's fields the Payloads read, as the documentation's example gives them
-# (StartTime and Input are set per event).
-CONTEXT = {
-    "Execution": {
-        "Id": f"arn:aws:states:{REGION}:123456789012:execution:odins-ravne-dev-pipeline:{EXECUTION}",
-        "Name": EXECUTION,
-    }
-}
-
-
-def resolve(path: str, state: dict, context: dict) -> object:
-    """A JSONPath of the Payload templates (``$.a.b``, ``$$.Execution.X``) against state/context."""
-    value: object = context if path.startswith("$$.") else state
-    for part in path.removeprefix("$$.").removeprefix("$.").split("."):
-        value = value[part]  # type: ignore[index]
-    return value
-
-
-def event_for(synth: SynthResult, state_name: str, state: dict, execution_input: dict | None = None) -> dict:
-    """What the workflow's state sends its function for this execution state (dev's definition);
-    the execution's input is ``execution_input`` (default: just the manifest, as EventBridge sends)."""
-    document = json.loads(synth.only("dev", "aws_sfn_state_machine")["definition"])
-    payload = document["States"][state_name]["Parameters"]["Payload"]
-    given = execution_input if execution_input is not None else {"manifest": state["manifest"]}
-    started = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")  # just started
-    context = {"Execution": {**CONTEXT["Execution"], "Input": given, "StartTime": started}}
-    return {key.removesuffix(".$"): resolve(path, state, context) for key, path in payload.items()}
 
 
 def returns_reached(handler: Callable, run_cases: Callable[[], list]) -> tuple[list, set[int], set[int]]:
@@ -112,22 +84,29 @@ def test_every_plan_fan_out_return_carries_the_answer(synth: SynthResult, monkey
         for manifest, execution_input in (
             ("s3://raw/manifests/ok.json", {"manifest": "s3://raw/manifests/ok.json"}),  # allowed, by hand
             ("s3://raw/manifests/ok.json", triggered),  # allowed: the trigger claims this version
-            ("s3://raw/manifests/ok.json", triggered),  # the same event again: refused
+            ("s3://raw/manifests/ok.json", triggered),  # this execution's retried invocation: its own claim
+            ("s3://raw/manifests/ok.json", triggered),  # the same event delivered again: refused
             ("s3://raw/manifests/ok.json", {"images_per_shard": 0}),  # bad shard size
             ("raw/manifests/ok.json", {}),  # not an s3 URI
             (f"s3://raw/{long_key}", {}),  # no such key, a long one
             ("s3://raw/manifests/bad.json", {}),  # no images list
         ):
             state = {"manifest": manifest, "route": {"priority": "normal"}}
-            event = event_for(synth, "PlanFanOut", state, execution_input)
+            # The duplicate delivery starts an execution of its own (another name).
+            execution = "second-delivery" if len(out) == 3 else EXECUTION
+            event = event_for(synth, "PlanFanOut", state, execution_input, execution=execution)
             out.append(planner.handler(event, None, s3=s3))
         return out
 
     answers, wanted, ran = returns_reached(planner.handler, cases)
-    assert [a["allowed"] for a in answers] == [True, True] + [False] * 5
+    assert [a["allowed"] for a in answers] == [True, True, True] + [False] * 5
+    assert [a["duplicate"] for a in answers] == [False, False, False, True] + [False] * 4
+    # Keyed by the event's sequencer (the bucket is not versioned), not by the ETag.
     assert (
-        answers[2]["reason"].startswith("manifest s3://raw/manifests/ok.json (ETag ")
-        and "one run per version" in (answers[2]["reason"])
+        answers[3]["reason"].startswith(
+            "manifest s3://raw/manifests/ok.json (sequencer-00617F08299329D189) already started a run"
+        )
+        and "one run per delivered version" in (answers[3]["reason"])
     )
     assert_answers("plan_fan_out", answers, wanted, ran)
 
@@ -251,3 +230,38 @@ def test_the_lost_shards_become_one_manifest_to_run_again() -> None:
     assert [r["key"] for r in written["images"]] == ["images/1.jpg"]
     s3.put_object(Bucket="proc", Key=f"stage2/{EXECUTION}/shard-1.json", Body=b'{"records": []}')
     assert rerun_shards.rerun_manifest(s3, "proc", "raw", EXECUTION) == ("", [])
+
+
+def test_no_handler_test_invents_its_event() -> None:
+    """Every test of a workflow Lambda gives it the event its state sends (tests/events.py), never a
+    dict written by hand (such as ``{"execution_id": "e1"}`` or ``"started_at": None``, which no
+    execution sends)."""
+    invented = re.compile(r"\b(guard|weather|parquet|planner)\.handler\(\s*\{")
+    tests = Path(__file__).resolve().parent
+    found = [
+        f"{path.name}:{number}"
+        for path in sorted(tests.glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if invented.search(line)
+    ]
+    assert found == []
+
+
+def test_a_rerun_starts_one_execution_where_the_trigger_is_on(synth: SynthResult, tmp_path: Path) -> None:
+    """The rerun manifest goes to manifests/, which the trigger watches (an S3 Object Created event
+    starts a run, https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html): with the
+    trigger, ``--start`` would start a second run of it; it starts one only without the trigger."""
+    from pipeline_ops import rerun_shards
+
+    for env in ("local", "dev", "prod"):
+        folder = tmp_path / env
+        folder.mkdir()
+        (folder / "cdk.tf.json").write_text(json.dumps(synth.pipeline(env)))
+        assert rerun_shards.has_trigger(folder), env
+    config = synth.pipeline("dev")
+    untriggered = {**config, "resource": {**config["resource"]}}
+    rules = untriggered["resource"]["aws_cloudwatch_event_rule"]
+    untriggered["resource"]["aws_cloudwatch_event_rule"] = {n: r for n, r in rules.items() if "on-manifest" not in n}
+    (tmp_path / "off").mkdir()
+    (tmp_path / "off" / "cdk.tf.json").write_text(json.dumps(untriggered))
+    assert not rerun_shards.has_trigger(tmp_path / "off")

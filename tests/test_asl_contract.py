@@ -124,7 +124,7 @@ def test_a_choice_on_a_key_not_kept_is_found(synth: SynthResult, tmp_path: Path)
         del document["States"]["GuardBudget"]["ResultSelector"]["allowed.$"]
 
     (problem,) = found(edited(synth, "dev", unkeep), tmp_path)
-    assert problem.startswith("selected: GuardBudgetAllowed: chooses on $.guard.allowed, which the state")
+    assert problem.startswith("present: GuardBudgetAllowed: chooses on $.guard.allowed, which is not there")
 
 
 def test_an_answer_that_grows_with_the_data_is_found(synth: SynthResult, tmp_path: Path) -> None:
@@ -191,10 +191,181 @@ def test_every_bad_end_is_told_by_eventbridge(synth: SynthResult) -> None:
     assert pattern["detail"]["stateMachineArn"] == [f"${{aws_sfn_state_machine.{machine_name}.arn}}"]
     (target,) = [t for t in config["resource"]["aws_cloudwatch_event_target"].values() if name in t["rule"]]
     assert target["arn"].startswith("${aws_sns_topic.alerts_topic_")
-    message = json.loads(target["input_transformer"]["input_template"])
+    # Plain text (API_InputTransformer.html: "<instance> is in state <status>"); a JSON string
+    # template would reach SNS with its quotes.
+    message = target["input_transformer"]["input_template"]
+    assert message.startswith("Odins Ravne: execution <name> ended <status>.") and not message.startswith('"')
     assert "<name> ended <status>" in message and "details/<arn>" in message and "alert-response.md" in message
     assert set(target["input_transformer"]["input_paths"].values()) <= {
         "$.detail.name",
         "$.detail.status",
         "$.detail.executionArn",
     }
+
+
+def _absent(problems: list[str]) -> list[str]:
+    return [p for p in problems if p.startswith("present: ")]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda d: d["States"]["WeatherEnrichment"]["ResultSelector"].pop("missing.$"),
+            "present: NotifyFailedShards: Parameters Message.$ reads $.weather.missing, which is not there",
+        ),
+        (
+            lambda d: d["States"]["PlanFanOut"]["ResultSelector"].pop("images_per_shard.$"),
+            "present: Stage0: Parameters Value.$ reads $.plan.images_per_shard, which is not there",
+        ),
+        (
+            lambda d: d["States"]["Failed"].update(ErrorPath="$.nope"),
+            "present: Failed: ErrorPath reads $.nope, which is not there",
+        ),
+        (
+            lambda d: d["States"]["Stage1ToStage2"]["ItemSelector"].update({"queue.$": "$.route.nope"}),
+            "present: Stage1ToStage2: ItemSelector queue.$ reads $.route.nope, which is not there",
+        ),
+    ],
+    ids=["selector-missing", "selector-images-per-shard", "fail-error-path", "item-selector"],
+)
+def test_a_path_no_state_writes_is_found(synth: SynthResult, tmp_path: Path, change, expected: str) -> None:
+    """A JSONPath in Parameters, an ItemSelector or a Fail's ErrorPath that no state before it put
+    in the state data is States.Runtime, which no Catch takes
+    (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html)."""
+    (problem,) = _absent(found(edited(synth, "dev", lambda d, _: change(d)), tmp_path))
+    assert problem.startswith(expected) and problem.endswith("(States.Runtime, no Catch takes it)")
+
+
+def test_an_input_without_manifest_is_refused_before_any_lambda(synth: SynthResult, tmp_path: Path) -> None:
+    """The input is the one thing no state wrote: PlanFanOut's "manifest.$": "$.manifest" on an input
+    without it ({} or {"Manifest": ...}) is States.Runtime; an event that is not an S3 event
+    breaks ManifestFromEvent. The first states check both (IsPresent, IsString) and route to a notice."""
+
+    def unchecked(document: dict, _: dict) -> None:
+        document["States"]["ManifestGiven"]["Choices"] = [
+            {"Variable": "$.priority", "IsPresent": True, "Next": "Route"}
+        ]
+        document["States"]["FromTrigger"]["Choices"] = document["States"]["FromTrigger"]["Choices"][:1]
+
+    problems = _absent(found(edited(synth, "dev", unchecked), tmp_path))
+    assert {p.split(": ")[1] for p in problems} == {
+        "ManifestFromEvent",  # $.event.detail.bucket.name, .object.key, .object
+        "PlanFanOut",  # and every later state that reads $.manifest
+        "GuardBudget",
+        "Stage0",
+        "Stage1ToStage2",
+        "WeatherEnrichment",
+        "WriteParquet",
+    }
+
+
+def test_a_failed_notice_does_not_erase_the_error(synth: SynthResult, tmp_path: Path) -> None:
+    """NotifyFailure's Catch with the default "$.error" would overwrite the caught pipeline error with
+    SNS's, and Failed (ErrorPath/CausePath on $.error) would report that instead
+    (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultpath.html)."""
+    document = json.loads(machine(synth.pipeline("dev"))["definition"])
+    notices = [s for s in document["States"].values() if s.get("Resource") == asl_contract.SNS_PUBLISH]
+    assert notices and all(c["ResultPath"] == "$.notify_error" for s in notices for c in s["Catch"])
+
+    def shared(document: dict, _: dict) -> None:
+        document["States"]["NotifyFailure"]["Catch"][0]["ResultPath"] = "$.error"
+
+    (problem,) = found(edited(synth, "dev", shared), tmp_path)
+    assert problem.startswith("notified: Failed: reports $.error which the Catch of NotifyFailure overwrites")
+
+
+@pytest.mark.parametrize(
+    "errors",
+    [["States.TaskFailed"], ["States.ALL"], ["States.ExceedToleratedFailureThreshold"], ["States.ResultWriterFailed"]],
+)
+def test_a_map_retrier_that_reruns_every_shard_is_found(errors: list[str]) -> None:
+    """States.ALL and States.TaskFailed match States.ExceedToleratedFailureThreshold: retrying the Map
+    would run every shard again. Only States.ItemReaderFailed (no child ran yet) may be retried
+    (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html)."""
+    (problem,) = asl_contract.order_problems("Retrier", [{"ErrorEquals": errors}], composite="Map")
+    assert problem == (
+        f"Retrier 1 {errors} re-runs every child of the Map (States.ALL and States.TaskFailed match "
+        "States.ExceedToleratedFailureThreshold too): retry only States.ItemReaderFailed, raised before any child runs"
+    )
+    assert asl_contract.order_problems("Retrier", [{"ErrorEquals": ["States.ItemReaderFailed"]}], composite="Map") == []
+
+
+def test_a_map_retrier_on_all_errors_is_found_in_the_stack(synth: SynthResult, tmp_path: Path) -> None:
+    def everything(document: dict, _: dict) -> None:
+        document["States"]["Stage1ToStage2"]["Retry"][0]["ErrorEquals"] = ["States.ALL"]
+
+    (problem,) = found(edited(synth, "dev", everything), tmp_path)
+    assert problem.startswith("retry-order: Stage1ToStage2: Retrier 1 ['States.ALL'] re-runs every child")
+
+
+def test_a_task_without_a_catch_to_a_notice_is_found(synth: SynthResult, tmp_path: Path) -> None:
+    """Without its Catch, a failed Stage0 ends the execution with no notice from the workflow (only
+    the EventBridge backstop). A Catch that leads to the Fail directly is no notice either."""
+
+    def uncaught(document: dict, _: dict) -> None:
+        del document["States"]["Stage0"]["Catch"]
+        document["States"]["ReadShards"]["Catch"][0]["Next"] = "Failed"
+
+    problems = [p for p in found(edited(synth, "dev", uncaught), tmp_path) if p.startswith("notified: ")]
+    assert problems == [
+        "notified: Failed: reached from ReadShards by its Catch without a notice: put an SNS publish before it",
+        "notified: Stage0: can fail without a notice: give it a Catch of States.ALL that leads to an SNS publish",
+        "notified: ReadShards: can fail without a notice: give it a Catch of States.ALL that leads to an SNS publish",
+    ]
+
+
+def test_a_distributed_map_without_result_writer_is_found(synth: SynthResult, tmp_path: Path) -> None:
+    """Without a ResultWriter the Map gathers its children's outputs in the state, a failed child's
+    error and cause included (input-output-resultwriter.html): 2 % of 10,000 shards with Batch causes
+    of a few KB pass 256 KiB, States.DataLimitExceeded, uncatchable, on the degraded path."""
+    document = json.loads(machine(synth.pipeline("dev"))["definition"])
+    writer = document["States"]["Stage1ToStage2"]["ResultWriter"]
+    assert writer["Resource"] == "arn:aws:states:::s3:putObject" and writer["Parameters"]["Prefix"] == "map-results"
+
+    def unwritten(document: dict, _: dict) -> None:
+        del document["States"]["Stage1ToStage2"]["ResultWriter"]
+
+    (problem,) = found(edited(synth, "dev", unwritten), tmp_path)
+    assert problem.startswith("bounded: Stage1ToStage2: gathers every child's output")
+
+
+def test_a_shadowed_retrier_names_the_retrier_that_takes_it() -> None:
+    """[Timeout, TaskFailed] then [Timeout]: the earlier States.Timeout takes it (TaskFailed never
+    matches States.Timeout, concepts-error-handling.html), so the message names the same error."""
+    rules = [{"ErrorEquals": ["States.Timeout", "States.TaskFailed"]}, {"ErrorEquals": ["States.Timeout"]}]
+    (problem,) = asl_contract.order_problems("Retrier", rules, composite=False)
+    assert problem == (
+        "Retrier 2 ['States.Timeout'] never applies: an earlier retrier (the same error) takes it first; "
+        "put the specific one first"
+    )
+
+
+def test_a_fan_out_past_the_tolerance_names_how_to_list_the_failed_shards(synth: SynthResult) -> None:
+    """Beyond the tolerated failures the Map fails (States.ExceedToleratedFailureThreshold,
+    concepts-error-handling.html); its notice gives the error, cause and the command that lists the
+    failed shards of this execution and runs just those again."""
+    states = json.loads(machine(synth.pipeline("dev"))["definition"])["States"]
+    assert states["Stage1ToStage2Failed"]["Next"] == "NotifyShardsFailed"
+    notice = states["NotifyShardsFailed"]
+    message = notice["Parameters"]["Message.$"]
+    assert "make rerun-shards ENV=<env> EXECUTION={}" in message
+    assert message.endswith("$$.Execution.Name, $.error.Error, $.error.Cause, $$.Execution.Name, $$.Execution.Id)")
+    assert notice["Next"] == "Failed" and notice["Catch"][0]["Next"] == "Failed"
+
+
+def test_a_literal_brace_in_a_notice_template_is_found(synth: SynthResult, tmp_path: Path) -> None:
+    """In States.Format a brace marks an argument ({}) unless escaped
+    (https://docs.aws.amazon.com/step-functions/latest/dg/intrinsic-functions.html): the invalid-input
+    notice once quoted {"manifest": ...} in its text, and its publish failed on the emulator."""
+
+    def braced(document: dict, _: dict) -> None:
+        message = document["States"]["NotifyInputWithoutManifest"]["Parameters"]["Message.$"]
+        document["States"]["NotifyInputWithoutManifest"]["Parameters"]["Message.$"] = message.replace(
+            "the input must give", 'the input must be {"manifest": ...}, give'
+        )
+
+    (problem,) = _absent(found(edited(synth, "dev", braced), tmp_path))
+    assert problem.startswith(
+        "present: NotifyInputWithoutManifest: Parameters Message.$ has a States.Format template with a brace"
+    )

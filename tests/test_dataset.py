@@ -1,6 +1,9 @@
 """The curated detections as a queryable table: the Glue table against the Parquet WriteParquet
 really writes, its partition projection against the object keys, the saved Athena queries, and the
-query policy's scope (modules/dataset.py)."""
+query policy's scope (modules/dataset.py).
+WriteParquet's event is the one its state sends (tests/events.py, the documented context object:
+https://docs.aws.amazon.com/step-functions/latest/dg/input-output-contextobject.html).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import pytest
 from moto import mock_aws
 
 from tests.conftest import SynthResult
-from tests.test_handlers import ENRICHED, REGION, curated_buckets, parquet
+from tests.test_handlers import ENRICHED, REGION, curated_buckets, parquet, sharded_event
 
 CLOUD = ("dev", "staging", "prod")
 
@@ -50,12 +53,12 @@ def detections_table(synth: SynthResult, env: str) -> dict:
 
 
 @pytest.fixture
-def written(monkeypatch: pytest.MonkeyPatch) -> tuple[str, pa.Schema]:
+def written(synth: SynthResult, monkeypatch: pytest.MonkeyPatch) -> tuple[str, pa.Schema]:
     """A file the handler writes (moto S3): its key and the schema pyarrow reads from it."""
     with mock_aws():
         s3 = curated_buckets(monkeypatch)
         s3.put_object(Bucket="proc", Key="weather/ex1/shard-0.json", Body=json.dumps({"records": ENRICHED}))
-        assert parquet.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3)["objects"] == 1
+        assert parquet.handler(sharded_event(synth, "WriteParquet", "ex1", 1), None, s3=s3)["objects"] == 1
         [key] = [o["Key"] for o in s3.list_objects_v2(Bucket="cur")["Contents"]]
         body = boto3.client("s3", region_name=REGION).get_object(Bucket="cur", Key=key)["Body"].read()
     return key, pq.ParquetFile(io.BytesIO(body)).schema_arrow

@@ -92,23 +92,19 @@ def test_uploaded_manifest_starts_one_run_that_succeeds_in_order_with_parquet(aw
     assert f"execution {execution_arn.rsplit(':', 1)[-1]}: SUCCEEDED" in status
     assert "budget odins-ravne-local-cost:" in status and "kill switch /odins-ravne/local/kill-switch: off" in status
 
-    # The same bytes uploaded again (same ETag): S3 sends a new Object Created event and EventBridge
-    # starts a second execution, as it would for a duplicate delivery (durable delivery is at least
-    # once: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-delivery-level.html).
-    # No StartExecution can be kept from starting, so the workflow refuses it: PlanFanOut's claim on
-    # the manifest's ETag is taken, and the run ends ManifestRefused before any Batch job.
-    body = aws["s3"].get_object(Bucket=raw, Key=key)["Body"].read()
-    assert (
-        aws["s3"].put_object(Bucket=raw, Key=key, Body=body)["ETag"].strip('"')
-        == (given["event"]["detail"]["object"]["etag"])
-    )
-    (again,) = [e for e in executions_for(aws, raw, key) if e != execution_arn]
+    # The same event delivered again (durable delivery is at least once:
+    # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-delivery-level.html):
+    # EventBridge starts a second execution with the same input, which no rule can keep from starting;
+    # PlanFanOut's claim on that object version is taken, so it ends quietly as Duplicate, before any
+    # Batch job and without a notice. (Uploading the bytes again is a new version: a new run.)
     from pipeline_ops.run import follow, shard_jobs
 
-    refused = follow(aws["stepfunctions"], again, 120)
-    assert (refused["status"], refused["error"]) == ("FAILED", "ManifestRefused"), refused
-    assert "already started a run" in refused["cause"] and "one run per version" in refused["cause"]
-    assert shard_jobs(aws["batch"], again.rsplit(":", 1)[-1], "stage0") == [], "no Batch job for the re-upload"
+    machine = next(m["stateMachineArn"] for m in aws["stepfunctions"].list_state_machines()["stateMachines"])
+    again = aws["stepfunctions"].start_execution(stateMachineArn=machine, input=described["input"])["executionArn"]
+    duplicate = follow(aws["stepfunctions"], again, 120)
+    assert duplicate["status"] == "SUCCEEDED", duplicate
+    assert visited_states(aws["stepfunctions"], again)[-2:] == ["PlanFanOutAllowed", "Duplicate"]
+    assert shard_jobs(aws["batch"], again.rsplit(":", 1)[-1], "stage0") == [], "no Batch job for the duplicate"
 
 
 def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:
@@ -127,12 +123,16 @@ def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:
     assert described["error"] == "Stage1ToStage2: States.ExceedToleratedFailureThreshold"
     assert "1 of 1 items failed" in described["cause"]
     visited = visited_states(aws["stepfunctions"], execution_arn)
-    assert visited[-3:] == ["Stage1ToStage2Failed", "NotifyFailure", "Failed"]
+    assert visited[-3:] == ["Stage1ToStage2Failed", "NotifyShardsFailed", "Failed"]
     execution_id = execution_arn.rsplit(":", 1)[-1]
     assert len(shard_jobs(aws["batch"], execution_id, "stage1")) == 2, "the one shard's job is retried exactly once"
     assert shard_jobs(aws["batch"], execution_id, "stage2") == [], "a shard whose stage1 failed never reaches stage2"
     sent = messages(aws, url)
-    assert any(execution_id in m and "Stage1ToStage2" in m for m in sent), sent
+    assert any(
+        f"Execution {execution_id} failed in the fan-out: States.ExceedToleratedFailureThreshold" in m
+        and f"make rerun-shards ENV=<env> EXECUTION={execution_id}." in m
+        for m in sent
+    ), sent
 
 
 def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
@@ -178,11 +178,31 @@ def test_what_cannot_finish_is_refused_before_any_batch_job(aws) -> None:
     assert described["cause"] == "priority must be one of high, normal, low (or absent for normal)"
     assert visited_states(aws["stepfunctions"], execution_arn) == [
         "FromTrigger",
+        "ManifestGiven",
         "Route",
         "NotifyInvalidInput",
         "InvalidInput",
     ]
     assert any("refused: priority must be one of" in m and '"urgent"' in m for m in messages(aws, url))
+
+    # No manifest ({"Manifest": ...} is not "manifest"), or an event that is not S3's: refused and
+    # told before any Lambda, not a States.Runtime at PlanFanOut or ManifestFromEvent.
+    machine = next(m["stateMachineArn"] for m in aws["stepfunctions"].list_state_machines()["stateMachines"])
+    for given, checked in (
+        ({"Manifest": f"s3://{raw}/manifests/x.json"}, "ManifestGiven"),
+        ({"event": {"source": "aws.s3", "detail": {"bucket": {"name": raw}}}}, "FromTrigger"),
+    ):
+        execution_arn = aws["stepfunctions"].start_execution(stateMachineArn=machine, input=json.dumps(given))[
+            "executionArn"
+        ]
+        described = follow(aws["stepfunctions"], execution_arn, 60)
+        assert (described["status"], described["error"]) == ("FAILED", "InvalidInput"), given
+        assert visited_states(aws["stepfunctions"], execution_arn)[-3:] == [
+            checked,
+            "NotifyInputWithoutManifest",
+            "InputWithoutManifest",
+        ], given
+    assert sum('the input must give "manifest"' in m for m in messages(aws, url)) >= 1
 
 
 def unfinished_jobs(aws) -> list[dict]:

@@ -1,4 +1,10 @@
-"""Handlers of lambda_src/: pure logic without AWS, and their AWS calls against moto (in-process)."""
+"""Handlers of lambda_src/: pure logic without AWS, and their AWS calls against moto (in-process).
+
+A workflow Lambda gets the event its state sends (tests/events.py): the synthesized state machine's
+Payload for that state resolved with the documented context object
+(https://docs.aws.amazon.com/step-functions/latest/dg/input-output-contextobject.html), as the Lambda
+invoke integration passes it (https://docs.aws.amazon.com/step-functions/latest/dg/connect-lambda.html).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,9 @@ from moto import mock_aws
 
 from local import moto_fills
 from pipeline_ops import weather_server
+from tests.conftest import SynthResult
+from tests.events import event_for
+from tests.test_pipeline_spec import FAN_OUT, planner
 
 SRC = Path(__file__).resolve().parent.parent / "lambda_src"
 sys.path.insert(0, str(SRC / "_shared"))
@@ -37,6 +46,21 @@ parquet = load("write_parquet")
 shutdown = load("budget_shutdown")
 metrics = load("batch_metrics")
 REGION = "eu-north-1"
+MANIFEST = "s3://raw/manifests/m.json"
+
+
+def guard_event(synth: SynthResult, execution: str, estimated_usd: float | None = None) -> dict:
+    """GuardBudget's event: PlanFanOut's plan of a ten-image manifest (its estimate replaced when given)."""
+    plan = planner.plan(10, FAN_OUT, 10, elapsed=0)
+    if estimated_usd is not None:
+        plan = {**plan, "estimated_usd": estimated_usd}
+    return event_for(synth, "GuardBudget", {"manifest": MANIFEST, "plan": plan}, execution=execution)
+
+
+def sharded_event(synth: SynthResult, state_name: str, execution: str, shard_count: int) -> dict:
+    """The event of a state after the fan-out (WeatherEnrichment, WriteParquet): ReadShards' summary."""
+    state = {"manifest": MANIFEST, "shards": {"summary": {"count": shard_count}}}
+    return event_for(synth, state_name, state, execution=execution)
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +155,7 @@ def ledger_table(region: str = REGION) -> str:
 
 
 @mock_aws
-def test_guard_reads_budgets_and_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_guard_reads_budgets_and_ssm(synth: SynthResult, monkeypatch: pytest.MonkeyPatch) -> None:
     budgets, ssm = boto3.client("budgets", region_name="us-east-1"), boto3.client("ssm", region_name=REGION)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     create_budget(budgets, spent="51")
@@ -141,14 +165,14 @@ def test_guard_reads_budgets_and_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KILL_SWITCH_PARAMETER", "/p/kill")
     monkeypatch.setenv("LEDGER_TABLE", ledger_table())
     clients = {"budgets": budgets, "ssm": ssm, "dynamodb": dynamodb}
-    result = guard.handler({"execution_id": "e1"}, None, **clients)
+    result = guard.handler(guard_event(synth, "e1"), None, **clients)
     assert result["allowed"] is False and result["limit"] == 50 and result["spent"] == 51
     assert set(result) == {"allowed", "reason", "spent", "estimate", "forecast", "limit", "threshold_pct", "reserved"}
     ssm.delete_parameter(Name="/p/kill")  # a missing switch counts as off
     budgets.delete_budget(AccountId="123456789012", BudgetName="b")
     create_budget(budgets, spent="5")
-    assert guard.handler({"execution_id": "e2"}, None, **clients)["allowed"] is True
-    priced = guard.handler({"execution_id": "e3", "plan": {"estimated_usd": 46}}, None, **clients)
+    assert guard.handler(guard_event(synth, "e2"), None, **clients)["allowed"] is True
+    priced = guard.handler(guard_event(synth, "e3", 46), None, **clients)
     assert priced["allowed"] is False and priced["estimate"] == 46 and "estimated 46.00 USD" in priced["reason"]
 
 
@@ -156,7 +180,9 @@ NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC).timestamp()
 
 
 @mock_aws
-def test_a_burst_of_manifests_cannot_pass_the_guard_together(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_burst_of_manifests_cannot_pass_the_guard_together(
+    synth: SynthResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Budgets still says 5 of 50 USD spent (its data lags by hours); each manifest is estimated at
     20 USD. Two fit (5 + 2 x 20 = 45), the third would make 65: refused on the ledger's estimates,
     although the budget itself has not moved. A retried invocation does not count twice. Nothing
@@ -174,8 +200,7 @@ def test_a_burst_of_manifests_cannot_pass_the_guard_together(monkeypatch: pytest
     clients = {"budgets": budgets, "ssm": ssm, "dynamodb": dynamodb}
 
     def run(execution: str, hours: float = 0) -> dict:
-        event = {"execution_id": execution, "plan": {"estimated_usd": 20}}
-        return guard.handler(event, None, **clients, now=NOW + hours * 3600)
+        return guard.handler(guard_event(synth, execution, 20), None, **clients, now=NOW + hours * 3600)
 
     first, second, retried, third = run("m1"), run("m2"), run("m2"), run("m3")
     assert (first["allowed"], second["allowed"], retried["allowed"], third["allowed"]) == (True, True, True, False)
@@ -611,7 +636,9 @@ def test_a_silent_weather_server_times_out_each_attempt() -> None:
 
 
 @mock_aws
-def test_weather_handler_reads_and_writes_shards(loopback_weather, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weather_handler_reads_and_writes_shards(
+    synth: SynthResult, loopback_weather, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, url = loopback_weather()
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
@@ -620,14 +647,16 @@ def test_weather_handler_reads_and_writes_shards(loopback_weather, monkeypatch: 
     monkeypatch.setenv("INPUT_PREFIX", "stage2")
     monkeypatch.setenv("OUTPUT_PREFIX", "weather")
     monkeypatch.setenv("WEATHER_BASE_URL", url)
-    result = weather.handler({"execution_id": "ex1", "shard_count": 3}, None, s3=s3)
+    result = weather.handler(sharded_event(synth, "WeatherEnrichment", "ex1", 3), None, s3=s3)
     assert result["shards"] == 1 and result["enriched"] == 1
     written = json.loads(s3.get_object(Bucket="proc", Key="weather/ex1/shard-0.json")["Body"].read())
     assert written["records"][0]["weather_status"] == "ok"
 
 
 @mock_aws
-def test_weather_site_day_cache_makes_a_warm_rerun_ask_nothing(loopback_weather, monkeypatch) -> None:
+def test_weather_site_day_cache_makes_a_warm_rerun_ask_nothing(
+    synth: SynthResult, loopback_weather, monkeypatch
+) -> None:
     """Retries and overlapping manifests read what an earlier invocation fetched; only days the
     cache lacks are asked, and an answer-less record stays, marked."""
     server, url = loopback_weather()
@@ -645,11 +674,11 @@ def test_weather_site_day_cache_makes_a_warm_rerun_ask_nothing(loopback_weather,
         "WEATHER_BASE_URL": url,
     }.items():
         monkeypatch.setenv(key, value)
-    cold = weather.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3)
-    warm = weather.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3)
+    cold = weather.handler(sharded_event(synth, "WeatherEnrichment", "ex1", 1), None, s3=s3)
+    warm = weather.handler(sharded_event(synth, "WeatherEnrichment", "ex1", 1), None, s3=s3)
     assert (cold["requests"], cold["site_days"], cold["from_cache"]) == (1, 10, 0)
     assert (warm["requests"], warm["from_cache"], warm["enriched"]) == (0, 10, 10)
-    overlapping = weather.handler({"execution_id": "ex2", "shard_count": 1}, None, s3=s3)
+    overlapping = weather.handler(sharded_event(synth, "WeatherEnrichment", "ex2", 1), None, s3=s3)
     assert (overlapping["requests"], overlapping["from_cache"], overlapping["failed"]) == (1, 10, 1)
     assert server.requests == 2
     cached = json.loads(s3.get_object(Bucket="proc", Key="weather-cache/62.47,10.39/2026-06.json")["Body"].read())
@@ -703,11 +732,11 @@ def curated_buckets(monkeypatch: pytest.MonkeyPatch):
 
 
 @mock_aws
-def test_parquet_schema_compression_and_month_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parquet_schema_compression_and_month_partitions(synth: SynthResult, monkeypatch: pytest.MonkeyPatch) -> None:
     s3 = curated_buckets(monkeypatch)
     july = dict(ENRICHED[1], key="images/c.jpg", captured_at="2026-07-01T00:00:00Z")
     s3.put_object(Bucket="proc", Key="weather/ex1/shard-0.json", Body=json.dumps({"records": [*ENRICHED, july]}))
-    result = parquet.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3)
+    result = parquet.handler(sharded_event(synth, "WriteParquet", "ex1", 1), None, s3=s3)
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="cur")["Contents"])
     assert result["objects"] == 2 and [k.rsplit("/", 1)[0] for k in keys] == [
         "detections/month=2026-06",
@@ -723,13 +752,13 @@ def test_parquet_schema_compression_and_month_partitions(monkeypatch: pytest.Mon
 
 
 @mock_aws
-def test_parquet_handler_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parquet_handler_is_idempotent(synth: SynthResult, monkeypatch: pytest.MonkeyPatch) -> None:
     s3 = curated_buckets(monkeypatch)
     s3.put_object(Bucket="proc", Key="weather/ex1/shard-1.json", Body=json.dumps({"records": ENRICHED}))
-    first = parquet.handler({"execution_id": "ex1", "shard_count": 2}, None, s3=s3)
+    first = parquet.handler(sharded_event(synth, "WriteParquet", "ex1", 2), None, s3=s3)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="cur")["Contents"]]
     bodies = {k: s3.get_object(Bucket="cur", Key=k)["Body"].read() for k in keys}
-    second = parquet.handler({"execution_id": "ex1", "shard_count": 2}, None, s3=s3)
+    second = parquet.handler(sharded_event(synth, "WriteParquet", "ex1", 2), None, s3=s3)
     assert first == second and first["rows"] == 2 and first["objects"] == len(keys) == 1
     name = first["part_prefix"]
     assert all(k.startswith("detections/month=2026-06/") and k.rsplit("/", 1)[1].startswith(name) for k in keys)
@@ -768,13 +797,15 @@ def test_parquet_streams_with_bounded_buffers_and_files(monkeypatch: pytest.Monk
 
 
 @mock_aws
-def test_parquet_handler_counts_the_images_of_the_execution(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_parquet_handler_counts_the_images_of_the_execution(
+    synth: SynthResult, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     """The dashboard's images per execution: an EMF line with the execution's image count."""
     s3 = curated_buckets(monkeypatch)
     s3.put_object(Bucket="proc", Key="weather/ex2/shard-0.json", Body=json.dumps({"records": ENRICHED}))
     monkeypatch.setenv("METRIC_NAMESPACE", "OdinsRavne/Pipeline")
     monkeypatch.setenv("PIPELINE_ENV", "dev")
-    result = parquet.handler({"execution_id": "ex2", "shard_count": 1}, None, s3=s3)
+    result = parquet.handler(sharded_event(synth, "WriteParquet", "ex2", 1), None, s3=s3)
     [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"_aws"' in x]
     assert line["ImagesProcessed"] == result["images"] == len(ENRICHED) and line["Environment"] == "dev"
     assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "OdinsRavne/Pipeline"

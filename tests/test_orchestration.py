@@ -161,7 +161,7 @@ def test_manifest_rule_starts_executions(synth: SynthResult) -> None:
     )
     assert given["event"]["detail"]["object"]["key"] == key
     doc = definition(synth, "dev")
-    assert doc["StartAt"] == "FromTrigger" and doc["States"]["FromTrigger"]["Default"] == "Route"
+    assert doc["StartAt"] == "FromTrigger" and doc["States"]["ManifestGiven"]["Default"] == "Route"
 
 
 def test_functions(synth: SynthResult) -> None:
@@ -258,4 +258,7 @@ def test_state_machine_role_is_exact(synth: SynthResult) -> None:
         == by_action["states:StopExecution"]
         == ["arn:aws:states:eu-north-1:111111111111:execution:odins-ravne-dev-pipeline/*"]
     )
-    assert by_action["s3:GetObject"] == ["${aws_s3_bucket.data-lake_processed_bucket_FF4A5E15.arn}/stage0/*"]
+    processed = "${aws_s3_bucket.data-lake_processed_bucket_FF4A5E15.arn}"
+    assert by_action["s3:GetObject"] == [f"{processed}/stage0/*", f"{processed}/map-results/*"]
+    # The Map's ResultWriter writes the children's results there, and only there.
+    assert by_action["s3:PutObject"] == [f"{processed}/map-results/*"]

@@ -301,26 +301,33 @@ def test_the_planner_counts_records_without_parsing_the_manifest(body: bytes, co
 
 
 @mock_aws
-def test_the_planner_refuses_before_any_batch_job(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The handler end to end on moto's S3: the count, the verdict, and one line for bad input."""
+def test_the_planner_refuses_before_any_batch_job(synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler end to end on moto's S3: the count, the verdict, and one line for bad input. Its
+    events are what PlanFanOut sends (tests/events.py: the synthesized Payload and the documented
+    context object, https://docs.aws.amazon.com/step-functions/latest/dg/input-output-contextobject.html)."""
+    from tests.events import event_for
+
     s3 = boto3.client("s3", region_name="eu-north-1")
     s3.create_bucket(Bucket="raw", CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
     records = ",".join('{"key": "k"}' for _ in range(300_000))
     s3.put_object(Bucket="raw", Key="m/big.json", Body=f'{{"images": [{records}]}}'.encode())
     s3.put_object(Bucket="raw", Key="m/bad.json", Body=b'{"photos": []}')
     monkeypatch.setenv("FAN_OUT", json.dumps(FAN_OUT))
-    event = {"execution_id": "e1", "manifest": "s3://raw/m/big.json", "input": {}, "started_at": None}
-    verdict = planner.handler(event, None, s3=s3)
+
+    def event(manifest: str, **options) -> dict:
+        return event_for(synth, "PlanFanOut", {"manifest": manifest}, {"manifest": manifest, **options})
+
+    verdict = planner.handler(event("s3://raw/m/big.json"), None, s3=s3)
     assert (verdict["allowed"], verdict["images"], verdict["shards"]) == (False, 300_000, 300)
-    bad = planner.handler({**event, "manifest": "s3://raw/m/bad.json"}, None, s3=s3)
+    bad = planner.handler(event("s3://raw/m/bad.json"), None, s3=s3)
     assert (bad["allowed"], bad["reason"]) == (
         False,
         "manifest s3://raw/m/bad.json is not a JSON object with an 'images' list",
     )
-    assert planner.handler({**event, "manifest": "s3://raw/m/gone.json"}, None, s3=s3)["reason"] == (
+    assert planner.handler(event("s3://raw/m/gone.json"), None, s3=s3)["reason"] == (
         "manifest s3://raw/m/gone.json does not exist"
     )
-    assert planner.handler({**event, "input": {"images_per_shard": -1}}, None, s3=s3)["reason"] == (
+    assert planner.handler(event("s3://raw/m/big.json", images_per_shard=-1), None, s3=s3)["reason"] == (
         "images_per_shard must be a whole number from 1 to 1000, got -1"
     )
 
@@ -356,3 +363,53 @@ def test_prod_is_priced_per_1000_images_from_its_synthesized_config(synth, tmp_p
         capsys.readouterr().err.strip()
         == f"error: {tmp_path / 'missing.json'} not found; run `make synth` (or `make plan`) first"
     )
+
+
+@mock_aws
+def test_a_claim_dedupes_deliveries_of_one_version_not_uploads(synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The raw bucket is SSE-KMS: there an ETag is no MD5 of the content
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_Object.html), so the claim is keyed by what
+    names one version in the S3 event (ev-events.html: version-id, else sequencer). The same content
+    uploaded again (same ETag, a new sequencer) is a new run; a second delivery of one event is refused."""
+    from tests.events import event_for
+    from tests.runs import s3_event
+
+    s3 = boto3.client("s3", region_name="eu-north-1")
+    for bucket in ("raw", "proc"):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
+    put = s3.put_object(Bucket="raw", Key="manifests/m.json", Body=b'{"images": [{"key": "a.jpg"}]}')
+    for key, value in {"FAN_OUT": json.dumps(FAN_OUT), "PROCESSED_BUCKET": "proc", "OUTPUT_PREFIX": "claims"}.items():
+        monkeypatch.setenv(key, value)
+    uri = "s3://raw/manifests/m.json"
+
+    def run(execution: str, **object_fields) -> dict:
+        event = s3_event("raw", "manifests/m.json", put["ETag"].strip('"'))
+        event["detail"]["object"].update(object_fields)
+        return planner.handler(
+            event_for(synth, "PlanFanOut", {"manifest": uri}, {"event": event}, execution=execution), None, s3=s3
+        )
+
+    assert run("first")["allowed"] is True
+    assert run("reupload", sequencer="00617F0829932AAAAA")["allowed"] is True, "same ETag, a new upload"
+    duplicate = run("duplicate")
+    assert (
+        duplicate["allowed"] is False and "(sequencer-00617F08299329D189) already started a run" in duplicate["reason"]
+    )
+    assert duplicate["duplicate"] is True
+    assert run("versioned", **{"version-id": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"})["allowed"] is True
+    again = run(
+        "versioned-again", **{"version-id": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY", "sequencer": "00617F0829932BBBBB"}
+    )
+    assert again["allowed"] is False and "(version-id-3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY)" in again["reason"]
+
+
+def test_a_duplicate_delivery_ends_quietly(synth) -> None:
+    """PlanFanOut's duplicate=true ends the run SUCCEEDED at Duplicate, not at the refusal notice:
+    no ManifestRefused, no page (the EventBridge rule tells only FAILED, TIMED_OUT and ABORTED)."""
+    (machine,) = synth.resources("dev", "aws_sfn_state_machine").values()
+    states = json.loads(machine["definition"])["States"]
+    assert states["PlanFanOutAllowed"]["Choices"][1:] == [
+        {"Variable": "$.plan.duplicate", "BooleanEquals": True, "Next": "Duplicate"}
+    ]
+    assert states["Duplicate"] == {"Type": "Succeed"}
+    assert states["PlanFanOut"]["ResultSelector"]["duplicate.$"] == "$.Payload.duplicate"

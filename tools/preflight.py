@@ -771,6 +771,7 @@ WORKFLOW_FIXES = {
     "selected": "declare the key in the function's answer and return it on every path, or stop selecting it",
     "bounded": "answer counts and an S3 key instead of the list",
     "notified": "route the failure through an SNS publish of the alert topic",
+    "present": "put the path there before the state reads it (a ResultSelector key, a Choice on the input)",
 }
 
 

@@ -12,15 +12,15 @@ largest manifest that would fit; the workflow then ends as ManifestRefused befor
 
 Event: ``{"execution_id", "manifest": "s3://...", "input": <the execution's input>,
 "started_at": <ISO 8601>}``; the input may ask for smaller shards (``images_per_shard``).
-Answer: ``{"allowed", "reason", "images", "images_per_shard", "shards", "concurrency",
+Answer: ``{"allowed", "reason", "duplicate", "images", "images_per_shard", "shards", "concurrency",
 "estimated_seconds", "remaining_seconds", "margin_seconds", "largest_manifest", "estimated_usd",
 "estimated_usd_on_demand", "prices"}``, every key on every path (a refusal carries zeros): the
 cost is what the Batch jobs of this manifest will be billed (job-hour prices from the dated price
 table, set at synth), which GuardBudget adds to the month's actual spend before it lets the
 execution go on.
 
-Environment: FAN_OUT (JSON); PROCESSED_BUCKET and OUTPUT_PREFIX: where a triggered run claims its
-manifest's version (``claim``).
+Environment: FAN_OUT (JSON); PROCESSED_BUCKET and OUTPUT_PREFIX: where a triggered run claims the
+delivered object version (``claim``: a duplicate delivery is refused, a re-upload is a new run).
 """
 
 from __future__ import annotations
@@ -199,6 +199,7 @@ def answer(**values: Any) -> dict[str, Any]:
     return {
         "allowed": False,
         "reason": "",
+        "duplicate": False,
         **base,
         "estimated_usd": 0.0,
         "estimated_usd_on_demand": 0.0,
@@ -212,31 +213,59 @@ def refused(reason: str) -> dict[str, Any]:
     return answer(reason=reason[:REASON_BOUND])
 
 
+def object_version(detail: dict) -> str | None:
+    """What names one version of the object in an S3 Object Created event: its ``version-id`` when
+    the bucket is versioned, else its ``sequencer`` (ordered and distinct per PUT of one key), else
+    its ``etag`` (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html). Never the
+    ETag first: under SSE-KMS or a multipart upload it is no MD5 of the content
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_Object.html), so it tells nothing about
+    the content; a second delivery of one event carries the same values."""
+    found = detail.get("object") if isinstance(detail.get("object"), dict) else {}
+    for field in ("version-id", "sequencer", "etag"):
+        if found.get(field):
+            return f"{field}-{found[field]}"
+    return None
+
+
 def claim(s3: Any, event: dict, uri: str) -> str | None:
-    """One run per manifest version: a run the manifest trigger started (its input is the S3 event)
-    claims ``<OUTPUT_PREFIX>/<sha256 of bucket/key>/<ETag>.json`` with a conditional put
-    (If-None-Match: *, https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html);
-    a second delivery of the event, or the same content uploaded again, finds it taken and is
-    refused before any Batch job. A run started by hand claims nothing: the deliberate re-run.
-    Returns the refusal, or None."""
+    """One run per delivered object version: a run the manifest trigger started (its input is the S3
+    event) claims ``<OUTPUT_PREFIX>/<sha256 of bucket/key>/<version>.json`` (``object_version``) with a
+    conditional put (If-None-Match: *, https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html).
+    What is deduplicated: a second delivery of the same event (EventBridge delivers at least once),
+    refused before any Batch job. Not a re-upload: that is a new version, a deliberate new run. A
+    retried invocation of this very execution finds its own claim (it names the execution) and goes
+    on. A run started by hand claims nothing. Returns the refusal, or None."""
     given = event.get("input") if isinstance(event.get("input"), dict) else {}
     detail = given.get("event", {}).get("detail", {}) if isinstance(given.get("event"), dict) else {}
-    version = (detail.get("object") or {}).get("etag") or (detail.get("object") or {}).get("version-id")
+    version = object_version(detail) if isinstance(detail, dict) else None
     if not version or not os.environ.get("OUTPUT_PREFIX"):
         return None
     name = hashlib.sha256(uri.encode()).hexdigest()[:32]
     key = f"{os.environ['OUTPUT_PREFIX']}/{name}/{version}.json"
+    bucket = os.environ["PROCESSED_BUCKET"]
     body = json.dumps({"manifest": uri, "execution_id": event.get("execution_id")}).encode()
     try:
-        s3.put_object(Bucket=os.environ["PROCESSED_BUCKET"], Key=key, Body=body, IfNoneMatch="*")
+        s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
     except s3.exceptions.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "ConditionalRequestConflict"):
             raise
+        if claimed_by(s3, bucket, key) == event.get("execution_id"):
+            return None
         return (
-            f"manifest {uri} (ETag {version}) already started a run (claim {key} in the processed bucket): "
-            "one run per version; to run it again on purpose, start the workflow by hand with this manifest"
+            f"manifest {uri} ({version}) already started a run (claim {key} in the processed bucket): "
+            "one run per delivered version; to run it again on purpose, upload it again or start the "
+            "workflow by hand with this manifest"
         )[:REASON_BOUND]
     return None
+
+
+def claimed_by(s3: Any, bucket: str, key: str) -> str | None:
+    """The execution a claim names (None when it is unreadable or, after a 409 race, not there yet)."""
+    try:
+        found = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except (s3.exceptions.NoSuchKey, ValueError):
+        return None
+    return found.get("execution_id") if isinstance(found, dict) else None
 
 
 def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
@@ -263,6 +292,7 @@ def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
     verdict = plan(images, fan_out, size, elapsed_since(event.get("started_at")))
     taken = claim(s3, event, uri) if verdict["allowed"] else None
     if taken:
-        return refused(taken)
+        # A duplicate delivery: the workflow ends it quietly (state Duplicate, SUCCEEDED, no notice).
+        return answer(reason=taken[:REASON_BOUND], duplicate=True)
     log.info("fan-out planned", **{k: v for k, v in verdict.items() if k != "reason"}, reason=verdict["reason"])
     return verdict
