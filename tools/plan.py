@@ -65,7 +65,7 @@ class Terraform:
         cmd = ["terraform", *args]
         if args[0] in LONG:
             label = f"{self.stack_dir.name} {args[0]}"
-            proc = progress.run(cmd, cwd=self.stack_dir, env=self.env, label=label, total=total)
+            proc = progress.run(cmd, cwd=self.stack_dir, env=self.env, label=label, total=total, ok=ok)
         else:
             proc = subprocess.run(cmd, cwd=self.stack_dir, env=self.env, text=True, capture_output=True, check=False)
         if proc.returncode not in ok:
