@@ -19,6 +19,22 @@ MAKE_CALL = re.compile(r"\bmake (?:-[a-zA-Z-]+ )*([a-z][a-z0-9-]*)")
 SECTIONS = ("## Symptom", "## Check", "## Fix")
 
 
+# The VAR=value words after a make call's target (`make plan ENV=$ENV FAIL_ON=review`).
+MAKE_VARS = re.compile(r"\bmake (?:-[a-zA-Z-]+ )*[a-z][a-z0-9-]*((?: +[A-Z][A-Z0-9_]*=[^ `]*)+)")
+
+
+def make_variables() -> set[str]:
+    """Every variable the Makefile reads (``$(VAR)``, ``${VAR}``, ``ifdef VAR``) or sets."""
+    text = (REPO / "Makefile").read_text()
+    read = re.findall(r"\$[({]([A-Z][A-Z0-9_]*)[)}]|^\s*ifn?def +([A-Z][A-Z0-9_]*)", text, re.M)
+    assigned = re.findall(r"^(?:export +|override +)?([A-Z][A-Z0-9_]*) *[?:+]?=", text, re.M)
+    return {name for pair in read for name in pair if name} | set(assigned)
+
+
+def names_of_make_variables(text: str) -> list[str]:
+    return [name for words in MAKE_VARS.findall(text) for name in re.findall(r"([A-Z][A-Z0-9_]*)=", words)]
+
+
 def make_targets() -> set[str]:
     text = (REPO / "Makefile").read_text()
     return set(re.findall(r"^([a-z][a-z0-9-]*):", text, re.M))
@@ -43,6 +59,22 @@ def test_every_runbook_names_only_make_targets_that_exist() -> None:
     for page in pages:
         for target in MAKE_CALL.findall(page.read_text()):
             assert target in targets, f"{page.name}: make {target} is not a Makefile target"
+
+
+def test_every_runbook_sets_only_variables_the_makefile_reads() -> None:
+    """A VAR=value on a make line that the Makefile never reads is silently ignored (review #3:
+    ALLOW_DESTROY, replaced by plan-approvals.yaml, was still advised)."""
+    variables = make_variables()
+    assert {"ENV", "CONFIRM", "FAIL_ON"} <= variables
+    assert names_of_make_variables("`make plan ENV=$ENV ALLOW_DESTROY=x` then make cost IMAGES=9") == [
+        "ENV",
+        "ALLOW_DESTROY",
+        "IMAGES",
+    ]
+    pages = [*sorted(RUNBOOKS.glob("*.md")), REPO / ".github" / "pull_request_template.md"]
+    for page in pages:
+        for name in names_of_make_variables(page.read_text()):
+            assert name in variables, f"{page.name}: make ... {name}=... is not a variable the Makefile reads"
 
 
 def test_alarm_runbooks_say_symptom_check_fix_and_resume() -> None:
