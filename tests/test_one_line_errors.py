@@ -266,3 +266,19 @@ def test_a_failed_plan_leaves_no_earlier_review(tmp_path: Path) -> None:
     proc = plan_tool_run("plan", str(stack), "--out", str(out), "--approvals", str(tmp_path / "none.yaml"))
     assert proc.returncode != 0 and "Extraneous JSON object property" in proc.stderr
     assert not (out / "review.json").exists() and not (out / "review.md").exists()
+
+
+@pytest.mark.parametrize(("target", "command"), [("deploy", "local.deploy apply"), ("diff", "local.deploy plan")])
+def test_deploy_and_diff_of_local_go_through_local_deploy(target: str, command: str) -> None:
+    """`make deploy|diff ENV=local` run local.deploy (progress, a log in build/logs/, no TTY needed),
+    never a raw `cdktf deploy|diff`, whose Ink UI dies without a terminal (review #5)."""
+    dry = subprocess.run(
+        ["make", "-n", "--no-print-directory", target, "ENV=local"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert f"-m {command} " in dry, dry
+    assert "cdktf deploy" not in dry and "cdktf diff" not in dry
