@@ -52,3 +52,52 @@ def test_wrong_terraform_is_one_line(tmp_path: Path) -> None:
 def test_versions_match_at_the_pins_precision() -> None:
     assert toolchain.matches("1.11.4", "1.11") and toolchain.matches("22.23.3", "22")
     assert not toolchain.matches("20.20.2", "22") and not toolchain.matches("1.1.4", "1.11")
+
+
+def npm_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """npm with its own cache (nothing served from the shared one) and no retries."""
+    return dict(os.environ, npm_config_cache=str(tmp_path / "npm-cache"), npm_config_fetch_retries="0", **extra)
+
+
+def install_node_in_a_child(tmp_path: Path, env: dict[str, str], before: str = "pass") -> subprocess.CompletedProcess:
+    prefix = str(tmp_path / "node")
+    install = f"toolchain.install_node('22.23.3', Path({prefix!r}))"
+    code = f"from pathlib import Path; from tools import toolchain; {before}; {install}"
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=300
+    )
+
+
+def test_unreachable_registry_is_named_in_one_line(tmp_path: Path) -> None:
+    """review #7: no silent minute and no unnamed error when the registry cannot be reached."""
+    proc = install_node_in_a_child(tmp_path, npm_env(tmp_path, npm_config_registry="http://127.0.0.1:9/"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot reach http://127.0.0.1:9/ (ECONNREFUSED) to download node-{toolchain.platform()}@22.23.3; "
+        "retry when online"
+    ]
+    assert not (tmp_path / "node").exists()
+
+
+def test_a_download_that_hashes_otherwise_is_refused(tmp_path: Path) -> None:
+    """The real package from the registry, checked against a wrong recorded sha512: refused in one
+    line naming both digests, nothing unpacked. The digest it reports is the one recorded in
+    tools/toolchain.py, so the recorded value is the registry's."""
+    key = ("22.23.3", toolchain.platform())
+    before = f"toolchain.NODE_INTEGRITY[{key!r}] = 'sha512-wrong'"
+    proc = install_node_in_a_child(tmp_path, dict(os.environ, npm_config_fetch_retries="0"), before=before)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: integrity mismatch for node-{key[1]}@22.23.3: downloaded {toolchain.NODE_INTEGRITY[key]}, "
+        "tools/toolchain.py records sha512-wrong"
+    ]
+    assert not (tmp_path / "node").exists()
+
+
+def test_node_is_the_platform_package_checked_against_its_recorded_sha512() -> None:
+    """No install script fetches the binary (ignore-scripts leaves none): the platform package holds
+    it, and every platform we run on has its sha512 recorded."""
+    assert ("22.23.3", "linux-x64") in toolchain.NODE_INTEGRITY
+    assert ("22.23.3", "linux-arm64") in toolchain.NODE_INTEGRITY
+    assert toolchain.pins()["nodejs"] == "22.23.3", "a new pin needs its NODE_INTEGRITY lines"
+    assert toolchain.platform() in {"linux-x64", "linux-arm64"}
