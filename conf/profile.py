@@ -369,6 +369,9 @@ class MonitoringSettings(_Frozen):
     # no Data Exports.
     cost_reports: bool
     anomaly_threshold_usd: float = Field(gt=0)
+    # Where alarm descriptions and the dashboard link the runbooks: the console resolves a relative
+    # link against its own URL, so links are absolute (the repository's docs on GitHub).
+    runbook_base_url: str = Field(pattern=r"^https://\S+/$")
 
 
 class CiSettings(_Frozen):

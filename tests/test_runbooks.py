@@ -8,12 +8,14 @@ import re
 
 import pytest
 
+from conf.profile import load_profile
 from tests.conftest import REPO, SynthResult
 from tools import make_help
 
 RUNBOOKS = REPO / "docs" / "runbooks"
 ENVS = ("local", "dev", "staging", "prod")
-LINK = re.compile(r"Runbook: (docs/runbooks/[a-z0-9-]+\.md) \(ENV=([a-z]+)\)$")
+# Absolute (review #12): the CloudWatch console resolves a relative link against its own URL.
+LINK = re.compile(r"Runbook: (https://\S+/)(docs/runbooks/[a-z0-9-]+\.md) \(ENV=([a-z]+)\)$")
 # `make <target>` in prose or code; the target is the first word after make (flags skipped).
 MAKE_CALL = re.compile(r"\bmake (?:-[a-zA-Z-]+ )*([a-z][a-z0-9-]*)")
 SECTIONS = ("## Symptom", "## Check", "## Fix")
@@ -47,8 +49,9 @@ def test_every_alarm_links_to_a_runbook_that_exists(synth: SynthResult, env: str
     for alarm in alarms.values():
         match = LINK.search(alarm["alarm_description"])
         assert match, f"{alarm['alarm_name']}: no runbook link in {alarm['alarm_description']!r}"
-        assert (REPO / match.group(1)).is_file(), f"{alarm['alarm_name']} -> {match.group(1)} missing"
-        assert match.group(2) == env
+        assert match.group(1) == load_profile(env).monitoring.runbook_base_url
+        assert (REPO / match.group(2)).is_file(), f"{alarm['alarm_name']} -> {match.group(2)} missing"
+        assert match.group(3) == env
         assert len(alarm["alarm_description"]) <= 1024  # PutMetricAlarm's AlarmDescription limit
 
 
@@ -104,8 +107,8 @@ def test_dashboard_shows_every_alarm_and_links_the_runbooks(synth: SynthResult) 
     expected = {f"${{aws_cloudwatch_metric_alarm.{name}.arn}}" for name in alarms}
     assert set(alarm_widget["properties"]["alarms"]) == expected and 1 <= len(expected) <= 100
     text = next(w for w in body["widgets"] if w["type"] == "text")["properties"]["markdown"]
-    linked = set(re.findall(r"\((docs/runbooks/[a-z0-9-]+\.md)\)", text))
-    described = {LINK.search(a["alarm_description"]).group(1) for a in alarms.values()}
+    linked = set(re.findall(r"\((https://\S+/docs/runbooks/[a-z0-9-]+\.md)\)", text))
+    described = {"".join(LINK.search(a["alarm_description"]).group(1, 2)) for a in alarms.values()}
     assert linked == described
     tops = [w for w in body["widgets"] if w["y"] == 0]
     assert {w["type"] for w in tops} == {"alarm", "text"}, "the alarm row is the dashboard's first"
