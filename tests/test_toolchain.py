@@ -13,14 +13,19 @@ from tests.conftest import REPO
 from tools import toolchain
 
 
-def test_one_place_pins_every_tool() -> None:
+def test_one_place_pins_every_tool(tmp_path: Path) -> None:
     pins = toolchain.pins()
     assert set(pins) == {"python", "nodejs", "terraform"}
     assert int(pins["nodejs"].split(".")[0]) in (22, 24), "Node must be an LTS line jsii supports"
     steps = yaml.safe_load((REPO / ".github" / "actions" / "setup" / "action.yml").read_text())["runs"]["steps"]
     withs = [step.get("with", {}) for step in steps]
     assert {"python-version-file": ".tool-versions"} in withs and {"node-version-file": ".tool-versions"} in withs
-    assert any(w.get("terraform_version") == pins["terraform"] for w in withs)
+    # Terraform's pin reaches setup-terraform through a step that reads .tool-versions (review #15).
+    assert any(w.get("terraform_version") == "${{ steps.pins.outputs.terraform }}" for w in withs)
+    reader = next(step for step in steps if step.get("id") == "pins")
+    env = dict(os.environ, GITHUB_OUTPUT=str(tmp_path / "output"))
+    subprocess.run(["bash", "-c", reader["run"]], cwd=REPO, env=env, check=True)
+    assert (tmp_path / "output").read_text() == f"terraform={pins['terraform']}\n"
 
 
 def test_no_jsii_warning_is_silenced() -> None:
