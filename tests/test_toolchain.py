@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
@@ -73,6 +74,7 @@ def install_node_in_a_child(tmp_path: Path, env: dict[str, str], before: str = "
     )
 
 
+@pytest.mark.terraform  # npm, an external tool (and the registry): not in make test-unit
 def test_unreachable_registry_is_named_in_one_line(tmp_path: Path) -> None:
     """review #7: no silent minute and no unnamed error when the registry cannot be reached."""
     proc = install_node_in_a_child(tmp_path, npm_env(tmp_path, npm_config_registry="http://127.0.0.1:9/"))
@@ -84,6 +86,7 @@ def test_unreachable_registry_is_named_in_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "node").exists()
 
 
+@pytest.mark.terraform  # npm, an external tool (and the registry): not in make test-unit
 def test_a_download_that_hashes_otherwise_is_refused(tmp_path: Path) -> None:
     """The real package from the registry, checked against a wrong recorded sha512: refused in one
     line naming both digests, nothing unpacked. The digest it reports is the one recorded in
