@@ -209,16 +209,15 @@ def test_apply_plan_refuses_an_unreviewed_or_blocking_plan(synth, review, expect
     assert proc.returncode == 2 and "Initializing" not in proc.stdout + proc.stderr  # no terraform init ran
 
 
+def dry_run(target: str, *args: str) -> str:
+    """What ``make -n <target>`` would run."""
+    cmd = ["make", "-n", "--no-print-directory", target, *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
 def test_deploy_of_a_cloud_env_is_deploy_aws(tmp_path: Path) -> None:
     """`make deploy ENV=prod` runs deploy-aws's checked path, never a bare `cdktf deploy`."""
-    dry = subprocess.run(
-        ["make", "-n", "--no-print-directory", "deploy", "ENV=prod"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    dry = dry_run("deploy", "ENV=prod")
     assert "cdktf deploy" not in dry and "cdktf-deploy-local" not in dry
     for step in ("preflight ENV=prod", "plan ENV=prod", "apply-plan ENV=prod", "health ENV=prod"):
         assert f"make --no-print-directory {step}" in dry, step
@@ -272,13 +271,6 @@ def test_a_failed_plan_leaves_no_earlier_review(tmp_path: Path) -> None:
 def test_deploy_and_diff_of_local_go_through_local_deploy(target: str, command: str) -> None:
     """`make deploy|diff ENV=local` run local.deploy (progress, a log in build/logs/, no TTY needed),
     never a raw `cdktf deploy|diff`, whose Ink UI dies without a terminal (review #5)."""
-    dry = subprocess.run(
-        ["make", "-n", "--no-print-directory", target, "ENV=local"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    dry = dry_run(target, "ENV=local")
     assert f"-m {command} " in dry, dry
     assert "cdktf deploy" not in dry and "cdktf diff" not in dry
