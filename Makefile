@@ -7,9 +7,6 @@ PY      := $(VENV)/bin/python
 SCAN    := .venv-scan
 BUILD   := build
 ENV     ?= local
-# The CLI runs the app as `python -O` (cdktf.json): let it write that bytecode, which pip does not
-# precompile and PYTHONDONTWRITEBYTECODE (below) would forbid (tools/synth.py does the same).
-CDKTF   := env -u PYTHONDONTWRITEBYTECODE node_modules/.bin/cdktf
 # cdktf synth into cdktf.out/, skipped when its inputs are unchanged (tools/synth.py); FORCE_SYNTH=1 redoes it.
 SYNTH    = $(PY) -m tools.synth $(if $(FORCE_SYNTH),--force) $(if $(QUIET),--quiet)
 
@@ -37,7 +34,7 @@ EMULATOR_SETUP = pipeline_ops.models:ensure_emulator
 # The emulator's endpoint and region come from conf/profiles/local.yaml (one `python -m conf` for both).
 LOCAL_ENV = env $$($(PY) -m conf local --shell EMULATOR_ENDPOINT=emulator_endpoint AWS_DEFAULT_REGION=region)
 
-.PHONY: help setup test-unit synth diff deploy cdktf-deploy-local validate lint test cost docs bench-synth bench-stage bench-post bench-test bench-review soak-local clean images images-check preflight quotas rerun-shards deploy-aws status-aws destroy-aws up-localstack down-localstack \
+.PHONY: help setup test-unit synth diff deploy validate lint test cost docs bench-synth bench-stage bench-post bench-test bench-review soak-local clean images images-check preflight quotas rerun-shards deploy-aws status-aws destroy-aws up-localstack down-localstack \
         synth-local deploy-local plan-local run-local status-local destroy-local budget-resume emergency-stop cost-tags \
         leftovers-local bench-deploy security lint-workflows plan drift apply-plan health integration iam-check weather-key
 
@@ -82,19 +79,11 @@ FORCE:
 synth: setup ## Synthesize every environment (SYNTH_ENVS=local,dev for some) into cdktf.out/; no-op when no input changed
 	@$(SYNTH)
 
-# The local provider points every API at the profile's emulator (modules/provider.py): cdktf diff/deploy
-# of pipeline-local can only reach the emulator. A cloud env deploys only through deploy-aws's checks.
-diff: setup ## cdktf diff of ENV's pipeline stack (local: against the emulator; cloud: that account's credentials)
-	$(REACHABLE)
-	SYNTH_ENVS=$(ENV) $(CDKTF) diff pipeline-$(ENV) --skip-provider-lock
+# Terraform with progress and a log in build/logs/, never a raw `cdktf deploy|diff` (its UI needs a
+# terminal). A cloud env deploys only through deploy-aws's checks.
+diff: $(if $(filter local,$(ENV)),plan-local,plan) ## ENV's changes: ENV=local is make plan-local, a cloud ENV make plan (+ review)
 
-deploy: $(if $(filter local,$(ENV)),cdktf-deploy-local,deploy-aws) ## ENV=local: cdktf deploy to the running emulator (asks first); a cloud ENV is make deploy-aws
-
-cdktf-deploy-local: setup
-	$(REACHABLE)
-	@SYNTH_ENVS=local $(SYNTH)
-	$(LOCAL_ENV) $(ENV_AWS) $(PY) -m pipeline_ops.kill_switch check $(LOCAL_STACK)
-	SYNTH_ENVS=local $(CDKTF) deploy pipeline-local --skip-provider-lock
+deploy: $(if $(filter local,$(ENV)),deploy-local,deploy-aws) ## ENV=local is make deploy-local; a cloud ENV is make deploy-aws
 
 validate: synth ## terraform init (offline, from the mirror) + validate every synthesized stack
 	$(PY) -m tools.tf_validate

@@ -71,11 +71,18 @@ class _Frozen(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _booleans_only_where_a_boolean_goes(cls, value: Any, info: ValidationInfo) -> Any:
-        """YAML's ``true`` would pass as 1 (``amount_usd: true`` a 1.0 USD budget): refused."""
+    def _scalars_of_the_declared_kind(cls, value: Any, info: ValidationInfo) -> Any:
+        """Lax parsing would turn YAML's ``true`` into 1 (``amount_usd: true`` a 1.0 USD budget),
+        ``"50"`` into 50.0 and ``5`` into ``"5"``: a boolean, a string or a number goes only where
+        the key takes one (an int where a float goes stays fine)."""
         annotation = cls.model_fields[info.field_name].annotation
-        if isinstance(value, bool) and annotation is not bool and bool not in get_args(annotation):
+        kinds = {annotation, *get_args(annotation)}
+        if isinstance(value, bool) and bool not in kinds:
             raise ValueError(f"{str(value).lower()} is a boolean; this key takes a {_type_name(annotation)}")
+        if isinstance(value, str) and str not in kinds and kinds & {int, float}:
+            raise ValueError(f"{value!r} is a string; this key takes a {_type_name(annotation)} (write it unquoted)")
+        if isinstance(value, int | float) and not isinstance(value, bool) and str in kinds and not kinds & {int, float}:
+            raise ValueError(f"{value!r} is a number; this key takes a string (quote it)")
         return value
 
 
@@ -362,6 +369,9 @@ class MonitoringSettings(_Frozen):
     # no Data Exports.
     cost_reports: bool
     anomaly_threshold_usd: float = Field(gt=0)
+    # Where alarm descriptions and the dashboard link the runbooks: the console resolves a relative
+    # link against its own URL, so links are absolute (the repository's docs on GitHub).
+    runbook_base_url: str = Field(pattern=r"^https://\S+/$")
 
 
 class CiSettings(_Frozen):

@@ -61,7 +61,9 @@ def tflocal(stack_dir: Path, *args: str, capture: bool = False) -> subprocess.Co
 LOG: dict[str, Path | None] = {"path": None}
 
 
-def terraform(stack_dir: Path, *args: str, capture: bool = True) -> subprocess.CompletedProcess:
+def terraform(
+    stack_dir: Path, *args: str, capture: bool = True, ok: tuple[int, ...] = (0,)
+) -> subprocess.CompletedProcess:
     """Plain terraform once tflocal's override is in place (tflocal adds ~5 s to every command).
 
     Captured runs show Terraform's progress and keep the whole output in a log under build/logs/
@@ -70,7 +72,7 @@ def terraform(stack_dir: Path, *args: str, capture: bool = True) -> subprocess.C
     if not capture:
         return subprocess.run(["terraform", *args], cwd=stack_dir, env=emulator_env(), text=True, check=False)
     label = f"{stack_dir.name} {args[0]}"
-    return progress.run(["terraform", *args], cwd=stack_dir, env=emulator_env(), label=label, log=LOG["path"])
+    return progress.run(["terraform", *args], cwd=stack_dir, env=emulator_env(), label=label, log=LOG["path"], ok=ok)
 
 
 OVERRIDE = "emulator_override.tf.json"
@@ -165,6 +167,7 @@ def plan(stack_dir: Path) -> int:
         "-lock=false",
         f"-parallelism={PARALLELISM}",
         capture=True,
+        ok=(0, 2),
     )
     summary = [ln for ln in proc.stdout.splitlines() if ln.startswith(("No changes", "Plan:")) or "will be" in ln]
     print("\n".join(summary) or proc.stdout[-2000:])

@@ -165,7 +165,7 @@ class Monitoring(Construct):
             self,
             id_,
             alarm_name=f"{self.props.prefix}-{id_}",
-            alarm_description=f"{description}. Runbook: {runbook_path(id_)} (ENV={self.props.environment})",
+            alarm_description=f"{description}. Runbook: {self._runbook_url(id_)} (ENV={self.props.environment})",
             namespace=namespace,
             metric_name=metric,
             dimensions=dimensions,
@@ -420,17 +420,21 @@ class Monitoring(Construct):
         ]
         return {"widgets": self._alarm_widgets(props) + [_below(w, ALARM_ROWS) for w in widgets]}
 
+    def _runbook_url(self, alarm_id: str) -> str:
+        """Absolute: the console would resolve a relative link against its own URL."""
+        return self.props.settings.runbook_base_url + runbook_path(alarm_id)
+
     def _alarm_widgets(self, props: MonitoringProps) -> list[dict]:
         """Top row: every alarm's state (ALARM first) and where its runbook is. Widget types "alarm"
         (1-100 alarm ARNs) and "text" (markdown): CloudWatch-Dashboard-Body-Structure.html."""
         arns = [alarm.arn for alarm in self.alarms.values()]
         if len(arns) > 100:
             raise ValueError(f"{len(arns)} alarms: an alarm widget shows at most 100; split the widget")
-        books = sorted({runbook_path(id_) for id_ in self.alarms})
+        books = sorted({self._runbook_url(id_) for id_ in self.alarms})
         links = "\n".join(f"* [{b.rsplit('/', 1)[1].removesuffix('.md')}]({b})" for b in books)
         text = (
             f"## Runbooks ({props.environment})\n"
-            f"Each alarm's description names its runbook, in this repository under `{RUNBOOKS}/`:\n{links}"
+            f"Each alarm's description names its runbook, in the repository under `{RUNBOOKS}/`:\n{links}"
         )
         return [
             {

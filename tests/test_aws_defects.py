@@ -338,6 +338,7 @@ def test_example_profiles_are_placeholders_and_real_values_are_not(synth: SynthR
     assert preflight.placeholders(filled) == [] and list(preflight.check_placeholders(filled)) == []
 
 
+@pytest.mark.terraform  # a whole synth or make in a subprocess: make test, not test-unit
 def test_deploy_aws_refuses_placeholders_in_one_line_before_anything_else(synth: SynthResult, tmp_path) -> None:
     """``make deploy-aws ENV=dev`` on the example profile stops at preflight, before it asks for
     credentials, plans or pushes, with one line naming the values and where to set real ones."""

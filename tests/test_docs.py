@@ -114,3 +114,17 @@ def test_readme_prerequisites_are_the_pins() -> None:
     assert f"| Python | {pins['python']} |" in prerequisites
     assert f"| Terraform | {pins['terraform']} |" in prerequisites
     assert f"({pins['nodejs']})" in prerequisites and f"| Node.js | {pins['nodejs'].split('.')[0]} LTS" in prerequisites
+
+
+def test_reference_repeats_none_of_the_generated_figures() -> None:
+    """Figures the code derives live only in the README's generated block, which a test keeps
+    current; a copy in reference.md went stale unseen (review #11: 275,000 vs 200,000 images)."""
+    text = (REPO / "docs" / "reference.md").read_text()
+    derived = {
+        "a monthly cost": r"\d[\d,.]* USD/month",
+        "the largest execution's size": r"largest (?:execution|manifest)[^.]{0,40}?\d[\d,]* images",
+        "a resource count": r"\d+ (?:Terraform )?resources (?:per|in) (?:env|prod|dev|staging)",
+    }
+    for what, pattern in derived.items():
+        found = re.search(pattern, text)
+        assert not found, f"reference.md states {what} ({found.group(0)!r}): point to the README's generated figures"

@@ -209,6 +209,7 @@ def test_terraform_validate_every_stack(synth: SynthResult, tmp_path: Path) -> N
     assert failed.split()[1] == "broken-local" and 'The argument "policy" is required' in failed, failed
 
 
+@pytest.mark.terraform  # a whole synth or make in a subprocess: make test, not test-unit
 def test_lean_loader_output_is_byte_identical(synth: SynthResult, tmp_path: Path) -> None:
     """The full binding import must synthesize exactly what the lean loader did (the session's synth:
     an environment synthesizes byte-identically alone or beside the others). Under ``make test``
@@ -225,6 +226,7 @@ def test_lean_loader_output_is_byte_identical(synth: SynthResult, tmp_path: Path
         assert content == (synth.outdir / path).read_bytes(), path
 
 
+@pytest.mark.terraform  # a whole synth or make in a subprocess: make test, not test-unit
 def test_lean_loader_is_active_for_the_app() -> None:
     """The app, built as ``main.py`` builds it, loads a few dozen binding submodules, not ~2,100. Prod
     alone is enough (its pipeline and state-bootstrap stacks): every binding import is at the top of

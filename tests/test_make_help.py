@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 from tests.conftest import REPO
@@ -28,3 +29,22 @@ def test_make_help_is_one_line_per_target() -> None:
     for target in targets:
         assert sum(1 for line in lines if line.split()[:1] == [target]) == 1, target
     assert [line for line in lines if line.endswith(":")] == ["daily:", "local:", "cloud:", "checks:", "bench:"]
+
+
+def test_a_closed_pipe_is_quiet() -> None:
+    """`make help | head -1` (review #13): the reader went away, so no BrokenPipeError traceback and
+    no make error; the pipe's read end is closed before make starts, so every write meets it."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run(
+            ["make", "--no-print-directory", "help"],
+            cwd=REPO,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert proc.stderr == "" and proc.returncode == 0, proc.stderr

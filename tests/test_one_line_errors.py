@@ -17,6 +17,7 @@ import pytest
 
 from local.emulator import free_port
 from tests.conftest import REPO
+from tools import plan as plan_tool
 
 pytestmark = pytest.mark.terraform
 
@@ -187,6 +188,9 @@ def test_no_refresh_is_for_plan_only(command: str, tmp_path: Path) -> None:
             ("is BLOCKING", "e.g. aws_s3_bucket.raw", "make apply-plan refuses it", "plan-approvals.yaml"),
         ),
         (None, ("review.json not found", "make plan ENV=dev")),
+        # A PASS left over from an earlier plan (review #10): bound to other bytes, or to none.
+        ({"verdict": "PASS", "plan_sha256": "0" * 64}, ("was written for another plan", "make plan ENV=dev")),
+        ({"verdict": "PASS", "plan_sha256": None}, ("was written for another plan", "make plan ENV=dev")),
     ],
 )
 def test_apply_plan_refuses_an_unreviewed_or_blocking_plan(synth, review, expected, tmp_path: Path) -> None:
@@ -196,7 +200,8 @@ def test_apply_plan_refuses_an_unreviewed_or_blocking_plan(synth, review, expect
     plan_dir.mkdir()
     (plan_dir / "plan.tfplan").write_bytes(b"PK\x03\x04 not applied")
     if review is not None:
-        (plan_dir / "review.json").write_text(json.dumps({"title": "pipeline-dev", **review}))
+        bound = {"plan_sha256": plan_tool.sha256(plan_dir / "plan.tfplan")}
+        (plan_dir / "review.json").write_text(json.dumps({"title": "pipeline-dev", **bound, **review}))
     dev = synth.outdir / "stacks" / "pipeline-dev"
     credentials = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "example"}
     proc = make("apply-plan", "ENV=dev", f"STACK_DIR={dev}", f"PLAN_DIR={plan_dir}", env=credentials, tmp=tmp_path)
@@ -204,16 +209,68 @@ def test_apply_plan_refuses_an_unreviewed_or_blocking_plan(synth, review, expect
     assert proc.returncode == 2 and "Initializing" not in proc.stdout + proc.stderr  # no terraform init ran
 
 
+def dry_run(target: str, *args: str) -> str:
+    """What ``make -n <target>`` would run."""
+    cmd = ["make", "-n", "--no-print-directory", target, *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
 def test_deploy_of_a_cloud_env_is_deploy_aws(tmp_path: Path) -> None:
     """`make deploy ENV=prod` runs deploy-aws's checked path, never a bare `cdktf deploy`."""
-    dry = subprocess.run(
-        ["make", "-n", "--no-print-directory", "deploy", "ENV=prod"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    dry = dry_run("deploy", "ENV=prod")
     assert "cdktf deploy" not in dry and "cdktf-deploy-local" not in dry
     for step in ("preflight ENV=prod", "plan ENV=prod", "apply-plan ENV=prod", "health ENV=prod"):
         assert f"make --no-print-directory {step}" in dry, step
+
+
+def terraform_data_stack(folder: Path, body: dict) -> Path:
+    """A stack of ``terraform_data`` (built into Terraform): a real plan, no network. It requires
+    the AWS provider only because init runs against the committed, read-only lock file."""
+    folder.mkdir(parents=True)
+    providers = {"aws": {"source": "hashicorp/aws", "version": "5.100.0"}}
+    config = {"terraform": {"required_providers": providers}, "resource": {"terraform_data": body}}
+    (folder / "cdk.tf.json").write_text(json.dumps(config))
+    return folder
+
+
+def plan_tool_run(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "tools.plan", *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_the_review_is_bound_to_its_plan_file(tmp_path: Path) -> None:
+    """review.json records the sha256 of the plan.tfplan it reviewed; once the plan file changes,
+    apply-plan refuses the old review (review #10)."""
+    stack = terraform_data_stack(tmp_path / "pipeline-dev", {"a": {"input": 1}})
+    out = tmp_path / "out"
+    proc = plan_tool_run("plan", str(stack), "--out", str(out), "--approvals", str(tmp_path / "none.yaml"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    review = json.loads((out / "review.json").read_text())
+    assert review["plan_sha256"] == plan_tool.sha256(out / "plan.tfplan")
+    assert plan_tool_run("apply", str(stack), "--out", str(out), "--check-only").returncode == 0
+    with (out / "plan.tfplan").open("ab") as planfile:
+        planfile.write(b"another plan")
+    proc = plan_tool_run("apply", str(stack), "--out", str(out), "--check-only")
+    assert_one_line(proc, "was written for another plan", "make plan ENV=dev")
+
+
+def test_a_failed_plan_leaves_no_earlier_review(tmp_path: Path) -> None:
+    """`make plan` deletes the previous review before it plans: a plan that fails cannot leave an
+    older PASS next to a new plan file (review #10)."""
+    stack = terraform_data_stack(tmp_path / "pipeline-dev", {"a": {"nope": 1}})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "review.json").write_text(json.dumps({"verdict": "PASS"}))
+    (out / "review.md").write_text("PASS")
+    proc = plan_tool_run("plan", str(stack), "--out", str(out), "--approvals", str(tmp_path / "none.yaml"))
+    assert proc.returncode != 0 and "Extraneous JSON object property" in proc.stderr
+    assert not (out / "review.json").exists() and not (out / "review.md").exists()
+
+
+@pytest.mark.parametrize(("target", "command"), [("deploy", "local.deploy apply"), ("diff", "local.deploy plan")])
+def test_deploy_and_diff_of_local_go_through_local_deploy(target: str, command: str) -> None:
+    """`make deploy|diff ENV=local` run local.deploy (progress, a log in build/logs/, no TTY needed),
+    never a raw `cdktf deploy|diff`, whose Ink UI dies without a terminal (review #5)."""
+    dry = dry_run(target, "ENV=local")
+    assert f"-m {command} " in dry, dry
+    assert "cdktf deploy" not in dry and "cdktf diff" not in dry

@@ -231,6 +231,7 @@ def test_daily_budget_with_a_forecast_and_ored_tags(synth: SynthResult, tmp_path
     assert "are ORed" in budgets[1].problem and "user:CostScope$" in budgets[1].fix
 
 
+@pytest.mark.terraform  # a whole synth or make in a subprocess: make test, not test-unit
 def test_make_preflight_checks_the_state_bootstrap_stacks(synth: SynthResult, tmp_path: Path) -> None:
     """The permissions boundary, CI roles, OIDC provider and state bucket policy live in the state-bootstrap
     stacks: `make preflight` checks each cloud env's with its pipeline stack (review of issue 26, item 8).

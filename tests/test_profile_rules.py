@@ -126,8 +126,10 @@ RULES: dict[str, list[tuple[str, Edit, str]]] = {
     "_real_instance_types": [
         ("dev", setting("dev", batch__gpu_instance_types=["g4dn.xlarge", "g4dn.bogus"]), "'g4dn.bogus' is not an EC2"),
     ],
-    "_booleans_only_where_a_boolean_goes": [
+    "_scalars_of_the_declared_kind": [
         ("dev", setting("dev", budget__amount_usd=True), "true is a boolean; this key takes a"),
+        ("dev", setting("dev", budget__amount_usd="50"), "'50' is a string; this key takes a number"),
+        ("dev", setting("dev", region=5), "5 is a number; this key takes a string"),
     ],
     "_replica_elsewhere": [
         ("prod", setting("prod", data_lake__replica_region="eu-north-1"), "data_lake.replica_region = 'eu-north-1'"),

@@ -323,3 +323,21 @@ def test_conf_help_prints_usage(flag: str) -> None:
     )
     assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m conf <env>")
     assert "--help.yaml" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("budget.amount_usd", "50", "'50' is a string; this key takes a number (write it unquoted)"),
+        ("batch.max_vcpus", "64", "'64' is a string; this key takes a whole number (write it unquoted)"),
+        ("region", 5, "5 is a number; this key takes a string (quote it)"),
+    ],
+)
+def test_a_string_is_not_a_number_nor_a_number_a_string(
+    profile_dir: Path, key: str, value: object, expected: str
+) -> None:
+    """Strict types (review #14): YAML `"50"` would pass as 50.0 and `5` as "5"; refused, naming the file."""
+    _edit(profile_dir, "dev", key, value)
+    message = _one_line_error("dev", profile_dir)
+    assert message.startswith(str(profile_dir / "dev.yaml")) or "dev.yaml" in message.split(":")[0], message
+    assert message.endswith(f"{key} = {value!r}: {expected}"), message

@@ -63,3 +63,15 @@ def test_cost_piped_prints_no_escape_codes() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert ESC not in proc.stdout and ESC not in proc.stderr
     assert "per 1,000 images" in proc.stdout
+
+
+def test_detailed_exitcode_changes_are_not_a_failure(tmp_path: Path, capfd) -> None:
+    """``plan -detailed-exitcode`` exits 2 when the plan has changes (Terraform's documented exit
+    codes: https://developer.hashicorp.com/terraform/cli/commands/plan#detailed-exitcode): no "failed"."""
+    stack = tmp_path / "stack"
+    terraform_data_config(stack, 2)
+    cmd = ["terraform", "plan", "-detailed-exitcode", "-no-color", "-input=false"]
+    proc = progress.run(cmd, cwd=stack, env=dict(os.environ), label="changes", ok=(0, 2))
+    assert proc.returncode == 2 and "Plan: 2 to add" in proc.stdout
+    shown = capfd.readouterr().err
+    assert "failed" not in shown and "changes: 0/2 done" in shown

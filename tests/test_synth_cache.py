@@ -96,6 +96,7 @@ def run_synth(output: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.terraform  # a whole synth or make in a subprocess: make test, not test-unit
 def test_real_synth_is_skipped_when_nothing_changed_and_redone_when_output_was_touched(tmp_path: Path) -> None:
     output = tmp_path / "cdktf.out"
     # The app runs as `python -O`, whose bytecode pip does not write: the synth lets the app write it

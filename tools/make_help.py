@@ -11,6 +11,7 @@ runs before any virtualenv exists.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -63,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     makefile = Path(argv[0]) if argv else Path("Makefile")
     width = min(shutil.get_terminal_size((120, 24)).columns, 120)
-    print("\n".join(render(makefile, width)))
+    try:
+        print("\n".join(render(makefile, width)), flush=True)
+    except BrokenPipeError:
+        # The reader left (`make help | head`): not an error. Point stdout at /dev/null so the
+        # interpreter's own flush at exit does not raise again (Python's signal docs, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -16,7 +16,9 @@ quicker review of a config change, blind to drift). ``drift`` runs
 ``plan -refresh-only -detailed-exitcode`` and ``tools.drift_report`` (2 = drifted).
 ``apply`` applies the saved ``plan.tfplan`` and nothing else: Terraform refuses it if the
 state moved since the plan was made, and ``apply`` refuses it when the ``review.json`` beside it
-is missing or BLOCKING (destroys nobody approved with ``ALLOW_DESTROY``). ``--no-lock`` is for
+is missing, BLOCKING (destroys nobody approved in ``plan-approvals.yaml``) or was written for
+another plan (``plan_sha256``, the plan file's digest, which ``plan`` adds after the review;
+``plan`` deletes the previous review before it starts). ``--no-lock`` is for
 read-only roles (prod's plan role may not write the S3 lock object).
 Works on any Terraform config; imports nothing of the CDKTF app.
 """
@@ -24,6 +26,7 @@ Works on any Terraform config; imports nothing of the CDKTF app.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -65,7 +68,7 @@ class Terraform:
         cmd = ["terraform", *args]
         if args[0] in LONG:
             label = f"{self.stack_dir.name} {args[0]}"
-            proc = progress.run(cmd, cwd=self.stack_dir, env=self.env, label=label, total=total)
+            proc = progress.run(cmd, cwd=self.stack_dir, env=self.env, label=label, total=total, ok=ok)
         else:
             proc = subprocess.run(cmd, cwd=self.stack_dir, env=self.env, text=True, capture_output=True, check=False)
         if proc.returncode not in ok:
@@ -118,12 +121,30 @@ def destroy_refusal(stack_dir: Path, confirm: str) -> str | None:
     return None
 
 
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def bind_review(out: Path) -> None:
+    """Record in review.json the digest of the plan file it reviewed (apply checks it)."""
+    review_path = out / "review.json"
+    review = json.loads(review_path.read_text())
+    review["plan_sha256"] = sha256(out / "plan.tfplan")
+    review_path.write_text(json.dumps(review, indent=2) + "\n")
+
+
 def apply_refusal(out: Path, env: str) -> str | None:
-    """Why the plan in ``out`` must not be applied: no review next to it, or a BLOCKING one."""
+    """Why the plan in ``out`` must not be applied: no review next to it, a review of another plan
+    file, or a BLOCKING one."""
     review_path = out / "review.json"
     if not review_path.exists():
         return f"{review_path} not found: apply only a reviewed plan; run `make plan ENV={env}` first"
     review = json.loads(review_path.read_text())
+    if review.get("plan_sha256") != sha256(out / "plan.tfplan"):
+        return (
+            f"{review_path} was written for another plan (its plan_sha256 is not the digest of "
+            f"{out / 'plan.tfplan'}): run `make plan ENV={env}` again"
+        )
     if review.get("verdict") != "BLOCKING":
         return None
     needed = review.get("approvals_needed") or review.get("blocking") or []
@@ -207,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                 str(out / "drift-summary.json"),
             ]
         )
+    for stale in ("review.json", "review.md"):
+        (out / stale).unlink(missing_ok=True)
     _, json_path = make_plan(tf, out, lock=not args.no_lock, refresh_only=False, refresh=not args.no_refresh)
     code = plan_review.main(
         [
@@ -215,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             *("--approvals", str(args.approvals), "--fail-on", args.fail_on),
         ]
     )
+    if (out / "review.json").exists():
+        bind_review(out)
     print((out / "review.md").read_text())
     print(f"plan: {out}/plan.tfplan (apply exactly this with `terraform apply {out}/plan.tfplan`)", file=sys.stderr)
     return code

@@ -64,11 +64,13 @@ def run(
     log: Path | None = None,
     total: int | None = None,
     show: bool = True,
+    ok: tuple[int, ...] = (0,),
 ) -> subprocess.CompletedProcess:
     """``subprocess.run(cmd, capture_output=True, text=True)`` with progress and a log.
 
-    Returns the same CompletedProcess (stdout and stderr captured); on failure prints
-    ``<label>: failed (exit N); full log: <path>`` to stderr.
+    Returns the same CompletedProcess (stdout and stderr captured); on an exit code not in ``ok``
+    prints ``<label>: failed (exit N); full log: <path>`` to stderr (``plan -detailed-exitcode``
+    exits 2 for "changes present": such callers pass ``ok=(0, 2)``).
     """
     log = log or log_path(re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-"))
     progress = Progress(label, total)
@@ -117,6 +119,6 @@ def run(
         sys.stderr.write("\r\033[K")
     if show:
         print(progress.line().replace("running", "finished"), file=sys.stderr, flush=True)
-    if code != 0:
+    if code not in ok:
         print(f"{label}: failed (exit {code}); full log: {log}", file=sys.stderr, flush=True)
     return subprocess.CompletedProcess(cmd, code, "".join(out_lines), "".join(err_lines))

@@ -121,6 +121,8 @@ def synthesize(output: Path, quiet: bool = False) -> int:
     if sys.stdout.isatty():  # the CLI's own spinner
         return subprocess.run(cmd, cwd=REPO, env=env, check=False).returncode
     # Not a terminal (CI, a pipe): the CLI's spinner would be escape codes; keep them in the log.
+    # So is Node 22's `[DEP0044] DeprecationWarning: util.isArray`, raised inside the cdktf CLI's
+    # own dependencies (not our code, nothing to act on); a failure still prints the CLI's stderr.
     proc = progress.run(cmd, cwd=REPO, env=env, label="synth")
     done = [ln for ln in ANSI.sub("", proc.stdout).splitlines() if ln.startswith("Generated Terraform code")]
     print("\n".join(done) if proc.returncode == 0 else ANSI.sub("", proc.stderr or proc.stdout)[-2000:])
