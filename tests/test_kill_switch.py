@@ -83,7 +83,9 @@ def test_apply_plan_runs_the_gate_before_terraform_apply(synth: SynthResult, tmp
     assert run.stderr.strip().startswith("error: kill switch /odins-ravne/dev/kill-switch is 'on' (budget shutdown)")
 
 
-@pytest.mark.parametrize(("target", "deploys"), [("deploy-local", "local.deploy apply"), ("deploy", "cdktf deploy")])
+@pytest.mark.parametrize(
+    ("target", "deploys"), [("deploy-local", "local.deploy apply"), ("deploy", "local.deploy apply")]
+)
 def test_local_deploys_run_the_gate_first(target: str, deploys: str) -> None:
     lines = recipe(target, "local")
     assert index_of(lines, "pipeline_ops.kill_switch check cdktf.out/stacks/pipeline-local") < index_of(lines, deploys)
