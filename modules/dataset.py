@@ -56,6 +56,7 @@ COLUMNS = {
     "wind_speed_kmh": "float",
     "cloud_cover_pct": "float",
     "weather_status": "string",
+    "record_status": "string",
 }
 PARTITION_KEY = "month"  # WriteParquet's month=YYYY-MM
 PARQUET = {

@@ -768,6 +768,36 @@ def test_parquet_handler_counts_the_images_of_the_execution(monkeypatch: pytest.
     assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "OdinsRavne/Pipeline"
 
 
+@mock_aws
+def test_a_bad_record_is_written_with_null_fields_never_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreadable capture time or a record without place or key is a row with those fields
+    null and ``record_status`` naming them; the good records of the execution still land."""
+    s3 = curated_buckets(monkeypatch)
+    bad = [
+        dict(ENRICHED[1], key="images/bad-date.jpg", captured_at="not a date"),
+        {"site_id": "s3", "captured_at": "2026-06-05T10:00:00Z", "detections": []},
+        dict(ENRICHED[1], key="images/no-place.jpg", lat=None, lon="x"),
+        dict(ENRICHED[1], key="images/ahead.jpg", captured_at="2999-01-01T00:00:00Z"),
+    ]
+    s3.put_object(Bucket="proc", Key="weather/ex1/shard-0.json", Body=json.dumps({"records": [*ENRICHED, *bad]}))
+    result = parquet.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3)
+    assert (result["images"], result["rows"]) == (6, 6)
+    rows = {}
+    for obj in s3.list_objects_v2(Bucket="cur")["Contents"]:
+        body = s3.get_object(Bucket="cur", Key=obj["Key"])["Body"].read()
+        for row in pq.ParquetFile(io.BytesIO(body)).read().to_pylist():
+            rows[row["image_key"]] = (obj["Key"].split("/")[1], row)
+    undated = f"month={parquet.UNDATED_MONTH}"
+    assert rows["images/bad-date.jpg"][0] == undated and rows["images/bad-date.jpg"][1]["captured_at"] is None
+    assert rows["images/bad-date.jpg"][1]["record_status"] == "invalid: captured_at missing or unreadable"
+    assert rows[None][0] == "month=2026-06" and rows[None][1]["record_status"].startswith("invalid: key")
+    no_place = rows["images/no-place.jpg"][1]
+    assert (no_place["latitude"], no_place["longitude"]) == (None, None)
+    assert no_place["record_status"] == "invalid: lat, lon missing or unreadable"
+    assert rows["images/ahead.jpg"][0] == undated and "outside" in rows["images/ahead.jpg"][1]["record_status"]
+    assert rows["images/a.jpg"][1]["record_status"] == "ok"
+
+
 # --- budget_shutdown ----------------------------------------------------------------------------
 
 ACCOUNT = "123456789012"
