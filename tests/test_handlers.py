@@ -646,6 +646,39 @@ def test_weather_site_day_cache_makes_a_warm_rerun_ask_nothing(loopback_weather,
     assert len(written) == 12 and written[-1]["weather_status"].startswith("failed:")
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"fields": ["temperature_2m", "precipitation", "wind_sp',  # truncated
+        json.dumps({"fields": list(weather.HOURLY), "days": {"2026-06-01": [1.0, 2.0]}}).encode(),  # short day
+        json.dumps({"fields": list(weather.HOURLY), "days": {"2026-06-01": [None] * 96}}).encode(),  # nulls
+        json.dumps({"fields": list(weather.HOURLY), "days": ["2026-06-01"]}).encode(),  # not an object
+    ],
+    ids=["truncated", "short", "nulls", "list"],
+)
+@mock_aws
+def test_a_corrupt_cache_object_is_a_miss(loopback_weather, monkeypatch, body: bytes) -> None:
+    """A malformed cache object is fetched again and overwritten, never an error for every
+    execution touching that site-month."""
+    _, url = loopback_weather()
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": [RECORD]}))
+    s3.put_object(Bucket="proc", Key="weather-cache/62.47,10.39/2026-06.json", Body=body)
+    for key, value in {
+        "PROCESSED_BUCKET": "proc",
+        "INPUT_PREFIX": "stage2",
+        "OUTPUT_PREFIX": "weather",
+        "CACHE_PREFIX": "weather-cache",
+        "WEATHER_BASE_URL": url,
+    }.items():
+        monkeypatch.setenv(key, value)
+    result = weather.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3)
+    assert (result["enriched"], result["failed"], result["requests"]) == (1, 0, 1)
+    cached = json.loads(s3.get_object(Bucket="proc", Key="weather-cache/62.47,10.39/2026-06.json")["Body"].read())
+    assert list(cached["days"]) == ["2026-06-01"] and len(cached["days"]["2026-06-01"]) == 96
+
+
 # --- write_parquet ------------------------------------------------------------------------------
 
 ENRICHED = [

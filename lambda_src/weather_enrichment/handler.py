@@ -279,12 +279,10 @@ class SiteDayCache:
                 body = s3.get_object(Bucket=self.bucket, Key=self.key(*site_month))["Body"].read()
             except s3.exceptions.NoSuchKey:
                 return 0
-            stored = json.loads(body)
-            if tuple(stored.get("fields", ())) != HOURLY:
-                return 0  # another set of variables: fetched again and overwritten
-            for day, values in stored["days"].items():
-                client.days[site_month[0], day] = array("d", values)
-            return len(stored["days"])
+            days = cached_days(body, site_month[1])
+            for day, values in days.items():
+                client.days[site_month[0], day] = values
+            return len(days)
 
         with ThreadPoolExecutor(self.threads) as pool:
             return sum(pool.map(one, sorted(months)))
@@ -306,6 +304,26 @@ class SiteDayCache:
 
         with ThreadPoolExecutor(self.threads) as pool:
             list(pool.map(one, sorted(days_of)))
+
+
+def cached_days(body: bytes, month: str) -> dict[str, array]:
+    """The complete days of a cache object; nothing (a miss: fetched again and overwritten) when
+    it is unreadable, truncated, of other variables, or a day is not 24 hours of numbers."""
+    width = 24 * len(HOURLY)
+    try:
+        stored = json.loads(body)
+        if tuple(stored.get("fields", ())) != HOURLY:
+            return {}
+        days = {
+            day: array("d", (float(v) for v in values))
+            for day, values in stored["days"].items()
+            if isinstance(day, str) and day[:7] == month and isinstance(values, list)
+        }
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return {}
+    if any(len(v) != width or any(math.isnan(x) for x in v) for v in days.values()):
+        return {}
+    return days
 
 
 def parse_time(value: str) -> datetime:
