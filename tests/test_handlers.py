@@ -477,6 +477,41 @@ def test_weather_range_chunks_are_calendar_months(loopback_weather) -> None:
     assert client.requests == server.requests == 2
 
 
+def test_sparse_days_still_batch_sites(loopback_weather) -> None:
+    """120 sites with one image each on scattered days of June: their days differ, yet the month
+    is ceil(120 / sites_per_request) requests, and only the asked days are kept (float32)."""
+    server, url = loopback_weather()
+    client = weather.WeatherClient(url, sites_per_request=50, sleep=lambda _: None)
+    records = [
+        dict(RECORD, lat=60 + i / 10, captured_at=f"2026-06-{1 + (i * 7) % 30:02d}T12:00:00Z") for i in range(120)
+    ]
+    assert weather.enrich(records, client)["enriched"] == 120
+    assert client.requests == server.requests == 3
+    assert len(client.days) == 120 and {v.typecode for v in client.days.values()} == {"f"}
+
+
+@mock_aws
+def test_the_cache_loads_only_the_days_needed_and_keeps_the_rest(loopback_weather, monkeypatch) -> None:
+    """A site-month object of 29 days, one record: one day read into memory; a fetch of day 30
+    adds it to the object without losing the 29."""
+    _, url = loopback_weather()
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    cache = weather.SiteDayCache(s3, "proc", "wc")
+    warm = weather.WeatherClient(url, sleep=lambda _: None)
+    month = [((62.47, 10.39), f"2026-06-{d:02d}") for d in range(1, 30)]
+    warm.fetch(month)
+    cache.store(month, warm)
+    client = weather.WeatherClient(url, sleep=lambda _: None)
+    assert cache.load({((62.47, 10.39), "2026-06-05")}, client) == 1 and list(client.days) == [month[4]]
+    client.fetch([((62.47, 10.39), "2026-06-30")])
+    cache.store([((62.47, 10.39), "2026-06-30")], client)
+    stored = json.loads(s3.get_object(Bucket="proc", Key=cache.key((62.47, 10.39), "2026-06"))["Body"].read())
+    assert len(stored["days"]) == 30 and stored["days"]["2026-06-05"] == [
+        round(x, weather.DECIMALS) for x in warm.days[month[4]]
+    ]
+
+
 def test_weather_honours_retry_after(loopback_weather) -> None:
     """A 429 waits what its Retry-After says (RFC 9110 10.2.3), capped, not the client's back-off."""
     _, url = loopback_weather(failures=2, failure_status=429, retry_after=7)
@@ -555,8 +590,9 @@ def test_a_failed_site_day_is_asked_once_and_an_outage_is_given_up(loopback_weat
     counts = weather.enrich(same_day + other_sites, client)
     assert counts == {"records": 11, "enriched": 0, "failed": 11}
     assert client.requests == 4, "two requests, two attempts each; then the provider is taken as down"
-    assert all(r["weather_status"] == "failed: HTTP 503" for r in same_day + other_sites[:1])
-    assert other_sites[-1]["weather_status"].startswith("failed: provider taken as down after 2 requests")
+    assert all(r["weather_status"] == "failed: HTTP 503" for r in other_sites[:2])  # the month's sites in order
+    down = "failed: provider taken as down after 2 requests"
+    assert all(r["weather_status"].startswith(down) for r in same_day + other_sites[2:])
     assert [f["attempt"] for _, f in logged] == [1, 2, 1, 2]
     assert logged[0][0] == "weather lookup failed" and logged[0][1]["error"] == "HTTP 503"
     assert logged[0][1]["seconds"] >= 0 and logged[0][1]["day"] == "2026-06-01"
