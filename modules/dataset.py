@@ -66,7 +66,11 @@ PARQUET = {
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 RESULTS_PREFIX = "athena-results"
 BYTES_SCANNED_CUTOFF = 50 * 1024**3  # 50 GB: ~0.25 USD at Athena's 5 USD per TB
-FIRST_MONTH = "2026-01"  # projection starts here; nothing was written before
+# The months Athena projects: camera clocks reset to 1970 or 2000, or run ahead, so from 1970-01
+# (also where WriteParquet puts rows without a usable capture time, record_status saying why) to a
+# year past the query's date (its AHEAD_YEARS); NOW+<n>YEARS is the documented relative bound
+# (https://docs.aws.amazon.com/athena/latest/ug/partition-projection-supported-types.html).
+PROJECTED_MONTHS = "1970-01,NOW+1YEARS"
 
 
 def recent(months: int) -> str:
@@ -136,7 +140,10 @@ class Dataset(Construct):
             name="detections",
             database_name=database.name,
             table_type="EXTERNAL_TABLE",
-            description="One row per detection, or per image without one; month=YYYY-MM partitions",
+            description=(
+                "One row per detection, or per image without one; month=YYYY-MM partitions, "
+                "1970-01 also for rows without a usable capture time (record_status says why)"
+            ),
             partition_keys=[{"name": PARTITION_KEY, "type": "string"}],
             parameters={
                 "classification": "parquet",
@@ -144,7 +151,7 @@ class Dataset(Construct):
                 "projection.enabled": "true",
                 f"projection.{PARTITION_KEY}.type": "date",
                 f"projection.{PARTITION_KEY}.format": "yyyy-MM",
-                f"projection.{PARTITION_KEY}.range": f"{FIRST_MONTH},NOW",
+                f"projection.{PARTITION_KEY}.range": PROJECTED_MONTHS,
                 f"projection.{PARTITION_KEY}.interval": "1",
                 f"projection.{PARTITION_KEY}.interval.unit": "MONTHS",
                 # $$ : a literal ${...} for Athena, not a Terraform interpolation.

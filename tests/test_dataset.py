@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from datetime import UTC, datetime
 
 import boto3
 import pyarrow as pa
@@ -83,6 +84,39 @@ def test_the_table_reads_the_parquet_the_handler_writes(synth: SynthResult, env:
     assert params["projection.month.format"] == "yyyy-MM" and re.fullmatch(r"\d{4}-\d{2}", match["month"])
     assert params["projection.month.interval.unit"] == "MONTHS"
     assert params["projection.month.range"].split(",")[0] <= match["month"]
+
+
+def projected(range_text: str, now: datetime) -> tuple[str, str]:
+    """First and last month of a date projection's ``range`` (a yyyy-MM date or NOW with an
+    optional +/-<n>YEARS|MONTHS offset), as Athena evaluates it at ``now``
+    (https://docs.aws.amazon.com/athena/latest/ug/partition-projection-supported-types.html)."""
+
+    def month(bound: str) -> str:
+        relative = re.fullmatch(r"NOW(?:([+-])(\d+)(YEARS|MONTHS))?", bound)
+        if not relative:
+            assert re.fullmatch(r"\d{4}-\d{2}", bound), bound
+            return bound
+        sign, count, unit = relative.groups()
+        months = now.year * 12 + now.month - 1
+        if sign:
+            months += (1 if sign == "+" else -1) * int(count) * (12 if unit == "YEARS" else 1)
+        return f"{months // 12:04d}-{months % 12 + 1:02d}"
+
+    first, last = range_text.split(",")
+    return month(first.strip()), month(last.strip())
+
+
+@pytest.mark.parametrize("env", CLOUD)
+def test_every_month_the_handler_writes_is_projected(synth: SynthResult, env: str) -> None:
+    """Camera clocks reset to 1970 or 2000, run ahead, or give nothing: every partition the
+    handler can write lies in the projected range, else Athena never reads it."""
+    first, last = projected(detections_table(synth, env)["parameters"]["projection.month.range"], datetime.now(UTC))
+    now = datetime.now(UTC)
+    moments = [None, datetime(1, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC), datetime(2000, 1, 1, tzinfo=UTC)]
+    moments += [now, now.replace(year=now.year + 1, day=1), datetime(9999, 12, 31, tzinfo=UTC)]
+    for moment in moments:
+        assert first <= parquet.month_of(moment) <= last, (moment, parquet.month_of(moment), first, last)
+    assert parquet.month_of(datetime(2000, 1, 5, tzinfo=UTC)) == "2000-01", "an old date keeps its month"
 
 
 def test_the_table_and_its_queries_are_in_every_cloud_env_only(synth: SynthResult) -> None:
