@@ -715,6 +715,30 @@ def test_a_corrupt_cache_object_is_a_miss(loopback_weather, monkeypatch, body: b
     assert list(cached["days"]) == ["2026-06-01"] and len(cached["days"]["2026-06-01"]) == 96
 
 
+@pytest.mark.parametrize(("stored", "sent"), [("k-123", {"k-123"}), (None, {None})], ids=["key", "no-parameter"])
+@mock_aws
+def test_the_weather_api_key_is_read_once_and_sent(loopback_weather, monkeypatch, stored, sent) -> None:
+    """WEATHER_API_KEY_PARAMETER names a SecureString (make weather-key): its value goes out as
+    ``apikey``; a parameter that does not exist means no key (the free endpoint)."""
+    server, url = loopback_weather()
+    s3 = boto3.client("s3", region_name=REGION)
+    ssm = boto3.client("ssm", region_name=REGION)
+    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": [RECORD]}))
+    if stored:
+        ssm.put_parameter(Name="/odins-ravne/dev/weather-api-key", Value=stored, Type="SecureString")
+    for key, value in {
+        "PROCESSED_BUCKET": "proc",
+        "INPUT_PREFIX": "stage2",
+        "OUTPUT_PREFIX": "weather",
+        "WEATHER_BASE_URL": url,
+        "WEATHER_API_KEY_PARAMETER": "/odins-ravne/dev/weather-api-key",
+    }.items():
+        monkeypatch.setenv(key, value)
+    assert weather.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3, ssm=ssm)["enriched"] == 1
+    assert server.api_keys == sent
+
+
 # --- write_parquet ------------------------------------------------------------------------------
 
 ENRICHED = [

@@ -25,7 +25,11 @@ once instead of the step timing out after the GPU money is spent.
 
 Environment: PROCESSED_BUCKET, INPUT_PREFIX, OUTPUT_PREFIX, CACHE_PREFIX (from conf/pipeline.py),
 WEATHER_BASE_URL, WEATHER_CONNECT_TIMEOUT, WEATHER_READ_TIMEOUT, WEATHER_MAX_RETRIES,
-WEATHER_GIVE_UP_AFTER, WEATHER_MAX_IN_FLIGHT, WEATHER_SITES_PER_REQUEST, WEATHER_MAX_RETRY_AFTER.
+WEATHER_GIVE_UP_AFTER, WEATHER_MAX_IN_FLIGHT, WEATHER_SITES_PER_REQUEST, WEATHER_MAX_RETRY_AFTER,
+WEATHER_API_KEY_PARAMETER (an SSM SecureString: when it exists, its value is sent as ``apikey``;
+with a key the profile's base_url should be the customer endpoint,
+https://customer-archive-api.open-meteo.com/v1/archive; without one the free endpoint allows
+600 calls a minute, 5,000 an hour, 10,000 a day, a call weighing locations x days / 14).
 Every failed attempt is logged with its error and duration.
 """
 
@@ -91,6 +95,7 @@ def day_values(series: dict[str, list], offset: int) -> array:
 @dataclass
 class WeatherClient:
     base_url: str
+    api_key: str | None = None  # sent as ``apikey`` (Open-Meteo's commercial endpoints); None: the free one
     connect_timeout: float = 3.0
     read_timeout: float = 10.0
     max_retries: int = 3
@@ -184,6 +189,7 @@ class WeatherClient:
                 "end_date": end,
                 "hourly": ",".join(HOURLY),
                 "timezone": "UTC",
+                **({"apikey": self.api_key} if self.api_key else {}),
             }
         )
         url = urllib.parse.urlsplit(f"{self.base_url}?{query}")
@@ -385,10 +391,28 @@ def enrich(records: list[dict], client: WeatherClient) -> dict[str, int]:
     return counts
 
 
-def client_from_env(log: Callable[..., None], deadline: float = math.inf) -> WeatherClient:
+def api_key(ssm: Any = None) -> str | None:
+    """The weather API key from the SecureString parameter ``WEATHER_API_KEY_PARAMETER`` names
+    (``make weather-key``), read once per invocation; None when no parameter is named or it does
+    not exist (the free endpoint, no key)."""
+    name = os.environ.get("WEATHER_API_KEY_PARAMETER")
+    if not name:
+        return None
+    if ssm is None:
+        import boto3
+
+        ssm = boto3.client("ssm")
+    try:
+        return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"] or None
+    except ssm.exceptions.ParameterNotFound:
+        return None
+
+
+def client_from_env(log: Callable[..., None], deadline: float = math.inf, ssm: Any = None) -> WeatherClient:
     env = os.environ.get
     return WeatherClient(
         base_url=os.environ["WEATHER_BASE_URL"],
+        api_key=api_key(ssm),
         connect_timeout=float(env("WEATHER_CONNECT_TIMEOUT", "3")),
         read_timeout=float(env("WEATHER_READ_TIMEOUT", "10")),
         max_retries=int(env("WEATHER_MAX_RETRIES", "3")),
@@ -406,7 +430,7 @@ def client_from_env(log: Callable[..., None], deadline: float = math.inf) -> Wea
 WRITE_RESERVE = 0.25
 
 
-def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient | None = None) -> dict:
+def handler(event: dict, context: Any, *, s3: Any = None, ssm: Any = None, client: WeatherClient | None = None) -> dict:
     execution_id = execution_id_of(event)
     log = get_logger("weather_enrichment", execution_id)
     if s3 is None:
@@ -415,7 +439,7 @@ def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient 
         s3 = boto3.client("s3")
     remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else math.inf
     deadline = time.monotonic() + remaining * (1 - WRITE_RESERVE)
-    bucket, client = os.environ["PROCESSED_BUCKET"], client or client_from_env(log.warning, deadline)
+    bucket, client = os.environ["PROCESSED_BUCKET"], client or client_from_env(log.warning, deadline, ssm)
     source = f"{os.environ['INPUT_PREFIX']}/{execution_id}"
     target = os.environ["OUTPUT_PREFIX"]
     count = int(event["shard_count"])
