@@ -78,19 +78,33 @@ def recent(months: int) -> str:
     return f"{PARTITION_KEY} >= date_format(date_add('month', -{months}, current_date), '%Y-%m')"
 
 
+def latest(table: str, where: str) -> str:
+    """The rows of ``table`` matching ``where``, one per (image_key, detection_index): an image in
+    two executions' manifests (overlapping or re-run) lands in the month twice; the row of the
+    greatest execution_id counts."""
+    return (
+        "SELECT *, row_number() OVER (PARTITION BY image_key, detection_index ORDER BY execution_id DESC) AS copy_rank "
+        f"FROM {table} WHERE {where}"
+    )
+
+
 def queries(table: str) -> dict[str, tuple[str, str]]:
-    """The saved queries: name -> (description, SQL)."""
+    """The saved queries: name -> (description, SQL). Each counts an image's detection once
+    however many executions wrote it (:func:`latest`)."""
     return {
         "species-per-site-per-week": (
-            "Detections and images per species, site and week (classified animals, last 6 months)",
+            "Detections and images per species, site and week (classified animals, last 6 months, "
+            "an image processed twice counted once)",
+            f"WITH latest AS ({latest(table, f'species IS NOT NULL AND {recent(6)}')}) "
             "SELECT date_trunc('week', captured_at) AS week, site_id, species, count(*) AS detections, "
-            f"count(DISTINCT image_key) AS images FROM {table} WHERE species IS NOT NULL AND {recent(6)} "
+            "count(DISTINCT image_key) AS images FROM latest WHERE copy_rank = 1 "
             "GROUP BY 1, 2, 3 ORDER BY 1 DESC, 2, 4 DESC",
         ),
         "images-without-detection": (
             "Images the detector found nothing on (one row each, detection_index empty; last 3 months)",
+            f"WITH latest AS ({latest(table, f'detection_index IS NULL AND {recent(3)}')}) "
             "SELECT image_key, site_id, captured_at, weather_status, execution_id "
-            f"FROM {table} WHERE detection_index IS NULL AND {recent(3)} ORDER BY captured_at DESC",
+            "FROM latest WHERE copy_rank = 1 ORDER BY captured_at DESC",
         ),
     }
 
@@ -142,7 +156,8 @@ class Dataset(Construct):
             table_type="EXTERNAL_TABLE",
             description=(
                 "One row per detection, or per image without one; month=YYYY-MM partitions, "
-                "1970-01 also for rows without a usable capture time (record_status says why)"
+                "1970-01 also for rows without a usable capture time (record_status says why); an image "
+                "two executions processed has a row from each: count one per (image_key, detection_index)"
             ),
             partition_keys=[{"name": PARTITION_KEY, "type": "string"}],
             parameters={

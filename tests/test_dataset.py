@@ -144,11 +144,16 @@ def test_saved_queries_parse_and_read_only_the_table(synth: SynthResult, env: st
     for name, query in saved.items():
         for dialect in ("athena", "trino"):
             tree = sqlglot.parse_one(query["query"], read=dialect)
-        assert {t.name for t in tree.find_all(exp.Table)} == {"detections"}
+        ctes = {c.alias for c in tree.find_all(exp.CTE)}
+        assert {t.name for t in tree.find_all(exp.Table)} - ctes == {"detections"}
         aliases = {a.alias for a in tree.find_all(exp.Alias)}
         assert {c.name for c in tree.find_all(exp.Column)} <= known | aliases, name
         assert "month >= date_format(" in query["query"], f"{name} reads every partition"
         assert named(synth, env, query["database"]) == f"odins_ravne_{env}_dataset"
+        # An image two executions wrote is one (image_key, detection_index): counted once.
+        [window] = list(tree.find_all(exp.Window))
+        assert {c.name for c in window.args["partition_by"]} == {"image_key", "detection_index"}, name
+        assert "copy_rank = 1" in tree.sql(dialect="athena"), name
     week = sqlglot.parse_one(saved["species-per-site-per-week"]["query"], read="athena")
     assert [e.sql() for e in week.args["group"].expressions] == ["1", "2", "3"]
     assert "detection_index IS NULL" in saved["images-without-detection"]["query"]
