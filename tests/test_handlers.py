@@ -718,7 +718,7 @@ def test_a_corrupt_cache_object_is_a_miss(loopback_weather, monkeypatch, body: b
 @pytest.mark.parametrize(("stored", "sent"), [("k-123", {"k-123"}), (None, {None})], ids=["key", "no-parameter"])
 @mock_aws
 def test_the_weather_api_key_is_read_once_and_sent(loopback_weather, monkeypatch, stored, sent) -> None:
-    """WEATHER_API_KEY_PARAMETER names a SecureString (make weather-key): its value goes out as
+    """WEATHER_API_KEY_ARN names a SecureString (make weather-key): its value goes out as
     ``apikey``; a parameter that does not exist means no key (the free endpoint)."""
     server, url = loopback_weather()
     s3 = boto3.client("s3", region_name=REGION)
@@ -732,7 +732,7 @@ def test_the_weather_api_key_is_read_once_and_sent(loopback_weather, monkeypatch
         "INPUT_PREFIX": "stage2",
         "OUTPUT_PREFIX": "weather",
         "WEATHER_BASE_URL": url,
-        "WEATHER_API_KEY_PARAMETER": "/odins-ravne/dev/weather-api-key",
+        "WEATHER_API_KEY_ARN": f"arn:aws:ssm:{REGION}:123456789012:parameter/odins-ravne/dev/weather-api-key",
     }.items():
         monkeypatch.setenv(key, value)
     assert weather.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3, ssm=ssm)["enriched"] == 1

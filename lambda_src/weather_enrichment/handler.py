@@ -26,7 +26,7 @@ once instead of the step timing out after the GPU money is spent.
 Environment: PROCESSED_BUCKET, INPUT_PREFIX, OUTPUT_PREFIX, CACHE_PREFIX (from conf/pipeline.py),
 WEATHER_BASE_URL, WEATHER_CONNECT_TIMEOUT, WEATHER_READ_TIMEOUT, WEATHER_MAX_RETRIES,
 WEATHER_GIVE_UP_AFTER, WEATHER_MAX_IN_FLIGHT, WEATHER_SITES_PER_REQUEST, WEATHER_MAX_RETRY_AFTER,
-WEATHER_API_KEY_PARAMETER (an SSM SecureString: when it exists, its value is sent as ``apikey``;
+WEATHER_API_KEY_ARN (an SSM SecureString: when it exists, its value is sent as ``apikey``;
 with a key the profile's base_url should be the customer endpoint,
 https://customer-archive-api.open-meteo.com/v1/archive; without one the free endpoint allows
 600 calls a minute, 5,000 an hour, 10,000 a day, a call weighing locations x days / 14).
@@ -392,18 +392,18 @@ def enrich(records: list[dict], client: WeatherClient) -> dict[str, int]:
 
 
 def api_key(ssm: Any = None) -> str | None:
-    """The weather API key from the SecureString parameter ``WEATHER_API_KEY_PARAMETER`` names
-    (``make weather-key``), read once per invocation; None when no parameter is named or it does
-    not exist (the free endpoint, no key)."""
-    name = os.environ.get("WEATHER_API_KEY_PARAMETER")
-    if not name:
+    """The weather API key from the SecureString parameter ``WEATHER_API_KEY_ARN`` names (the ARN
+    of ``WEATHER_API_KEY_PARAMETER``, set by ``make weather-key``), read once per invocation;
+    None when none is named or it does not exist (the free endpoint, no key)."""
+    if not os.environ.get("WEATHER_API_KEY_ARN"):
         return None
     if ssm is None:
         import boto3
 
         ssm = boto3.client("ssm")
     try:
-        return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"] or None
+        answer = ssm.get_parameter(Name=os.environ["WEATHER_API_KEY_ARN"], WithDecryption=True)
+        return answer["Parameter"]["Value"] or None
     except ssm.exceptions.ParameterNotFound:
         return None
 
