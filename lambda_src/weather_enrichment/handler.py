@@ -280,6 +280,7 @@ class SiteDayCache:
 
     def __init__(self, s3: Any, bucket: str, prefix: str, threads: int = 16) -> None:
         self.s3, self.bucket, self.prefix, self.threads = s3, bucket, prefix, threads
+        self.absent: set[tuple[Site, str]] = set()  # objects load found missing: store need not read them
 
     def key(self, site: Site, month: str) -> str:
         return f"{self.prefix}/{site[0]:.2f},{site[1]:.2f}/{month}.json"
@@ -289,6 +290,7 @@ class SiteDayCache:
         try:
             body = s3.get_object(Bucket=self.bucket, Key=self.key(site, month))["Body"].read()
         except s3.exceptions.NoSuchKey:
+            self.absent.add((site, month))
             return {}
         return cached_days(body, month, keep)
 
@@ -312,7 +314,7 @@ class SiteDayCache:
 
         def one(site_month: tuple[Site, str]) -> None:
             site, month = site_month
-            days = self._read(site, month)
+            days = {} if site_month in self.absent else self._read(site, month)
             for day in months[site_month]:
                 values = client.days.get((site, day))
                 if values is not None and not any(math.isnan(x) for x in values):
@@ -321,6 +323,7 @@ class SiteDayCache:
             body = json.dumps({"fields": HOURLY, "days": complete}).encode()
             s3 = self.s3
             s3.put_object(Bucket=self.bucket, Key=self.key(site, month), Body=body, ContentType="application/json")
+            self.absent.discard(site_month)
 
         with ThreadPoolExecutor(self.threads) as pool:
             list(pool.map(one, sorted(months)))
