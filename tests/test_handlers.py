@@ -739,6 +739,36 @@ def test_the_weather_api_key_is_read_once_and_sent(loopback_weather, monkeypatch
     assert server.api_keys == sent
 
 
+@mock_aws
+def test_a_429_storm_marks_records_and_ends(loopback_weather, monkeypatch) -> None:
+    """A quota exhausted (Open-Meteo's free tier: 600 calls a minute, 5,000 an hour, 10,000 a day)
+    answers every request 429 with Retry-After: after ``give_up_after`` requests failed their
+    retries the rest is marked at once; every record is written, marked; the waits are bounded
+    by give_up_after x max_retries x Retry-After."""
+    server, url = loopback_weather(failures=1_000, failure_status=429, retry_after=1)
+    pauses: list[float] = []
+    client = weather.WeatherClient(url, max_retries=3, give_up_after=5, sites_per_request=1, sleep=pauses.append)
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    records = [dict(RECORD, key=f"k{i}", lat=50.0 + i) for i in range(10)]
+    s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": records}))
+    for key, value in {"PROCESSED_BUCKET": "proc", "INPUT_PREFIX": "stage2", "OUTPUT_PREFIX": "weather"}.items():
+        monkeypatch.setenv(key, value)
+    result = weather.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3, client=client)
+    assert (result["records"], result["enriched"], result["failed"]) == (10, 0, 10)
+    # Each request tried 1 + max_retries times; the ones in flight when the fifth failed end theirs.
+    attempts = 1 + client.max_retries
+    tried = result["requests"] // attempts
+    assert result["requests"] == result["failed_attempts"] == tried * attempts and server.requests == 0
+    assert client.give_up_after <= tried <= client.give_up_after + client.max_in_flight - 1
+    assert pauses == [1.0] * (tried * client.max_retries)
+    written = json.loads(s3.get_object(Bucket="proc", Key="weather/ex1/shard-0.json")["Body"].read())["records"]
+    assert [r["key"] for r in written] == [f"k{i}" for i in range(10)]
+    statuses = [r["weather_status"] for r in written]
+    assert statuses.count("failed: HTTP 429") == tried
+    assert sum(x.startswith("failed: provider taken as down after") for x in statuses) == 10 - tried
+
+
 # --- write_parquet ------------------------------------------------------------------------------
 
 ENRICHED = [
