@@ -278,7 +278,9 @@ class SiteDayCache:
     Two executions writing the same month at once may lose one's days: a later miss, asked
     again, not an error."""
 
-    def __init__(self, s3: Any, bucket: str, prefix: str, threads: int = 16) -> None:
+    def __init__(self, s3: Any, bucket: str, prefix: str, threads: int = 64) -> None:
+        # 64 GETs at once: sparse data (5,000 sites over a year) is ~60,000 site-month objects,
+        # ~25 ms each; 16 at once spent most of the function's time reading them.
         self.s3, self.bucket, self.prefix, self.threads = s3, bucket, prefix, threads
         self.absent: set[tuple[Site, str]] = set()  # objects load found missing: store need not read them
 
