@@ -420,6 +420,7 @@ PIPELINE = PipelineSpec(
                 ("shards", "int"),
                 ("missing", "text"),
                 ("requests", "int"),
+                ("failed_attempts", "int"),
                 ("site_days", "int"),
                 ("from_cache", "int"),
             ),
