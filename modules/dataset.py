@@ -230,8 +230,19 @@ class Dataset(Construct):
         workgroup = f"arn:aws:athena:{p.region}:{p.account_id}:workgroup/{p.prefix}-dataset"
         grantee.add_statements(
             statement(athena, [workgroup]),
+            # ListWorkGroups takes no resource (Service Authorization Reference, Amazon Athena):
+            # "*" is the only form; it lists names, nothing of their queries or results.
+            statement(["athena:ListWorkGroups"], ["*"]),
             statement(
-                ["glue:GetDatabase", "glue:GetTable", "glue:GetPartition", "glue:GetPartitions"],
+                # GetDatabases/GetTables: what a console or JDBC client browses (answered for these only).
+                [
+                    "glue:GetDatabase",
+                    "glue:GetDatabases",
+                    "glue:GetTable",
+                    "glue:GetTables",
+                    "glue:GetPartition",
+                    "glue:GetPartitions",
+                ],
                 [
                     f"{glue}:catalog",
                     f"{glue}:database/{self.database_name}",
