@@ -650,6 +650,18 @@ def test_weather_handler_reads_and_writes_shards(loopback_weather, monkeypatch: 
     assert written["records"][0]["weather_status"] == "ok"
 
 
+def weather_env(monkeypatch: pytest.MonkeyPatch, url: str, **extra: str) -> None:
+    """The environment WeatherEnrichment gets (conf/pipeline.py), the loopback server's URL."""
+    for key, value in {
+        "PROCESSED_BUCKET": "proc",
+        "INPUT_PREFIX": "stage2",
+        "OUTPUT_PREFIX": "weather",
+        "WEATHER_BASE_URL": url,
+        **extra,
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
 @mock_aws
 def test_weather_site_day_cache_makes_a_warm_rerun_ask_nothing(loopback_weather, monkeypatch) -> None:
     """Retries and overlapping manifests read what an earlier invocation fetched; only days the
@@ -661,14 +673,7 @@ def test_weather_site_day_cache_makes_a_warm_rerun_ask_nothing(loopback_weather,
     s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": first}))
     later = [*first, dict(RECORD, key="k30", captured_at="2026-06-30T05:00:00Z"), {"key": "no-place"}]
     s3.put_object(Bucket="proc", Key="stage2/ex2/shard-0.json", Body=json.dumps({"records": later}))
-    for key, value in {
-        "PROCESSED_BUCKET": "proc",
-        "INPUT_PREFIX": "stage2",
-        "OUTPUT_PREFIX": "weather",
-        "CACHE_PREFIX": "weather-cache",
-        "WEATHER_BASE_URL": url,
-    }.items():
-        monkeypatch.setenv(key, value)
+    weather_env(monkeypatch, url, CACHE_PREFIX="weather-cache")
     cold = weather.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3)
     warm = weather.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3)
     assert (cold["requests"], cold["site_days"], cold["from_cache"]) == (1, 10, 0)
@@ -701,14 +706,7 @@ def test_a_corrupt_cache_object_is_a_miss(loopback_weather, monkeypatch, body: b
     s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": [RECORD]}))
     s3.put_object(Bucket="proc", Key="weather-cache/62.47,10.39/2026-06.json", Body=body)
-    for key, value in {
-        "PROCESSED_BUCKET": "proc",
-        "INPUT_PREFIX": "stage2",
-        "OUTPUT_PREFIX": "weather",
-        "CACHE_PREFIX": "weather-cache",
-        "WEATHER_BASE_URL": url,
-    }.items():
-        monkeypatch.setenv(key, value)
+    weather_env(monkeypatch, url, CACHE_PREFIX="weather-cache")
     result = weather.handler({"execution_id": "ex1", "shard_count": 1}, None, s3=s3)
     assert (result["enriched"], result["failed"], result["requests"]) == (1, 0, 1)
     cached = json.loads(s3.get_object(Bucket="proc", Key="weather-cache/62.47,10.39/2026-06.json")["Body"].read())
