@@ -687,6 +687,25 @@ def test_weather_site_day_cache_makes_a_warm_rerun_ask_nothing(loopback_weather,
     assert len(written) == 12 and written[-1]["weather_status"].startswith("failed:")
 
 
+@mock_aws
+def test_two_executions_writing_one_cache_object_keep_both_days(loopback_weather) -> None:
+    """A reads the object (absent), B writes day 1, A writes day 2: A's conditional PUT fails
+    (If-None-Match *), it reads B's object and merges; both days stay cached."""
+    _, url = loopback_weather()
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    site = (62.47, 10.39)
+    first, second = weather.SiteDayCache(s3, "proc", "wc"), weather.SiteDayCache(s3, "proc", "wc")
+    a, b = weather.WeatherClient(url, sleep=lambda _: None), weather.WeatherClient(url, sleep=lambda _: None)
+    assert first.load({(site, "2026-06-02")}, a) == 0
+    b.fetch([(site, "2026-06-01")])
+    second.store([(site, "2026-06-01")], b)
+    a.fetch([(site, "2026-06-02")])
+    first.store([(site, "2026-06-02")], a)
+    stored = json.loads(s3.get_object(Bucket="proc", Key=first.key(site, "2026-06"))["Body"].read())
+    assert sorted(stored["days"]) == ["2026-06-01", "2026-06-02"]
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
 from pipeline_log import execution_id_of, get_logger
 from shards import read_shards
 
@@ -271,12 +272,16 @@ def retry_after(value: str | None, cap: float) -> float:
     return min(max(seconds, 0.0), cap)
 
 
+WRITE_ATTEMPTS = 3  # a cache object another execution keeps rewriting: its days are asked again later
+WRITE_CONFLICTS = {"PreconditionFailed", "ConditionalRequestConflict"}
+
+
 class SiteDayCache:
     """Fetched weather kept in the processed bucket, one object per site and month:
     ``{"fields": HOURLY, "days": {"YYYY-MM-DD": [24 x len(HOURLY) values]}}``. Only the days some
-    record needs are read into memory; a write merges the new days into what the object holds.
-    Two executions writing the same month at once may lose one's days: a later miss, asked
-    again, not an error."""
+    record needs are read into memory; a write merges the new days into what the object holds,
+    conditional on the object being what it read (two executions writing the same month at once
+    both keep their days)."""
 
     def __init__(self, s3: Any, bucket: str, prefix: str, threads: int = 64) -> None:
         # 64 GETs at once: sparse data (5,000 sites over a year) is ~60,000 site-month objects,
@@ -287,21 +292,24 @@ class SiteDayCache:
     def key(self, site: Site, month: str) -> str:
         return f"{self.prefix}/{site[0]:.2f},{site[1]:.2f}/{month}.json"
 
-    def _read(self, site: Site, month: str, keep: set[str] | None = None) -> dict[str, array]:
+    def _read(self, site: Site, month: str, keep: set[str] | None = None) -> tuple[dict[str, array], dict]:
+        """The object's days and the condition a write over it needs (If-Match its ETag, or
+        If-None-Match * when there is none: https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html)."""
         s3 = self.s3  # called by its name: make iam-check follows names
         try:
-            body = s3.get_object(Bucket=self.bucket, Key=self.key(site, month))["Body"].read()
+            answer = s3.get_object(Bucket=self.bucket, Key=self.key(site, month))
         except s3.exceptions.NoSuchKey:
             self.absent.add((site, month))
-            return {}
-        return cached_days(body, month, keep)
+            return {}, {"IfNoneMatch": "*"}
+        condition = {"IfMatch": answer["ETag"]} if answer.get("ETag") else {}
+        return cached_days(answer["Body"].read(), month, keep), condition
 
     def load(self, wanted: Iterable[SiteDay], client: WeatherClient) -> int:
         """The cached ones of these site-days into ``client.days``; how many were found."""
         months = by_site_month(wanted)
 
         def one(site_month: tuple[Site, str]) -> int:
-            days = self._read(*site_month, keep=months[site_month])
+            days, _ = self._read(*site_month, keep=months[site_month])
             for day, values in days.items():
                 client.days[site_month[0], day] = values
             return len(days)
@@ -316,16 +324,32 @@ class SiteDayCache:
 
         def one(site_month: tuple[Site, str]) -> None:
             site, month = site_month
-            days = {} if site_month in self.absent else self._read(site, month)
-            for day in months[site_month]:
-                values = client.days.get((site, day))
-                if values is not None and not any(math.isnan(x) for x in values):
-                    days[day] = values
-            complete = {day: [round(x, DECIMALS) for x in days[day]] for day in sorted(days)}
-            body = json.dumps({"fields": HOURLY, "days": complete}).encode()
-            s3 = self.s3
-            s3.put_object(Bucket=self.bucket, Key=self.key(site, month), Body=body, ContentType="application/json")
-            self.absent.discard(site_month)
+            for attempt in range(WRITE_ATTEMPTS):
+                if site_month in self.absent and not attempt:
+                    days, condition = {}, {"IfNoneMatch": "*"}
+                else:
+                    days, condition = self._read(site, month)
+                for day in months[site_month]:
+                    values = client.days.get((site, day))
+                    if values is not None and not any(math.isnan(x) for x in values):
+                        days[day] = values
+                complete = {day: [round(x, DECIMALS) for x in days[day]] for day in sorted(days)}
+                body = json.dumps({"fields": HOURLY, "days": complete}).encode()
+                s3 = self.s3
+                try:
+                    s3.put_object(
+                        Bucket=self.bucket,
+                        Key=self.key(site, month),
+                        Body=body,
+                        ContentType="application/json",
+                        **condition,
+                    )
+                except ClientError as exc:  # another execution wrote it since: read again, merge
+                    if exc.response.get("Error", {}).get("Code") not in WRITE_CONFLICTS:
+                        raise
+                    continue
+                self.absent.discard(site_month)
+                return
 
         with ThreadPoolExecutor(self.threads) as pool:
             list(pool.map(one, sorted(months)))
