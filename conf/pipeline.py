@@ -322,7 +322,10 @@ PIPELINE = PipelineSpec(
             name="plan_fan_out",
             runs_on="lambda",
             reads=(Location("raw", "manifests"),),
-            writes=Location("processed", "claims"),  # one run per manifest version (its claim)
+            # one run per manifest version: its claim, written once and read back when taken (a retry
+            # of the same execution goes on), across executions like a cache
+            writes=Location("processed", "claims"),
+            cache=Location("processed", "claims"),
             plans_shards=True,
             gate="ManifestRefused",
             answer=PLAN_ANSWER,
@@ -421,6 +424,7 @@ PIPELINE = PipelineSpec(
                 ("shards", "int"),
                 ("missing", "text"),
                 ("requests", "int"),
+                ("failed_attempts", "int"),
                 ("site_days", "int"),
                 ("from_cache", "int"),
             ),

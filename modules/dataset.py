@@ -56,6 +56,7 @@ COLUMNS = {
     "wind_speed_kmh": "float",
     "cloud_cover_pct": "float",
     "weather_status": "string",
+    "record_status": "string",
 }
 PARTITION_KEY = "month"  # WriteParquet's month=YYYY-MM
 PARQUET = {
@@ -65,7 +66,11 @@ PARQUET = {
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 RESULTS_PREFIX = "athena-results"
 BYTES_SCANNED_CUTOFF = 50 * 1024**3  # 50 GB: ~0.25 USD at Athena's 5 USD per TB
-FIRST_MONTH = "2026-01"  # projection starts here; nothing was written before
+# The months Athena projects: camera clocks reset to 1970 or 2000, or run ahead, so from 1970-01
+# (also where WriteParquet puts rows without a usable capture time, record_status saying why) to a
+# year past the query's date (its AHEAD_YEARS); NOW+<n>YEARS is the documented relative bound
+# (https://docs.aws.amazon.com/athena/latest/ug/partition-projection-supported-types.html).
+PROJECTED_MONTHS = "1970-01,NOW+1YEARS"
 
 
 def recent(months: int) -> str:
@@ -73,19 +78,33 @@ def recent(months: int) -> str:
     return f"{PARTITION_KEY} >= date_format(date_add('month', -{months}, current_date), '%Y-%m')"
 
 
+def latest(table: str, where: str) -> str:
+    """The rows of ``table`` matching ``where``, one per (image_key, detection_index): an image in
+    two executions' manifests (overlapping or re-run) lands in the month twice; the row of the
+    greatest execution_id counts."""
+    return (
+        "SELECT *, row_number() OVER (PARTITION BY image_key, detection_index ORDER BY execution_id DESC) AS copy_rank "
+        f"FROM {table} WHERE {where}"
+    )
+
+
 def queries(table: str) -> dict[str, tuple[str, str]]:
-    """The saved queries: name -> (description, SQL)."""
+    """The saved queries: name -> (description, SQL). Each counts an image's detection once
+    however many executions wrote it (:func:`latest`)."""
     return {
         "species-per-site-per-week": (
-            "Detections and images per species, site and week (classified animals, last 6 months)",
+            "Detections and images per species, site and week (classified animals, last 6 months, "
+            "an image processed twice counted once)",
+            f"WITH latest AS ({latest(table, f'species IS NOT NULL AND {recent(6)}')}) "
             "SELECT date_trunc('week', captured_at) AS week, site_id, species, count(*) AS detections, "
-            f"count(DISTINCT image_key) AS images FROM {table} WHERE species IS NOT NULL AND {recent(6)} "
+            "count(DISTINCT image_key) AS images FROM latest WHERE copy_rank = 1 "
             "GROUP BY 1, 2, 3 ORDER BY 1 DESC, 2, 4 DESC",
         ),
         "images-without-detection": (
             "Images the detector found nothing on (one row each, detection_index empty; last 3 months)",
+            f"WITH latest AS ({latest(table, f'detection_index IS NULL AND {recent(3)}')}) "
             "SELECT image_key, site_id, captured_at, weather_status, execution_id "
-            f"FROM {table} WHERE detection_index IS NULL AND {recent(3)} ORDER BY captured_at DESC",
+            "FROM latest WHERE copy_rank = 1 ORDER BY captured_at DESC",
         ),
     }
 
@@ -135,7 +154,11 @@ class Dataset(Construct):
             name="detections",
             database_name=database.name,
             table_type="EXTERNAL_TABLE",
-            description="One row per detection, or per image without one; month=YYYY-MM partitions",
+            description=(
+                "One row per detection, or per image without one; month=YYYY-MM partitions, "
+                "1970-01 also for rows without a usable capture time (record_status says why); an image "
+                "two executions processed has a row from each: count one per (image_key, detection_index)"
+            ),
             partition_keys=[{"name": PARTITION_KEY, "type": "string"}],
             parameters={
                 "classification": "parquet",
@@ -143,7 +166,7 @@ class Dataset(Construct):
                 "projection.enabled": "true",
                 f"projection.{PARTITION_KEY}.type": "date",
                 f"projection.{PARTITION_KEY}.format": "yyyy-MM",
-                f"projection.{PARTITION_KEY}.range": f"{FIRST_MONTH},NOW",
+                f"projection.{PARTITION_KEY}.range": PROJECTED_MONTHS,
                 f"projection.{PARTITION_KEY}.interval": "1",
                 f"projection.{PARTITION_KEY}.interval.unit": "MONTHS",
                 # $$ : a literal ${...} for Athena, not a Terraform interpolation.
@@ -207,8 +230,19 @@ class Dataset(Construct):
         workgroup = f"arn:aws:athena:{p.region}:{p.account_id}:workgroup/{p.prefix}-dataset"
         grantee.add_statements(
             statement(athena, [workgroup]),
+            # ListWorkGroups takes no resource (Service Authorization Reference, Amazon Athena):
+            # "*" is the only form; it lists names, nothing of their queries or results.
+            statement(["athena:ListWorkGroups"], ["*"]),
             statement(
-                ["glue:GetDatabase", "glue:GetTable", "glue:GetPartition", "glue:GetPartitions"],
+                # GetDatabases/GetTables: what a console or JDBC client browses (answered for these only).
+                [
+                    "glue:GetDatabase",
+                    "glue:GetDatabases",
+                    "glue:GetTable",
+                    "glue:GetTables",
+                    "glue:GetPartition",
+                    "glue:GetPartitions",
+                ],
                 [
                     f"{glue}:catalog",
                     f"{glue}:database/{self.database_name}",

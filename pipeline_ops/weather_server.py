@@ -80,6 +80,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         with server.lock:
             server.requests += 1
+            server.api_keys.add(query.get("apikey"))
         self._send(200, answers if len(answers) > 1 else answers[0])
 
     def _send(self, status: int, body: dict | list, retry_after: int | None = None) -> None:
@@ -102,7 +103,8 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     """The first ``failures`` requests are answered ``failure_status``, then a ``throttle_rate``
-    share 429; every answer waits ``latency`` s first; ``requests`` counts the 200 answers."""
+    share 429; every answer waits ``latency`` s first; ``requests`` counts the 200 answers,
+    ``api_keys`` the ``apikey`` values they came with (None: none)."""
 
     # A busy machine accepts late: with the default backlog of 5, a burst of lookups overflows it,
     # the kernel drops SYNs and clients wait in connect back-off past their time-outs.
@@ -125,6 +127,7 @@ class Server(ThreadingHTTPServer):
         self.failures_left, self.failure_status, self.requests = failures, failure_status, 0
         self.latency, self.throttle_rate, self.retry_after = latency, throttle_rate, retry_after
         self.lock, self.random, self.throttled = threading.Lock(), random.Random(seed), 0  # noqa: S311 - fault injection
+        self.api_keys: set[str | None] = set()
 
     def fault(self) -> int | None:
         """The status of an injected failure for this request, or None to answer it."""

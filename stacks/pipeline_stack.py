@@ -316,6 +316,9 @@ class PipelineStack(TerraformStack):
                 "WEATHER_SITES_PER_REQUEST": str(weather.sites_per_request),
                 "WEATHER_MAX_RETRY_AFTER": str(weather.max_retry_after_seconds),
                 "WEATHER_API_KEY_PARAMETER": params.secrets["weather-api-key"],
+                # The same parameter by ARN (GetParameter takes either): what the function reads, so
+                # make iam-check sees the resource its grant names.
+                "WEATHER_API_KEY_ARN": f"{params.parameter_arn_prefix}{params.secrets['weather-api-key']}",
             },
             "batch_metrics": {
                 "JOB_QUEUES": ",".join(f"{name}={arn}" for name, arn in batch.queue_arns.items()),

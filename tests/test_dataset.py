@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from datetime import UTC, datetime
 
 import boto3
 import pyarrow as pa
@@ -88,6 +89,39 @@ def test_the_table_reads_the_parquet_the_handler_writes(synth: SynthResult, env:
     assert params["projection.month.range"].split(",")[0] <= match["month"]
 
 
+def projected(range_text: str, now: datetime) -> tuple[str, str]:
+    """First and last month of a date projection's ``range`` (a yyyy-MM date or NOW with an
+    optional +/-<n>YEARS|MONTHS offset), as Athena evaluates it at ``now``
+    (https://docs.aws.amazon.com/athena/latest/ug/partition-projection-supported-types.html)."""
+
+    def month(bound: str) -> str:
+        relative = re.fullmatch(r"NOW(?:([+-])(\d+)(YEARS|MONTHS))?", bound)
+        if not relative:
+            assert re.fullmatch(r"\d{4}-\d{2}", bound), bound
+            return bound
+        sign, count, unit = relative.groups()
+        months = now.year * 12 + now.month - 1
+        if sign:
+            months += (1 if sign == "+" else -1) * int(count) * (12 if unit == "YEARS" else 1)
+        return f"{months // 12:04d}-{months % 12 + 1:02d}"
+
+    first, last = range_text.split(",")
+    return month(first.strip()), month(last.strip())
+
+
+@pytest.mark.parametrize("env", CLOUD)
+def test_every_month_the_handler_writes_is_projected(synth: SynthResult, env: str) -> None:
+    """Camera clocks reset to 1970 or 2000, run ahead, or give nothing: every partition the
+    handler can write lies in the projected range, else Athena never reads it."""
+    first, last = projected(detections_table(synth, env)["parameters"]["projection.month.range"], datetime.now(UTC))
+    now = datetime.now(UTC)
+    moments = [None, datetime(1, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC), datetime(2000, 1, 1, tzinfo=UTC)]
+    moments += [now, now.replace(year=now.year + 1, day=1), datetime(9999, 12, 31, tzinfo=UTC)]
+    for moment in moments:
+        assert first <= parquet.month_of(moment) <= last, (moment, parquet.month_of(moment), first, last)
+    assert parquet.month_of(datetime(2000, 1, 5, tzinfo=UTC)) == "2000-01", "an old date keeps its month"
+
+
 def test_the_table_and_its_queries_are_in_every_cloud_env_only(synth: SynthResult) -> None:
     for env in CLOUD:
         assert named(synth, env, detections_table(synth, env)["database_name"]) == f"odins_ravne_{env}_dataset"
@@ -113,11 +147,16 @@ def test_saved_queries_parse_and_read_only_the_table(synth: SynthResult, env: st
     for name, query in saved.items():
         for dialect in ("athena", "trino"):
             tree = sqlglot.parse_one(query["query"], read=dialect)
-        assert {t.name for t in tree.find_all(exp.Table)} == {"detections"}
+        ctes = {c.alias for c in tree.find_all(exp.CTE)}
+        assert {t.name for t in tree.find_all(exp.Table)} - ctes == {"detections"}
         aliases = {a.alias for a in tree.find_all(exp.Alias)}
         assert {c.name for c in tree.find_all(exp.Column)} <= known | aliases, name
         assert "month >= date_format(" in query["query"], f"{name} reads every partition"
         assert named(synth, env, query["database"]) == f"odins_ravne_{env}_dataset"
+        # An image two executions wrote is one (image_key, detection_index): counted once.
+        [window] = list(tree.find_all(exp.Window))
+        assert {c.name for c in window.args["partition_by"]} == {"image_key", "detection_index"}, name
+        assert "copy_rank = 1" in tree.sql(dialect="athena"), name
     week = sqlglot.parse_one(saved["species-per-site-per-week"]["query"], read="athena")
     assert [e.sql() for e in week.args["group"].expressions] == ["1", "2", "3"]
     assert "detection_index IS NULL" in saved["images-without-detection"]["query"]
@@ -143,9 +182,10 @@ def test_the_query_policy_is_scoped(synth: SynthResult, env: str) -> None:
     the results prefixes, the pipeline key; no wildcard resource."""
     [policy] = [p for p in synth.resources(env, "aws_iam_policy").values() if p["name"].endswith("-dataset-query")]
     statements = json.loads(policy["policy"])["Statement"]
-    resources = {r for s in statements for r in s["Resource"]}
-    assert "*" not in resources
     actions = {a: s["Resource"] for s in statements for a in s["Action"]}
+    # Only ListWorkGroups (no resource type) may name "*"; a console or JDBC client browses too.
+    assert {a for a, rs in actions.items() if "*" in rs} == {"athena:ListWorkGroups"}
+    assert {"glue:GetDatabases", "glue:GetTables"} <= set(actions)
     account = {"dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}[env]
     assert actions["athena:StartQueryExecution"] == [
         f"arn:aws:athena:eu-north-1:{account}:workgroup/odins-ravne-{env}-dataset"

@@ -514,6 +514,41 @@ def test_weather_range_chunks_are_calendar_months(loopback_weather) -> None:
     assert client.requests == server.requests == 2
 
 
+def test_sparse_days_still_batch_sites(loopback_weather) -> None:
+    """120 sites with one image each on scattered days of June: their days differ, yet the month
+    is ceil(120 / sites_per_request) requests, and only the asked days are kept (float32)."""
+    server, url = loopback_weather()
+    client = weather.WeatherClient(url, sites_per_request=50, sleep=lambda _: None)
+    records = [
+        dict(RECORD, lat=60 + i / 10, captured_at=f"2026-06-{1 + (i * 7) % 30:02d}T12:00:00Z") for i in range(120)
+    ]
+    assert weather.enrich(records, client)["enriched"] == 120
+    assert client.requests == server.requests == 3
+    assert len(client.days) == 120 and {v.typecode for v in client.days.values()} == {"f"}
+
+
+@mock_aws
+def test_the_cache_loads_only_the_days_needed_and_keeps_the_rest(loopback_weather, monkeypatch) -> None:
+    """A site-month object of 29 days, one record: one day read into memory; a fetch of day 30
+    adds it to the object without losing the 29."""
+    _, url = loopback_weather()
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    cache = weather.SiteDayCache(s3, "proc", "wc")
+    warm = weather.WeatherClient(url, sleep=lambda _: None)
+    month = [((62.47, 10.39), f"2026-06-{d:02d}") for d in range(1, 30)]
+    warm.fetch(month)
+    cache.store(month, warm)
+    client = weather.WeatherClient(url, sleep=lambda _: None)
+    assert cache.load({((62.47, 10.39), "2026-06-05")}, client) == 1 and list(client.days) == [month[4]]
+    client.fetch([((62.47, 10.39), "2026-06-30")])
+    cache.store([((62.47, 10.39), "2026-06-30")], client)
+    stored = json.loads(s3.get_object(Bucket="proc", Key=cache.key((62.47, 10.39), "2026-06"))["Body"].read())
+    assert len(stored["days"]) == 30 and stored["days"]["2026-06-05"] == [
+        round(x, weather.DECIMALS) for x in warm.days[month[4]]
+    ]
+
+
 def test_weather_honours_retry_after(loopback_weather) -> None:
     """A 429 waits what its Retry-After says (RFC 9110 10.2.3), capped, not the client's back-off."""
     _, url = loopback_weather(failures=2, failure_status=429, retry_after=7)
@@ -592,8 +627,9 @@ def test_a_failed_site_day_is_asked_once_and_an_outage_is_given_up(loopback_weat
     counts = weather.enrich(same_day + other_sites, client)
     assert counts == {"records": 11, "enriched": 0, "failed": 11}
     assert client.requests == 4, "two requests, two attempts each; then the provider is taken as down"
-    assert all(r["weather_status"] == "failed: HTTP 503" for r in same_day + other_sites[:1])
-    assert other_sites[-1]["weather_status"].startswith("failed: provider taken as down after 2 requests")
+    assert all(r["weather_status"] == "failed: HTTP 503" for r in other_sites[:2])  # the month's sites in order
+    down = "failed: provider taken as down after 2 requests"
+    assert all(r["weather_status"].startswith(down) for r in same_day + other_sites[2:])
     assert [f["attempt"] for _, f in logged] == [1, 2, 1, 2]
     assert logged[0][0] == "weather lookup failed" and logged[0][1]["error"] == "HTTP 503"
     assert logged[0][1]["seconds"] >= 0 and logged[0][1]["day"] == "2026-06-01"
@@ -653,6 +689,18 @@ def test_weather_handler_reads_and_writes_shards(
     assert written["records"][0]["weather_status"] == "ok"
 
 
+def weather_env(monkeypatch: pytest.MonkeyPatch, url: str, **extra: str) -> None:
+    """The environment WeatherEnrichment gets (conf/pipeline.py), the loopback server's URL."""
+    for key, value in {
+        "PROCESSED_BUCKET": "proc",
+        "INPUT_PREFIX": "stage2",
+        "OUTPUT_PREFIX": "weather",
+        "WEATHER_BASE_URL": url,
+        **extra,
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
 @mock_aws
 def test_weather_site_day_cache_makes_a_warm_rerun_ask_nothing(
     synth: SynthResult, loopback_weather, monkeypatch
@@ -666,14 +714,7 @@ def test_weather_site_day_cache_makes_a_warm_rerun_ask_nothing(
     s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": first}))
     later = [*first, dict(RECORD, key="k30", captured_at="2026-06-30T05:00:00Z"), {"key": "no-place"}]
     s3.put_object(Bucket="proc", Key="stage2/ex2/shard-0.json", Body=json.dumps({"records": later}))
-    for key, value in {
-        "PROCESSED_BUCKET": "proc",
-        "INPUT_PREFIX": "stage2",
-        "OUTPUT_PREFIX": "weather",
-        "CACHE_PREFIX": "weather-cache",
-        "WEATHER_BASE_URL": url,
-    }.items():
-        monkeypatch.setenv(key, value)
+    weather_env(monkeypatch, url, CACHE_PREFIX="weather-cache")
     cold = weather.handler(sharded_event(synth, "WeatherEnrichment", "ex1", 1), None, s3=s3)
     warm = weather.handler(sharded_event(synth, "WeatherEnrichment", "ex1", 1), None, s3=s3)
     assert (cold["requests"], cold["site_days"], cold["from_cache"]) == (1, 10, 0)
@@ -685,6 +726,107 @@ def test_weather_site_day_cache_makes_a_warm_rerun_ask_nothing(
     assert sorted(cached["days"]) == [f"2026-06-{d:02d}" for d in (*range(1, 11), 30)]
     written = json.loads(s3.get_object(Bucket="proc", Key="weather/ex2/shard-0.json")["Body"].read())["records"]
     assert len(written) == 12 and written[-1]["weather_status"].startswith("failed:")
+
+
+@mock_aws
+def test_two_executions_writing_one_cache_object_keep_both_days(loopback_weather) -> None:
+    """A reads the object (absent), B writes day 1, A writes day 2: A's conditional PUT fails
+    (If-None-Match *), it reads B's object and merges; both days stay cached."""
+    _, url = loopback_weather()
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    site = (62.47, 10.39)
+    first, second = weather.SiteDayCache(s3, "proc", "wc"), weather.SiteDayCache(s3, "proc", "wc")
+    a, b = weather.WeatherClient(url, sleep=lambda _: None), weather.WeatherClient(url, sleep=lambda _: None)
+    assert first.load({(site, "2026-06-02")}, a) == 0
+    b.fetch([(site, "2026-06-01")])
+    second.store([(site, "2026-06-01")], b)
+    a.fetch([(site, "2026-06-02")])
+    first.store([(site, "2026-06-02")], a)
+    stored = json.loads(s3.get_object(Bucket="proc", Key=first.key(site, "2026-06"))["Body"].read())
+    assert sorted(stored["days"]) == ["2026-06-01", "2026-06-02"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"fields": ["temperature_2m", "precipitation", "wind_sp',  # truncated
+        json.dumps({"fields": list(weather.HOURLY), "days": {"2026-06-01": [1.0, 2.0]}}).encode(),  # short day
+        json.dumps({"fields": list(weather.HOURLY), "days": {"2026-06-01": [None] * 96}}).encode(),  # nulls
+        json.dumps({"fields": list(weather.HOURLY), "days": ["2026-06-01"]}).encode(),  # not an object
+    ],
+    ids=["truncated", "short", "nulls", "list"],
+)
+@mock_aws
+def test_a_corrupt_cache_object_is_a_miss(synth: SynthResult, loopback_weather, monkeypatch, body: bytes) -> None:
+    """A malformed cache object is fetched again and overwritten, never an error for every
+    execution touching that site-month."""
+    _, url = loopback_weather()
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": [RECORD]}))
+    s3.put_object(Bucket="proc", Key="weather-cache/62.47,10.39/2026-06.json", Body=body)
+    weather_env(monkeypatch, url, CACHE_PREFIX="weather-cache")
+    result = weather.handler(sharded_event(synth, "WeatherEnrichment", "ex1", 1), None, s3=s3)
+    assert (result["enriched"], result["failed"], result["requests"]) == (1, 0, 1)
+    cached = json.loads(s3.get_object(Bucket="proc", Key="weather-cache/62.47,10.39/2026-06.json")["Body"].read())
+    assert list(cached["days"]) == ["2026-06-01"] and len(cached["days"]["2026-06-01"]) == 96
+
+
+@pytest.mark.parametrize(("stored", "sent"), [("k-123", {"k-123"}), (None, {None})], ids=["key", "no-parameter"])
+@mock_aws
+def test_the_weather_api_key_is_read_once_and_sent(
+    synth: SynthResult, loopback_weather, monkeypatch, stored, sent
+) -> None:
+    """WEATHER_API_KEY_ARN names a SecureString (make weather-key): its value goes out as
+    ``apikey``; a parameter that does not exist means no key (the free endpoint)."""
+    server, url = loopback_weather()
+    s3 = boto3.client("s3", region_name=REGION)
+    ssm = boto3.client("ssm", region_name=REGION)
+    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": [RECORD]}))
+    if stored:
+        ssm.put_parameter(Name="/odins-ravne/dev/weather-api-key", Value=stored, Type="SecureString")
+    for key, value in {
+        "PROCESSED_BUCKET": "proc",
+        "INPUT_PREFIX": "stage2",
+        "OUTPUT_PREFIX": "weather",
+        "WEATHER_BASE_URL": url,
+        "WEATHER_API_KEY_ARN": f"arn:aws:ssm:{REGION}:123456789012:parameter/odins-ravne/dev/weather-api-key",
+    }.items():
+        monkeypatch.setenv(key, value)
+    assert weather.handler(sharded_event(synth, "WeatherEnrichment", "ex1", 1), None, s3=s3, ssm=ssm)["enriched"] == 1
+    assert server.api_keys == sent
+
+
+@mock_aws
+def test_a_429_storm_marks_records_and_ends(synth: SynthResult, loopback_weather, monkeypatch) -> None:
+    """A quota exhausted (Open-Meteo's free tier: 600 calls a minute, 5,000 an hour, 10,000 a day)
+    answers every request 429 with Retry-After: after ``give_up_after`` requests failed their
+    retries the rest is marked at once; every record is written, marked; the waits are bounded
+    by give_up_after x max_retries x Retry-After."""
+    server, url = loopback_weather(failures=1_000, failure_status=429, retry_after=1)
+    pauses: list[float] = []
+    client = weather.WeatherClient(url, max_retries=3, give_up_after=5, sites_per_request=1, sleep=pauses.append)
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    records = [dict(RECORD, key=f"k{i}", lat=50.0 + i) for i in range(10)]
+    s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": records}))
+    for key, value in {"PROCESSED_BUCKET": "proc", "INPUT_PREFIX": "stage2", "OUTPUT_PREFIX": "weather"}.items():
+        monkeypatch.setenv(key, value)
+    result = weather.handler(sharded_event(synth, "WeatherEnrichment", "ex1", 1), None, s3=s3, client=client)
+    assert (result["records"], result["enriched"], result["failed"]) == (10, 0, 10)
+    # Each request tried 1 + max_retries times; the ones in flight when the fifth failed end theirs.
+    attempts = 1 + client.max_retries
+    tried = result["requests"] // attempts
+    assert result["requests"] == result["failed_attempts"] == tried * attempts and server.requests == 0
+    assert client.give_up_after <= tried <= client.give_up_after + client.max_in_flight - 1
+    assert pauses == [1.0] * (tried * client.max_retries)
+    written = json.loads(s3.get_object(Bucket="proc", Key="weather/ex1/shard-0.json")["Body"].read())["records"]
+    assert [r["key"] for r in written] == [f"k{i}" for i in range(10)]
+    statuses = [r["weather_status"] for r in written]
+    assert statuses.count("failed: HTTP 429") == tried
+    assert sum(x.startswith("failed: provider taken as down after") for x in statuses) == 10 - tried
 
 
 # --- write_parquet ------------------------------------------------------------------------------
@@ -809,6 +951,38 @@ def test_parquet_handler_counts_the_images_of_the_execution(
     [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"_aws"' in x]
     assert line["ImagesProcessed"] == result["images"] == len(ENRICHED) and line["Environment"] == "dev"
     assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "OdinsRavne/Pipeline"
+
+
+@mock_aws
+def test_a_bad_record_is_written_with_null_fields_never_lost(
+    synth: SynthResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unreadable capture time or a record without place or key is a row with those fields
+    null and ``record_status`` naming them; the good records of the execution still land."""
+    s3 = curated_buckets(monkeypatch)
+    bad = [
+        dict(ENRICHED[1], key="images/bad-date.jpg", captured_at="not a date"),
+        {"site_id": "s3", "captured_at": "2026-06-05T10:00:00Z", "detections": []},
+        dict(ENRICHED[1], key="images/no-place.jpg", lat=None, lon="x"),
+        dict(ENRICHED[1], key="images/ahead.jpg", captured_at="2999-01-01T00:00:00Z"),
+    ]
+    s3.put_object(Bucket="proc", Key="weather/ex1/shard-0.json", Body=json.dumps({"records": [*ENRICHED, *bad]}))
+    result = parquet.handler(sharded_event(synth, "WriteParquet", "ex1", 1), None, s3=s3)
+    assert (result["images"], result["rows"]) == (6, 6)
+    rows = {}
+    for obj in s3.list_objects_v2(Bucket="cur")["Contents"]:
+        body = s3.get_object(Bucket="cur", Key=obj["Key"])["Body"].read()
+        for row in pq.ParquetFile(io.BytesIO(body)).read().to_pylist():
+            rows[row["image_key"]] = (obj["Key"].split("/")[1], row)
+    undated = f"month={parquet.UNDATED_MONTH}"
+    assert rows["images/bad-date.jpg"][0] == undated and rows["images/bad-date.jpg"][1]["captured_at"] is None
+    assert rows["images/bad-date.jpg"][1]["record_status"] == "invalid: captured_at missing or unreadable"
+    assert rows[None][0] == "month=2026-06" and rows[None][1]["record_status"].startswith("invalid: key")
+    no_place = rows["images/no-place.jpg"][1]
+    assert (no_place["latitude"], no_place["longitude"]) == (None, None)
+    assert no_place["record_status"] == "invalid: lat, lon missing or unreadable"
+    assert rows["images/ahead.jpg"][0] == undated and "outside" in rows["images/ahead.jpg"][1]["record_status"]
+    assert rows["images/a.jpg"][1]["record_status"] == "ok"
 
 
 # --- budget_shutdown ----------------------------------------------------------------------------

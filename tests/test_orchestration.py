@@ -25,6 +25,7 @@ STAR_ALLOWED = {
         "xray:PutTraceSegments",
     ): "X-Ray has no resource-level permissions",
     ("ecr:GetAuthorizationToken",): "ECR's token is account-wide",
+    ("athena:ListWorkGroups",): "Athena's ListWorkGroups has no resource-level permissions",
     ("batch:DescribeJobs",): "Batch Describe* support no resource-level permissions",
     ("batch:ListJobs",): "Batch ListJobs supports no resource-level permissions (budget shutdown)",
     ("batch:DescribeComputeEnvironments", "batch:ListJobs"): "Batch ListJobs and Describe* support no "

@@ -7,11 +7,13 @@ first to list the site-days the records need, then to enrich them and write
 
 Between the two passes it gets those site-days' hourly weather: first from the site-day cache
 (``$CACHE_PREFIX/<lat>,<lon>/<YYYY-MM>.json`` in the processed bucket, one object per site and
-month), then from the provider for the rest, one request per calendar month of days missing and up
-to ``WEATHER_SITES_PER_REQUEST`` sites with the same range at once (Open-Meteo's archive answers a
+month; only the days some record needs are read), then from the provider for the rest: per
+calendar month one shared range (its first to last missing day) for up to
+``WEATHER_SITES_PER_REQUEST`` sites a request, however sparse the days (Open-Meteo's archive answers a
 ``start_date``/``end_date`` range and comma-separated location lists:
 https://open-meteo.com/en/docs/historical-weather-api), at most ``WEATHER_MAX_IN_FLIGHT`` requests
-at a time. What it fetched goes back into the cache (complete days only), so a retry or an
+at a time; of an answer only the days some record needs are kept, as float32. What it fetched
+is merged into the cache objects (complete days only), so a retry or an
 overlapping manifest does not ask again and a warm rerun makes no request. A 429 waits its
 ``Retry-After`` (at most ``WEATHER_MAX_RETRY_AFTER`` s); other failures back off exponentially.
 
@@ -23,7 +25,11 @@ once instead of the step timing out after the GPU money is spent.
 
 Environment: PROCESSED_BUCKET, INPUT_PREFIX, OUTPUT_PREFIX, CACHE_PREFIX (from conf/pipeline.py),
 WEATHER_BASE_URL, WEATHER_CONNECT_TIMEOUT, WEATHER_READ_TIMEOUT, WEATHER_MAX_RETRIES,
-WEATHER_GIVE_UP_AFTER, WEATHER_MAX_IN_FLIGHT, WEATHER_SITES_PER_REQUEST, WEATHER_MAX_RETRY_AFTER.
+WEATHER_GIVE_UP_AFTER, WEATHER_MAX_IN_FLIGHT, WEATHER_SITES_PER_REQUEST, WEATHER_MAX_RETRY_AFTER,
+WEATHER_API_KEY_ARN (an SSM SecureString: when it exists, its value is sent as ``apikey``;
+with a key the profile's base_url should be the customer endpoint,
+https://customer-archive-api.open-meteo.com/v1/archive; without one the free endpoint allows
+600 calls a minute, 5,000 an hour, 10,000 a day, a call weighing locations x days / 14).
 Every failed attempt is logged with its error and duration.
 """
 
@@ -39,13 +45,14 @@ import time
 import urllib.parse
 from array import array
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
 from pipeline_log import execution_id_of, get_logger
 from shards import read_shards
 
@@ -68,9 +75,15 @@ def site_of(lat: float, lon: float) -> Site:
     return (round(lat, 2), round(lon, 2))
 
 
+# A day of a site is 24 x len(HOURLY) float32 (384 B, not 768 as float64): the provider's values
+# have at most two decimals, float32 keeps seven significant digits, and ``DECIMALS`` gives them
+# back exactly.
+DECIMALS = 3
+
+
 def day_values(series: dict[str, list], offset: int) -> array:
     """24 hours x HOURLY of one day from an answer's ``hourly`` series, NaN where it has none."""
-    out = array("d", [math.nan]) * (24 * len(HOURLY))
+    out = array("f", [math.nan]) * (24 * len(HOURLY))
     for h in range(24):
         for i, name in enumerate(HOURLY):
             values = series.get(name) or ()
@@ -83,6 +96,7 @@ def day_values(series: dict[str, list], offset: int) -> array:
 @dataclass
 class WeatherClient:
     base_url: str
+    api_key: str | None = None  # sent as ``apikey`` (Open-Meteo's commercial endpoints); None: the free one
     connect_timeout: float = 3.0
     read_timeout: float = 10.0
     max_retries: int = 3
@@ -98,6 +112,7 @@ class WeatherClient:
     failed: dict[SiteDay, str] = field(default_factory=dict)
     failed_in_a_row: int = 0
     requests: int = 0
+    failed_attempts: int = 0  # requests answered with an error or not at all (retried or given up)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def hour(self, lat: float, lon: float, when: datetime) -> dict[str, Any]:
@@ -111,23 +126,25 @@ class WeatherClient:
         row = {name: values[when.hour * len(HOURLY) + i] for i, name in enumerate(HOURLY)}
         if all(math.isnan(v) for v in row.values()):
             raise WeatherError(f"no hour {when.strftime('%Y-%m-%dT%H:00')} in the provider's answer")
-        return {name: None if math.isnan(v) else v for name, v in row.items()}
+        return {name: None if math.isnan(v) else round(v, DECIMALS) for name, v in row.items()}
 
     def fetch(self, wanted: Iterable[SiteDay]) -> None:
-        """Fetch the site-days not known yet: one request per range chunk (a calendar month's
-        missing days of a site) for up to ``sites_per_request`` sites with the same range."""
-        months: dict[tuple[Site, str], list[str]] = defaultdict(list)
+        """Fetch the site-days not known yet: per calendar month, one range (its first to last
+        missing day over all sites) for up to ``sites_per_request`` sites a request, so requests
+        are ceil(sites / sites_per_request) a month however sparse the days. Only the wanted
+        days of an answer are kept."""
+        months: dict[str, dict[Site, set[str]]] = defaultdict(lambda: defaultdict(set))
         for site, day in wanted:
             if (site, day) not in self.days and (site, day) not in self.failed:
-                months[site, day[:7]].append(day)
-        ranges: dict[tuple[str, str], list[Site]] = defaultdict(list)
-        for (site, _), days in sorted(months.items()):
-            ranges[min(days), max(days)].append(site)
-        batches = [
-            (start, end, sites[i : i + self.sites_per_request])
-            for (start, end), sites in sorted(ranges.items())
-            for i in range(0, len(sites), self.sites_per_request)
-        ]
+                months[day[:7]][site].add(day)
+        batches = []
+        for _, sites_days in sorted(months.items()):
+            start = min(min(days) for days in sites_days.values())
+            end = max(max(days) for days in sites_days.values())
+            sites = sorted(sites_days)
+            for i in range(0, len(sites), self.sites_per_request):
+                chunk = {site: sites_days[site] for site in sites[i : i + self.sites_per_request]}
+                batches.append((start, end, chunk))
         if self.max_in_flight <= 1 or len(batches) <= 1:
             for batch in batches:
                 self._batch(*batch)
@@ -135,8 +152,8 @@ class WeatherClient:
         with ThreadPoolExecutor(self.max_in_flight) as pool:
             list(pool.map(lambda batch: self._batch(*batch), batches))
 
-    def _batch(self, start: str, end: str, sites: list[Site]) -> None:
-        span = [d.strftime("%Y-%m-%d") for d in _days(start, end)]
+    def _batch(self, start: str, end: str, wanted: dict[Site, set[str]]) -> None:
+        sites = list(wanted)
         try:
             with self._lock:
                 if self.failed_in_a_row >= self.give_up_after:
@@ -148,20 +165,20 @@ class WeatherClient:
             with self._lock:
                 if exc.provider_down:
                     self.failed_in_a_row += 1
-                for site in sites:
-                    for day in span:
+                for site, days in wanted.items():
+                    for day in days:
                         self.failed.setdefault((site, day), str(exc))
             return
         with self._lock:
             self.failed_in_a_row = 0
             for site, series in zip(sites, answers, strict=True):
-                times = series.get("time") or []
-                for day in span:
-                    stamp = f"{day}T00:00"
-                    if stamp in times:
-                        self.days[site, day] = day_values(series, times.index(stamp))
-                    else:
+                index = {stamp: i for i, stamp in enumerate(series.get("time") or []) if stamp.endswith("T00:00")}
+                for day in wanted[site]:
+                    offset = index.get(f"{day}T00:00")
+                    if offset is None:
                         self.failed[site, day] = f"no day {day} in the provider's answer"
+                    else:
+                        self.days[site, day] = day_values(series, offset)
 
     def _fetch(self, sites: list[Site], start: str, end: str) -> list[dict]:
         """The ``hourly`` series of each site for start..end, in order."""
@@ -173,6 +190,7 @@ class WeatherClient:
                 "end_date": end,
                 "hourly": ",".join(HOURLY),
                 "timezone": "UTC",
+                **({"apikey": self.api_key} if self.api_key else {}),
             }
         )
         url = urllib.parse.urlsplit(f"{self.base_url}?{query}")
@@ -208,6 +226,8 @@ class WeatherClient:
 
     def _failed_attempt(self, attempt: int, error: str, started: float, sites: list[Site], *span: str) -> None:
         start, end = span
+        with self._lock:
+            self.failed_attempts += 1
         self.log(
             "weather lookup failed",
             attempt=attempt + 1,
@@ -252,60 +272,115 @@ def retry_after(value: str | None, cap: float) -> float:
     return min(max(seconds, 0.0), cap)
 
 
-def _days(start: str, end: str) -> Iterator[datetime]:
-    day = datetime.fromisoformat(start)
-    while day.strftime("%Y-%m-%d") <= end:
-        yield day
-        day = datetime.fromordinal(day.toordinal() + 1)
+WRITE_ATTEMPTS = 3  # a cache object another execution keeps rewriting: its days are asked again later
+WRITE_CONFLICTS = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 
 class SiteDayCache:
     """Fetched weather kept in the processed bucket, one object per site and month:
-    ``{"fields": HOURLY, "days": {"YYYY-MM-DD": [24 x len(HOURLY) values]}}``. Two executions
-    writing the same month at once may lose one's days: a later miss, asked again, not an error."""
+    ``{"fields": HOURLY, "days": {"YYYY-MM-DD": [24 x len(HOURLY) values]}}``. Only the days some
+    record needs are read into memory; a write merges the new days into what the object holds,
+    conditional on the object being what it read (two executions writing the same month at once
+    both keep their days)."""
 
-    def __init__(self, s3: Any, bucket: str, prefix: str, threads: int = 16) -> None:
+    def __init__(self, s3: Any, bucket: str, prefix: str, threads: int = 64) -> None:
+        # 64 GETs at once: sparse data (5,000 sites over a year) is ~60,000 site-month objects,
+        # ~25 ms each; 16 at once spent most of the function's time reading them.
         self.s3, self.bucket, self.prefix, self.threads = s3, bucket, prefix, threads
+        self.absent: set[tuple[Site, str]] = set()  # objects load found missing: store need not read them
 
     def key(self, site: Site, month: str) -> str:
         return f"{self.prefix}/{site[0]:.2f},{site[1]:.2f}/{month}.json"
 
-    def load(self, months: Iterable[tuple[Site, str]], client: WeatherClient) -> int:
-        """Every cached day of these site-months into ``client.days``; how many were read."""
+    def _read(self, site: Site, month: str, keep: set[str] | None = None) -> tuple[dict[str, array], dict]:
+        """The object's days and the condition a write over it needs (If-Match its ETag, or
+        If-None-Match * when there is none: https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html)."""
+        s3 = self.s3  # called by its name: make iam-check follows names
+        try:
+            answer = s3.get_object(Bucket=self.bucket, Key=self.key(site, month))
+        except s3.exceptions.NoSuchKey:
+            self.absent.add((site, month))
+            return {}, {"IfNoneMatch": "*"}
+        condition = {"IfMatch": answer["ETag"]} if answer.get("ETag") else {}
+        return cached_days(answer["Body"].read(), month, keep), condition
+
+    def load(self, wanted: Iterable[SiteDay], client: WeatherClient) -> int:
+        """The cached ones of these site-days into ``client.days``; how many were found."""
+        months = by_site_month(wanted)
 
         def one(site_month: tuple[Site, str]) -> int:
-            s3 = self.s3  # called by its name: make iam-check follows names
-            try:
-                body = s3.get_object(Bucket=self.bucket, Key=self.key(*site_month))["Body"].read()
-            except s3.exceptions.NoSuchKey:
-                return 0
-            stored = json.loads(body)
-            if tuple(stored.get("fields", ())) != HOURLY:
-                return 0  # another set of variables: fetched again and overwritten
-            for day, values in stored["days"].items():
-                client.days[site_month[0], day] = array("d", values)
-            return len(stored["days"])
+            days, _ = self._read(*site_month, keep=months[site_month])
+            for day, values in days.items():
+                client.days[site_month[0], day] = values
+            return len(days)
 
         with ThreadPoolExecutor(self.threads) as pool:
             return sum(pool.map(one, sorted(months)))
 
-    def store(self, months: Iterable[tuple[Site, str]], client: WeatherClient) -> None:
-        """Write back these site-months with every complete day the client holds for them (each
-        object built in its own turn: all of them at once were hundreds of MB of Python floats)."""
-        wanted, days_of = set(months), defaultdict(list)
-        for site, day in client.days:
-            if (site, day[:7]) in wanted:
-                days_of[site, day[:7]].append(day)
+    def store(self, fetched: Iterable[SiteDay], client: WeatherClient) -> None:
+        """Add these site-days' complete days to their site-month objects (each object built in
+        its own turn: all of them at once were hundreds of MB of Python floats)."""
+        months = by_site_month(fetched)
 
         def one(site_month: tuple[Site, str]) -> None:
-            values = {day: client.days[site_month[0], day] for day in sorted(days_of[site_month])}
-            complete = {day: v.tolist() for day, v in values.items() if not any(math.isnan(x) for x in v)}
-            body = json.dumps({"fields": HOURLY, "days": complete}).encode()
-            s3 = self.s3
-            s3.put_object(Bucket=self.bucket, Key=self.key(*site_month), Body=body, ContentType="application/json")
+            site, month = site_month
+            for attempt in range(WRITE_ATTEMPTS):
+                if site_month in self.absent and not attempt:
+                    days, condition = {}, {"IfNoneMatch": "*"}
+                else:
+                    days, condition = self._read(site, month)
+                for day in months[site_month]:
+                    values = client.days.get((site, day))
+                    if values is not None and not any(math.isnan(x) for x in values):
+                        days[day] = values
+                complete = {day: [round(x, DECIMALS) for x in days[day]] for day in sorted(days)}
+                body = json.dumps({"fields": HOURLY, "days": complete}).encode()
+                s3 = self.s3
+                try:
+                    s3.put_object(
+                        Bucket=self.bucket,
+                        Key=self.key(site, month),
+                        Body=body,
+                        ContentType="application/json",
+                        **condition,
+                    )
+                except ClientError as exc:  # another execution wrote it since: read again, merge
+                    if exc.response.get("Error", {}).get("Code") not in WRITE_CONFLICTS:
+                        raise
+                    continue
+                self.absent.discard(site_month)
+                return
 
         with ThreadPoolExecutor(self.threads) as pool:
-            list(pool.map(one, sorted(days_of)))
+            list(pool.map(one, sorted(months)))
+
+
+def by_site_month(site_days: Iterable[SiteDay]) -> dict[tuple[Site, str], set[str]]:
+    out: dict[tuple[Site, str], set[str]] = defaultdict(set)
+    for site, day in site_days:
+        out[site, day[:7]].add(day)
+    return out
+
+
+def cached_days(body: bytes, month: str, keep: set[str] | None = None) -> dict[str, array]:
+    """The days of a cache object (only those in ``keep`` if given); nothing (a miss: fetched
+    again and overwritten) when it is unreadable, truncated, of other variables, or a day is not
+    24 hours of numbers."""
+    width = 24 * len(HOURLY)
+    try:
+        stored = json.loads(body)
+        if tuple(stored.get("fields", ())) != HOURLY:
+            return {}
+        days = {
+            day: array("f", (float(v) for v in values))
+            for day, values in stored["days"].items()
+            if isinstance(day, str) and day[:7] == month and isinstance(values, list) and (keep is None or day in keep)
+        }
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return {}
+    if any(len(v) != width or any(math.isnan(x) for x in v) for v in days.values()):
+        return {}
+    return days
 
 
 def parse_time(value: str) -> datetime:
@@ -345,10 +420,28 @@ def enrich(records: list[dict], client: WeatherClient) -> dict[str, int]:
     return counts
 
 
-def client_from_env(log: Callable[..., None], deadline: float = math.inf) -> WeatherClient:
+def api_key(ssm: Any = None) -> str | None:
+    """The weather API key from the SecureString parameter ``WEATHER_API_KEY_ARN`` names (the ARN
+    of ``WEATHER_API_KEY_PARAMETER``, set by ``make weather-key``), read once per invocation;
+    None when none is named or it does not exist (the free endpoint, no key)."""
+    if not os.environ.get("WEATHER_API_KEY_ARN"):
+        return None
+    if ssm is None:
+        import boto3
+
+        ssm = boto3.client("ssm")
+    try:
+        answer = ssm.get_parameter(Name=os.environ["WEATHER_API_KEY_ARN"], WithDecryption=True)
+        return answer["Parameter"]["Value"] or None
+    except ssm.exceptions.ParameterNotFound:
+        return None
+
+
+def client_from_env(log: Callable[..., None], deadline: float = math.inf, ssm: Any = None) -> WeatherClient:
     env = os.environ.get
     return WeatherClient(
         base_url=os.environ["WEATHER_BASE_URL"],
+        api_key=api_key(ssm),
         connect_timeout=float(env("WEATHER_CONNECT_TIMEOUT", "3")),
         read_timeout=float(env("WEATHER_READ_TIMEOUT", "10")),
         max_retries=int(env("WEATHER_MAX_RETRIES", "3")),
@@ -366,7 +459,7 @@ def client_from_env(log: Callable[..., None], deadline: float = math.inf) -> Wea
 WRITE_RESERVE = 0.25
 
 
-def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient | None = None) -> dict:
+def handler(event: dict, context: Any, *, s3: Any = None, ssm: Any = None, client: WeatherClient | None = None) -> dict:
     execution_id = execution_id_of(event)
     log = get_logger("weather_enrichment", execution_id)
     if s3 is None:
@@ -375,19 +468,18 @@ def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient 
         s3 = boto3.client("s3")
     remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else math.inf
     deadline = time.monotonic() + remaining * (1 - WRITE_RESERVE)
-    bucket, client = os.environ["PROCESSED_BUCKET"], client or client_from_env(log.warning, deadline)
+    bucket, client = os.environ["PROCESSED_BUCKET"], client or client_from_env(log.warning, deadline, ssm)
     source = f"{os.environ['INPUT_PREFIX']}/{execution_id}"
     target = os.environ["OUTPUT_PREFIX"]
     count = int(event["shard_count"])
     wanted: set[SiteDay] = set()
     for _, records in read_shards(s3, bucket, source, count):
         wanted |= needed(records)
-    months = {(site, day[:7]) for site, day in wanted}
     cache = SiteDayCache(s3, bucket, os.environ["CACHE_PREFIX"]) if os.environ.get("CACHE_PREFIX") else None
-    cached = cache.load(months, client) if cache else 0
+    cached = cache.load(wanted, client) if cache else 0
     missing = wanted - client.days.keys()
     client.fetch(missing)
-    fetched = {(site, day[:7]) for site, day in missing if (site, day) in client.days}
+    fetched = {site_day for site_day in missing if site_day in client.days}
     if cache and fetched:
         cache.store(fetched, client)
     totals = {"records": 0, "enriched": 0, "failed": 0, "shards": 0}
@@ -414,7 +506,11 @@ def handler(event: dict, context: Any, *, s3: Any = None, client: WeatherClient 
     # a shard missing here failed within the tolerated failures (its Map child): nothing to enrich
     lost = sorted(set(range(count)) - found)
     totals.update(
-        requests=client.requests, site_days=len(wanted), from_cache=len(wanted) - len(missing), missing=listed(lost)
+        requests=client.requests,
+        failed_attempts=client.failed_attempts,
+        site_days=len(wanted),
+        from_cache=len(wanted) - len(missing),
+        missing=listed(lost),
     )
     log.info("weather enrichment done", cached_days_read=cached, **totals)
     return totals

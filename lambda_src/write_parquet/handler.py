@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,11 +48,11 @@ from shards import read_shards
 SCHEMA = pa.schema(
     [
         pa.field("execution_id", pa.string(), nullable=False),
-        pa.field("image_key", pa.string(), nullable=False),
-        pa.field("site_id", pa.string(), nullable=False),
-        pa.field("captured_at", pa.timestamp("ms", tz="UTC"), nullable=False),
-        pa.field("latitude", pa.float64(), nullable=False),
-        pa.field("longitude", pa.float64(), nullable=False),
+        pa.field("image_key", pa.string()),
+        pa.field("site_id", pa.string()),
+        pa.field("captured_at", pa.timestamp("ms", tz="UTC")),
+        pa.field("latitude", pa.float64()),
+        pa.field("longitude", pa.float64()),
         pa.field("detection_index", pa.int32()),
         pa.field("category", pa.string()),
         pa.field("score", pa.float32()),
@@ -62,12 +64,17 @@ SCHEMA = pa.schema(
         pa.field("wind_speed_kmh", pa.float32()),
         pa.field("cloud_cover_pct", pa.float32()),
         pa.field("weather_status", pa.string(), nullable=False),
+        pa.field("record_status", pa.string(), nullable=False),
     ]
 )
 PARTITION = "month"  # Hive-style key of the object paths: month=YYYY-MM
 BUFFER_ROWS = 200_000  # rows held in Arrow buffers over all months (~100 B each)
 ROWS_PER_FILE = 2_000_000  # ~40 B a row after zstd: files of tens of MB at most
 MAX_OPEN_FILES = 24
+# Partitions the table projects (modules/dataset.py): 1970-01 up to a year ahead of the query.
+# Rows without a usable capture time go to the first of them: a clock reset lands there anyway.
+UNDATED_MONTH = "1970-01"
+AHEAD_YEARS = 1
 SORT_KEYS = [("captured_at", "ascending"), ("site_id", "ascending"), ("image_key", "ascending")]
 
 
@@ -76,21 +83,41 @@ def captured(record: dict) -> datetime:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+def _field(problems: list[str], name: str, read: Callable[[], Any]) -> Any:
+    """``read()``, or None with ``name`` noted as a problem: a bad field never loses the record."""
+    try:
+        value = read()
+    except (KeyError, ValueError, TypeError, OverflowError):
+        problems.append(name)
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.append(name)
+        return None
+    return value
+
+
 def rows_of(record: dict, execution_id: str) -> list[dict]:
+    """A record's rows; a missing or unreadable field is null and named in ``record_status``."""
+    problems: list[str] = []
     weather = record.get("weather") or {}
     base = {
         "execution_id": execution_id,
-        "image_key": record["key"],
-        "site_id": str(record["site_id"]),
-        "captured_at": captured(record),
-        "latitude": float(record["lat"]),
-        "longitude": float(record["lon"]),
+        "image_key": _field(problems, "key", lambda: str(record["key"])),
+        "site_id": _field(problems, "site_id", lambda: str(record["site_id"])),
+        "captured_at": _field(problems, "captured_at", lambda: captured(record)),
+        "latitude": _field(problems, "lat", lambda: float(record["lat"])),
+        "longitude": _field(problems, "lon", lambda: float(record["lon"])),
         "temperature_c": weather.get("temperature_2m"),
         "precipitation_mm": weather.get("precipitation"),
         "wind_speed_kmh": weather.get("wind_speed_10m"),
         "cloud_cover_pct": weather.get("cloud_cover"),
-        "weather_status": record.get("weather_status", "missing"),
+        "weather_status": str(record.get("weather_status", "missing")),
     }
+    reasons = [f"{', '.join(problems)} missing or unreadable"] if problems else []
+    moment = base["captured_at"]
+    if moment is not None and month_of(moment) != moment.strftime("%Y-%m"):
+        reasons.append(f"captured_at outside {UNDATED_MONTH}..{AHEAD_YEARS} year(s) ahead: partition {UNDATED_MONTH}")
+    base["record_status"] = f"invalid: {'; '.join(reasons)}" if reasons else "ok"
     detections = record.get("detections") or []
     if not detections:
         return [
@@ -118,6 +145,17 @@ def rows_of(record: dict, execution_id: str) -> list[dict]:
     ]
 
 
+def month_of(moment: datetime | None) -> str:
+    """The partition of a capture time: its month, or ``UNDATED_MONTH`` when it has none (the
+    record's ``record_status`` says why) or lies outside what the table projects (a camera clock
+    reset before 1970 or running more than ``AHEAD_YEARS`` ahead)."""
+    if moment is None:
+        return UNDATED_MONTH
+    month = moment.strftime("%Y-%m")
+    latest = f"{datetime.now(UTC).year + AHEAD_YEARS:04d}-{datetime.now(UTC).month:02d}"
+    return month if UNDATED_MONTH <= month <= latest else UNDATED_MONTH
+
+
 def by_month(records: list[dict], execution_id: str) -> dict[str, pa.Table]:
     """One shard's rows as an Arrow table per month of capture."""
     rows = [row for record in records for row in rows_of(record, execution_id)]
@@ -126,7 +164,7 @@ def by_month(records: list[dict], execution_id: str) -> dict[str, pa.Table]:
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     indices: dict[str, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
-        indices[row["captured_at"].strftime("%Y-%m")].append(i)
+        indices[month_of(row["captured_at"])].append(i)
     return {month: table.take(pa.array(positions)) for month, positions in indices.items()}
 
 
