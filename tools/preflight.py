@@ -333,7 +333,7 @@ def required_tags(stack: Stack) -> dict[str, str]:
             spec = json.loads(monitor.get("monitor_specification") or "{}")
         except ValueError:
             continue
-        for clause in [spec, *spec.get("And", [])]:
+        for clause in [spec, *(spec.get("And") or [])]:  # the provider writes absent keys as null
             tag = clause.get("Tags")
             if tag and tag.get("Values"):
                 tags[tag["Key"]] = tag["Values"][0]
