@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -553,13 +554,17 @@ def batch_default_service_linked_role() -> None:
 
     iam_batch_service_linked_role_name()
     create = BatchBackend.create_compute_environment
+    # Terraform creates both compute environments at once: one creates the role, the other uses it
+    # (without the lock the second create failed with EntityAlreadyExists, as once in CI)
+    linked = threading.Lock()
 
     def with_linked_role(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("service_role"):
-            try:
-                role = self.iam_backend.get_role("AWSServiceRoleForBatch")
-            except IAMNotFoundException:
-                role = self.iam_backend.create_service_linked_role("batch.amazonaws.com", "", "")
+            with linked:
+                try:
+                    role = self.iam_backend.get_role("AWSServiceRoleForBatch")
+                except IAMNotFoundException:
+                    role = self.iam_backend.create_service_linked_role("batch.amazonaws.com", "", "")
             kwargs["service_role"] = role.arn
         return create(self, *args, **kwargs)
 
