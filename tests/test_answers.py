@@ -28,7 +28,7 @@ from conf.pipeline import PIPELINE, TEXT_BOUND, answer_bound, answer_problems
 from tests.conftest import SynthResult
 from tests.events import EXECUTION, event_for
 from tests.runs import s3_event
-from tests.test_handlers import ENRICHED, REGION, create_budget, guard, ledger_table, parquet, weather
+from tests.test_handlers import ENRICHED, REGION, create_budget, curated_buckets, guard, ledger_table, parquet, weather
 from tests.test_pipeline_spec import FAN_OUT, planner
 
 
@@ -159,16 +159,7 @@ def test_the_parquet_answer_does_not_grow_with_the_partitions(
     synth: SynthResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two partitions or sixty (one object per date and site): the same answer but for its counts."""
-    s3 = boto3.client("s3", region_name=REGION)
-    for bucket in ("proc", "cur"):
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    for key, value in {
-        "PROCESSED_BUCKET": "proc",
-        "CURATED_BUCKET": "cur",
-        "INPUT_PREFIX": "weather",
-        "OUTPUT_PREFIX": "detections",
-    }.items():
-        monkeypatch.setenv(key, value)
+    s3 = curated_buckets(monkeypatch)
     many = [dict(ENRICHED[1], key=f"images/{n}.jpg", site_id=f"s{n}") for n in range(60)]
     state = {"manifest": "s3://r/m.json", "shards": {"summary": {"count": 1}}}
 

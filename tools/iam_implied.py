@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 
 from tools.iam_check import Call, Config, IamCheckError
+from tools.preflight_rules import SFN_LOG_ACTIONS
 
 DOC = {
     "lambda": "https://docs.aws.amazon.com/step-functions/latest/dg/lambda-iam.html",
@@ -173,16 +174,7 @@ def state_machine_calls(config: Config, dynamic: dict[str, list[str]]) -> Iterat
                     )
         logging = body.get("logging_configuration") or {}
         if logging.get("log_destination") and logging.get("level", "OFF") != "OFF":
-            for action in (
-                "logs:CreateLogDelivery",
-                "logs:GetLogDelivery",
-                "logs:UpdateLogDelivery",
-                "logs:DeleteLogDelivery",
-                "logs:ListLogDeliveries",
-                "logs:PutResourcePolicy",
-                "logs:DescribeResourcePolicies",
-                "logs:DescribeLogGroups",
-            ):
+            for action in SFN_LOG_ACTIONS:
                 calls.append(Call.of(role, action, "*", f"{sm_name} logging -> {DOC['sfn_logs']}"))
         if (body.get("tracing_configuration") or {}).get("enabled"):
             for action in (
