@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,7 +53,12 @@ def unpack(code: bytes) -> Path:
         CACHE.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=CACHE))
         zipfile.ZipFile(io.BytesIO(code)).extractall(staging)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:  # a concurrent invocation of the same zip unpacked it first: same bytes
+            if not target.is_dir():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
