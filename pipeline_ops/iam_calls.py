@@ -296,6 +296,24 @@ def _python_files(*folders: Path) -> tuple[Path, ...]:
     return tuple(sorted(p for folder in folders for p in folder.glob("*.py")))
 
 
+def _with_imported(own: tuple[Path, ...], shared: Path) -> tuple[Path, ...]:
+    """``own`` and the modules of ``shared`` they import, transitively: every zip carries all of
+    ``lambda_src/_shared``, but only what a function imports runs (and names its clients)."""
+    available = {p.stem: p for p in shared.glob("*.py")}
+    files, pending = set(own), list(own)
+    while pending:
+        for node in ast.walk(ast.parse(pending.pop().read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                found = available.get(name.split(".")[0])
+                if found and found not in files:
+                    files.add(found)
+                    pending.append(found)
+    return tuple(sorted(files))
+
+
 def units(config: Config, spec: PipelineSpec, root: Path = REPO) -> Iterator[Unit]:
     steps = {step.name: step for step in spec.steps}
     for _, body in config.resources("aws_lambda_function"):
@@ -303,7 +321,7 @@ def units(config: Config, spec: PipelineSpec, root: Path = REPO) -> Iterator[Uni
         if not (root / "lambda_src" / folder).is_dir():
             raise IamCheckError(f"function {body['function_name']}: no lambda_src/{folder}/ for its code")
         env = config.resolve((body.get("environment") or {}).get("variables", {}))
-        files = _python_files(root / "lambda_src" / folder, root / "lambda_src" / "_shared")
+        files = _with_imported(_python_files(root / "lambda_src" / folder), root / "lambda_src" / "_shared")
         yield Unit(config.resolve(body["function_name"]), config.resolve(body["role"]), env, files, steps.get(folder))
     for _, body in config.resources("aws_batch_job_definition"):
         props = json.loads(config.resolve(body.get("container_properties") or "{}"))
