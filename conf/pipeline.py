@@ -314,6 +314,7 @@ PLAN_ANSWER: tuple[tuple[str, AnswerKind], ...] = (
 SUPPORT_FUNCTIONS = {
     "budget_shutdown": "Stops Batch spending at 100 % of the budget; resumes on request",
     "batch_metrics": "Batch queue depth, oldest RUNNABLE job, vCPUs, finished jobs (Batch publishes no metrics)",
+    "start_run": "The manifest trigger's target: one execution per manifest content (named after it)",
 }
 
 PIPELINE = PipelineSpec(
@@ -322,7 +323,7 @@ PIPELINE = PipelineSpec(
             name="plan_fan_out",
             runs_on="lambda",
             reads=(Location("raw", "manifests"),),
-            # one run per manifest version: its claim, written once and read back when taken (a retry
+            # one run per manifest content: its claim, written once and read back when taken (a retry
             # of the same execution goes on), across executions like a cache
             writes=Location("processed", "claims"),
             cache=Location("processed", "claims"),

@@ -35,10 +35,11 @@ def messages(aws, url: str) -> list[str]:
     return [json.loads(m["Body"])["Message"] for m in received.get("Messages", [])]
 
 
-def s3_event(bucket: str, key: str, etag: str, region: str = "eu-north-1") -> dict:
+def s3_event(bucket: str, key: str, etag: str, region: str = "eu-north-1", version_id: str | None = None) -> dict:
     """The S3 Object Created event as EventBridge delivers it
-    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html)."""
-    return {
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html); ``version-id`` only
+    from a versioned bucket."""
+    event = {
         "version": "0",
         "id": "17793124-05d4-b198-2fde-7ededc63b103",
         "detail-type": "Object Created",
@@ -57,3 +58,6 @@ def s3_event(bucket: str, key: str, etag: str, region: str = "eu-north-1") -> di
             "reason": "PutObject",
         },
     }
+    if version_id:
+        event["detail"]["object"]["version-id"] = version_id
+    return event

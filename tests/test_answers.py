@@ -78,6 +78,7 @@ def test_every_plan_fan_out_return_carries_the_answer(synth: SynthResult, monkey
         monkeypatch.setenv(key, value)
     long_key = "manifests/" + "x" * 1000 + ".json"  # S3 keys go to 1,024 bytes; the reason quotes it
     triggered = {"event": s3_event("raw", "manifests/ok.json", put["ETag"].strip('"'))}
+    gone = {"event": s3_event("raw", "manifests/ok.json", put["ETag"].strip('"'), version_id="x" * 32)}
 
     def cases() -> list:
         out = []
@@ -90,6 +91,7 @@ def test_every_plan_fan_out_return_carries_the_answer(synth: SynthResult, monkey
             ("raw/manifests/ok.json", {}),  # not an s3 URI
             (f"s3://raw/{long_key}", {}),  # no such key, a long one
             ("s3://raw/manifests/bad.json", {}),  # no images list
+            ("s3://raw/manifests/ok.json", gone),  # the version the event names is gone
         ):
             state = {"manifest": manifest, "route": {"priority": "normal"}}
             # The duplicate delivery starts an execution of its own (another name).
@@ -99,14 +101,12 @@ def test_every_plan_fan_out_return_carries_the_answer(synth: SynthResult, monkey
         return out
 
     answers, wanted, ran = returns_reached(planner.handler, cases)
-    assert [a["allowed"] for a in answers] == [True, True, True] + [False] * 5
-    assert [a["duplicate"] for a in answers] == [False, False, False, True] + [False] * 4
-    # Keyed by the event's sequencer (the bucket is not versioned), not by the ETag.
+    assert [a["allowed"] for a in answers] == [True, True, True] + [False] * 6
+    assert [a["duplicate"] for a in answers] == [False, False, False, True] + [False] * 5
+    # Keyed by the content's SHA-256, not by the ETag (no digest of the content under SSE-KMS).
     assert (
-        answers[3]["reason"].startswith(
-            "manifest s3://raw/manifests/ok.json (sequencer-00617F08299329D189) already started a run"
-        )
-        and "one run per delivered version" in (answers[3]["reason"])
+        answers[3]["reason"].startswith("manifest s3://raw/manifests/ok.json with this content (sha256 ")
+        and "one run per manifest content" in (answers[3]["reason"])
     )
     assert_answers("plan_fan_out", answers, wanted, ran)
 

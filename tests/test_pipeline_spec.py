@@ -366,41 +366,47 @@ def test_prod_is_priced_per_1000_images_from_its_synthesized_config(synth, tmp_p
 
 
 @mock_aws
-def test_a_claim_dedupes_deliveries_of_one_version_not_uploads(synth, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The raw bucket is SSE-KMS: there an ETag is no MD5 of the content
-    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_Object.html), so the claim is keyed by what
-    names one version in the S3 event (ev-events.html: version-id, else sequencer). The same content
-    uploaded again (same ETag, a new sequencer) is a new run; a second delivery of one event is refused."""
+def test_a_claim_keeps_one_run_per_manifest_content(synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A triggered run claims the SHA-256 of the manifest version its event names (ev-events.html:
+    ``version-id`` when the bucket is versioned), not the ETag: the raw bucket is SSE-KMS, where an
+    ETag is no digest of the content (https://docs.aws.amazon.com/AmazonS3/latest/API/API_Object.html).
+    A second delivery and the same bytes uploaded again are refused (Duplicate); other bytes under
+    the same key are a new run; a run started by hand claims nothing (the deliberate re-run)."""
     from tests.events import event_for
     from tests.runs import s3_event
 
     s3 = boto3.client("s3", region_name="eu-north-1")
     for bucket in ("raw", "proc"):
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
-    put = s3.put_object(Bucket="raw", Key="manifests/m.json", Body=b'{"images": [{"key": "a.jpg"}]}')
+    s3.put_bucket_versioning(Bucket="raw", VersioningConfiguration={"Status": "Enabled"})
     for key, value in {"FAN_OUT": json.dumps(FAN_OUT), "PROCESSED_BUCKET": "proc", "OUTPUT_PREFIX": "claims"}.items():
         monkeypatch.setenv(key, value)
     uri = "s3://raw/manifests/m.json"
+    one, other = b'{"images": [{"key": "a.jpg"}]}', b'{"images": [{"key": "a.jpg"}, {"key": "b.jpg"}]}'
 
-    def run(execution: str, **object_fields) -> dict:
-        event = s3_event("raw", "manifests/m.json", put["ETag"].strip('"'))
-        event["detail"]["object"].update(object_fields)
+    def upload(body: bytes) -> dict:
+        put = s3.put_object(Bucket="raw", Key="manifests/m.json", Body=body)
+        return s3_event("raw", "manifests/m.json", put["ETag"].strip('"'), version_id=put["VersionId"])
+
+    def run(execution: str, execution_input: dict) -> dict:
         return planner.handler(
-            event_for(synth, "PlanFanOut", {"manifest": uri}, {"event": event}, execution=execution), None, s3=s3
+            event_for(synth, "PlanFanOut", {"manifest": uri}, execution_input, execution=execution), None, s3=s3
         )
 
-    assert run("first")["allowed"] is True
-    assert run("reupload", sequencer="00617F0829932AAAAA")["allowed"] is True, "same ETag, a new upload"
-    duplicate = run("duplicate")
-    assert (
-        duplicate["allowed"] is False and "(sequencer-00617F08299329D189) already started a run" in duplicate["reason"]
-    )
-    assert duplicate["duplicate"] is True
-    assert run("versioned", **{"version-id": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"})["allowed"] is True
-    again = run(
-        "versioned-again", **{"version-id": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY", "sequencer": "00617F0829932BBBBB"}
-    )
-    assert again["allowed"] is False and "(version-id-3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY)" in again["reason"]
+    first = upload(one)
+    assert run("first", {"event": first})["allowed"] is True
+    assert run("first", {"event": first})["allowed"] is True, "a retried invocation finds its own claim"
+    duplicate = run("second-delivery", {"event": first})
+    assert duplicate["duplicate"] is True and duplicate["allowed"] is False
+    assert f"manifest {uri} with this content (sha256 " in duplicate["reason"]
+    again = run("same-bytes-again", {"event": upload(one)})
+    assert again["duplicate"] is True, "the same bytes uploaded again (a new version) are no new run"
+    changed = upload(other)
+    upload(one)  # an overwrite after the event: the run reads the version its event names
+    assert run("other-bytes", {"event": changed})["images"] == 2
+    assert run("by-hand", {"manifest": uri})["allowed"] is True, "a run started by hand claims nothing"
+    gone = {**first, "detail": {**first["detail"], "object": {**first["detail"]["object"], "version-id": "x" * 32}}}
+    assert run("gone", {"event": gone})["reason"] == f"manifest {uri} (version {'x' * 32}) does not exist"
 
 
 def test_a_duplicate_delivery_ends_quietly(synth) -> None:

@@ -20,7 +20,7 @@ table, set at synth), which GuardBudget adds to the month's actual spend before 
 execution go on.
 
 Environment: FAN_OUT (JSON); PROCESSED_BUCKET and OUTPUT_PREFIX: where a triggered run claims the
-delivered object version (``claim``: a duplicate delivery is refused, a re-upload is a new run).
+manifest's content (``claim``: one run per content; a run started by hand claims nothing).
 """
 
 from __future__ import annotations
@@ -213,35 +213,30 @@ def refused(reason: str) -> dict[str, Any]:
     return answer(reason=reason[:REASON_BOUND])
 
 
-def object_version(detail: dict) -> str | None:
-    """What names one version of the object in an S3 Object Created event: its ``version-id`` when
-    the bucket is versioned, else its ``sequencer`` (ordered and distinct per PUT of one key), else
-    its ``etag`` (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html). Never the
-    ETag first: under SSE-KMS or a multipart upload it is no MD5 of the content
-    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_Object.html), so it tells nothing about
-    the content; a second delivery of one event carries the same values."""
-    found = detail.get("object") if isinstance(detail.get("object"), dict) else {}
-    for field in ("version-id", "sequencer", "etag"):
-        if found.get(field):
-            return f"{field}-{found[field]}"
-    return None
-
-
-def claim(s3: Any, event: dict, uri: str) -> str | None:
-    """One run per delivered object version: a run the manifest trigger started (its input is the S3
-    event) claims ``<OUTPUT_PREFIX>/<sha256 of bucket/key>/<version>.json`` (``object_version``) with a
-    conditional put (If-None-Match: *, https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html).
-    What is deduplicated: a second delivery of the same event (EventBridge delivers at least once),
-    refused before any Batch job. Not a re-upload: that is a new version, a deliberate new run. A
-    retried invocation of this very execution finds its own claim (it names the execution) and goes
-    on. A run started by hand claims nothing. Returns the refusal, or None."""
+def triggered_object(event: dict) -> dict | None:
+    """``detail.object`` of the S3 event a triggered run was started with (its input is
+    ``{"event": ...}``: lambda_src/start_run), or None for a run started by hand."""
     given = event.get("input") if isinstance(event.get("input"), dict) else {}
-    detail = given.get("event", {}).get("detail", {}) if isinstance(given.get("event"), dict) else {}
-    version = object_version(detail) if isinstance(detail, dict) else None
-    if not version or not os.environ.get("OUTPUT_PREFIX"):
+    found = given.get("event") if isinstance(given.get("event"), dict) else {}
+    detail = found.get("detail") if isinstance(found.get("detail"), dict) else {}
+    obj = detail.get("object")
+    return obj if isinstance(obj, dict) else None
+
+
+def claim(s3: Any, event: dict, uri: str, digest: str) -> str | None:
+    """One run per manifest content: a triggered run claims ``<OUTPUT_PREFIX>/<sha256 of the URI>/
+    sha256-<digest of the content>.json`` with a conditional put (If-None-Match: *,
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html). start_run names
+    the execution after the same content, so Step Functions already starts no second run for 90 days
+    (a re-delivery, the same bytes uploaded again); the claim keeps it so after that too, and for a
+    run started with an S3 event by other means. Not the ETag: under SSE-KMS or a multipart upload
+    it is no digest of the content (https://docs.aws.amazon.com/AmazonS3/latest/API/API_Object.html).
+    A retried invocation of this very execution finds its own claim (it names the execution) and
+    goes on. A run started by hand claims nothing: the deliberate re-run. Returns the refusal, or None."""
+    if triggered_object(event) is None or not os.environ.get("OUTPUT_PREFIX"):
         return None
     name = hashlib.sha256(uri.encode()).hexdigest()[:32]
-    key = f"{os.environ['OUTPUT_PREFIX']}/{name}/{version}.json"
+    key = f"{os.environ['OUTPUT_PREFIX']}/{name}/sha256-{digest}.json"
     bucket = os.environ["PROCESSED_BUCKET"]
     body = json.dumps({"manifest": uri, "execution_id": event.get("execution_id")}).encode()
     try:
@@ -252,9 +247,9 @@ def claim(s3: Any, event: dict, uri: str) -> str | None:
         if claimed_by(s3, bucket, key) == event.get("execution_id"):
             return None
         return (
-            f"manifest {uri} ({version}) already started a run (claim {key} in the processed bucket): "
-            "one run per delivered version; to run it again on purpose, upload it again or start the "
-            "workflow by hand with this manifest"
+            f"manifest {uri} with this content (sha256 {digest[:16]}...) already started a run (claim {key} in the "
+            "processed bucket): one run per manifest content; to run it again on purpose, start the workflow by "
+            "hand with this manifest"
         )[:REASON_BOUND]
     return None
 
@@ -282,17 +277,23 @@ def handler(event: dict, context: Any, *, s3: Any = None) -> dict:
         import boto3
 
         s3 = boto3.client("s3")
+    # A triggered run reads the version its event names: an overwrite meanwhile is its own run.
+    version = (triggered_object(event) or {}).get("version-id")
     try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))["Body"].read()
     except s3.exceptions.NoSuchKey:
         return refused(f"manifest {uri} does not exist")
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchVersion":
+            raise
+        return refused(f"manifest {uri} (version {version}) does not exist")
     images = count_images(body)
     if images is None:
         return refused(f"manifest {uri} is not a JSON object with an 'images' list")
     verdict = plan(images, fan_out, size, elapsed_since(event.get("started_at")))
-    taken = claim(s3, event, uri) if verdict["allowed"] else None
+    taken = claim(s3, event, uri, hashlib.sha256(body).hexdigest()) if verdict["allowed"] else None
     if taken:
-        # A duplicate delivery: the workflow ends it quietly (state Duplicate, SUCCEEDED, no notice).
+        # Already run: the workflow ends it quietly (state Duplicate, SUCCEEDED, no notice).
         return answer(reason=taken[:REASON_BOUND], duplicate=True)
     log.info("fan-out planned", **{k: v for k, v in verdict.items() if k != "reason"}, reason=verdict["reason"])
     return verdict
