@@ -928,6 +928,61 @@ def role_may_start(account_id: str, role_arn: str | None, machine_arn: str) -> s
     return None
 
 
+def lambda_may_invoke(function: Any, rule_arn: str) -> str | None:
+    """Why EventBridge could not invoke ``function`` for the rule ``rule_arn``, or None: the
+    function's resource policy must allow ``lambda:InvokeFunction`` to ``events.amazonaws.com``,
+    for this rule's ARN when it names a source
+    (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html)."""
+    import fnmatch
+
+    policy = getattr(function, "policy", None)
+    statements = list(getattr(policy, "statements", None) or [])
+
+    def admits(s: dict[str, Any]) -> bool:
+        principal = s.get("Principal")
+        services = principal.get("Service", []) if isinstance(principal, dict) else []
+        actions = s.get("Action", [])
+        condition = s.get("Condition") or {}
+        sources = [
+            v
+            for operator in ("ArnLike", "ArnEquals", "StringEquals", "StringLike")
+            for k, v in (condition.get(operator) or {}).items()
+            if k.lower() == "aws:sourcearn"
+        ]
+        return (
+            s.get("Effect") == "Allow"
+            and "events.amazonaws.com" in ([services] if isinstance(services, str) else services)
+            and bool({"lambda:InvokeFunction", "lambda:*"} & set([actions] if isinstance(actions, str) else actions))
+            and all(fnmatch.fnmatchcase(rule_arn, v) for v in sources)
+        )
+
+    if not any(admits(s) for s in statements):
+        return f"the resource policy of {function.function_arn} does not let rule {rule_arn} invoke it"
+    return None
+
+
+def invoke_later(function: Any, event: dict[str, Any], told: Callable[..., None], rule: Any) -> None:
+    """EventBridge invokes a Lambda target asynchronously (Invoke with InvocationType Event): the
+    event's delivery does not wait for the handler. Lambda's own retries of a failed asynchronous
+    invocation are not emulated: the failure is logged."""
+    import threading
+
+    def run() -> None:
+        headers: dict[str, str] = {}
+        try:
+            function.invoke(json.dumps(event, ensure_ascii=False).encode(), {}, headers)
+        except Exception as exc:
+            told("eventbridge.failed", rule=rule.name, target=function.function_arn, error=str(exc))
+            return
+        told(
+            "eventbridge.invoked" if "x-amz-function-error" not in headers else "eventbridge.function-error",
+            rule=rule.name,
+            target=function.function_arn,
+        )
+
+    threading.Thread(target=run, name=f"eventbridge-{rule.name}", daemon=True).start()
+
+
 @fill
 def s3_eventbridge_starts_state_machines() -> None:
     """S3's EventBridge notifications start no state machine: moto sends its own event shape to
@@ -935,14 +990,16 @@ def s3_eventbridge_starts_state_machines() -> None:
     swallowed). Here an Object Created event, in AWS's shape, goes to the default bus (where S3
     sends it: https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventBridge.html); every
     ENABLED rule whose pattern matches (moto's own matcher; moto's matches every event when a rule
-    has none, a schedule) hands each target its input; a state
-    machine is started with that input once its role passes :func:`role_may_start`. Delivery is
-    once per event (AWS: at least once, so the workflow claims each manifest version itself). A
-    failed delivery is logged and leaves the upload alone, as on AWS. Other targets and other
-    events go to moto's own delivery."""
+    has none, a schedule) hands each target its input; a Lambda function is invoked asynchronously
+    with it once its resource policy passes :func:`lambda_may_invoke` (moto delivers to no Lambda
+    target); a state machine is started with it once its role passes :func:`role_may_start`.
+    Delivery is once per event (AWS: at least once; lambda_src/start_run names the execution so a
+    second delivery starts none). A failed delivery is logged and leaves the upload alone, as on
+    AWS. Other targets and other events go to moto's own delivery."""
     import copy
     import sys
 
+    from moto.awslambda.utils import get_backend as lambda_backend
     from moto.events.models import events_backends
     from moto.s3 import notifications
     from moto.stepfunctions.responses import get_backend
@@ -964,6 +1021,13 @@ def s3_eventbridge_starts_state_machines() -> None:
             for target in list(rule.targets):
                 arn = target["Arn"]
                 try:
+                    if arn.split(":")[2:3] == ["lambda"]:
+                        function = lambda_backend(account_id, arn.split(":")[3]).get_function(arn)
+                        refused = lambda_may_invoke(function, rule.arn)
+                        if refused:
+                            raise PermissionError(refused)
+                        invoke_later(function, json.loads(target_input(target, event, rule)), told, rule)
+                        continue
                     if arn.split(":")[2:3] != ["states"]:
                         one = copy.copy(rule)
                         one.targets = [target]

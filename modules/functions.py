@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdktf import AssetType, TerraformAsset
+from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
+from cdktf_cdktf_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
 from cdktf_cdktf_provider_aws.lambda_function import (
     LambdaFunction,
     LambdaFunctionEnvironment,
@@ -26,6 +28,7 @@ from cdktf_cdktf_provider_aws.lambda_function_event_invoke_config import (
     LambdaFunctionEventInvokeConfigDestinationConfig,
     LambdaFunctionEventInvokeConfigDestinationConfigOnFailure,
 )
+from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
 from constructs import Construct
 
@@ -164,3 +167,19 @@ class PythonFunction(Construct):
     def grant_invoke(self, role: GrantableRole) -> None:
         """InvokeFunction on this function (and its versions and aliases) only."""
         role.add_statements(statement(["lambda:InvokeFunction"], [self.function_arn, f"{self.function_arn}:*"]))
+
+    def invoked_by(self, scope: Construct, id_: str, rule: CloudwatchEventRule) -> CloudwatchEventTarget:
+        """``rule`` invokes this function with the whole event: the function's resource policy admits
+        events.amazonaws.com for that rule's ARN only, before the target exists
+        (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html)."""
+        permission = LambdaPermission(
+            scope,
+            f"{id_}-invokes",
+            action="lambda:InvokeFunction",
+            function_name=self.function_name,
+            principal="events.amazonaws.com",
+            source_arn=rule.arn,
+        )
+        return CloudwatchEventTarget(
+            scope, f"{id_}-target", rule=rule.name, arn=self.function_arn, depends_on=[permission]
+        )

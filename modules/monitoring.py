@@ -26,7 +26,6 @@ from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
 from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
 from cdktf_cdktf_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
-from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from cdktf_cdktf_provider_aws.s3_bucket_metric import S3BucketMetric
 from constructs import Construct
 
@@ -231,17 +230,7 @@ class Monitoring(Construct):
             rule = CloudwatchEventRule(
                 self, id_, name=f"{props.prefix}-{id_}", description=f"Feeds BatchMetrics: {id_}", **trigger
             )
-            permission = LambdaPermission(
-                self,
-                f"{id_}-invokes",
-                action="lambda:InvokeFunction",
-                function_name=function.function_name,
-                principal="events.amazonaws.com",
-                source_arn=rule.arn,
-            )
-            CloudwatchEventTarget(
-                self, f"{id_}-target", rule=rule.name, arn=function.function_arn, depends_on=[permission]
-            )
+            function.invoked_by(self, id_, rule)
         for queue in props.job_queues:
             self._alarm(
                 f"batch-{queue}-runnable",

@@ -686,7 +686,15 @@ class Workflow(Construct):
         )
 
     def _start_on_manifest(self, props: WorkflowProps) -> None:
-        """A new ``raw/manifests/*.json`` object starts one execution with its S3 event as input."""
+        """A new object under the planner's manifest prefix invokes the ``start_run`` function with its
+        S3 event; it starts one execution per manifest content, named after it (EventBridge cannot
+        name an execution, so a re-delivery or a re-upload of the same bytes would start another:
+        lambda_src/start_run). It reads the manifest to hash it and may start this machine only."""
+        manifests = props.spec.planner.reads[0] if props.spec.planner else None
+        if manifests is None:
+            raise ValueError(
+                "workflow.start_on_new_manifest needs a step that plans the fan-out and reads the manifests"
+            )
         rule = CloudwatchEventRule(
             self,
             "on-manifest",
@@ -697,32 +705,13 @@ class Workflow(Construct):
                     "source": ["aws.s3"],
                     "detail-type": ["Object Created"],
                     "detail": {
-                        "bucket": {"name": [props.data_lake.raw.bucket_name]},
-                        "object": {"key": [{"prefix": "manifests/"}]},
+                        "bucket": {"name": [props.data_lake.bucket(manifests.bucket).bucket_name]},
+                        "object": {"key": [{"prefix": f"{manifests.prefix}/"}]},
                     },
                 }
             ),
         )
-        role = GrantableRole(
-            self,
-            "events-role",
-            GrantableRoleProps(
-                name=f"{props.prefix}-start-pipeline",
-                service="events.amazonaws.com",
-                description="Lets EventBridge start the pipeline",
-                source_account=props.account_id,
-            ),
-        )
-        role.add_statements(statement(["states:StartExecution"], [self.state_machine_arn]))
-        CloudwatchEventTarget(
-            self,
-            "start",
-            rule=rule.name,
-            arn=self.state_machine_arn,
-            role_arn=role.role_arn,
-            # The whole event as JSON (state FromTrigger makes the manifest URI of it): a key never
-            # goes into a template string, where a quote would break the input.
-            input_transformer=CloudwatchEventTargetInputTransformer(
-                input_paths={}, input_template='{"event": <aws.events.event.json>}'
-            ),
-        )
+        starter = props.functions["start_run"]
+        props.data_lake.bucket(manifests.bucket).grant_read(starter.role, manifests.prefix)
+        starter.role.add_statements(statement(["states:StartExecution"], [self.state_machine_arn]))
+        starter.invoked_by(self, "start", rule)

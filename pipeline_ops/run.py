@@ -2,7 +2,7 @@
 
 Uploads pipeline_ops/sample/ (3 images + a manifest with one missing image), or with ``IMAGES=N`` a
 generated manifest of N tiny JPEGs spread over sites and days, to the raw bucket; the upload starts
-the execution, as in production (S3 -> EventBridge rule -> StartExecution, see ``run``); a priority,
+the execution, as in production (S3 -> EventBridge rule -> start_run -> StartExecution, see ``run``); a priority,
 a shard size or ``RERUN`` (a manifest already uploaded: the deliberate re-run) start one by hand.
 Follows it state by state and prints the final status, the plan (shards, shards in flight,
 estimate), how many shards ran at once and the curated objects. A refused manifest prints the
@@ -267,9 +267,10 @@ def run(
 ) -> tuple[str, dict]:
     """Run once and follow it; ``aws`` are boto3 clients by service name (default: the emulator's).
 
-    As in production, uploading the manifest starts the run: S3 -> the EventBridge rule -> its
-    input transformer -> StartExecution (moto fill ``s3_eventbridge_starts_state_machines``); the
-    run is the execution whose input is that object's event. ``images``: a generated manifest of
+    As in production, uploading the manifest starts the run: S3 -> the EventBridge rule -> the
+    start_run function -> StartExecution named after the manifest's content (moto fill
+    ``s3_eventbridge_starts_state_machines``); the run is the execution whose input is that
+    object's event. The same bytes uploaded again start nothing: ``rerun`` starts them by hand. ``images``: a generated manifest of
     that many images instead of the sample. ``options`` (priority, images_per_shard) are input the
     trigger cannot give: such a run is started by hand, its upload with the trigger paused.
     ``rerun``: a manifest URI already in the raw bucket, started by hand (the deliberate re-run:

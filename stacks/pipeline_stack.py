@@ -272,6 +272,17 @@ class PipelineStack(TerraformStack):
         """The workflow's state machine ARN from its name (modules/workflow.py names it ``<prefix>-pipeline``)."""
         return f"arn:aws:states:{profile.region}:{account_id}:stateMachine:{profile.prefix}-pipeline"
 
+    def _manifests_environment(self) -> dict[str, str]:
+        """Where manifests are: the location the planning step reads (conf/pipeline.py)."""
+        planner = self.spec.planner
+        if planner is None or not planner.reads:
+            return {}
+        location = planner.reads[0]
+        return {
+            "MANIFEST_BUCKET": self.data_lake.bucket(location.bucket).bucket_name,
+            "MANIFEST_PREFIX": location.prefix,
+        }
+
     @staticmethod
     def _planner_environment(profile: Profile, spec: PipelineSpec) -> dict[str, dict[str, str]]:
         """FAN_OUT for the step that plans the fan-out (its shard size, bound and estimate inputs)."""
@@ -338,11 +349,17 @@ class PipelineStack(TerraformStack):
                 "KILL_SWITCH_PARAMETER": params.kill_switch.name,
                 "SHUTDOWN_STATE_PARAMETER": params.shutdown_state.name,
             },
+            "start_run": {
+                "STATE_MACHINE_ARN": self._state_machine_arn(profile, account_id),
+                **self._manifests_environment(),
+            },
         }
         for name, environment in self._planner_environment(profile, self.spec).items():
             wiring[name] = {**wiring.get(name, {}), **environment}
         steps = {s.name: s for s in self.spec.lambda_steps}
         descriptions = {**{n: s.description for n, s in steps.items()}, **SUPPORT_FUNCTIONS}
+        if not profile.workflow.start_on_new_manifest:
+            del descriptions["start_run"]  # the manifest trigger's target (modules/workflow.py)
         layer = profile.functions.pandas_layer_arn
         functions = {}
         for name, description in descriptions.items():

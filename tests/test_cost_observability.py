@@ -134,6 +134,7 @@ def test_alarms_point_at_the_topic(synth: SynthResult, env: str) -> None:
         "write_parquet",
         "budget_shutdown",
         "batch_metrics",
+        "start_run",
     ):
         expected |= {f"{fn}-errors", f"{fn}-throttles", f"{fn}-duration"}
     expected |= {f"batch-{queue}-runnable" for queue in ("high", "normal", "low", "cpu")}
@@ -188,7 +189,8 @@ def test_dashboard_widgets(synth: SynthResult) -> None:
     stats = [m[-1].get("stat") for m in widgets["Execution duration (ms): p50, p90"]["metrics"]]
     assert stats == ["p50", "p90"]
     rates = [m[0] for m in widgets["Lambda error rate (%)"]["metrics"] if isinstance(m[0], dict)]
-    assert len(rates) == 6 and rates[0]["expression"] == "100 * FILL(e0, 0) / i0"
+    functions = synth.resources("dev", "aws_lambda_function")
+    assert len(rates) == len(functions) and rates[0]["expression"] == "100 * FILL(e0, 0) / i0"
     queue = [m[1] for m in widgets["Batch queue normal: jobs by state (depth) and finished"]["metrics"]]
     assert (
         queue == ["JobsSubmitted", "JobsPending", "JobsRunnable", "JobsStarting", "JobsRunning"] + ["JobsFinished"] * 2

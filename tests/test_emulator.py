@@ -32,10 +32,13 @@ def executions_for(aws, bucket: str, key: str) -> list[str]:
 TOP = ["PlanFanOut", "GuardBudget", "Stage0", "Stage1ToStage2", "WeatherEnrichment", "WriteParquet"]
 
 
-def test_uploaded_manifest_starts_one_run_that_succeeds_in_order_with_parquet(aws, deployed: Path, capsys) -> None:
+def test_uploaded_manifest_starts_one_run_that_succeeds_in_order_with_parquet(
+    aws, deployed: Path, emulator, capsys
+) -> None:
     """The run is started as production starts it: the manifest's upload -> S3's Object Created
-    event -> the stack's EventBridge rule and input transformer -> StartExecution with the rule's
-    role (moto fill s3_eventbridge_starts_state_machines); nothing calls StartExecution. Its key has
+    event -> the stack's EventBridge rule -> its start_run function (invoked asynchronously, as its
+    resource policy admits the rule) -> StartExecution named after the manifest (moto fill
+    s3_eventbridge_starts_state_machines); the test calls no StartExecution. Its key has
     a space, quotes and non-ASCII characters and reaches the workflow intact."""
     from pipeline_ops.run import curated_objects, visited_states
 
@@ -92,19 +95,32 @@ def test_uploaded_manifest_starts_one_run_that_succeeds_in_order_with_parquet(aw
     assert f"execution {execution_arn.rsplit(':', 1)[-1]}: SUCCEEDED" in status
     assert "budget odins-ravne-local-cost:" in status and "kill switch /odins-ravne/local/kill-switch: off" in status
 
-    # The same event delivered again (durable delivery is at least once:
-    # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-delivery-level.html):
-    # EventBridge starts a second execution with the same input, which no rule can keep from starting;
-    # PlanFanOut's claim on that object version is taken, so it ends quietly as Duplicate, before any
-    # Batch job and without a notice. (Uploading the bytes again is a new version: a new run.)
-    from pipeline_ops.run import follow, shard_jobs
-
-    machine = next(m["stateMachineArn"] for m in aws["stepfunctions"].list_state_machines()["stateMachines"])
-    again = aws["stepfunctions"].start_execution(stateMachineArn=machine, input=described["input"])["executionArn"]
-    duplicate = follow(aws["stepfunctions"], again, 120)
-    assert duplicate["status"] == "SUCCEEDED", duplicate
-    assert visited_states(aws["stepfunctions"], again)[-2:] == ["PlanFanOutAllowed", "Duplicate"]
-    assert shard_jobs(aws["batch"], again.rsplit(":", 1)[-1], "stage0") == [], "no Batch job for the duplicate"
+    # One manifest content, one run: lambda_src/start_run names the execution after the manifest's
+    # key and content, and Step Functions keeps one execution per name for 90 days
+    # (https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html).
+    # The same bytes uploaded again (a new version, a new Object Created event) start nothing ...
+    log = Path(emulator["state"]) / "moto.log"
+    seen = log.read_text(errors="replace").count('"nothing started"')
+    again = aws["s3"].put_object(Bucket=raw, Key=key, Body=aws["s3"].get_object(Bucket=raw, Key=key)["Body"].read())
+    assert again["VersionId"] != given["event"]["detail"]["object"]["version-id"], "a new version of the manifest"
+    deadline = time.monotonic() + 120  # bounded: the trigger invokes start_run asynchronously
+    while log.read_text(errors="replace").count('"nothing started"') == seen and time.monotonic() < deadline:
+        time.sleep(0.5)
+    told = [line for line in log.read_text(errors="replace").splitlines() if '"nothing started"' in line][seen:]
+    assert told and execution_arn.rsplit(":", 1)[-1] in told[0], told
+    assert len(executions_for(aws, raw, key)) == 1, "the same bytes uploaded again started a run"
+    # ... nor does the same event delivered again (durable delivery is at least once:
+    # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-delivery-level.html).
+    starter = next(
+        f["FunctionName"]
+        for f in aws["lambda"].list_functions()["Functions"]
+        if f["FunctionName"].endswith("-start-run")
+    )
+    answer = json.loads(
+        aws["lambda"].invoke(FunctionName=starter, Payload=json.dumps(given["event"]).encode())["Payload"].read()
+    )
+    assert (answer["started"], answer["execution"]) == (False, execution_arn), answer
+    assert len(executions_for(aws, raw, key)) == 1, "a second delivery started a run"
 
 
 def test_stage1_failure_is_retried_then_caught(aws, emulator) -> None:

@@ -328,4 +328,99 @@ def test_an_object_created_starts_the_rules_state_machine_with_its_role(monkeypa
         assert len(inputs()) == 1, "a role that may not start the machine starts nothing"
         iam.put_role_policy(RoleName="start-pipeline", PolicyName="grants", PolicyDocument=json.dumps(grants))
         s3.put_object(Bucket="raw", Key=key, Body=b'{"images": []}')
-        assert len(inputs()) == 2, "an overwrite is a new Object Created event: the workflow's claim refuses it"
+        assert len(inputs()) == 2, (
+            "an overwrite is a new Object Created event: a rule that starts the machine itself starts another"
+        )
+
+
+def test_an_object_created_invokes_the_rules_function_when_its_policy_admits_the_rule(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """S3 -> a rule whose target is a Lambda function (the pipeline's start_run): EventBridge invokes
+    it asynchronously with the whole event once the function's resource policy lets that rule invoke
+    it (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html). moto
+    delivers to no Lambda target without the fill. No invocation without the permission, or with a
+    permission for another rule's ARN."""
+    import io
+    import zipfile
+
+    import boto3
+    from moto import mock_aws
+
+    from local import moto_fills
+
+    moto_fills.lambda_runs_real_handlers()
+    moto_fills.s3_eventbridge_starts_state_machines()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr(
+            "handler.py",
+            "import json, os, pathlib\n"
+            "def handler(event, context):\n"
+            "    out = pathlib.Path(os.environ['OUT']) / (event['detail']['object']['key'].replace('/', '_'))\n"
+            "    out.write_text(json.dumps(event))\n",
+        )
+    with mock_aws():
+        region = "eu-north-1"
+        s3, iam = boto3.client("s3", region_name=region), boto3.client("iam")
+        events, lam = boto3.client("events", region_name=region), boto3.client("lambda", region_name=region)
+        s3.create_bucket(Bucket="raw", CreateBucketConfiguration={"LocationConstraint": region})
+        s3.put_bucket_notification_configuration(
+            Bucket="raw", NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+        trust = {
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ]
+        }
+        role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        function = lam.create_function(
+            FunctionName="start-run",
+            Runtime="python3.12",
+            Role=role,
+            Handler="handler.handler",
+            Code={"ZipFile": code.getvalue()},
+            Environment={"Variables": {"OUT": str(tmp_path)}},
+        )["FunctionArn"]
+        pattern = {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": {"bucket": {"name": ["raw"]}}}
+        rule = events.put_rule(Name="on-manifest", EventPattern=json.dumps(pattern))["RuleArn"]
+        events.put_targets(Rule="on-manifest", Targets=[{"Id": "start", "Arn": function}])
+
+        def delivered(key: str, wait: float = 20) -> dict | None:
+            """The event the function got for ``key`` (bounded wait: the invocation is asynchronous;
+            the refused uploads came first, so once the admitted one arrived a short wait does)."""
+            out = tmp_path / key.replace("/", "_")
+            deadline = time.monotonic() + wait
+            while not out.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            return json.loads(out.read_text()) if out.exists() else None
+
+        s3.put_object(Bucket="raw", Key="manifests/no-permission.json", Body=b"{}")
+        lam.add_permission(
+            FunctionName="start-run",
+            StatementId="other-rule",
+            Action="lambda:InvokeFunction",
+            Principal="events.amazonaws.com",
+            SourceArn=f"{rule}-other",
+        )
+        s3.put_object(Bucket="raw", Key="manifests/other-rule.json", Body=b"{}")
+        lam.add_permission(
+            FunctionName="start-run",
+            StatementId="this-rule",
+            Action="lambda:InvokeFunction",
+            Principal="events.amazonaws.com",
+            SourceArn=rule,
+        )
+        key = 'manifests/it\'s "the" \u00d8rsta batch.json'
+        s3.put_object(Bucket="raw", Key=key, Body=b"{}")
+        event = delivered(key)
+        assert event is not None, "the admitted rule's function was not invoked"
+        assert (event["source"], event["detail-type"], event["detail"]["object"]["key"]) == (
+            "aws.s3",
+            "Object Created",
+            key,
+        )
+        assert delivered("manifests/no-permission.json", 1) is None, "invoked without a resource policy"
+        assert delivered("manifests/other-rule.json", 1) is None, "invoked with a permission for another rule"

@@ -144,23 +144,49 @@ def test_state_machine_settings(synth: SynthResult) -> None:
 
 
 def test_manifest_rule_starts_executions(synth: SynthResult) -> None:
-    rules = {r["name"]: r for r in synth.resources("dev", "aws_cloudwatch_event_rule").values()}
-    pattern = json.loads(rules["odins-ravne-dev-on-manifest"]["event_pattern"])
+    """The manifest rule invokes start_run (the rule cannot name an execution; start_run names it
+    after the manifest's content) with the whole event, as Lambda targets get it; the function's
+    resource policy admits that rule only, and its role may start this machine and read manifests,
+    nothing else of the kind (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html)."""
+    resources = synth.pipeline("dev")["resource"]
+    rules = {r["name"]: (n, r) for n, r in resources["aws_cloudwatch_event_rule"].items()}
+    rule_id, rule = rules["odins-ravne-dev-on-manifest"]
+    pattern = json.loads(rule["event_pattern"])
     assert pattern["detail"]["object"]["key"] == [{"prefix": "manifests/"}]
-    (target,) = [
-        t for t in synth.resources("dev", "aws_cloudwatch_event_target").values() if "on-manifest" in t["rule"]
+    (target,) = [t for t in resources["aws_cloudwatch_event_target"].values() if rule_id in t["rule"]]
+    function_id = target["arn"].removeprefix("${aws_lambda_function.").removesuffix(".arn}")
+    function = resources["aws_lambda_function"][function_id]
+    assert function["function_name"] == "odins-ravne-dev-start-run"
+    assert not {"input", "input_path", "input_transformer", "role_arn"} & set(target), "the whole event, no role"
+    (permission,) = [
+        p
+        for p in resources["aws_lambda_permission"].values()
+        if p["function_name"].startswith(f"${{aws_lambda_function.{function_id}.")
     ]
-    assert "aws_sfn_state_machine" in target["arn"]
-    assert target["input_transformer"]["input_template"] == '{"event": <aws.events.event.json>}'
-    # What EventBridge makes of it for a key with a space, quotes and non-ASCII characters: the
-    # event inserted as JSON (eb-transform-target-input.html: aws.events.event.json, not escaped,
-    # only as a JSON value), so the input parses and the key is the key.
-    key = 'manifests/site 7/it\'s "the" Ørsta batch.json'
-    event = {"source": "aws.s3", "detail-type": "Object Created", "detail": {"object": {"key": key}}}
-    given = json.loads(
-        target["input_transformer"]["input_template"].replace("<aws.events.event.json>", json.dumps(event))
+    assert (permission["principal"], permission["source_arn"]) == (
+        "events.amazonaws.com",
+        f"${{aws_cloudwatch_event_rule.{rule_id}.arn}}",
     )
-    assert given["event"]["detail"]["object"]["key"] == key
+    assert target["depends_on"] == [f"aws_lambda_permission.{permission['//']['metadata']['uniqueId']}"]
+    env = function["environment"]["variables"]
+    assert env["STATE_MACHINE_ARN"].endswith(":stateMachine:odins-ravne-dev-pipeline")
+    assert (env["MANIFEST_PREFIX"], env["MANIFEST_BUCKET"]) == (
+        "manifests",
+        "${aws_s3_bucket.data-lake_raw_bucket_72556160.bucket}",
+    )
+    role = function["role"].removeprefix("${aws_iam_role.").removesuffix(".arn}")
+    (grants,) = [g for g in resources["aws_iam_role_policy"].values() if g["role"] == f"${{aws_iam_role.{role}.name}}"]
+    statements = json.loads(grants["policy"])["Statement"]
+    starts = [s for s in statements if "states:StartExecution" in s["Action"]]
+    assert starts == [
+        {
+            "Effect": "Allow",
+            "Action": ["states:StartExecution"],
+            "Resource": ["${aws_sfn_state_machine.workflow_state-machine_5D8A73B7.arn}"],
+        }
+    ]
+    reads = [s["Resource"] for s in statements if "s3:GetObject" in s["Action"]]
+    assert reads == [["${aws_s3_bucket.data-lake_raw_bucket_72556160.arn}/manifests/*"]]
     doc = definition(synth, "dev")
     assert doc["StartAt"] == "FromTrigger" and doc["States"]["ManifestGiven"]["Default"] == "Route"
 
@@ -177,6 +203,7 @@ def test_functions(synth: SynthResult) -> None:
         "write-parquet",
         "budget-shutdown",
         "batch-metrics",
+        "start-run",
     }
     for fn in functions.values():
         assert fn["runtime"] == "python3.12" and fn["architectures"] == ["arm64"]
@@ -190,7 +217,7 @@ def test_functions(synth: SynthResult) -> None:
         ]
     )
     configs = synth.resources("dev", "aws_lambda_function_event_invoke_config").values()
-    assert len(configs) == 6 and all(
+    assert len(configs) == len(functions) and all(
         "aws_sqs_queue" in c["destination_config"]["on_failure"]["destination"] for c in configs
     )
 

@@ -392,6 +392,33 @@ def without_actions(role_fragment: str, prefix: str) -> Mutation:
     return mutate
 
 
+def events_role_without_start(config: dict) -> None:
+    """A rule that starts the state machine itself, with a role that may not (the stack's own
+    trigger goes through start_run, which needs no role)."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    resources = config["resource"]
+    resources["aws_iam_role"]["events_role"] = {"name": "events", "assume_role_policy": json.dumps(trust)}
+    resources["aws_iam_role_policy"]["events_role_grants"] = {
+        "name": "grants",
+        "role": "${aws_iam_role.events_role.name}",
+        "policy": json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["*"]}]}
+        ),
+    }
+    machine = next(iter(resources["aws_sfn_state_machine"]))
+    rule = next(iter(resources["aws_cloudwatch_event_rule"]))
+    resources["aws_cloudwatch_event_target"]["events_start"] = {
+        "rule": f"${{aws_cloudwatch_event_rule.{rule}.name}}",
+        "arn": f"${{aws_sfn_state_machine.{machine}.arn}}",
+        "role_arn": "${aws_iam_role.events_role.arn}",
+    }
+
+
 RED: dict[str, tuple[str, Mutation, str] | tuple[str, Mutation, str, str]] = {
     "identity-principal": ("policy-shape", identity_with_principal, "an identity policy must not name a Principal"),
     "trust-resource": ("policy-shape", trust_with_resource, "a trust policy must not have a Resource"),
@@ -447,7 +474,7 @@ RED: dict[str, tuple[str, Mutation, str] | tuple[str, Mutation, str, str]] = {
     "trust-wrong": ("service-roles", workflow_role_trusts_lambda, "does not let states.amazonaws.com assume it"),
     "events-no-start": (
         "service-roles",
-        without_actions("workflow_events-role_grants", "states:StartExecution"),
+        events_role_without_start,
         "lacks states:StartExecution that events.amazonaws.com needs",
     ),
     "flow-log-no-put": (
