@@ -270,9 +270,10 @@ def run(
     As in production, uploading the manifest starts the run: S3 -> the EventBridge rule -> the
     start_run function -> StartExecution named after the manifest's content (moto fill
     ``s3_eventbridge_starts_state_machines``); the run is the execution whose input is that
-    object's event. The same bytes uploaded again start nothing: ``rerun`` starts them by hand. ``images``: a generated manifest of
-    that many images instead of the sample. ``options`` (priority, images_per_shard) are input the
-    trigger cannot give: such a run is started by hand, its upload with the trigger paused.
+    object's event. The same bytes uploaded again start nothing: ``rerun`` starts them by hand.
+    ``images``: a generated manifest of that many images instead of the sample. ``options``
+    (priority, images_per_shard) are input the trigger cannot give: such a run is started by hand,
+    its upload with the trigger paused.
     ``rerun``: a manifest URI already in the raw bucket, started by hand (the deliberate re-run:
     it claims nothing, lambda_src/plan_fan_out ``claim``). ``name``: the manifest's name
     (``manifests/<name>.json``; default: what it is and a random suffix)."""
