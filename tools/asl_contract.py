@@ -25,8 +25,9 @@ Each rule is a failure no Catch takes, or a Retry or notice that never happens:
   whose ErrorEquals matches is the one used (error-handling page above); the same for Catchers;
 - notified: every Fail state is reached only from an SNS publish (a notice) or from a Catch of
   one, every top-level Task, Map and Parallel but the notices has a Catch of States.ALL leading to
-  a notice, and a failed publish's Catch does not overwrite the error the Fail reports. A publish
-  that fails still ends in its Fail: the EventBridge rule on the execution's end is the backstop;
+  a notice (through Pass states, and Tasks that go on to a notice whether they succeed or fail),
+  and a failed publish's Catch does not overwrite the error the Fail reports. A publish that fails
+  still ends in its Fail: the EventBridge rule on the execution's end is the backstop;
 - present: every JSONPath a state reads (Parameters, ItemSelector, ItemReader, InputPath, Choice
   variables, intrinsic arguments, a Fail's ErrorPath/CausePath) is in the state data on every way
   to that state: what the Choice states proved of the input, or what an earlier state's
@@ -191,20 +192,36 @@ def silent_failures(document: dict) -> Iterator[tuple[str, str]]:
 
 def uncaught_failures(document: dict) -> Iterator[tuple[str, str]]:
     """Top-level Tasks, Maps and Parallels whose failure reaches no notice: each needs a Catch of
-    States.ALL leading (through Pass states) to an SNS publish. The notices themselves are exempt:
-    a failed publish is told by the EventBridge rule on the execution's end, the backstop. Map
-    children are too: a failed child is counted against the tolerated failures, then the Map fails."""
+    States.ALL that leads to an SNS publish, through Pass states and through Tasks that gather what
+    the notice tells (such a Task goes on to a notice both when it succeeds and, by its own Catch,
+    when it fails). The notices themselves are exempt: a failed publish is told by the EventBridge
+    rule on the execution's end, the backstop. Map children are too: a failed child is counted
+    against the tolerated failures, then the Map fails."""
     states = document.get("States", {})
+
+    def caught_to_notice(state: dict, seen: frozenset[str]) -> bool:
+        return any(
+            "States.ALL" in catcher.get("ErrorEquals", []) and leads_to_notice(catcher["Next"], seen)
+            for catcher in state.get("Catch", [])
+        )
+
+    def leads_to_notice(target: str | None, seen: frozenset[str]) -> bool:
+        state = states.get(target) if target not in seen else None
+        if state is None:
+            return False
+        seen = seen | {target}
+        if state.get("Resource") == SNS_PUBLISH:
+            return True
+        if state.get("Type") == "Pass":
+            return leads_to_notice(state.get("Next"), seen)
+        return (
+            state.get("Type") == "Task" and leads_to_notice(state.get("Next"), seen) and caught_to_notice(state, seen)
+        )
+
     for name, state in states.items():
         if state.get("Type") not in ("Task", "Map", "Parallel") or state.get("Resource") == SNS_PUBLISH:
             continue
-        told = False
-        for catcher in state.get("Catch", []):
-            target = catcher["Next"] if "States.ALL" in catcher.get("ErrorEquals", []) else None
-            while target in states and states[target].get("Type") == "Pass":
-                target = states[target].get("Next")
-            told = told or (target in states and states[target].get("Resource") == SNS_PUBLISH)
-        if not told:
+        if not caught_to_notice(state, frozenset({name})):
             yield name, "can fail without a notice: give it a Catch of States.ALL that leads to an SNS publish"
 
 
