@@ -47,7 +47,14 @@ from cdktf_cdktf_provider_aws.sfn_state_machine import (
 )
 from constructs import Construct
 
-from conf.pipeline import EXECUTION_TIMEOUT_SECONDS, LIST_MISSING_MODE, SHARD_COUNT, PipelineSpec, Step
+from conf.pipeline import (
+    EXECUTION_TIMEOUT_SECONDS,
+    LIST_MISSING_MODE,
+    SHARD_COUNT,
+    PipelineSpec,
+    Step,
+    kind_bounds,
+)
 from conf.profile import WorkflowSettings
 from modules import asl
 from modules.alerting import AlertTopic
@@ -635,10 +642,13 @@ class Workflow(Construct):
             routed=frozenset(s.name for s in props.spec.batch_steps if batch.queues_for(s.name) == PRIORITY_QUEUES),
             buckets={n: (b.bucket_name, b.bucket_arn) for n, b in lake.buckets.items()},
         )
-        # Each workflow function's declared answer, for the static check of what the states select
-        # (tools/asl_contract.py); "//" is a comment to Terraform.
+        # Each workflow function's declared answer and its kinds' bounds, for the static check of
+        # what the states select and how large an answer gets (tools/asl_contract.py, which has no
+        # bounds of its own); "//" is a comment to Terraform.
         for step in props.spec.lambda_steps:
-            props.functions[step.name].function.add_override("//.answer", dict(step.answer))
+            function = props.functions[step.name].function
+            function.add_override("//.answer", dict(step.answer))
+            function.add_override("//.answer_bounds", kind_bounds(step.answer))
         built = build_definition(props.spec, targets, props.settings)
         self.definition = definition(built, props.spec)
         self.role.add_statements(

@@ -24,12 +24,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from conf.pipeline import PIPELINE, TEXT_BOUND, answer_bound, answer_problems
+from conf.pipeline import PIPELINE, TEXT_BOUND, answer_problems, kind_bounds
 from tests.conftest import SynthResult
 from tests.events import EXECUTION, event_for
 from tests.runs import s3_event
 from tests.test_handlers import ENRICHED, REGION, create_budget, curated_buckets, guard, ledger_table, parquet, weather
 from tests.test_pipeline_spec import FAN_OUT, planner
+from tools.asl_contract import answer_bound
 
 
 def returns_reached(handler: Callable, run_cases: Callable[[], list]) -> tuple[list, set[int], set[int]]:
@@ -64,7 +65,7 @@ def assert_answers(step_name: str, answers: list, wanted: set[int], ran: set[int
     assert wanted and wanted <= ran, f"{step_name}: return lines never reached: {sorted(wanted - ran)}"
     for answer in answers:
         assert answer_problems(step.answer, answer) == [], (step_name, answer)
-        assert len(json.dumps(answer)) <= answer_bound(step.answer)
+        assert len(json.dumps(answer)) <= answer_bound(dict(step.answer), kind_bounds(step.answer))
 
 
 @mock_aws
@@ -202,7 +203,7 @@ def test_every_workflow_lambda_declares_a_bounded_answer() -> None:
     """The spec refuses a kept key its answer lacks, and every answer is well inside 256 KiB."""
     for step in PIPELINE.lambda_steps:
         assert step.answer and set(step.outputs) <= dict(step.answer).keys(), step.name
-        assert answer_bound(step.answer) < 256 * 1024 // 8, step.name
+        assert answer_bound(dict(step.answer), kind_bounds(step.answer)) < 256 * 1024 // 8, step.name
 
 
 @mock_aws

@@ -137,6 +137,30 @@ def test_an_answer_that_grows_with_the_data_is_found(synth: SynthResult, tmp_pat
     assert problem.startswith("bounded: ") and "['list'] grow with the data" in problem
 
 
+def test_the_bounds_come_with_the_declared_answer(synth: SynthResult, tmp_path: Path) -> None:
+    """The check has no bounds of its own: the synthesized declaration carries each kind's bound
+    (conf/pipeline.py's, the only copy). A larger text bound makes WriteParquet's answer too large;
+    a declaration without bounds is one that grows with the data."""
+    comment = function_of(synth.pipeline("dev"), "write-parquet")["//"]
+    assert comment["answer_bounds"] == {"int": 20, "text": 2050}
+
+    def larger(_: dict, config: dict) -> None:
+        function_of(config, "write-parquet")["//"]["answer_bounds"]["text"] = 20_000
+
+    (problem,) = found(edited(synth, "dev", larger), tmp_path)
+    assert problem.startswith("bounded: aws_lambda_function.") and problem.endswith(
+        "answer may take 40116 bytes, over 32768 (1/8 of 256 KiB)"
+    )
+
+    def unbounded(_: dict, config: dict) -> None:
+        del function_of(config, "write-parquet")["//"]["answer_bounds"]
+
+    (problem,) = found(edited(synth, "dev", unbounded), tmp_path)
+    assert problem.endswith(
+        "answer kinds ['int', 'text'] grow with the data: put the list in S3, answer its key and counts"
+    )
+
+
 def test_a_function_without_a_declared_answer_is_found(synth: SynthResult, tmp_path: Path) -> None:
     def undeclared(_: dict, config: dict) -> None:
         del function_of(config, "weather")["//"]["answer"]

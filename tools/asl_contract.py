@@ -2,7 +2,8 @@
 
 Reads synthesized Terraform JSON only (a ``tools/preflight.py`` check, ``workflow``); works on any
 ``aws_sfn_state_machine`` whose Lambda functions declare their answer in ``"//": {"answer":
-{key: kind}}`` (ignored by Terraform; ``modules/workflow.py`` writes it from ``conf/pipeline.py``).
+{key: kind}, "answer_bounds": {kind: most JSON characters}}`` (ignored by Terraform;
+``modules/workflow.py`` writes both from ``conf/pipeline.py``, so the bounds live there only).
 Each rule is a failure no Catch takes, or a Retry or notice that never happens:
 
 - selected: every ``$.Payload.<key>`` a Lambda task's ResultSelector selects is in the function's
@@ -45,8 +46,6 @@ from typing import Any
 
 DATA_LIMIT = 256 * 1024  # bytes of a state's input or output
 ANSWER_SHARE = 8  # one answer may take at most 1/8 of it: the execution state holds several
-KIND_BOUND = {"bool": 5, "int": 20, "number": 32}  # JSON characters at most; text: its declared bound
-TEXT_BOUND = 2048
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
 PAYLOAD_KEY = re.compile(r"^\$\.Payload\.([A-Za-z0-9_]+)$")
@@ -112,15 +111,12 @@ def order_problems(kind: str, rules: list[dict], *, composite: bool | str) -> li
     return out
 
 
-def answer_bound(answer: dict[str, str]) -> int | None:
-    """JSON bytes an answer of these kinds takes at most, None when a kind has no bound."""
-    total = 2
-    for key, kind in answer.items():
-        bound = TEXT_BOUND + 2 if kind == "text" else KIND_BOUND.get(kind)
-        if bound is None:
-            return None
-        total += len(key) + 4 + bound
-    return total
+def answer_bound(answer: dict[str, str], bounds: dict[str, int]) -> int | None:
+    """JSON bytes an answer of these kinds takes at most (``bounds``: the most JSON characters of a
+    value of each kind, declared with the answer), None when a kind has no bound."""
+    if any(kind not in bounds for kind in answer.values()):
+        return None
+    return 2 + sum(len(key) + 4 + bounds[kind] for key, kind in answer.items())
 
 
 def lambda_tasks(document: dict) -> Iterator[tuple[str, str, dict]]:
@@ -451,9 +447,13 @@ def absent_paths(document: dict, data: Data = Data(), where: str = "") -> Iterat
         todo += follow
 
 
-def problems(document: dict, answers: dict[str, dict[str, str]], answer_of: Any) -> Iterator[tuple[str, str, str]]:
+def problems(
+    document: dict, answers: dict[str, dict[str, str]], answer_of: Any, bounds: dict[str, dict[str, int]]
+) -> Iterator[tuple[str, str, str]]:
     """``(rule, where, problem)`` for one state machine. ``answers``: declared answers by function
-    (address), ``answer_of``: a task's FunctionName value -> its declared answer or None."""
+    (address), ``answer_of``: a task's FunctionName value -> its declared answer or None,
+    ``bounds``: by function, the most JSON characters of a value of each kind its answer declares
+    (a kind without one grows with the data)."""
     for where, name, state in states_of(document):
         composite = state.get("Type") if state.get("Type") in ("Map", "Parallel") else False
         for kind, field in (("Retrier", "Retry"), ("Catcher", "Catch")):
@@ -471,9 +471,10 @@ def problems(document: dict, answers: dict[str, dict[str, str]], answer_of: Any)
     for where, problem in selected_problems(document, answer_of):
         yield "selected", where, problem
     for function, answer in answers.items():
-        bound = answer_bound(answer)
+        kind_bounds = bounds.get(function, {})
+        bound = answer_bound(answer, kind_bounds)
         if bound is None:
-            kinds = sorted({k for k in answer.values() if k not in KIND_BOUND and k != "text"})
+            kinds = sorted({k for k in answer.values() if k not in kind_bounds})
             yield (
                 "bounded",
                 function,
