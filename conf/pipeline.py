@@ -38,9 +38,19 @@ TEXT_BOUND = 2048  # characters of one text value of an answer
 KIND_BOUND = {"bool": 5, "int": 20, "number": 32, "text": TEXT_BOUND + 2}  # its JSON, at most
 
 
-def answer_bound(answer: tuple[tuple[str, AnswerKind], ...]) -> int:
-    """The most bytes an answer of this shape takes as JSON (keys, quotes, separators included)."""
-    return 2 + sum(len(key) + 4 + KIND_BOUND[kind] for key, kind in answer)
+# A shard counter's answer (``Step.counts_shards``): how many shards finished it and which did not
+# (bounded text). The notices name them: within the tolerated failures NotifyFailedShards; beyond,
+# ListFailedShards asks the same function with ``{"mode": LIST_MISSING_MODE}``, which answers them
+# from a listing of its input, no record read, for NotifyShardsFailed.
+SHARD_COUNT: tuple[tuple[str, AnswerKind], ...] = (("shards", "int"), ("missing", "text"))
+LIST_MISSING_MODE = "list_missing"
+
+
+def kind_bounds(answer: tuple[tuple[str, AnswerKind], ...]) -> dict[str, int]:
+    """The bound of each kind the answer uses, declared with it in the synthesized JSON: the static
+    ASL check (tools/asl_contract.py: ``answer_bound``, the most bytes the answer takes as JSON)
+    takes them from there and knows none of its own."""
+    return {kind: KIND_BOUND[kind] for _, kind in answer}
 
 
 def answer_problems(answer: tuple[tuple[str, AnswerKind], ...], value: object) -> list[str]:
@@ -122,9 +132,10 @@ class Step:
     outputs: tuple[str, ...] = ()  # keys of a Lambda's answer kept in the execution state
     result_key: str | None = None  # where in the state they go (default: the step name)
     uses: tuple[str, ...] = ()  # result keys of earlier Lambda steps this Lambda is given
-    # A Lambda after the fan-out whose answer's ``shards`` counts the shards that finished it and
-    # ``missing`` names the others: fewer than stage0 cut (failures within
-    # workflow.tolerated_shard_failure_pct) is notified.
+    # A Lambda after the fan-out whose answer carries SHARD_COUNT: ``shards`` counts the shards that
+    # finished it, ``missing`` names the others; fewer than stage0 cut (failures within
+    # workflow.tolerated_shard_failure_pct) is notified. After a fan-out that failed beyond them it
+    # is asked the same in LIST_MISSING_MODE (the same answer, from a listing).
     counts_shards: bool = False
     pandas_layer: bool = False  # a Lambda that imports pyarrow: gets the profile's AWS SDK for pandas layer
     description: str = ""
@@ -185,8 +196,8 @@ class PipelineSpec:
             ]
             if step.counts_shards and (
                 not sharded
-                or (declared.get("shards"), declared.get("missing")) != ("int", "text")
-                or not {"shards", "missing"} <= set(step.outputs)
+                or any(declared.get(key) != kind for key, kind in SHARD_COUNT)
+                or not dict(SHARD_COUNT).keys() <= set(step.outputs)
             ):
                 out.append(
                     f"{step.name!r} counts the shards: it must come after the fan-out and keep 'shards' (int) "

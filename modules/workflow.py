@@ -18,7 +18,8 @@ its history (~6 events per job, 25,000 per execution) caps it near 2,000 shard-j
 40 iterations in flight; an array job costs fewer state transitions (one per step instead of ~4 per
 shard and step: 0.025 USD per 1,000, ~1 USD for 10,000 shards) but fails and retries whole, needs a
 size >= 2, and has no concurrency bound of its own. A child per shard keeps retries per shard and
-the bound explicit.
+the bound explicit. Beyond ``workflow.tolerated_shard_failure_pct`` failed shards the Map fails:
+ListFailedShards asks the shard counter which shards have no output, and the notice names them.
 
 Every Task retries transient errors with backoff and jitter and catches everything else into
 NotifyFailure (an SNS message naming the failing state) and a Fail state. An execution times out
@@ -46,7 +47,14 @@ from cdktf_cdktf_provider_aws.sfn_state_machine import (
 )
 from constructs import Construct
 
-from conf.pipeline import EXECUTION_TIMEOUT_SECONDS, PipelineSpec, Step
+from conf.pipeline import (
+    EXECUTION_TIMEOUT_SECONDS,
+    LIST_MISSING_MODE,
+    SHARD_COUNT,
+    PipelineSpec,
+    Step,
+    kind_bounds,
+)
 from conf.profile import WorkflowSettings
 from modules import asl
 from modules.alerting import AlertTopic
@@ -68,6 +76,7 @@ INPUT_WITHOUT_MANIFEST = (
     "or be an S3 Object Created event with bucket name and object key"
 )
 END_NOTIFIED = ["FAILED", "TIMED_OUT", "ABORTED"]  # execution statuses told by EventBridge
+SHARDS_UNLISTED = "NotifyShardsUnlisted"  # a failed fan-out told without its shards
 
 
 @dataclass(frozen=True)
@@ -129,9 +138,9 @@ def _notify(t: Targets, subject: str, message: str, args: list[str], then: str, 
     return asl.then(asl.catching(retried, then, result_path="$.notify_error"), then)
 
 
-def lambda_step(step: Step, t: Targets, *, sharded: bool, next_state: str, attempts: int) -> tuple[dict, list]:
-    """Invoke the step's function; a gate goes on only if its answer says ``allowed``."""
-    arn, timeout = t.functions[step.name]
+def _payload(step: Step, *, sharded: bool) -> dict:
+    """What a workflow function is sent: the execution, its manifest and input, the shard count
+    after the fan-out, and the answers of earlier steps the step ``uses``."""
     payload = {
         "execution_id.$": EXECUTION_ID,
         "manifest.$": "$.manifest",
@@ -141,6 +150,13 @@ def lambda_step(step: Step, t: Targets, *, sharded: bool, next_state: str, attem
     if sharded:
         payload["shard_count.$"] = "$.shards.summary.count"
     payload.update({f"{key}.$": f"$.{key}" for key in step.uses})
+    return payload
+
+
+def lambda_step(step: Step, t: Targets, *, sharded: bool, next_state: str, attempts: int) -> tuple[dict, list]:
+    """Invoke the step's function; a gate goes on only if its answer says ``allowed``."""
+    arn, timeout = t.functions[step.name]
+    payload = _payload(step, sharded=sharded)
     state = asl.lambda_task(
         arn,
         payload,
@@ -336,9 +352,11 @@ def build_definition(spec: PipelineSpec, t: Targets, settings: WorkflowSettings)
         following = names[index + 1] if index + 1 < len(units) else last
         if isinstance(unit, tuple):
             state, needs = shard_map(unit, spec.sharder, t, settings)
-            notice = "NotifyShardsFailed"
+            notice = "ListFailedShards" if spec.shard_counter else SHARDS_UNLISTED
             built.add(_guarded(names[index], state, asl.MAP_TRANSIENT, following, attempts, notice), needs)
-            built.add({notice: shards_failed(t, attempts)})
+            built.add({SHARDS_UNLISTED: shards_failed(t, attempts)})
+            if spec.shard_counter:
+                built.add(*failed_shards(spec.shard_counter, t, attempts))
         elif unit.runs_on == "lambda":
             built.add(*lambda_step(unit, t, sharded=sharded, next_state=following, attempts=attempts))
         else:
@@ -400,10 +418,55 @@ def shards_complete(counter: Step, t: Targets, attempts: int) -> dict[str, dict]
     }
 
 
+def failed_shards(counter: Step, t: Targets, attempts: int) -> tuple[dict[str, dict], list]:
+    """More shards failed than tolerated (or the Map could not run): the shard counter's function,
+    in LIST_MISSING_MODE, lists the shards its input prefix has no output of (failed, stopped when
+    the Map Run failed, or never started), and the notice names them (bounded text) with the error,
+    cause and the command that runs just those again; the execution then fails with the Map's error
+    and cause. A failed Map leaves only its error and cause in the state (the Catch's error output,
+    https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html): where its
+    ResultWriter wrote is the Map's output, which a failed Map has not
+    (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html), so the
+    list comes from the shard outputs. A listing that fails is caught apart (``$.list_error``, the
+    Map's ``$.error`` stays for ``Failed``) into the notice without the list."""
+    arn, timeout = t.functions[counter.name]
+    listing = asl.lambda_task(
+        arn,
+        {**_payload(counter, sharded=True), "mode": LIST_MISSING_MODE},
+        result_selector={f"{key}.$": f"$.Payload.{key}" for key, _ in SHARD_COUNT},
+        result_path="$.failed_shards",
+        timeout=timeout + 30,
+    )
+    listing = asl.retrying(listing, asl.LAMBDA_TRANSIENT, max_attempts=attempts)
+    states = {
+        "ListFailedShards": asl.then(
+            asl.catching(listing, SHARDS_UNLISTED, result_path="$.list_error"), "NotifyShardsFailed"
+        ),
+        "NotifyShardsFailed": _notify(
+            t,
+            "Odins Ravne: pipeline execution failed",
+            "Execution {} failed in the fan-out: {}: {}. {} of {} shards finished; failed or stopped: {}. "
+            "Run just those again: make rerun-shards ENV=<env> EXECUTION={}.",
+            [
+                EXECUTION_ID,
+                "$.error.Error",
+                "$.error.Cause",
+                "$.failed_shards.shards",
+                "$.shards.summary.count",
+                "$.failed_shards.missing",
+                EXECUTION_ID,
+            ],
+            "Failed",
+            attempts,
+        ),
+    }
+    return states, [statement(["lambda:InvokeFunction"], [arn, f"{arn}:*"])]
+
+
 def shards_failed(t: Targets, attempts: int) -> dict:
-    """More shards failed than tolerated (or the Map could not run): told with the error and cause
-    and the command that lists the failed shards and runs just those again (``rerun-shards`` reads
-    which shards have no output; the Map's results are in S3, not in the state)."""
+    """The fan-out failed and its shards could not be listed (or no step counts them): told with the
+    error and cause and the command that lists the failed shards and runs just those again
+    (``rerun-shards`` reads which shards have no output)."""
     return _notify(
         t,
         "Odins Ravne: pipeline execution failed",
@@ -579,10 +642,13 @@ class Workflow(Construct):
             routed=frozenset(s.name for s in props.spec.batch_steps if batch.queues_for(s.name) == PRIORITY_QUEUES),
             buckets={n: (b.bucket_name, b.bucket_arn) for n, b in lake.buckets.items()},
         )
-        # Each workflow function's declared answer, for the static check of what the states select
-        # (tools/asl_contract.py); "//" is a comment to Terraform.
+        # Each workflow function's declared answer and its kinds' bounds, for the static check of
+        # what the states select and how large an answer gets (tools/asl_contract.py, which has no
+        # bounds of its own); "//" is a comment to Terraform.
         for step in props.spec.lambda_steps:
-            props.functions[step.name].function.add_override("//.answer", dict(step.answer))
+            function = props.functions[step.name].function
+            function.add_override("//.answer", dict(step.answer))
+            function.add_override("//.answer_bounds", kind_bounds(step.answer))
         built = build_definition(props.spec, targets, props.settings)
         self.definition = definition(built, props.spec)
         self.role.add_statements(

@@ -15,7 +15,8 @@ is that variable of the deployed unit; otherwise every ARN or name in the unit's
 that has the action's resource format (``policy_sentry``). S3 object calls: the bucket and key
 prefix the code reads from ``os.environ`` (``Bucket=``, ``Key=f"{prefix}/..."``); where the code
 builds them at run time, a read touches each location the step ``reads`` in ``conf/pipeline.py``
-and a write the location it ``writes``, in the bucket its ``<BUCKET>_BUCKET`` names. The state
+and a write the location it ``writes``, in the bucket its ``<BUCKET>_BUCKET`` names; a listing is
+ListBucket on that bucket with each location it ``reads`` as its ``s3:prefix``. The state
 machine's own calls (every Task state) come from ``tools.iam_implied``; this module gives it the
 values of the JSONPath parameters (the Map's job queues, its shard list's key).
 """
@@ -38,6 +39,9 @@ from tools.iam_check import Call, Config, IamCheckError, check, report, resource
 
 REPO = Path(__file__).resolve().parent.parent
 S3_READ_OPS = {"GetObject", "HeadObject", "GetObjectVersion"}
+# A listing is s3:ListBucket on the bucket, the listed prefix its s3:prefix condition key
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/amazon-s3-policy-keys.html).
+S3_LIST_OPS = {"ListObjectsV2", "ListObjects"}
 S3_WRITE_OPS = {
     "PutObject",
     "CreateMultipartUpload",
@@ -395,7 +399,9 @@ def s3_calls(unit: Unit, call: Found, action: str, where: str) -> Iterator[Call]
         raise IamCheckError(f"{where}: S3 {call.operation} in code that runs no step of conf/pipeline.py")
     # a cache the step keeps across executions is read and written as well (its keys are built at run time)
     cache = (step.cache,) if step.cache else ()
-    if call.operation in S3_READ_OPS:
+    if call.operation in S3_LIST_OPS:
+        locations = step.reads
+    elif call.operation in S3_READ_OPS:
         locations = (*step.reads, *cache)
     elif call.operation in S3_WRITE_OPS:
         locations = ((step.writes,) if step.writes else ()) + cache
@@ -406,7 +412,10 @@ def s3_calls(unit: Unit, call: Found, action: str, where: str) -> Iterator[Call]
         bucket = unit.env.get(variable)
         if not bucket:
             raise IamCheckError(f"{where}: {unit.name} reads/writes {location} but its environment has no {variable}")
-        yield Call.of(unit.role, action, f"arn:aws:s3:::{bucket}/{location.prefix}/*", where)
+        if call.operation in S3_LIST_OPS:
+            yield Call.of(unit.role, action, f"arn:aws:s3:::{bucket}", where, **{"s3:prefix": f"{location.prefix}/"})
+        else:
+            yield Call.of(unit.role, action, f"arn:aws:s3:::{bucket}/{location.prefix}/*", where)
 
 
 def dynamic_values(config: Config, spec: PipelineSpec) -> dict[str, list[str]]:

@@ -1,7 +1,8 @@
 """Run again just the shards an execution lost: ``make rerun-shards ENV=<env> EXECUTION=<name>``.
 
 An execution whose shards failed within ``workflow.tolerated_shard_failure_pct`` succeeds with what
-it has and its notice names the missing shards (NotifyFailedShards). This gathers the images of
+it has and its notice names the missing shards (NotifyFailedShards); beyond it, it fails and its
+notice names them too (NotifyShardsFailed). This gathers the images of
 every shard of that execution with no output of the fan-out's last step (stage0's
 ``shard-<n>.json`` for each) into one new manifest, ``manifests/rerun-<execution>.json`` in the raw
 bucket. Like any new manifest it starts its own execution through the manifest trigger (EventBridge),

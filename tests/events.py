@@ -52,4 +52,8 @@ def event_for(
     started = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")  # just started
     arn = CONTEXT["Execution"]["Id"].rsplit(":", 1)[0]
     context = {"Execution": {"Id": f"{arn}:{execution}", "Name": execution, "Input": given, "StartTime": started}}
-    return {key.removesuffix(".$"): resolve(path, state, context) for key, path in payload.items()}
+    # A field ending in ".$" is a path; any other is sent as written (as ``"mode": "list_missing"``).
+    return {
+        key.removesuffix(".$"): resolve(value, state, context) if key.endswith(".$") else value
+        for key, value in payload.items()
+    }

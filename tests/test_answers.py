@@ -24,12 +24,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from conf.pipeline import PIPELINE, TEXT_BOUND, answer_bound, answer_problems
+from conf.pipeline import PIPELINE, TEXT_BOUND, answer_problems, kind_bounds
 from tests.conftest import SynthResult
 from tests.events import EXECUTION, event_for
 from tests.runs import s3_event
 from tests.test_handlers import ENRICHED, REGION, create_budget, curated_buckets, guard, ledger_table, parquet, weather
 from tests.test_pipeline_spec import FAN_OUT, planner
+from tools.asl_contract import answer_bound
 
 
 def returns_reached(handler: Callable, run_cases: Callable[[], list]) -> tuple[list, set[int], set[int]]:
@@ -64,7 +65,7 @@ def assert_answers(step_name: str, answers: list, wanted: set[int], ran: set[int
     assert wanted and wanted <= ran, f"{step_name}: return lines never reached: {sorted(wanted - ran)}"
     for answer in answers:
         assert answer_problems(step.answer, answer) == [], (step_name, answer)
-        assert len(json.dumps(answer)) <= answer_bound(step.answer)
+        assert len(json.dumps(answer)) <= answer_bound(dict(step.answer), kind_bounds(step.answer))
 
 
 @mock_aws
@@ -136,7 +137,9 @@ def test_every_guard_budget_return_carries_the_answer(synth: SynthResult, monkey
 @mock_aws
 def test_every_weather_return_carries_a_bounded_answer(synth: SynthResult, monkeypatch: pytest.MonkeyPatch) -> None:
     """Three shards cut, one written (the others failed within the tolerance): the answer counts
-    the shard written and names the missing ones; 10,000 missing shards still fit its bound."""
+    the shard written and names the missing ones, enriching them or, after a failed fan-out
+    (ListFailedShards' ``list_missing`` mode), listing them; 10,000 missing shards still fit its
+    bound."""
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket="proc", Key=f"stage2/{EXECUTION}/shard-1.json", Body=json.dumps({"records": []}))
@@ -145,11 +148,15 @@ def test_every_weather_return_carries_a_bounded_answer(synth: SynthResult, monke
     monkeypatch.setenv("WEATHER_BASE_URL", "http://127.0.0.1:9/v1/archive")  # no record asks it
     state = {"manifest": "s3://r/m.json", "shards": {"summary": {"count": 3}}}
     answers, wanted, ran = returns_reached(
-        weather.handler, lambda: [weather.handler(event_for(synth, "WeatherEnrichment", state), None, s3=s3)]
+        weather.handler,
+        lambda: [
+            weather.handler(event_for(synth, name, state), None, s3=s3)
+            for name in ("WeatherEnrichment", "ListFailedShards")
+        ],
     )
-    assert (answers[0]["shards"], answers[0]["missing"]) == (1, "0, 2")
+    assert [(a["shards"], a["missing"]) for a in answers] == [(1, "0, 2"), (1, "0, 2")]
     assert_answers("weather_enrichment", answers, wanted, ran)
-    many = weather.listed(list(range(10_000)))
+    many = weather.missing(10_000, ())
     assert len(many) <= TEXT_BOUND and many.startswith("0, 1, 2") and many.endswith(" more")
     assert int(many.rsplit(" and ", 1)[1].split()[0]) + many.count(", ") + 1 == 10_000
 
@@ -196,7 +203,7 @@ def test_every_workflow_lambda_declares_a_bounded_answer() -> None:
     """The spec refuses a kept key its answer lacks, and every answer is well inside 256 KiB."""
     for step in PIPELINE.lambda_steps:
         assert step.answer and set(step.outputs) <= dict(step.answer).keys(), step.name
-        assert answer_bound(step.answer) < 256 * 1024 // 8, step.name
+        assert answer_bound(dict(step.answer), kind_bounds(step.answer)) < 256 * 1024 // 8, step.name
 
 
 @mock_aws

@@ -137,12 +137,41 @@ def test_an_answer_that_grows_with_the_data_is_found(synth: SynthResult, tmp_pat
     assert problem.startswith("bounded: ") and "['list'] grow with the data" in problem
 
 
+def test_the_bounds_come_with_the_declared_answer(synth: SynthResult, tmp_path: Path) -> None:
+    """The check has no bounds of its own: the synthesized declaration carries each kind's bound
+    (conf/pipeline.py's, the only copy). A larger text bound makes WriteParquet's answer too large;
+    a declaration without bounds is one that grows with the data."""
+    comment = function_of(synth.pipeline("dev"), "write-parquet")["//"]
+    assert comment["answer_bounds"] == {"int": 20, "text": 2050}
+
+    def larger(_: dict, config: dict) -> None:
+        function_of(config, "write-parquet")["//"]["answer_bounds"]["text"] = 20_000
+
+    (problem,) = found(edited(synth, "dev", larger), tmp_path)
+    assert problem.startswith("bounded: aws_lambda_function.") and problem.endswith(
+        "answer may take 40116 bytes, over 32768 (1/8 of 256 KiB)"
+    )
+
+    def unbounded(_: dict, config: dict) -> None:
+        del function_of(config, "write-parquet")["//"]["answer_bounds"]
+
+    (problem,) = found(edited(synth, "dev", unbounded), tmp_path)
+    assert problem.endswith(
+        "answer kinds ['int', 'text'] grow with the data: put the list in S3, answer its key and counts"
+    )
+
+
 def test_a_function_without_a_declared_answer_is_found(synth: SynthResult, tmp_path: Path) -> None:
     def undeclared(_: dict, config: dict) -> None:
         del function_of(config, "weather")["//"]["answer"]
 
-    (problem,) = found(edited(synth, "dev", undeclared), tmp_path)
-    assert problem.startswith("selected: WeatherEnrichment: its function (") and "declares no answer" in problem
+    problems = found(edited(synth, "dev", undeclared), tmp_path)
+    # Both states of the function: the enrichment and the listing after a failed fan-out.
+    assert sorted(p.split(": its function (")[0] for p in problems) == [
+        "selected: ListFailedShards",
+        "selected: WeatherEnrichment",
+    ]
+    assert all("declares no answer" in p for p in problems)
 
 
 def test_a_silent_fail_state_is_found(synth: SynthResult, tmp_path: Path) -> None:
@@ -168,7 +197,14 @@ def test_every_failure_ends_with_the_real_error_and_cause(synth: SynthResult) ->
         "CausePath": "$.error.Cause",
     }
     notices = {n: s for n, s in document["States"].items() if s.get("Resource") == asl_contract.SNS_PUBLISH}
-    assert set(notices) >= {"NotifyFailure", "NotifyInvalidInput", "NotifyNothingToProcess", "NotifyFailedShards"}
+    assert set(notices) >= {
+        "NotifyFailure",
+        "NotifyInvalidInput",
+        "NotifyNothingToProcess",
+        "NotifyFailedShards",
+        "NotifyShardsFailed",
+        "NotifyShardsUnlisted",
+    }
     for name, state in notices.items():
         message = state["Parameters"]["Message.$"]
         assert "console.aws.amazon.com/states/home" in message and "$$.Execution.Id" in message, name
@@ -215,6 +251,10 @@ def _absent(problems: list[str]) -> list[str]:
             "present: NotifyFailedShards: Parameters Message.$ reads $.weather.missing, which is not there",
         ),
         (
+            lambda d: d["States"]["ListFailedShards"]["ResultSelector"].pop("missing.$"),
+            "present: NotifyShardsFailed: Parameters Message.$ reads $.failed_shards.missing, which is not there",
+        ),
+        (
             lambda d: d["States"]["PlanFanOut"]["ResultSelector"].pop("images_per_shard.$"),
             "present: Stage0: Parameters Value.$ reads $.plan.images_per_shard, which is not there",
         ),
@@ -227,7 +267,7 @@ def _absent(problems: list[str]) -> list[str]:
             "present: Stage1ToStage2: ItemSelector queue.$ reads $.route.nope, which is not there",
         ),
     ],
-    ids=["selector-missing", "selector-images-per-shard", "fail-error-path", "item-selector"],
+    ids=["selector-missing", "listing-missing", "selector-images-per-shard", "fail-error-path", "item-selector"],
 )
 def test_a_path_no_state_writes_is_found(synth: SynthResult, tmp_path: Path, change, expected: str) -> None:
     """A JSONPath in Parameters, an ItemSelector or a Fail's ErrorPath that no state before it put
@@ -255,6 +295,7 @@ def test_an_input_without_manifest_is_refused_before_any_lambda(synth: SynthResu
         "GuardBudget",
         "Stage0",
         "Stage1ToStage2",
+        "ListFailedShards",
         "WeatherEnrichment",
         "WriteParquet",
     }
@@ -341,17 +382,47 @@ def test_a_shadowed_retrier_names_the_retrier_that_takes_it() -> None:
     )
 
 
-def test_a_fan_out_past_the_tolerance_names_how_to_list_the_failed_shards(synth: SynthResult) -> None:
+def test_a_fan_out_past_the_tolerance_names_the_failed_shards(synth: SynthResult) -> None:
     """Beyond the tolerated failures the Map fails (States.ExceedToleratedFailureThreshold,
-    concepts-error-handling.html); its notice gives the error, cause and the command that lists the
-    failed shards of this execution and runs just those again."""
+    https://docs.aws.amazon.com/step-functions/latest/dg/maprun-fail-threshold.html) and leaves only
+    its error and cause (concepts-error-handling.html): ListFailedShards asks the shard counter's
+    function, in its listing mode, which shards have no output, and the notice names them with the
+    error, cause and the command that runs just those again. A listing that fails is caught apart
+    (the Map's error stays in $.error for the final Fail) into the notice without the list."""
     states = json.loads(machine(synth.pipeline("dev"))["definition"])["States"]
-    assert states["Stage1ToStage2Failed"]["Next"] == "NotifyShardsFailed"
-    notice = states["NotifyShardsFailed"]
-    message = notice["Parameters"]["Message.$"]
-    assert "make rerun-shards ENV=<env> EXECUTION={}" in message
-    assert message.endswith("$$.Execution.Name, $.error.Error, $.error.Cause, $$.Execution.Name, $$.Execution.Id)")
-    assert notice["Next"] == "Failed" and notice["Catch"][0]["Next"] == "Failed"
+    assert states["Stage1ToStage2Failed"]["Next"] == "ListFailedShards"
+    listing = states["ListFailedShards"]
+    assert listing["Parameters"]["FunctionName"] == states["WeatherEnrichment"]["Parameters"]["FunctionName"]
+    assert listing["Parameters"]["Payload"]["mode"] == "list_missing"
+    assert listing["ResultSelector"] == {"shards.$": "$.Payload.shards", "missing.$": "$.Payload.missing"}
+    assert listing["Next"] == "NotifyShardsFailed"
+    assert listing["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.list_error", "Next": "NotifyShardsUnlisted"}
+    ]
+    message = states["NotifyShardsFailed"]["Parameters"]["Message.$"]
+    assert "failed or stopped: {}. Run just those again: make rerun-shards ENV=<env> EXECUTION={}" in message
+    assert message.endswith(
+        "$$.Execution.Name, $.error.Error, $.error.Cause, $.failed_shards.shards, $.shards.summary.count, "
+        "$.failed_shards.missing, $$.Execution.Name, $$.Execution.Id)"
+    )
+    unlisted = states["NotifyShardsUnlisted"]["Parameters"]["Message.$"]
+    assert "List the failed shards and run just those again: make rerun-shards ENV=<env> EXECUTION={}" in unlisted
+    for notice in ("NotifyShardsFailed", "NotifyShardsUnlisted"):
+        assert states[notice]["Next"] == "Failed" and states[notice]["Catch"][0]["Next"] == "Failed"
+
+
+def test_a_step_between_a_failure_and_its_notice_is_caught_too(synth: SynthResult, tmp_path: Path) -> None:
+    """The Map's Catch leads through ListFailedShards to its notice: that Task must reach a notice
+    when it fails as well, or a failed listing leaves the failed fan-out untold."""
+
+    def uncaught(document: dict, _: dict) -> None:
+        del document["States"]["ListFailedShards"]["Catch"]
+
+    told = "can fail without a notice: give it a Catch of States.ALL that leads to an SNS publish"
+    assert sorted(found(edited(synth, "dev", uncaught), tmp_path)) == [
+        f"notified: ListFailedShards: {told}",
+        f"notified: Stage1ToStage2: {told}",
+    ]
 
 
 def test_a_literal_brace_in_a_notice_template_is_found(synth: SynthResult, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
 
+from conf.pipeline import LIST_MISSING_MODE, PIPELINE, answer_problems
 from local import moto_fills
 from pipeline_ops import weather_server
 from tests.conftest import SynthResult
@@ -687,6 +688,31 @@ def test_weather_handler_reads_and_writes_shards(
     assert result["shards"] == 1 and result["enriched"] == 1
     written = json.loads(s3.get_object(Bucket="proc", Key="weather/ex1/shard-0.json")["Body"].read())
     assert written["records"][0]["weather_status"] == "ok"
+
+
+@mock_aws
+def test_after_a_failed_fan_out_the_weather_function_names_the_shards_without_output(
+    synth: SynthResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond the tolerated failures the Map fails and ListFailedShards sends the weather function
+    its event with ``"mode": "list_missing"``: it answers which of the five shards stage2 wrote
+    nothing for, from a listing only (a shard's body is never read, the weather provider never
+    asked: no WEATHER_BASE_URL), in the answer its step declares; another execution's shards and
+    files that are no shard do not count."""
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    for key in ("shard-0.json", "shard-2.json", "shard-4.json", "shard-7.json", "summary.json"):
+        s3.put_object(Bucket="proc", Key=f"stage2/ex1/{key}", Body=b"not read")
+    s3.put_object(Bucket="proc", Key="stage2/ex10/shard-1.json", Body=b"another execution")
+    for key, value in {"PROCESSED_BUCKET": "proc", "INPUT_PREFIX": "stage2", "OUTPUT_PREFIX": "weather"}.items():
+        monkeypatch.setenv(key, value)
+    state = {"manifest": MANIFEST, "shards": {"summary": {"count": 5}}}
+    event = event_for(synth, "ListFailedShards", state, execution="ex1")
+    assert event["mode"] == weather.LIST_MISSING == LIST_MISSING_MODE
+    answer = weather.handler(event, None, s3=s3)
+    assert (answer["shards"], answer["missing"], answer["records"], answer["requests"]) == (3, "1, 3", 0, 0)
+    assert answer_problems(PIPELINE.shard_counter.answer, answer) == []
+    assert "weather" not in {o["Key"].split("/")[0] for o in s3.list_objects_v2(Bucket="proc").get("Contents", [])}
 
 
 def weather_env(monkeypatch: pytest.MonkeyPatch, url: str, **extra: str) -> None:

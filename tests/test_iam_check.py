@@ -97,6 +97,25 @@ def test_removing_a_grant_is_a_denied_call(synth: SynthResult) -> None:
     ]
 
 
+def test_a_listing_is_checked_against_the_listed_prefix(synth: SynthResult) -> None:
+    """Red: the weather role's ListBucket narrowed to another prefix. Its listing of the shards
+    (ListFailedShards' mode) is s3:ListBucket on the bucket with the listed prefix as s3:prefix
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/amazon-s3-policy-keys.html): denied."""
+
+    def narrow(statements: list) -> None:
+        for item in statements:
+            if item["Action"] == ["s3:ListBucket"] and "stage2/*" in json.dumps(item.get("Condition", {})):
+                item["Condition"]["StringLike"]["s3:prefix"] = ["weather/*"]
+
+    lines = denied(stack_config(synth, "dev", lambda c: edit_policy(c, "weather-enrichment", narrow)))
+    shared = REPO / "lambda_src" / "_shared" / "shards.py"
+    call = next(n for n, text in enumerate(shared.read_text().splitlines(), 1) if '"list_objects_v2"' in text)
+    assert len(lines) == 1 and lines[0].startswith(
+        "DENIED arn:aws:iam::111111111111:role/odins-ravne-dev-weather-enrichment-fn s3:ListBucket arn:aws:s3:::"
+    )
+    assert lines[0].endswith(f"[odins-ravne-dev-weather-enrichment: lambda_src/_shared/shards.py:{call}]")
+
+
 def test_removing_the_sync_rule_grant_denies_each_batch_state(synth: SynthResult) -> None:
     """Red: what Step Functions itself calls for ``batch:submitJob.sync`` (the managed rule)."""
 

@@ -2,7 +2,8 @@
 
 Reads synthesized Terraform JSON only (a ``tools/preflight.py`` check, ``workflow``); works on any
 ``aws_sfn_state_machine`` whose Lambda functions declare their answer in ``"//": {"answer":
-{key: kind}}`` (ignored by Terraform; ``modules/workflow.py`` writes it from ``conf/pipeline.py``).
+{key: kind}, "answer_bounds": {kind: most JSON characters}}`` (ignored by Terraform;
+``modules/workflow.py`` writes both from ``conf/pipeline.py``, so the bounds live there only).
 Each rule is a failure no Catch takes, or a Retry or notice that never happens:
 
 - selected: every ``$.Payload.<key>`` a Lambda task's ResultSelector selects is in the function's
@@ -25,8 +26,9 @@ Each rule is a failure no Catch takes, or a Retry or notice that never happens:
   whose ErrorEquals matches is the one used (error-handling page above); the same for Catchers;
 - notified: every Fail state is reached only from an SNS publish (a notice) or from a Catch of
   one, every top-level Task, Map and Parallel but the notices has a Catch of States.ALL leading to
-  a notice, and a failed publish's Catch does not overwrite the error the Fail reports. A publish
-  that fails still ends in its Fail: the EventBridge rule on the execution's end is the backstop;
+  a notice (through Pass states, and Tasks that go on to a notice whether they succeed or fail),
+  and a failed publish's Catch does not overwrite the error the Fail reports. A publish that fails
+  still ends in its Fail: the EventBridge rule on the execution's end is the backstop;
 - present: every JSONPath a state reads (Parameters, ItemSelector, ItemReader, InputPath, Choice
   variables, intrinsic arguments, a Fail's ErrorPath/CausePath) is in the state data on every way
   to that state: what the Choice states proved of the input, or what an earlier state's
@@ -44,8 +46,6 @@ from typing import Any
 
 DATA_LIMIT = 256 * 1024  # bytes of a state's input or output
 ANSWER_SHARE = 8  # one answer may take at most 1/8 of it: the execution state holds several
-KIND_BOUND = {"bool": 5, "int": 20, "number": 32}  # JSON characters at most; text: its declared bound
-TEXT_BOUND = 2048
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
 PAYLOAD_KEY = re.compile(r"^\$\.Payload\.([A-Za-z0-9_]+)$")
@@ -111,15 +111,12 @@ def order_problems(kind: str, rules: list[dict], *, composite: bool | str) -> li
     return out
 
 
-def answer_bound(answer: dict[str, str]) -> int | None:
-    """JSON bytes an answer of these kinds takes at most, None when a kind has no bound."""
-    total = 2
-    for key, kind in answer.items():
-        bound = TEXT_BOUND + 2 if kind == "text" else KIND_BOUND.get(kind)
-        if bound is None:
-            return None
-        total += len(key) + 4 + bound
-    return total
+def answer_bound(answer: dict[str, str], bounds: dict[str, int]) -> int | None:
+    """JSON bytes an answer of these kinds takes at most (``bounds``: the most JSON characters of a
+    value of each kind, declared with the answer), None when a kind has no bound."""
+    if any(kind not in bounds for kind in answer.values()):
+        return None
+    return 2 + sum(len(key) + 4 + bounds[kind] for key, kind in answer.items())
 
 
 def lambda_tasks(document: dict) -> Iterator[tuple[str, str, dict]]:
@@ -191,20 +188,36 @@ def silent_failures(document: dict) -> Iterator[tuple[str, str]]:
 
 def uncaught_failures(document: dict) -> Iterator[tuple[str, str]]:
     """Top-level Tasks, Maps and Parallels whose failure reaches no notice: each needs a Catch of
-    States.ALL leading (through Pass states) to an SNS publish. The notices themselves are exempt:
-    a failed publish is told by the EventBridge rule on the execution's end, the backstop. Map
-    children are too: a failed child is counted against the tolerated failures, then the Map fails."""
+    States.ALL that leads to an SNS publish, through Pass states and through Tasks that gather what
+    the notice tells (such a Task goes on to a notice both when it succeeds and, by its own Catch,
+    when it fails). The notices themselves are exempt: a failed publish is told by the EventBridge
+    rule on the execution's end, the backstop. Map children are too: a failed child is counted
+    against the tolerated failures, then the Map fails."""
     states = document.get("States", {})
+
+    def caught_to_notice(state: dict, seen: frozenset[str]) -> bool:
+        return any(
+            "States.ALL" in catcher.get("ErrorEquals", []) and leads_to_notice(catcher["Next"], seen)
+            for catcher in state.get("Catch", [])
+        )
+
+    def leads_to_notice(target: str | None, seen: frozenset[str]) -> bool:
+        state = states.get(target) if target not in seen else None
+        if state is None:
+            return False
+        seen = seen | {target}
+        if state.get("Resource") == SNS_PUBLISH:
+            return True
+        if state.get("Type") == "Pass":
+            return leads_to_notice(state.get("Next"), seen)
+        return (
+            state.get("Type") == "Task" and leads_to_notice(state.get("Next"), seen) and caught_to_notice(state, seen)
+        )
+
     for name, state in states.items():
         if state.get("Type") not in ("Task", "Map", "Parallel") or state.get("Resource") == SNS_PUBLISH:
             continue
-        told = False
-        for catcher in state.get("Catch", []):
-            target = catcher["Next"] if "States.ALL" in catcher.get("ErrorEquals", []) else None
-            while target in states and states[target].get("Type") == "Pass":
-                target = states[target].get("Next")
-            told = told or (target in states and states[target].get("Resource") == SNS_PUBLISH)
-        if not told:
+        if not caught_to_notice(state, frozenset({name})):
             yield name, "can fail without a notice: give it a Catch of States.ALL that leads to an SNS publish"
 
 
@@ -434,9 +447,13 @@ def absent_paths(document: dict, data: Data = Data(), where: str = "") -> Iterat
         todo += follow
 
 
-def problems(document: dict, answers: dict[str, dict[str, str]], answer_of: Any) -> Iterator[tuple[str, str, str]]:
+def problems(
+    document: dict, answers: dict[str, dict[str, str]], answer_of: Any, bounds: dict[str, dict[str, int]]
+) -> Iterator[tuple[str, str, str]]:
     """``(rule, where, problem)`` for one state machine. ``answers``: declared answers by function
-    (address), ``answer_of``: a task's FunctionName value -> its declared answer or None."""
+    (address), ``answer_of``: a task's FunctionName value -> its declared answer or None,
+    ``bounds``: by function, the most JSON characters of a value of each kind its answer declares
+    (a kind without one grows with the data)."""
     for where, name, state in states_of(document):
         composite = state.get("Type") if state.get("Type") in ("Map", "Parallel") else False
         for kind, field in (("Retrier", "Retry"), ("Catcher", "Catch")):
@@ -454,9 +471,10 @@ def problems(document: dict, answers: dict[str, dict[str, str]], answer_of: Any)
     for where, problem in selected_problems(document, answer_of):
         yield "selected", where, problem
     for function, answer in answers.items():
-        bound = answer_bound(answer)
+        kind_bounds = bounds.get(function, {})
+        bound = answer_bound(answer, kind_bounds)
         if bound is None:
-            kinds = sorted({k for k in answer.values() if k not in KIND_BOUND and k != "text"})
+            kinds = sorted({k for k in answer.values() if k not in kind_bounds})
             yield (
                 "bounded",
                 function,

@@ -777,12 +777,13 @@ WORKFLOW_FIXES = {
 
 def check_workflow(stack: Stack) -> Iterator[Finding]:
     """The ASL contract (tools/asl_contract.py) of every state machine of the stack."""
-    functions = stack.of("aws_lambda_function")
-    declared = {
-        f"aws_lambda_function.{name}": function["//"]["answer"]
-        for name, function in functions.items()
+    functions = {
+        f"aws_lambda_function.{name}": function["//"]
+        for name, function in stack.of("aws_lambda_function").items()
         if isinstance(function.get("//"), dict) and "answer" in function["//"]
     }
+    declared = {address: comment["answer"] for address, comment in functions.items()}
+    bounds = {address: comment.get("answer_bounds", {}) for address, comment in functions.items()}
 
     def answer_of(value: Any) -> dict | None:
         address = stack.ref(value)
@@ -790,7 +791,7 @@ def check_workflow(stack: Stack) -> Iterator[Finding]:
 
     for name, machine in stack.of("aws_sfn_state_machine").items():
         document = asl_contract.definition_of(machine)
-        for rule, where, problem in asl_contract.problems(document, declared, answer_of):
+        for rule, where, problem in asl_contract.problems(document, declared, answer_of, bounds):
             yield Finding(
                 "workflow", f"aws_sfn_state_machine.{name}", f"{rule}: {where}: {problem}", WORKFLOW_FIXES[rule]
             )

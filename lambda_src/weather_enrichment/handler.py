@@ -23,6 +23,11 @@ time-outs, 429/5xx) the provider is taken as down for the rest of the invocation
 when the function's remaining time nears what writing the shards needs: the records are marked at
 once instead of the step timing out after the GPU money is spent.
 
+Its answer names the shards of ``shard_count`` it found no input for (``missing``, bounded text):
+they failed within the tolerated failures. After a fan-out that failed beyond them the workflow asks
+it the same with ``"mode": "list_missing"`` (state ListFailedShards): a listing of its input prefix
+only, for the failure notice.
+
 Environment: PROCESSED_BUCKET, INPUT_PREFIX, OUTPUT_PREFIX, CACHE_PREFIX (from conf/pipeline.py),
 WEATHER_BASE_URL, WEATHER_CONNECT_TIMEOUT, WEATHER_READ_TIMEOUT, WEATHER_MAX_RETRIES,
 WEATHER_GIVE_UP_AFTER, WEATHER_MAX_IN_FLIGHT, WEATHER_SITES_PER_REQUEST, WEATHER_MAX_RETRY_AFTER,
@@ -54,7 +59,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from pipeline_log import execution_id_of, get_logger
-from shards import read_shards
+from shards import missing, read_shards, written_shards
 
 HOURLY = ("temperature_2m", "precipitation", "wind_speed_10m", "cloud_cover")
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -459,6 +464,11 @@ def client_from_env(log: Callable[..., None], deadline: float = math.inf, ssm: A
 WRITE_RESERVE = 0.25
 
 
+# The event's ``mode`` when the workflow asks, after a failed fan-out (ListFailedShards), only which
+# shards have no input here: answered from a listing, no record read, no weather asked.
+LIST_MISSING = "list_missing"
+
+
 def handler(event: dict, context: Any, *, s3: Any = None, ssm: Any = None, client: WeatherClient | None = None) -> dict:
     execution_id = execution_id_of(event)
     log = get_logger("weather_enrichment", execution_id)
@@ -466,20 +476,27 @@ def handler(event: dict, context: Any, *, s3: Any = None, ssm: Any = None, clien
         import boto3
 
         s3 = boto3.client("s3")
+    bucket, source = os.environ["PROCESSED_BUCKET"], f"{os.environ['INPUT_PREFIX']}/{execution_id}"
+    count = int(event["shard_count"])
+    if event.get("mode") == LIST_MISSING:
+        found = written_shards(s3, bucket, source) & set(range(count))
+        # The same answer as an enrichment's (one declared answer per function), nothing enriched.
+        totals = dict.fromkeys(("records", "enriched", "failed", "requests", "failed_attempts"), 0)
+        totals.update(site_days=0, from_cache=0, shards=len(found), missing=missing(count, found))
+        log.info("missing shards listed", **totals)
+        return totals
     remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else math.inf
     deadline = time.monotonic() + remaining * (1 - WRITE_RESERVE)
-    bucket, client = os.environ["PROCESSED_BUCKET"], client or client_from_env(log.warning, deadline, ssm)
-    source = f"{os.environ['INPUT_PREFIX']}/{execution_id}"
+    client = client or client_from_env(log.warning, deadline, ssm)
     target = os.environ["OUTPUT_PREFIX"]
-    count = int(event["shard_count"])
     wanted: set[SiteDay] = set()
     for _, records in read_shards(s3, bucket, source, count):
         wanted |= needed(records)
     cache = SiteDayCache(s3, bucket, os.environ["CACHE_PREFIX"]) if os.environ.get("CACHE_PREFIX") else None
     cached = cache.load(wanted, client) if cache else 0
-    missing = wanted - client.days.keys()
-    client.fetch(missing)
-    fetched = {site_day for site_day in missing if site_day in client.days}
+    unknown = wanted - client.days.keys()
+    client.fetch(unknown)
+    fetched = {site_day for site_day in unknown if site_day in client.days}
     if cache and fetched:
         cache.store(fetched, client)
     totals = {"records": 0, "enriched": 0, "failed": 0, "shards": 0}
@@ -503,24 +520,13 @@ def handler(event: dict, context: Any, *, s3: Any = None, ssm: Any = None, clien
             totals["shards"] += 1
         for write in pending:
             write.result()
-    # a shard missing here failed within the tolerated failures (its Map child): nothing to enrich
-    lost = sorted(set(range(count)) - found)
     totals.update(
         requests=client.requests,
         failed_attempts=client.failed_attempts,
         site_days=len(wanted),
-        from_cache=len(wanted) - len(missing),
-        missing=listed(lost),
+        from_cache=len(wanted) - len(unknown),
+        # a shard missing here failed within the tolerated failures (its Map child): nothing to enrich
+        missing=missing(count, found),
     )
     log.info("weather enrichment done", cached_days_read=cached, **totals)
     return totals
-
-
-def listed(numbers: list[int], bound: int = 2048) -> str:
-    """Shard numbers as text within ``bound`` characters (the answer's size must not grow with the
-    data, conf/pipeline.py): the rest counted, never listed."""
-    text = ", ".join(map(str, numbers)) or "none"
-    if len(text) <= bound:
-        return text
-    cut = text[: bound - 40].rsplit(", ", 1)[0]
-    return f"{cut} and {len(numbers) - cut.count(', ') - 1} more"
