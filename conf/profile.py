@@ -28,36 +28,15 @@ from pydantic import (
 
 from conf.pipeline import PIPELINE, SUPPORT_FUNCTIONS, PipelineSpec, Resources, fleet_slots
 from conf.prices import PriceError, job_hour_usd, price_table
+from tools.preflight_rules import LOG_RETENTION
 
 # ODINS_PROFILE_DIR points the app at another profile folder (tests, or a private fork of the envs).
 PROFILE_DIR = Path(os.environ.get("ODINS_PROFILE_DIR") or Path(__file__).resolve().parent / "profiles")
 DEFAULTS_FILE = "defaults.yaml"
 
-# The only values CloudWatch Logs accepts for retentionInDays (0 = never expire is excluded on purpose).
-CLOUDWATCH_RETENTION_DAYS = (
-    1,
-    3,
-    5,
-    7,
-    14,
-    30,
-    60,
-    90,
-    120,
-    150,
-    180,
-    365,
-    400,
-    545,
-    731,
-    1096,
-    1827,
-    2192,
-    2557,
-    2922,
-    3288,
-    3653,
-)
+# The only values CloudWatch Logs accepts for retentionInDays (0 = never expire is excluded on
+# purpose): the list preflight checks every log group against.
+CLOUDWATCH_RETENTION_DAYS = tuple(sorted(LOG_RETENTION))
 
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{1,15}$")
 

@@ -498,6 +498,8 @@ def check_names(stack: Any) -> Iterator[Finding]:
 # ----------------------------------------------------------------------------------------------
 # value ranges and timeouts
 
+# The values CloudWatch Logs accepts for retentionInDays (conf/profile.py validates profiles with
+# the same set): https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html
 LOG_RETENTION = {
     1,
     3,
