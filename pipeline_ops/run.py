@@ -307,7 +307,7 @@ def run(
                     "trigger did not fire (workflow.start_on_new_manifest off, or the rule disabled); "
                     f"start it by hand: make run-local RERUN={manifest}"
                 )
-            print("run-local: EventBridge started the execution for the new manifest")
+            print("run-local: the upload started the execution (EventBridge rule -> start_run)")
         print(f"run-local: following {execution_arn.rsplit(':', 1)[-1]}")
         described = follow(sfn, execution_arn, timeout)
     finally:
