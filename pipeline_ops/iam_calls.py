@@ -73,6 +73,7 @@ class Found:
     env_arg: str | None = None
     bucket_env: str | None = None
     key_env: str | None = None
+    versioned: bool = False  # passes VersionId: a GetObject of a version needs s3:GetObjectVersion too
 
 
 @cache
@@ -202,6 +203,75 @@ def _pairs(target: ast.AST, value: ast.AST) -> Iterator[tuple[str, ast.AST]]:
             yield from _pairs(t, v)
 
 
+@dataclass(frozen=True)
+class Bound:
+    """What the names of one scope (its module and enclosing functions) were assigned: the
+    environment variables (``x = os.environ[...]``), the f-strings and every value."""
+
+    env: dict[str, str]
+    fstrings: dict[str, ast.JoinedStr]
+    values: dict[str, ast.AST]
+
+
+SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+def _calls_in_scope(tree: ast.AST) -> list[tuple[ast.Call, Bound]]:
+    """Every call with the names bound where it is: its module's and enclosing functions'
+    assignments, the innermost winning. A name assigned in one function says nothing of the same
+    name in another (PlanFanOut's ``bucket`` is the processed bucket in ``claim``, the manifest's
+    in ``handler``)."""
+    out: list[tuple[ast.Call, Bound]] = []
+
+    def own(scope: ast.AST) -> Bound:
+        bound = Bound({}, {}, {})
+        pending = list(ast.iter_child_nodes(scope))
+        while pending:
+            node = pending.pop()
+            if isinstance(node, SCOPES):
+                continue
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    for name, value in _pairs(target, node.value):
+                        bound.values[name] = value
+                        if _environ_name(value):
+                            bound.env[name] = _environ_name(value)
+                        if isinstance(value, ast.JoinedStr):
+                            bound.fstrings[name] = value
+            pending.extend(ast.iter_child_nodes(node))
+        return bound
+
+    def visit(scope: ast.AST, outer: Bound) -> None:
+        inner = own(scope)
+        bound = Bound(
+            {**outer.env, **inner.env}, {**outer.fstrings, **inner.fstrings}, {**outer.values, **inner.values}
+        )
+        pending = list(ast.iter_child_nodes(scope))
+        while pending:
+            node = pending.pop()
+            if isinstance(node, SCOPES):
+                visit(node, bound)
+                continue
+            if isinstance(node, ast.Call):
+                out.append((node, bound))
+            pending.extend(ast.iter_child_nodes(node))
+
+    visit(tree, Bound({}, {}, {}))
+    return sorted(out, key=lambda item: (item[0].lineno, item[0].col_offset))
+
+
+def _names_version(keyword: ast.keyword, bound: Bound) -> bool:
+    """Whether an argument passes ``VersionId``: by name, or in a ``**`` dict (directly or through
+    a name assigned in scope). S3 then needs ``s3:GetObjectVersion`` as well
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions")."""
+    if keyword.arg is not None:
+        return keyword.arg == "VersionId"
+    value = keyword.value
+    if isinstance(value, ast.Name) and value.id in bound.values:
+        value = bound.values[value.id]
+    return "VersionId" in ast.unparse(value)
+
+
 def scan(files: list[Path]) -> list[Found]:
     """The SDK calls in ``files`` (one deployable unit: names bound to a client in one file are
     clients in the others too, as the stage runtime passes its S3 client to each stage)."""
@@ -220,18 +290,8 @@ def scan(files: list[Path]) -> list[Found]:
         raise IamCheckError(problems[0] if len(problems) == 1 else f"{problems[0]} (and {len(problems) - 1} more)")
     found: list[Found] = []
     for path, tree in trees.items():
-        env_of: dict[str, str] = {}
-        fstrings: dict[str, ast.JoinedStr] = {}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Assign):
-                for target in node.targets:
-                    for name, value in _pairs(target, node.value):
-                        if _environ_name(value):
-                            env_of[name] = _environ_name(value)
-                        if isinstance(value, ast.JoinedStr):
-                            fstrings[name] = value
-        for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        for node, bound in _calls_in_scope(tree):
+            if not isinstance(node.func, ast.Attribute):
                 continue
             owner = node.func.value
             if isinstance(owner, ast.Name) and owner.id in clients:
@@ -251,6 +311,7 @@ def scan(files: list[Path]) -> list[Found]:
             )
             if operation is None:
                 raise IamCheckError(f"{where}: {ast.unparse(node.func)} is no {service} API operation botocore knows")
+            env_of, fstrings = bound.env, bound.fstrings
             env_arg = None
             args: dict[str, str | None] = {}
             for keyword in node.keywords:
@@ -262,7 +323,8 @@ def scan(files: list[Path]) -> list[Found]:
                 args[keyword.arg] = name
                 if keyword.arg == "Key":
                     args["Key"] = _key_prefix_env(keyword.value, env_of, fstrings)
-            found.append(Found(service, operation, where, env_arg, args.get("Bucket"), args.get("Key")))
+            versioned = any(_names_version(k, bound) for k in node.keywords)
+            found.append(Found(service, operation, where, env_arg, args.get("Bucket"), args.get("Key"), versioned))
     return found
 
 
@@ -389,7 +451,14 @@ def unit_calls(config: Config, unit: Unit, found: list[Found]) -> Iterator[Call]
 
 
 def s3_calls(unit: Unit, call: Found, action: str, where: str) -> Iterator[Call]:
-    """The bucket and key prefix the code names (from its environment), else the step's data."""
+    """The bucket and key prefix the code names (from its environment), else the step's data; a
+    GetObject of a version is also checked as ``s3:GetObjectVersion``."""
+    yield from _s3_calls(unit, call, action, where)
+    if call.versioned and action == "s3:GetObject":
+        yield from _s3_calls(unit, call, "s3:GetObjectVersion", f"{where} (VersionId)")
+
+
+def _s3_calls(unit: Unit, call: Found, action: str, where: str) -> Iterator[Call]:
     if call.bucket_env in unit.env and call.key_env in unit.env:
         bucket, prefix = unit.env[call.bucket_env], unit.env[call.key_env]
         yield Call.of(unit.role, action, f"arn:aws:s3:::{bucket}/{prefix}/*", where)

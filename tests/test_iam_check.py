@@ -97,6 +97,56 @@ def test_removing_a_grant_is_a_denied_call(synth: SynthResult) -> None:
     ]
 
 
+def test_each_function_scope_binds_its_own_names(synth: SynthResult) -> None:
+    """Red (review of issue 31): PlanFanOut's ``bucket`` is the processed bucket in ``claim`` and the
+    manifest's in ``handler``; read per file, the manifest read was checked against the claims
+    prefix and passed with the raw bucket's read grant gone. Per scope it is the step's read of
+    raw/manifests, denied without that grant."""
+
+    def drop(statements: list) -> None:
+        statements[:] = [s for s in statements if "/manifests/*" not in json.dumps(s.get("Resource"))]
+
+    lines = denied(stack_config(synth, "dev", lambda c: edit_policy(c, "plan-fan-out", drop)))
+    read = "lambda_src/plan_fan_out/handler.py"
+    assert lines and all(" arn:aws:s3:::odins-ravne-dev-raw-111111111111/manifests/*: " in line for line in lines), (
+        lines
+    )
+    assert {line.split()[2] for line in lines} == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert all(read in line for line in lines) and any(line.endswith(" (VersionId)]") for line in lines)
+
+
+def test_a_read_of_a_version_needs_get_object_version(synth: SynthResult) -> None:
+    """Red (review of issue 31): start_run and PlanFanOut read the manifest version the event names
+    (GetObject with VersionId), which S3 authorizes as s3:GetObjectVersion
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html): without it, denied."""
+
+    def drop_version(statements: list) -> None:
+        for item in statements:
+            if "s3:GetObjectVersion" in item["Action"]:
+                item["Action"] = [a for a in item["Action"] if a != "s3:GetObjectVersion"]
+
+    lines = denied(stack_config(synth, "dev", lambda c: edit_policy(c, "start-run", drop_version)))
+    assert len(lines) == 1 and lines[0].startswith(
+        "DENIED arn:aws:iam::111111111111:role/odins-ravne-dev-start-run-fn s3:GetObjectVersion "
+        "arn:aws:s3:::odins-ravne-dev-raw-111111111111/manifests/*"
+    ), lines
+
+
+def test_a_version_passed_through_a_dict_is_found(tmp_path: Path) -> None:
+    module = tmp_path / "handler.py"
+    module.write_text(
+        "import boto3\n"
+        "s3 = boto3.client('s3')\n"
+        "def read(version):\n"
+        "    options = {'VersionId': version} if version else {}\n"
+        "    return s3.get_object(Bucket='b', Key='k', **options)\n"
+        "def plain():\n"
+        "    options = {'Range': 'bytes=0-1'}\n"
+        "    return s3.get_object(Bucket='b', Key='k', **options)\n"
+    )
+    assert [f.versioned for f in iam_calls.scan([module])] == [True, False]
+
+
 def test_a_listing_is_checked_against_the_listed_prefix(synth: SynthResult) -> None:
     """Red: the weather role's ListBucket narrowed to another prefix. Its listing of the shards
     (ListFailedShards' mode) is s3:ListBucket on the bucket with the listed prefix as s3:prefix
