@@ -35,7 +35,11 @@ PLAN_MARGIN_SECONDS = 720  # 10 % of the 2 h
 # A large list goes to S3; the answer carries its key and counts.
 AnswerKind = Literal["bool", "int", "number", "text"]
 TEXT_BOUND = 2048  # characters of one text value of an answer
-KIND_BOUND = {"bool": 5, "int": 20, "number": 32, "text": TEXT_BOUND + 2}  # its JSON, at most
+# Each kind's JSON, at most; for text, TEXT_BOUND characters plus the quotes as long as they need no
+# escape: a character json.dumps escapes takes up to 6 bytes (12 outside the BMP), so a text of
+# quotes or non-ASCII characters (an S3 key in a reason) may take up to 12x: the four answers'
+# six texts would then take ~150 KB, still inside the 256 KiB state limit.
+KIND_BOUND = {"bool": 5, "int": 20, "number": 32, "text": TEXT_BOUND + 2}
 
 
 # A shard counter's answer (``Step.counts_shards``): how many shards finished it and which did not
@@ -325,7 +329,7 @@ PLAN_ANSWER: tuple[tuple[str, AnswerKind], ...] = (
 SUPPORT_FUNCTIONS = {
     "budget_shutdown": "Stops Batch spending at 100 % of the budget; resumes on request",
     "batch_metrics": "Batch queue depth, oldest RUNNABLE job, vCPUs, finished jobs (Batch publishes no metrics)",
-    "start_run": "The manifest trigger's target: one execution per manifest content (named after it)",
+    "start_run": "The manifest trigger's target: one execution per manifest key and content (named after it)",
 }
 
 PIPELINE = PipelineSpec(
@@ -334,7 +338,7 @@ PIPELINE = PipelineSpec(
             name="plan_fan_out",
             runs_on="lambda",
             reads=(Location("raw", "manifests"),),
-            # one run per manifest content: its claim, written once and read back when taken (a retry
+            # one run per manifest key and content: its claim, written once and read back when taken (a retry
             # of the same execution goes on), across executions like a cache
             writes=Location("processed", "claims"),
             cache=Location("processed", "claims"),

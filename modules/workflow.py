@@ -611,7 +611,7 @@ class WorkflowProps:
 class Workflow(Construct):
     def __init__(self, scope: Construct, id_: str, props: WorkflowProps) -> None:
         super().__init__(scope, id_)
-        name = f"{props.prefix}-pipeline"
+        name = self.machine_name = f"{props.prefix}-pipeline"
         self.role = GrantableRole(
             self,
             "role",
@@ -753,7 +753,7 @@ class Workflow(Construct):
 
     def _start_on_manifest(self, props: WorkflowProps) -> None:
         """A new object under the planner's manifest prefix invokes the ``start_run`` function with its
-        S3 event; it starts one execution per manifest content, named after it (EventBridge cannot
+        S3 event; it starts one execution per manifest key and content, named after it (EventBridge cannot
         name an execution, so a re-delivery or a re-upload of the same bytes would start another:
         lambda_src/start_run). It reads the manifest to hash it and may start this machine only."""
         manifests = props.spec.planner.reads[0] if props.spec.planner else None
@@ -779,5 +779,11 @@ class Workflow(Construct):
         )
         starter = props.functions["start_run"]
         props.data_lake.bucket(manifests.bucket).grant_read(starter.role, manifests.prefix)
-        starter.role.add_statements(statement(["states:StartExecution"], [self.state_machine_arn]))
+        # DescribeExecution: whether the execution already named after a manifest came from this event.
+        executions = f"arn:aws:states:{props.region}:{props.account_id}:execution:{self.machine_name}:*"
+        starter.role.add_statements(
+            statement(["states:StartExecution"], [self.state_machine_arn]),
+            statement(["states:DescribeExecution"], [executions]),
+        )
+        props.alerts.grant_publish(starter.role)
         starter.invoked_by(self, "start", rule)

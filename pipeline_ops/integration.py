@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
     session = boto3.session.Session()
     aws = {name: session.client(name) for name in SERVICES}
-    _, described = run(timeout=args.timeout, wait_for_trigger=30, aws=aws)
+    _, described = run(timeout=args.timeout, wait_for_trigger=60, aws=aws)
     status = described["status"]
     objects = curated_objects(aws["s3"], json.loads(described.get("output") or "{}"))
     print(f"integration: execution {status}, {len(objects)} Parquet object(s) in curated")

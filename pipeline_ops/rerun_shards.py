@@ -2,13 +2,14 @@
 
 An execution whose shards failed within ``workflow.tolerated_shard_failure_pct`` succeeds with what
 it has and its notice names the missing shards (NotifyFailedShards); beyond it, it fails and its
-notice names them too (NotifyShardsFailed). This gathers the images of
-every shard of that execution with no output of the fan-out's last step (stage0's
-``shard-<n>.json`` for each) into one new manifest, ``manifests/rerun-<execution>.json`` in the raw
-bucket. Like any new manifest it starts its own execution through the manifest trigger (EventBridge),
-which writes its own Parquet objects; ``--start`` starts it here only when the stack has no trigger
-(``workflow.start_on_new_manifest: false``): with both, two runs would start.
-A deliberate re-run, so a command of its own: nothing runs again by itself.
+notice names them too (NotifyShardsFailed). This gathers the images of every shard of that
+execution with no output of the fan-out's last step (stage0's ``shard-<n>.json`` for each) into one
+new manifest, ``manifests/rerun-<execution>-<UTC time>.json`` in the raw bucket: a new key and
+content each time, as the trigger starts one run per manifest key and content (running this twice
+starts two runs). Like any new manifest it starts its own execution through the manifest trigger
+(EventBridge -> start_run), which writes its own Parquet objects; ``--start`` starts it here only
+when the stack has no trigger (``workflow.start_on_new_manifest: false``): with both, two runs
+would start. A deliberate re-run, so a command of its own: nothing runs again by itself.
 
     python -m pipeline_ops.rerun_shards <stack-dir> <execution-name> [--start]
 """
@@ -19,6 +20,7 @@ import argparse
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +52,12 @@ def rerun_manifest(
             s3.get_object(Bucket=processed, Key=f"{prefix}/{execution}/shard-{shard}.json")["Body"].read()
         )["records"]
     ]
-    key = f"{spec.inputs[0].prefix}/rerun-{execution}.json"
-    s3.put_object(Bucket=raw, Key=key, Body=json.dumps({"images": images}).encode(), ContentType="application/json")
+    # Stamped: the trigger starts one run per manifest key and content (lambda_src/start_run), so a
+    # second rerun of the same execution (the first failed too) is a manifest of its own.
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    key = f"{spec.inputs[0].prefix}/rerun-{execution}-{stamp}.json"
+    body = {"images": images, "rerun_of": execution, "shards": shards, "requested_at": stamp}
+    s3.put_object(Bucket=raw, Key=key, Body=json.dumps(body).encode(), ContentType="application/json")
     return f"s3://{raw}/{key}", shards
 
 

@@ -257,7 +257,7 @@ def triggered_execution(sfn: Any, machine: str, before: set[str], bucket: str, k
 
 def run(
     timeout: float = 300,
-    wait_for_trigger: float = 30.0,
+    wait_for_trigger: float = 60.0,
     aws: dict[str, Any] | None = None,
     *,
     images: int | None = None,
@@ -304,7 +304,8 @@ def run(
             if execution_arn is None:
                 raise SystemExit(
                     f"error: no execution started for {manifest} within {wait_for_trigger:.0f}s: the manifest "
-                    "trigger did not fire (workflow.start_on_new_manifest off, or the rule disabled); "
+                    "trigger did not fire (workflow.start_on_new_manifest off, the rule disabled, or start_run "
+                    "failed: see the emulator's log); "
                     f"start it by hand: make run-local RERUN={manifest}"
                 )
             print("run-local: the upload started the execution (EventBridge rule -> start_run)")

@@ -351,6 +351,7 @@ class PipelineStack(TerraformStack):
             },
             "start_run": {
                 "STATE_MACHINE_ARN": self._state_machine_arn(profile, account_id),
+                "ALERT_TOPIC_ARN": self.alerts.topic_arn,
                 **self._manifests_environment(),
             },
         }

@@ -107,7 +107,7 @@ def test_every_plan_fan_out_return_carries_the_answer(synth: SynthResult, monkey
     # Keyed by the content's SHA-256, not by the ETag (no digest of the content under SSE-KMS).
     assert (
         answers[3]["reason"].startswith("manifest s3://raw/manifests/ok.json with this content (sha256 ")
-        and "one run per manifest content" in (answers[3]["reason"])
+        and "one run per manifest key and content" in (answers[3]["reason"])
     )
     assert_answers("plan_fan_out", answers, wanted, ran)
 
@@ -223,9 +223,15 @@ def test_the_lost_shards_become_one_manifest_to_run_again() -> None:
     for n in (0, 2):
         s3.put_object(Bucket="proc", Key=f"stage2/{EXECUTION}/shard-{n}.json", Body=b'{"records": []}')
     manifest, shards = rerun_shards.rerun_manifest(s3, "proc", "raw", EXECUTION)
-    assert (manifest, shards) == (f"s3://raw/manifests/rerun-{EXECUTION}.json", [1])
-    written = json.loads(s3.get_object(Bucket="raw", Key=f"manifests/rerun-{EXECUTION}.json")["Body"].read())
-    assert [r["key"] for r in written["images"]] == ["images/1.jpg"]
+    assert manifest.startswith(f"s3://raw/manifests/rerun-{EXECUTION}-") and shards == [1]
+    written = json.loads(s3.get_object(Bucket="raw", Key=manifest.removeprefix("s3://raw/"))["Body"].read())
+    assert [r["key"] for r in written["images"]] == ["images/1.jpg"] and written["rerun_of"] == EXECUTION
+    # Run twice (the rerun failed too): another key and content, so the trigger starts another run.
+    again, _ = rerun_shards.rerun_manifest(s3, "proc", "raw", EXECUTION)
+    assert again != manifest
+    assert (
+        s3.get_object(Bucket="raw", Key=again.removeprefix("s3://raw/"))["Body"].read() != json.dumps(written).encode()
+    )
     s3.put_object(Bucket="proc", Key=f"stage2/{EXECUTION}/shard-1.json", Body=b'{"records": []}')
     assert rerun_shards.rerun_manifest(s3, "proc", "raw", EXECUTION) == ("", [])
 

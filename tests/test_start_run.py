@@ -1,4 +1,4 @@
-"""lambda_src/start_run: the manifest trigger's target starts one execution per manifest content.
+"""lambda_src/start_run: the manifest trigger's target starts one execution per manifest key and content.
 
 Its event is the S3 Object Created event as EventBridge delivers it
 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html; tests/runs.py ``s3_event``),
@@ -15,6 +15,7 @@ import importlib.util
 import json
 import re
 import sys
+import uuid
 from pathlib import Path
 
 import boto3
@@ -54,16 +55,28 @@ def aws(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("STATE_MACHINE_ARN", machine["stateMachineArn"])
         monkeypatch.setenv("MANIFEST_BUCKET", "raw")
         monkeypatch.setenv("MANIFEST_PREFIX", "manifests")
-        yield {"s3": s3, "sfn": sfn, "machine": machine["stateMachineArn"]}
+        sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
+        topic = sns.create_topic(Name="alerts")["TopicArn"]
+        queue = sqs.create_queue(QueueName="alerts")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        monkeypatch.setenv("ALERT_TOPIC_ARN", topic)
+        yield {"s3": s3, "sfn": sfn, "sns": sns, "sqs": sqs, "queue": queue, "machine": machine["stateMachineArn"]}
 
 
 def upload(aws, key: str, body: bytes) -> dict:
+    """The object and the event S3 sends for it: each event has an id of its own."""
     put = aws["s3"].put_object(Bucket="raw", Key=key, Body=body)
-    return s3_event("raw", key, put["ETag"].strip('"'), version_id=put["VersionId"])
+    return {**s3_event("raw", key, put["ETag"].strip('"'), version_id=put["VersionId"]), "id": str(uuid.uuid4())}
 
 
 def start(aws, event: dict) -> dict:
-    return starter.handler(event, None, s3=aws["s3"], sfn=aws["sfn"])
+    return starter.handler(event, None, s3=aws["s3"], sfn=aws["sfn"], sns=aws["sns"])
+
+
+def notices(aws) -> list[str]:
+    received = aws["sqs"].receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"])["Message"] for m in received]
 
 
 def executions(aws) -> list[dict]:
@@ -83,14 +96,18 @@ def test_one_execution_per_manifest_content(aws) -> None:
 
     again = start(aws, first)  # EventBridge delivers at least once: the same event while the run is open
     assert again["execution"] == started["execution"] and len(executions(aws)) == 1
-    reupload = start(aws, upload(aws, key, b'{"images": [{"key": "a.jpg"}]}'))  # same bytes, a new version
+    assert notices(aws) == []
+    reupload = start(aws, upload(aws, key, b'{"images": [{"key": "a.jpg"}]}'))  # the same bytes, a new version
     assert reupload["started"] is False and len(executions(aws)) == 1
     assert reupload["execution"] == started["execution"]
-    assert f"s3://raw/{key} with this content already started execution {execution['name']}" in reupload["reason"]
+    assert f"s3://raw/{key} (key and content) already started execution {execution['name']}" in reupload["reason"]
     assert '{"manifest": "s3://raw/' in reupload["reason"], "the reason says how to run it again on purpose"
+    (told,) = notices(aws)
+    assert reupload["reason"] in told, "the uploader expected a run: the alert topic says why none started"
 
     aws["sfn"].stop_execution(executionArn=started["execution"])  # closed: the name stays taken
-    assert start(aws, first)["started"] is False and len(executions(aws)) == 1
+    late = start(aws, first)  # the first event delivered again after its run ended: quiet
+    assert late["started"] is False and len(executions(aws)) == 1 and notices(aws) == []
 
     other = start(aws, upload(aws, key, b'{"images": [{"key": "b.jpg"}]}'))
     elsewhere = start(aws, upload(aws, "manifests/copy.json", b'{"images": [{"key": "a.jpg"}]}'))
@@ -113,7 +130,8 @@ def test_a_manifest_gone_before_it_is_read_still_starts_its_run(aws) -> None:
     assert start(aws, event)["started"] is True and len(executions(aws)) == 1
 
 
-def test_anything_but_an_object_created_event_starts_nothing(aws) -> None:
+def test_anything_but_a_manifests_object_created_event_fails_the_invocation(aws) -> None:
+    """A wiring error fails the invocation (Errors alarm, Lambda's retries, then its dead-letter queue)."""
     event = s3_event("raw", "manifests/m.json", "0" * 32)
     for wrong in (
         {},
@@ -122,13 +140,22 @@ def test_anything_but_an_object_created_event_starts_nothing(aws) -> None:
         {**event, "detail": {**event["detail"], "object": {"size": 3}}},
         "not an event",
     ):
-        assert start(aws, wrong) == {"started": False, "execution": "", "reason": "not an S3 Object Created event"}
+        with pytest.raises(starter.NotAManifestEvent, match="not an S3 Object Created event"):
+            start(aws, wrong)
     for bucket, key in (("raw", "images/a.jpg"), ("raw", "manifestsx/m.json"), ("other", "manifests/m.json")):
-        refused = start(aws, s3_event(bucket, key, "0" * 32))
-        assert (
-            refused["started"] is False and refused["reason"] == f"s3://{bucket}/{key} is no manifest of this pipeline"
-        )
+        with pytest.raises(starter.NotAManifestEvent, match=f"s3://{bucket}/{key} is no manifest of this pipeline"):
+            start(aws, s3_event(bucket, key, "0" * 32))
     assert executions(aws) == []
+
+
+def test_a_manifest_too_large_to_hash_is_named_after_its_version(aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(starter, "MAX_HASHED", 10)
+    event = upload(aws, "manifests/m.json", b'{"images": [{"key": "a.jpg"}]}')
+    event["detail"]["object"]["size"] = 31
+    first = start(aws, event)
+    again = upload(aws, "manifests/m.json", b'{"images": [{"key": "a.jpg"}]}')
+    again["detail"]["object"]["size"] = 31
+    assert first["started"] is True and start(aws, again)["started"] is True, "a new version, a new name"
 
 
 @pytest.mark.parametrize(

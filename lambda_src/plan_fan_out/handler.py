@@ -224,7 +224,7 @@ def triggered_object(event: dict) -> dict | None:
 
 
 def claim(s3: Any, event: dict, uri: str, digest: str) -> str | None:
-    """One run per manifest content: a triggered run claims ``<OUTPUT_PREFIX>/<sha256 of the URI>/
+    """One run per manifest key and content: a triggered run claims ``<OUTPUT_PREFIX>/<sha256 of the URI>/
     sha256-<digest of the content>.json`` with a conditional put (If-None-Match: *,
     https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html). start_run names
     the execution after the same content, so Step Functions already starts no second run for 90 days
@@ -248,8 +248,8 @@ def claim(s3: Any, event: dict, uri: str, digest: str) -> str | None:
             return None
         return (
             f"manifest {uri} with this content (sha256 {digest[:16]}...) already started a run (claim {key} in the "
-            "processed bucket): one run per manifest content; to run it again on purpose, start the workflow by "
-            "hand with this manifest"
+            "processed bucket): one run per manifest key and content; to run it again on purpose, start the "
+            "workflow by hand with this manifest"
         )[:REASON_BOUND]
     return None
 

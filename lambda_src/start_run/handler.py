@@ -1,4 +1,4 @@
-"""StartRun: the manifest trigger's target; one pipeline run per manifest content.
+"""StartRun: the manifest trigger's target; one pipeline run per manifest (its key and content).
 
 EventBridge invokes this function (asynchronously) with the S3 Object Created event of each new
 ``manifests/`` object (modules/workflow.py), in the documented shape
@@ -15,11 +15,13 @@ ETag cannot stand in for the content: under SSE-KMS it is no digest of it
 by hand (``make run-local RERUN=s3://...``, or StartExecution with ``{"manifest": ...}``).
 
 Event: the EventBridge event. Input of the execution: ``{"event": <that event>}`` (what state
-FromTrigger reads). Answer: ``{"started", "execution", "reason"}``; a function error only when S3
-or Step Functions fail (Lambda retries the event twice, then its dead-letter queue has it).
+FromTrigger reads). Answer: ``{"started", "execution", "reason"}``. The same bytes uploaded again
+are told on the alert topic (the uploader expected a run); a second delivery of the same event is
+not. A function error (Errors alarm; Lambda retries the event twice, then its dead-letter queue has
+it) when S3 or Step Functions fail, or for an event that is no manifest's (a wiring error).
 
-Environment: STATE_MACHINE_ARN; MANIFEST_BUCKET and MANIFEST_PREFIX, where manifests are (the
-planning step's ``reads`` in conf/pipeline.py): an event for any other object starts nothing.
+Environment: STATE_MACHINE_ARN, ALERT_TOPIC_ARN; MANIFEST_BUCKET and MANIFEST_PREFIX, where
+manifests are (the planning step's ``reads`` in conf/pipeline.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from typing import Any
 from pipeline_log import get_logger
 
 CHUNK = 1 << 20
+# Larger objects are named after their version, not hashed (a manifest of the largest accepted run,
+# 200,000 images, is tens of MB; reading GBs would time the function out three times).
+MAX_HASHED = 512 << 20
 READABLE = 28  # characters of the key kept in the name, for people reading the console
 
 
@@ -65,7 +70,13 @@ def content_digest(s3: Any, name: str, version: str | None) -> str | None:
     try:
         body = s3.get_object(Bucket=bucket, Key=f"{prefix}/{name}", **options)["Body"]
     except s3.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchVersion", "404"):
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("NoSuchKey", "NoSuchVersion", "404"):
+            return None
+        if code in ("AccessDenied", "403"):
+            # S3 answers 403 for a missing object unless the caller may list it; unproven whether the
+            # prefix-conditioned ListBucket counts (docs/aws-contract.md): treated as gone, told in the log.
+            get_logger("start_run", None).warning("manifest unreadable (gone, or no permission)", key=name)
             return None
         raise
     digest = hashlib.sha256()
@@ -84,33 +95,55 @@ def execution_name(bucket: str, key: str, identity: str) -> str:
     return f"{readable}-{where}-{hashlib.sha256(identity.encode()).hexdigest()[:32]}"
 
 
-def handler(event: Any, context: Any, *, s3: Any = None, sfn: Any = None) -> dict:
-    log = get_logger("start_run", event.get("id") if isinstance(event, dict) else None)
+class NotAManifestEvent(ValueError):
+    """The rule sent something that is no Object Created event of a manifest: a wiring error. Raised,
+    so the invocation fails and the function's Errors alarm tells someone (Lambda retries an
+    asynchronous event twice, then sends it to the dead-letter queue)."""
+
+
+def already_ran(sfn: Any, arn: str, event: dict) -> bool:
+    """Whether the execution ``arn`` was started by another event than this one: the same bytes
+    uploaded again (its input's event id differs), not a second delivery of this event."""
+    try:
+        given = json.loads(sfn.describe_execution(executionArn=arn).get("input") or "{}")
+    except sfn.exceptions.ExecutionDoesNotExist:
+        return False
+    started_by = given.get("event", {}).get("id") if isinstance(given.get("event"), dict) else None
+    return started_by != event.get("id")
+
+
+def tell(sns: Any, text: str) -> None:
+    """A notice on the alert topic (plain text, like the workflow's)."""
+    sns.publish(TopicArn=os.environ["ALERT_TOPIC_ARN"], Subject="Odins Ravne: manifest not started", Message=text)
+
+
+def handler(event: Any, context: Any, *, s3: Any = None, sfn: Any = None, sns: Any = None) -> dict:
+    log = get_logger("start_run", None)
     found = object_of(event)
     if found is None:
-        # The rule only matches Object Created events of the raw bucket: anything else is a wiring error.
-        log.error("not an S3 Object Created event: nothing started", detail_type=str(event)[:200])
-        return {"started": False, "execution": "", "reason": "not an S3 Object Created event"}
+        raise NotAManifestEvent(
+            f"not an S3 Object Created event ({str(event)[:200]}): check the rule's pattern (modules/workflow.py)"
+        )
     bucket, key, version = found
     name = manifest_name(bucket, key)
     if name is None:
-        # The rule matches only the manifest prefix of this bucket: another object is a wiring error.
-        log.error("not a manifest of this pipeline: nothing started", bucket=bucket, key=key[:200])
-        return {
-            "started": False,
-            "execution": "",
-            "reason": f"s3://{bucket}/{key[:200]} is no manifest of this pipeline",
-        }
-    if s3 is None or sfn is None:
+        raise NotAManifestEvent(
+            f"s3://{bucket}/{key[:200]} is no manifest of this pipeline (MANIFEST_BUCKET/MANIFEST_PREFIX): "
+            "check the rule's pattern (modules/workflow.py)"
+        )
+    if s3 is None or sfn is None or sns is None:
         import boto3
 
         s3 = s3 or boto3.client("s3")
         sfn = sfn or boto3.client("stepfunctions")
-    digest = content_digest(s3, name, version)
-    # Gone before it was read: named after the event's version, the run starts and PlanFanOut
-    # refuses it with a notice (the manifest does not exist), so the upload is not lost unseen.
+        sns = sns or boto3.client("sns")
+    size = event["detail"]["object"].get("size")
+    digest = content_digest(s3, name, version) if not isinstance(size, int) or size <= MAX_HASHED else None
+    # Unread (gone already, unreadable, or past MAX_HASHED): named after the event's version, the
+    # run starts and PlanFanOut refuses it with a notice, so the upload is not lost unseen.
     identity = f"sha256:{digest}" if digest else f"version:{version or event.get('id')}"
     execution = execution_name(bucket, key, identity)
+    log = get_logger("start_run", execution)
     machine = os.environ["STATE_MACHINE_ARN"]
     manifest = f"s3://{bucket}/{key}"
     try:
@@ -119,11 +152,18 @@ def handler(event: Any, context: Any, *, s3: Any = None, sfn: Any = None) -> dic
         ]
     except sfn.exceptions.ExecutionAlreadyExists:
         arn = f"{machine.replace(':stateMachine:', ':execution:', 1)}:{execution}"
+        if not already_ran(sfn, arn, event):
+            # EventBridge delivered this event again after the run ended: nothing to tell.
+            log.info("nothing started: this event started the execution already", manifest=manifest, execution=arn)
+            return {"started": False, "execution": arn, "reason": "a second delivery of the event that started it"}
         reason = (
-            f"{manifest} with this content already started execution {execution}: one run per manifest content; "
-            f"to run it again on purpose, start it by hand with {json.dumps({'manifest': manifest})}"
-        )
+            f"{manifest} (key and content) already started execution {execution}: the same bytes uploaded "
+            f"again start no run. To run it again on purpose, start the workflow by hand with input "
+            f"{json.dumps({'manifest': manifest}, ensure_ascii=False)}"
+        )[:2048]
         log.info("nothing started", manifest=manifest, version=version, execution=arn, reason=reason)
+        tell(sns, f"Odins Ravne: {reason}. Runbook: docs/runbooks/workflow-failed.md")
         return {"started": False, "execution": arn, "reason": reason}
-    log.info("run started", manifest=manifest, version=version, execution=arn, content_sha256=digest)
+    # A second delivery while the run is open gets the same answer (same name and input).
+    log.info("execution started (or running for this event)", manifest=manifest, version=version, execution=arn)
     return {"started": True, "execution": arn, "reason": ""}
