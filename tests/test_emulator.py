@@ -101,6 +101,7 @@ def test_uploaded_manifest_starts_one_run_that_succeeds_in_order_with_parquet(
     # The same bytes uploaded again (a new version, a new Object Created event) start nothing ...
     log = Path(emulator["state"]) / "moto.log"
     seen = log.read_text(errors="replace").count('"nothing started"')
+    url = alert_queue(aws)
     again = aws["s3"].put_object(Bucket=raw, Key=key, Body=aws["s3"].get_object(Bucket=raw, Key=key)["Body"].read())
     assert again["VersionId"] != given["event"]["detail"]["object"]["version-id"], "a new version of the manifest"
     deadline = time.monotonic() + 120  # bounded: the trigger invokes start_run asynchronously
@@ -109,6 +110,8 @@ def test_uploaded_manifest_starts_one_run_that_succeeds_in_order_with_parquet(
     told = [line for line in log.read_text(errors="replace").splitlines() if '"nothing started"' in line][seen:]
     assert told and execution_arn.rsplit(":", 1)[-1] in told[0], told
     assert len(executions_for(aws, raw, key)) == 1, "the same bytes uploaded again started a run"
+    told = messages(aws, url)  # the uploader expected a run: the alert topic says why none started
+    assert any(f"already started execution {execution_arn.rsplit(':', 1)[-1]}" in m for m in told), told
     # ... nor does the same event delivered again (durable delivery is at least once:
     # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-delivery-level.html).
     starter = next(
