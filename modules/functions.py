@@ -10,13 +10,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdktf import AssetType, TerraformAsset
 from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
-from cdktf_cdktf_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
+from cdktf_cdktf_provider_aws.cloudwatch_event_target import (
+    CloudwatchEventTarget,
+    CloudwatchEventTargetDeadLetterConfig,
+    CloudwatchEventTargetRetryPolicy,
+)
 from cdktf_cdktf_provider_aws.lambda_function import (
     LambdaFunction,
     LambdaFunctionEnvironment,
@@ -30,6 +35,7 @@ from cdktf_cdktf_provider_aws.lambda_function_event_invoke_config import (
 )
 from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
+from cdktf_cdktf_provider_aws.sqs_queue_policy import SqsQueuePolicy
 from constructs import Construct
 
 from conf.profile import FunctionSpec
@@ -168,10 +174,16 @@ class PythonFunction(Construct):
         """InvokeFunction on this function (and its versions and aliases) only."""
         role.add_statements(statement(["lambda:InvokeFunction"], [self.function_arn, f"{self.function_arn}:*"]))
 
-    def invoked_by(self, scope: Construct, id_: str, rule: CloudwatchEventRule) -> CloudwatchEventTarget:
+    def invoked_by(
+        self, scope: Construct, id_: str, rule: CloudwatchEventRule, *, keep_undelivered: bool = False
+    ) -> CloudwatchEventTarget:
         """``rule`` invokes this function with the whole event: the function's resource policy admits
         events.amazonaws.com for that rule's ARN only, before the target exists
-        (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html)."""
+        (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html).
+        ``keep_undelivered``: an event EventBridge could not deliver after its retries (24 h, 185
+        attempts, explicit here) goes to this function's dead-letter queue instead of being dropped;
+        the queue's policy admits that rule only and the key admits EventBridge
+        (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html)."""
         permission = LambdaPermission(
             scope,
             f"{id_}-invokes",
@@ -180,6 +192,35 @@ class PythonFunction(Construct):
             principal="events.amazonaws.com",
             source_arn=rule.arn,
         )
+        undelivered: dict = {}
+        if keep_undelivered:
+            queue_arn: str = self.dead_letters.arn
+            SqsQueuePolicy(
+                scope,
+                f"{id_}-undelivered-policy",
+                queue_url=self.dead_letters.url,
+                policy=json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "UndeliveredEvents",
+                                "Effect": "Allow",
+                                "Principal": {"Service": "events.amazonaws.com"},
+                                "Action": "sqs:SendMessage",
+                                "Resource": queue_arn,
+                                "Condition": {"ArnEquals": {"aws:SourceArn": rule.arn}},
+                            }
+                        ],
+                    }
+                ),
+            )
+            undelivered = {
+                "dead_letter_config": CloudwatchEventTargetDeadLetterConfig(arn=queue_arn),
+                "retry_policy": CloudwatchEventTargetRetryPolicy(
+                    maximum_event_age_in_seconds=24 * 3600, maximum_retry_attempts=185
+                ),
+            }
         return CloudwatchEventTarget(
-            scope, f"{id_}-target", rule=rule.name, arn=self.function_arn, depends_on=[permission]
+            scope, f"{id_}-target", rule=rule.name, arn=self.function_arn, depends_on=[permission], **undelivered
         )

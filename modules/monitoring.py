@@ -42,6 +42,7 @@ RUNBOOK_OF_ALARM = (
     (re.compile(r"^sfn-ExecutionsTimedOut$"), "workflow-timed-out"),
     (re.compile(r"^sfn-ExecutionThrottled$"), "workflow-throttled"),
     (re.compile(r"^batch-jobs-failed$"), "batch-jobs-failed"),
+    (re.compile(r"^trigger-failed-invocations$"), "manifest-trigger"),
     (re.compile(r"^batch-.+-runnable$"), "batch-runnable"),
     (re.compile(r"^s3-.+-5xx$"), "s3-5xx"),
     (re.compile(r"-errors$"), "lambda-errors"),
@@ -75,6 +76,7 @@ class MonitoringProps:
     compute_environments: dict[str, str]  # name -> ARN
     metrics_function: PythonFunction  # lambda_src/batch_metrics
     budget_limit_usd: float
+    trigger_rule_name: str | None = None  # the manifest trigger's rule (modules/workflow.py), if any
 
 
 class Monitoring(Construct):
@@ -203,6 +205,18 @@ class Monitoring(Construct):
             threshold=1,
             description="Batch jobs FAILED (EventBridge rule matches)",
         )
+        if props.trigger_rule_name:
+            # FailedInvocations: deliveries that failed for good (retries spent, or refused), each
+            # left in start_run's dead-letter queue (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-monitoring.html).
+            self._alarm(
+                "trigger-failed-invocations",
+                "AWS/Events",
+                "FailedInvocations",
+                {"RuleName": props.trigger_rule_name},
+                statistic="Sum",
+                threshold=1,
+                description="The manifest trigger could not invoke start_run: an upload started no run",
+            )
 
     def _batch_metrics(self, props: MonitoringProps) -> None:
         """Feed BatchMetrics: a schedule for the depths, rules for finished jobs and spot warnings;

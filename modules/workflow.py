@@ -710,6 +710,7 @@ class Workflow(Construct):
         self.state_machine_arn: str = self.state_machine.arn
         self.state_machine_name: str = self.state_machine.name
         self._tell_every_end(props)
+        self.manifest_rule_name = None
         if props.settings.start_on_new_manifest:
             self._start_on_manifest(props)
 
@@ -786,4 +787,5 @@ class Workflow(Construct):
             statement(["states:DescribeExecution"], [executions]),
         )
         props.alerts.grant_publish(starter.role)
-        starter.invoked_by(self, "start", rule)
+        starter.invoked_by(self, "start", rule, keep_undelivered=True)
+        self.manifest_rule_name = rule.name

@@ -199,6 +199,7 @@ class PipelineStack(TerraformStack):
                 compute_environments=self.batch.compute_environments,
                 metrics_function=self.functions["batch_metrics"],
                 budget_limit_usd=profile.budget.amount_usd,
+                trigger_rule_name=self.workflow.manifest_rule_name,
             ),
         )
         self.dataset = None

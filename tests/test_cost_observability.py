@@ -75,9 +75,9 @@ def test_alert_topic_encrypted_and_restricted(synth: SynthResult) -> None:
     assert allow["Condition"] == {"StringEquals": {"aws:SourceAccount": "333333333333"}}
     assert deny["Effect"] == "Deny" and deny["Condition"]["Null"] == {"aws:PrincipalServiceName": "true"}
     publishers = deny["Condition"]["StringNotLike"]["aws:PrincipalArn"]
-    assert len(publishers) == 2 and all(p.endswith(".arn}") for p in publishers)
+    assert len(publishers) == 3 and all(p.endswith(".arn}") for p in publishers)
     roles = {p.split("_role_")[0] for p in publishers}
-    assert roles == {"${aws_iam_role.workflow", "${aws_iam_role.fn-budget-shutdown"}
+    assert roles == {"${aws_iam_role.workflow", "${aws_iam_role.fn-budget-shutdown", "${aws_iam_role.fn-start-run"}
 
 
 def test_cost_explorer_switches(synth: SynthResult) -> None:
@@ -138,6 +138,7 @@ def test_alarms_point_at_the_topic(synth: SynthResult, env: str) -> None:
     ):
         expected |= {f"{fn}-errors", f"{fn}-throttles", f"{fn}-duration"}
     expected |= {f"batch-{queue}-runnable" for queue in ("high", "normal", "low", "cpu")}
+    expected.add("trigger-failed-invocations")  # every env has the manifest trigger
     if env != "local":
         expected |= {"s3-raw-5xx", "s3-processed-5xx", "s3-curated-5xx"}
     assert set(alarms) == expected

@@ -147,6 +147,19 @@ def test_a_version_passed_through_a_dict_is_found(tmp_path: Path) -> None:
     assert [f.versioned for f in iam_calls.scan([module])] == [True, False]
 
 
+def test_the_trigger_keeps_undelivered_events_only_with_the_queue_policy(synth: SynthResult) -> None:
+    """Red: without the dead-letter queue's policy EventBridge may not send it the events it could
+    not deliver (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html)."""
+
+    def drop(config: dict) -> None:
+        del config["resource"]["aws_sqs_queue_policy"]
+
+    lines = denied(stack_config(synth, "dev", drop))
+    assert len(lines) == 1 and lines[0].startswith(
+        "DENIED events.amazonaws.com sqs:SendMessage arn:aws:sqs:eu-north-1:111111111111:odins-ravne-dev-start-run-dlq"
+    ), lines
+
+
 def test_a_listing_is_checked_against_the_listed_prefix(synth: SynthResult) -> None:
     """Red: the weather role's ListBucket narrowed to another prefix. Its listing of the shards
     (ListFailedShards' mode) is s3:ListBucket on the bucket with the listed prefix as s3:prefix

@@ -158,6 +158,22 @@ def test_manifest_rule_starts_executions(synth: SynthResult) -> None:
     function = resources["aws_lambda_function"][function_id]
     assert function["function_name"] == "odins-ravne-dev-start-run"
     assert not {"input", "input_path", "input_transformer", "role_arn"} & set(target), "the whole event, no role"
+    # Undelivered events are kept, not dropped: the function's dead-letter queue, admitting this rule
+    # only; EventBridge's retry limits within RetryPolicy's ranges (age 60-86,400 s, attempts 0-185:
+    # https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_RetryPolicy.html).
+    dlq = target["dead_letter_config"]["arn"]
+    assert dlq.startswith("${aws_sqs_queue.fn-start-run_dlq_") and target["retry_policy"] == {
+        "maximum_event_age_in_seconds": 86400,
+        "maximum_retry_attempts": 185,
+    }
+    (queue_policy,) = resources["aws_sqs_queue_policy"].values()
+    (admits,) = json.loads(queue_policy["policy"])["Statement"]
+    assert (admits["Principal"], admits["Action"], admits["Resource"]) == (
+        {"Service": "events.amazonaws.com"},
+        "sqs:SendMessage",
+        dlq,
+    )
+    assert admits["Condition"] == {"ArnEquals": {"aws:SourceArn": f"${{aws_cloudwatch_event_rule.{rule_id}.arn}}"}}
     (permission,) = [
         p
         for p in resources["aws_lambda_permission"].values()

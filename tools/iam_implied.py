@@ -33,6 +33,7 @@ DOC = {
     "sqs_kms": "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html",
     "sns_kms": "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html",
     "events": "https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html",
+    "events_dlq": "https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html",
     "events_role": "https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-identity-based.html",
     "sns_lambda": "https://docs.aws.amazon.com/sns/latest/dg/sns-lambda-as-subscriber.html",
     "alarm_sns": "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html",
@@ -334,6 +335,18 @@ def service_calls(config: Config) -> Iterator[Call]:
                     "events.amazonaws.com", action, target, f"rule {rule} -> {DOC['events']}", **{"aws:SourceArn": rule}
                 )
             )
+        dlq = body.get("dead_letter_config")  # a block: an object in the config, a list in a plan
+        for dead_letters in dlq if isinstance(dlq, list) else [dlq or {}]:
+            if dead_letters.get("arn"):
+                calls.append(
+                    Call.of(
+                        "events.amazonaws.com",
+                        "sqs:SendMessage",
+                        config.resolve(dead_letters["arn"]),
+                        f"rule {rule} undelivered -> {DOC['events_dlq']}",
+                        **{"aws:SourceArn": rule},
+                    )
+                )
     for _, body in config.resources("aws_sns_topic_subscription"):
         if body.get("protocol") == "lambda":
             topic = config.resolve(body["topic_arn"])
