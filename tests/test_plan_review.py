@@ -396,6 +396,21 @@ def test_drift_reports_real_changes_and_ignores_noise() -> None:
     assert {i["path"] for i in ignored} == {"tags", "inline_policy", "inline_policy[0].name", "inline_policy[0].policy"}
 
 
+def test_a_queue_policy_of_its_own_resource_is_not_queue_drift() -> None:
+    """The provider reads aws_sqs_queue.policy back from the policy an aws_sqs_queue_policy set
+    (found on the emulator: the manifest trigger's dead-letter queue read as drifted)."""
+    policy = '{"Statement":[{"Action":"sqs:SendMessage"}]}'
+    items, ignored = drift_report.drifted(
+        drift_plan(
+            rc("aws_sqs_queue.q", ["update"], {"policy": ""}, {"policy": policy}),
+            config_types=("aws_sqs_queue_policy",),
+        )
+    )
+    assert items == [] and [i["path"] for i in ignored] == ["policy"]
+    items, _ = drift_report.drifted(drift_plan(rc("aws_sqs_queue.q", ["update"], {"policy": ""}, {"policy": policy})))
+    assert [a["path"] for a in items[0]["attributes"]] == ["policy"], "without the policy resource it is drift"
+
+
 def test_mirrored_attribute_counts_when_its_owner_is_not_in_the_config() -> None:
     """Without an aws_iam_role_policy in the config, a new inline policy IS drift."""
     items, _ = drift_report.drifted(

@@ -47,6 +47,7 @@ MIRRORS: dict[str, dict[str, tuple[str, ...]]] = {
         "object_lock_configuration": ("aws_s3_bucket_object_lock_configuration",),
     },
     "aws_sns_topic": {"policy": ("aws_sns_topic_policy",)},
+    "aws_sqs_queue": {"policy": ("aws_sqs_queue_policy",)},
     "aws_eip": {
         key: ("aws_nat_gateway", "aws_eip_association")
         for key in ("association_id", "network_interface", "private_ip", "private_dns", "instance")
