@@ -217,40 +217,59 @@ SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 
 def _calls_in_scope(tree: ast.AST) -> list[tuple[ast.Call, Bound]]:
-    """Every call with the names bound where it is: its module's and enclosing functions'
-    assignments, the innermost winning. A name assigned in one function says nothing of the same
-    name in another (PlanFanOut's ``bucket`` is the processed bucket in ``claim``, the manifest's
-    in ``handler``)."""
+    """Every call with the names bound where it is, as Python resolves them: its function's own
+    assignments (in source order, the last one winning) and parameters hide those of enclosing
+    functions and the module; a class body's names are not seen by its methods. A name assigned in
+    one function says nothing of the same name in another (PlanFanOut's ``bucket`` is the
+    processed bucket in ``claim``, the manifest's in ``handler``)."""
     out: list[tuple[ast.Call, Bound]] = []
 
-    def own(scope: ast.AST) -> Bound:
-        bound = Bound({}, {}, {})
-        pending = list(ast.iter_child_nodes(scope))
+    def own(scope: ast.AST) -> tuple[Bound, set[str]]:
+        bound, names = Bound({}, {}, {}), set()
+        if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            arguments = scope.args
+            names |= {a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)}
+            names |= {a.arg for a in (arguments.vararg, arguments.kwarg) if a}
+        pending, found = list(ast.iter_child_nodes(scope)), []
         while pending:
             node = pending.pop()
             if isinstance(node, SCOPES):
+                names.add(getattr(node, "name", ""))
                 continue
-            if isinstance(node, ast.Assign):
-                for target in node.targets:
-                    for name, value in _pairs(target, node.value):
-                        bound.values[name] = value
-                        if _environ_name(value):
-                            bound.env[name] = _environ_name(value)
-                        if isinstance(value, ast.JoinedStr):
-                            bound.fstrings[name] = value
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                found.append(node)
+            elif isinstance(node, (ast.For, ast.comprehension, ast.withitem, ast.NamedExpr, ast.AugAssign)):
+                target = getattr(node, "target", None) or getattr(node, "optional_vars", None)
+                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)} if target else set()
             pending.extend(ast.iter_child_nodes(node))
-        return bound
+        for node in sorted(found, key=lambda n: (n.lineno, n.col_offset)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+                for name, value in _pairs(target, node.value):
+                    bound.values[name] = value
+                    env = _environ_name(value)
+                    if env:
+                        bound.env[name] = env
+                    else:
+                        bound.env.pop(name, None)
+                    if isinstance(value, ast.JoinedStr):
+                        bound.fstrings[name] = value
+                    else:
+                        bound.fstrings.pop(name, None)
+        return bound, names
 
     def visit(scope: ast.AST, outer: Bound) -> None:
-        inner = own(scope)
-        bound = Bound(
-            {**outer.env, **inner.env}, {**outer.fstrings, **inner.fstrings}, {**outer.values, **inner.values}
-        )
+        inner, names = own(scope)
+
+        def merged(kind: str) -> dict:
+            return {**{k: v for k, v in getattr(outer, kind).items() if k not in names}, **getattr(inner, kind)}
+
+        bound = Bound(merged("env"), merged("fstrings"), merged("values"))
         pending = list(ast.iter_child_nodes(scope))
         while pending:
             node = pending.pop()
             if isinstance(node, SCOPES):
-                visit(node, bound)
+                visit(node, outer if isinstance(scope, ast.ClassDef) else bound)
                 continue
             if isinstance(node, ast.Call):
                 out.append((node, bound))
@@ -263,7 +282,9 @@ def _calls_in_scope(tree: ast.AST) -> list[tuple[ast.Call, Bound]]:
 def _names_version(keyword: ast.keyword, bound: Bound) -> bool:
     """Whether an argument passes ``VersionId``: by name, or in a ``**`` dict (directly or through
     a name assigned in scope). S3 then needs ``s3:GetObjectVersion`` as well
-    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions")."""
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions"). Not seen:
+    a key added to the dict later (``options["VersionId"] = v``, ``.update``), a ``**`` parameter
+    from a caller, ``ExtraArgs`` of the transfer methods; only GetObject's extra action is modelled."""
     if keyword.arg is not None:
         return keyword.arg == "VersionId"
     value = keyword.value

@@ -132,6 +132,39 @@ def test_a_read_of_a_version_needs_get_object_version(synth: SynthResult) -> Non
     ), lines
 
 
+def test_names_resolve_as_python_scopes_them(tmp_path: Path) -> None:
+    """A parameter, a later plain assignment or a loop variable hides the module's environment
+    name; a class body's names are not its methods'; the last assignment of a name wins."""
+    module = tmp_path / "handler.py"
+    module.write_text(
+        "import os\n"
+        "import boto3\n"
+        "s3 = boto3.client('s3')\n"
+        "bucket = os.environ['RAW_BUCKET']\n"
+        "def module_name():\n"
+        "    return s3.get_object(Bucket=bucket, Key='k')\n"
+        "def parameter(bucket):\n"
+        "    return s3.get_object(Bucket=bucket, Key='k')\n"
+        "def reassigned():\n"
+        "    bucket = os.environ['RAW_BUCKET']\n"
+        "    bucket = 'other'\n"
+        "    return s3.get_object(Bucket=bucket, Key='k')\n"
+        "def looped(names):\n"
+        "    for bucket in names:\n"
+        "        s3.get_object(Bucket=bucket, Key='k')\n"
+        "class Reader:\n"
+        "    bucket = os.environ['PROCESSED_BUCKET']\n"
+        "    def read(self):\n"
+        "        return s3.get_object(Bucket=bucket, Key='k')\n"
+        "def last_wins():\n"
+        "    where = 'x'\n"
+        "    where = os.environ['PROCESSED_BUCKET']\n"
+        "    return s3.get_object(Bucket=where, Key='k')\n"
+    )
+    found = iam_calls.scan([module])
+    assert [f.bucket_env for f in found] == ["RAW_BUCKET", None, None, None, "RAW_BUCKET", "PROCESSED_BUCKET"]
+
+
 def test_a_version_passed_through_a_dict_is_found(tmp_path: Path) -> None:
     module = tmp_path / "handler.py"
     module.write_text(

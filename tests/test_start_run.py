@@ -100,7 +100,8 @@ def test_one_execution_per_manifest_content(aws) -> None:
     reupload = start(aws, upload(aws, key, b'{"images": [{"key": "a.jpg"}]}'))  # the same bytes, a new version
     assert reupload["started"] is False and len(executions(aws)) == 1
     assert reupload["execution"] == started["execution"]
-    assert f"s3://raw/{key} (key and content) already started execution {execution['name']}" in reupload["reason"]
+    quoted = json.dumps(f"s3://raw/{key}", ensure_ascii=False)
+    assert f"{quoted} (key and content) already started execution {execution['name']}" in reupload["reason"]
     assert '{"manifest": "s3://raw/' in reupload["reason"], "the reason says how to run it again on purpose"
     (told,) = notices(aws)
     assert reupload["reason"] in told, "the uploader expected a run: the alert topic says why none started"
@@ -112,6 +113,25 @@ def test_one_execution_per_manifest_content(aws) -> None:
     other = start(aws, upload(aws, key, b'{"images": [{"key": "b.jpg"}]}'))
     elsewhere = start(aws, upload(aws, "manifests/copy.json", b'{"images": [{"key": "a.jpg"}]}'))
     assert other["started"] is True and elsewhere["started"] is True and len(executions(aws)) == 3
+
+
+def test_a_key_cannot_add_lines_to_the_notice(aws) -> None:
+    """The key is the uploader's text: quoted in the notice, its line breaks stay escaped."""
+    key = "manifests/m\nOdins Ravne: all clear, nothing to do\n.json"
+    assert start(aws, upload(aws, key, b"{}"))["started"] is True
+    assert start(aws, upload(aws, key, b"{}"))["started"] is False
+    (told,) = notices(aws)
+    assert "\n" not in told and "m\\nOdins Ravne: all clear" in told
+    assert "#/v2/executions/details/arn:aws:states:eu-north-1:" in told, "a link to the execution that ran it"
+
+
+def test_a_second_delivery_by_s3_with_another_event_id_is_quiet(aws) -> None:
+    """S3 may send one upload's event twice; the duplicate names the same version, whatever its id."""
+    first = upload(aws, "manifests/m.json", b"{}")
+    started = start(aws, first)
+    aws["sfn"].stop_execution(executionArn=started["execution"])
+    again = start(aws, {**first, "id": str(uuid.uuid4())})
+    assert again["started"] is False and notices(aws) == []
 
 
 def test_the_version_the_event_names_is_hashed(aws) -> None:

@@ -73,11 +73,9 @@ def content_digest(s3: Any, name: str, version: str | None) -> str | None:
         code = exc.response.get("Error", {}).get("Code")
         if code in ("NoSuchKey", "NoSuchVersion", "404"):
             return None
-        if code in ("AccessDenied", "403"):
-            # S3 answers 403 for a missing object unless the caller may list it; unproven whether the
-            # prefix-conditioned ListBucket counts (docs/aws-contract.md): treated as gone, told in the log.
-            get_logger("start_run", None).warning("manifest unreadable (gone, or no permission)", key=name)
-            return None
+        # Anything else (AccessDenied included: a missing grant, or a missing key where S3 does not
+        # count the prefix-conditioned ListBucket, unproven) fails the invocation: Errors alarm,
+        # Lambda's two retries, then the dead-letter queue (runbook manifest-trigger).
         raise
     digest = hashlib.sha256()
     for chunk in iter(lambda: body.read(CHUNK), b""):
@@ -101,19 +99,28 @@ class NotAManifestEvent(ValueError):
     asynchronous event twice, then sends it to the dead-letter queue)."""
 
 
+def version_of(event: Any) -> str | None:
+    """What names the object version an S3 event is about: its ``version-id`` (the raw bucket is
+    versioned), else its ``sequencer`` (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html)."""
+    detail = event.get("detail") if isinstance(event, dict) and isinstance(event.get("detail"), dict) else {}
+    found = detail.get("object") if isinstance(detail.get("object"), dict) else {}
+    return found.get("version-id") or found.get("sequencer")
+
+
 def already_ran(sfn: Any, arn: str, event: dict) -> bool:
-    """Whether the execution ``arn`` was started by another event than this one: the same bytes
-    uploaded again (its input's event id differs), not a second delivery of this event."""
+    """Whether the execution ``arn`` was started for another version of the manifest than this
+    event's: the same bytes uploaded again, not a second delivery of the same upload (by
+    EventBridge or by S3, whose duplicate may carry another event id)."""
     try:
         given = json.loads(sfn.describe_execution(executionArn=arn).get("input") or "{}")
     except sfn.exceptions.ExecutionDoesNotExist:
         return False
-    started_by = given.get("event", {}).get("id") if isinstance(given.get("event"), dict) else None
-    return started_by != event.get("id")
+    return version_of(given.get("event")) != version_of(event)
 
 
 def tell(sns: Any, text: str) -> None:
-    """A notice on the alert topic (plain text, like the workflow's)."""
+    """A notice on the alert topic (plain text, like the workflow's; the key inside quoted by the
+    caller, so a key's line breaks cannot add lines)."""
     sns.publish(TopicArn=os.environ["ALERT_TOPIC_ARN"], Subject="Odins Ravne: manifest not started", Message=text)
 
 
@@ -139,8 +146,8 @@ def handler(event: Any, context: Any, *, s3: Any = None, sfn: Any = None, sns: A
         sns = sns or boto3.client("sns")
     size = event["detail"]["object"].get("size")
     digest = content_digest(s3, name, version) if not isinstance(size, int) or size <= MAX_HASHED else None
-    # Unread (gone already, unreadable, or past MAX_HASHED): named after the event's version, the
-    # run starts and PlanFanOut refuses it with a notice, so the upload is not lost unseen.
+    # Unread (gone already, or past MAX_HASHED): named after the event's version, the run starts and
+    # PlanFanOut refuses it with a notice, so the upload is not lost unseen.
     identity = f"sha256:{digest}" if digest else f"version:{version or event.get('id')}"
     execution = execution_name(bucket, key, identity)
     log = get_logger("start_run", execution)
@@ -153,16 +160,19 @@ def handler(event: Any, context: Any, *, s3: Any = None, sfn: Any = None, sns: A
     except sfn.exceptions.ExecutionAlreadyExists:
         arn = f"{machine.replace(':stateMachine:', ':execution:', 1)}:{execution}"
         if not already_ran(sfn, arn, event):
-            # EventBridge delivered this event again after the run ended: nothing to tell.
+            # The same upload delivered again after its run ended: nothing to tell.
             log.info("nothing started: this event started the execution already", manifest=manifest, execution=arn)
             return {"started": False, "execution": arn, "reason": "a second delivery of the event that started it"}
+        quoted = json.dumps(manifest, ensure_ascii=False)
+        region = machine.split(":")[3]
         reason = (
-            f"{manifest} (key and content) already started execution {execution}: the same bytes uploaded "
+            f"{quoted} (key and content) already started execution {execution}: the same bytes uploaded "
             f"again start no run. To run it again on purpose, start the workflow by hand with input "
             f"{json.dumps({'manifest': manifest}, ensure_ascii=False)}"
-        )[:2048]
+        )
+        link = f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{arn}"
         log.info("nothing started", manifest=manifest, version=version, execution=arn, reason=reason)
-        tell(sns, f"Odins Ravne: {reason}. Runbook: docs/runbooks/workflow-failed.md")
+        tell(sns, f"Odins Ravne: {reason}. Execution: {link} Runbook: docs/runbooks/workflow-failed.md")
         return {"started": False, "execution": arn, "reason": reason}
     # A second delivery while the run is open gets the same answer (same name and input).
     log.info("execution started (or running for this event)", manifest=manifest, version=version, execution=arn)

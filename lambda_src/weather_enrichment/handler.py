@@ -501,8 +501,10 @@ def handler(event: dict, context: Any, *, s3: Any = None, ssm: Any = None, clien
         cache.store(fetched, client)
     totals = {"records": 0, "enriched": 0, "failed": 0, "shards": 0}
 
-    def put(key: str, body: bytes) -> None:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    def put(shard: int, body: bytes) -> None:
+        s3.put_object(
+            Bucket=bucket, Key=f"{target}/{execution_id}/shard-{shard}.json", Body=body, ContentType="application/json"
+        )
 
     with ThreadPoolExecutor(2) as writes:  # a shard's PUT runs while the next is enriched
         pending: list = []
@@ -511,8 +513,7 @@ def handler(event: dict, context: Any, *, s3: Any = None, ssm: Any = None, clien
             found.add(shard)
             counts = enrich(records, client)
             body = json.dumps({"records": records}, sort_keys=True).encode()
-            key = f"{target}/{execution_id}/shard-{shard}.json"
-            pending.append(writes.submit(put, key, body))
+            pending.append(writes.submit(put, shard, body))
             del records, body
             while len(pending) > 2:
                 pending.pop(0).result()
