@@ -196,27 +196,24 @@ class Monitoring(Construct):
             ),
         )
         CloudwatchEventTarget(self, "batch-failed-to-topic", rule=rule.name, arn=props.alerts.topic_arn)
-        self._alarm(
-            "batch-jobs-failed",
-            "AWS/Events",
-            "MatchedEvents",
-            {"RuleName": rule.name},
-            statistic="Sum",
-            threshold=1,
-            description="Batch jobs FAILED (EventBridge rule matches)",
+        self._rule_alarm(
+            "batch-jobs-failed", "MatchedEvents", rule.name, "Batch jobs FAILED (EventBridge rule matches)"
         )
         if props.trigger_rule_name:
             # FailedInvocations: deliveries that failed for good (retries spent, or refused), each
             # left in start_run's dead-letter queue (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-monitoring.html).
-            self._alarm(
+            self._rule_alarm(
                 "trigger-failed-invocations",
-                "AWS/Events",
                 "FailedInvocations",
-                {"RuleName": props.trigger_rule_name},
-                statistic="Sum",
-                threshold=1,
-                description="The manifest trigger could not invoke start_run: an upload started no run",
+                props.trigger_rule_name,
+                "The manifest trigger could not invoke start_run: an upload started no run",
             )
+
+    def _rule_alarm(self, id_: str, metric: str, rule_name: str, description: str) -> None:
+        """An alarm on one EventBridge rule's metric, at the first event in a period."""
+        self._alarm(
+            id_, "AWS/Events", metric, {"RuleName": rule_name}, statistic="Sum", threshold=1, description=description
+        )
 
     def _batch_metrics(self, props: MonitoringProps) -> None:
         """Feed BatchMetrics: a schedule for the depths, rules for finished jobs and spot warnings;

@@ -398,21 +398,16 @@ def test_an_object_created_invokes_the_rules_function_when_its_policy_admits_the
             return json.loads(out.read_text()) if out.exists() else None
 
         s3.put_object(Bucket="raw", Key="manifests/no-permission.json", Body=b"{}")
-        lam.add_permission(
-            FunctionName="start-run",
-            StatementId="other-rule",
-            Action="lambda:InvokeFunction",
-            Principal="events.amazonaws.com",
-            SourceArn=f"{rule}-other",
-        )
-        s3.put_object(Bucket="raw", Key="manifests/other-rule.json", Body=b"{}")
-        lam.add_permission(
-            FunctionName="start-run",
-            StatementId="this-rule",
-            Action="lambda:InvokeFunction",
-            Principal="events.amazonaws.com",
-            SourceArn=rule,
-        )
+        for statement, source in (("other-rule", f"{rule}-other"), ("this-rule", rule)):
+            if statement == "this-rule":
+                s3.put_object(Bucket="raw", Key="manifests/other-rule.json", Body=b"{}")
+            lam.add_permission(
+                FunctionName="start-run",
+                StatementId=statement,
+                Action="lambda:InvokeFunction",
+                Principal="events.amazonaws.com",
+                SourceArn=source,
+            )
         key = 'manifests/it\'s "the" \u00d8rsta batch.json'
         s3.put_object(Bucket="raw", Key=key, Body=b"{}")
         event = delivered(key)
