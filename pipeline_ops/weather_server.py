@@ -15,6 +15,7 @@ answer, ``throttle_rate`` answers that fraction of requests 429 with ``Retry-Aft
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import random
@@ -33,22 +34,32 @@ HOST = "127.0.0.1"
 
 
 def hourly(lat: float, lon: float, start: date, end: date, fields: list[str]) -> dict:
-    times, values = [], {f: [] for f in fields}
-    day = start
-    while day <= end:
-        for hour in range(24):
-            times.append(f"{day.isoformat()}T{hour:02d}:00")
-            phase = math.sin((hour - 6) / 24 * 2 * math.pi)
-            sample = {
+    """A place's hourly series from start to end. The values depend on place and hour of day
+    only, so one day is computed and repeated: a month of 50 places was ~0.12 CPU s an answer,
+    which on a small machine made this stand-in, not the client, set a benchmark's pace."""
+    samples = []
+    for hour in range(24):
+        phase = math.sin((hour - 6) / 24 * 2 * math.pi)
+        samples.append(
+            {
                 "temperature_2m": round(12 - abs(lat - 60) * 0.4 + 6 * phase, 1),
                 "precipitation": round(max(0.0, math.cos(lon + hour)) * 0.8, 1),
                 "wind_speed_10m": round(8 + 4 * abs(math.sin(lat + hour)), 1),
                 "cloud_cover": int(50 + 40 * math.sin(lon * hour)),
             }
-            for field in fields:
-                values[field].append(sample.get(field))
-        day += timedelta(days=1)
-    return {"time": times, **values}
+        )
+    days = (end - start).days + 1
+    return {
+        "time": list(stamps(start, end)),
+        **{field: [sample.get(field) for sample in samples] * days for field in fields},
+    }
+
+
+@functools.lru_cache(maxsize=64)
+def stamps(start: date, end: date) -> tuple[str, ...]:
+    """The hours from start to end, ``YYYY-MM-DDTHH:00`` (the same for every place of a request)."""
+    days = (end - start).days + 1
+    return tuple(f"{(start + timedelta(days=d)).isoformat()}T{hour:02d}:00" for d in range(days) for hour in range(24))
 
 
 class Handler(BaseHTTPRequestHandler):
