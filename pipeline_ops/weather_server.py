@@ -91,6 +91,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         with server.lock:
             server.requests += 1
+            server.location_days += len(places) * ((end - start).days + 1)
             server.api_keys.add(query.get("apikey"))
         self._send(200, answers if len(answers) > 1 else answers[0])
 
@@ -115,7 +116,8 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     """The first ``failures`` requests are answered ``failure_status``, then a ``throttle_rate``
     share 429; every answer waits ``latency`` s first; ``requests`` counts the 200 answers,
-    ``api_keys`` the ``apikey`` values they came with (None: none)."""
+    ``location_days`` the days of every location they held (Open-Meteo weighs a call by
+    locations x days), ``api_keys`` the ``apikey`` values they came with (None: none)."""
 
     # A busy machine accepts late: with the default backlog of 5, a burst of lookups overflows it,
     # the kernel drops SYNs and clients wait in connect back-off past their time-outs.
@@ -135,7 +137,7 @@ class Server(ThreadingHTTPServer):
         seed: int = 2026,
     ) -> None:
         super().__init__((HOST, port), Handler)
-        self.failures_left, self.failure_status, self.requests = failures, failure_status, 0
+        self.failures_left, self.failure_status, self.requests, self.location_days = failures, failure_status, 0, 0
         self.latency, self.throttle_rate, self.retry_after = latency, throttle_rate, retry_after
         self.lock, self.random, self.throttled = threading.Lock(), random.Random(seed), 0  # noqa: S311 - fault injection
         self.api_keys: set[str | None] = set()

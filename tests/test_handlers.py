@@ -545,6 +545,21 @@ def same_group_sites(count: int) -> list[tuple[float, float]]:
     return [first, *[s for s in others if weather.site_group(s) == weather.site_group(first)][: count - 1]]
 
 
+def test_sites_of_a_request_have_close_days(loopback_weather) -> None:
+    """A request's range spans its sites' missing days, so a month's sites are put in requests in
+    order of their first missing day: four sites, two early in June and two late, are two requests
+    of two days each, not two of nearly the month (sparse data: ~20 % fewer location-days, what
+    Open-Meteo bills by and both sides parse)."""
+    server, url = loopback_weather()
+    client = weather.WeatherClient(url, sites_per_request=2, sleep=lambda _: None)
+    records = [
+        dict(RECORD, lat=lat, captured_at=f"2026-06-{day:02d}T12:00:00Z")
+        for lat, day in ((50, 1), (51, 29), (52, 2), (53, 30))
+    ]
+    assert weather.enrich(records, client)["enriched"] == 4
+    assert server.requests == 2 and server.location_days == 2 * 2 + 2 * 2
+
+
 @mock_aws
 def test_the_cache_loads_only_the_days_needed_and_keeps_the_rest(loopback_weather) -> None:
     """A site's 29 days of June cached, one record: one day read into memory; a fetch of day 30
@@ -681,9 +696,11 @@ def test_a_failed_site_day_is_asked_once_and_an_outage_is_given_up(loopback_weat
     counts = weather.enrich(same_day + other_sites, client)
     assert counts == {"records": 11, "enriched": 0, "failed": 11}
     assert client.requests == 4, "two requests, two attempts each; then the provider is taken as down"
-    assert all(r["weather_status"] == "failed: HTTP 503" for r in other_sites[:2])  # the month's sites in order
+    # the month's sites in order of their first day: same_day's site (June 1), then the first other
+    failed_first = same_day + other_sites[:1]
+    assert all(r["weather_status"] == "failed: HTTP 503" for r in failed_first)
     down = "failed: provider taken as down after 2 requests"
-    assert all(r["weather_status"].startswith(down) for r in same_day + other_sites[2:])
+    assert all(r["weather_status"].startswith(down) for r in other_sites[1:])
     assert [f["attempt"] for _, f in logged] == [1, 2, 1, 2]
     assert logged[0][0] == "weather lookup failed" and logged[0][1]["error"] == "HTTP 503"
     assert logged[0][1]["seconds"] >= 0 and logged[0][1]["day"] == "2026-06-01"

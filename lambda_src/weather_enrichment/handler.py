@@ -9,8 +9,9 @@ Between the two passes, month by month, it gets those site-days' hourly weather:
 site-day cache (``$CACHE_PREFIX/<YYYY-MM>/<group>.json`` in the processed bucket, one object per
 calendar month and group of sites, a site's group a stable hash of its coordinates: sparse data of
 thousands of sites then costs hundreds of objects, not one per site and month; only the days some
-record needs are decoded), then from the provider for the rest: one shared range (the month's first
-to last missing day) for up to ``WEATHER_SITES_PER_REQUEST`` sites a request, however sparse the days
+record needs are decoded), then from the provider for the rest: up to ``WEATHER_SITES_PER_REQUEST``
+sites a request (in order of their first missing day), one range each (first to last missing day of
+its sites, within the month), however sparse the days
 (Open-Meteo's archive answers a ``start_date``/``end_date`` range and comma-separated location
 lists: https://open-meteo.com/en/docs/historical-weather-api), at most ``WEATHER_MAX_IN_FLIGHT``
 requests at a time; of an answer only the days some record needs are kept, as float32. What it
@@ -172,8 +173,8 @@ class WeatherClient:
 
     def fetch(self, wanted: Iterable[SiteDay], *, again: bool = False) -> None:
         """Fetch the site-days not known yet (``again``: also those whose hours were kept):
-        per calendar month, one range (its first to last missing day over all sites) for up to
-        ``sites_per_request`` sites a request, so requests are ceil(sites / sites_per_request) a
+        per calendar month, up to ``sites_per_request`` sites a request, one range each (its
+        sites' first to last missing day), so requests are ceil(sites / sites_per_request) a
         month however sparse the days. Only the wanted days of an answer are kept."""
         months: dict[str, dict[Site, set[str]]] = defaultdict(lambda: defaultdict(set))
         for site, day in wanted:
@@ -182,11 +183,13 @@ class WeatherClient:
                 months[day[:7]][site].add(day)
         batches = []
         for _, sites_days in sorted(months.items()):
-            start = min(min(days) for days in sites_days.values())
-            end = max(max(days) for days in sites_days.values())
-            sites = sorted(sites_days)
+            # in order of their first missing day: a request's range (its sites' first to last
+            # day) is then shorter for sparse days (~20 % fewer location-days), the count the same
+            sites = sorted(sites_days, key=lambda site: (min(sites_days[site]), site))
             for i in range(0, len(sites), self.sites_per_request):
                 chunk = {site: sites_days[site] for site in sites[i : i + self.sites_per_request]}
+                start = min(min(days) for days in chunk.values())
+                end = max(max(days) for days in chunk.values())
                 batches.append((start, end, chunk))
         if self.max_in_flight <= 1 or len(batches) <= 1:
             for batch in batches:
