@@ -659,6 +659,20 @@ def test_the_loopback_server_answers_several_locations_as_a_list(loopback_weathe
     assert len(body[1]["hourly"]["time"]) == len(body[1]["hourly"]["temperature_2m"]) == 48
 
 
+def test_the_loopback_servers_answer_is_the_json_of_its_series() -> None:
+    """The answer text, built from one encoded day repeated, is exactly ``json.dumps`` of the
+    place's series over the range (a month across a year's end, a single day, a repeated and an
+    unknown variable)."""
+    for lat, lon, start, end, fields in (
+        (62.4691, 10.3921, "2026-12-17", "2027-01-16", list(weather.HOURLY)),
+        (58.0, 5.5, "2026-06-01", "2026-06-01", ["temperature_2m", "temperature_2m", "snow_depth"]),
+    ):
+        first, last = datetime.fromisoformat(start).date(), datetime.fromisoformat(end).date()
+        answer = {"latitude": lat, "longitude": lon, "timezone": "UTC"}
+        expected = json.dumps({**answer, "hourly": weather_server.hourly(lat, lon, first, last, fields)})
+        assert weather_server.answer_text(lat, lon, first, last, fields) == expected
+
+
 def test_weather_retries_with_backoff_then_succeeds(loopback_weather) -> None:
     _, url = loopback_weather(failures=2)
     pauses: list[float] = []
