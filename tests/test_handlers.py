@@ -839,6 +839,30 @@ def test_weather_site_day_cache_makes_a_warm_rerun_ask_nothing(
     assert len(written) == 12 and written[-1]["weather_status"].startswith("failed:")
 
 
+@mock_aws
+def test_the_handler_keeps_no_full_day_after_the_lookups(synth: SynthResult, loopback_weather, monkeypatch) -> None:
+    """Records over two months at one site: each month is cached and asked in its own turn, and
+    when the shards are enriched the handler holds of every site-day only the hours its records
+    need, none of the 96-value days."""
+    server, url = loopback_weather()
+    s3 = cache_bucket()
+    records = [
+        dict(RECORD, key=f"k{m}{d}", captured_at=f"2026-0{m}-{d:02d}T0{d % 3}:00:00Z")
+        for m in (6, 7)
+        for d in (1, 2, 3)
+    ]
+    s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": records}))
+    weather_env(monkeypatch, url, CACHE_PREFIX="weather-cache")
+    client = weather.WeatherClient(url, sleep=lambda _: None)
+    result = weather.handler(sharded_event(synth, "WeatherEnrichment", "ex1", 1), None, s3=s3, client=client)
+    assert (result["enriched"], result["site_days"], result["requests"]) == (6, 6, 2) and server.requests == 2
+    assert not client.days and {key: mask for key, (mask, _) in client.kept.items()} == {
+        ((62.47, 10.39), f"2026-0{m}-{d:02d}"): 1 << d % 3 for m in (6, 7) for d in (1, 2, 3)
+    }
+    cached = s3.list_objects_v2(Bucket="proc", Prefix="weather-cache/")["Contents"]
+    assert sorted(o["Key"].split("/")[1] for o in cached) == ["2026-06", "2026-07"]
+
+
 @pytest.mark.parametrize("existing", [False, True], ids=["absent: If-None-Match", "present: If-Match"])
 @mock_aws
 def test_two_executions_writing_one_cache_object_keep_both_days(loopback_weather, existing: bool) -> None:
