@@ -427,6 +427,8 @@ class SiteDayCache:
                 values = client.days.get((site, day))
                 if values is not None and complete(values):
                     new.setdefault(site_name(site), {})[day] = encode_day(values)
+            if not new:  # no complete day: nothing worth a write
+                return
             for attempt in range(WRITE_ATTEMPTS):
                 if (group, month) in self.absent and not attempt:
                     entries, condition = {}, {"IfNoneMatch": "*"}
