@@ -528,26 +528,94 @@ def test_sparse_days_still_batch_sites(loopback_weather) -> None:
     assert len(client.days) == 120 and {v.typecode for v in client.days.values()} == {"f"}
 
 
-@mock_aws
-def test_the_cache_loads_only_the_days_needed_and_keeps_the_rest(loopback_weather, monkeypatch) -> None:
-    """A site-month object of 29 days, one record: one day read into memory; a fetch of day 30
-    adds it to the object without losing the 29."""
-    _, url = loopback_weather()
+def cache_bucket() -> object:
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    return s3
+
+
+def cached_object(s3: object, cache: object, site: tuple[float, float], month: str) -> dict:
+    return json.loads(s3.get_object(Bucket="proc", Key=cache.key(weather.site_group(site), month))["Body"].read())
+
+
+def same_group_sites(count: int) -> list[tuple[float, float]]:
+    """Sites whose cache entries share one object (the first site's group)."""
+    first = (62.47, 10.39)
+    others = (weather.site_of(60 + i / 100, 11.0) for i in range(10_000))
+    return [first, *[s for s in others if weather.site_group(s) == weather.site_group(first)][: count - 1]]
+
+
+def test_sites_of_a_request_have_close_days(loopback_weather) -> None:
+    """A request's range spans its sites' missing days, so a month's sites are put in requests in
+    order of their first missing day: four sites, two early in June and two late, are two requests
+    of two days each, not two of nearly the month (sparse data: ~20 % fewer location-days, what
+    Open-Meteo bills by and both sides parse)."""
+    server, url = loopback_weather()
+    client = weather.WeatherClient(url, sites_per_request=2, sleep=lambda _: None)
+    records = [
+        dict(RECORD, lat=lat, captured_at=f"2026-06-{day:02d}T12:00:00Z")
+        for lat, day in ((50, 1), (51, 29), (52, 2), (53, 30))
+    ]
+    assert weather.enrich(records, client)["enriched"] == 4
+    assert server.requests == 2 and server.location_days == 2 * 2 + 2 * 2
+
+
+@mock_aws
+def test_the_cache_loads_only_the_days_needed_and_keeps_the_rest(loopback_weather) -> None:
+    """A site's 29 days of June cached, one record: one day read into memory; a fetch of day 30
+    adds it to the month's object without losing the 29 (stored as float32, read back exactly)."""
+    _, url = loopback_weather()
+    s3 = cache_bucket()
     cache = weather.SiteDayCache(s3, "proc", "wc")
     warm = weather.WeatherClient(url, sleep=lambda _: None)
-    month = [((62.47, 10.39), f"2026-06-{d:02d}") for d in range(1, 30)]
+    site = (62.47, 10.39)
+    month = [(site, f"2026-06-{d:02d}") for d in range(1, 30)]
     warm.fetch(month)
     cache.store(month, warm)
     client = weather.WeatherClient(url, sleep=lambda _: None)
-    assert cache.load({((62.47, 10.39), "2026-06-05")}, client) == 1 and list(client.days) == [month[4]]
-    client.fetch([((62.47, 10.39), "2026-06-30")])
-    cache.store([((62.47, 10.39), "2026-06-30")], client)
-    stored = json.loads(s3.get_object(Bucket="proc", Key=cache.key((62.47, 10.39), "2026-06"))["Body"].read())
-    assert len(stored["days"]) == 30 and stored["days"]["2026-06-05"] == [
-        round(x, weather.DECIMALS) for x in warm.days[month[4]]
-    ]
+    assert cache.load({(site, "2026-06-05")}, client) == 1 and list(client.days) == [month[4]]
+    assert client.days[month[4]] == warm.days[month[4]]
+    client.fetch([(site, "2026-06-30")])
+    cache.store([(site, "2026-06-30")], client)
+    days = cached_object(s3, cache, site, "2026-06")["sites"]["62.47,10.39"]
+    assert len(days) == 30 and weather.decode_day(days["2026-06-05"]) == warm.days[month[4]]
+
+
+@mock_aws
+def test_the_cache_keeps_a_month_of_many_sites_in_a_few_objects(loopback_weather) -> None:
+    """Sparse data (thousands of sites, a few images each) made one cache object per site and
+    month: ~60,000 GETs and PUTs for the largest execution. Now one object per month and group of
+    sites (a stable hash of the site): 300 sites' days of June land in at most ``CACHE_GROUPS``
+    objects under the month, and a fresh invocation reads every one of them back."""
+    _, url = loopback_weather()
+    s3 = cache_bucket()
+    cache = weather.SiteDayCache(s3, "proc", "wc")
+    client = weather.WeatherClient(url, sites_per_request=100, sleep=lambda _: None)
+    wanted = {(weather.site_of(55 + i / 37, 5 + i / 13), f"2026-06-{1 + i % 30:02d}") for i in range(300)}
+    client.fetch(wanted)
+    cache.store(wanted, client)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="proc", Prefix="wc/")["Contents"]]
+    groups = {weather.site_group(site) for site, _ in wanted}
+    assert sorted(keys) == sorted(cache.key(g, "2026-06") for g in groups)
+    assert len(keys) <= weather.CACHE_GROUPS < len(wanted) and all(k.startswith("wc/2026-06/") for k in keys)
+    fresh = weather.WeatherClient(url, sleep=lambda _: None)
+    assert cache.load(wanted, fresh) == 300 and all(fresh.days[k] == client.days[k] for k in wanted)
+
+
+def test_only_the_hours_records_need_are_kept(loopback_weather) -> None:
+    """After a month is fetched and cached the handler keeps of each site-day only the hours its
+    records need (a day is 96 float32; sparse data holds ~250,000 site-days): same answers, no
+    full day held, no new request."""
+    server, url = loopback_weather()
+    client = weather.WeatherClient(url, sleep=lambda _: None)
+    records = [dict(RECORD, captured_at=f"2026-06-0{d}T{h:02d}:30:00Z") for d in (1, 2) for h in (0, 7, 23)]
+    hours = weather.needed_hours(records)
+    client.fetch(hours)
+    expected = [client.hour(float(r["lat"]), float(r["lon"]), weather.parse_time(r["captured_at"])) for r in records]
+    client.keep_only(hours)
+    assert not client.days and len(client.kept) == 2
+    assert weather.enrich(records, client)["enriched"] == 6 and [r["weather"] for r in records] == expected
+    assert client.requests == server.requests == 1
 
 
 def test_weather_honours_retry_after(loopback_weather) -> None:
@@ -591,6 +659,20 @@ def test_the_loopback_server_answers_several_locations_as_a_list(loopback_weathe
     assert len(body[1]["hourly"]["time"]) == len(body[1]["hourly"]["temperature_2m"]) == 48
 
 
+def test_the_loopback_servers_answer_is_the_json_of_its_series() -> None:
+    """The answer text, built from one encoded day repeated, is exactly ``json.dumps`` of the
+    place's series over the range (a month across a year's end, a single day, a repeated and an
+    unknown variable)."""
+    for lat, lon, start, end, fields in (
+        (62.4691, 10.3921, "2026-12-17", "2027-01-16", list(weather.HOURLY)),
+        (58.0, 5.5, "2026-06-01", "2026-06-01", ["temperature_2m", "temperature_2m", "snow_depth"]),
+    ):
+        first, last = datetime.fromisoformat(start).date(), datetime.fromisoformat(end).date()
+        answer = {"latitude": lat, "longitude": lon, "timezone": "UTC"}
+        expected = json.dumps({**answer, "hourly": weather_server.hourly(lat, lon, first, last, fields)})
+        assert weather_server.answer_text(lat, lon, first, last, fields) == expected
+
+
 def test_weather_retries_with_backoff_then_succeeds(loopback_weather) -> None:
     _, url = loopback_weather(failures=2)
     pauses: list[float] = []
@@ -628,9 +710,11 @@ def test_a_failed_site_day_is_asked_once_and_an_outage_is_given_up(loopback_weat
     counts = weather.enrich(same_day + other_sites, client)
     assert counts == {"records": 11, "enriched": 0, "failed": 11}
     assert client.requests == 4, "two requests, two attempts each; then the provider is taken as down"
-    assert all(r["weather_status"] == "failed: HTTP 503" for r in other_sites[:2])  # the month's sites in order
+    # the month's sites in order of their first day: same_day's site (June 1), then the first other
+    failed_first = same_day + other_sites[:1]
+    assert all(r["weather_status"] == "failed: HTTP 503" for r in failed_first)
     down = "failed: provider taken as down after 2 requests"
-    assert all(r["weather_status"].startswith(down) for r in same_day + other_sites[2:])
+    assert all(r["weather_status"].startswith(down) for r in other_sites[1:])
     assert [f["attempt"] for _, f in logged] == [1, 2, 1, 2]
     assert logged[0][0] == "weather lookup failed" and logged[0][1]["error"] == "HTTP 503"
     assert logged[0][1]["seconds"] >= 0 and logged[0][1]["day"] == "2026-06-01"
@@ -748,55 +832,126 @@ def test_weather_site_day_cache_makes_a_warm_rerun_ask_nothing(
     overlapping = weather.handler(sharded_event(synth, "WeatherEnrichment", "ex2", 1), None, s3=s3)
     assert (overlapping["requests"], overlapping["from_cache"], overlapping["failed"]) == (1, 10, 1)
     assert server.requests == 2
-    cached = json.loads(s3.get_object(Bucket="proc", Key="weather-cache/62.47,10.39/2026-06.json")["Body"].read())
-    assert sorted(cached["days"]) == [f"2026-06-{d:02d}" for d in (*range(1, 11), 30)]
+    cache = weather.SiteDayCache(s3, "proc", "weather-cache")
+    cached = cached_object(s3, cache, (62.47, 10.39), "2026-06")["sites"]["62.47,10.39"]
+    assert sorted(cached) == [f"2026-06-{d:02d}" for d in (*range(1, 11), 30)]
     written = json.loads(s3.get_object(Bucket="proc", Key="weather/ex2/shard-0.json")["Body"].read())["records"]
     assert len(written) == 12 and written[-1]["weather_status"].startswith("failed:")
 
 
 @mock_aws
-def test_two_executions_writing_one_cache_object_keep_both_days(loopback_weather) -> None:
-    """A reads the object (absent), B writes day 1, A writes day 2: A's conditional PUT fails
-    (If-None-Match *), it reads B's object and merges; both days stay cached."""
+def test_the_handler_keeps_no_full_day_after_the_lookups(synth: SynthResult, loopback_weather, monkeypatch) -> None:
+    """Records over two months at one site: each month is cached and asked in its own turn, and
+    when the shards are enriched the handler holds of every site-day only the hours its records
+    need, none of the 96-value days."""
+    server, url = loopback_weather()
+    s3 = cache_bucket()
+    records = [
+        dict(RECORD, key=f"k{m}{d}", captured_at=f"2026-0{m}-{d:02d}T0{d % 3}:00:00Z")
+        for m in (6, 7)
+        for d in (1, 2, 3)
+    ]
+    s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": records}))
+    weather_env(monkeypatch, url, CACHE_PREFIX="weather-cache")
+    client = weather.WeatherClient(url, sleep=lambda _: None)
+    result = weather.handler(sharded_event(synth, "WeatherEnrichment", "ex1", 1), None, s3=s3, client=client)
+    assert (result["enriched"], result["site_days"], result["requests"]) == (6, 6, 2) and server.requests == 2
+    assert not client.days and {key: mask for key, (mask, _) in client.kept.items()} == {
+        ((62.47, 10.39), f"2026-0{m}-{d:02d}"): 1 << d % 3 for m in (6, 7) for d in (1, 2, 3)
+    }
+    cached = s3.list_objects_v2(Bucket="proc", Prefix="weather-cache/")["Contents"]
+    assert sorted(o["Key"].split("/")[1] for o in cached) == ["2026-06", "2026-07"]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["absent: If-None-Match", "present: If-Match"])
+@mock_aws
+def test_two_executions_writing_one_cache_object_keep_both_days(loopback_weather, existing: bool) -> None:
+    """Two sites of one cache object (same month, same group). A reads the object, B writes
+    site 1's day, A writes site 2's: A's conditional PUT fails (If-None-Match * when the object was
+    absent, If-Match its ETag when it was there), it reads B's object and merges; every day stays."""
     _, url = loopback_weather()
-    s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
-    site = (62.47, 10.39)
+    s3 = cache_bucket()
+    one, two, three = same_group_sites(3)
     first, second = weather.SiteDayCache(s3, "proc", "wc"), weather.SiteDayCache(s3, "proc", "wc")
     a, b = weather.WeatherClient(url, sleep=lambda _: None), weather.WeatherClient(url, sleep=lambda _: None)
-    assert first.load({(site, "2026-06-02")}, a) == 0
-    b.fetch([(site, "2026-06-01")])
-    second.store([(site, "2026-06-01")], b)
-    a.fetch([(site, "2026-06-02")])
-    first.store([(site, "2026-06-02")], a)
-    stored = json.loads(s3.get_object(Bucket="proc", Key=first.key(site, "2026-06"))["Body"].read())
-    assert sorted(stored["days"]) == ["2026-06-01", "2026-06-02"]
+    if existing:
+        b.fetch([(three, "2026-06-03")])
+        second.store([(three, "2026-06-03")], b)
+    assert first.load({(two, "2026-06-02")}, a) == 0
+    b.fetch([(one, "2026-06-01")])
+    second.store([(one, "2026-06-01")], b)
+    a.fetch([(two, "2026-06-02")])
+    first.store([(two, "2026-06-02")], a)
+    stored = cached_object(s3, first, one, "2026-06")["sites"]
+    assert {site: sorted(days) for site, days in stored.items()} == {
+        f"{one[0]:.2f},{one[1]:.2f}": ["2026-06-01"],
+        f"{two[0]:.2f},{two[1]:.2f}": ["2026-06-02"],
+        **({f"{three[0]:.2f},{three[1]:.2f}": ["2026-06-03"]} if existing else {}),
+    }
+
+
+def cache_body(entry: object, **changes: object) -> bytes:
+    """A cache object of RECORD's site and 2026-06-01 holding ``entry``, with top-level ``changes``."""
+    body = {
+        "layout": weather.CACHE_LAYOUT,
+        "fields": list(weather.HOURLY),
+        "sites": {"62.47,10.39": {"2026-06-01": entry}},
+    }
+    return json.dumps({**body, **changes}).encode()
+
+
+def day_of(*values: float) -> str:
+    return weather.encode_day(weather.array("f", values))
+
+
+OLD_LAYOUT = json.dumps({"fields": list(weather.HOURLY), "days": {"2026-06-01": [1.0] * 96}}).encode()
 
 
 @pytest.mark.parametrize(
     "body",
     [
-        b'{"fields": ["temperature_2m", "precipitation", "wind_sp',  # truncated
-        json.dumps({"fields": list(weather.HOURLY), "days": {"2026-06-01": [1.0, 2.0]}}).encode(),  # short day
-        json.dumps({"fields": list(weather.HOURLY), "days": {"2026-06-01": [None] * 96}}).encode(),  # nulls
-        json.dumps({"fields": list(weather.HOURLY), "days": ["2026-06-01"]}).encode(),  # not an object
+        lambda: cache_body("AAAA")[:60],  # truncated
+        lambda: cache_body(day_of(*[1.0] * 95)),  # a day short of 96 values
+        lambda: cache_body(day_of(*[float("nan")] * 96)),  # a day with no values
+        lambda: cache_body("!" * 512),  # not base64
+        lambda: cache_body([1.0] * 96),  # not a string
+        lambda: cache_body("", sites=["62.47,10.39"]),  # not an object
+        lambda: cache_body(day_of(*[1.0] * 96), fields=["temperature_2m"]),  # other variables
+        lambda: OLD_LAYOUT,  # the layout of one object per site and month, at the new key
     ],
-    ids=["truncated", "short", "nulls", "list"],
+    ids=["truncated", "short", "nan", "not-base64", "numbers", "list", "fields", "old-layout"],
 )
 @mock_aws
-def test_a_corrupt_cache_object_is_a_miss(synth: SynthResult, loopback_weather, monkeypatch, body: bytes) -> None:
-    """A malformed cache object is fetched again and overwritten, never an error for every
-    execution touching that site-month."""
+def test_a_corrupt_cache_entry_is_a_miss(synth: SynthResult, loopback_weather, monkeypatch, body) -> None:
+    """A malformed cache entry or object is fetched again and overwritten, never an error for
+    every execution touching that month."""
     _, url = loopback_weather()
-    s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket="proc", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3 = cache_bucket()
     s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": [RECORD]}))
-    s3.put_object(Bucket="proc", Key="weather-cache/62.47,10.39/2026-06.json", Body=body)
+    cache = weather.SiteDayCache(s3, "proc", "weather-cache")
+    s3.put_object(Bucket="proc", Key=cache.key(weather.site_group((62.47, 10.39)), "2026-06"), Body=body())
     weather_env(monkeypatch, url, CACHE_PREFIX="weather-cache")
     result = weather.handler(sharded_event(synth, "WeatherEnrichment", "ex1", 1), None, s3=s3)
     assert (result["enriched"], result["failed"], result["requests"]) == (1, 0, 1)
-    cached = json.loads(s3.get_object(Bucket="proc", Key="weather-cache/62.47,10.39/2026-06.json")["Body"].read())
-    assert list(cached["days"]) == ["2026-06-01"] and len(cached["days"]["2026-06-01"]) == 96
+    cached = cached_object(s3, cache, (62.47, 10.39), "2026-06")
+    assert cached["layout"] == weather.CACHE_LAYOUT and list(cached["sites"]["62.47,10.39"]) == ["2026-06-01"]
+    assert len(weather.decode_day(cached["sites"]["62.47,10.39"]["2026-06-01"])) == 96
+
+
+@mock_aws
+def test_an_old_layout_cache_object_is_a_miss(synth: SynthResult, loopback_weather, monkeypatch) -> None:
+    """Objects of the earlier layout (``<lat>,<lon>/<YYYY-MM>.json``, one per site and month) are
+    not read: their days are asked again and written in the new layout; the processed bucket's
+    expiry removes the old objects."""
+    server, url = loopback_weather()
+    s3 = cache_bucket()
+    s3.put_object(Bucket="proc", Key="stage2/ex1/shard-0.json", Body=json.dumps({"records": [RECORD]}))
+    s3.put_object(Bucket="proc", Key="weather-cache/62.47,10.39/2026-06.json", Body=OLD_LAYOUT)
+    weather_env(monkeypatch, url, CACHE_PREFIX="weather-cache")
+    result = weather.handler(sharded_event(synth, "WeatherEnrichment", "ex1", 1), None, s3=s3)
+    assert (result["enriched"], result["from_cache"], result["requests"]) == (1, 0, 1) and server.requests == 1
+    written = json.loads(s3.get_object(Bucket="proc", Key="weather/ex1/shard-0.json")["Body"].read())["records"]
+    assert written[0]["weather"]["temperature_2m"] != 1.0
 
 
 @pytest.mark.parametrize(("stored", "sent"), [("k-123", {"k-123"}), (None, {None})], ids=["key", "no-parameter"])

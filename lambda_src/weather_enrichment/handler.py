@@ -5,17 +5,21 @@ execution's ``shard_count`` shards twice, one at a time (memory stays one shard 
 first to list the site-days the records need, then to enrich them and write
 ``$OUTPUT_PREFIX/<execution_id>/shard-<n>.json``.
 
-Between the two passes it gets those site-days' hourly weather: first from the site-day cache
-(``$CACHE_PREFIX/<lat>,<lon>/<YYYY-MM>.json`` in the processed bucket, one object per site and
-month; only the days some record needs are read), then from the provider for the rest: per
-calendar month one shared range (its first to last missing day) for up to
-``WEATHER_SITES_PER_REQUEST`` sites a request, however sparse the days (Open-Meteo's archive answers a
-``start_date``/``end_date`` range and comma-separated location lists:
-https://open-meteo.com/en/docs/historical-weather-api), at most ``WEATHER_MAX_IN_FLIGHT`` requests
-at a time; of an answer only the days some record needs are kept, as float32. What it fetched
-is merged into the cache objects (complete days only), so a retry or an
-overlapping manifest does not ask again and a warm rerun makes no request. A 429 waits its
-``Retry-After`` (at most ``WEATHER_MAX_RETRY_AFTER`` s); other failures back off exponentially.
+Between the two passes, month by month, it gets those site-days' hourly weather: first from the
+site-day cache (``$CACHE_PREFIX/<YYYY-MM>/<group>.json`` in the processed bucket, one object per
+calendar month and group of sites, a site's group a stable hash of its coordinates: sparse data of
+thousands of sites then costs hundreds of objects, not one per site and month; only the days some
+record needs are decoded), then from the provider for the rest: up to ``WEATHER_SITES_PER_REQUEST``
+sites a request (in order of their first missing day), one range each (first to last missing day of
+its sites, within the month), however sparse the days
+(Open-Meteo's archive answers a ``start_date``/``end_date`` range and comma-separated location
+lists: https://open-meteo.com/en/docs/historical-weather-api), at most ``WEATHER_MAX_IN_FLIGHT``
+requests at a time; of an answer only the days some record needs are kept, as float32. What it
+fetched is merged into the month's cache objects (complete days only, conditional writes), so a
+retry or an overlapping manifest does not ask again and a warm rerun makes no request. Then of each
+site-day only the hours its records need are kept (memory: a few floats a record, not 96 per
+site-day). A 429 waits its ``Retry-After`` (at most ``WEATHER_MAX_RETRY_AFTER`` s); other failures
+back off exponentially.
 
 A failed lookup marks the record (``weather_status``); it never drops it. After
 ``WEATHER_GIVE_UP_AFTER`` requests failed in a row for want of an answer (no connection,
@@ -40,14 +44,18 @@ Every failed attempt is logged with its error and duration.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import http.client
 import json
 import math
 import os
 import random
+import sys
 import threading
 import time
 import urllib.parse
+import zlib
 from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -55,6 +63,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from itertools import chain
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -80,22 +89,36 @@ def site_of(lat: float, lon: float) -> Site:
     return (round(lat, 2), round(lon, 2))
 
 
-# A day of a site is 24 x len(HOURLY) float32 (384 B, not 768 as float64): the provider's values
-# have at most two decimals, float32 keeps seven significant digits, and ``DECIMALS`` gives them
-# back exactly.
+# A day of a site is len(HOURLY) x 24 float32, variable by variable (384 B, not 768 as float64):
+# the provider's values have at most two decimals, float32 keeps seven significant digits, and
+# ``DECIMALS`` gives them back exactly.
 DECIMALS = 3
+DAY_VALUES = 24 * len(HOURLY)
 
 
 def day_values(series: dict[str, list], offset: int) -> array:
-    """24 hours x HOURLY of one day from an answer's ``hourly`` series, NaN where it has none."""
-    out = array("f", [math.nan]) * (24 * len(HOURLY))
-    for h in range(24):
-        for i, name in enumerate(HOURLY):
-            values = series.get(name) or ()
-            value = values[offset + h] if offset + h < len(values) else None
-            if value is not None:
-                out[h * len(HOURLY) + i] = float(value)
+    """The day at ``offset`` of an answer's ``hourly`` series (variable by variable, 24 hours
+    each), NaN where it has none."""
+    parts = [(series.get(name) or ())[offset : offset + 24] for name in HOURLY]
+    if all(len(part) == 24 for part in parts):
+        try:
+            return array("f", chain.from_iterable(parts))  # the common case, at C speed
+        except TypeError:  # a null among them
+            pass
+    out = array("f", [math.nan]) * DAY_VALUES
+    for i, part in enumerate(parts):
+        for h, value in enumerate(part):
+            if isinstance(value, int | float):
+                out[i * 24 + h] = float(value)
     return out
+
+
+def answer_offset(times: list[str], start: str, day: str) -> int | None:
+    """Where ``day`` begins in an answer's hourly ``time`` (hours from ``start``, UTC), checked."""
+    offset = (datetime.fromisoformat(day) - datetime.fromisoformat(start)).days * 24
+    if 0 <= offset < len(times) and times[offset] == f"{day}T00:00":
+        return offset
+    return next((i for i, stamp in enumerate(times) if stamp == f"{day}T00:00"), None)
 
 
 @dataclass
@@ -114,6 +137,8 @@ class WeatherClient:
     sleep: Callable[[float], None] = time.sleep
     log: Callable[..., None] = lambda message, **fields: None
     days: dict[SiteDay, array] = field(default_factory=dict)
+    # of a site-day only the hours records need: (bit h set for hour h, their values hour by hour)
+    kept: dict[SiteDay, tuple[int, array]] = field(default_factory=dict)
     failed: dict[SiteDay, str] = field(default_factory=dict)
     failed_in_a_row: int = 0
     requests: int = 0
@@ -123,32 +148,48 @@ class WeatherClient:
     def hour(self, lat: float, lon: float, when: datetime) -> dict[str, Any]:
         """Weather at ``when`` (UTC, truncated to the hour) for a site, fetched if not known yet."""
         key = (site_of(lat, lon), when.strftime("%Y-%m-%d"))
-        if key not in self.days and key not in self.failed:
-            self.fetch([key])
-        if key in self.failed:
-            raise WeatherError(self.failed[key])
-        values = self.days[key]
-        row = {name: values[when.hour * len(HOURLY) + i] for i, name in enumerate(HOURLY)}
+        mask, hours = self.kept.get(key, (0, None))
+        if hours is not None and mask >> when.hour & 1:
+            base = (mask & ((1 << when.hour) - 1)).bit_count() * len(HOURLY)
+            row = {name: hours[base + i] for i, name in enumerate(HOURLY)}
+        else:
+            if key not in self.days and key not in self.failed:
+                self.fetch([key], again=True)
+            if key in self.failed:
+                raise WeatherError(self.failed[key])
+            values = self.days[key]
+            row = {name: values[i * 24 + when.hour] for i, name in enumerate(HOURLY)}
         if all(math.isnan(v) for v in row.values()):
             raise WeatherError(f"no hour {when.strftime('%Y-%m-%dT%H:00')} in the provider's answer")
         return {name: None if math.isnan(v) else round(v, DECIMALS) for name, v in row.items()}
 
-    def fetch(self, wanted: Iterable[SiteDay]) -> None:
-        """Fetch the site-days not known yet: per calendar month, one range (its first to last
-        missing day over all sites) for up to ``sites_per_request`` sites a request, so requests
-        are ceil(sites / sites_per_request) a month however sparse the days. Only the wanted
-        days of an answer are kept."""
+    def keep_only(self, hours: dict[SiteDay, int]) -> None:
+        """Trade the full days of these site-days for the hours (bit h: hour h) records need."""
+        for key, mask in hours.items():
+            values = self.days.pop(key, None)
+            if values is not None:
+                wanted = [h for h in range(24) if mask >> h & 1]
+                self.kept[key] = (mask, array("f", (values[i * 24 + h] for h in wanted for i in range(len(HOURLY)))))
+
+    def fetch(self, wanted: Iterable[SiteDay], *, again: bool = False) -> None:
+        """Fetch the site-days not known yet (``again``: also those whose hours were kept):
+        per calendar month, up to ``sites_per_request`` sites a request, one range each (its
+        sites' first to last missing day), so requests are ceil(sites / sites_per_request) a
+        month however sparse the days. Only the wanted days of an answer are kept."""
         months: dict[str, dict[Site, set[str]]] = defaultdict(lambda: defaultdict(set))
         for site, day in wanted:
-            if (site, day) not in self.days and (site, day) not in self.failed:
+            key = (site, day)
+            if key not in self.days and key not in self.failed and (again or key not in self.kept):
                 months[day[:7]][site].add(day)
         batches = []
         for _, sites_days in sorted(months.items()):
-            start = min(min(days) for days in sites_days.values())
-            end = max(max(days) for days in sites_days.values())
-            sites = sorted(sites_days)
+            # in order of their first missing day: a request's range (its sites' first to last
+            # day) is then shorter for sparse days (~20 % fewer location-days), the count the same
+            sites = sorted(sites_days, key=lambda site: (min(sites_days[site]), site))
             for i in range(0, len(sites), self.sites_per_request):
                 chunk = {site: sites_days[site] for site in sites[i : i + self.sites_per_request]}
+                start = min(min(days) for days in chunk.values())
+                end = max(max(days) for days in chunk.values())
                 batches.append((start, end, chunk))
         if self.max_in_flight <= 1 or len(batches) <= 1:
             for batch in batches:
@@ -177,9 +218,9 @@ class WeatherClient:
         with self._lock:
             self.failed_in_a_row = 0
             for site, series in zip(sites, answers, strict=True):
-                index = {stamp: i for i, stamp in enumerate(series.get("time") or []) if stamp.endswith("T00:00")}
+                times = series.get("time") or []
                 for day in wanted[site]:
-                    offset = index.get(f"{day}T00:00")
+                    offset = answer_offset(times, start, day)
                     if offset is None:
                         self.failed[site, day] = f"no day {day} in the provider's answer"
                     else:
@@ -277,75 +318,131 @@ def retry_after(value: str | None, cap: float) -> float:
     return min(max(seconds, 0.0), cap)
 
 
-WRITE_ATTEMPTS = 3  # a cache object another execution keeps rewriting: its days are asked again later
+WRITE_ATTEMPTS = 5  # a cache object other executions keep rewriting: its days are asked again later
 WRITE_CONFLICTS = {"PreconditionFailed", "ConditionalRequestConflict"}
+# Cache objects a month: a site's group is CRC-32 of its rounded coordinates modulo this (stable
+# across invocations, unlike hash()). 5,000 sites over a year are 768 objects, not ~60,000; a full
+# month of 5,000 sites is ~1.2 MB an object.
+CACHE_GROUPS = 64
+CACHE_LAYOUT = 2  # 1: one object per site and month, ``<lat>,<lon>/<YYYY-MM>.json`` (not read: misses)
+ENCODED_DAY = len(base64.b64encode(bytes(DAY_VALUES * 4)))
+
+
+def site_name(site: Site) -> str:
+    return f"{site[0]:.2f},{site[1]:.2f}"
+
+
+def site_group(site: Site) -> int:
+    return zlib.crc32(site_name(site).encode()) % CACHE_GROUPS
+
+
+def complete(values: array) -> bool:
+    """Every value of the day is a number (no NaN: an hour the provider had none for)."""
+    return math.isfinite(sum(values))  # one pass in C; a NaN or inf anywhere makes the sum so
+
+
+def encode_day(values: array) -> str:
+    """A day as base64 of its float32, little-endian (the JSON stays small and is parsed and
+    written without a float conversion per value)."""
+    if sys.byteorder == "big":
+        values = array("f", values)
+        values.byteswap()
+    return base64.b64encode(values.tobytes()).decode()
+
+
+def decode_day(text: str) -> array | None:
+    """A cached day, or None (a miss) unless it is exactly 24 hours of every variable with a value."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        return None
+    if len(raw) != DAY_VALUES * 4:
+        return None
+    values = array("f")
+    values.frombytes(raw)
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values if complete(values) else None
 
 
 class SiteDayCache:
-    """Fetched weather kept in the processed bucket, one object per site and month:
-    ``{"fields": HOURLY, "days": {"YYYY-MM-DD": [24 x len(HOURLY) values]}}``. Only the days some
-    record needs are read into memory; a write merges the new days into what the object holds,
-    conditional on the object being what it read (two executions writing the same month at once
-    both keep their days)."""
+    """Fetched weather kept in the processed bucket, one object per calendar month and group of
+    sites (:func:`site_group`): ``{"layout": 2, "fields": HOURLY, "sites": {"<lat>,<lon>":
+    {"YYYY-MM-DD": encode_day(...)}}}``. Only the days some record needs are decoded; a write
+    merges the new days into what the object holds, conditional on the object being what it read
+    (If-Match its ETag, If-None-Match * when there was none:
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html), so two
+    executions writing the same object at once both keep their days. Objects of the earlier
+    layout (one per site and month, at other keys) are not read: those days are misses, asked
+    again and written here; the processed bucket's expiry removes the old objects."""
 
-    def __init__(self, s3: Any, bucket: str, prefix: str, threads: int = 64) -> None:
-        # 64 GETs at once: sparse data (5,000 sites over a year) is ~60,000 site-month objects,
-        # ~25 ms each; 16 at once spent most of the function's time reading them.
+    def __init__(self, s3: Any, bucket: str, prefix: str, threads: int = 16) -> None:
         self.s3, self.bucket, self.prefix, self.threads = s3, bucket, prefix, threads
-        self.absent: set[tuple[Site, str]] = set()  # objects load found missing: store need not read them
+        self.absent: set[tuple[int, str]] = set()  # objects load found missing: store need not read them
 
-    def key(self, site: Site, month: str) -> str:
-        return f"{self.prefix}/{site[0]:.2f},{site[1]:.2f}/{month}.json"
+    def key(self, group: int, month: str) -> str:
+        return f"{self.prefix}/{month}/{group:02d}.json"
 
-    def _read(self, site: Site, month: str, keep: set[str] | None = None) -> tuple[dict[str, array], dict]:
-        """The object's days and the condition a write over it needs (If-Match its ETag, or
-        If-None-Match * when there is none: https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html)."""
+    def _read(self, group: int, month: str) -> tuple[dict[str, dict[str, str]], dict]:
+        """The object's entries and the condition a write over it needs."""
         s3 = self.s3  # called by its name: make iam-check follows names
         try:
-            answer = s3.get_object(Bucket=self.bucket, Key=self.key(site, month))
+            answer = s3.get_object(Bucket=self.bucket, Key=self.key(group, month))
         except s3.exceptions.NoSuchKey:
-            self.absent.add((site, month))
+            self.absent.add((group, month))
             return {}, {"IfNoneMatch": "*"}
         condition = {"IfMatch": answer["ETag"]} if answer.get("ETag") else {}
-        return cached_days(answer["Body"].read(), month, keep), condition
+        return cached_entries(answer["Body"].read()), condition
+
+    def _each(self, site_days: Iterable[SiteDay], work: Callable[[int, str, list[SiteDay]], int | None]) -> int:
+        """``work`` on each (group, month) object these site-days fall in, a few at once."""
+        objects: dict[tuple[int, str], list[SiteDay]] = defaultdict(list)
+        for site, day in site_days:
+            objects[site_group(site), day[:7]].append((site, day))
+        with ThreadPoolExecutor(self.threads) as pool:
+            return sum(pool.map(lambda item: work(*item[0], item[1]) or 0, sorted(objects.items())))
 
     def load(self, wanted: Iterable[SiteDay], client: WeatherClient) -> int:
         """The cached ones of these site-days into ``client.days``; how many were found."""
-        months = by_site_month(wanted)
 
-        def one(site_month: tuple[Site, str]) -> int:
-            days, _ = self._read(*site_month, keep=months[site_month])
-            for day, values in days.items():
-                client.days[site_month[0], day] = values
-            return len(days)
+        def one(group: int, month: str, keys: list[SiteDay]) -> int:
+            entries, _ = self._read(group, month)
+            found = 0
+            for key in keys:
+                values = decode_day(entries.get(site_name(key[0]), {}).get(key[1], ""))
+                if values is not None:
+                    client.days[key] = values
+                    found += 1
+            return found
 
-        with ThreadPoolExecutor(self.threads) as pool:
-            return sum(pool.map(one, sorted(months)))
+        return self._each(wanted, one)
 
     def store(self, fetched: Iterable[SiteDay], client: WeatherClient) -> None:
-        """Add these site-days' complete days to their site-month objects (each object built in
-        its own turn: all of them at once were hundreds of MB of Python floats)."""
-        months = by_site_month(fetched)
+        """Add these site-days' complete days to their objects (each object read, merged and
+        written in its own turn, a few at once: memory stays a few objects)."""
 
-        def one(site_month: tuple[Site, str]) -> None:
-            site, month = site_month
+        def one(group: int, month: str, keys: list[SiteDay]) -> None:
+            new = {}
+            for site, day in keys:
+                values = client.days.get((site, day))
+                if values is not None and complete(values):
+                    new.setdefault(site_name(site), {})[day] = encode_day(values)
+            if not new:  # no complete day: nothing worth a write
+                return
             for attempt in range(WRITE_ATTEMPTS):
-                if site_month in self.absent and not attempt:
-                    days, condition = {}, {"IfNoneMatch": "*"}
+                if (group, month) in self.absent and not attempt:
+                    entries, condition = {}, {"IfNoneMatch": "*"}
                 else:
-                    days, condition = self._read(site, month)
-                for day in months[site_month]:
-                    values = client.days.get((site, day))
-                    if values is not None and not any(math.isnan(x) for x in values):
-                        days[day] = values
-                complete = {day: [round(x, DECIMALS) for x in days[day]] for day in sorted(days)}
-                body = json.dumps({"fields": HOURLY, "days": complete}).encode()
+                    entries, condition = self._read(group, month)
+                for name, days in new.items():
+                    entries.setdefault(name, {}).update(days)
+                body = json.dumps({"layout": CACHE_LAYOUT, "fields": HOURLY, "sites": entries}, separators=(",", ":"))
                 s3 = self.s3
                 try:
                     s3.put_object(
                         Bucket=self.bucket,
-                        Key=self.key(site, month),
-                        Body=body,
+                        Key=self.key(group, month),
+                        Body=body.encode(),
                         ContentType="application/json",
                         **condition,
                     )
@@ -353,39 +450,28 @@ class SiteDayCache:
                     if exc.response.get("Error", {}).get("Code") not in WRITE_CONFLICTS:
                         raise
                     continue
-                self.absent.discard(site_month)
+                self.absent.discard((group, month))
                 return
 
-        with ThreadPoolExecutor(self.threads) as pool:
-            list(pool.map(one, sorted(months)))
+        self._each(fetched, one)
 
 
-def by_site_month(site_days: Iterable[SiteDay]) -> dict[tuple[Site, str], set[str]]:
-    out: dict[tuple[Site, str], set[str]] = defaultdict(set)
-    for site, day in site_days:
-        out[site, day[:7]].add(day)
-    return out
-
-
-def cached_days(body: bytes, month: str, keep: set[str] | None = None) -> dict[str, array]:
-    """The days of a cache object (only those in ``keep`` if given); nothing (a miss: fetched
-    again and overwritten) when it is unreadable, truncated, of other variables, or a day is not
-    24 hours of numbers."""
-    width = 24 * len(HOURLY)
+def cached_entries(body: bytes) -> dict[str, dict[str, str]]:
+    """A cache object's entries, site by day (each still encoded: :func:`decode_day` tells a
+    corrupt one, a miss); nothing (every day a miss, the object overwritten on the next write)
+    when it is unreadable, truncated, of another layout or other variables. Entries that are no
+    encoded day are left out."""
     try:
         stored = json.loads(body)
-        if tuple(stored.get("fields", ())) != HOURLY:
+        if stored.get("layout") != CACHE_LAYOUT or tuple(stored.get("fields", ())) != HOURLY:
             return {}
-        days = {
-            day: array("f", (float(v) for v in values))
-            for day, values in stored["days"].items()
-            if isinstance(day, str) and day[:7] == month and isinstance(values, list) and (keep is None or day in keep)
+        return {
+            site: {d: v for d, v in days.items() if isinstance(v, str) and len(v) == ENCODED_DAY}
+            for site, days in stored["sites"].items()
+            if isinstance(days, dict)
         }
     except (ValueError, TypeError, AttributeError, KeyError):
         return {}
-    if any(len(v) != width or any(math.isnan(x) for x in v) for v in days.values()):
-        return {}
-    return days
 
 
 def parse_time(value: str) -> datetime:
@@ -393,18 +479,26 @@ def parse_time(value: str) -> datetime:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def site_day(record: dict) -> SiteDay:
-    return site_of(float(record["lat"]), float(record["lon"])), parse_time(record["captured_at"]).strftime("%Y-%m-%d")
-
-
 def needed(records: Iterable[dict]) -> set[SiteDay]:
     """The site-days these records need (a record that names none is marked later, by enrich)."""
-    out = set()
+    return set(needed_hours(records))
+
+
+def needed_hours(
+    records: Iterable[dict], into: dict[SiteDay, int] | None = None, sites: dict[Site, Site] | None = None
+) -> dict[SiteDay, int]:
+    """The site-days these records need, each with its hours (bit h: hour h), added to ``into``;
+    a site (in ``sites``) or day seen before is the same object (memory: sparse data is hundreds
+    of thousands of site-days)."""
+    out: dict[SiteDay, int] = {} if into is None else into
+    known: dict[Site, Site] = {} if sites is None else sites
     for record in records:
         try:
-            out.add(site_day(record))
+            site, when = site_of(float(record["lat"]), float(record["lon"])), parse_time(record["captured_at"])
         except (KeyError, ValueError, TypeError, AttributeError):
             continue
+        key = (known.setdefault(site, site), sys.intern(when.strftime("%Y-%m-%d")))
+        out[key] = out.get(key, 0) | 1 << when.hour
     return out
 
 
@@ -489,16 +583,26 @@ def handler(event: dict, context: Any, *, s3: Any = None, ssm: Any = None, clien
     deadline = time.monotonic() + remaining * (1 - WRITE_RESERVE)
     client = client or client_from_env(log.warning, deadline, ssm)
     target = os.environ["OUTPUT_PREFIX"]
-    wanted: set[SiteDay] = set()
+    wanted: dict[SiteDay, int] = {}
+    sites: dict[Site, Site] = {}
     for _, records in read_shards(s3, bucket, source, count):
-        wanted |= needed(records)
+        needed_hours(records, wanted, sites)
+    site_days, cached, unknown = len(wanted), 0, 0
+    months: dict[str, dict[SiteDay, int]] = defaultdict(dict)
+    for key, mask in wanted.items():
+        months[key[1][:7]][key] = mask
+    del wanted
     cache = SiteDayCache(s3, bucket, os.environ["CACHE_PREFIX"]) if os.environ.get("CACHE_PREFIX") else None
-    cached = cache.load(wanted, client) if cache else 0
-    unknown = wanted - client.days.keys()
-    client.fetch(unknown)
-    fetched = {site_day for site_day in unknown if site_day in client.days}
-    if cache and fetched:
-        cache.store(fetched, client)
+    for month in sorted(months):  # one month's full days in memory at a time
+        hours = months.pop(month)
+        cached += cache.load(hours, client) if cache else 0
+        missing_days = [key for key in hours if key not in client.days]
+        unknown += len(missing_days)
+        client.fetch(missing_days)
+        fetched = [key for key in missing_days if key in client.days]
+        if cache and fetched:
+            cache.store(fetched, client)
+        client.keep_only(hours)
     totals = {"records": 0, "enriched": 0, "failed": 0, "shards": 0}
 
     def put(shard: int, body: bytes) -> None:
@@ -524,8 +628,8 @@ def handler(event: dict, context: Any, *, s3: Any = None, ssm: Any = None, clien
     totals.update(
         requests=client.requests,
         failed_attempts=client.failed_attempts,
-        site_days=len(wanted),
-        from_cache=len(wanted) - len(unknown),
+        site_days=site_days,
+        from_cache=site_days - unknown,
         # a shard missing here failed within the tolerated failures (its Map child): nothing to enrich
         missing=missing(count, found),
     )
