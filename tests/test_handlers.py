@@ -11,9 +11,11 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import logging
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -888,6 +890,88 @@ def test_two_executions_writing_one_cache_object_keep_both_days(loopback_weather
         f"{two[0]:.2f},{two[1]:.2f}": ["2026-06-02"],
         **({f"{three[0]:.2f},{three[1]:.2f}": ["2026-06-03"]} if existing else {}),
     }
+
+
+class Interleaved:
+    """The S3 client (moto's) with another execution's work landing between this one's read of a
+    cache object and its conditional PUT: the race If-Match / If-None-Match guard against."""
+
+    def __init__(self, s3: object, meanwhile: Callable[[], None]) -> None:
+        self.s3, self.meanwhile, self.exceptions = s3, meanwhile, s3.exceptions
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.s3, name)
+
+    def put_object(self, **kwargs: object) -> dict:
+        if self.meanwhile and ({"IfMatch", "IfNoneMatch"} & kwargs.keys()):
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
+        return self.s3.put_object(**kwargs)
+
+
+@mock_aws
+def test_a_write_between_the_read_and_the_if_match_put_is_kept(loopback_weather) -> None:
+    """The object is there (site three). A reads it; B writes site one's day; A's PUT carries the
+    ETag it read (If-Match): 412, A reads B's object again and merges. Without the condition A
+    would overwrite B's day (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html)."""
+    _, url = loopback_weather()
+    s3 = cache_bucket()
+    one, two, three = same_group_sites(3)
+    a, b = weather.WeatherClient(url, sleep=lambda _: None), weather.WeatherClient(url, sleep=lambda _: None)
+    second = weather.SiteDayCache(s3, "proc", "wc")
+    b.fetch([(three, "2026-06-03"), (one, "2026-06-01")])
+    second.store([(three, "2026-06-03")], b)
+    first = weather.SiteDayCache(Interleaved(s3, lambda: second.store([(one, "2026-06-01")], b)), "proc", "wc")
+    a.fetch([(two, "2026-06-02")])
+    first.store([(two, "2026-06-02")], a)
+    stored = cached_object(s3, first, one, "2026-06")["sites"]
+    assert sorted(stored) == sorted(weather.site_name(s) for s in (one, two, three))
+
+
+@mock_aws
+def test_a_cache_object_deleted_before_the_if_match_put_is_written_again(loopback_weather) -> None:
+    """Expiry (or a cleared cache) between the read and the PUT: If-Match on a missing object is a
+    lost race too (404), the object is read again (absent) and written with If-None-Match."""
+    _, url = loopback_weather()
+    s3 = cache_bucket()
+    one, two = same_group_sites(2)
+    client = weather.WeatherClient(url, sleep=lambda _: None)
+    client.fetch([(one, "2026-06-01"), (two, "2026-06-02")])
+    weather.SiteDayCache(s3, "proc", "wc").store([(one, "2026-06-01")], client)
+    key = weather.SiteDayCache(s3, "proc", "wc").key(weather.site_group(one), "2026-06")
+    racing = Interleaved(s3, lambda: s3.delete_object(Bucket="proc", Key=key))
+    weather.SiteDayCache(racing, "proc", "wc").store([(two, "2026-06-02")], client)
+    assert list(cached_object(s3, weather.SiteDayCache(s3, "proc", "wc"), two, "2026-06")["sites"]) == [
+        weather.site_name(two)
+    ]
+
+
+@mock_aws
+def test_a_cache_that_cannot_be_read_or_written_costs_requests_not_the_step(loopback_weather) -> None:
+    """The cache only saves requests: an object S3 will not return (archived: InvalidObjectState,
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html) is a miss, and a write S3
+    refuses is logged and skipped; the days are there either way."""
+    _, url = loopback_weather()
+    s3 = cache_bucket()
+    (site,) = same_group_sites(1)
+    cache = weather.SiteDayCache(s3, "proc", "wc")
+    s3.put_object(Bucket="proc", Key=cache.key(weather.site_group(site), "2026-06"), Body=b"{}", StorageClass="GLACIER")
+    told: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: told.append(record.getMessage())
+    logging.getLogger("weather_enrichment").addHandler(handler)
+    client = weather.WeatherClient(url, sleep=lambda _: None)
+    assert cache.load({(site, "2026-06-01")}, client) == 0
+    client.fetch([(site, "2026-06-01")])
+    cache.store([(site, "2026-06-01")], client)  # GetObject refused again: no crash
+    logging.getLogger("weather_enrichment").removeHandler(handler)
+    assert (site, "2026-06-01") in client.days
+    assert any("cache object unreadable" in t for t in told) and any("cache write failed" in t for t in told)
+
+
+def test_minus_zero_is_the_same_site() -> None:
+    assert weather.site_of(-0.001, 0.004) == weather.site_of(0.001, -0.004) == (0.0, 0.0)
+    assert weather.site_name(weather.site_of(-0.001, -0.001)) == weather.site_name(weather.site_of(0.001, 0.001))
 
 
 def cache_body(entry: object, **changes: object) -> bytes:

@@ -86,7 +86,9 @@ class WeatherError(Exception):
 
 
 def site_of(lat: float, lon: float) -> Site:
-    return (round(lat, 2), round(lon, 2))
+    """Coordinates rounded to the provider's grid; ``+ 0.0`` makes -0.0 the same site (and cache
+    name) as 0.0."""
+    return (round(lat, 2) + 0.0, round(lon, 2) + 0.0)
 
 
 # A day of a site is len(HOURLY) x 24 float32, variable by variable (384 B, not 768 as float64):
@@ -319,7 +321,10 @@ def retry_after(value: str | None, cap: float) -> float:
 
 
 WRITE_ATTEMPTS = 5  # a cache object other executions keep rewriting: its days are asked again later
-WRITE_CONFLICTS = {"PreconditionFailed", "ConditionalRequestConflict"}
+# A conditional PUT that lost a race: 412 (the ETag changed, or the object appeared), 409 (a write
+# at the same time), 404 (If-Match on an object deleted since: expiry, or a cleared cache)
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html).
+WRITE_CONFLICTS = {"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"}
 # Cache objects a month: a site's group is CRC-32 of its rounded coordinates modulo this (stable
 # across invocations, unlike hash()). 5,000 sites over a year are 768 objects, not ~60,000; a full
 # month of 5,000 sites is ~1.2 MB an object.
@@ -406,7 +411,13 @@ class SiteDayCache:
         """The cached ones of these site-days into ``client.days``; how many were found."""
 
         def one(group: int, month: str, keys: list[SiteDay]) -> int:
-            entries, _ = self._read(group, month)
+            try:
+                entries, _ = self._read(group, month)
+            except ClientError as exc:  # the cache only saves requests: an unreadable object is a miss
+                get_logger("weather_enrichment", None).warning(
+                    "cache object unreadable: its days are asked for", key=self.key(group, month), error=str(exc)
+                )
+                return 0
             found = 0
             for key in keys:
                 values = decode_day(entries.get(site_name(key[0]), {}).get(key[1], ""))
@@ -419,7 +430,9 @@ class SiteDayCache:
 
     def store(self, fetched: Iterable[SiteDay], client: WeatherClient) -> None:
         """Add these site-days' complete days to their objects (each object read, merged and
-        written in its own turn, a few at once: memory stays a few objects)."""
+        written in its own turn, a few at once). An object holds every site any execution cached
+        that month (~1.2 MB at 5,000 sites): memory follows the cache's breadth, not the execution's.
+        A write S3 refuses is logged and skipped: the lookups are done, a later run asks again."""
 
         def one(group: int, month: str, keys: list[SiteDay]) -> None:
             new = {}
@@ -429,31 +442,51 @@ class SiteDayCache:
                     new.setdefault(site_name(site), {})[day] = encode_day(values)
             if not new:  # no complete day: nothing worth a write
                 return
-            for attempt in range(WRITE_ATTEMPTS):
-                if (group, month) in self.absent and not attempt:
-                    entries, condition = {}, {"IfNoneMatch": "*"}
-                else:
-                    entries, condition = self._read(group, month)
-                for name, days in new.items():
-                    entries.setdefault(name, {}).update(days)
-                body = json.dumps({"layout": CACHE_LAYOUT, "fields": HOURLY, "sites": entries}, separators=(",", ":"))
-                s3 = self.s3
-                try:
-                    s3.put_object(
-                        Bucket=self.bucket,
-                        Key=self.key(group, month),
-                        Body=body.encode(),
-                        ContentType="application/json",
-                        **condition,
-                    )
-                except ClientError as exc:  # another execution wrote it since: read again, merge
-                    if exc.response.get("Error", {}).get("Code") not in WRITE_CONFLICTS:
-                        raise
-                    continue
-                self.absent.discard((group, month))
-                return
+            try:
+                self._merge(group, month, new)
+            except ClientError as exc:  # the lookups are done: a failed cache write costs a later run requests
+                get_logger("weather_enrichment", None).warning(
+                    "cache write failed: its days are asked for again next time",
+                    key=self.key(group, month),
+                    error=str(exc),
+                )
 
         self._each(fetched, one)
+
+    def _merge(self, group: int, month: str, new: dict[str, dict[str, str]]) -> None:
+        """Read, merge and write one object conditionally, again after a lost race (with a short
+        random pause), at most WRITE_ATTEMPTS times; then give the days up, in the log."""
+        for attempt in range(WRITE_ATTEMPTS):
+            if (group, month) in self.absent and not attempt:
+                entries, condition = {}, {"IfNoneMatch": "*"}
+            else:
+                entries, condition = self._read(group, month)
+            for name, days in new.items():
+                entries.setdefault(name, {}).update(days)
+            body = json.dumps({"layout": CACHE_LAYOUT, "fields": HOURLY, "sites": entries}, separators=(",", ":"))
+            s3 = self.s3
+            try:
+                s3.put_object(
+                    Bucket=self.bucket,
+                    Key=self.key(group, month),
+                    Body=body.encode(),
+                    ContentType="application/json",
+                    **condition,
+                )
+            except ClientError as exc:  # another execution wrote it since: read again, merge
+                if exc.response.get("Error", {}).get("Code") not in WRITE_CONFLICTS:
+                    raise
+                self.absent.discard((group, month))
+                time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter
+                continue
+            self.absent.discard((group, month))
+            return
+        get_logger("weather_enrichment", None).warning(
+            "cache object kept changing: its days are asked for again next time",
+            key=self.key(group, month),
+            attempts=WRITE_ATTEMPTS,
+            days=sum(len(days) for days in new.values()),
+        )
 
 
 def cached_entries(body: bytes) -> dict[str, dict[str, str]]:
