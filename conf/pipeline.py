@@ -225,6 +225,13 @@ class PipelineSpec:
         return next((s for s in self.steps if s.plans_shards), None)
 
     @property
+    def manifests(self) -> Location | None:
+        """Where manifests arrive: the location the planning step reads (the trigger watches it,
+        reruns are written there)."""
+        planner = self.planner
+        return planner.reads[0] if planner and planner.reads else None
+
+    @property
     def sharder(self) -> Step | None:
         return next((s for s in self.steps if s.writes_shards), None)
 

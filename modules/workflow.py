@@ -757,7 +757,7 @@ class Workflow(Construct):
         S3 event; it starts one execution per manifest key and content, named after it (EventBridge cannot
         name an execution, so a re-delivery or a re-upload of the same bytes would start another:
         lambda_src/start_run). It reads the manifest to hash it and may start this machine only."""
-        manifests = props.spec.planner.reads[0] if props.spec.planner else None
+        manifests = props.spec.manifests
         if manifests is None:
             raise ValueError(
                 "workflow.start_on_new_manifest needs a step that plans the fan-out and reads the manifests"

@@ -55,7 +55,7 @@ def rerun_manifest(
     # Stamped: the trigger starts one run per manifest key and content (lambda_src/start_run), so a
     # second rerun of the same execution (the first failed too) is a manifest of its own.
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    key = f"{spec.inputs[0].prefix}/rerun-{execution}-{stamp}.json"
+    key = f"{spec.manifests.prefix}/rerun-{execution}-{stamp}.json"
     body = {"images": images, "rerun_of": execution, "shards": shards, "requested_at": stamp}
     s3.put_object(Bucket=raw, Key=key, Body=json.dumps(body).encode(), ContentType="application/json")
     return f"s3://{raw}/{key}", shards

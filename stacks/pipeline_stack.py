@@ -275,10 +275,9 @@ class PipelineStack(TerraformStack):
 
     def _manifests_environment(self) -> dict[str, str]:
         """Where manifests are: the location the planning step reads (conf/pipeline.py)."""
-        planner = self.spec.planner
-        if planner is None or not planner.reads:
+        location = self.spec.manifests
+        if location is None:
             return {}
-        location = planner.reads[0]
         return {
             "MANIFEST_BUCKET": self.data_lake.bucket(location.bucket).bucket_name,
             "MANIFEST_PREFIX": location.prefix,

@@ -125,7 +125,6 @@ def tell(sns: Any, text: str) -> None:
 
 
 def handler(event: Any, context: Any, *, s3: Any = None, sfn: Any = None, sns: Any = None) -> dict:
-    log = get_logger("start_run", None)
     found = object_of(event)
     if found is None:
         raise NotAManifestEvent(
@@ -161,7 +160,7 @@ def handler(event: Any, context: Any, *, s3: Any = None, sfn: Any = None, sns: A
         arn = f"{machine.replace(':stateMachine:', ':execution:', 1)}:{execution}"
         if not already_ran(sfn, arn, event):
             # The same upload delivered again after its run ended: nothing to tell.
-            log.info("nothing started: this event started the execution already", manifest=manifest, execution=arn)
+            log.info("nothing started: this upload started the execution already", manifest=manifest, execution=arn)
             return {"started": False, "execution": arn, "reason": "a second delivery of the event that started it"}
         quoted = json.dumps(manifest, ensure_ascii=False)
         region = machine.split(":")[3]
